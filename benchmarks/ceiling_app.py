@@ -1,0 +1,46 @@
+"""The ingest ceiling: the same ASGI server the hub runs (uvicorn, uvloop, httptools), answering
+202 to the same POST after reading and parsing its JSON body, and doing nothing else.
+
+Run: ``python -m benchmarks.ceiling_app PORT``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+async def ingest(request: Request) -> Response:
+    doc = orjson.loads(await request.body())
+    n = len(doc) if isinstance(doc, list) else 1
+    return Response(orjson.dumps({"accepted": n}), 202, media_type="application/json")
+
+
+async def health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+app = Starlette(routes=[Route("/v1/events", ingest, methods=["POST"]), Route("/health", health)])
+
+
+def main() -> None:
+    # the same server options as `switchboard serve` (src/switchboard/cli.py)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Figures 3 and 4: webhook deliveries/s beside a raw aiohttp client, and accepted → received
+latency at a fixed offered rate.
+
+Throughput: N events are stored with a route to a webhook destination while no worker runs
+(`SWITCHBOARD_RUN_WORKER=0`); then `switchboard worker` starts and the receiver timestamps every
+arrival. The rate is (N - 1) / (last arrival - first arrival), for the hub's worker and for
+`raw_sender` alike, so neither includes process start-up.
+
+Internal delivery events are off (`SWITCHBOARD_INTERNAL_EVENTS=""`): the route matches `*`, so
+each `switchboard.delivery_succeeded` event would be delivered too and double the traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness as h
+from benchmarks.config import Config
+from benchmarks.events import document
+from benchmarks.profiling import Profiler
+from switchboard.signing import generate_secret
+
+_NO_INTERNAL = {"SWITCHBOARD_INTERNAL_EVENTS": ""}
+
+
+def _wire(url: str, key: str, receiver: str, concurrency: int, secret: str) -> None:
+    status, body = h.http(
+        "POST",
+        url + "/v1/destinations",
+        {
+            "name": "sink",
+            "kind": "webhook",
+            "config": {"url": receiver + "/hook"},
+            "secrets": [secret],
+            "concurrency": concurrency,
+        },
+        key,
+    )
+    if status != 201:
+        raise RuntimeError(f"creating the destination: {status} {body}")
+    status, body = h.http(
+        "POST",
+        url + "/v1/routes",
+        {"name": "all", "types": ["*"], "destinations": ["sink"]},
+        key,
+    )
+    if status not in (200, 201):
+        raise RuntimeError(f"creating the route: {status} {body}")
+
+
+def _preload(url: str, key: str, count: int, tag: str, batch: int = 500) -> None:
+    for start in range(0, count, batch):
+        docs = [document(f"{tag}-{n}", n) for n in range(start, min(count, start + batch))]
+        status, body = h.http("POST", url + "/v1/events", docs, key, timeout=60)
+        if status != 202 or body["accepted"] != len(docs):
+            raise RuntimeError(f"pre-loading events: {status} {str(body)[:300]}")
+
+
+def _rate(stats: dict[str, Any]) -> float:
+    span = stats["last"] - stats["first"]
+    return (stats["count"] - 1) / span if span > 0 else 0.0
+
+
+def hub_deliveries(
+    cfg: Config, work: Path, kind: str, run: int, profiler: Profiler | None = None
+) -> dict[str, Any]:
+    n = cfg.deliveries
+    name = f"deliver_{kind}_{run}"
+    secret = generate_secret()
+    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
+        key = h.provision(db)
+        with h.hub(work, db, name=f"hub-{name}", **_NO_INTERNAL) as (url, _):
+            _wire(url, key, receiver, cfg.delivery_concurrency, secret)
+            _preload(url, key, n, f"d{run}")
+        h.http("POST", receiver + "/_reset")
+        env = h.hub_env(db, 0, **_NO_INTERNAL)
+        with h.running(f"worker-{name}", [str(h.BIN / "switchboard"), "worker"], work, env) as w:
+            if profiler is not None:  # from the first arrival: start-up is not the hot path
+                h.wait_count(receiver, 1, within=60)
+                profiler.start(w.pid, f"deliver-{kind}", 5)
+            stats = h.wait_count(receiver, n, within=300)
+            if profiler is not None:
+                profiler.stop()
+    return {"value": _rate(stats), "receiver": stats}
+
+
+def raw_deliveries(cfg: Config, work: Path, run: int) -> dict[str, Any]:
+    n = cfg.deliveries
+    with h.receiver(work) as (receiver, _):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.raw_sender",
+                *(receiver + "/hook", str(n), str(cfg.delivery_concurrency), generate_secret()),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=str(h.ROOT),
+            timeout=300,
+        )
+        sender = json.loads(out.stdout.strip().splitlines()[-1])
+        stats = h.wait_count(receiver, n, within=30)
+    if sender["failures"]:
+        raise RuntimeError(f"raw sender: {sender}")
+    return {"value": _rate(stats), "receiver": stats, "sender": sender}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
+    """Open-loop ingest at `latency_rate` events/s into a hub that runs its worker."""
+    name = f"latency_{kind}_{run}"
+    acks_file = work / f"{name}-acks.json"
+    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
+        key = h.provision(db)
+        env = {**_NO_INTERNAL, "SWITCHBOARD_RUN_WORKER": "1"}
+        with h.hub(work, db, name=f"hub-{name}", **env) as (url, _):
+            _wire(url, key, receiver, cfg.delivery_concurrency, generate_secret())
+            _preload(url, key, 200, f"warm{run}", batch=1)  # warm caches and connections
+            h.wait_count(receiver, 200, within=30)
+            h.http("POST", receiver + "/_reset?keep_bodies=1")
+            gen = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.open_loop",
+                    *(url, key, str(cfg.latency_rate), str(cfg.latency_seconds)),
+                    *(f"l{run}", str(acks_file)),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=str(h.ROOT),
+                timeout=cfg.latency_seconds + 90,
+            )
+            summary = json.loads(gen.stdout.strip().splitlines()[-1])
+            acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
+            h.wait_count(receiver, len(acks), within=60)
+            time.sleep(0.2)
+            _, arrivals = h.http("GET", receiver + "/_arrivals")
+    accepted_to_received: list[float] = []
+    sent_to_received: list[float] = []
+    for a in arrivals.values():
+        ack = acks.get(a["event_id"])
+        if ack is not None:
+            accepted_to_received.append((a["at"] - ack) * 1000)
+        if a["sent_at"] is not None:
+            sent_to_received.append((a["at"] - a["sent_at"]) * 1000)
+    if summary["errors"] or not accepted_to_received:
+        raise RuntimeError(f"latency run: {summary}")
+    return {
+        "p50": _percentile(accepted_to_received, 0.50),
+        "p99": _percentile(accepted_to_received, 0.99),
+        "sent_p50": _percentile(sent_to_received, 0.50),
+        "sent_p99": _percentile(sent_to_received, 0.99),
+        "max": max(accepted_to_received),
+        "events": len(accepted_to_received),
+        "generator": summary,
+    }

@@ -1,0 +1,99 @@
+"""The batched-ingest ceiling, and the bulk loader of the scan and disk figures: the rows the hub
+would store, inserted with the store's own SQL and nothing else (no HTTP, no validation, no
+routing): SQLite's ``INSERT … ON CONFLICT DO NOTHING RETURNING seq`` through ``executemany`` with
+the store's pragmas, PostgreSQL's ``INSERT … SELECT FROM unnest(…)`` through asyncpg. One
+transaction per batch, as one ingest request is at least one transaction in the hub.
+
+Run: ``python -m benchmarks.raw_insert DATABASE_URL TENANT ROWS BATCH TAG [SECONDS]``; prints a
+JSON line ``{"rows", "seconds", "rows_per_s"}``. Rows are built before the clock starts, unless
+ROWS is over 250,000 (a bulk load: built batch by batch, and the figure is not a ceiling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from benchmarks.events import stored
+from switchboard.envelope import now_us
+from switchboard.store.queries import insert_row
+
+_PREBUILD_LIMIT = 250_000
+
+
+def _batches(
+    tenant: str, tag: str, rows: int, batch: int
+) -> Callable[[], Iterator[list[tuple[Any, ...]]]]:
+    def make(start: int) -> list[tuple[Any, ...]]:
+        received = now_us()
+        return [
+            insert_row(stored(tenant, tag, n, received))
+            for n in range(start, min(rows, start + batch))
+        ]
+
+    if rows <= _PREBUILD_LIMIT:
+        built = [make(s) for s in range(0, rows, batch)]
+        return lambda: iter(built)
+    return lambda: (make(s) for s in range(0, rows, batch))
+
+
+def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: float) -> int:
+    from switchboard.store.sqlite import _INSERT
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # the hub's default
+    done = 0
+    for rows in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+        done += len(rows)
+        if time.perf_counter() > until:
+            break
+    conn.close()
+    return done
+
+
+async def insert_postgres(url: str, batches: Iterator[list[tuple[Any, ...]]], until: float) -> int:
+    import asyncpg
+
+    from switchboard.store.postgres import _INSERT
+
+    conn = await asyncpg.connect(url)
+    done = 0
+    try:
+        for rows in batches:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            async with conn.transaction():
+                await conn.fetch(_INSERT, *columns)
+            done += len(rows)
+            if time.perf_counter() > until:
+                break
+    finally:
+        await conn.close()
+    return done
+
+
+def main() -> None:
+    url, tenant, rows, batch, tag = sys.argv[1:6]
+    seconds = float(sys.argv[6]) if len(sys.argv) > 6 else 1e9
+    batches = _batches(tenant, tag, int(rows), int(batch))
+    it = batches()
+    t0 = time.perf_counter()
+    until = t0 + seconds
+    if url.startswith("sqlite:///"):
+        done = insert_sqlite(url.removeprefix("sqlite:///"), it, until)
+    else:
+        done = asyncio.run(insert_postgres(url, it, until))
+    elapsed = time.perf_counter() - t0
+    print(json.dumps({"rows": done, "seconds": elapsed, "rows_per_s": done / elapsed}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+"""`make bench`: every figure of the benchmark beside its ceiling, measured in the same run.
+
+    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 15 min)
+    python -m benchmarks.run --quick    1 run, small counts (< 2 min)
+    python -m benchmarks.run --profile  no figures: py-spy profiles of the hub's hot paths
+
+Writes benchmarks/results/latest.json and latest.md (or quick.json / quick.md with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import delivery, ingest, storage
+from benchmarks import harness as h
+from benchmarks.config import Config
+from benchmarks.profiling import Profiler
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Figure:
+    """One row of the table: the hub's value beside its ceiling, over the runs."""
+
+    key: str
+    label: str
+    unit: str
+    goal: str  # e.g. "ratio >= 0.70" or "p99 <= 50 ms"
+    values: list[float] = field(default_factory=list)
+    ceilings: list[float] = field(default_factory=list)
+    ceiling_label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @staticmethod
+    def _stats(xs: list[float]) -> dict[str, float] | None:
+        if not xs:
+            return None
+        return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+    def ratio(self) -> float | None:
+        if not self.values or not self.ceilings:
+            return None
+        return statistics.median(self.values) / statistics.median(self.ceilings)
+
+    def passed(self) -> bool | None:
+        if not self.values:
+            return None
+        kind, op, bound = self.goal.split()[:3]
+        x = self.ratio() if kind == "ratio" else statistics.median(self.values)
+        if x is None:
+            return None
+        return x >= float(bound) if op == ">=" else x <= float(bound)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "unit": self.unit,
+            "value": self._stats(self.values),
+            "ceiling": self._stats(self.ceilings),
+            "ceiling_label": self.ceiling_label,
+            "ratio": self.ratio(),
+            "goal": self.goal,
+            "pass": self.passed(),
+            "skipped": self.skipped,
+            "runs": {"values": self.values, "ceilings": self.ceilings},
+            "extra": self.extra,
+        }
+
+
+# -- the figures -------------------------------------------------------------------------------
+
+
+def _attempt(fig: Figure, fn: Callable[[], None]) -> None:
+    """Run a figure; a failure is recorded in the table instead of stopping the whole run."""
+    try:
+        fn()
+    except Exception as exc:
+        h.say(f"{fig.key} FAILED: {exc}")
+        fig.skipped = f"failed: {str(exc)[:300]}"
+
+
+def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
+    figs = []
+    ceilings: list[float] = []
+    for run in range(cfg.runs):
+        c = ingest.ceiling_ingest(cfg, work, run, 1)["value"]
+        ceilings.append(c)
+        h.say(f"ceiling app, 1 event/request, run {run + 1}: {c:,.0f} events/s")
+    for kind in backends:
+        goal = "ratio >= 0.70" if kind == "sqlite" else "ratio >= 0.60"
+        fig = Figure(
+            f"ingest_1_{kind}",
+            f"ingest, 1 event/request, {_name(kind)}",
+            "events/s",
+            goal,
+            ceilings=ceilings,
+            ceiling_label="same uvicorn answering 202 after parsing",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig) -> None:
+            for run in range(cfg.runs):
+                r = ingest.hub_ingest(cfg, work, kind, run, 1)
+                fig.values.append(r["value"])
+                fig.extra.setdefault("wrk_p99_ms", []).append(r["wrk"]["p99_us"] / 1000)
+                h.say(f"hub {kind}, 1 event/request, run {run + 1}: {r['value']:,.0f} events/s")
+
+        _attempt(fig, measure)
+        figs.append(fig)
+    for kind in backends:
+        fig = Figure(
+            f"ingest_100_{kind}",
+            f"ingest, 100 events/request, {_name(kind)}",
+            "events/s",
+            "ratio >= 0.60",
+            ceiling_label="raw batched INSERT of the same rows (store SQL, no HTTP)",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig) -> None:
+            for run in range(cfg.runs):
+                raw = ingest.raw_batched(cfg, work, kind, run)["value"]
+                fig.ceilings.append(raw)
+                r = ingest.hub_ingest(cfg, work, kind, run, 100)
+                fig.values.append(r["value"])
+                h.say(
+                    f"{kind}, 100 events/request, run {run + 1}: hub {r['value']:,.0f}, "
+                    f"raw insert {raw:,.0f} events/s"
+                )
+
+        _attempt(fig, measure)
+        figs.append(fig)
+    return figs
+
+
+def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
+    figs = []
+    ceilings: list[float] = []
+    for run in range(cfg.runs):
+        c = delivery.raw_deliveries(cfg, work, run)["value"]
+        ceilings.append(c)
+        h.say(f"raw aiohttp sender, run {run + 1}: {c:,.0f} requests/s")
+    for kind in backends:
+        fig = Figure(
+            f"deliveries_{kind}",
+            f"webhook deliveries, {_name(kind)}, concurrency {cfg.delivery_concurrency}",
+            "deliveries/s",
+            "ratio >= 0.60",
+            ceilings=ceilings,
+            ceiling_label="raw aiohttp client, same signed requests",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig) -> None:
+            for run in range(cfg.runs):
+                r = delivery.hub_deliveries(cfg, work, kind, run)
+                fig.values.append(r["value"])
+                h.say(f"worker {kind}, run {run + 1}: {r['value']:,.0f} deliveries/s")
+
+        _attempt(fig, measure)
+        figs.append(fig)
+    for kind in backends:
+        fig = Figure(
+            f"latency_{kind}",
+            f"accepted → received p99 at {cfg.latency_rate:,} events/s, {_name(kind)}",
+            "ms",
+            "p99 <= 50",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig) -> None:
+            for run in range(cfg.runs):
+                r = delivery.latency(cfg, work, kind, run)
+                fig.values.append(r["p99"])
+                for k in ("p50", "sent_p50", "sent_p99", "max"):
+                    fig.extra.setdefault(k, []).append(r[k])
+                fig.extra.setdefault("late_sends", []).append(r["generator"]["late"])
+                h.say(
+                    f"latency {kind}, run {run + 1}: p50 {r['p50']:.1f} ms, "
+                    f"p99 {r['p99']:.1f} ms ({r['events']} events)"
+                )
+
+        _attempt(fig, measure)
+        figs.append(fig)
+    return figs
+
+
+def scan_figure(cfg: Config, work: Path, kind: str) -> Figure:
+    fig = Figure(
+        f"replay_scan_{kind}",
+        f"replay dry-run scan, {cfg.scan_events:,} events, {_name(kind)}",
+        "events/s",
+        "ratio >= 0.50",
+        ceiling_label="plain SELECT of the same rows (the scanner's query, one cursor)",
+    )
+
+    def measure() -> None:
+        with h.fresh_database(kind, work, f"scan_{kind}") as db:
+            key = h.provision(db)
+            storage.load(work, db, cfg.scan_events)
+            if kind == "postgres" and cfg.scan_events >= 1_000_000:
+                fig.extra["disk"] = storage.disk(db)
+            with h.hub(work, db, name=f"hub-scan-{kind}") as (url, _):
+                storage.with_destination(url, key)
+                for run in range(cfg.runs):
+                    plain = storage.plain_select(db)
+                    fig.ceilings.append(plain["value"])
+                    try:
+                        dry = storage.dry_run(url, key, cfg.scan_timeout)
+                    except TimeoutError:
+                        bound = cfg.scan_events / cfg.scan_timeout
+                        fig.skipped = (
+                            f"did not finish within {cfg.scan_timeout:.0f} s: "
+                            f"< {bound:,.0f} events/s (SELECT {plain['value']:,.0f}/s)"
+                        )
+                        h.say(f"scan {kind}: {fig.skipped}")
+                        return
+                    fig.values.append(dry["value"])
+                    if dry["events"] != plain["rows"]:
+                        raise RuntimeError(f"dry run counted {dry['events']}, SELECT {plain}")
+                    h.say(
+                        f"scan {kind}, run {run + 1}: dry run {dry['value']:,.0f}/s, "
+                        f"SELECT {plain['value']:,.0f}/s"
+                    )
+
+    _attempt(fig, measure)
+    return fig
+
+
+def disk_figure(cfg: Config, work: Path, measured: dict[str, Any] | None) -> Figure:
+    fig = Figure(
+        "disk_postgres",
+        f"disk bytes per stored event, PostgreSQL, {cfg.scan_events:,} events",
+        "bytes",
+        "ratio <= 2.0",
+        ceiling_label="the event's JSON envelope",
+    )
+
+    def measure() -> None:
+        d = measured
+        if d is None:
+            with h.fresh_database("postgres", work, "disk") as db:
+                h.provision(db)
+                storage.load(work, db, cfg.scan_events)
+                d = storage.disk(db)
+        fig.values.append(d["value"])
+        fig.ceilings.append(d["json_envelope_bytes"])
+        fig.extra = d
+        h.say(
+            f"disk: {d['value']:,.0f} bytes/event (heap {d['heap_bytes_per_event']:,.0f}, "
+            f"indexes {d['index_bytes_per_event']:,.0f}) vs JSON {d['json_envelope_bytes']:,.0f}"
+        )
+
+    _attempt(fig, measure)
+    return fig
+
+
+def _name(kind: str) -> str:
+    return {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
+
+
+# -- machine and report ------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    """The checked-out commit, read from .git without running git."""
+    git = h.ROOT / ".git"
+    try:
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(":", 1)[1].strip()
+        for base in (git, git.parent.parent if git.parent.name == "worktrees" else git):
+            if (base / ref).exists():
+                return (base / ref).read_text().strip()
+            packed = base / "packed-refs"
+            if packed.exists():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration):
+        mem_kb = 0
+    wrk = subprocess.run([h.ensure_wrk(), "-v"], capture_output=True, text=True, check=False)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": h.pg_version() if h.pg_available() else None,
+        "wrk": (wrk.stdout + wrk.stderr).split("Copyright")[0].strip(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _fmt(x: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{x:.1f}"
+    return f"{x:,.0f}"
+
+
+def _cell(stats: dict[str, float] | None, unit: str) -> str:
+    if stats is None:
+        return "—"
+    med = _fmt(stats["median"], unit)
+    if stats["n"] == 1:
+        return med
+    return f"{med} ({_fmt(stats['min'], unit)}–{_fmt(stats['max'], unit)})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    cfg = report["config"]
+    lines = [
+        f"# Switchboard benchmark ({'quick' if cfg['quick'] else 'full'} run)",
+        "",
+        f"`{report['command']}` — {report['finished']}, {report['seconds']:.0f} s, "
+        f"{'median of ' + str(cfg['runs']) + ' runs (min–max)' if cfg['runs'] > 1 else '1 run'}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or 'absent'}, {m['wrk']}; "
+        f"commit `{(m['git_commit'] or 'unknown')[:12]}`.",
+        "",
+        "| figure | value | ceiling (same run) | ratio | goal | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in report["figures"]:
+        if f["skipped"] and not f["value"]:
+            lines.append(f"| {f['label']} | {f['skipped']} | | | {f['goal']} | — |")
+            continue
+        ceiling = _cell(f["ceiling"], f["unit"])
+        if f["ceiling_label"] and f["ceiling"]:
+            ceiling += f" ({f['ceiling_label']})"
+        ratio = f"{f['ratio']:.2f}" if f["ratio"] is not None else "—"
+        value = _cell(f["value"], f["unit"]) + f" {f['unit']}"
+        if f["key"].startswith("latency"):
+            p50 = statistics.median(f["extra"]["p50"])
+            value = f"p99 {value}, p50 {p50:.1f} ms"
+        result = {True: "pass", False: "**fail**", None: "—"}[f["pass"]]
+        lines.append(f"| {f['label']} | {value} | {ceiling} | {ratio} | {f['goal']} | {result} |")
+    lines += [
+        "",
+        "Load: wrk with `benchmarks/ingest.lua` (unique ids, ~400-byte events), "
+        f"{cfg['connections']} connections for 1 event/request, {cfg['batch_connections']} for "
+        f"100, {cfg['duration']:.0f} s after a 1 s warm-up, a fresh database per run; rate "
+        "limits off. Deliveries: a pre-loaded queue drained by `switchboard worker` into a "
+        "local receiver, internal delivery events off. Latency: an open-loop generator, "
+        "receiver arrival minus the client's 202. See benchmarks/README.md.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def profile(work: Path) -> None:
+    """py-spy profiles of the hub during the ingest and delivery figures (no table)."""
+    cfg = Config.make(quick=True)
+    cfg = Config(**{**cfg.__dict__, "duration": 10, "deliveries": 10_000})
+    prof = Profiler(RESULTS, work)
+    backends = ["sqlite", "postgres"] if h.pg_available() else ["sqlite"]
+    for kind in backends:
+        r = ingest.hub_ingest(cfg, work, kind, 0, 1, profiler=prof)
+        h.say(f"profiled ingest {kind}: {r['value']:,.0f} events/s (under py-spy)")
+        r = delivery.hub_deliveries(cfg, work, kind, 0, profiler=prof)
+        h.say(f"profiled deliveries {kind}: {r['value']:,.0f}/s (under py-spy)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run, small counts, < 2 min")
+    parser.add_argument("--profile", action="store_true", help="py-spy profiles, no figures")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    h.ensure_wrk()
+    started = time.time()
+    with h.workdir() as tmp:
+        work = Path(tmp)
+        if args.profile:
+            profile(work)
+            return
+        cfg = Config.make(args.quick)
+        has_pg = h.pg_available()
+        if not has_pg:
+            h.say(f"PostgreSQL is not reachable at {h.PG_ADMIN_URL}: its figures are skipped")
+        backends = ["sqlite", "postgres"] if has_pg else ["sqlite"]
+        figures = ingest_figures(cfg, work, backends)
+        figures += delivery_figures(cfg, work, backends)
+        scan_kind = cfg.scan_backend if has_pg else "sqlite"
+        scan = scan_figure(cfg, work, scan_kind)
+        figures.append(scan)
+        if has_pg:
+            figures.append(disk_figure(cfg, work, scan.extra.get("disk")))
+    report = {
+        "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": time.time() - started,
+        "machine": machine(),
+        "config": cfg.__dict__,
+        "figures": [f.to_json() for f in figures],
+    }
+    stem = "quick" if args.quick else "latest"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = markdown(report)
+    (RESULTS / f"{stem}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Switchboard: a self-hosted, multi-tenant event hub."""

@@ -1,0 +1,126 @@
+"""The ASGI application: routes from each resource module, one error translation, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from switchboard.api import admin, catalog, deliveries, events, segment, sources
+from switchboard.api.common import JSONResponse, hub
+from switchboard.api.openapi import openapi_document
+from switchboard.config import Settings
+from switchboard.errors import ApiError, StoreError, StoreUnavailable
+from switchboard.hub import Hub
+
+log = logging.getLogger("switchboard.api")
+
+DOCS_HTML = """<!doctype html><html><head><title>Switchboard API</title>
+<meta charset="utf-8"><link rel="stylesheet"
+href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head><body>
+<div id="ui"></div><script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js">
+</script><script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<noscript>The raw document is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>"""
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def health_detailed(request: Request) -> Response:
+    h = await hub(request).store.health()
+    body = {
+        "status": "ok" if h.ok else "degraded",
+        "store": {
+            "backend": h.backend,
+            "reachable": h.error is None,
+            "migrations": {
+                "current": h.revision,
+                "head": h.head,
+                "up_to_date": h.revision == h.head,
+            },
+            "counts": h.counts,
+        },
+    }
+    if h.error:
+        body["store"]["error"] = h.error  # type: ignore[index]
+    return JSONResponse(body, status_code=200 if h.ok else 503)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(DOCS_HTML)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable", extra={"action": "store_unavailable", "error": str(exc)})
+        return JSONResponse(
+            {"error": {"code": "unavailable", "message": "the store is unavailable; retry"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    log.error("store error", extra={"action": "store_error", "error": str(exc)})
+    return JSONResponse(
+        {"error": {"code": "store_error", "message": "the store failed; retry later"}},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code
+    )
+
+
+def create_app(settings: Settings, hub_: Hub | None = None) -> Starlette:
+    the_hub = hub_ or Hub(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await the_hub.open()
+        try:
+            yield
+        finally:
+            await the_hub.close()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/health/detailed", health_detailed),
+            Route("/openapi.json", openapi),
+            Route("/docs", docs),
+            *events.routes,
+            *catalog.routes,
+            *admin.routes,
+            *deliveries.routes,
+            *sources.routes,
+            *segment.routes,
+        ],
+        exception_handlers={
+            ApiError: _api_error,
+            StoreError: _store_error,
+            HTTPException: _http_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.hub = the_hub
+    return app

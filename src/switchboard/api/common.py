@@ -1,0 +1,103 @@
+"""Shared request plumbing: JSON in and out, authentication, parameter parsing, errors."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from switchboard.auth import Principal
+from switchboard.envelope import EnvelopeError, parse_time
+from switchboard.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from switchboard.hub import Hub
+from switchboard.store import Scope
+
+JSON_TYPES = ("application/json",)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def hub(request: Request) -> Hub:
+    h: Hub = request.app.state.hub
+    return h
+
+
+async def principal(request: Request, scope: Scope) -> Principal:
+    p = await hub(request).auth.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-switchboard-tenant")
+    )
+    p.require(scope)
+    return p
+
+
+async def read_json(request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES) -> Any:
+    """The parsed JSON body, after checking content type and size."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in types:
+        raise UnsupportedMedia(
+            f"Content-Type must be {' or '.join(types)}, got {ctype or 'nothing'!r}"
+        )
+    body = await read_body(request, limit)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body (gunzipped when ``Content-Encoding: gzip``), at most `limit` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").strip().lower() == "gzip":
+        # a bounded decompression: a small bomb must not expand past the limit in memory
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise BadRequest(f"the body is not valid gzip: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the decompressed body is over the limit of {limit} bytes")
+    return body
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter '{name}' must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"query parameter '{name}' must be between {lo} and {hi}")
+    return value
+
+
+def query_time(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw.replace(" ", "+"), name)
+    except EnvelopeError as exc:
+        raise BadRequest(
+            f"query parameter '{name}' {exc.errors[0]['message']}",
+            details=[{"path": f"?{name}", "message": exc.errors[0]["message"]}],
+        ) from None

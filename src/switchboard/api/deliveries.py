@@ -1,0 +1,515 @@
+"""Destinations, routes, deliveries and attempts, the dead-letter queue, replays, the inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
+
+from switchboard import replay, retry
+from switchboard.api.common import JSONResponse, hub, principal, query_int, query_time, read_json
+from switchboard.channels import Destination
+from switchboard.channels.registry import check_destination_config
+from switchboard.envelope import format_us, new_id, now_us
+from switchboard.errors import BadRequest, NotFound, Unprocessable
+from switchboard.router import RouteError, parse_route
+from switchboard.signing import generate_secret
+from switchboard.store import Scope
+
+KINDS_WITH_SIGNING = {"webhook"}
+DESTINATION_FIELDS = {
+    "name",
+    "kind",
+    "config",
+    "secrets",
+    "timeout",
+    "concurrency",
+    "rate_per_second",
+    "rate_per_minute",
+    "retry_schedule",
+    "enabled",
+}
+
+
+def _mask(secret: str) -> str:
+    return secret[:10] + "…" if len(secret) > 12 else "…"
+
+
+def destination_json(d: Destination, reveal: bool = False) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "name": d.name,
+        "kind": d.kind,
+        "config": d.config,
+        "secrets": list(d.secrets) if reveal else [_mask(s) for s in d.secrets],
+        "timeout": d.timeout,
+        "concurrency": d.concurrency,
+        "rate_per_second": d.rate_per_second,
+        "rate_per_minute": d.rate_per_minute,
+        "retry_schedule": list(d.retry_schedule) if d.retry_schedule else None,
+        "enabled": d.enabled,
+        "disabled_reason": d.disabled_reason,
+    }
+
+
+def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -> Destination:
+    """Validate a destination body; every problem names its field."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a destination object")
+    problems: list[str] = [f"{k}: unknown field" for k in body if k not in DESTINATION_FIELDS]
+    name = body.get("name", existing.name if existing else None)
+    if not isinstance(name, str) or not name:
+        problems.append("name: required")
+    kind = body.get("kind", existing.kind if existing else None)
+    config = body.get("config", existing.config if existing else {})
+    if not isinstance(config, dict):
+        problems.append("config: must be an object")
+        config = {}
+    problems += check_destination_config(str(kind), config)
+    secrets = body.get("secrets")
+    if secrets is None:
+        secrets = (
+            list(existing.secrets)
+            if existing
+            else ([generate_secret()] if kind in KINDS_WITH_SIGNING else [])
+        )
+    if (
+        not isinstance(secrets, list)
+        or not all(isinstance(s, str) for s in secrets)
+        or len(secrets) > 2
+    ):
+        problems.append("secrets: a list of at most two strings (two during rotation)")
+        secrets = []
+
+    def num(field: str, default: Any, lo: float, hi: float) -> Any:
+        value = body.get(field, getattr(existing, field) if existing else default)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
+            problems.append(f"{field}: a number between {lo} and {hi}")
+            return default
+        return value
+
+    timeout = num("timeout", 10.0, 0.1, 300)
+    concurrency = num("concurrency", 10, 1, 1000)
+    rps = num("rate_per_second", None, 0.001, 100000)
+    rpm = num("rate_per_minute", None, 0.001, 1000000)
+    schedule = existing.retry_schedule if existing else None
+    if "retry_schedule" in body:
+        try:
+            schedule = (
+                retry.schedule_from_spec(body["retry_schedule"])
+                if body["retry_schedule"] is not None
+                else None
+            )
+        except (ValueError, TypeError) as exc:
+            problems.append(f"retry_schedule: {exc}")
+    enabled = body.get("enabled", existing.enabled if existing else True)
+    if not isinstance(enabled, bool):
+        problems.append("enabled: true or false")
+    if problems:
+        raise Unprocessable(
+            "invalid destination: " + "; ".join(problems),
+            details=[
+                {"path": "/" + p.split(":")[0].replace(".", "/"), "message": p} for p in problems
+            ],
+        )
+    return Destination(
+        id=existing.id if existing else "dst_" + new_id(),
+        tenant_id=tenant_id,
+        name=str(name),
+        kind=str(kind),
+        config=config,
+        secrets=tuple(secrets),
+        timeout=float(timeout),
+        concurrency=int(concurrency),
+        rate_per_second=rps,
+        rate_per_minute=rpm,
+        retry_schedule=schedule,
+        enabled=bool(enabled),
+        disabled_reason=None if enabled else (existing.disabled_reason if existing else None),
+        created_us=existing.created_us if existing else now_us(),
+    )
+
+
+async def create_destination(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    body = await read_json(request, 65536)
+    dest = parse_destination(body, p.tenant(), None)
+    if await h.deliveries.get_destination(p.tenant(), dest.name) is not None:
+        raise Unprocessable(f"a destination named {dest.name!r} exists; PATCH it instead")
+    await h.deliveries.put_destination(dest, now_us())
+    return JSONResponse(destination_json(dest, reveal=True), status_code=201)
+
+
+async def update_destination(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    existing = await h.deliveries.get_destination(p.tenant(), request.path_params["ref"])
+    if existing is None:
+        raise NotFound("no destination with that id or name in this tenant")
+    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing)
+    await h.deliveries.put_destination(dest, now_us())
+    return JSONResponse(destination_json(dest, reveal="secrets" in request.query_params))
+
+
+async def list_destinations(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    dests = await hub(request).deliveries.list_destinations(p.tenant())
+    return JSONResponse({"data": [destination_json(d) for d in dests]})
+
+
+async def get_destination(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    d = await hub(request).deliveries.get_destination(p.tenant(), request.path_params["ref"])
+    if d is None:
+        raise NotFound("no destination with that id or name in this tenant")
+    return JSONResponse(destination_json(d))
+
+
+async def delete_destination(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    d = await h.deliveries.get_destination(p.tenant(), request.path_params["ref"])
+    if d is None or not await h.deliveries.delete_destination(p.tenant(), d.id):
+        raise NotFound("no destination with that id or name in this tenant")
+    return Response(status_code=204)
+
+
+async def put_route(h: Any, tenant_id: str, spec: Any) -> dict[str, Any]:
+    """Validate and store one route (by name: a second PUT of the same name replaces it)."""
+    if not isinstance(spec, dict):
+        raise BadRequest("a route must be an object")
+    names: dict[str, str] = {}
+    for d in await h.deliveries.list_destinations(tenant_id):
+        names[d.name] = d.id
+        names[d.id] = d.id
+    route_id = (await h.deliveries.route_id_by_name(tenant_id, str(spec.get("name")))) or (
+        "rte_" + new_id()
+    )
+    try:
+        route = parse_route(spec, route_id=route_id, tenant_id=tenant_id, destination_ids=names)
+    except RouteError as exc:
+        raise Unprocessable(
+            f"invalid route: {exc}",
+            details=[
+                {"path": "/" + p.split(":")[0].split(".")[0], "message": p} for p in exc.problems
+            ],
+        ) from None
+    stored = {**spec, "destination_ids": list(route.destinations)}
+    await h.deliveries.put_route(tenant_id, route_id, route.name, stored, now_us())
+    h.routes.forget(tenant_id)
+    return {"id": route_id, **spec}
+
+
+async def create_route(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    body = await read_json(request, 262144)
+    if isinstance(body, dict) and "routes" in body:  # a whole routes file, applied at once
+        if not isinstance(body["routes"], list):
+            raise BadRequest("routes: must be a list")
+        out = [await put_route(h, p.tenant(), r) for r in body["routes"]]
+        return JSONResponse({"data": out}, status_code=200)
+    return JSONResponse(await put_route(h, p.tenant(), body), status_code=201)
+
+
+async def list_routes(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    rows = await hub(request).deliveries.list_routes(p.tenant())
+    return JSONResponse({"data": [{"id": i, **spec} for i, _, spec in rows]})
+
+
+async def delete_route(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    route_id = await h.deliveries.route_id_by_name(p.tenant(), request.path_params["ref"])
+    if route_id is None or not await h.deliveries.delete_route(p.tenant(), route_id):
+        raise NotFound("no route with that id or name in this tenant")
+    h.routes.forget(p.tenant())
+    return Response(status_code=204)
+
+
+async def event_deliveries(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.READ)
+    event = await h.store.get_event(
+        p.tenant(), request.path_params["event_id"], request.query_params.get("source")
+    )
+    if event is None:
+        raise NotFound("no event with that id in this tenant")
+    rows = await h.deliveries.for_event(p.tenant(), event.seq)
+    return JSONResponse({"data": [{**d.to_json(), "event_id": event.id} for d in rows]})
+
+
+async def get_delivery(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    d = await hub(request).deliveries.get(p.tenant(), request.path_params["delivery_id"])
+    if d is None:
+        raise NotFound("no delivery with that id in this tenant")
+    return JSONResponse(d.to_json())
+
+
+async def delivery_attempts(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.READ)
+    delivery_id = request.path_params["delivery_id"]
+    if await h.deliveries.get(p.tenant(), delivery_id) is None:
+        raise NotFound("no delivery with that id in this tenant")
+    rows = await h.deliveries.attempts(p.tenant(), delivery_id)
+    return JSONResponse({"data": [a.to_json() for a in rows]})
+
+
+async def _listing(request: Request, status: str | None) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.READ)
+    q = request.query_params
+    pattern = None
+    if q.get("filter"):
+        from switchboard.patterns import PatternError, parse_pattern
+
+        try:
+            pattern = parse_pattern(q["filter"])
+        except PatternError as exc:
+            raise BadRequest(f"filter: {exc}") from None
+    dest_id = None
+    if q.get("destination"):
+        d = await h.deliveries.get_destination(p.tenant(), q["destination"])
+        if d is None:
+            raise BadRequest("query parameter 'destination': no such destination")
+        dest_id = d.id
+    before = None
+    if q.get("cursor"):
+        try:
+            t, i = q["cursor"].split(":", 1)
+            before = (int(t), i)
+        except ValueError:
+            raise BadRequest("query parameter 'cursor': not one this API returned") from None
+    limit = query_int(request, "limit", 100, 1, 1000)
+    rows = await h.deliveries.listing(
+        p.tenant(),
+        status=status or q.get("status"),
+        destination_id=dest_id,
+        types=tuple(t for raw in q.getlist("type") for t in raw.split(",") if t),
+        from_us=query_time(request, "from"),
+        to_us=query_time(request, "to"),
+        pattern=pattern,
+        replay_id=q.get("replay"),
+        before=before,
+        limit=limit,
+    )
+    data = [
+        {
+            **d.to_json(),
+            "event": {
+                "id": e.id,
+                "type": e.type,
+                "time": format_us(e.time_us),
+                "subject": e.subject,
+            },
+        }
+        for d, e in rows
+    ]
+    cursor = f"{rows[-1][0].updated_us}:{rows[-1][0].id}" if len(rows) == limit else None
+    return JSONResponse({"data": data, "next_cursor": cursor})
+
+
+async def list_deliveries(request: Request) -> Response:
+    return await _listing(request, None)
+
+
+async def list_dead(request: Request) -> Response:
+    return await _listing(request, "dead")
+
+
+async def dlq_stats(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    rows = await hub(request).deliveries.dlq_stats(p.tenant())
+    by_type: dict[str, int] = {}
+    by_dest: dict[str, int] = {}
+    for etype, dest, n in rows:
+        by_type[etype] = by_type.get(etype, 0) + n
+        by_dest[dest] = by_dest.get(dest, 0) + n
+    return JSONResponse(
+        {"total": sum(by_type.values()), "by_type": by_type, "by_destination": by_dest}
+    )
+
+
+async def _ids(request: Request) -> list[str]:
+    body = await read_json(request, 1_048_576)
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 10000:
+        raise BadRequest('the body must be {"ids": [delivery ids]} (at most 10,000)')
+    return ids
+
+
+async def retry_dead(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    ids = await _ids(request)
+    n = await h.deliveries.requeue(p.tenant(), ids, now_us())
+    if h.worker is not None:
+        h.worker.wakeup.set()
+    return JSONResponse({"requeued": n})
+
+
+async def retry_one(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    n = await h.deliveries.requeue(p.tenant(), [request.path_params["delivery_id"]], now_us())
+    if n == 0:
+        raise NotFound("no dead or cancelled delivery with that id in this tenant")
+    if h.worker is not None:
+        h.worker.wakeup.set()
+    return JSONResponse({"requeued": n})
+
+
+async def archive_dead(request: Request) -> Response:
+    p = await principal(request, Scope.MANAGE)
+    n = await hub(request).deliveries.archive(p.tenant(), await _ids(request), now_us())
+    return JSONResponse({"archived": n})
+
+
+async def provider_status(request: Request) -> Response:
+    """A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack)."""
+    p = await principal(request, Scope.INGEST)
+    body = await read_json(request, 65536)
+    if not isinstance(body, dict) or body.get("status") not in ("delivered", "read"):
+        raise BadRequest('the body must be {"provider_id": ..., "status": delivered|read}')
+    n = await hub(request).deliveries.provider_status(
+        p.tenant(), str(body.get("provider_id")), body["status"], now_us()
+    )
+    return JSONResponse({"updated": n})
+
+
+def _replay_spec(
+    body: Any, tenant_id: str, names: dict[str, str], routes: dict[str, str]
+) -> tuple[replay.ReplaySpec, bool]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a replay object")
+    problems: list[str] = []
+    from switchboard.envelope import EnvelopeError, parse_time
+
+    times: dict[str, int | None] = {}
+    for f in ("from", "to"):
+        times[f] = None
+        if body.get(f) is not None:
+            try:
+                times[f] = parse_time(body[f], f)
+            except EnvelopeError as exc:
+                problems.append(f"{f}: {exc.errors[0]['message']}")
+    pattern = body.get("filter")
+    if pattern is not None:
+        from switchboard.patterns import PatternError, compile_pattern
+
+        try:
+            compile_pattern(pattern)
+        except (PatternError, TypeError) as exc:
+            problems.append(f"filter: {exc}")
+    types = body.get("types", [])
+    if isinstance(types, str):
+        types = [types]
+    dest_ids = []
+    for i, d in enumerate(body.get("destinations") or []):
+        if d not in names:
+            problems.append(f"destinations[{i}]: no destination {d!r} in this tenant")
+        else:
+            dest_ids.append(names[d])
+    route_ids = []
+    for i, r in enumerate(body.get("routes") or []):
+        if r not in routes:
+            problems.append(f"routes[{i}]: no route {r!r} in this tenant")
+        else:
+            route_ids.append(routes[r])
+    dry = body.get("dry_run", False)
+    if not isinstance(dry, bool):
+        problems.append("dry_run: true or false")
+    if problems:
+        raise Unprocessable(
+            "invalid replay: " + "; ".join(problems),
+            details=[{"path": "/" + p.split(":")[0].split("[")[0], "message": p} for p in problems],
+        )
+    return (
+        replay.ReplaySpec(
+            tenant_id,
+            times["from"],
+            times["to"],
+            tuple(types),
+            pattern,
+            tuple(route_ids),
+            tuple(dest_ids),
+        ),
+        dry,
+    )
+
+
+async def create_replay(request: Request) -> Response:
+    h = hub(request)
+    p = await principal(request, Scope.MANAGE)
+    tenant = p.tenant()
+    names: dict[str, str] = {}
+    for d in await h.deliveries.list_destinations(tenant):
+        names[d.name] = names[d.id] = d.id
+    routes: dict[str, str] = {}
+    for rid, name, _ in await h.deliveries.list_routes(tenant):
+        routes[name] = routes[rid] = rid
+    spec, dry = _replay_spec(await read_json(request, 65536), tenant, names, routes)
+    if dry:
+        return JSONResponse(await replay.dry_run(h, spec))
+    return JSONResponse(await replay.start(h, spec), status_code=202)
+
+
+async def get_replay(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    r = await replay.get(hub(request), p.tenant(), request.path_params["replay_id"])
+    if r is None:
+        raise NotFound("no replay with that id in this tenant")
+    return JSONResponse(r)
+
+
+async def inbox_list(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    items = await hub(request).deliveries.inbox(
+        p.tenant(),
+        request.path_params["recipient"],
+        request.query_params.get("unread") == "true",
+        query_int(request, "limit", 50, 1, 500),
+    )
+    return JSONResponse({"data": items})
+
+
+async def inbox_read(request: Request) -> Response:
+    p = await principal(request, Scope.MANAGE)
+    n = await hub(request).deliveries.mark_read(
+        p.tenant(), request.path_params["recipient"], await _ids(request), now_us()
+    )
+    return JSONResponse({"marked": n})
+
+
+routes = [
+    HttpRoute("/v1/destinations", create_destination, methods=["POST"]),
+    HttpRoute("/v1/destinations", list_destinations, methods=["GET"]),
+    HttpRoute("/v1/destinations/{ref}", get_destination, methods=["GET"]),
+    HttpRoute("/v1/destinations/{ref}", update_destination, methods=["PATCH"]),
+    HttpRoute("/v1/destinations/{ref}", delete_destination, methods=["DELETE"]),
+    HttpRoute("/v1/routes", create_route, methods=["POST"]),
+    HttpRoute("/v1/routes", list_routes, methods=["GET"]),
+    HttpRoute("/v1/routes/{ref}", delete_route, methods=["DELETE"]),
+    HttpRoute("/v1/events/{event_id}/deliveries", event_deliveries, methods=["GET"]),
+    HttpRoute("/v1/deliveries", list_deliveries, methods=["GET"]),
+    HttpRoute("/v1/deliveries/provider-status", provider_status, methods=["POST"]),
+    HttpRoute("/v1/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
+    HttpRoute("/v1/deliveries/{delivery_id}/attempts", delivery_attempts, methods=["GET"]),
+    HttpRoute("/v1/deliveries/{delivery_id}/retry", retry_one, methods=["POST"]),
+    HttpRoute("/v1/dlq", list_dead, methods=["GET"]),
+    HttpRoute("/v1/dlq/stats", dlq_stats, methods=["GET"]),
+    HttpRoute("/v1/dlq/retry", retry_dead, methods=["POST"]),
+    HttpRoute("/v1/dlq/archive", archive_dead, methods=["POST"]),
+    HttpRoute("/v1/replays", create_replay, methods=["POST"]),
+    HttpRoute("/v1/replays/{replay_id}", get_replay, methods=["GET"]),
+    HttpRoute("/v1/inbox/{recipient}", inbox_list, methods=["GET"]),
+    HttpRoute("/v1/inbox/{recipient}/read", inbox_read, methods=["POST"]),
+]

@@ -1,0 +1,1696 @@
+"""The OpenAPI 3.1 document for every HTTP route, built once from plain dicts.
+
+`tests/unit/test_openapi.py` checks it against the app's routes, so a new route fails the tests
+until it is described here. The limits quoted are the defaults of `Settings`. The module is long
+because it is data: components first, then one function of operations per resource module.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from switchboard.sources import PRESET_NAMES, segment
+
+__all__ = ["openapi_document"]
+
+Schema = dict[str, Any]
+Operation = tuple[str, str, dict[str, Any]]  # (path, method, operation object)
+
+TAGS = [
+    ("events", "Ingest events (native, legacy shapes, CloudEvents); query, timelines, metrics."),
+    ("catalog", "Event types and their versioned JSON Schemas."),
+    ("tenants & keys", "Tenants (admin) and the API keys of a tenant."),
+    ("destinations & routes", "Where events go (webhook, Slack, WhatsApp…) and which go there."),
+    ("deliveries", "One delivery per (event, destination), its attempts, provider receipts."),
+    ("dlq", "Dead-lettered deliveries: list, count, retry, archive."),
+    ("replays", "Re-route stored events through routes or straight to destinations."),
+    ("inbox", "The in-app notification channel's items, per recipient."),
+    ("sources", "Inbound provider webhooks, their request log and mappings."),
+    ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
+    ("health", "Liveness, store health and this document."),
+]
+
+TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
+SCOPES = ("ingest", "read", "manage")
+DELIVERY_STATUSES = [
+    "pending",
+    "retrying",
+    "sending",
+    "succeeded",
+    "delivered",
+    "read",
+    "dead",
+    "cancelled",
+    "archived",
+]
+INBOUND_STATUSES = [
+    "processed",
+    "partial",
+    "rejected",
+    "ignored",
+    "invalid",
+    "failed_verification",
+    "forbidden",
+    "disabled",
+    "error",
+]
+ERRORS = {
+    400: ("BadRequest", "Malformed JSON, body or parameters; `details` name the fields."),
+    401: ("Unauthorized", "No API key, or an unknown or revoked one."),
+    403: ("Forbidden", "The key lacks the scope, or an admin key sent no X-Switchboard-Tenant."),
+    404: ("NotFound", "Nothing with that id in this tenant."),
+    409: ("Conflict", "The change conflicts with what is stored."),
+    413: ("PayloadTooLarge", "The body (or batch) is over the limit."),
+    415: ("UnsupportedMedia", "The Content-Type is not one this operation reads."),
+    422: ("Unprocessable", "Well-formed but invalid; `details` name every problem."),
+    429: ("RateLimited", "The key or tenant is over its rate limit; wait Retry-After seconds."),
+    503: ("Unavailable", "The store is unavailable; retry after Retry-After seconds."),
+}
+
+
+# --- small builders ---------------------------------------------------------------------------
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Schema], *required: str, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": props, **extra}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _s(description: str = "", **extra: Any) -> Schema:
+    """A string schema."""
+    schema: Schema = {"type": "string", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _null(schema: Schema) -> Schema:
+    """`schema` or null (3.1 spells it as a type list)."""
+    if "type" in schema and isinstance(schema["type"], str):
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _int(description: str = "", **extra: Any) -> Schema:
+    schema: Schema = {"type": "integer", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _list(items: Schema) -> Schema:
+    return _obj({"data": {"type": "array", "items": items}}, "data")
+
+
+def _page(items: Schema) -> Schema:
+    return {"allOf": [_ref("Page"), _obj({"data": {"type": "array", "items": items}})]}
+
+
+def _writable(schema: Schema) -> Schema:
+    """A PATCH body: the writable properties of `schema`, none required."""
+    props = schema["properties"].items()
+    return _obj({k: v for k, v in props if not v.get("readOnly")})
+
+
+def _json(schema: Schema, description: str = "") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _count(field: str, what: str) -> Schema:
+    return _obj({field: _int(what, minimum=0)}, field)
+
+
+def _ids_body(what: str) -> Schema:
+    return _obj(
+        {"ids": {"type": "array", "items": {"type": "string"}, "maxItems": 10000}},
+        "ids",
+        description=what,
+    )
+
+
+def _path(name: str, description: str, **schema: Any) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+def _query(name: str, description: str, schema: Schema) -> Schema:
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+def _p(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _limit(default: int, hi: int) -> Schema:
+    return _query(
+        "limit", f"Page size (default {default}).", _int(minimum=1, maximum=hi, default=default)
+    )
+
+
+def _op(
+    route: str,
+    op_id: str,
+    tag: str,
+    summary: str,
+    description: str,
+    *,
+    scope: str,
+    params: list[Schema] | tuple[Schema, ...] = (),
+    body: Schema | None = None,
+    content: dict[str, Any] | None = None,
+    optional_body: bool = False,
+    ok: dict[int, dict[str, Any]],
+    errors: tuple[int, ...] = (),
+) -> Operation:
+    """One operation on `route` ("GET /v1/events") with an API key of `scope`: 401, 403, 503
+    and the tenant header come with it; a JSON `body` (or a `content` map) brings 400, 413, 415.
+    """
+    method, path = route.split(" ")
+    params = [*params] if scope == "admin" else [*params, _p("TenantHeader")]
+    tenant = "" if scope == "admin" else " (or an admin key naming the tenant)"
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": f"{description} Scope: `{scope}`{tenant}.",
+        "security": [{"bearerAuth": [scope]}],
+    }
+    if params:
+        op["parameters"] = params
+    codes = {*errors, 401, 403, 503}
+    if body is not None or content is not None:
+        media = content or {"application/json": {"schema": body}}
+        op["requestBody"] = {"required": not optional_body, "content": media}
+        codes |= {400, 413, 415}
+    op["responses"] = {
+        **{str(status): response for status, response in ok.items()},
+        **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
+    }
+    return path, method.lower(), op
+
+
+def _ok(schema: Schema, description: str = "OK") -> dict[str, Any]:
+    return _json(schema, description)
+
+
+NO_CONTENT = {"description": "Done; no body."}
+
+
+# --- components ------------------------------------------------------------------------------
+
+
+def _destination() -> Schema:
+    return _obj(
+        {
+            "id": _s(readOnly=True, examples=["dst_0196…"]),
+            "name": _s(minLength=1),
+            "kind": _s(enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox"]),
+            "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
+            "secrets": {
+                "type": "array",
+                "items": _s(),
+                "maxItems": 2,
+                "description": "Signing or provider secrets; masked except on create.",
+            },
+            "timeout": {"type": "number", "minimum": 0.1, "maximum": 300, "default": 10},
+            "concurrency": _int(minimum=1, maximum=1000, default=10),
+            "rate_per_second": _null({"type": "number", "minimum": 0.001}),
+            "rate_per_minute": _null({"type": "number", "minimum": 0.001}),
+            "retry_schedule": {
+                "description": 'Delays, e.g. "0,5s,5m,30m,2h" (null: the default schedule).',
+                "type": ["string", "array", "null"],
+            },
+            "enabled": {"type": "boolean", "default": True},
+            "disabled_reason": _null(_s(readOnly=True)),
+        },
+        "name",
+        "kind",
+    )
+
+
+def _source() -> Schema:
+    return _obj(
+        {
+            "id": _s(readOnly=True, examples=["src_…"]),
+            "name": _s(pattern=NAME_PATTERN),
+            "preset": _s(enum=list(PRESET_NAMES)),
+            "preset_config": {"type": "object"},
+            "secrets": {"type": "array", "items": _s(), "maxItems": 2},
+            "ip_allowlist": {"type": "array", "items": _s("A CIDR."), "maxItems": 100},
+            "mapping": _null(_s(maxLength=200)),
+            "mapping_version": _null(_s(maxLength=200)),
+            "event_source": _s(maxLength=200),
+            "dedup_window": _null(_int("Seconds; 0 turns business dedup off.", minimum=0)),
+            "enabled": {"type": "boolean", "default": True},
+            "url": _s("The public receiving URL.", readOnly=True),
+            "counters": {"readOnly": True, **_ref("SourceCounters")},
+            "secret": _s("A generated secret, shown once.", readOnly=True),
+            "created_us": _int(readOnly=True),
+            "updated_us": _int(readOnly=True),
+        },
+        "name",
+        "preset",
+    )
+
+
+def _schemas() -> dict[str, Schema]:
+    text = _s(maxLength=200, minLength=1)
+    time = _s("ISO 8601 with a timezone.", format="date-time")
+    pattern = {"type": "object", "description": "A filter pattern (see docs/filters.md)."}
+    actor = _obj({"id": _null(_s()), "type": _null(_s(examples=["user", "system", "clinic"]))})
+    envelope_props: dict[str, Schema] = {
+        "id": _s("Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200),
+        "type": _s("The catalog type name.", pattern=TYPE_PATTERN),
+        "version": _s("The catalog version; the newest that validates if absent.", maxLength=200),
+        "time": _s("When it happened (default: when received).", format="date-time"),
+        "source": _s("The system that emitted it (default: the key's source).", maxLength=200),
+        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200),
+        "actor": {
+            "description": "Who caused it; a plain string is the actor's id.",
+            "oneOf": [_ref("Actor"), text],
+        },
+        "trace_id": _s("Generated if absent.", maxLength=200),
+        "correlation_id": _s("Defaults to the event id.", maxLength=200),
+        "causation_id": _s("The id of the event that caused this one.", maxLength=200),
+        "context": {"type": "object", "description": "Request metadata: ip, user_agent, utm_*…"},
+        "data": {"type": "object", "description": "The payload, validated by the catalog."},
+    }
+    stored = {
+        **envelope_props,
+        "actor": _null(_ref("Actor")),
+        "time": time,
+        "received_at": time,
+        "status": _s(enum=["accepted", "warned", "quarantined"]),
+        "validation_errors": {"type": "array", "items": _ref("ErrorDetail")},
+    }
+    version = _obj(
+        {
+            "version": _s("MAJOR.MINOR or MAJOR.MINOR.PATCH.", examples=["1.0"]),
+            "schema": {"type": "object", "description": "A JSON Schema for `data`."},
+            "examples": {"type": "array", "items": {"type": "object"}},
+        },
+        "version",
+        "schema",
+    )
+    destination = _destination()
+    route = _obj(
+        {
+            "id": _s(readOnly=True, examples=["rte_0196…"]),
+            "name": _s(minLength=1),
+            "types": {"type": "array", "items": _s(), "default": ["*"], "description": "Globs."},
+            "sources": {"type": "array", "items": _s()},
+            "filter": pattern,
+            "destinations": {"type": "array", "items": _s(), "minItems": 1},
+            "priority": _s(enum=["high", "normal", "low"], default="normal"),
+            "transform": _s("A template producing the delivered body."),
+            "ordering_key": _s("A dotted path, e.g. subject or data.invoice_id."),
+            "enabled": {"type": "boolean", "default": True},
+            "destination_ids": {"type": "array", "items": _s(), "readOnly": True},
+        },
+        "name",
+        "destinations",
+    )
+    delivery = _obj(
+        {
+            "id": _s(),
+            "event_seq": _int(),
+            "event_id": _s("On the per-event listing."),
+            "destination_id": _s(),
+            "route_id": _null(_s()),
+            "status": _s(enum=DELIVERY_STATUSES),
+            "priority": _s(enum=["high", "normal", "low"]),
+            "attempts": _int(minimum=0),
+            "next_attempt_at": _null(time),
+            "ordering_key": _null(_s()),
+            "replay_id": _null(_s()),
+            "provider_id": _null(_s("The provider's message id (WhatsApp gateway, Z-API).")),
+            "last_error": _null(_s()),
+            "created_at": time,
+            "updated_at": time,
+            "event": _obj(
+                {"id": _s(), "type": _s(), "time": time, "subject": _null(_s())},
+                description="On listings: a summary of the event.",
+            ),
+        },
+        "id",
+        "status",
+    )
+    attempt = _obj(
+        {
+            "n": _int(minimum=1),
+            "started_at": time,
+            "latency_ms": {"type": "number"},
+            "ok": {"type": "boolean"},
+            "status_code": _null(_int()),
+            "error": _null(_s(examples=["timeout", "connection"])),
+            "message": _null(_s()),
+            "response": _null(_s("The start of the receiver's answer.")),
+            "request_headers": _null({"type": "object", "additionalProperties": _s()}),
+        },
+        "n",
+        "ok",
+    )
+    replay_spec = _obj(
+        {
+            "from_us": _null(_int()),
+            "to_us": _null(_int()),
+            "types": {"type": "array", "items": _s()},
+            "filter": _null(pattern),
+            "route_ids": {"type": "array", "items": _s()},
+            "destination_ids": {"type": "array", "items": _s()},
+        }
+    )
+    n = _int(minimum=0)
+    return {
+        "Error": _obj(
+            {
+                "error": _obj(
+                    {
+                        "code": _s(examples=["schema_violation", "not_found"]),
+                        "message": _s("Says how to fix the request."),
+                        "details": {"type": "array", "items": _ref("ErrorDetail")},
+                    },
+                    "code",
+                    "message",
+                )
+            },
+            "error",
+        ),
+        "ErrorDetail": _obj(
+            {"path": _s("A JSON pointer, or ?param.", examples=["/data/email"]), "message": _s()},
+            "path",
+            "message",
+        ),
+        "Actor": actor,
+        "Envelope": _obj(
+            envelope_props,
+            "type",
+            "data",
+            description="The native event envelope.",
+            examples=[
+                {
+                    "type": "purchase_made",
+                    "subject": "cust-42",
+                    "actor": {"id": "clinic-7", "type": "clinic"},
+                    "data": {
+                        "value": 480.0,
+                        "currency": "BRL",
+                        "items": [{"categoria": "estetica_facial", "qty": 1, "price": 480.0}],
+                    },
+                }
+            ],
+        ),
+        "CloudEvent": _obj(
+            {
+                "specversion": _s(enum=["1.0"]),
+                "id": _s(),
+                "source": _s(),
+                "type": _s(),
+                "time": time,
+                "subject": _s(),
+                "datacontenttype": _s(),
+                "data": {},
+                "data_base64": _s(contentEncoding="base64"),
+                "traceparent": _s("W3C trace context; its trace id becomes trace_id."),
+            },
+            "specversion",
+            "id",
+            "source",
+            "type",
+            description="A CloudEvents 1.0 event; extension attributes go to context.",
+        ),
+        "StoredEvent": _obj(stored, "id", "type", "time", "received_at", "source", "data"),
+        "IngestResult": _obj(
+            {
+                "index": _int("Position in the request.", minimum=0),
+                "status": _s(enum=["accepted", "duplicate", "rejected"]),
+                "id": _s(),
+                "original_received_at": _s("For a duplicate.", format="date-time"),
+                "errors": {"type": "array", "items": _ref("ErrorDetail")},
+                "validation": _s("warned or quarantined", enum=["warned", "quarantined"]),
+                "warnings": {"type": "array", "items": _ref("ErrorDetail")},
+            },
+            "index",
+            "status",
+        ),
+        "IngestResponse": _obj(
+            {
+                "results": {"type": "array", "items": _ref("IngestResult")},
+                "accepted": n,
+                "duplicates": n,
+                "rejected": n,
+            },
+            "results",
+            "accepted",
+            "duplicates",
+            "rejected",
+        ),
+        "Page": _obj(
+            {
+                "data": {"type": "array", "items": {}},
+                "next_cursor": _null(_s("Pass as ?cursor= for the next page; null at the end.")),
+            },
+            "data",
+            "next_cursor",
+        ),
+        "Metrics": _obj(
+            {
+                "granularity": _s(enum=["hour", "day"]),
+                "from": time,
+                "to": time,
+                "buckets": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "start": time,
+                            "total": n,
+                            "by_type": {
+                                "type": "object",
+                                "additionalProperties": _obj(
+                                    {
+                                        "total": n,
+                                        "by_outcome": {"type": "object", "additionalProperties": n},
+                                    }
+                                ),
+                            },
+                        }
+                    ),
+                },
+            },
+        ),
+        "EventType": _obj(
+            {
+                "name": _s(pattern=TYPE_PATTERN, examples=["billing.payment_received"]),
+                "description": _s(),
+                "owner": _null(_s()),
+                "mode": _s(enum=["enforce", "warn", "quarantine"], default="enforce"),
+                "pii": {"type": "array", "items": _s("A dotted data path.")},
+                "index": {"type": "array", "items": _s("A dotted data path.")},
+                "versions": {"type": "array", "items": version, "minItems": 1},
+                "scope": _s(enum=["shared", "tenant"], readOnly=True),
+                "catalog": _s(readOnly=True),
+                "indexed": {"readOnly": True, "description": "On PUT: index paths now built."},
+            },
+            "name",
+            "versions",
+        ),
+        "Tenant": _obj(
+            {
+                "id": _s(pattern=TENANT_PATTERN),
+                "name": _s(),
+                "unknown_types": _s(enum=["reject", "accept"], default="reject"),
+            },
+            "id",
+        ),
+        "ApiKey": _obj(
+            {
+                "id": _s(),
+                "tenant_id": _null(_s()),
+                "name": _s(),
+                "prefix": _s(
+                    "The first characters, to recognise the key.", examples=["sb_a1b2c3d4"]
+                ),
+                "scopes": {"type": "array", "items": _s(enum=[*SCOPES, "admin"])},
+                "source": _null(_s("Default source of the events sent with it.")),
+                "created_at": _s("When the key was created.", format="date-time"),
+                "revoked": {"type": "boolean"},
+                "key": _s("The secret: shown once, on creation."),
+            },
+            "id",
+            "scopes",
+        ),
+        "Destination": destination,
+        "Route": route,
+        "Delivery": delivery,
+        "Attempt": attempt,
+        "Replay": _obj(
+            {
+                "id": _s(examples=["rpl_0196…"]),
+                "status": _s(enum=["running", "done", "failed"]),
+                "total": _null(_int("Events the replay covers.")),
+                "scanned": n,
+                "events": _int("Events that produced deliveries.", minimum=0),
+                "deliveries": _int("Deliveries created.", minimum=0),
+                "error": _null(_s()),
+                "spec": replay_spec,
+            },
+            "id",
+            "status",
+        ),
+        "ReplayDryRun": _obj(
+            {
+                "dry_run": {"const": True},
+                "events": n,
+                "deliveries": n,
+                "sample": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "event_id": _s(),
+                            "type": _s(),
+                            "time": time,
+                            "destination_id": _s(),
+                            "route_id": _null(_s()),
+                        }
+                    ),
+                },
+            },
+            "dry_run",
+            "events",
+            "deliveries",
+        ),
+        "Source": _source(),
+        "SourceCounters": _obj(
+            {"received": n, "verified": n, "failed_verification": n, "events_produced": n}
+        ),
+        "InboundRequest": _obj(
+            {
+                "id": _s(),
+                "source_id": _s(),
+                "received_us": _int(),
+                "remote_ip": _null(_s()),
+                "headers": {"type": "object", "description": "Secrets masked."},
+                "content_type": _null(_s()),
+                "verified": {"type": "boolean"},
+                "verification_error": _null(_s()),
+                "status": _s(enum=INBOUND_STATUSES),
+                "mapping": _null(_s("name@version")),
+                "event_ids": {"type": "array", "items": _s()},
+                "error": _null(_s()),
+                "size": n,
+                "body": {"description": "The parsed JSON, or the text."},
+            },
+            "id",
+            "status",
+        ),
+        "WebhookReply": _obj(
+            {
+                "request_id": _s(),
+                "status": _s(enum=INBOUND_STATUSES),
+                "events": {"type": "array", "items": {"type": "object"}},
+                "errors": {"type": "array", "items": _ref("ErrorDetail")},
+                "error": _obj({"code": _s(), "message": _s()}),
+            },
+        ),
+        "Mapping": _obj(
+            {
+                "name": _s(),
+                "version": _s(),
+                "description": _s(),
+                "origin": _s(enum=["shipped", "tenant"]),
+                "spec": {"type": "object", "description": "The mapping document."},
+            },
+            "name",
+            "version",
+        ),
+        "InboxItem": _obj(
+            {"id": _s(), "created_at": time, "read_at": _null(time)},
+            "id",
+            description="The rendered item (title, body, …) plus these fields.",
+        ),
+        "SegmentMessage": _obj(
+            {
+                "type": _s(enum=list(segment.TYPES)),
+                "event": _s(
+                    "track: the event name, normalised (Order Completed → order_completed)"
+                ),
+                "userId": _s(),
+                "anonymousId": _s(),
+                "messageId": _s(),
+                "timestamp": time,
+                "properties": {"type": "object"},
+                "traits": {"type": "object"},
+                "context": {"type": "object"},
+                "writeKey": _s("The write key, if not in Authorization."),
+            },
+            description="A Segment message (at most 32 KB).",
+        ),
+        "SegmentError": {
+            "allOf": [
+                _ref("Error"),
+                _obj({"success": {"const": False}, "code": _s(), "message": _s()}),
+            ]
+        },
+        "Health": _obj(
+            {
+                "status": _s(enum=["ok", "degraded"]),
+                "store": _obj(
+                    {
+                        "backend": _s(enum=["sqlite", "postgres"]),
+                        "reachable": {"type": "boolean"},
+                        "migrations": _obj(
+                            {
+                                "current": _null(_s()),
+                                "head": _null(_s()),
+                                "up_to_date": {"type": "boolean"},
+                            }
+                        ),
+                        "counts": {"type": "object", "additionalProperties": n},
+                        "error": _s(),
+                    }
+                ),
+            },
+            "status",
+        ),
+    }
+
+
+def _components() -> dict[str, Any]:
+    retry_after = {
+        "description": "Seconds to wait before retrying.",
+        "schema": _int(minimum=1),
+    }
+    responses: dict[str, Any] = {}
+    for status, (name, description) in ERRORS.items():
+        response = _json(_ref("Error"), description)
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+        responses[name] = response
+    return {
+        "schemas": _schemas(),
+        "responses": responses,
+        "headers": {"RetryAfter": retry_after},
+        "parameters": {
+            "TenantHeader": {
+                "name": "X-Switchboard-Tenant",
+                "in": "header",
+                "description": "Only with an admin key: the tenant to act in.",
+                "schema": _s(pattern=TENANT_PATTERN),
+            },
+            "Type": {
+                "name": "type",
+                "in": "query",
+                "description": "Event types (repeat or comma-separate; globs such as lead.*).",
+                "schema": {"type": "array", "items": _s()},
+                "style": "form",
+                "explode": True,
+            },
+            "From": _query("from", "Events at or after (ISO 8601).", _s(format="date-time")),
+            "To": _query("to", "Events before (ISO 8601).", _s(format="date-time")),
+            "Filter": _query(
+                "filter",
+                'A JSON filter pattern, e.g. {"data.method":["pix"]} (see docs/filters.md).',
+                _s(contentMediaType="application/json"),
+            ),
+            "Cursor": _query("cursor", "The next_cursor of the previous page.", _s()),
+            "EventSource": _query(
+                "source", "The event's source, when one id exists under several.", _s()
+            ),
+        },
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": (
+                    "An API key: `Authorization: Bearer sb_…`. Scopes: ingest (send events), "
+                    "read (query), manage (change the tenant's configuration), admin (every "
+                    "tenant; name one with X-Switchboard-Tenant)."
+                ),
+            },
+            "segmentWriteKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "Segment's way: the write key (an ingest key) as the username.",
+            },
+        },
+    }
+
+
+# --- paths, one function per resource module ---------------------------------------------------
+
+
+def _event_paths() -> list[Operation]:
+    event_id = _path("event_id", "The event's id.", maxLength=200)
+    listing = [
+        _p("Type"),
+        _query("source", "Exact source.", _s()),
+        _query("subject", "Exact subject.", _s()),
+        _query("actor", "Exact actor id.", _s()),
+        _query("trace_id", "Exact trace id.", _s()),
+        _query("correlation_id", "Exact correlation id.", _s()),
+        _query("status", "Validation outcome.", _s(enum=["accepted", "warned", "quarantined"])),
+        _p("From"),
+        _p("To"),
+        _p("Filter"),
+        _p("Cursor"),
+        _limit(100, 1000),
+    ]
+    page = _ok(_page(_ref("StoredEvent")), "A page of events, newest first.")
+    ce_headers = [
+        {
+            "name": h,
+            "in": "header",
+            "description": "CloudEvents binary mode: the body is data, attributes are headers.",
+            "schema": _s(),
+        }
+        for h in ("ce-specversion", "ce-id", "ce-source", "ce-type")
+    ]
+    many = {"type": "array", "items": _ref("Envelope"), "minItems": 1, "maxItems": 1000}
+    ingest = _op(
+        "POST /v1/events",
+        "ingestEvents",
+        "events",
+        "Send events",
+        "Accept one event or a batch (at most 1000 events, 1 MiB): native envelopes, the "
+        "legacy BaseEvent/emitEvent shapes, or CloudEvents (structured, batch or binary mode). "
+        "Each event is answered at its index; 422 when every one is rejected.",
+        scope="ingest",
+        params=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "description": "Replays the stored response for 24 h instead of ingesting again.",
+                "schema": _s(maxLength=255),
+            },
+            *ce_headers,
+        ],
+        ok={
+            202: {
+                "description": "Processed; see each result.",
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "true when this is a stored response.",
+                        "schema": _s(enum=["true"]),
+                    }
+                },
+                "content": {"application/json": {"schema": _ref("IngestResponse")}},
+            },
+            422: _ok(_ref("IngestResponse"), "Every event was rejected; see each result."),
+        },
+        errors=(400, 404, 413, 415, 429),
+        content={
+            "application/json": {"schema": {"oneOf": [_ref("Envelope"), many]}},
+            "application/cloudevents+json": {"schema": _ref("CloudEvent")},
+            "application/cloudevents-batch+json": {
+                "schema": {"type": "array", "items": _ref("CloudEvent"), "maxItems": 1000}
+            },
+            "*/*": {"schema": {"description": "CloudEvents binary mode: the data, ce-* headers."}},
+        },
+    )
+    timeline_params = [p for p in listing if p.get("name") not in ("subject", "actor")]
+    return [
+        ingest,
+        _op(
+            "GET /v1/events",
+            "listEvents",
+            "events",
+            "List events",
+            "Stored events matching every given filter, newest first.",
+            scope="read",
+            params=listing,
+            ok={200: page},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/events/{event_id}",
+            "getEvent",
+            "events",
+            "Get an event",
+            "One stored event with its validation status.",
+            scope="read",
+            params=[event_id, _p("EventSource")],
+            ok={200: _ok(_ref("StoredEvent"))},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/subjects/{subject}/timeline",
+            "subjectTimeline",
+            "events",
+            "A subject's timeline",
+            "Every event about one subject (e.g. a customer), newest first.",
+            scope="read",
+            params=[_path("subject", "The subject.", maxLength=200), *timeline_params],
+            ok={200: page},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/actors/{actor}/timeline",
+            "actorTimeline",
+            "events",
+            "An actor's timeline",
+            "Every event one actor caused, newest first.",
+            scope="read",
+            params=[_path("actor", "The actor id.", maxLength=200), *timeline_params],
+            ok={200: page},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/metrics/events",
+            "eventMetrics",
+            "events",
+            "Event counts",
+            "Counts per time bucket, type and outcome (default: the last 7 days by hour; at "
+            "most 10,000 buckets).",
+            scope="read",
+            params=[
+                _query("granularity", "Bucket size.", _s(enum=["hour", "day"], default="hour")),
+                _p("From"),
+                _p("To"),
+            ],
+            ok={200: _ok(_ref("Metrics"))},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/quarantine",
+            "listQuarantine",
+            "events",
+            "List quarantined events",
+            "Events stored but not routed because they failed a quarantine-mode type.",
+            scope="read",
+            params=[p for p in listing if p.get("name") != "status"],
+            ok={200: page},
+            errors=(400,),
+        ),
+        _op(
+            "POST /v1/quarantine/{event_id}/resubmit",
+            "resubmitQuarantined",
+            "events",
+            "Validate a quarantined event again",
+            "After a schema fix: if the event passes now it becomes accepted (stored payloads "
+            "are immutable; send a corrected event with a new id to change data).",
+            scope="manage",
+            params=[event_id, _p("EventSource")],
+            ok={
+                200: _ok(
+                    _obj({"id": _s(), "status": _s(), "version": _null(_s())}),
+                    "Accepted now.",
+                ),
+                422: _ok(
+                    _obj(
+                        {
+                            "id": _s(),
+                            "status": {"const": "quarantined"},
+                            "errors": {"type": "array", "items": _ref("ErrorDetail")},
+                        }
+                    ),
+                    "Still invalid; stays quarantined.",
+                ),
+            },
+            errors=(404,),
+        ),
+    ]
+
+
+def _catalog_paths() -> list[Operation]:
+    name = _path("name", "The event type name.", pattern=TYPE_PATTERN)
+    return [
+        _op(
+            "GET /v1/event-types",
+            "listEventTypes",
+            "catalog",
+            "List event types",
+            "The tenant's types and the shared catalog's.",
+            scope="read",
+            ok={200: _ok(_list(_ref("EventType")))},
+        ),
+        _op(
+            "GET /v1/event-types/{name}",
+            "getEventType",
+            "catalog",
+            "Get an event type",
+            "The tenant's type of that name, else the shared one.",
+            scope="read",
+            params=[name],
+            ok={200: _ok(_ref("EventType"))},
+            errors=(404,),
+        ),
+        _op(
+            "PUT /v1/event-types/{name}",
+            "putEventType",
+            "catalog",
+            "Create or extend an event type",
+            "Stored versions must not change incompatibly (409). `?shared=true` writes "
+            "the shared catalog and needs the `admin` scope.",
+            scope="manage",
+            params=[
+                name,
+                _query("shared", "Write the shared catalog.", {"type": "boolean"}),
+            ],
+            body=_ref("EventType"),
+            ok={200: _ok(_ref("EventType"), "Stored.")},
+            errors=(409, 422),
+        ),
+    ]
+
+
+def _admin_paths() -> list[Operation]:
+    tag = "tenants & keys"
+    return [
+        _op(
+            "POST /v1/tenants",
+            "createTenant",
+            tag,
+            "Create a tenant",
+            "A new tenant; `unknown_types` says what happens to types not in its catalog.",
+            scope="admin",
+            body=_ref("Tenant"),
+            ok={201: _ok(_ref("Tenant"), "Created.")},
+            errors=(409,),
+        ),
+        _op(
+            "GET /v1/tenants",
+            "listTenants",
+            tag,
+            "List tenants",
+            "Every tenant.",
+            scope="admin",
+            ok={200: _ok(_list(_ref("Tenant")))},
+        ),
+        _op(
+            "GET /v1/tenants/{tenant_id}",
+            "getTenant",
+            tag,
+            "Get a tenant",
+            "A key sees its own tenant; an admin key sees any.",
+            scope="read",
+            params=[_path("tenant_id", "The tenant id.", pattern=TENANT_PATTERN)],
+            ok={200: _ok(_ref("Tenant"))},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/keys",
+            "createKey",
+            tag,
+            "Create an API key",
+            "A key for this tenant; the secret is in the response once. Admin keys are made "
+            "with the CLI (403 here).",
+            scope="manage",
+            body=_obj(
+                {
+                    "name": _s(default="key"),
+                    "scopes": {
+                        "type": "array",
+                        "items": _s(enum=list(SCOPES)),
+                        "default": ["ingest"],
+                    },
+                    "source": _s("Default source of the events sent with it."),
+                }
+            ),
+            ok={201: _ok(_ref("ApiKey"), "Created; `key` is shown only now.")},
+        ),
+        _op(
+            "GET /v1/keys",
+            "listKeys",
+            tag,
+            "List API keys",
+            "The tenant's keys (prefixes only).",
+            scope="manage",
+            ok={200: _ok(_list(_ref("ApiKey")))},
+        ),
+        _op(
+            "DELETE /v1/keys/{key_id}",
+            "revokeKey",
+            tag,
+            "Revoke an API key",
+            "Stops working on every node within 5 seconds.",
+            scope="manage",
+            params=[_path("key_id", "The key id.")],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+    ]
+
+
+def _delivery_paths() -> list[Operation]:
+    dr = "destinations & routes"
+    ref = _path("ref", "The id or the name.")
+    delivery_id = _path("delivery_id", "The delivery id.")
+    listing = [
+        _query("destination", "A destination id or name.", _s()),
+        _p("Type"),
+        _p("From"),
+        _p("To"),
+        _p("Filter"),
+        _query("replay", "Only deliveries a replay created.", _s()),
+        _p("Cursor"),
+        _limit(100, 1000),
+    ]
+    status = _query("status", "Delivery status.", _s(enum=DELIVERY_STATUSES))
+    ids = _ids_body("Delivery ids (at most 10,000).")
+    replay_body = _obj(
+        {
+            "from": _s(format="date-time"),
+            "to": _s(format="date-time"),
+            "types": {"type": ["array", "string"], "items": _s()},
+            "filter": {"type": "object", "description": "A filter pattern."},
+            "routes": {"type": "array", "items": _s("A route id or name.")},
+            "destinations": {"type": "array", "items": _s("A destination id or name.")},
+            "dry_run": {"type": "boolean", "default": False},
+        },
+        description="Without routes or destinations: every enabled route. Destinations alone: "
+        "sent directly, even ones created after the events.",
+    )
+    recipient = _path("recipient", "The recipient (e.g. a user id).")
+    return [
+        _op(
+            "POST /v1/destinations",
+            "createDestination",
+            dr,
+            "Create a destination",
+            "A webhook is given a signing secret if none is sent; it is shown unmasked now.",
+            scope="manage",
+            body=_ref("Destination"),
+            ok={201: _ok(_ref("Destination"), "Created.")},
+            errors=(422,),
+        ),
+        _op(
+            "GET /v1/destinations",
+            "listDestinations",
+            dr,
+            "List destinations",
+            "Every destination of the tenant, secrets masked.",
+            scope="read",
+            ok={200: _ok(_list(_ref("Destination")))},
+        ),
+        _op(
+            "GET /v1/destinations/{ref}",
+            "getDestination",
+            dr,
+            "Get a destination",
+            "By id or name, secrets masked.",
+            scope="read",
+            params=[ref],
+            ok={200: _ok(_ref("Destination"))},
+            errors=(404,),
+        ),
+        _op(
+            "PATCH /v1/destinations/{ref}",
+            "updateDestination",
+            dr,
+            "Change a destination",
+            "Only the fields sent change (re-enable with enabled: true). `?secrets` shows "
+            "the secrets unmasked in the answer.",
+            scope="manage",
+            params=[ref, _query("secrets", "Reveal the secrets.", _s())],
+            body=_writable(_destination()),
+            ok={200: _ok(_ref("Destination"))},
+            errors=(404, 422),
+        ),
+        _op(
+            "DELETE /v1/destinations/{ref}",
+            "deleteDestination",
+            dr,
+            "Delete a destination",
+            "Removes it by id or name.",
+            scope="manage",
+            params=[ref],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/routes",
+            "putRoutes",
+            dr,
+            "Create or replace routes",
+            "One route (201; same name replaces it), or a routes file {routes: [...]} "
+            "applied at once (200).",
+            scope="manage",
+            body={
+                "oneOf": [
+                    _ref("Route"),
+                    _obj({"routes": {"type": "array", "items": _ref("Route")}}, "routes"),
+                ]
+            },
+            ok={
+                201: _ok(_ref("Route"), "Stored."),
+                200: _ok(_list(_ref("Route")), "Every route of the file stored."),
+            },
+            errors=(422,),
+        ),
+        _op(
+            "GET /v1/routes",
+            "listRoutes",
+            dr,
+            "List routes",
+            "Every route of the tenant.",
+            scope="read",
+            ok={200: _ok(_list(_ref("Route")))},
+        ),
+        _op(
+            "DELETE /v1/routes/{ref}",
+            "deleteRoute",
+            dr,
+            "Delete a route",
+            "By id or name; new events stop matching it.",
+            scope="manage",
+            params=[ref],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/events/{event_id}/deliveries",
+            "eventDeliveries",
+            "deliveries",
+            "An event's deliveries",
+            "Where one event went, and how each delivery stands.",
+            scope="read",
+            params=[_path("event_id", "The event's id.", maxLength=200), _p("EventSource")],
+            ok={200: _ok(_list(_ref("Delivery")))},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/deliveries",
+            "listDeliveries",
+            "deliveries",
+            "List deliveries",
+            "Deliveries with a summary of their event, most recently updated first.",
+            scope="read",
+            params=[status, *listing],
+            ok={200: _ok(_page(_ref("Delivery")))},
+            errors=(400,),
+        ),
+        _op(
+            "POST /v1/deliveries/provider-status",
+            "providerStatus",
+            "deliveries",
+            "Report a provider receipt",
+            "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves "
+            "the matching delivery to delivered or read.",
+            scope="ingest",
+            body=_obj(
+                {"provider_id": _s(), "status": _s(enum=["delivered", "read"])},
+                "provider_id",
+                "status",
+            ),
+            ok={200: _ok(_count("updated", "Deliveries changed."))},
+        ),
+        _op(
+            "GET /v1/deliveries/{delivery_id}",
+            "getDelivery",
+            "deliveries",
+            "Get a delivery",
+            "One delivery and its status.",
+            scope="read",
+            params=[delivery_id],
+            ok={200: _ok(_ref("Delivery"))},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/deliveries/{delivery_id}/attempts",
+            "deliveryAttempts",
+            "deliveries",
+            "A delivery's attempts",
+            "Every attempt: status code, latency, error and the start of the answer.",
+            scope="read",
+            params=[delivery_id],
+            ok={200: _ok(_list(_ref("Attempt")))},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/deliveries/{delivery_id}/retry",
+            "retryDelivery",
+            "deliveries",
+            "Retry a delivery",
+            "Requeues a dead or cancelled delivery now.",
+            scope="manage",
+            params=[delivery_id],
+            ok={200: _ok(_count("requeued", "1"))},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/dlq",
+            "listDead",
+            "dlq",
+            "List dead deliveries",
+            "Deliveries that used up their retries, with a summary of their event.",
+            scope="read",
+            params=listing,
+            ok={200: _ok(_page(_ref("Delivery")))},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/dlq/stats",
+            "dlqStats",
+            "dlq",
+            "Count dead deliveries",
+            "Totals by event type and by destination.",
+            scope="read",
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "total": _int(minimum=0),
+                            "by_type": {"type": "object", "additionalProperties": _int()},
+                            "by_destination": {
+                                "type": "object",
+                                "additionalProperties": _int(),
+                            },
+                        },
+                        "total",
+                    )
+                )
+            },
+        ),
+        _op(
+            "POST /v1/dlq/retry",
+            "retryDead",
+            "dlq",
+            "Retry dead deliveries",
+            "Requeues the given dead deliveries (ids that are not dead are skipped).",
+            scope="manage",
+            body=ids,
+            ok={200: _ok(_count("requeued", "Deliveries requeued."))},
+        ),
+        _op(
+            "POST /v1/dlq/archive",
+            "archiveDead",
+            "dlq",
+            "Archive dead deliveries",
+            "Takes them out of the dead-letter listing for good.",
+            scope="manage",
+            body=ids,
+            ok={200: _ok(_count("archived", "Deliveries archived."))},
+        ),
+        _op(
+            "POST /v1/replays",
+            "createReplay",
+            "replays",
+            "Start a replay",
+            "Creates low-priority deliveries for stored events by time, type and filter; "
+            "`dry_run` answers with the count and a sample instead.",
+            scope="manage",
+            body=replay_body,
+            ok={
+                202: _ok(_ref("Replay"), "Started."),
+                200: _ok(_ref("ReplayDryRun"), "The dry run's answer."),
+            },
+            errors=(422,),
+        ),
+        _op(
+            "GET /v1/replays/{replay_id}",
+            "getReplay",
+            "replays",
+            "Get a replay",
+            "Its progress: scanned, events matched, deliveries created.",
+            scope="read",
+            params=[_path("replay_id", "The replay id.")],
+            ok={200: _ok(_ref("Replay"))},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/inbox/{recipient}",
+            "listInbox",
+            "inbox",
+            "A recipient's inbox",
+            "Items the inbox channel delivered, newest first.",
+            scope="read",
+            params=[
+                recipient,
+                _query("unread", "Only unread items.", {"type": "boolean"}),
+                _limit(50, 500),
+            ],
+            ok={200: _ok(_list(_ref("InboxItem")))},
+            errors=(400,),
+        ),
+        _op(
+            "POST /v1/inbox/{recipient}/read",
+            "markInboxRead",
+            "inbox",
+            "Mark inbox items read",
+            "Marks the given unread items of this recipient.",
+            scope="manage",
+            params=[recipient],
+            body=_ids_body("Inbox item ids."),
+            ok={200: _ok(_count("marked", "Items marked."))},
+        ),
+    ]
+
+
+def _source_paths() -> list[Operation]:
+    source_id = _path("source_id", "The source id (src_…).")
+    tag = "sources"
+    time = _s(format="date-time")
+    return [
+        _op(
+            "POST /v1/sources",
+            "createSource",
+            tag,
+            "Create a source",
+            "A receiving endpoint for a provider's webhooks; a secret is generated (and "
+            "shown once) if none is sent.",
+            scope="manage",
+            body=_ref("Source"),
+            ok={201: _ok(_ref("Source"), "Created; `url` is the receiving URL.")},
+            errors=(409,),
+        ),
+        _op(
+            "GET /v1/sources",
+            "listSources",
+            tag,
+            "List sources",
+            "Every source of the tenant, with counters.",
+            scope="read",
+            ok={200: _ok(_list(_ref("Source")))},
+        ),
+        _op(
+            "GET /v1/sources/{source_id}",
+            "getSource",
+            tag,
+            "Get a source",
+            "One source, secrets masked, with counters.",
+            scope="read",
+            params=[source_id],
+            ok={200: _ok(_ref("Source"))},
+            errors=(404,),
+        ),
+        _op(
+            "PATCH /v1/sources/{source_id}",
+            "updateSource",
+            tag,
+            "Change a source",
+            "Only the fields sent change (e.g. pin another mapping_version).",
+            scope="manage",
+            params=[source_id],
+            body=_writable(_source()),
+            ok={200: _ok(_ref("Source"))},
+            errors=(404,),
+        ),
+        _op(
+            "DELETE /v1/sources/{source_id}",
+            "deleteSource",
+            tag,
+            "Delete a source",
+            "Its receiving URL answers 404 afterwards.",
+            scope="manage",
+            params=[source_id],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/sources/{source_id}/secrets",
+            "rotateSourceSecret",
+            tag,
+            "Rotate a source's secret",
+            "Adds a secret (given or generated) as the newest; the previous one stays valid "
+            "until the next rotation. The body may be empty.",
+            scope="manage",
+            params=[source_id],
+            body=_obj({"secret": _s(minLength=1)}),
+            optional_body=True,
+            ok={200: _ok(_ref("Source"), "Rotated; a generated secret is in `secret`.")},
+            errors=(404,),
+        ),
+        (
+            "/v1/sources/{source_id}/webhook",
+            "post",
+            {
+                "operationId": "receiveWebhook",
+                "tags": [tag],
+                "summary": "Receive a provider webhook",
+                "description": "The public receiving URL: no API key; the source's preset "
+                "(signature, token, IP allowlist) authenticates it. JSON or form bodies, gzip "
+                "allowed, at most 1 MiB. Every request is logged.",
+                "security": [],
+                "parameters": [source_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {}},
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    },
+                },
+                "responses": {
+                    "200": _ok(_ref("WebhookReply"), "Processed, partial or ignored."),
+                    "400": _ok(_ref("WebhookReply"), "The body is neither JSON nor a form."),
+                    "401": _ok(_ref("WebhookReply"), "Bad or missing signature or token."),
+                    "403": _ok(_ref("WebhookReply"), "The address is not in the allowlist."),
+                    "404": _ok(_ref("WebhookReply"), "No such source, or it is disabled."),
+                    "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+                    "422": _ok(_ref("WebhookReply"), "Every event it produced was rejected."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        ),
+        _op(
+            "GET /v1/sources/{source_id}/requests",
+            "listSourceRequests",
+            tag,
+            "A source's request log",
+            "Received requests, newest first, with the source's counters.",
+            scope="read",
+            params=[
+                source_id,
+                _query("status", "Outcome.", _s(enum=INBOUND_STATUSES)),
+                _query("verified", "Verification passed.", {"type": "boolean"}),
+                _query("body", "Include bodies (default true).", {"type": "boolean"}),
+                _p("Cursor"),
+                _limit(50, 500),
+            ],
+            ok={
+                200: _ok(
+                    {
+                        "allOf": [
+                            _page(_ref("InboundRequest")),
+                            _obj({"counters": _ref("SourceCounters")}),
+                        ]
+                    }
+                )
+            },
+            errors=(400, 404),
+        ),
+        _op(
+            "GET /v1/sources/{source_id}/requests/{request_id}",
+            "getSourceRequest",
+            tag,
+            "Get a logged request",
+            "One received request with headers (secrets masked) and body.",
+            scope="read",
+            params=[source_id, _path("request_id", "The request id.")],
+            ok={200: _ok(_ref("InboundRequest"))},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/sources/{source_id}/reprocess",
+            "reprocessSource",
+            tag,
+            "Reprocess logged requests",
+            "Runs stored verified requests through a mapping version (dry run by default): "
+            "counts and sample events.",
+            scope="manage",
+            params=[source_id],
+            body=_obj(
+                {
+                    "mapping": _s("Default: the source's mapping."),
+                    "mapping_version": _s(),
+                    "from": time,
+                    "to": time,
+                    "dry_run": {"type": "boolean", "default": True},
+                    "limit": _int(minimum=1, maximum=100000, default=10000),
+                }
+            ),
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "mapping": _s("name@version"),
+                            "dry_run": {"type": "boolean"},
+                            "counts": {"type": "object", "additionalProperties": _int()},
+                            "samples": {"type": "array", "items": {"type": "object"}},
+                        }
+                    )
+                )
+            },
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/mappings",
+            "listMappings",
+            tag,
+            "List mappings",
+            "The shipped mappings and the tenant's own versions.",
+            scope="read",
+            ok={200: _ok(_list(_ref("Mapping")))},
+        ),
+        _op(
+            "PUT /v1/mappings/{name}/{version}",
+            "putMapping",
+            tag,
+            "Store a mapping version",
+            "A tenant's own mapping version; versions are immutable (409 if it exists).",
+            scope="manage",
+            params=[_path("name", "Mapping name."), _path("version", "Mapping version.")],
+            body={
+                "type": "object",
+                "description": "The mapping document (see docs/sources.md).",
+            },
+            ok={201: _ok(_ref("Mapping"), "Stored.")},
+            errors=(409,),
+        ),
+    ]
+
+
+def _segment_paths() -> list[Operation]:
+    def error(description: str) -> dict[str, Any]:
+        return _ok(_ref("SegmentError"), description)
+
+    def op(op_id: str, summary: str, description: str, body: Schema, limit: str) -> dict[str, Any]:
+        return {
+            "operationId": op_id,
+            "tags": ["segment"],
+            "summary": summary,
+            "description": description
+            + f" Body at most {limit}, gzip allowed. The write key is an API key with the "
+            "`ingest` scope: Basic-auth username, Bearer token, or `writeKey` in the body.",
+            "security": [{"segmentWriteKey": []}, {"bearerAuth": ["ingest"]}, {}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": _ok(_obj({"success": {"const": True}}, "success"), "Accepted."),
+                "400": error("Malformed JSON or message."),
+                "401": error("No write key, or an unknown one."),
+                "403": error("The key lacks the ingest scope."),
+                "404": error("The key's tenant does not exist."),
+                "413": error("Over the size limit."),
+                "429": {
+                    **error("Over the rate limit."),
+                    "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+                },
+                "503": {"$ref": "#/components/responses/Unavailable"},
+            },
+        }
+
+    out: list[Operation] = []
+    for kind in segment.TYPES:
+        for path, suffix in ((kind, ""), (kind[0], "Short")):
+            out.append(
+                (
+                    f"/v1/{path}",
+                    "post",
+                    op(
+                        f"segment{kind.title()}{suffix}",
+                        f"Segment {kind}" + (f" (analytics.js /v1/{path})" if suffix else ""),
+                        f"One Segment {kind} call, mapped onto an event; a message the catalog "
+                        "rejects is logged, the answer stays 200 like Segment's.",
+                        _ref("SegmentMessage"),
+                        "32 KB",
+                    ),
+                )
+            )
+    batch = _obj(
+        {
+            "batch": {"type": "array", "items": _ref("SegmentMessage")},
+            "context": {"type": "object", "description": "Merged into every message."},
+            "integrations": {"type": "object"},
+            "writeKey": _s(),
+        },
+        "batch",
+    )
+    for path, op_id in (("batch", "segmentBatch"), ("b", "segmentBatchShort")):
+        out.append(
+            (
+                f"/v1/{path}",
+                "post",
+                op(
+                    op_id,
+                    "Segment batch" + (" (analytics.js)" if path == "b" else ""),
+                    "Many Segment messages at once; rejected ones are logged, not answered.",
+                    batch,
+                    "500 KB (32 KB per message)",
+                ),
+            )
+        )
+    return out
+
+
+def _health_paths() -> list[Operation]:
+    def op(op_id: str, summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "operationId": op_id,
+            "tags": ["health"],
+            "summary": summary,
+            "description": description,
+            "security": [],
+            "responses": ok,
+        }
+
+    return [
+        (
+            "/health",
+            "get",
+            op(
+                "health",
+                "Liveness",
+                "Answers while the process runs; touches nothing else.",
+                {"200": _ok(_obj({"status": {"const": "ok"}}, "status"))},
+            ),
+        ),
+        (
+            "/health/detailed",
+            "get",
+            op(
+                "healthDetailed",
+                "Store health",
+                "Store reachability, migration revision and row counts.",
+                {
+                    "200": _ok(_ref("Health"), "Healthy."),
+                    "503": _ok(_ref("Health"), "Degraded: the store is unreachable or behind."),
+                },
+            ),
+        ),
+        (
+            "/openapi.json",
+            "get",
+            op(
+                "openapi",
+                "This document",
+                "The OpenAPI 3.1 description of the API.",
+                {"200": _ok({"type": "object"})},
+            ),
+        ),
+        (
+            "/docs",
+            "get",
+            op(
+                "docs",
+                "API reference page",
+                "Swagger UI over /openapi.json.",
+                {"200": {"description": "HTML", "content": {"text/html": {"schema": _s()}}}},
+            ),
+        ),
+    ]
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (cached: treat it as read-only)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, op in (
+        *_event_paths(),
+        *_catalog_paths(),
+        *_admin_paths(),
+        *_delivery_paths(),
+        *_source_paths(),
+        *_segment_paths(),
+        *_health_paths(),
+    ):
+        if method in paths.setdefault(path, {}):
+            raise ValueError(f"{method.upper()} {path} is described twice")
+        paths[path][method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard",
+            "version": "0.1.0",
+            "summary": "A self-hosted multi-tenant event hub.",
+            "description": "Send events, validate them against a catalog, route them to "
+            "destinations, and receive provider webhooks. Errors are JSON: "
+            '`{"error": {"code", "message", "details": [{"path", "message"}]}}`.',
+        },
+        "tags": [{"name": name, "description": description} for name, description in TAGS],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": _components(),
+    }

@@ -1,0 +1,148 @@
+"""API keys: minting (shown once, stored hashed), authentication with a short cache, scopes,
+and the token buckets that rate-limit keys and tenants."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from switchboard.envelope import new_id, now_us
+from switchboard.errors import Forbidden, RateLimited, Unauthorized
+from switchboard.store import ApiKey, Scope, Store
+
+KEY_PREFIX_LEN = 11  # "sb_" + 8 characters, kept in clear to find and show the key
+_CACHE_SECONDS = 5.0  # a revoked key stops working within this many seconds on every node
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def mint_key(
+    tenant_id: str | None, name: str, scopes: Iterable[str], source: str | None = None
+) -> tuple[str, ApiKey]:
+    """A new key: (the secret to show once, the record to store)."""
+    scope_list = tuple(sorted({Scope(s).value for s in scopes}))
+    if not scope_list:
+        raise ValueError("a key needs at least one scope")
+    if Scope.ADMIN in scope_list and tenant_id is not None:
+        raise ValueError("the admin scope is only for keys without a tenant")
+    secret = "sb_" + secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
+    record = ApiKey(
+        id=new_id(),
+        tenant_id=tenant_id,
+        name=name,
+        prefix=secret[:KEY_PREFIX_LEN],
+        hash=hash_key(secret),
+        scopes=scope_list,
+        created_us=now_us(),
+        source=source,
+    )
+    return secret, record
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key and the tenant it acts in."""
+
+    key: ApiKey
+    tenant_id: str | None
+
+    def require(self, scope: Scope) -> None:
+        if Scope.ADMIN in self.key.scopes:
+            return
+        if scope not in self.key.scopes:
+            raise Forbidden(f"this API key lacks the '{scope}' scope")
+
+    def tenant(self) -> str:
+        if self.tenant_id is None:
+            raise Forbidden(
+                "an admin key must name the tenant with the X-Switchboard-Tenant header"
+            )
+        return self.tenant_id
+
+
+class Authenticator:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def authenticate(self, authorization: str | None, admin_tenant: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized()
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
+        token = token.strip()
+        digest = hash_key(token)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            key = hit[1]
+        else:
+            key = None
+            for candidate in await self.store.keys_by_prefix(token[:KEY_PREFIX_LEN]):
+                if hmac.compare_digest(candidate.hash, digest) and candidate.revoked_us is None:
+                    key = candidate
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + _CACHE_SECONDS, key)
+        if key is None:
+            raise Unauthorized("unknown or revoked API key")
+        if key.tenant_id is None:
+            return Principal(key, admin_tenant)
+        return Principal(key, key.tenant_id)
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class RateLimiter:
+    """Token buckets per API key and per tenant (in this process)."""
+
+    key_rate: float
+    key_burst: float
+    tenant_rate: float
+    tenant_burst: float
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def _take(self, name: str, rate: float, burst: float, cost: float, now: float) -> float:
+        """Take `cost` tokens; return 0 or the seconds to wait before it would succeed."""
+        if rate <= 0:
+            return 0.0
+        b = self._buckets.get(name)
+        if b is None:
+            b = self._buckets[name] = _Bucket(burst, now)
+        b.tokens = min(burst, b.tokens + (now - b.stamp) * rate)
+        b.stamp = now
+        cost = min(cost, burst)
+        if b.tokens >= cost:
+            b.tokens -= cost
+            return 0.0
+        return (cost - b.tokens) / rate
+
+    def check(self, key_id: str, tenant_id: str, cost: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        wait = self._take("k:" + key_id, self.key_rate, self.key_burst, cost, now)
+        if not wait:
+            wait = self._take("t:" + tenant_id, self.tenant_rate, self.tenant_burst, cost, now)
+            kb = self._buckets.get("k:" + key_id)
+            if wait and kb is not None:  # the request is refused: give the key its tokens back
+                kb.tokens += min(cost, self.key_burst)
+        if wait:
+            seconds = max(1, int(wait + 0.999))
+            raise RateLimited(
+                f"rate limit exceeded; retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )

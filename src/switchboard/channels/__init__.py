@@ -1,0 +1,79 @@
+"""Channels: where deliveries go. One module per kind, each with one ``send``.
+
+A channel turns (destination, event, delivery id, attempt) into one outbound call and reports
+what happened as a ``SendResult``; it never raises for transport problems and never decides about
+retries (``retry.decide`` does). Driver exceptions (aiohttp, SMTP) stay inside ``channels/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+
+@dataclass(frozen=True)
+class Destination:
+    id: str
+    tenant_id: str
+    name: str
+    kind: str  # webhook | slack | discord | email | whatsapp | inbox
+    config: dict[str, Any]
+    secrets: tuple[str, ...] = ()  # signing secrets / tokens; two are active during rotation
+    timeout: float = 10.0  # seconds for one attempt
+    concurrency: int = 10  # most attempts in flight at once
+    rate_per_second: float | None = None
+    rate_per_minute: float | None = None
+    retry_schedule: tuple[float, ...] | None = None  # None: the default schedule
+    enabled: bool = True
+    disabled_reason: str | None = None
+    created_us: int = 0
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status: int | None = None  # HTTP status (or an SMTP reply code), None without a reply
+    error: Literal["timeout", "connection", "other"] | None = None
+    message: str | None = None  # what went wrong, for the attempt log
+    retry_after: str | None = None  # the raw Retry-After header, if any
+    response: str = ""  # the reply body, truncated to 2 KiB
+    provider_id: str | None = None  # the provider's id for the message (for status callbacks)
+    request_headers: dict[str, str] = field(default_factory=dict)  # secrets masked
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One attempt to make: the delivery's identity and the event it carries."""
+
+    delivery_id: str  # also the `webhook-id`: the same on every attempt
+    attempt: int  # 1 for the first try
+    event: dict[str, Any]  # the event's public JSON
+    body_template: str | None = None  # a route transform (Jinja2 producing JSON), if any
+    replay: bool = False
+
+
+class Channel(Protocol):
+    kind: str
+
+    def check_config(self, config: dict[str, Any]) -> list[str]:
+        """Problems with a destination's config, each naming the field (empty: fine)."""
+        ...
+
+    async def send(self, destination: Destination, out: Outbound) -> SendResult: ...
+
+
+@dataclass
+class ChannelContext:
+    """Shared resources handed to every channel."""
+
+    session: aiohttp.ClientSession
+    inbox: Any = None  # the store, for the inbox channel
+
+
+RESPONSE_LIMIT = 2048
+
+
+def truncate(text: str) -> str:
+    return text if len(text) <= RESPONSE_LIMIT else text[:RESPONSE_LIMIT] + "…"

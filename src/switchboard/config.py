@@ -1,0 +1,144 @@
+"""Settings: one typed object, built once from SWITCHBOARD_* variables and passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from switchboard.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if raw.upper() not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw.upper()
+
+    return parse
+
+
+def _str(name: str, raw: str) -> str:
+    if not raw:
+        raise ConfigError(f"{name} must not be empty")
+    return raw
+
+
+def _plain(name: str, raw: str) -> str:
+    return raw
+
+
+def _setting(default: Any, parse: Callable[[str, str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the hub. The README's configuration table is generated from these docs."""
+
+    database_url: str = _setting(
+        "sqlite:///./data/switchboard.db",
+        _str,
+        "Store location: `sqlite:///path.db` (embedded, default) or `postgresql://user@host/db`.",
+    )
+    host: str = _setting("127.0.0.1", _str, "Address the API listens on.")
+    port: int = _setting(8080, _int, "Port the API listens on.")
+    max_batch_events: int = _setting(1000, _int, "Most events accepted in one ingest request.")
+    max_body_bytes: int = _setting(1_048_576, _int, "Largest ingest request body, in bytes.")
+    key_rate: float = _setting(1000.0, _float, "Events per second one API key may send (0 = off).")
+    key_burst: float = _setting(2000.0, _float, "Token-bucket burst size per API key, in events.")
+    tenant_rate: float = _setting(
+        5000.0, _float, "Events per second one tenant may send, all keys together (0 = off)."
+    )
+    tenant_burst: float = _setting(10000.0, _float, "Token-bucket burst size per tenant.")
+    ingest_timeout: float = _setting(
+        10.0,
+        _float,
+        "Seconds an ingest request may wait on the store before it answers 503 (retry safely).",
+    )
+    idempotency_ttl: int = _setting(
+        86400, _int, "Seconds an `Idempotency-Key` response is replayed for."
+    )
+    sqlite_synchronous: str = _setting(
+        "FULL", _choice("FULL", "NORMAL"), "SQLite `synchronous` pragma (FULL survives power loss)."
+    )
+    db_pool_size: int = _setting(10, _int, "PostgreSQL connections per process.")
+    commit_max_events: int = _setting(
+        5000, _int, "Most events one group commit writes in a transaction."
+    )
+    log_level: str = _setting(
+        "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level of the JSON log lines."
+    )
+    run_worker: int = _setting(
+        1, _int, "1: `serve` also runs the delivery worker in its process; 0: API only."
+    )
+    worker_concurrency: int = _setting(256, _int, "Most deliveries in flight per worker.")
+    worker_poll: float = _setting(
+        0.5, _float, "Seconds an idle worker waits before looking for due deliveries again."
+    )
+    lease_seconds: float = _setting(
+        120.0, _float, "A claimed delivery returns to the queue if its worker is silent this long."
+    )
+    disable_after: float = _setting(
+        432000.0,
+        _float,
+        "Seconds a destination may fail without a success before it is disabled (5 days).",
+    )
+    internal_events: str = _setting(
+        "succeeded,failed,dead",
+        _plain,
+        "Which `switchboard.delivery_*` events to publish (comma-separated; empty for none).",
+    )
+    replay_rate: float = _setting(
+        500.0, _float, "Events per second a replay job re-routes (its own lane and limit)."
+    )
+    catalogs_dir: str = _setting(
+        "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read SWITCHBOARD_<FIELD> for every field; a bad value names its variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = f"SWITCHBOARD_{f.name.upper()}"
+            if var in env:
+                values[f.name] = f.metadata["parse"](var, env[var].strip())
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://"))
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for each setting, for the README and `--help`."""
+        return [
+            (f"SWITCHBOARD_{f.name.upper()}", str(f.default), f.metadata["doc"])
+            for f in fields(cls)
+        ]

@@ -1,0 +1,463 @@
+"""The delivery worker: claim due deliveries, send them through their channel, record every
+attempt, and reschedule, dead-letter or disable by the retry policy.
+
+Fairness: each cycle visits every tenant with due work and claims a share for each; inside a
+tenant, high priority goes first. Isolation: every destination has its own concurrency cap, rate
+limit and circuit breaker, so a failing destination only ever holds its own deliveries back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard import breaker as brk
+from switchboard import retry
+from switchboard.channels import Channel, Destination, Outbound, SendResult
+from switchboard.config import Settings
+from switchboard.envelope import Event, new_id
+from switchboard.ingest import routable
+from switchboard.router import RouteCache
+from switchboard.store import Store
+from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
+
+log = logging.getLogger("switchboard.delivery")
+INTERNAL_SOURCE = "switchboard"
+_DEST_TTL = 2.0
+
+
+@dataclass
+class _DestState:
+    """What a worker keeps per destination: limits and the breaker, all in memory."""
+
+    destination: Destination
+    expires: float
+    semaphore: asyncio.Semaphore
+    failing_since_us: int | None = None
+    breaker: brk.Breaker = field(default_factory=brk.Breaker)
+    tokens_s: float = 0.0
+    tokens_m: float = 0.0
+    stamp: float = 0.0
+
+    def rate_wait(self, now: float) -> float:
+        """Take one token from the per-second and per-minute buckets; else seconds to wait."""
+        d = self.destination
+        elapsed = max(0.0, now - self.stamp)
+        self.stamp = now
+        wait = 0.0
+        if d.rate_per_second:
+            self.tokens_s = min(d.rate_per_second, self.tokens_s + elapsed * d.rate_per_second)
+            if self.tokens_s < 1:
+                wait = max(wait, (1 - self.tokens_s) / d.rate_per_second)
+        if d.rate_per_minute:
+            per_s = d.rate_per_minute / 60
+            self.tokens_m = min(d.rate_per_minute, self.tokens_m + elapsed * per_s)
+            if self.tokens_m < 1:
+                wait = max(wait, (1 - self.tokens_m) / per_s)
+        if wait == 0.0:
+            if d.rate_per_second:
+                self.tokens_s -= 1
+            if d.rate_per_minute:
+                self.tokens_m -= 1
+        return wait
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        channels: dict[str, Channel],
+        routes: RouteCache,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        breaker_config: brk.BreakerConfig | None = None,
+        policy: retry.Policy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.deliveries = DeliveryStore(store)
+        self.channels = channels
+        self.routes = routes
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.breaker_config = breaker_config or brk.BreakerConfig()
+        self.policy = policy or retry.Policy()
+        self.internal = {s.strip() for s in settings.internal_events.split(",") if s.strip()}
+        self.wakeup = asyncio.Event()
+        self._dests: dict[str, _DestState] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._capacity = asyncio.Semaphore(settings.worker_concurrency)
+        self._stopping = False
+        self._last_recover = 0.0
+
+    def now_us(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and send until `stop()`; then let in-flight sends finish (or release them)."""
+        listen = getattr(self.store, "listen", None)
+        listener = asyncio.create_task(listen(self.wakeup.set)) if listen else None
+        try:
+            await self._loop()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self.claim_once()
+            except Exception:  # the store is down: keep the loop alive and try again
+                log.exception("claim failed", extra={"action": "claim_failed"})
+                claimed = 0
+            if claimed == 0:
+                self.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), self.settings.worker_poll)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Graceful shutdown: no new claims; in-flight deliveries finish within `grace`
+        seconds, the rest are cancelled and released back to the queue."""
+        self._stopping = True
+        self.wakeup.set()
+        inflight = dict(self._inflight)
+        try:
+            if inflight:
+                _, pending = await asyncio.wait(inflight.values(), timeout=grace)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                leftover = [i for i, t in inflight.items() if t in pending]
+                if leftover:
+                    await self.deliveries.release(leftover, self.now_us())
+        finally:
+            await self.deliveries.close()
+
+    async def claim_once(self) -> int:
+        """One cycle: recover expired leases, claim a fair share per tenant, start the sends."""
+        now = self.clock()
+        if now - self._last_recover > 5:
+            self._last_recover = now
+            recovered = await self.deliveries.recover_expired(self.now_us())
+            if recovered:
+                log.warning(
+                    "recovered deliveries", extra={"action": "lease_expired", "count": recovered}
+                )
+        free = self.settings.worker_concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        tenants = await self.deliveries.tenants_with_due(self.now_us())
+        if not tenants:
+            return 0
+        self.rng.shuffle(tenants)
+        share = max(1, free // len(tenants))
+        lease = self.now_us() + int(self.settings.lease_seconds * 1_000_000)
+        claimed = 0
+        for tenant in tenants:
+            if free - claimed <= 0:
+                break
+            batch = await self.deliveries.claim(
+                tenant, self.now_us(), lease, min(share, free - claimed)
+            )
+            for delivery, event in batch:
+                claimed += 1
+                self._inflight[delivery.id] = asyncio.create_task(
+                    self._guarded(delivery, event, time.monotonic()),
+                    name=f"delivery-{delivery.id}",
+                )
+        return claimed
+
+    async def settle(self) -> None:
+        """Wait for the sends already started."""
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    async def drain(self, within: float = 30.0) -> int:
+        """Process everything due now and wait for it (tests and the CLI use this)."""
+        total = 0
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            n = await self.claim_once()
+            total += n
+            if self._inflight:
+                await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+            elif n == 0:
+                break
+        return total
+
+    async def _guarded(self, delivery: Delivery, event: Event, claimed_at: float) -> None:
+        try:
+            async with self._capacity:
+                await self.process(delivery, event, claimed_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "delivery crashed",
+                extra={"action": "delivery_crashed", "delivery_id": delivery.id},
+            )
+            # leave it 'sending': the lease expires and another attempt follows
+            return
+        finally:
+            self._inflight.pop(delivery.id, None)
+            # capacity freed: let the loop claim more now rather than at its next poll
+            if len(self._inflight) <= self.settings.worker_concurrency // 2:
+                self.wakeup.set()
+
+    # -- one delivery --------------------------------------------------------------------------
+
+    async def _destination(self, dest_id: str) -> _DestState | None:
+        now = time.monotonic()
+        state = self._dests.get(dest_id)
+        if state is not None and state.expires > now:
+            return state
+        found = await self.deliveries.destination_state(dest_id)
+        if found is None:
+            self._dests.pop(dest_id, None)
+            return None
+        dest, failing_since = found
+        # another send may have built the state while we awaited: share it, never make a
+        # second semaphore (that would double the destination's concurrency)
+        state = self._dests.get(dest_id)
+        if state is None or state.destination.concurrency != dest.concurrency:
+            state = _DestState(dest, now + _DEST_TTL, asyncio.Semaphore(max(1, dest.concurrency)))
+            if dest.rate_per_second:
+                state.tokens_s = dest.rate_per_second
+            if dest.rate_per_minute:
+                state.tokens_m = dest.rate_per_minute
+            state.stamp = self.clock()
+            self._dests[dest_id] = state
+        else:
+            state.destination = dest
+            state.expires = now + _DEST_TTL
+        state.failing_since_us = failing_since
+        return state
+
+    async def process(
+        self, delivery: Delivery, event: Event, claimed_at: float | None = None
+    ) -> None:
+        state = await self._destination(delivery.destination_id)
+        now_us = self.now_us()
+        if state is None or not state.destination.enabled:
+            reason = "destination deleted" if state is None else "destination disabled"
+            await self.deliveries.cancel(delivery, reason, now_us)
+            return
+        dest = state.destination
+        now = self.clock()
+        allowed, state.breaker = brk.allow(state.breaker, self.breaker_config, now=now)
+        if not allowed:
+            reopen = (state.breaker.opened_at or now) + self.breaker_config.open_for
+            await self._postpone(delivery, max(reopen, now + 1), "circuit open")
+            return
+        wait = state.rate_wait(now)
+        if wait > 0:
+            await self._postpone(delivery, now + wait, None)
+            return
+        channel = self.channels.get(dest.kind)
+        if channel is None:
+            await self.deliveries.cancel(delivery, f"no channel for kind {dest.kind!r}", now_us)
+            return
+        transform = None
+        if delivery.route_id:
+            for route in await self.routes.routes(delivery.tenant_id):
+                if route.id == delivery.route_id:
+                    transform = route.transform
+        out = Outbound(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts + 1,
+            event=event.to_json(),
+            body_template=transform,
+            replay=delivery.replay_id is not None,
+        )
+        # Wait for a slot at the destination only while the claim's lease still covers the
+        # send; past that the delivery goes back to the queue unsent (no attempt is spent),
+        # so a slow destination's backlog is never sent twice by another worker.
+        claimed_at = time.monotonic() if claimed_at is None else claimed_at
+        budget = self.settings.lease_seconds - dest.timeout - 2 - (time.monotonic() - claimed_at)
+        try:
+            await asyncio.wait_for(state.semaphore.acquire(), max(budget, 0.001))
+        except TimeoutError:
+            await self._postpone(delivery, self.clock(), None)
+            return
+        try:
+            started = self.clock()
+            t0 = time.perf_counter()
+            result = await channel.send(dest, out)
+            latency_ms = (time.perf_counter() - t0) * 1000
+        finally:
+            state.semaphore.release()
+        await self._record(delivery, event, state, result, started, latency_ms)
+
+    async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
+        await self.deliveries.finish(
+            delivery,
+            None,
+            "pending" if delivery.attempts == 0 else "retrying",
+            int(at * 1_000_000),
+            reason or delivery.last_error,
+            None,
+            self.now_us(),
+        )
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        event: Event,
+        state: _DestState,
+        result: SendResult,
+        started: float,
+        latency_ms: float,
+    ) -> None:
+        dest = state.destination
+        n = delivery.attempts + 1
+        now = self.clock()
+        now_us = self.now_us()
+        policy = self.policy
+        if dest.retry_schedule:
+            policy = retry.Policy(
+                schedule=dest.retry_schedule,
+                jitter=policy.jitter,
+                min_backoff_throttled=policy.min_backoff_throttled,
+                max_retry_after=policy.max_retry_after,
+            )
+        decision = retry.decide(
+            n,
+            retry.Outcome(status=result.status, error=result.error, retry_after=result.retry_after),
+            policy,
+            now=now,
+            rng=self.rng,
+        )
+        state.breaker = brk.record(state.breaker, self.breaker_config, result.ok, now=now)
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            n=n,
+            tenant_id=delivery.tenant_id,
+            started_us=int(started * 1_000_000),
+            latency_ms=latency_ms,
+            ok=result.ok,
+            status_code=result.status,
+            error=result.error,
+            message=result.message,
+            response=result.response or None,
+            request_headers=result.request_headers or None,
+        )
+        verdict = decision.verdict
+        if result.ok:  # channels judge success themselves (an SMTP 250 is not an HTTP 2xx)
+            verdict = retry.Verdict.SUCCEEDED
+        status = {
+            retry.Verdict.SUCCEEDED: "succeeded",
+            retry.Verdict.RETRY: "retrying",
+            retry.Verdict.DEAD: "dead",
+            retry.Verdict.DISABLE: "dead",
+        }[verdict]
+        next_us = now_us + int((decision.delay or 0) * 1_000_000)
+        error = None if result.ok else (result.message or decision.reason)
+        # the destination's failing streak is written only when it starts or ends
+        health = None
+        if result.ok and state.failing_since_us is not None:
+            health, state.failing_since_us = "ok", None
+        elif not result.ok and state.failing_since_us is None:
+            health, state.failing_since_us = "failing", now_us
+        await self.deliveries.finish(
+            delivery, attempt, status, next_us, error, result.provider_id, now_us, health
+        )
+        log.log(
+            logging.DEBUG if result.ok else logging.INFO,
+            "attempt",
+            extra={
+                "action": "delivery_attempt",
+                "tenant_id": delivery.tenant_id,
+                "delivery_id": delivery.id,
+                "event_id": event.id,
+                "trace_id": event.trace_id,
+                "destination_id": dest.id,
+                "attempt": n,
+                "ok": result.ok,
+                "status_code": result.status,
+                "outcome": status,
+                "latency_ms": round(latency_ms, 2),
+            },
+        )
+        failing_since = state.failing_since_us
+        reason = None
+        if verdict is retry.Verdict.DISABLE:
+            reason = f"the endpoint answered {result.status} Gone"
+        elif (
+            failing_since is not None and now_us - failing_since > self.settings.disable_after * 1e6
+        ):
+            reason = f"failing without a success for {self.settings.disable_after:.0f} s"
+        if reason and await self.deliveries.disable_destination(dest.id, reason, now_us):
+            state.expires = 0
+            log.warning(
+                "destination disabled",
+                extra={
+                    "action": "destination_disabled",
+                    "destination_id": dest.id,
+                    "reason": reason,
+                },
+            )
+            await self.publish(
+                event,
+                "switchboard.destination_disabled",
+                {"destination_id": dest.id, "destination_name": dest.name, "reason": reason},
+            )
+        kind = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}[status]
+        if kind in self.internal and event.source != INTERNAL_SOURCE:
+            await self.publish(
+                event,
+                f"switchboard.delivery_{kind}",
+                {
+                    "delivery_id": delivery.id,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "destination_id": dest.id,
+                    "destination_name": dest.name,
+                    "attempts": n,
+                    "status_code": result.status,
+                    "error": error,
+                },
+            )
+
+    async def publish(self, cause: Event, etype: str, data: dict[str, Any]) -> None:
+        """Publish an internal event in the cause's tenant, routed like any other (routes can
+        match `switchboard.*`, e.g. a Slack alert on dead deliveries). Internal events never
+        produce further internal events, so no loop can form."""
+        now_us = self.now_us()
+        ev = Event(
+            tenant_id=cause.tenant_id,
+            id=new_id(),
+            type=etype,
+            version=None,
+            time_us=now_us,
+            received_us=now_us,
+            source=INTERNAL_SOURCE,
+            subject=cause.subject,
+            actor_id="switchboard",
+            actor_type="system",
+            trace_id=cause.trace_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.id,
+            context={},
+            data=data,
+        )
+        routes = await self.routes.routes(cause.tenant_id)
+        plans = routable(routes, ev)
+        try:
+            await self.store.append([ev], [plans])
+        except Exception:
+            log.exception(
+                "internal event lost", extra={"action": "internal_event_failed", "type": etype}
+            )
+        self.wakeup.set()

@@ -1,0 +1,305 @@
+"""The event envelope: the stored record and the wire shapes that map onto it.
+
+Accepted shapes (each mapped onto the native envelope before validation):
+
+* native — ``{"type", "data", "id"?, "version"?, "time"?, "source"?, "subject"?, "actor"?, ...}``
+* the legal-practice plan's ``BaseEvent`` — camelCase ``eventId``, ``eventType``,
+  ``eventVersion``, ``timestamp``, ``actor``, ``actorType``, ``organizationId``, ``payload``,
+  ``metadata``
+* the clinic checklist's ``emitEvent`` arguments — ``eventType``, ``actor``, ``clinicId``,
+  ``customerId``, ``timestamp``, ``eventId``, ``metadata``
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+import uuid_utils
+
+MAX_ID_LEN = 200
+TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,199}$")
+_TEXT_FIELDS = ("subject", "trace_id", "correlation_id", "causation_id")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event. ``seq`` is the store's time-ordered key (0 before it is stored)."""
+
+    tenant_id: str
+    id: str
+    type: str
+    version: str | None
+    time_us: int
+    received_us: int
+    source: str
+    subject: str | None
+    actor_id: str | None
+    actor_type: str | None
+    trace_id: str
+    correlation_id: str | None
+    causation_id: str | None
+    context: dict[str, Any]
+    data: dict[str, Any]
+    status: str = "accepted"  # accepted | warned | quarantined
+    errors: list[dict[str, str]] = msgspec.field(default_factory=list)
+    seq: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of a stored event."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "time": format_us(self.time_us),
+            "received_at": format_us(self.received_us),
+            "source": self.source,
+            "subject": self.subject,
+            "actor": {"id": self.actor_id, "type": self.actor_type}
+            if (self.actor_id or self.actor_type)
+            else None,
+            "trace_id": self.trace_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "context": self.context,
+            "data": self.data,
+            "status": self.status,
+        }
+        if self.errors:
+            out["validation_errors"] = self.errors
+        return out
+
+    def match_doc(self) -> dict[str, Any]:
+        """The dict that filter patterns match against (the envelope without hub fields)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "source": self.source,
+            "subject": self.subject,
+            "time": format_us(self.time_us),
+            "actor": {"id": self.actor_id, "type": self.actor_type},
+            "trace_id": self.trace_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "context": self.context,
+            "data": self.data,
+        }
+
+
+class EnvelopeError(Exception):
+    """An envelope field is missing or malformed; ``errors`` holds ``{path, message}`` items."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def new_id() -> str:
+    """A time-ordered UUIDv7 string."""
+    return str(uuid_utils.uuid7())
+
+
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def format_us(us: int) -> str:
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: Any, path: str) -> int:
+    """ISO 8601 with a timezone → microseconds since the epoch."""
+    if not isinstance(value, str):
+        raise EnvelopeError([{"path": path, "message": "must be an ISO 8601 string"}])
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise EnvelopeError(
+            [{"path": path, "message": f"not an ISO 8601 date-time: {value[:40]!r}"}]
+        ) from None
+    if dt.tzinfo is None:
+        raise EnvelopeError([{"path": path, "message": "needs a timezone (e.g. 'Z' or '-03:00')"}])
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_base_event(doc: dict[str, Any]) -> dict[str, Any]:
+    """The legal-practice plan's camelCase BaseEvent → native."""
+    meta = doc.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise EnvelopeError([{"path": "/metadata", "message": "must be an object"}])
+    context = {
+        {"ipAddress": "ip", "userAgent": "user_agent", "requestId": "request_id"}.get(k, k): v
+        for k, v in meta.items()
+        if k != "source"
+    }
+    if doc.get("organizationId") is not None:
+        context["organization_id"] = doc["organizationId"]
+    native: dict[str, Any] = {
+        "id": doc.get("eventId"),
+        "type": doc.get("eventType"),
+        "version": doc.get("eventVersion"),
+        "time": doc.get("timestamp"),
+        "source": doc.get("source") or meta.get("source"),
+        "subject": doc.get("organizationId"),
+        "data": doc.get("payload"),
+        "context": context,
+    }
+    if doc.get("actor") is not None or doc.get("actorType") is not None:
+        native["actor"] = {"id": doc.get("actor"), "type": doc.get("actorType")}
+    for key in _TEXT_FIELDS[1:]:
+        native[key] = doc.get(key)
+    return native
+
+
+def _from_emit_event(doc: dict[str, Any]) -> dict[str, Any]:
+    """The clinic checklist's emitEvent({...}) arguments → native."""
+    context = dict(doc.get("context") or {})
+    if doc.get("clinicId") is not None:
+        context["clinic_id"] = doc["clinicId"]
+    actor_type = doc.get("actor")
+    actor = None
+    if actor_type is not None:
+        # The clinic's EventActor is a kind (clinic|system|customer|ai); the concrete actor is
+        # the clinic or the customer when the kind says so.
+        actor_id = {"clinic": doc.get("clinicId"), "customer": doc.get("customerId")}.get(
+            str(actor_type)
+        )
+        actor = {"id": actor_id, "type": actor_type}
+    return {
+        "id": doc.get("eventId"),
+        "type": doc.get("eventType"),
+        "version": doc.get("version"),
+        "time": doc.get("timestamp"),
+        "source": doc.get("source"),
+        "subject": doc.get("customerId"),
+        "actor": actor,
+        "data": doc.get("metadata") if doc.get("metadata") is not None else {},
+        "context": context,
+        "trace_id": doc.get("trace_id"),
+        "correlation_id": doc.get("correlation_id"),
+        "causation_id": doc.get("causation_id"),
+    }
+
+
+def to_native(doc: Any) -> dict[str, Any]:
+    """Detect the shape of one submitted event and map it onto the native envelope."""
+    if not isinstance(doc, dict):
+        raise EnvelopeError([{"path": "", "message": "an event must be a JSON object"}])
+    if "type" in doc or "eventType" not in doc:
+        return doc
+    if "payload" in doc:
+        return _from_base_event(doc)
+    return _from_emit_event(doc)
+
+
+def find_nul(value: Any, path: str) -> str | None:
+    """The JSON path of the first string holding a NUL character (PostgreSQL cannot store
+    one, so it is refused on every store alike), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                return f"{path}/{k!r}"
+            if isinstance(v, str | dict | list) and (found := find_nul(v, f"{path}/{k}")):
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, str | dict | list) and (found := find_nul(v, f"{path}/{i}")):
+                return found
+    return None
+
+
+def _text(doc: dict[str, Any], key: str, errors: list[dict[str, str]]) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN or "\x00" in value:
+        errors.append(
+            {"path": f"/{key}", "message": f"must be a non-empty string of at most {MAX_ID_LEN}"}
+        )
+        return None
+    return value
+
+
+def build_event(raw: Any, *, tenant_id: str, default_source: str, received_us: int) -> Event:
+    """Validate the envelope of one submitted event (any accepted shape) into an Event.
+
+    Raises EnvelopeError with every problem found, each with its JSON path.
+    """
+    doc = to_native(raw)
+    errors: list[dict[str, str]] = []
+    etype = doc.get("type")
+    if etype is None:
+        errors.append({"path": "/type", "message": "is required"})
+    elif not isinstance(etype, str) or not TYPE_RE.match(etype):
+        errors.append(
+            {
+                "path": "/type",
+                "message": "must be a lowercase name of letters, digits, '.', '_' or '-'",
+            }
+        )
+    data = doc.get("data")
+    if data is None:
+        errors.append({"path": "/data", "message": "is required"})
+    elif not isinstance(data, dict):
+        errors.append({"path": "/data", "message": "must be an object"})
+    context = doc.get("context")
+    if context is None:
+        context = {}
+    elif not isinstance(context, dict):
+        errors.append({"path": "/context", "message": "must be an object"})
+    event_id = _text(doc, "id", errors)
+    source = _text(doc, "source", errors) or default_source
+    version = _text(doc, "version", errors)
+    texts = {key: _text(doc, key, errors) for key in _TEXT_FIELDS}
+    actor = doc.get("actor")
+    actor_id = actor_type = None
+    if isinstance(actor, dict):
+        actor_id = _text(actor, "id", errors)
+        actor_type = _text(actor, "type", errors)
+    elif isinstance(actor, str):
+        actor_id = actor
+    elif actor is not None:
+        errors.append({"path": "/actor", "message": "must be an object {id, type}"})
+    time_us = received_us
+    if doc.get("time") is not None:
+        try:
+            time_us = parse_time(doc["time"], "/time")
+        except EnvelopeError as exc:
+            errors.extend(exc.errors)
+    for name, part in (("data", data), ("context", context)):
+        # orjson's C serialiser spots an escaped NUL far faster than a walk; walk only on a hit
+        if (
+            isinstance(part, dict)
+            and part
+            and b"\\u0000" in orjson.dumps(part)
+            and (where := find_nul(part, f"/{name}"))
+        ):
+            errors.append({"path": where, "message": "must not contain NUL (\\u0000) characters"})
+    if errors:
+        raise EnvelopeError(errors)
+    event_id = event_id or new_id()
+    return Event(
+        tenant_id=tenant_id,
+        id=event_id,
+        type=etype,  # type: ignore[arg-type]  # checked above
+        version=version,
+        time_us=time_us,
+        received_us=received_us,
+        source=source,
+        subject=texts["subject"],
+        actor_id=actor_id,
+        actor_type=actor_type,
+        trace_id=texts["trace_id"] or uuid_utils.uuid4().hex,
+        correlation_id=texts["correlation_id"] or event_id,
+        causation_id=texts["causation_id"],
+        context=context,
+        data=data,  # type: ignore[arg-type]  # checked above
+    )

@@ -1,0 +1,106 @@
+"""The composition root: builds the store, catalog, routing, ingest, auth and the delivery worker
+from one Settings object and hands them down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiohttp
+
+from switchboard.auth import Authenticator, RateLimiter
+from switchboard.channels import ChannelContext
+from switchboard.channels.registry import build_channels
+from switchboard.config import Settings
+from switchboard.delivery import Worker
+from switchboard.ingest import Ingestor
+from switchboard.registry import Registry
+from switchboard.router import Route, RouteCache, parse_route
+from switchboard.store import Store, Tenant, open_store
+from switchboard.store.deliveries import DeliveryStore
+
+_TENANT_TTL = 5.0
+
+
+class Hub:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.registry = Registry(self.store)
+        self.deliveries = DeliveryStore(self.store)
+        self.routes = RouteCache(self.load_routes)
+        self.ingestor = Ingestor(self.store, self.registry, self.routes, self._wake_worker)
+        self.auth = Authenticator(self.store)
+        self.limiter = RateLimiter(
+            settings.key_rate, settings.key_burst, settings.tenant_rate, settings.tenant_burst
+        )
+        self.worker: Worker | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self.running_replays: set[str] = set()  # replay jobs this process is running
+        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
+
+    async def open(self, *, worker: bool | None = None) -> None:
+        await self.store.open()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+        )
+        channels = build_channels(ChannelContext(self.session, inbox=self.deliveries))
+        self.worker = Worker(self.settings, self.store, channels, self.routes)
+        run = self.settings.run_worker if worker is None else worker
+        if run:
+            self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
+            from switchboard.replay import resume_replays
+
+            self.spawn(resume_replays(self))
+
+    async def close(self) -> None:
+        for job in list(self._jobs):
+            job.cancel()
+        if self._worker_task is not None and self.worker is not None:
+            await self.worker.stop()
+            self._worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker_task
+        if self.session is not None:
+            await self.session.close()
+        await self.store.close()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background job owned by the hub (cancelled on close)."""
+        task = asyncio.create_task(coro)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return task
+
+    def _wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wakeup.set()
+
+    async def load_routes(self, tenant_id: str) -> list[Route]:
+        routes = []
+        for route_id, _, spec in await self.deliveries.list_routes(tenant_id):
+            ids = spec.get("destination_ids", [])
+            stored = {**spec, "destinations": ids}
+            routes.append(
+                parse_route(
+                    stored,
+                    route_id=route_id,
+                    tenant_id=tenant_id,
+                    destination_ids={i: i for i in ids},
+                )
+            )
+        return routes
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant record, cached briefly: it is read on every ingest request."""
+        now = time.monotonic()
+        hit = self._tenants.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        tenant = await self.store.get_tenant(tenant_id)
+        self._tenants[tenant_id] = (now + _TENANT_TTL, tenant)
+        return tenant

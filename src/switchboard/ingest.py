@@ -1,0 +1,144 @@
+"""Accept a batch of submitted events: validate envelope and data, deduplicate, append durably,
+and answer per event (accepted / duplicate / rejected)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.registry import Registry
+from switchboard.router import Route, RouteCache, plan
+from switchboard.store import Store, Tenant
+from switchboard.store.deliveries import NewDelivery
+
+log = logging.getLogger("switchboard.ingest")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    results: list[dict[str, Any]]
+    accepted: int
+    duplicates: int
+    rejected: int
+
+    @property
+    def all_rejected(self) -> bool:
+        return self.rejected == len(self.results) and self.rejected > 0
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "results": self.results,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+
+
+def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
+    """The deliveries an accepted event makes. Quarantined events and business duplicates
+    (context.duplicate_of) are stored but never routed."""
+    if event.status == "quarantined" or "duplicate_of" in event.context:
+        return []
+    return [
+        NewDelivery(
+            tenant_id=event.tenant_id,
+            event_seq=0,  # set by the store once the event has its seq
+            destination_id=p.destination_id,
+            route_id=p.route_id,
+            priority=p.priority,
+            ordering_key=p.ordering_key,
+            due_us=event.received_us,
+        )
+        for p in plan(routes, event)
+    ]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        routes: RouteCache | None = None,
+        on_routed: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.routes = routes
+        self.on_routed = on_routed
+
+    async def ingest(self, raws: list[Any], tenant: Tenant, default_source: str) -> IngestResult:
+        received = now_us()
+        results: list[dict[str, Any]] = [{} for _ in raws]
+        to_store: list[tuple[int, Event]] = []
+        for index, raw in enumerate(raws):
+            try:
+                event = build_event(
+                    raw, tenant_id=tenant.id, default_source=default_source, received_us=received
+                )
+            except EnvelopeError as exc:
+                results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
+                continue
+            verdict = await self.registry.validate(event, tenant.unknown_types)
+            if verdict.status == "rejected":
+                results[index] = {
+                    "index": index,
+                    "status": "rejected",
+                    "id": event.id,
+                    "errors": verdict.errors,
+                }
+                continue
+            to_store.append(
+                (
+                    index,
+                    msgspec.structs.replace(
+                        event,
+                        version=verdict.version,
+                        status=verdict.status,
+                        errors=verdict.errors,
+                    ),
+                )
+            )
+        plans: list[list[NewDelivery]] | None = None
+        if self.routes is not None and to_store:
+            routes = await self.routes.routes(tenant.id)
+            if routes:
+                plans = [routable(routes, e) for _, e in to_store]
+        appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
+        if plans and any(plans) and self.on_routed is not None:
+            self.on_routed()
+        accepted = duplicates = 0
+        for (index, event), res in zip(to_store, appended, strict=True):
+            if res.status == "accepted":
+                accepted += 1
+                out: dict[str, Any] = {"index": index, "status": "accepted", "id": event.id}
+                if event.status != "accepted":
+                    out["validation"] = event.status
+                    out["warnings"] = event.errors
+            else:
+                duplicates += 1
+                out = {
+                    "index": index,
+                    "status": "duplicate",
+                    "id": event.id,
+                    "original_received_at": format_us(res.received_us),
+                }
+            results[index] = out
+        rejected = len(raws) - accepted - duplicates
+        log.info(
+            "ingested",
+            extra={
+                "action": "ingest",
+                "tenant_id": tenant.id,
+                "accepted": accepted,
+                "duplicates": duplicates,
+                "rejected": rejected,
+                "event_ids": [e.id for _, e in to_store][:50],
+                "trace_ids": sorted({e.trace_id for _, e in to_store})[:10],
+            },
+        )
+        return IngestResult(results, accepted, duplicates, rejected)

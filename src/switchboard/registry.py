@@ -1,0 +1,144 @@
+"""The live catalog: event types as stored per tenant (and the shared scope "*"), their compiled
+validators, and applying catalogs with compatibility checks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard import catalog as cat
+from switchboard.envelope import Event, now_us
+from switchboard.errors import Conflict
+from switchboard.store import Store, StoredType
+
+SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
+_TTL = 5.0  # seconds a cached type is trusted; other nodes' catalog changes show up within it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What validation decided for one event."""
+
+    status: str  # accepted | warned | quarantined | rejected
+    version: str | None
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    spec: cat.EventTypeSpec
+    validators: dict[str, cat.Validator]
+
+    def validator(self, v: cat.TypeVersion) -> cat.Validator:
+        found = self.validators.get(v.version)
+        if found is None:
+            found = self.validators[v.version] = cat.Validator(v.schema)
+        return found
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[tuple[str, str], tuple[float, _Entry | None]] = {}
+
+    async def lookup(self, tenant_id: str, name: str) -> cat.EventTypeSpec | None:
+        entry = await self._entry(tenant_id, name)
+        return entry.spec if entry else None
+
+    async def _entry(self, tenant_id: str, name: str) -> _Entry | None:
+        """The tenant's type, else the shared one; unknown names are cached too, so a flood of
+        them costs no queries."""
+        now = time.monotonic()
+        hit = self._cache.get((tenant_id, name))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        stored = await self.store.get_type(tenant_id, name) or await self.store.get_type(
+            SHARED, name
+        )
+        entry = _Entry(cat.parse_event_type(stored.spec, where=name), {}) if stored else None
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[(tenant_id, name)] = (now + _TTL, entry)
+        return entry
+
+    async def validate(self, event: Event, unknown_types: str) -> Verdict:
+        entry = await self._entry(event.tenant_id, event.type)
+        if entry is None:
+            if unknown_types == "accept":
+                return Verdict("accepted", event.version)
+            return Verdict(
+                "rejected",
+                event.version,
+                [{"path": "/type", "message": f"unknown event type {event.type!r}"}],
+            )
+        version = entry.spec.resolve(event.version)
+        if version is None:
+            known = ", ".join(v.version for v in entry.spec.versions)
+            return Verdict(
+                "rejected",
+                event.version,
+                [
+                    {
+                        "path": "/version",
+                        "message": f"unknown version {event.version!r} of {event.type}; "
+                        f"known: {known}",
+                    }
+                ],
+            )
+        issues = entry.validator(version).validate(event.data)
+        if not issues:
+            return Verdict("accepted", version.version)
+        errors = [{"path": i.path, "message": i.message} for i in issues]
+        status = {"enforce": "rejected", "warn": "warned", "quarantine": "quarantined"}[
+            entry.spec.mode
+        ]
+        return Verdict(status, version.version, errors)
+
+    async def put(self, scope: str, spec: cat.EventTypeSpec, catalog_name: str) -> list[str]:
+        """Store one type after the compatibility check; returns data paths newly indexed."""
+        existing = await self.store.get_type(scope, spec.name)
+        old = cat.parse_event_type(existing.spec, where=spec.name) if existing else None
+        problems = cat.check_versions(old, spec)
+        if problems:
+            raise Conflict(
+                f"{spec.name}: incompatible with the stored versions",
+                details=[{"path": f"/{spec.name}", "message": p} for p in problems],
+            )
+        await self.store.put_type(
+            StoredType(scope, spec.name, catalog_name, cat.event_type_to_dict(spec), now_us())
+        )
+        self._cache = {k: v for k, v in self._cache.items() if k[1] != spec.name}
+        indexed = []
+        for path in spec.index:
+            if await self.store.ensure_data_index(path):
+                indexed.append(path)
+        return indexed
+
+    async def apply(self, scope: str, catalog: cat.CatalogSpec) -> dict[str, Any]:
+        """Apply a whole catalog: every type is checked first, then all are written."""
+        problems: list[dict[str, str]] = []
+        for spec in catalog.types:
+            existing = await self.store.get_type(scope, spec.name)
+            old = cat.parse_event_type(existing.spec, where=spec.name) if existing else None
+            problems += [
+                {"path": f"/{spec.name}", "message": p} for p in cat.check_versions(old, spec)
+            ]
+        if problems:
+            raise Conflict(f"catalog {catalog.name!r} is incompatible", details=problems)
+        indexed: list[str] = []
+        for spec in catalog.types:
+            indexed += await self.put(scope, spec, catalog.name)
+        if scope != SHARED:
+            await self.store.set_unknown_types(scope, catalog.unknown_types)
+        return {
+            "catalog": catalog.name,
+            "types": len(catalog.types),
+            "indexed": sorted(set(indexed)),
+        }
+
+    async def list(self, tenant_id: str) -> list[StoredType]:
+        """The types a tenant sees: its own, then shared ones it does not override."""
+        rows = await self.store.list_types((tenant_id, SHARED))
+        own = {r.name for r in rows if r.scope == tenant_id}
+        return [r for r in rows if r.scope == tenant_id or r.name not in own]

@@ -1,0 +1,195 @@
+"""Routes × event → planned deliveries. The planning is pure; the cache around it reads the store.
+
+A route names event type globs, sources, a filter pattern, destinations, a priority, an optional
+transform (a Jinja2 template producing the webhook body) and an optional ordering key (a dotted
+path into the event: deliveries that share a key reach a destination in order).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard import patterns, templates
+from switchboard.envelope import Event
+
+INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
+PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+_TTL = 1.0  # seconds a tenant's routes are cached; a route change reaches every node within it
+
+
+@dataclass(frozen=True)
+class Route:
+    id: str
+    tenant_id: str
+    name: str
+    types: tuple[str, ...] = ("*",)
+    sources: tuple[str, ...] = ()
+    filter: patterns.Pattern | None = None
+    destinations: tuple[str, ...] = ()  # destination ids
+    transform: str | None = None
+    priority: int = 1
+    ordering_key: str | None = None
+    enabled: bool = True
+    spec: dict[str, Any] = field(default_factory=dict)  # as submitted, for reading back
+
+    def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
+        if not self.enabled:
+            return False
+        if event.type.startswith(INTERNAL_PREFIX) and not any(
+            t.startswith(INTERNAL_PREFIX) for t in self.types
+        ):
+            return False  # internal events reach only routes that name them explicitly
+        if not any(t == event.type or fnmatch.fnmatchcase(event.type, t) for t in self.types):
+            return False
+        if self.sources and event.source not in self.sources:
+            return False
+        if self.filter is not None:
+            return patterns.match(self.filter, doc if doc is not None else event.match_doc())
+        return True
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A delivery to create if (and only if) its event is stored."""
+
+    destination_id: str
+    route_id: str | None
+    priority: int
+    ordering_key: str | None
+
+
+class RouteError(ValueError):
+    """A route spec is invalid; `problems` name the fields."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def lookup(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def parse_route(
+    spec: dict[str, Any], *, route_id: str, tenant_id: str, destination_ids: dict[str, str]
+) -> Route:
+    """Validate a route spec; `destination_ids` maps names (and ids) to ids for this tenant."""
+    problems: list[str] = []
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("name: required, a string")
+    types = spec.get("types", ["*"])
+    if isinstance(types, str):
+        types = [types]
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        problems.append("types: a list of event type names or globs")
+        types = []
+    sources = spec.get("sources", [])
+    if isinstance(sources, str):
+        sources = [sources]
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        problems.append("sources: a list of source names")
+        sources = []
+    compiled = None
+    if spec.get("filter") is not None:
+        if not isinstance(spec["filter"], dict):
+            problems.append("filter: must be a pattern object")
+        else:
+            try:
+                compiled = patterns.compile_pattern(spec["filter"])
+            except patterns.PatternError as exc:
+                problems.append(f"filter.{exc}")
+    dests = spec.get("destinations")
+    if isinstance(dests, str):
+        dests = [dests]
+    ids: list[str] = []
+    if not isinstance(dests, list) or not dests:
+        problems.append("destinations: at least one destination name")
+    else:
+        for i, d in enumerate(dests):
+            if d not in destination_ids:
+                problems.append(f"destinations[{i}]: no destination {d!r} in this tenant")
+            else:
+                ids.append(destination_ids[d])
+    priority = spec.get("priority", "normal")
+    if priority not in PRIORITIES:
+        problems.append("priority: one of high, normal, low")
+    transform = spec.get("transform")
+    if transform is not None:
+        try:
+            templates.check(str(transform))
+        except templates.TemplateProblem as exc:
+            problems.append(f"transform: {exc}")
+    ordering_key = spec.get("ordering_key")
+    if ordering_key is not None and not isinstance(ordering_key, str):
+        problems.append("ordering_key: a dotted path such as 'subject' or 'data.invoice_id'")
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append("enabled: true or false")
+    if problems:
+        raise RouteError(problems)
+    return Route(
+        id=route_id,
+        tenant_id=tenant_id,
+        name=str(name),
+        types=tuple(types),
+        sources=tuple(sources),
+        filter=compiled,
+        destinations=tuple(dict.fromkeys(ids)),
+        transform=transform,
+        priority=PRIORITIES[priority],
+        ordering_key=ordering_key,
+        enabled=enabled,
+        spec=spec,
+    )
+
+
+def plan(routes: list[Route], event: Event, only: set[str] | None = None) -> list[Planned]:
+    """The deliveries an event makes: one per (route, destination), first route wins when two
+    routes name the same destination. `only` restricts to some destination ids (replays)."""
+    out: dict[str, Planned] = {}
+    doc: dict[str, Any] | None = None
+    for route in routes:
+        if not route.enabled:
+            continue
+        if route.filter is not None and doc is None:
+            doc = event.match_doc()
+        if not route.matches(event, doc):
+            continue
+        key = None
+        if route.ordering_key:
+            value = lookup(doc if doc is not None else event.match_doc(), route.ordering_key)
+            key = None if value is None else str(value)
+        for dest in route.destinations:
+            if (only is None or dest in only) and dest not in out:
+                out[dest] = Planned(dest, route.id, route.priority, key)
+    return list(out.values())
+
+
+class RouteCache:
+    """Each tenant's enabled routes, re-read at most every second."""
+
+    def __init__(self, load: Callable[[str], Awaitable[list[Route]]]) -> None:
+        self._load = load
+        self._cache: dict[str, tuple[float, list[Route]]] = {}
+
+    async def routes(self, tenant_id: str) -> list[Route]:
+        now = time.monotonic()
+        hit = self._cache.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        routes: list[Route] = await self._load(tenant_id)
+        self._cache[tenant_id] = (now + _TTL, routes)
+        return routes
+
+    def forget(self, tenant_id: str) -> None:
+        self._cache.pop(tenant_id, None)

@@ -1,0 +1,661 @@
+"""Routing and delivery state: destinations, routes, deliveries, attempts, inbox, replays.
+
+Written once for both backends on the stores' generic SQL (`fetch`, `fetch_write`, `execute`,
+`batch`, with `?` and `?j` placeholders). Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL; on
+SQLite the single writer connection already serialises them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.channels import Destination
+from switchboard.envelope import Event, new_id
+from switchboard.store.queries import (
+    EVENT_COLUMNS,
+    GroupWriter,
+    Sql,
+    bind,
+    dumps,
+    event_from_row,
+    load_json,
+    type_condition,
+)
+
+OPEN = ("pending", "retrying", "sending")
+TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived")
+# provider statuses only move forward: a late "delivered" never overwrites "read"
+PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    event_seq: int
+    destination_id: str
+    route_id: str | None
+    status: str
+    priority: int
+    attempts: int
+    next_attempt_us: int
+    ordering_key: str | None
+    replay_id: str | None
+    provider_id: str | None
+    last_error: str | None
+    created_us: int
+    updated_us: int
+
+    def to_json(self) -> dict[str, Any]:
+        from switchboard.envelope import format_us
+
+        return {
+            "id": self.id,
+            "event_seq": self.event_seq,
+            "destination_id": self.destination_id,
+            "route_id": self.route_id,
+            "status": self.status,
+            "priority": ["high", "normal", "low"][self.priority],
+            "attempts": self.attempts,
+            "next_attempt_at": format_us(self.next_attempt_us)
+            if self.status in ("pending", "retrying")
+            else None,
+            "ordering_key": self.ordering_key,
+            "replay_id": self.replay_id,
+            "provider_id": self.provider_id,
+            "last_error": self.last_error,
+            "created_at": format_us(self.created_us),
+            "updated_at": format_us(self.updated_us),
+        }
+
+
+DELIVERY_COLUMNS = (
+    "id, tenant_id, event_seq, destination_id, route_id, status, priority, attempts, "
+    "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us"
+)
+_D = ", ".join("d." + c.strip() for c in DELIVERY_COLUMNS.split(","))
+_E = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
+
+
+def pattern_fragment(pattern: Any, dialect: str, params: list[Any]) -> str:
+    """A filter pattern as SQL over the events table aliased `e`, in `?` placeholders (the
+    store numbers them); its parameters are appended to `params`."""
+    from switchboard.patterns import to_sql
+
+    frag = to_sql(pattern, "postgres" if dialect == "postgres" else "sqlite", table="e")
+    sql = frag.sql
+    if dialect == "postgres":
+        numbers = [int(n) for n in re.findall(r"\$(\d+)", sql)]
+        if numbers != list(range(1, len(numbers) + 1)):
+            # placeholders are reused or out of order: bind by position instead
+            values = [frag.params[n - 1] for n in numbers]
+            sql = re.sub(r"\$\d+", "?", sql)
+            params.extend(values)
+            return sql
+        sql = re.sub(r"\$\d+", "?", sql)
+    params.extend(frag.params)
+    return sql
+
+
+def delivery_from_row(r: Sequence[Any]) -> Delivery:
+    return Delivery(*r[:15])
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    tenant_id: str
+    event_seq: int
+    destination_id: str
+    route_id: str | None
+    priority: int
+    ordering_key: str | None
+    due_us: int
+    replay_id: str | None = None
+
+
+INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, NULL, NULL, ?, ?)"
+)
+
+
+def delivery_params(d: NewDelivery, now_us: int) -> tuple[Any, ...]:
+    return (
+        new_id(),
+        d.tenant_id,
+        d.event_seq,
+        d.destination_id,
+        d.route_id,
+        d.priority,
+        d.due_us,
+        d.ordering_key,
+        d.replay_id,
+        now_us,
+        now_us,
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: str
+    n: int
+    tenant_id: str
+    started_us: int
+    latency_ms: float
+    ok: bool
+    status_code: int | None
+    error: str | None
+    message: str | None
+    response: str | None
+    request_headers: dict[str, str] | None
+
+    def to_json(self) -> dict[str, Any]:
+        from switchboard.envelope import format_us
+
+        return {
+            "n": self.n,
+            "started_at": format_us(self.started_us),
+            "latency_ms": round(self.latency_ms, 2),
+            "ok": bool(self.ok),
+            "status_code": self.status_code,
+            "error": self.error,
+            "message": self.message,
+            "response": self.response,
+            "request_headers": self.request_headers,
+        }
+
+
+_DEST_COLUMNS = (
+    "id, tenant_id, name, kind, config, secrets, settings, enabled, disabled_reason, "
+    "failing_since_us, created_us, updated_us"
+)
+
+
+def destination_from_row(r: Sequence[Any]) -> tuple[Destination, int | None]:
+    settings = load_json(r[6])
+    schedule = settings.get("retry_schedule")
+    return (
+        Destination(
+            id=r[0],
+            tenant_id=r[1],
+            name=r[2],
+            kind=r[3],
+            config=load_json(r[4]),
+            secrets=tuple(load_json(r[5])),
+            timeout=settings.get("timeout", 10.0),
+            concurrency=settings.get("concurrency", 10),
+            rate_per_second=settings.get("rate_per_second"),
+            rate_per_minute=settings.get("rate_per_minute"),
+            retry_schedule=tuple(schedule) if schedule else None,
+            enabled=bool(r[7]),
+            disabled_reason=r[8],
+            created_us=r[10],
+        ),
+        r[9],
+    )
+
+
+def destination_settings(d: Destination) -> dict[str, Any]:
+    return {
+        "timeout": d.timeout,
+        "concurrency": d.concurrency,
+        "rate_per_second": d.rate_per_second,
+        "rate_per_minute": d.rate_per_minute,
+        "retry_schedule": list(d.retry_schedule) if d.retry_schedule else None,
+    }
+
+
+class DeliveryStore:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+        self.pg = sql.dialect == "postgres"
+        self.writer = GroupWriter(sql)
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    # -- destinations --------------------------------------------------------------------------
+
+    async def put_destination(self, d: Destination, now_us: int) -> None:
+        await self.sql.execute(
+            f"INSERT INTO destinations ({_DEST_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?j, ?j, ?j, ?, ?, NULL, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, "
+            "config = excluded.config, secrets = excluded.secrets, settings = excluded.settings, "
+            "enabled = excluded.enabled, disabled_reason = excluded.disabled_reason, "
+            "failing_since_us = NULL, updated_us = excluded.updated_us",
+            (
+                d.id,
+                d.tenant_id,
+                d.name,
+                d.kind,
+                dumps(d.config),
+                dumps(list(d.secrets)),
+                dumps(destination_settings(d)),
+                d.enabled,
+                d.disabled_reason,
+                d.created_us or now_us,
+                now_us,
+            ),
+        )
+
+    async def get_destination(self, tenant_id: str | None, ref: str) -> Destination | None:
+        """By id, or by name within a tenant."""
+        if tenant_id is None:
+            rows = await self.sql.fetch(
+                f"SELECT {_DEST_COLUMNS} FROM destinations WHERE id = ?", (ref,)
+            )
+        else:
+            rows = await self.sql.fetch(
+                f"SELECT {_DEST_COLUMNS} FROM destinations "
+                "WHERE tenant_id = ? AND (id = ? OR name = ?)",
+                (tenant_id, ref, ref),
+            )
+        return destination_from_row(rows[0])[0] if rows else None
+
+    async def destination_state(self, dest_id: str) -> tuple[Destination, int | None] | None:
+        """A destination by id with the start of its failing streak (the worker's view)."""
+        rows = await self.sql.fetch(
+            f"SELECT {_DEST_COLUMNS} FROM destinations WHERE id = ?", (dest_id,)
+        )
+        return destination_from_row(rows[0]) if rows else None
+
+    async def list_destinations(self, tenant_id: str) -> list[Destination]:
+        rows = await self.sql.fetch(
+            f"SELECT {_DEST_COLUMNS} FROM destinations WHERE tenant_id = ? ORDER BY name",
+            (tenant_id,),
+        )
+        return [destination_from_row(r)[0] for r in rows]
+
+    async def delete_destination(self, tenant_id: str, dest_id: str) -> bool:
+        return (
+            await self.sql.execute(
+                "DELETE FROM destinations WHERE tenant_id = ? AND id = ?", (tenant_id, dest_id)
+            )
+            > 0
+        )
+
+    async def disable_destination(self, dest_id: str, reason: str, now_us: int) -> bool:
+        return (
+            await self.sql.execute(
+                "UPDATE destinations SET enabled = ?, disabled_reason = ?, updated_us = ? "
+                "WHERE id = ? AND enabled = ?",
+                (False, reason, now_us, dest_id, True),
+            )
+            > 0
+        )
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def put_route(
+        self, tenant_id: str, route_id: str, name: str, spec: dict[str, Any], now_us: int
+    ) -> None:
+        await self.sql.execute(
+            "INSERT INTO routes (id, tenant_id, name, spec, enabled, created_us, updated_us) "
+            "VALUES (?, ?, ?, ?j, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "spec = excluded.spec, enabled = excluded.enabled, updated_us = excluded.updated_us",
+            (
+                route_id,
+                tenant_id,
+                name,
+                dumps(spec),
+                bool(spec.get("enabled", True)),
+                now_us,
+                now_us,
+            ),
+        )
+
+    async def list_routes(self, tenant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await self.sql.fetch(
+            "SELECT id, name, spec FROM routes WHERE tenant_id = ? ORDER BY created_us, name",
+            (tenant_id,),
+        )
+        return [(r[0], r[1], load_json(r[2])) for r in rows]
+
+    async def route_id_by_name(self, tenant_id: str, name: str) -> str | None:
+        rows = await self.sql.fetch(
+            "SELECT id FROM routes WHERE tenant_id = ? AND (name = ? OR id = ?)",
+            (tenant_id, name, name),
+        )
+        return rows[0][0] if rows else None
+
+    async def delete_route(self, tenant_id: str, route_id: str) -> bool:
+        return (
+            await self.sql.execute(
+                "DELETE FROM routes WHERE tenant_id = ? AND id = ?", (tenant_id, route_id)
+            )
+            > 0
+        )
+
+    # -- the worker's side ---------------------------------------------------------------------
+
+    async def tenants_with_due(self, now_us: int) -> list[str]:
+        """Tenants that have due deliveries, by an index skip-scan (cheap with big backlogs)."""
+        rows = await self.sql.fetch(
+            "WITH RECURSIVE t(tenant_id) AS ("
+            " SELECT min(tenant_id) FROM deliveries WHERE status IN ('pending', 'retrying')"
+            " UNION ALL"
+            " SELECT (SELECT min(d.tenant_id) FROM deliveries d"
+            "  WHERE d.status IN ('pending', 'retrying') AND d.tenant_id > t.tenant_id)"
+            " FROM t WHERE t.tenant_id IS NOT NULL"
+            ") SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL",
+            (),
+        )
+        return [r[0] for r in rows]
+
+    async def claim(
+        self, tenant_id: str, now_us: int, lease_until_us: int, limit: int
+    ) -> list[tuple[Delivery, Event]]:
+        """Take up to `limit` due deliveries of one tenant, high priority first, oldest first,
+        skipping any whose ordering key has an earlier open delivery to the same destination."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
+        rows = await self.sql.fetch_write(
+            "UPDATE deliveries SET status = 'sending', lease_until_us = ?, updated_us = ? "
+            "WHERE id IN (SELECT d.id FROM deliveries d "
+            " WHERE d.tenant_id = ? AND d.status IN ('pending', 'retrying') "
+            " AND d.next_attempt_us <= ? AND (d.ordering_key IS NULL OR NOT EXISTS ("
+            "  SELECT 1 FROM deliveries o WHERE o.destination_id = d.destination_id"
+            "  AND o.ordering_key = d.ordering_key AND o.event_seq < d.event_seq"
+            "  AND o.status IN ('pending', 'retrying', 'sending')))"
+            f" ORDER BY d.priority, d.next_attempt_us LIMIT ?{lock}) "
+            f"RETURNING {DELIVERY_COLUMNS}",
+            (lease_until_us, now_us, tenant_id, now_us, limit),
+        )
+        if not rows:
+            return []
+        deliveries = [delivery_from_row(r) for r in rows]
+        seqs = sorted({d.event_seq for d in deliveries})
+        marks = ", ".join("?" * len(seqs))
+        events = {
+            e.seq: e
+            for e in (
+                event_from_row(r)
+                for r in await self.sql.fetch(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({marks})", seqs
+                )
+            )
+        }
+        return [(d, events[d.event_seq]) for d in deliveries if d.event_seq in events]
+
+    async def finish(
+        self,
+        delivery: Delivery,
+        attempt: Attempt | None,
+        status: str,
+        next_attempt_us: int,
+        error: str | None,
+        provider_id: str | None,
+        now_us: int,
+        health: str | None = None,
+    ) -> None:
+        """Record an attempt and the delivery's new state in one transaction (shared with
+        other deliveries finishing at the same moment: group commit). `health` "failing" or
+        "ok" also records the destination starting or ending a failing streak."""
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (
+                "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_us = ?, "
+                "lease_until_us = NULL, last_error = ?, "
+                "provider_id = COALESCE(?, provider_id), updated_us = ? "
+                "WHERE id = ? AND status = 'sending'",
+                (
+                    status,
+                    1 if attempt else 0,
+                    next_attempt_us,
+                    error,
+                    provider_id,
+                    now_us,
+                    delivery.id,
+                ),
+            )
+        ]
+        if attempt is not None:
+            statements.append(
+                (
+                    "INSERT INTO attempts (delivery_id, n, tenant_id, started_us, latency_ms, ok, "
+                    "status_code, error, message, response, request_headers) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?j) "
+                    "ON CONFLICT (delivery_id, n) DO NOTHING",
+                    (
+                        attempt.delivery_id,
+                        attempt.n,
+                        attempt.tenant_id,
+                        attempt.started_us,
+                        attempt.latency_ms,
+                        attempt.ok,
+                        attempt.status_code,
+                        attempt.error,
+                        attempt.message,
+                        attempt.response,
+                        dumps(attempt.request_headers or {}),
+                    ),
+                )
+            )
+        if health == "failing":
+            statements.append(
+                (
+                    "UPDATE destinations SET failing_since_us = ? "
+                    "WHERE id = ? AND failing_since_us IS NULL",
+                    (now_us, delivery.destination_id),
+                )
+            )
+        elif health == "ok":
+            statements.append(
+                (
+                    "UPDATE destinations SET failing_since_us = NULL WHERE id = ?",
+                    (delivery.destination_id,),
+                )
+            )
+        await self.writer.write(statements)
+
+    async def release(self, ids: list[str], now_us: int) -> None:
+        """Give claimed deliveries back (graceful shutdown): due again at once."""
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            await self.sql.execute(
+                "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' "
+                "ELSE 'retrying' END, lease_until_us = NULL, next_attempt_us = ?, updated_us = ? "
+                f"WHERE status = 'sending' AND id IN ({marks})",
+                (now_us, now_us, *ids),
+            )
+
+    async def recover_expired(self, now_us: int) -> int:
+        """Leases of killed workers expire: those deliveries become due again."""
+        return await self.sql.execute(
+            "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' "
+            "ELSE 'retrying' END, lease_until_us = NULL, next_attempt_us = ?, updated_us = ? "
+            "WHERE status = 'sending' AND lease_until_us < ?",
+            (now_us, now_us, now_us),
+        )
+
+    async def next_due_us(self) -> int | None:
+        rows = await self.sql.fetch(
+            "SELECT min(next_attempt_us) FROM deliveries WHERE status IN ('pending', 'retrying')"
+        )
+        return rows[0][0] if rows else None
+
+    async def insert(self, deliveries: list[NewDelivery], now_us: int) -> None:
+        if deliveries:
+            await self.sql.batch(
+                [(INSERT_DELIVERY, delivery_params(d, now_us)) for d in deliveries]
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def for_event(self, tenant_id: str, event_seq: int) -> list[Delivery]:
+        rows = await self.sql.fetch(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ? AND event_seq = ? "
+            "ORDER BY created_us",
+            (tenant_id, event_seq),
+        )
+        return [delivery_from_row(r) for r in rows]
+
+    async def get(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        rows = await self.sql.fetch(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ? AND id = ?",
+            (tenant_id, delivery_id),
+        )
+        return delivery_from_row(rows[0]) if rows else None
+
+    async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
+        rows = await self.sql.fetch(
+            "SELECT delivery_id, n, tenant_id, started_us, latency_ms, ok, status_code, error, "
+            "message, response, request_headers FROM attempts "
+            "WHERE tenant_id = ? AND delivery_id = ? ORDER BY n",
+            (tenant_id, delivery_id),
+        )
+        return [
+            Attempt(
+                r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9], load_json(r[10])
+            )
+            for r in rows
+        ]
+
+    async def listing(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        destination_id: str | None = None,
+        types: tuple[str, ...] = (),
+        from_us: int | None = None,
+        to_us: int | None = None,
+        pattern: Any = None,
+        replay_id: str | None = None,
+        before: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[Delivery, Event]]:
+        """Deliveries joined with their events, newest update first (the DLQ listing)."""
+        where = ["d.tenant_id = ?", "e.seq = d.event_seq"]
+        params: list[Any] = [tenant_id]
+        if status is not None:
+            where.append("d.status = ?")
+            params.append(status)
+        if destination_id is not None:
+            where.append("d.destination_id = ?")
+            params.append(destination_id)
+        if replay_id is not None:
+            where.append("d.replay_id = ?")
+            params.append(replay_id)
+        if types:
+            where.append(type_condition(types, "e.type", bind(params)))
+        if from_us is not None:
+            where.append("d.updated_us >= ?")
+            params.append(from_us)
+        if to_us is not None:
+            where.append("d.updated_us < ?")
+            params.append(to_us)
+        if before is not None:
+            where.append("(d.updated_us, d.id) < (?, ?)")
+            params.extend(before)
+        sql = f"SELECT {_D}, {_E} FROM deliveries d, events e WHERE {' AND '.join(where)}"
+        if pattern is not None:
+            sql += f" AND ({pattern_fragment(pattern, self.sql.dialect, params)})"
+        sql += " ORDER BY d.updated_us DESC, d.id DESC LIMIT ?"
+        params.append(limit)
+        rows = await self.sql.fetch(sql, params)
+        return [(delivery_from_row(r[:15]), event_from_row(r[15:])) for r in rows]
+
+    async def dlq_stats(self, tenant_id: str) -> list[tuple[str, str, int]]:
+        rows = await self.sql.fetch(
+            "SELECT e.type, d.destination_id, count(*) FROM deliveries d, events e "
+            "WHERE d.tenant_id = ? AND d.status = 'dead' AND e.seq = d.event_seq "
+            "GROUP BY e.type, d.destination_id ORDER BY 3 DESC",
+            (tenant_id,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def requeue(self, tenant_id: str, ids: list[str], now_us: int) -> int:
+        """Retry dead/cancelled deliveries from scratch (the retry schedule starts over)."""
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        return await self.sql.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_us = ?, updated_us = ?, "
+            "attempts = 0, last_error = NULL "
+            f"WHERE tenant_id = ? AND status IN ('dead', 'cancelled') AND id IN ({marks})",
+            (now_us, now_us, tenant_id, *ids),
+        )
+
+    async def archive(self, tenant_id: str, ids: list[str], now_us: int) -> int:
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        return await self.sql.execute(
+            "UPDATE deliveries SET status = 'archived', updated_us = ? "
+            f"WHERE tenant_id = ? AND status = 'dead' AND id IN ({marks})",
+            (now_us, tenant_id, *ids),
+        )
+
+    async def provider_status(
+        self, tenant_id: str, provider_id: str, status: str, now_us: int
+    ) -> int:
+        """A provider callback (e.g. a WhatsApp ack) moves a delivery forward, never back."""
+        lower = [s for s, rank in PROVIDER_RANK.items() if rank < PROVIDER_RANK[status]]
+        marks = ", ".join("?" * len(lower))
+        return await self.sql.execute(
+            "UPDATE deliveries SET status = ?, updated_us = ? "
+            f"WHERE tenant_id = ? AND provider_id = ? AND status IN ({marks})",
+            (status, now_us, tenant_id, provider_id, *lower),
+        )
+
+    async def cancel(self, delivery: Delivery, reason: str, now_us: int) -> None:
+        await self.sql.execute(
+            "UPDATE deliveries SET status = 'cancelled', last_error = ?, lease_until_us = NULL, "
+            "updated_us = ? WHERE id = ?",
+            (reason, now_us, delivery.id),
+        )
+
+    # -- inbox ---------------------------------------------------------------------------------
+
+    async def add_inbox_item(self, tenant_id: str, recipient: str, item: dict[str, Any]) -> str:
+        from switchboard.envelope import now_us
+
+        item_id = new_id()
+        rows = await self.sql.fetch_write(
+            "INSERT INTO inbox_items (id, tenant_id, recipient, delivery_id, item, created_us) "
+            "VALUES (?, ?, ?, ?, ?j, ?) ON CONFLICT (delivery_id) DO NOTHING RETURNING id",
+            (item_id, tenant_id, recipient, item["delivery_id"], dumps(item), now_us()),
+        )
+        if rows:
+            return str(rows[0][0])
+        existing = await self.sql.fetch(
+            "SELECT id FROM inbox_items WHERE delivery_id = ?", (item["delivery_id"],)
+        )
+        return str(existing[0][0])
+
+    async def inbox(
+        self, tenant_id: str, recipient: str, unread_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        from switchboard.envelope import format_us
+
+        sql = (
+            "SELECT id, item, created_us, read_us FROM inbox_items "
+            "WHERE tenant_id = ? AND recipient = ?"
+        )
+        if unread_only:
+            sql += " AND read_us IS NULL"
+        rows = await self.sql.fetch(
+            sql + " ORDER BY created_us DESC LIMIT ?", (tenant_id, recipient, limit)
+        )
+        return [
+            {
+                "id": r[0],
+                **load_json(r[1]),
+                "created_at": format_us(r[2]),
+                "read_at": format_us(r[3]) if r[3] else None,
+            }
+            for r in rows
+        ]
+
+    async def mark_read(self, tenant_id: str, recipient: str, ids: list[str], now_us: int) -> int:
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        return await self.sql.execute(
+            "UPDATE inbox_items SET read_us = ? WHERE tenant_id = ? AND recipient = ? "
+            f"AND read_us IS NULL AND id IN ({marks})",
+            (now_us, tenant_id, recipient, *ids),
+        )

@@ -1,0 +1,277 @@
+"""SQL shared by both stores, written once and rendered for each placeholder style."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from switchboard.envelope import Event
+from switchboard.store import ApiKey, EventQuery, StoredType
+
+EVENT_COLUMNS = (
+    "seq, tenant_id, id, source, type, version, time_us, received_us, subject, actor_id, "
+    "actor_type, trace_id, correlation_id, causation_id, status, errors, context, data"
+)
+INSERT_COLUMNS = (
+    "tenant_id, id, source, type, version, time_us, received_us, subject, actor_id, "
+    "actor_type, trace_id, correlation_id, causation_id, status, errors, context, data"
+)
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def load_json(value: Any) -> Any:
+    """A JSON column as Python: SQLite and asyncpg (without a codec) hand back text."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    return orjson.loads(value)
+
+
+KEY_COLUMNS = "id, tenant_id, name, prefix, hash, scopes, source, created_us, revoked_us"
+
+
+def key_from_row(r: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=r[0],
+        tenant_id=r[1],
+        name=r[2],
+        prefix=r[3],
+        hash=r[4],
+        scopes=tuple(r[5].split(",")),
+        source=r[6],
+        created_us=r[7],
+        revoked_us=r[8],
+    )
+
+
+def type_from_row(r: Sequence[Any]) -> StoredType:
+    return StoredType(r[0], r[1], r[2], load_json(r[3]), r[4])
+
+
+class Sql(Protocol):
+    """The generic SQL every store offers to the feature repositories (deliveries, inbound):
+    `?` placeholders, and `?j` for a JSON value sent as text."""
+
+    dialect: str
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def batch(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]: ...
+
+
+def insert_row(e: Event) -> tuple[Any, ...]:
+    """The INSERT_COLUMNS values of one event (JSON columns as text)."""
+    return (
+        e.tenant_id,
+        e.id,
+        e.source,
+        e.type,
+        e.version,
+        e.time_us,
+        e.received_us,
+        e.subject,
+        e.actor_id,
+        e.actor_type,
+        e.trace_id,
+        e.correlation_id,
+        e.causation_id,
+        e.status,
+        dumps(e.errors) if e.errors else None,
+        dumps(e.context),
+        dumps(e.data),
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An EVENT_COLUMNS row → Event."""
+    return Event(
+        seq=row[0],
+        tenant_id=row[1],
+        id=row[2],
+        source=row[3],
+        type=row[4],
+        version=row[5],
+        time_us=row[6],
+        received_us=row[7],
+        subject=row[8],
+        actor_id=row[9],
+        actor_type=row[10],
+        trace_id=row[11],
+        correlation_id=row[12],
+        causation_id=row[13],
+        status=row[14],
+        errors=load_json(row[15]) or [],
+        context=load_json(row[16]),
+        data=load_json(row[17]),
+    )
+
+
+def glob_to_like(glob: str) -> str:
+    """`billing.*` → `billing.%` with LIKE's own wildcards escaped (ESCAPE '\\')."""
+    out = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return out.replace("*", "%").replace("?", "_")
+
+
+def type_condition(types: Sequence[str], column: str, add: Callable[[Any], str]) -> str:
+    """`column` is one of these names or globs (`billing.*`); `add` binds a value and returns
+    its placeholder."""
+    alts = []
+    for t in types:
+        if "*" in t or "?" in t:
+            alts.append(f"{column} LIKE {add(glob_to_like(t))} ESCAPE '\\'")
+        else:
+            alts.append(f"{column} = {add(t)}")
+    return "(" + " OR ".join(alts) + ")"
+
+
+def bind(params: list[Any]) -> Callable[[Any], str]:
+    """An `add` for SQL written with `?` placeholders: appends to `params`."""
+
+    def add(value: Any) -> str:
+        params.append(value)
+        return "?"
+
+    return add
+
+
+class Params:
+    """Collects bound parameters and renders placeholders (`?` or `$n`)."""
+
+    def __init__(self, dialect: str, start: int = 1) -> None:
+        self.dialect = dialect
+        self.values: list[Any] = []
+        self._start = start
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return "?" if self.dialect == "sqlite" else f"${len(self.values) + self._start - 1}"
+
+
+def list_events_sql(dialect: str, tenant_id: str, q: EventQuery) -> tuple[str, list[Any]]:
+    """SELECT for GET /v1/events and timelines; newest first with a (time_us, seq) keyset."""
+    p = Params(dialect)
+    where = [f"tenant_id = {p.add(tenant_id)}"]
+    if q.types:
+        where.append(type_condition(q.types, "type", p.add))
+    for column, value in (
+        ("source", q.source),
+        ("subject", q.subject),
+        ("actor_id", q.actor_id),
+        ("trace_id", q.trace_id),
+        ("correlation_id", q.correlation_id),
+        ("status", q.status),
+    ):
+        if value is not None:
+            where.append(f"{column} = {p.add(value)}")
+    if q.from_us is not None:
+        where.append(f"time_us >= {p.add(q.from_us)}")
+    if q.to_us is not None:
+        where.append(f"time_us < {p.add(q.to_us)}")
+    if q.cursor is not None:
+        where.append(f"(time_us, seq) < ({p.add(q.cursor.time_us)}, {p.add(q.cursor.seq)})")
+    if q.pattern is not None:
+        from switchboard.patterns import to_sql
+
+        frag = to_sql(q.pattern, dialect, start=len(p.values) + 1)  # type: ignore[arg-type]
+        p.values.extend(frag.params)
+        where.append(f"({frag.sql})")
+    limit = p.add(q.limit)
+    return (
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+        f"ORDER BY time_us DESC, seq DESC LIMIT {limit}",
+        p.values,
+    )
+
+
+def metrics_sql(
+    dialect: str, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+) -> tuple[str, list[Any]]:
+    """Counts per (time bucket, type, validation outcome) for GET /v1/metrics/events."""
+    p = Params(dialect)
+    bucket = p.add(bucket_us)
+    bucket2 = p.add(bucket_us)
+    sql = (
+        f"SELECT (time_us / {bucket}) * {bucket2} AS bucket, type, status, count(*) "
+        f"FROM events WHERE tenant_id = {p.add(tenant_id)} "
+        f"AND time_us >= {p.add(from_us)} AND time_us < {p.add(to_us)} "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    return sql, p.values
+
+
+_PLACEHOLDER = re.compile(r"\?j|\?")
+
+
+def render(sql: str) -> str:
+    """`?` placeholders → PostgreSQL's `$n`; `?j` (a JSON value sent as text) → `$n::jsonb`."""
+    counter = iter(range(1, 10_000))
+
+    def sub(m: re.Match[str]) -> str:
+        n = next(counter)
+        return f"${n}::jsonb" if m.group(0) == "?j" else f"${n}"
+
+    return _PLACEHOLDER.sub(sub, sql)
+
+
+class GroupWriter:
+    """Group commit for small writes: concurrent callers' statements share one transaction, so
+    N deliveries finishing together cost one fsync instead of N. Each caller returns only after
+    the commit that holds its statements. If a shared transaction fails, each caller's
+    statements are retried alone, so one bad write never fails the others."""
+
+    def __init__(self, sql: Sql, max_statements: int = 2000) -> None:
+        self.sql = sql
+        self.max_statements = max_statements
+        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="group-writer")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((statements, fut))
+        self._wake.set()
+        await fut
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, size = [], 0
+                while self._pending and size < self.max_statements:
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += len(item[0])
+                try:
+                    await self.sql.batch([st for sts, _ in batch for st in sts])
+                except Exception:
+                    for sts, fut in batch:
+                        try:
+                            await self.sql.batch(sts)
+                        except Exception as exc:
+                            if not fut.done():
+                                fut.set_exception(exc)
+                        else:
+                            if not fut.done():
+                                fut.set_result(None)
+                    continue
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)

@@ -1,0 +1,403 @@
+"""The embedded store: SQLite in WAL mode, one writer thread with group commit, reader threads.
+
+Every write goes through one thread and one connection (SQLite allows one writer). Concurrent
+``append`` calls queue their events; the committer writes everything queued in one transaction
+and resolves every caller after the commit, so N concurrent requests cost one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from switchboard.config import Settings
+from switchboard.envelope import Event
+from switchboard.errors import StoreError, StoreUnavailable
+from switchboard.store import (
+    ApiKey,
+    Appended,
+    EventQuery,
+    Health,
+    MetricRow,
+    StoredType,
+    Tenant,
+)
+from switchboard.store import migrate as migrations
+from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+from switchboard.store.queries import (
+    EVENT_COLUMNS,
+    INSERT_COLUMNS,
+    KEY_COLUMNS,
+    dumps,
+    event_from_row,
+    insert_row,
+    key_from_row,
+    list_events_sql,
+    metrics_sql,
+    type_from_row,
+)
+
+T = TypeVar("T")
+_INSERT = (
+    f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+    "ON CONFLICT (tenant_id, source, id) DO NOTHING RETURNING seq"
+)
+_ORIGINAL = "SELECT seq, received_us FROM events WHERE tenant_id = ? AND source = ? AND id = ?"
+
+
+class SqliteStore:
+    backend = "sqlite"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = settings.database_url.removeprefix("sqlite:///")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._pending: list[
+            tuple[list[Event], list[list[NewDelivery]] | None, asyncio.Future[list[Appended]]]
+        ] = []
+        self._wakeup: asyncio.Event | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            try:
+                return fn(self._connect())
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._run(self._readers, lambda c: c.execute(sql, params).fetchall())
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            return c.execute(sql, params).rowcount
+
+        return await self._run(self._writer, run)
+
+    # -- generic SQL for the feature repositories (store/deliveries.py, ...) ------------------
+
+    dialect = "sqlite"
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a query written with `?` (and `?j` for JSON text) placeholders."""
+        return await self._read(sql.replace("?j", "?"), params)
+
+    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a writing statement (UPDATE … RETURNING), on the writer connection."""
+        q = sql.replace("?j", "?")
+        return await self._run(self._writer, lambda c: c.execute(q, params).fetchall())
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._write(sql.replace("?j", "?"), params)
+
+    async def batch(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one transaction; their row counts."""
+
+        def run(c: sqlite3.Connection) -> list[int]:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                counts = [c.execute(q.replace("?j", "?"), p).rowcount for q, p in statements]
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return counts
+
+        return await self._run(self._writer, run)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await migrations.upgrade(self.settings.database_url)
+        self._wakeup = asyncio.Event()
+        self._committer = asyncio.create_task(self._commit_loop(), name="sqlite-committer")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._committer is not None:
+            assert self._wakeup is not None
+            self._wakeup.set()
+            await self._committer
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    async def health(self) -> Health:
+        try:
+            rev = await self._read("SELECT version_num FROM alembic_version")
+            counts = await self._read(
+                "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM events), "
+                "(SELECT count(*) FROM event_types)"
+            )
+        except StoreError as exc:
+            return Health(False, self.backend, None, migrations.head(), error=str(exc))
+        revision = rev[0][0] if rev else None
+        head = migrations.head()
+        t, e, ty = counts[0]
+        return Health(
+            revision == head,
+            self.backend,
+            revision,
+            head,
+            {"tenants": t, "events": e, "event_types": ty},
+        )
+
+    # -- group commit --------------------------------------------------------------------------
+
+    async def append(
+        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+    ) -> list[Appended]:
+        if not events:
+            return []
+        if self._closed or self._wakeup is None:
+            raise StoreUnavailable("the store is closed")
+        fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        self._pending.append((events, plans if plans and any(plans) else None, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def _commit_loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch: list[Any] = []
+                size = 0
+                while self._pending and size < self.settings.commit_max_events:
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += len(item[0])
+                try:
+                    results = await self._run(self._writer, partial(self._commit, batch=batch))
+                except Exception as exc:
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, _, fut), res in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(res)
+            if self._closed:
+                return
+
+    @staticmethod
+    def _commit(
+        conn: sqlite3.Connection, *, batch: list[tuple[list[Event], Any, Any]]
+    ) -> list[list[Appended]]:
+        """Insert every queued event, and the deliveries routed from the ones that are new, in
+        one transaction: routing is atomic with acceptance."""
+        out: list[list[Appended]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for events, plans, _ in batch:
+                results = []
+                for i, e in enumerate(events):
+                    row = conn.execute(_INSERT, insert_row(e)).fetchone()
+                    if row is not None:
+                        results.append(Appended("accepted", e.id, row[0], e.received_us))
+                        for d in plans[i] if plans else ():
+                            conn.execute(
+                                INSERT_DELIVERY,
+                                delivery_params(replace(d, event_seq=row[0]), e.received_us),
+                            )
+                    else:
+                        seq, received = conn.execute(
+                            _ORIGINAL, (e.tenant_id, e.source, e.id)
+                        ).fetchone()
+                        results.append(Appended("duplicate", e.id, seq, received))
+                out.append(results)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out
+
+    # -- tenants and keys ----------------------------------------------------------------------
+
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        try:
+            await self._write(
+                "INSERT INTO tenants (id, name, unknown_types, created_us) VALUES (?, ?, ?, ?)",
+                (tenant.id, tenant.name, tenant.unknown_types, tenant.created_us),
+            )
+        except StoreError as exc:
+            if "UNIQUE" in str(exc):
+                raise StoreError(f"tenant {tenant.id!r} already exists") from exc
+            raise
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        rows = await self._read(
+            "SELECT id, name, unknown_types, created_us FROM tenants WHERE id = ?", (tenant_id,)
+        )
+        return Tenant(*rows[0]) if rows else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        rows = await self._read(
+            "SELECT id, name, unknown_types, created_us FROM tenants ORDER BY id"
+        )
+        return [Tenant(*r) for r in rows]
+
+    async def set_unknown_types(self, tenant_id: str, policy: str) -> None:
+        await self._write("UPDATE tenants SET unknown_types = ? WHERE id = ?", (policy, tenant_id))
+
+    async def create_key(self, key: ApiKey) -> None:
+        await self._write(
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.id,
+                key.tenant_id,
+                key.name,
+                key.prefix,
+                key.hash,
+                ",".join(key.scopes),
+                key.source,
+                key.created_us,
+                key.revoked_us,
+            ),
+        )
+
+    async def keys_by_prefix(self, prefix: str) -> list[ApiKey]:
+        rows = await self._read(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?", (prefix,))
+        return [key_from_row(r) for r in rows]
+
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        if tenant_id is None:
+            rows = await self._read(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_us")
+        else:
+            rows = await self._read(
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY created_us",
+                (tenant_id,),
+            )
+        return [key_from_row(r) for r in rows]
+
+    async def revoke_key(self, tenant_id: str | None, key_id: str, now_us: int) -> bool:
+        if tenant_id is None:
+            n = await self._write(
+                "UPDATE api_keys SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL",
+                (now_us, key_id),
+            )
+        else:
+            n = await self._write(
+                "UPDATE api_keys SET revoked_us = ? "
+                "WHERE id = ? AND tenant_id = ? AND revoked_us IS NULL",
+                (now_us, key_id, tenant_id),
+            )
+        return n > 0
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def get_event(self, tenant_id: str, event_id: str, source: str | None) -> Event | None:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND id = ?"
+        params: list[Any] = [tenant_id, event_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        rows = await self._read(sql + " ORDER BY seq DESC LIMIT 1", params)
+        return event_from_row(rows[0]) if rows else None
+
+    async def list_events(self, tenant_id: str, query: EventQuery) -> list[Event]:
+        sql, params = list_events_sql("sqlite", tenant_id, query)
+        return [event_from_row(r) for r in await self._read(sql, params)]
+
+    async def set_event_status(
+        self,
+        tenant_id: str,
+        seq: int,
+        status: str,
+        errors: list[dict[str, str]],
+        version: str | None,
+    ) -> None:
+        await self._write(
+            "UPDATE events SET status = ?, errors = ?, version = ? WHERE tenant_id = ? AND seq = ?",
+            (status, dumps(errors) if errors else None, version, tenant_id, seq),
+        )
+
+    async def metrics(
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+    ) -> list[MetricRow]:
+        sql, params = metrics_sql("sqlite", tenant_id, bucket_us, from_us, to_us)
+        return [MetricRow(*r) for r in await self._read(sql, params)]
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    async def put_type(self, stored: StoredType) -> None:
+        await self._write(
+            "INSERT INTO event_types (scope, name, catalog, spec, updated_us) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, name) DO UPDATE SET "
+            "catalog = excluded.catalog, spec = excluded.spec, updated_us = excluded.updated_us",
+            (stored.scope, stored.name, stored.catalog, dumps(stored.spec), stored.updated_us),
+        )
+
+    async def get_type(self, scope: str, name: str) -> StoredType | None:
+        rows = await self._read(
+            "SELECT scope, name, catalog, spec, updated_us FROM event_types "
+            "WHERE scope = ? AND name = ?",
+            (scope, name),
+        )
+        return type_from_row(rows[0]) if rows else None
+
+    async def list_types(self, scopes: tuple[str, ...]) -> list[StoredType]:
+        marks = ", ".join("?" * len(scopes))
+        rows = await self._read(
+            "SELECT scope, name, catalog, spec, updated_us FROM event_types "
+            f"WHERE scope IN ({marks}) ORDER BY name, scope",
+            scopes,
+        )
+        return [type_from_row(r) for r in rows]
+
+    async def ensure_data_index(self, path: str) -> bool:
+        # SQLite could index json_extract() too, but the embedded store serves small installs
+        # where the (tenant, type, time) index already bounds the scan; PostgreSQL gets one.
+        return False
+
+    # -- idempotency keys ----------------------------------------------------------------------
+
+    async def get_idempotent(
+        self, tenant_id: str, key: str, now_us: int
+    ) -> tuple[int, bytes] | None:
+        rows = await self._read(
+            "SELECT status, body FROM idempotency_keys "
+            "WHERE tenant_id = ? AND key = ? AND expires_us > ?",
+            (tenant_id, key, now_us),
+        )
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    async def put_idempotent(
+        self, tenant_id: str, key: str, status: int, body: bytes, expires_us: int
+    ) -> None:
+        await self._write(
+            "INSERT INTO idempotency_keys (tenant_id, key, status, body, expires_us) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, key) DO UPDATE SET "
+            "status = excluded.status, body = excluded.body, expires_us = excluded.expires_us",
+            (tenant_id, key, status, body, expires_us),
+        )
