@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
 import zlib
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -12,11 +15,43 @@ from starlette.responses import Response
 
 from switchboard.auth import Principal
 from switchboard.envelope import EnvelopeError, parse_time
-from switchboard.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from switchboard.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMedia
 from switchboard.hub import Hub
 from switchboard.store import Scope
 
 JSON_TYPES = ("application/json",)
+log = logging.getLogger("switchboard.api")
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+async def within(seconds: float, work: Coroutine[Any, Any, Response]) -> Response:
+    """Answer `work`'s response, or 503 after `seconds` when the store has not confirmed.
+
+    `asyncio.wait_for` would wait for the cancelled work to unwind, and a driver cleaning up a
+    connection in a silent network partition can take far longer than the timeout; here the
+    work is cancelled and left to unwind on its own, so the answer is on time. Nothing is lost
+    by answering early: the client retries with the same event ids, which the store answers as
+    duplicates if the abandoned commit did land."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:  # the client went away: stop the work too
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)  # keep a reference until it unwinds; its outcome is only logged
+    task.add_done_callback(_unwound)
+    raise StoreUnavailable(
+        f"the store did not confirm within {seconds:g} s; retry with the same event ids"
+    )
+
+
+def _unwound(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.info("abandoned request ended with %r", task.exception())
 
 
 class JSONResponse(Response):

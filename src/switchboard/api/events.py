@@ -18,9 +18,10 @@ from switchboard.api.common import (
     query_time,
     read_body,
     read_json,
+    within,
 )
 from switchboard.envelope import EnvelopeError, format_us, now_us
-from switchboard.errors import BadRequest, NotFound, PayloadTooLarge, StoreUnavailable
+from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
 from switchboard.sources import cloudevents
@@ -35,13 +36,7 @@ async def ingest(request: Request) -> Response:
     confirm the commit in time (a silent network partition, say) the client gets a 503 and
     retries with the same ids, which the store answers as duplicates if they did land."""
     h = hub(request)
-    try:
-        return await asyncio.wait_for(_ingest_request(request, h), h.settings.ingest_timeout)
-    except TimeoutError:
-        raise StoreUnavailable(
-            f"the store did not confirm within {h.settings.ingest_timeout:g} s; "
-            "retry with the same event ids"
-        ) from None
+    return await within(h.settings.ingest_timeout, _ingest_request(request, h))
 
 
 async def _ingest_request(request: Request, h: Hub) -> Response:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.api.common import JSONResponse, hub, read_body
+from switchboard.api.common import JSONResponse, hub, read_body, within
 from switchboard.envelope import EnvelopeError, now_us
 from switchboard.errors import ApiError, BadRequest, NotFound, Unauthorized
 from switchboard.sources import segment
@@ -121,7 +121,7 @@ async def _handle(request: Request, kind: str | None) -> Response:
 def _endpoint(kind: str | None) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
-            return await _handle(request, kind)
+            return await within(hub(request).settings.ingest_timeout, _handle(request, kind))
         except ApiError as exc:
             return _segment_error(exc)
 

@@ -10,9 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.api.common import JSONResponse, hub, principal, query_int, read_body, read_json
+from switchboard.api.common import (
+    JSONResponse,
+    hub,
+    principal,
+    query_int,
+    read_body,
+    read_json,
+    within,
+)
 from switchboard.envelope import EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, Conflict, NotFound
+from switchboard.hub import Hub
 from switchboard.sources import MAX_SECRETS, Source, new_secret_for, new_source_id, parse_source
 from switchboard.sources.inbound import Inbound
 from switchboard.sources.mappings import (
@@ -164,8 +173,13 @@ async def delete_source(request: Request) -> Response:
 
 
 async def receive_webhook(request: Request) -> Response:
-    """The public receiving URL: no API key; the source's preset authenticates the request."""
+    """The public receiving URL: no API key; the source's preset authenticates the request.
+    Answered within SWITCHBOARD_INGEST_TIMEOUT (503 after it: providers retry)."""
     h = hub(request)
+    return await within(h.settings.ingest_timeout, _receive_webhook(request, h))
+
+
+async def _receive_webhook(request: Request, h: Hub) -> Response:
     body = await read_body(request, h.settings.max_body_bytes)
     remote = request.client.host if request.client else None
     reply = await inbound(request).receive(
