@@ -286,11 +286,14 @@ class Worker:
         # so a slow destination's backlog is never sent twice by another worker.
         claimed_at = time.monotonic() if claimed_at is None else claimed_at
         budget = self.settings.lease_seconds - dest.timeout - 2 - (time.monotonic() - claimed_at)
-        try:
-            await asyncio.wait_for(state.semaphore.acquire(), max(budget, 0.001))
-        except TimeoutError:
-            await self._postpone(delivery, self.clock(), None)
-            return
+        if state.semaphore.locked():  # a free slot is taken at once, without a timer task
+            try:
+                await asyncio.wait_for(state.semaphore.acquire(), max(budget, 0.001))
+            except TimeoutError:
+                await self._postpone(delivery, self.clock(), None)
+                return
+        else:
+            await state.semaphore.acquire()
         try:
             started = self.clock()
             t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -125,6 +126,7 @@ def generate_secret() -> str:
     return _SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(24)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)  # one decode per secret, not per signed request
 def decode_secret(secret: str) -> bytes:
     """The HMAC key inside a Standard Webhooks secret.
 
@@ -409,12 +411,17 @@ def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """
     masked: dict[str, str] = {}
     for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in _SENSITIVE_NAMES or any(p in lowered for p in _SENSITIVE_PARTS):
+        if _sensitive(name):
             masked[name] = value[:4] + "…" if len(value) > 8 else "…"
         else:
             masked[name] = value
     return masked
+
+
+@functools.lru_cache(maxsize=4096)  # header names repeat: decide once per name
+def _sensitive(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SENSITIVE_NAMES or any(p in lowered for p in _SENSITIVE_PARTS)
 
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -352,7 +352,7 @@ class DeliveryStore:
         """Take up to `limit` due deliveries of one tenant, high priority first, oldest first,
         skipping any whose ordering key has an earlier open delivery to the same destination."""
         lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
-        rows = await self.sql.fetch_write(
+        update = (
             "UPDATE deliveries SET status = 'sending', lease_until_us = ?, updated_us = ? "
             "WHERE id IN (SELECT d.id FROM deliveries d "
             " WHERE d.tenant_id = ? AND d.status IN ('pending', 'retrying') "
@@ -361,23 +361,36 @@ class DeliveryStore:
             "  AND o.ordering_key = d.ordering_key AND o.event_seq < d.event_seq"
             "  AND o.status IN ('pending', 'retrying', 'sending')))"
             f" ORDER BY d.priority, d.next_attempt_us LIMIT ?{lock}) "
-            f"RETURNING {DELIVERY_COLUMNS}",
-            (lease_until_us, now_us, tenant_id, now_us, limit),
+            f"RETURNING {DELIVERY_COLUMNS}"
         )
-        if not rows:
-            return []
-        deliveries = [delivery_from_row(r) for r in rows]
-        seqs = sorted({d.event_seq for d in deliveries})
-        marks = ", ".join("?" * len(seqs))
-        events = {
-            e.seq: e
-            for e in (
-                event_from_row(r)
-                for r in await self.sql.fetch(
-                    f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({marks})", seqs
-                )
+        params = (lease_until_us, now_us, tenant_id, now_us, limit)
+        events: dict[int, Event] = {}
+        if self.pg:
+            # one round trip: the claimed rows joined with their events
+            rows = await self.sql.fetch_write(
+                f"WITH c AS ({update}) "
+                f"SELECT c.*, {_E} FROM c JOIN events e ON e.seq = c.event_seq",
+                params,
             )
-        }
+            width = len(DELIVERY_COLUMNS.split(","))
+            deliveries = []
+            for r in rows:
+                d = delivery_from_row(r[:width])
+                deliveries.append(d)
+                if d.event_seq not in events:
+                    events[d.event_seq] = event_from_row(r[width:])
+        else:  # SQLite has no UPDATE in a WITH; its reads are local and cheap
+            rows = await self.sql.fetch_write(update, params)
+            if not rows:
+                return []
+            deliveries = [delivery_from_row(r) for r in rows]
+            seqs = sorted({d.event_seq for d in deliveries})
+            marks = ", ".join("?" * len(seqs))
+            for r in await self.sql.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({marks})", seqs
+            ):
+                e = event_from_row(r)
+                events[e.seq] = e
         return [(d, events[d.event_seq]) for d in deliveries if d.event_seq in events]
 
     async def finish(

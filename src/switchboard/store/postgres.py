@@ -217,6 +217,13 @@ class PostgresStore:
                 counts.append(int(tail) if tail.isdigit() else 0)
         return counts
 
+    async def batch_many(self, groups: list[tuple[str, list[Sequence[Any]]]]) -> None:
+        """Run each statement over its parameter lists (asyncpg's pipelined `executemany`), all
+        in one transaction."""
+        async with self._connection() as conn, conn.transaction():
+            for sql, rows in groups:
+                await conn.executemany(render(sql), rows)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:

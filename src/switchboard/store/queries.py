@@ -65,6 +65,7 @@ class Sql(Protocol):
     async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     async def batch(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]: ...
+    async def batch_many(self, groups: list[tuple[str, list[Sequence[Any]]]]) -> None: ...
 
 
 def insert_row(e: Event) -> tuple[Any, ...]:
@@ -221,11 +222,29 @@ def render(sql: str) -> str:
     return _PLACEHOLDER.sub(sub, sql)
 
 
+def _by_shape(
+    callers: list[list[tuple[str, Sequence[Any]]]],
+) -> list[tuple[str, list[Sequence[Any]]]]:
+    """Callers' statement lists → (sql, [params, ...]) groups for `executemany`. Callers with the
+    same sequence of statements (the same "shape") are merged position by position, so each
+    caller's own statements keep their order; different callers are independent by contract."""
+    shapes: dict[tuple[str, ...], list[list[tuple[str, Sequence[Any]]]]] = {}
+    for sts in callers:
+        shapes.setdefault(tuple(q for q, _ in sts), []).append(sts)
+    groups: list[tuple[str, list[Sequence[Any]]]] = []
+    for shape, members in shapes.items():
+        for i, sql in enumerate(shape):
+            groups.append((sql, [sts[i][1] for sts in members]))
+    return groups
+
+
 class GroupWriter:
     """Group commit for small writes: concurrent callers' statements share one transaction, so
-    N deliveries finishing together cost one fsync instead of N. Each caller returns only after
-    the commit that holds its statements. If a shared transaction fails, each caller's
-    statements are retried alone, so one bad write never fails the others."""
+    N deliveries finishing together cost one fsync instead of N, and the same statement of many
+    callers is sent once with all their parameters (`executemany`: one round trip on
+    PostgreSQL). Callers must be independent of each other. Each caller returns only after the
+    commit that holds its statements. If a shared transaction fails, each caller's statements
+    are retried alone, so one bad write never fails the others."""
 
     def __init__(self, sql: Sql, max_statements: int = 2000) -> None:
         self.sql = sql
@@ -260,7 +279,7 @@ class GroupWriter:
                     batch.append(item)
                     size += len(item[0])
                 try:
-                    await self.sql.batch([st for sts, _ in batch for st in sts])
+                    await self.sql.batch_many(_by_shape([sts for sts, _ in batch]))
                 except Exception:
                     for sts, fut in batch:
                         try:

@@ -134,6 +134,21 @@ class SqliteStore:
 
         return await self._run(self._writer, run)
 
+    async def batch_many(self, groups: list[tuple[str, list[Sequence[Any]]]]) -> None:
+        """Run each statement over its parameter lists (`executemany`), all in one transaction."""
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for q, rows in groups:
+                    c.executemany(q.replace("?j", "?"), rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._run(self._writer, run)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
