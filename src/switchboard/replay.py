@@ -1,10 +1,17 @@
 """Replays: re-route stored events (by filter, type and time) through routes or straight to
 destinations — including destinations created after the events arrived.
 
-A dry run scans and answers with the exact count and a sample. A real replay is a job: it scans
-in `seq` order, creates low-priority deliveries marked with the replay id, and saves its cursor in
-the same transaction as the deliveries it created, so a restarted process resumes exactly where
-the last one stopped. Its pace is limited by SWITCHBOARD_REPLAY_RATE.
+A dry run answers with the exact counts and a sample without decoding the events: the routes'
+conditions (types, sources, filter, the internal-type rule) are rendered as SQL and the database
+counts, in one aggregate scan, the events that match and the deliveries they would make (per
+destination, the events matching any route that names it). The sample is planned in Python from
+the first few matching events only. Routes the SQL cannot express exactly (a `cidr` or `time`
+filter, a `[…]` type glob) make the dry run fall back to planning every event in Python.
+
+A real replay is a job: it scans in `seq` order, plans each event in Python, creates low-priority
+deliveries marked with the replay id, and saves its cursor in the same transaction as the
+deliveries it created, so a restarted process resumes exactly where the last one stopped. Its
+pace is limited by SWITCHBOARD_REPLAY_RATE.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import orjson
 
 from switchboard import patterns
 from switchboard.envelope import Event, new_id, now_us
-from switchboard.router import Route, plan
+from switchboard.router import INTERNAL_PREFIX, Route, plan
 from switchboard.store.deliveries import (
     INSERT_DELIVERY,
     NewDelivery,
@@ -78,6 +85,21 @@ class ReplaySpec:
         )
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A boolean SQL expression over the events table aliased `e`, with its `?` parameters."""
+
+    sql: str
+    params: list[Any]
+
+
+def any_of(conditions: list[Condition]) -> Condition:
+    return Condition(
+        "(" + " OR ".join(c.sql for c in conditions) + ")",
+        [p for c in conditions for p in c.params],
+    )
+
+
 class Scanner:
     """Reads the events a replay covers, in seq order, and plans their deliveries."""
 
@@ -117,10 +139,16 @@ class Scanner:
             )
         return " AND ".join(where), params
 
-    async def page(self, after_seq: int) -> list[Event]:
+    async def page(
+        self, after_seq: int, also: Condition | None = None, limit: int = _BATCH
+    ) -> list[Event]:
+        """The next events in scope after `after_seq`; `also` narrows them further."""
         where, params = self._where(after_seq)
+        if also is not None:
+            where += f" AND {also.sql}"
+            params += also.params
         rows = await self.hub.store.fetch(
-            f"SELECT {_E} FROM events e WHERE {where} ORDER BY e.seq LIMIT ?", [*params, _BATCH]
+            f"SELECT {_E} FROM events e WHERE {where} ORDER BY e.seq LIMIT ?", [*params, limit]
         )
         return [event_from_row(r) for r in rows]
 
@@ -146,9 +174,133 @@ class Scanner:
         ]
 
 
+def route_condition(route: Route, dialect: str) -> Condition | None:
+    """SQL that holds exactly when the enabled `route` matches an event (`Route.matches`), or
+    None when SQL cannot say it exactly: a filter `to_sql` refuses (cidr, time, …) or a type
+    glob with a `[…]` class or capitals (LIKE has no classes and, on SQLite, ignores case)."""
+    if any("[" in t or (t != t.lower() and ("*" in t or "?" in t)) for t in route.types):
+        return None
+    params: list[Any] = []
+    parts = [type_condition(route.types, "e.type", bind(params)) if route.types else "FALSE"]
+    if not any(t.startswith(INTERNAL_PREFIX) for t in route.types):
+        # internal events reach only routes that name an internal type
+        parts.append(f"substr(e.type, 1, {len(INTERNAL_PREFIX)}) <> ?")
+        params.append(INTERNAL_PREFIX)
+    if route.sources:
+        parts.append(f"e.source IN ({', '.join('?' * len(route.sources))})")
+        params += route.sources
+    if route.filter is not None:
+        try:
+            parts.append("(" + pattern_fragment(route.filter, dialect, params) + ")")
+        except patterns.PatternError:
+            return None
+    return Condition("(" + " AND ".join(parts) + ")", params)
+
+
+def not_duplicate(dialect: str) -> Condition:
+    """`Scanner.deliveries` routes nothing for an event whose context.duplicate_of is set."""
+    if dialect == "postgres":
+        return Condition("e.context ->> 'duplicate_of' IS NULL", [])
+    return Condition("json_extract(e.context, '$.duplicate_of') IS NULL", [])
+
+
+@dataclass(frozen=True)
+class DryRunSql:
+    """`counts`: one aggregate query whose row is (events, deliveries to each destination …);
+    `matching`: the events that make at least one delivery (for the sample)."""
+
+    counts: Condition
+    matching: Condition
+
+
+def dry_run_sql(scanner: Scanner) -> DryRunSql | None:
+    """The dry run's SQL for a prepared scanner; None when a route has no exact SQL form."""
+    dialect = scanner.hub.store.dialect
+    where, params = scanner._where(0)
+    duplicate = not_duplicate(dialect)
+    only = scanner.spec.destination_ids
+    if not scanner.routes:  # direct: every event in scope, once per destination id
+        if not only:
+            return DryRunSql(Condition("SELECT 0", []), Condition("FALSE", []))
+        sql = (
+            f"SELECT count(*), count(*) * {len(only)} FROM events e "
+            f"WHERE {where} AND {duplicate.sql}"
+        )
+        return DryRunSql(Condition(sql, params), duplicate)
+    conditions: list[Condition] = []  # one per route that can deliver
+    naming: dict[str, list[int]] = {}  # destination → the routes (indexes) that name it
+    for route in scanner.routes:
+        dests = [d for d in route.destinations if not only or d in only]
+        if not route.enabled or not dests:
+            continue
+        condition = route_condition(route, dialect)
+        if condition is None:
+            return None
+        for d in dests:
+            naming.setdefault(d, []).append(len(conditions))
+        conditions.append(condition)
+    if not conditions:
+        return DryRunSql(Condition("SELECT 0", []), Condition("FALSE", []))
+    # each route's condition is a flag computed once per row in the inner SELECT; a destination
+    # every route names is delivered to by every counted event
+    flags = ", ".join(f"{c.sql} AS m{i}" for i, c in enumerate(conditions))
+    per_destination = [
+        "count(*)"
+        if len(routes) == len(conditions)
+        else "count(*) FILTER (WHERE " + " OR ".join(f"m{i}" for i in routes) + ")"
+        for routes in naming.values()
+    ]
+    fence = ""
+    if any(c != "count(*)" for c in per_destination):
+        # flags read more than once: OFFSET 0 (LIMIT -1 on SQLite) keeps the planner from
+        # inlining the conditions into every column that reads them
+        fence = " OFFSET 0" if dialect == "postgres" else " LIMIT -1"
+    any_route = any_of(conditions)
+    sql = (
+        f"SELECT count(*), {', '.join(per_destination)} "
+        f"FROM (SELECT {flags} FROM events e WHERE {where} AND {duplicate.sql}{fence}) AS m "
+        f"WHERE {' OR '.join(f'm{i}' for i in range(len(conditions)))}"
+    )
+    return DryRunSql(
+        Condition(sql, any_route.params + params),
+        Condition(f"{duplicate.sql} AND {any_route.sql}", any_route.params),
+    )
+
+
+def _sample_entry(e: Event, d: NewDelivery) -> dict[str, Any]:
+    return {
+        "event_id": e.id,
+        "type": e.type,
+        "time": e.to_json()["time"],
+        "destination_id": d.destination_id,
+        "route_id": d.route_id,
+    }
+
+
 async def dry_run(hub: Hub, spec: ReplaySpec, sample_size: int = 10) -> dict[str, Any]:
     scanner = Scanner(hub, spec)
     await scanner.prepare()
+    query = dry_run_sql(scanner)
+    if query is None:
+        return await _dry_run_in_python(scanner, sample_size)
+    row = (await hub.store.fetch(query.counts.sql, query.counts.params))[0]
+    matched, deliveries = int(row[0]), sum(int(n) for n in row[1:])
+    sample: list[dict[str, Any]] = []
+    after = 0
+    while matched and len(sample) < sample_size:  # plan the first matching events only
+        events = await scanner.page(after, query.matching, sample_size)
+        for e in events:
+            for d in scanner.deliveries(e, None, 0):
+                if len(sample) < sample_size:
+                    sample.append(_sample_entry(e, d))
+        if len(events) < sample_size:
+            break
+        after = events[-1].seq
+    return {"dry_run": True, "events": matched, "deliveries": deliveries, "sample": sample}
+
+
+async def _dry_run_in_python(scanner: Scanner, sample_size: int) -> dict[str, Any]:
+    """The dry run by planning every event in scope (for routes SQL cannot express)."""
     matched = deliveries = 0
     sample: list[dict[str, Any]] = []
     after = 0
@@ -163,15 +315,7 @@ async def dry_run(hub: Hub, spec: ReplaySpec, sample_size: int = 10) -> dict[str
                 deliveries += len(planned)
                 for d in planned:
                     if len(sample) < sample_size:
-                        sample.append(
-                            {
-                                "event_id": e.id,
-                                "type": e.type,
-                                "time": e.to_json()["time"],
-                                "destination_id": d.destination_id,
-                                "route_id": d.route_id,
-                            }
-                        )
+                        sample.append(_sample_entry(e, d))
         after = events[-1].seq
     return {"dry_run": True, "events": matched, "deliveries": deliveries, "sample": sample}
 
