@@ -12,6 +12,7 @@ each `switchboard.delivery_succeeded` event would be delivered too and double th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -117,37 +118,45 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
-    """Open-loop ingest at `latency_rate` events/s into a hub that runs its worker."""
-    name = f"latency_{kind}_{run}"
+def latency(cfg: Config, work: Path, kind: str, run: int, split: bool = False) -> dict[str, Any]:
+    """Open-loop ingest at `latency_rate` events/s into a hub that runs its worker, or with
+    `split` into `switchboard serve` with `SWITCHBOARD_RUN_WORKER=0` beside one `switchboard
+    worker` process (the scale-out topology: each process gets its own core)."""
+    name = f"latency_{kind}{'_split' if split else ''}_{run}"
     acks_file = work / f"{name}-acks.json"
-    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(h.fresh_database(kind, work, name))
+        receiver, _ = stack.enter_context(h.receiver(work))
         key = h.provision(db)
-        env = {**_NO_INTERNAL, "SWITCHBOARD_RUN_WORKER": "1"}
-        with h.hub(work, db, name=f"hub-{name}", **env) as (url, _):
-            _wire(url, key, receiver, cfg.delivery_concurrency, generate_secret())
-            _preload(url, key, 200, f"warm{run}", batch=1)  # warm caches and connections
-            h.wait_count(receiver, 200, within=30)
-            h.http("POST", receiver + "/_reset?keep_bodies=1")
-            gen = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.open_loop",
-                    *(url, key, str(cfg.latency_rate), str(cfg.latency_seconds)),
-                    *(f"l{run}", str(acks_file)),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=str(h.ROOT),
-                timeout=cfg.latency_seconds + 90,
-            )
-            summary = json.loads(gen.stdout.strip().splitlines()[-1])
-            acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
-            h.wait_count(receiver, len(acks), within=60)
-            time.sleep(0.2)
-            _, arrivals = h.http("GET", receiver + "/_arrivals")
+        env = {**_NO_INTERNAL, "SWITCHBOARD_RUN_WORKER": "0" if split else "1"}
+        url, _ = stack.enter_context(h.hub(work, db, name=f"hub-{name}", **env))
+        if split:
+            worker_env = h.hub_env(db, 0, **_NO_INTERNAL)
+            argv = [str(h.BIN / "switchboard"), "worker"]
+            stack.enter_context(h.running(f"worker-{name}", argv, work, worker_env))
+        _wire(url, key, receiver, cfg.delivery_concurrency, generate_secret())
+        _preload(url, key, 200, f"warm{run}", batch=1)  # warm caches and connections
+        h.wait_count(receiver, 200, within=30)
+        h.http("POST", receiver + "/_reset?keep_bodies=1")
+        gen = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.open_loop",
+                *(url, key, str(cfg.latency_rate), str(cfg.latency_seconds)),
+                *(f"l{run}", str(acks_file)),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=str(h.ROOT),
+            timeout=cfg.latency_seconds + 90,
+        )
+        summary = json.loads(gen.stdout.strip().splitlines()[-1])
+        acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
+        h.wait_count(receiver, len(acks), within=60)
+        time.sleep(0.2)
+        _, arrivals = h.http("GET", receiver + "/_arrivals")
     accepted_to_received: list[float] = []
     sent_to_received: list[float] = []
     for a in arrivals.values():

@@ -170,23 +170,29 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
 
         _attempt(fig, measure)
         figs.append(fig)
-    for kind in backends:
+    # in one process (`switchboard serve` running its worker), and on PostgreSQL also as API +
+    # one `switchboard worker` process (LISTEN/NOTIFY wakes it; SQLite's worker would poll)
+    topologies = [(kind, False) for kind in backends]
+    topologies += [("postgres", True)] if "postgres" in backends else []
+    for kind, split in topologies:
         fig = Figure(
-            f"latency_{kind}",
-            f"accepted → received p99 at {cfg.latency_rate:,} events/s, {_name(kind)}",
+            f"latency_{kind}{'_split' if split else ''}",
+            f"accepted → received p99 at {cfg.latency_rate:,} events/s, {_name(kind)}"
+            + (", API + 1 worker process" if split else ""),
             "ms",
             "p99 <= 50",
         )
 
-        def measure(kind: str = kind, fig: Figure = fig) -> None:
+        def measure(kind: str = kind, fig: Figure = fig, split: bool = split) -> None:
             for run in range(cfg.runs):
-                r = delivery.latency(cfg, work, kind, run)
+                r = delivery.latency(cfg, work, kind, run, split)
                 fig.values.append(r["p99"])
                 for k in ("p50", "sent_p50", "sent_p99", "max"):
                     fig.extra.setdefault(k, []).append(r[k])
                 fig.extra.setdefault("late_sends", []).append(r["generator"]["late"])
                 h.say(
-                    f"latency {kind}, run {run + 1}: p50 {r['p50']:.1f} ms, "
+                    f"latency {kind}{' split' if split else ''}, run {run + 1}: "
+                    f"p50 {r['p50']:.1f} ms, "
                     f"p99 {r['p99']:.1f} ms ({r['events']} events)"
                 )
 
