@@ -46,6 +46,7 @@ class Breaker:
     state: State = State.CLOSED
     opened_at: float | None = None  # when it last went OPEN
     outcomes: tuple[tuple[float, bool], ...] = ()  # (time, ok) inside the window, oldest first
+    failures: int = 0  # how many of `outcomes` failed (kept in step: `record` is O(1) but copies)
     probes_in_flight: int = 0  # HALF_OPEN: probes allowed and not yet recorded
     probes_since: float | None = None  # HALF_OPEN: when the current probes were let through
 
@@ -97,8 +98,17 @@ def record(b: Breaker, cfg: BreakerConfig, ok: bool, *, now: float) -> Breaker:
         if ok:
             return Breaker()
         return Breaker(state=State.OPEN, opened_at=now)
-    outcomes = _window((*b.outcomes, (now, ok)), cfg, now)
-    failures = sum(1 for _, good in outcomes if not good)
+    outcomes = (*b.outcomes, (now, ok))
+    failures = b.failures + (not ok)
+    # drop from the front what left the window (by age or past max_calls): usually 0 or 1
+    start, n, drop = now - cfg.window, len(outcomes), 0
+    while drop < n and (outcomes[drop][0] <= start or n - drop > cfg.max_calls):
+        failures -= not outcomes[drop][1]
+        drop += 1
+    if drop:
+        outcomes = outcomes[drop:]
     if len(outcomes) >= cfg.min_calls and failures / len(outcomes) >= cfg.failure_ratio:
         return Breaker(state=State.OPEN, opened_at=now)
-    return replace(b, outcomes=outcomes)
+    return Breaker(
+        State.CLOSED, b.opened_at, outcomes, failures, b.probes_in_flight, b.probes_since
+    )

@@ -93,6 +93,7 @@ class Worker:
         self.internal = {s.strip() for s in settings.internal_events.split(",") if s.strip()}
         self.wakeup = asyncio.Event()
         self._dests: dict[str, _DestState] = {}
+        self._dest_loading: dict[str, asyncio.Future[_DestState | None]] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._capacity = asyncio.Semaphore(settings.worker_concurrency)
         self._stopping = False
@@ -219,11 +220,20 @@ class Worker:
     # -- one delivery --------------------------------------------------------------------------
 
     async def _destination(self, dest_id: str) -> _DestState | None:
-        now = time.monotonic()
         state = self._dests.get(dest_id)
-        if state is not None and state.expires > now:
+        if state is not None and state.expires > time.monotonic():
             return state
+        # one read per destination at a time, shared by every send that found it expired
+        loading = self._dest_loading.get(dest_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_destination(dest_id))
+            self._dest_loading[dest_id] = loading
+            loading.add_done_callback(lambda _: self._dest_loading.pop(dest_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load_destination(self, dest_id: str) -> _DestState | None:
         found = await self.deliveries.destination_state(dest_id)
+        now = time.monotonic()
         if found is None:
             self._dests.pop(dest_id, None)
             return None
@@ -286,14 +296,12 @@ class Worker:
         # so a slow destination's backlog is never sent twice by another worker.
         claimed_at = time.monotonic() if claimed_at is None else claimed_at
         budget = self.settings.lease_seconds - dest.timeout - 2 - (time.monotonic() - claimed_at)
-        if state.semaphore.locked():  # a free slot is taken at once, without a timer task
-            try:
-                await asyncio.wait_for(state.semaphore.acquire(), max(budget, 0.001))
-            except TimeoutError:
-                await self._postpone(delivery, self.clock(), None)
-                return
-        else:
-            await state.semaphore.acquire()
+        try:
+            async with asyncio.timeout(max(budget, 0.001)):  # a timer handle, not a task
+                await state.semaphore.acquire()
+        except TimeoutError:
+            await self._postpone(delivery, self.clock(), None)
+            return
         try:
             started = self.clock()
             t0 = time.perf_counter()

@@ -7,6 +7,7 @@ path into the event: deliveries that share a key reach a destination in order).
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import time
 from collections.abc import Awaitable, Callable
@@ -181,15 +182,33 @@ class RouteCache:
     def __init__(self, load: Callable[[str], Awaitable[list[Route]]]) -> None:
         self._load = load
         self._cache: dict[str, tuple[float, list[Route]]] = {}
+        # one load per tenant at a time: hundreds of sends finding the entry expired together
+        # share it instead of each running the query; `forget` starts a new generation
+        self._loading: dict[str, asyncio.Future[list[Route]]] = {}
+        self._generation: dict[str, int] = {}
 
     async def routes(self, tenant_id: str) -> list[Route]:
         now = time.monotonic()
         hit = self._cache.get(tenant_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        routes: list[Route] = await self._load(tenant_id)
-        self._cache[tenant_id] = (now + _TTL, routes)
+        generation = self._generation.get(tenant_id, 0)
+        loading = self._loading.get(tenant_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(tenant_id))
+            self._loading[tenant_id] = loading
+            loading.add_done_callback(lambda f: self._done(tenant_id, f))
+        routes = await asyncio.shield(loading)
+        if self._generation.get(tenant_id, 0) == generation:  # not forgotten meanwhile
+            self._cache[tenant_id] = (now + _TTL, routes)
         return routes
 
+    def _done(self, tenant_id: str, fut: asyncio.Future[list[Route]]) -> None:
+        if self._loading.get(tenant_id) is fut:
+            del self._loading[tenant_id]
+
     def forget(self, tenant_id: str) -> None:
+        """Routes changed: the next caller loads them afresh, not from a load already running."""
+        self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
         self._cache.pop(tenant_id, None)
+        self._loading.pop(tenant_id, None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from switchboard.breaker import Breaker, BreakerConfig, State, allow, failure_ratio, record
 
@@ -138,3 +140,30 @@ def test_config_validation() -> None:
     ):
         with pytest.raises(ValueError):
             BreakerConfig(**kwargs)
+
+
+@given(
+    calls=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=40, allow_nan=False), st.booleans()),
+        max_size=300,
+    ),
+    max_calls=st.integers(min_value=10, max_value=40),
+)
+def test_closed_breaker_opens_exactly_when_the_window_says_so(
+    calls: list[tuple[float, bool]], max_calls: int
+) -> None:
+    """The incremental window (O(1) per call) against a recount of the whole window."""
+    cfg = BreakerConfig(window=60, min_calls=10, failure_ratio=0.5, max_calls=max_calls)
+    b, now, seen = Breaker(), 0.0, []
+    for gap, ok in calls:
+        now += gap
+        seen.append((now, ok))
+        window = [o for o in seen if o[0] > now - cfg.window][-cfg.max_calls :]
+        fails = sum(1 for _, good in window if not good)
+        should_open = len(window) >= cfg.min_calls and fails / len(window) >= cfg.failure_ratio
+        b = record(b, cfg, ok, now=now)
+        if should_open:
+            assert b.state is State.OPEN
+            break
+        assert b.state is State.CLOSED
+        assert b.outcomes == tuple(window) and b.failures == fails
