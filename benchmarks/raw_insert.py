@@ -1,7 +1,7 @@
 """The batched-ingest ceiling, and the bulk loader of the scan and disk figures: the rows the hub
 would store, inserted with the store's own SQL and nothing else (no HTTP, no validation, no
-routing): SQLite's ``INSERT … ON CONFLICT DO NOTHING RETURNING seq`` through ``executemany`` with
-the store's pragmas, PostgreSQL's ``INSERT … SELECT FROM unnest(…)`` through asyncpg. One
+routing): SQLite's ``INSERT … ON CONFLICT DO NOTHING`` through ``executemany`` (as the store
+does) with the store's pragmas, PostgreSQL's ``INSERT … SELECT FROM unnest(…)`` through asyncpg. One
 transaction per batch, as one ingest request is at least one transaction in the hub.
 
 Run: ``python -m benchmarks.raw_insert DATABASE_URL TENANT ROWS BATCH TAG [SECONDS]``; prints a
@@ -43,7 +43,7 @@ def _batches(
 
 
 def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: float) -> int:
-    from switchboard.store.sqlite import _INSERT
+    from switchboard.store.sqlite import _INSERT_MANY
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -51,7 +51,7 @@ def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: fl
     done = 0
     for rows in batches:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_INSERT, rows)
+        conn.executemany(_INSERT_MANY, rows)
         conn.execute("COMMIT")
         done += len(rows)
         if time.perf_counter() > until:

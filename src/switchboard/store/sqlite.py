@@ -49,6 +49,10 @@ _INSERT = (
     f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
     "ON CONFLICT (tenant_id, source, id) DO NOTHING RETURNING seq"
 )
+_INSERT_MANY = (
+    f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+    "ON CONFLICT (tenant_id, source, id) DO NOTHING"
+)
 _ORIGINAL = "SELECT seq, received_us FROM events WHERE tenant_id = ? AND source = ? AND id = ?"
 
 
@@ -233,16 +237,27 @@ class SqliteStore:
         out: list[list[Appended]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # All rows in one executemany (its loop runs in C). This transaction holds the write
+            # lock, so the rows with a seq past the old maximum are exactly the ones it inserted;
+            # the others were already stored (or repeated within this batch): duplicates.
+            before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            conn.executemany(_INSERT_MANY, [insert_row(e) for evs, _, _ in batch for e in evs])
+            inserted = {
+                (t, s, i): seq
+                for seq, t, s, i in conn.execute(
+                    "SELECT seq, tenant_id, source, id FROM events WHERE seq > ?", (before,)
+                )
+            }
+            deliveries = []
             for events, plans, _ in batch:
                 results = []
-                for i, e in enumerate(events):
-                    row = conn.execute(_INSERT, insert_row(e)).fetchone()
-                    if row is not None:
-                        results.append(Appended("accepted", e.id, row[0], e.received_us))
-                        for d in plans[i] if plans else ():
-                            conn.execute(
-                                INSERT_DELIVERY,
-                                delivery_params(replace(d, event_seq=row[0]), e.received_us),
+                for n, e in enumerate(events):
+                    seq = inserted.pop((e.tenant_id, e.source, e.id), None)
+                    if seq is not None:  # popped: a repeat later in this batch is a duplicate
+                        results.append(Appended("accepted", e.id, seq, e.received_us))
+                        for d in plans[n] if plans else ():
+                            deliveries.append(
+                                delivery_params(replace(d, event_seq=seq), e.received_us)
                             )
                     else:
                         seq, received = conn.execute(
@@ -250,6 +265,8 @@ class SqliteStore:
                         ).fetchone()
                         results.append(Appended("duplicate", e.id, seq, received))
                 out.append(results)
+            if deliveries:
+                conn.executemany(INSERT_DELIVERY, deliveries)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
