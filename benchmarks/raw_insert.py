@@ -43,7 +43,7 @@ def _batches(
 
 
 def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: float) -> int:
-    from switchboard.store.sqlite import _INSERT_MANY
+    from switchboard.store.sqlite import _INSERT
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -51,7 +51,7 @@ def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: fl
     done = 0
     for rows in batches:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_INSERT_MANY, rows)
+        conn.executemany(_INSERT, rows)
         conn.execute("COMMIT")
         done += len(rows)
         if time.perf_counter() > until:

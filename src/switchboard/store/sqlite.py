@@ -47,10 +47,6 @@ from switchboard.store.queries import (
 T = TypeVar("T")
 _INSERT = (
     f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
-    "ON CONFLICT (tenant_id, source, id) DO NOTHING RETURNING seq"
-)
-_INSERT_MANY = (
-    f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
     "ON CONFLICT (tenant_id, source, id) DO NOTHING"
 )
 _ORIGINAL = "SELECT seq, received_us FROM events WHERE tenant_id = ? AND source = ? AND id = ?"
@@ -241,7 +237,7 @@ class SqliteStore:
             # lock, so the rows with a seq past the old maximum are exactly the ones it inserted;
             # the others were already stored (or repeated within this batch): duplicates.
             before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            conn.executemany(_INSERT_MANY, [insert_row(e) for evs, _, _ in batch for e in evs])
+            conn.executemany(_INSERT, [insert_row(e) for evs, _, _ in batch for e in evs])
             inserted = {
                 (t, s, i): seq
                 for seq, t, s, i in conn.execute(
