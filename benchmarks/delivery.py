@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,20 +91,8 @@ def hub_deliveries(
 def raw_deliveries(cfg: Config, work: Path, run: int) -> dict[str, Any]:
     n = cfg.deliveries
     with h.receiver(work) as (receiver, _):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.raw_sender",
-                *(receiver + "/hook", str(n), str(cfg.delivery_concurrency), generate_secret()),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=str(h.ROOT),
-            timeout=300,
-        )
-        sender = json.loads(out.stdout.strip().splitlines()[-1])
+        args = (receiver + "/hook", str(n), str(cfg.delivery_concurrency), generate_secret())
+        sender = h.run_module("benchmarks.raw_sender", *args, timeout=300)
         stats = h.wait_count(receiver, n, within=30)
     if sender["failures"]:
         raise RuntimeError(f"raw sender: {sender}")
@@ -138,21 +124,11 @@ def latency(cfg: Config, work: Path, kind: str, run: int, split: bool = False) -
         _preload(url, key, 200, f"warm{run}", batch=1)  # warm caches and connections
         h.wait_count(receiver, 200, within=30)
         h.http("POST", receiver + "/_reset?keep_bodies=1")
-        gen = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.open_loop",
-                *(url, key, str(cfg.latency_rate), str(cfg.latency_seconds)),
-                *(f"l{run}", str(acks_file)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=str(h.ROOT),
+        summary = h.run_module(
+            "benchmarks.open_loop",
+            *(url, key, str(cfg.latency_rate), str(cfg.latency_seconds), f"l{run}", str(acks_file)),
             timeout=cfg.latency_seconds + 90,
         )
-        summary = json.loads(gen.stdout.strip().splitlines()[-1])
         acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
         h.wait_count(receiver, len(acks), within=60)
         time.sleep(0.2)

@@ -137,6 +137,21 @@ def running(name: str, argv: list[str], workdir: Path, env: dict[str, str] | Non
         proc.stop()
 
 
+def run_module(module: str, *args: str, timeout: float) -> dict[str, Any]:
+    """Run a benchmark helper (`python -m benchmarks.…`) to completion; the JSON object its last
+    output line holds."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=timeout,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def hub_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
     """The hub's settings for a benchmark: rate limits off (they would cap the figure)."""
     env = {

@@ -7,9 +7,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,21 +75,8 @@ def ceiling_ingest(cfg: Config, work: Path, run: int, batch: int) -> dict[str, A
 def raw_insert(
     work: Path, db: str, tenant: str, rows: int, batch: int, tag: str, seconds: float
 ) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.raw_insert",
-            *(db, tenant, str(rows), str(batch), tag, str(seconds)),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=str(h.ROOT),
-        timeout=seconds + 600,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    args = (db, tenant, str(rows), str(batch), tag, str(seconds))
+    return h.run_module("benchmarks.raw_insert", *args, timeout=seconds + 600)
 
 
 def raw_batched(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
