@@ -42,7 +42,7 @@ class IngestResult:
 def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
     """The deliveries an accepted event makes. Quarantined events and business duplicates
     (context.duplicate_of) are stored but never routed."""
-    if event.status == "quarantined" or "duplicate_of" in event.context:
+    if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
         return []
     return [
         NewDelivery(
