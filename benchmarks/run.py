@@ -367,7 +367,8 @@ def markdown(report: dict[str, Any]) -> str:
         ceiling = _cell(f["ceiling"], f["unit"])
         if f["ceiling_label"] and f["ceiling"]:
             ceiling += f" ({f['ceiling_label']})"
-        ratio = f"{f['ratio']:.2f}" if f["ratio"] is not None else "—"
+        # three decimals: 0.598 must not read as a pass of ">= 0.60"
+        ratio = f"{f['ratio']:.3f}" if f["ratio"] is not None else "—"
         value = _cell(f["value"], f["unit"]) + f" {f['unit']}"
         if f["key"].startswith("latency"):
             p50 = statistics.median(f["extra"]["p50"])
