@@ -24,6 +24,7 @@ from switchboard.config import Settings
 from switchboard.envelope import Event, new_id
 from switchboard.ingest import routable
 from switchboard.router import RouteCache
+from switchboard.shared import SharedLoads
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
 
@@ -93,7 +94,7 @@ class Worker:
         self.internal = {s.strip() for s in settings.internal_events.split(",") if s.strip()}
         self.wakeup = asyncio.Event()
         self._dests: dict[str, _DestState] = {}
-        self._dest_loading: dict[str, asyncio.Future[_DestState | None]] = {}
+        self._dest_loads: SharedLoads[str, _DestState | None] = SharedLoads()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._capacity = asyncio.Semaphore(settings.worker_concurrency)
         self._stopping = False
@@ -224,12 +225,7 @@ class Worker:
         if state is not None and state.expires > time.monotonic():
             return state
         # one read per destination at a time, shared by every send that found it expired
-        loading = self._dest_loading.get(dest_id)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load_destination(dest_id))
-            self._dest_loading[dest_id] = loading
-            loading.add_done_callback(lambda _: self._dest_loading.pop(dest_id, None))
-        return await asyncio.shield(loading)
+        return await self._dest_loads.get(dest_id, lambda: self._load_destination(dest_id))
 
     async def _load_destination(self, dest_id: str) -> _DestState | None:
         found = await self.deliveries.destination_state(dest_id)

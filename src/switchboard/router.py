@@ -7,7 +7,6 @@ path into the event: deliveries that share a key reach a destination in order).
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from typing import Any
 
 from switchboard import patterns, templates
 from switchboard.envelope import Event
+from switchboard.shared import SharedLoads
 
 INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
@@ -182,10 +182,8 @@ class RouteCache:
     def __init__(self, load: Callable[[str], Awaitable[list[Route]]]) -> None:
         self._load = load
         self._cache: dict[str, tuple[float, list[Route]]] = {}
-        # one load per tenant at a time: hundreds of sends finding the entry expired together
-        # share it instead of each running the query; `forget` starts a new generation
-        self._loading: dict[str, asyncio.Future[list[Route]]] = {}
-        self._generation: dict[str, int] = {}
+        self._loads: SharedLoads[str, list[Route]] = SharedLoads()
+        self._generation: dict[str, int] = {}  # bumped by `forget`
 
     async def routes(self, tenant_id: str) -> list[Route]:
         now = time.monotonic()
@@ -193,22 +191,13 @@ class RouteCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         generation = self._generation.get(tenant_id, 0)
-        loading = self._loading.get(tenant_id)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load(tenant_id))
-            self._loading[tenant_id] = loading
-            loading.add_done_callback(lambda f: self._done(tenant_id, f))
-        routes = await asyncio.shield(loading)
+        routes = await self._loads.get(tenant_id, lambda: self._load(tenant_id))
         if self._generation.get(tenant_id, 0) == generation:  # not forgotten meanwhile
             self._cache[tenant_id] = (now + _TTL, routes)
         return routes
-
-    def _done(self, tenant_id: str, fut: asyncio.Future[list[Route]]) -> None:
-        if self._loading.get(tenant_id) is fut:
-            del self._loading[tenant_id]
 
     def forget(self, tenant_id: str) -> None:
         """Routes changed: the next caller loads them afresh, not from a load already running."""
         self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
         self._cache.pop(tenant_id, None)
-        self._loading.pop(tenant_id, None)
+        self._loads.forget(tenant_id)
