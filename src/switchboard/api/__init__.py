@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -92,6 +92,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# Our errors → their JSON answers: Starlette's exception handlers, and the ingest fast path.
+ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    ApiError: _api_error,
+    StoreError: _store_error,
+    HTTPException: _http_error,
+}
+_HANDLED = tuple(ERROR_HANDLERS)
+
+
 class SwitchboardApp(Starlette):
     """The Starlette app, with `POST /v1/events` — the hot path — handed straight to its handler.
 
@@ -110,12 +119,9 @@ class SwitchboardApp(Starlette):
             request = Request(scope, receive)
             try:
                 response = await events.ingest(request)
-            except ApiError as exc:
-                response = await _api_error(request, exc)
-            except StoreError as exc:
-                response = await _store_error(request, exc)
-            except HTTPException as exc:
-                response = await _http_error(request, exc)
+            except _HANDLED as exc:
+                handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
+                response = await handler(request, exc)
             await response(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -145,11 +151,7 @@ def create_app(settings: Settings, hub_: Hub | None = None) -> Starlette:
             *sources.routes,
             *segment.routes,
         ],
-        exception_handlers={
-            ApiError: _api_error,
-            StoreError: _store_error,
-            HTTPException: _http_error,
-        },
+        exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,
     )
     app.state.hub = the_hub
