@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -50,6 +51,19 @@ _INSERT = (
     "ON CONFLICT (tenant_id, source, id) DO NOTHING"
 )
 _ORIGINAL = "SELECT seq, received_us FROM events WHERE tenant_id = ? AND source = ? AND id = ?"
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction taken at once (BEGIN IMMEDIATE): committed if the block ends,
+    rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteStore:
@@ -123,14 +137,8 @@ class SqliteStore:
         """Run statements in one transaction; their row counts."""
 
         def run(c: sqlite3.Connection) -> list[int]:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                counts = [c.execute(q.replace("?j", "?"), p).rowcount for q, p in statements]
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return counts
+            with _immediate(c):
+                return [c.execute(q.replace("?j", "?"), p).rowcount for q, p in statements]
 
         return await self._run(self._writer, run)
 
@@ -138,14 +146,9 @@ class SqliteStore:
         """Run each statement over its parameter lists (`executemany`), all in one transaction."""
 
         def run(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(c):
                 for q, rows in groups:
                     c.executemany(q.replace("?j", "?"), rows)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
 
         await self._run(self._writer, run)
 
@@ -231,8 +234,7 @@ class SqliteStore:
         """Insert every queued event, and the deliveries routed from the ones that are new, in
         one transaction: routing is atomic with acceptance."""
         out: list[list[Appended]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             # All rows in one executemany (its loop runs in C). This transaction holds the write
             # lock, so the rows with a seq past the old maximum are exactly the ones it inserted;
             # the others were already stored (or repeated within this batch): duplicates.
@@ -263,10 +265,6 @@ class SqliteStore:
                 out.append(results)
             if deliveries:
                 conn.executemany(INSERT_DELIVERY, deliveries)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------
