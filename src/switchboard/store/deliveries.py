@@ -77,6 +77,7 @@ DELIVERY_COLUMNS = (
     "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us"
 )
 _D = ", ".join("d." + c.strip() for c in DELIVERY_COLUMNS.split(","))
+_D_WIDTH = len(DELIVERY_COLUMNS.split(","))  # a claim row: the delivery's columns, then the event's
 _E = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
 
 
@@ -372,13 +373,12 @@ class DeliveryStore:
                 f"SELECT c.*, {_E} FROM c JOIN events e ON e.seq = c.event_seq",
                 params,
             )
-            width = len(DELIVERY_COLUMNS.split(","))
             deliveries = []
             for r in rows:
-                d = delivery_from_row(r[:width])
+                d = delivery_from_row(r[:_D_WIDTH])
                 deliveries.append(d)
                 if d.event_seq not in events:
-                    events[d.event_seq] = event_from_row(r[width:])
+                    events[d.event_seq] = event_from_row(r[_D_WIDTH:])
         else:  # SQLite has no UPDATE in a WITH; its reads are local and cheap
             rows = await self.sql.fetch_write(update, params)
             if not rows:
