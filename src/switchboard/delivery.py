@@ -13,7 +13,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +34,50 @@ INTERNAL_SOURCE = "switchboard"
 _DEST_TTL = 2.0
 
 
+@dataclass(slots=True)
+class _Job:
+    """A claimed delivery waiting for (or taken by) one of its destination's senders."""
+
+    delivery: Delivery
+    event: Event
+    claimed_at: float  # time.monotonic() of the claim: the lease runs from here
+    waited: bool = False  # queued behind the destination's other sends before it was taken
+
+
+class _Lane:
+    """One destination's claimed deliveries, in claim order, sent by at most `limit` sender
+    coroutines at a time (the destination's concurrency). Senders are long-lived: each takes
+    the next job as soon as its request is answered, so a busy destination costs no task, lock
+    or timer per delivery."""
+
+    __slots__ = ("jobs", "known", "limit", "senders")
+
+    def __init__(self, limit: int, known: bool) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.senders = 0
+        self.limit = limit
+        self.known = known  # the limit is the destination's, not the guess of 1
+
+
+@dataclass(slots=True)
+class _Judged:
+    """What `Worker._judge` decided about one attempt, for `Worker._record` to write."""
+
+    attempt: Attempt
+    verdict: retry.Verdict
+    status: str
+    next_us: int
+    error: str | None
+    now_us: int
+    health: str | None
+
+
 @dataclass
 class _DestState:
     """What a worker keeps per destination: limits and the breaker, all in memory."""
 
     destination: Destination
     expires: float
-    semaphore: asyncio.Semaphore
     failing_since_us: int | None = None
     breaker: brk.Breaker = field(default_factory=brk.Breaker)
     tokens_s: float = 0.0
@@ -95,10 +133,13 @@ class Worker:
         self.wakeup = asyncio.Event()
         self._dests: dict[str, _DestState] = {}
         self._dest_loads: SharedLoads[str, _DestState | None] = SharedLoads()
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._capacity = asyncio.Semaphore(settings.worker_concurrency)
+        self._lanes: dict[str, _Lane] = {}
+        self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
+        self._active: dict[str, _Job] = {}  # being sent right now
+        self._tasks: set[asyncio.Task[None]] = set()  # senders and attempt writes
         self._stopping = False
         self._last_recover = 0.0
+        self._last_expiry = 0.0
 
     def now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -130,20 +171,25 @@ class Worker:
                     await asyncio.wait_for(self.wakeup.wait(), self.settings.worker_poll)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Graceful shutdown: no new claims; in-flight deliveries finish within `grace`
-        seconds, the rest are cancelled and released back to the queue."""
+        """Graceful shutdown: no new claims; deliveries not yet started go back to the queue at
+        once, sends under way finish within `grace` seconds, the rest are cancelled and
+        released back to the queue too."""
         self._stopping = True
         self.wakeup.set()
-        inflight = dict(self._inflight)
         try:
-            if inflight:
-                _, pending = await asyncio.wait(inflight.values(), timeout=grace)
-                for t in pending:
-                    t.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                leftover = [i for i, t in inflight.items() if t in pending]
-                if leftover:
-                    await self.deliveries.release(leftover, self.now_us())
+            queued = self._unqueue(lambda job: True)
+            if queued:
+                await self.deliveries.release([j.delivery.id for j in queued], self.now_us())
+            # senders start attempt writes as they finish: wait for those too
+            deadline = time.monotonic() + grace
+            while self._tasks and (left := deadline - time.monotonic()) > 0:
+                await asyncio.wait(list(self._tasks), timeout=left)
+            cut, pending = list(self._active), list(self._tasks)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if cut:
+                await self.deliveries.release(cut, self.now_us())
         finally:
             await self.deliveries.close()
 
@@ -157,7 +203,8 @@ class Worker:
                 log.warning(
                     "recovered deliveries", extra={"action": "lease_expired", "count": recovered}
                 )
-        free = self.settings.worker_concurrency - len(self._inflight)
+        await self._expire_queued()
+        free = self.settings.worker_concurrency - self._held
         if free <= 0:
             return 0
         tenants = await self.deliveries.tenants_with_due(self.now_us())
@@ -173,18 +220,16 @@ class Worker:
             batch = await self.deliveries.claim(
                 tenant, self.now_us(), lease, min(share, free - claimed)
             )
+            claimed_at = time.monotonic()
             for delivery, event in batch:
                 claimed += 1
-                self._inflight[delivery.id] = asyncio.create_task(
-                    self._guarded(delivery, event, time.monotonic()),
-                    name=f"delivery-{delivery.id}",
-                )
+                self._enqueue(_Job(delivery, event, claimed_at))
         return claimed
 
     async def settle(self) -> None:
-        """Wait for the sends already started."""
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+        """Wait for the sends already started (and the writes of their attempts)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def drain(self, within: float = 30.0) -> int:
         """Process everything due now and wait for it (tests and the CLI use this)."""
@@ -193,30 +238,110 @@ class Worker:
         while time.monotonic() < deadline:
             n = await self.claim_once()
             total += n
-            if self._inflight:
-                await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+            if self._tasks:
+                await self.settle()
             elif n == 0:
                 break
         return total
 
-    async def _guarded(self, delivery: Delivery, event: Event, claimed_at: float) -> None:
+    # -- lanes: per-destination senders ---------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _enqueue(self, job: _Job) -> None:
+        dest_id = job.delivery.destination_id
+        lane = self._lanes.get(dest_id)
+        if lane is None:
+            # until the destination is loaded one sender runs; it raises the limit after
+            state = self._dests.get(dest_id)
+            if state is None:
+                lane = self._lanes[dest_id] = _Lane(1, known=False)
+            else:
+                lane = self._lanes[dest_id] = _Lane(max(1, state.destination.concurrency), True)
+        lane.jobs.append(job)
+        self._held += 1
+        self._start_senders(dest_id, lane)
+
+    def _start_senders(self, dest_id: str, lane: _Lane, waited: bool = False) -> None:
+        while lane.jobs and lane.senders < lane.limit:
+            job = lane.jobs.popleft()
+            job.waited = waited
+            lane.senders += 1
+            self._spawn(self._sender(dest_id, lane, job), f"sender-{dest_id}")
+
+    async def _sender(self, dest_id: str, lane: _Lane, job: _Job) -> None:
+        """Send jobs of one lane, one at a time, until it is empty (or over its limit)."""
         try:
-            async with self._capacity:
-                await self.process(delivery, event, claimed_at)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "delivery crashed",
-                extra={"action": "delivery_crashed", "delivery_id": delivery.id},
-            )
-            # leave it 'sending': the lease expires and another attempt follows
-            return
+            while True:
+                if not lane.known and (state := await self._destination(dest_id)) is not None:
+                    lane.limit, lane.known = max(1, state.destination.concurrency), True
+                    self._start_senders(dest_id, lane, waited=True)
+                delivery = job.delivery
+                self._active[delivery.id] = job
+                try:
+                    await self.process(delivery, job.event, job.claimed_at if job.waited else None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "delivery crashed",
+                        extra={"action": "delivery_crashed", "delivery_id": delivery.id},
+                    )
+                    # left 'sending': the lease expires and another attempt follows
+                finally:
+                    self._active.pop(delivery.id, None)
+                    self._held -= 1
+                    # capacity freed: let the loop claim more now rather than at its next poll
+                    if self._held <= self.settings.worker_concurrency // 2:
+                        self.wakeup.set()
+                state = self._dests.get(dest_id)
+                if state is not None:
+                    lane.limit = max(1, state.destination.concurrency)
+                if self._stopping or not lane.jobs or lane.senders > lane.limit:
+                    return
+                job = lane.jobs.popleft()
+                job.waited = True
+                if lane.senders < lane.limit:  # the limit was just learnt, or raised
+                    self._start_senders(dest_id, lane, waited=True)
         finally:
-            self._inflight.pop(delivery.id, None)
-            # capacity freed: let the loop claim more now rather than at its next poll
-            if len(self._inflight) <= self.settings.worker_concurrency // 2:
-                self.wakeup.set()
+            lane.senders -= 1
+            if lane.senders == 0 and not lane.jobs and self._lanes.get(dest_id) is lane:
+                del self._lanes[dest_id]
+
+    def _unqueue(self, expired: Callable[[_Job], bool]) -> list[_Job]:
+        """Take the jobs `expired` picks out of every lane (each lane is in claim order, so
+        only a prefix is looked at)."""
+        taken: list[_Job] = []
+        for lane in self._lanes.values():
+            while lane.jobs and expired(lane.jobs[0]):
+                taken.append(lane.jobs.popleft())
+        self._held -= len(taken)
+        return taken
+
+    async def _expire_queued(self) -> None:
+        """A delivery waits in its lane only while the claim's lease still covers its send;
+        past that it goes back to the queue unsent (no attempt is spent), so a slow
+        destination's backlog is never sent twice by another worker."""
+        now = time.monotonic()
+        if not self._lanes or now - self._last_expiry < 1.0:
+            return
+        self._last_expiry = now
+
+        def expired(job: _Job) -> bool:
+            state = self._dests.get(job.delivery.destination_id)
+            timeout = state.destination.timeout if state is not None else 30.0
+            return self._budget(job.claimed_at, timeout, now) <= 0
+
+        late = self._unqueue(expired)
+        if late:
+            for job in late:
+                await self._postpone(job.delivery, self.clock(), None)
+
+    def _budget(self, claimed_at: float, timeout: float, now: float) -> float:
+        return self.settings.lease_seconds - timeout - 2 - (now - claimed_at)
 
     # -- one delivery --------------------------------------------------------------------------
 
@@ -234,11 +359,11 @@ class Worker:
             self._dests.pop(dest_id, None)
             return None
         dest, failing_since = found
-        # another send may have built the state while we awaited: share it, never make a
-        # second semaphore (that would double the destination's concurrency)
+        # another send may have built the state while we awaited: share it (its breaker and
+        # rate buckets are the destination's, not this send's)
         state = self._dests.get(dest_id)
-        if state is None or state.destination.concurrency != dest.concurrency:
-            state = _DestState(dest, now + _DEST_TTL, asyncio.Semaphore(max(1, dest.concurrency)))
+        if state is None:
+            state = _DestState(dest, now + _DEST_TTL)
             if dest.rate_per_second:
                 state.tokens_s = dest.rate_per_second
             if dest.rate_per_minute:
@@ -287,25 +412,21 @@ class Worker:
             body_template=transform,
             replay=delivery.replay_id is not None,
         )
-        # Wait for a slot at the destination only while the claim's lease still covers the
-        # send; past that the delivery goes back to the queue unsent (no attempt is spent),
-        # so a slow destination's backlog is never sent twice by another worker.
-        claimed_at = time.monotonic() if claimed_at is None else claimed_at
-        budget = self.settings.lease_seconds - dest.timeout - 2 - (time.monotonic() - claimed_at)
-        try:
-            async with asyncio.timeout(max(budget, 0.001)):  # a timer handle, not a task
-                await state.semaphore.acquire()
-        except TimeoutError:
+        # the caller (the destination's sender) holds the slot. A delivery that waited for it
+        # (`claimed_at` given) is sent only while the claim's lease still covers the send;
+        # past that it goes back to the queue unsent (no attempt is spent), so a slow
+        # destination's backlog is never sent twice by another worker.
+        if claimed_at is not None and self._budget(claimed_at, dest.timeout, time.monotonic()) <= 0:
             await self._postpone(delivery, self.clock(), None)
             return
-        try:
-            started = self.clock()
-            t0 = time.perf_counter()
-            result = await channel.send(dest, out)
-            latency_ms = (time.perf_counter() - t0) * 1000
-        finally:
-            state.semaphore.release()
-        await self._record(delivery, event, state, result, started, latency_ms)
+        started = self.clock()
+        t0 = time.perf_counter()
+        result = await channel.send(dest, out)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        # judged now (the breaker must see this outcome before the sender's next send);
+        # written in the background, so the sender takes its next job while it commits
+        judged = self._judge(delivery, state, result, started, latency_ms)
+        self._spawn(self._record(delivery, event, state, result, judged), f"record-{delivery.id}")
 
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
         await self.deliveries.finish(
@@ -318,15 +439,16 @@ class Worker:
             self.now_us(),
         )
 
-    async def _record(
+    def _judge(
         self,
         delivery: Delivery,
-        event: Event,
         state: _DestState,
         result: SendResult,
         started: float,
         latency_ms: float,
-    ) -> None:
+    ) -> _Judged:
+        """An attempt's outcome: its record, the delivery's next state, and the destination's
+        breaker and failing streak updated at once (in memory)."""
         dest = state.destination
         n = delivery.attempts + 1
         now = self.clock()
@@ -377,8 +499,18 @@ class Worker:
             health, state.failing_since_us = "ok", None
         elif not result.ok and state.failing_since_us is None:
             health, state.failing_since_us = "failing", now_us
+        return _Judged(attempt, verdict, status, next_us, error, now_us, health)
+
+    async def _record(
+        self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
+    ) -> None:
+        """Write the attempt and the delivery's new state; then log, disable the destination
+        and publish the internal events it calls for."""
+        dest = state.destination
+        n, status, verdict, now_us, error = j.attempt.n, j.status, j.verdict, j.now_us, j.error
+        latency_ms = j.attempt.latency_ms
         await self.deliveries.finish(
-            delivery, attempt, status, next_us, error, result.provider_id, now_us, health
+            delivery, j.attempt, status, j.next_us, error, result.provider_id, now_us, j.health
         )
         log.log(
             logging.DEBUG if result.ok else logging.INFO,

@@ -528,3 +528,30 @@ async def test_sends_waiting_past_the_lease_budget_are_released_and_sent_once(
     assert sorted(ids) == [f"l{i}" for i in range(8)]  # each sent exactly once
     _, listing, _ = await api.call("GET", "/v1/deliveries?status=succeeded", key)
     assert len(listing["data"]) == 8
+
+
+async def test_stop_finishes_sends_under_way_and_gives_queued_ones_back(
+    hub_api: Api, receivers: Any
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers(delay=0.5)
+    await setup_route(api, key, rcv.url, concurrency=2, route={"types": ["a.*"]})
+    await send(api, key, [{"id": f"s{i}", "type": "a.b", "data": {}} for i in range(6)])
+    worker = worker_for(api)
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 10
+        while rcv.in_flight < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert rcv.in_flight == 2  # the destination's two slots are taken; four wait in line
+        await worker.stop(grace=5)
+    finally:
+        task.cancel()
+    # the two under way finished and were recorded; the four in line went back unsent
+    assert len(rcv.received) == 2
+    _, done, _ = await api.call("GET", "/v1/deliveries?status=succeeded", key)
+    _, waiting, _ = await api.call("GET", "/v1/deliveries?status=pending", key)
+    assert len(done["data"]) == 2
+    assert len(waiting["data"]) == 4
+    assert all(d["attempts"] == 0 for d in waiting["data"])
