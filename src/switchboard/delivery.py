@@ -136,7 +136,7 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
         self._active: dict[str, _Job] = {}  # being sent right now
-        self._tasks: set[asyncio.Task[None]] = set()  # senders and attempt writes
+        self._tasks: set[asyncio.Future[None]] = set()  # senders, attempt writes, follow-ups
         self._stopping = False
         self._last_recover = 0.0
         self._last_expiry = 0.0
@@ -425,8 +425,13 @@ class Worker:
         latency_ms = (time.perf_counter() - t0) * 1000
         # judged now (the breaker must see this outcome before the sender's next send);
         # written in the background, so the sender takes its next job while it commits
-        judged = self._judge(delivery, state, result, started, latency_ms)
-        self._spawn(self._record(delivery, event, state, result, judged), f"record-{delivery.id}")
+        self._record(
+            delivery,
+            event,
+            state,
+            result,
+            self._judge(delivery, state, result, started, latency_ms),
+        )
 
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
         await self.deliveries.finish(
@@ -501,43 +506,98 @@ class Worker:
             health, state.failing_since_us = "failing", now_us
         return _Judged(attempt, verdict, status, next_us, error, now_us, health)
 
-    async def _record(
+    def _record(
         self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
     ) -> None:
-        """Write the attempt and the delivery's new state; then log, disable the destination
-        and publish the internal events it calls for."""
+        """Hand the attempt and the delivery's new state to the group writer; once committed,
+        log it, and disable the destination or publish internal events if it calls for that
+        (the only part that needs a task of its own)."""
+        write = self.deliveries.finish_soon(
+            delivery,
+            j.attempt,
+            j.status,
+            j.next_us,
+            j.error,
+            result.provider_id,
+            j.now_us,
+            j.health,
+        )
+        self._tasks.add(write)
+
+        def committed(fut: asyncio.Future[None]) -> None:
+            self._tasks.discard(fut)
+            if fut.cancelled():
+                return
+            if (exc := fut.exception()) is not None:
+                # the delivery stays 'sending': its lease expires and it is sent again
+                log.error(
+                    "attempt not recorded",
+                    extra={
+                        "action": "attempt_write_failed",
+                        "delivery_id": delivery.id,
+                        "error": str(exc),
+                    },
+                )
+                return
+            self._recorded(delivery, event, state, result, j)
+
+        write.add_done_callback(committed)
+
+    def _recorded(
+        self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
+    ) -> None:
         dest = state.destination
-        n, status, verdict, now_us, error = j.attempt.n, j.status, j.verdict, j.now_us, j.error
-        latency_ms = j.attempt.latency_ms
-        await self.deliveries.finish(
-            delivery, j.attempt, status, j.next_us, error, result.provider_id, now_us, j.health
-        )
-        log.log(
-            logging.DEBUG if result.ok else logging.INFO,
-            "attempt",
-            extra={
-                "action": "delivery_attempt",
-                "tenant_id": delivery.tenant_id,
-                "delivery_id": delivery.id,
-                "event_id": event.id,
-                "trace_id": event.trace_id,
-                "destination_id": dest.id,
-                "attempt": n,
-                "ok": result.ok,
-                "status_code": result.status,
-                "outcome": status,
-                "latency_ms": round(latency_ms, 2),
-            },
-        )
+        level = logging.DEBUG if result.ok else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "attempt",
+                extra={
+                    "action": "delivery_attempt",
+                    "tenant_id": delivery.tenant_id,
+                    "delivery_id": delivery.id,
+                    "event_id": event.id,
+                    "trace_id": event.trace_id,
+                    "destination_id": dest.id,
+                    "attempt": j.attempt.n,
+                    "ok": result.ok,
+                    "status_code": result.status,
+                    "outcome": j.status,
+                    "latency_ms": round(j.attempt.latency_ms, 2),
+                },
+            )
         failing_since = state.failing_since_us
         reason = None
-        if verdict is retry.Verdict.DISABLE:
+        if j.verdict is retry.Verdict.DISABLE:
             reason = f"the endpoint answered {result.status} Gone"
         elif (
-            failing_since is not None and now_us - failing_since > self.settings.disable_after * 1e6
+            failing_since is not None
+            and j.now_us - failing_since > self.settings.disable_after * 1e6
         ):
             reason = f"failing without a success for {self.settings.disable_after:.0f} s"
-        if reason and await self.deliveries.disable_destination(dest.id, reason, now_us):
+        kind = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}[j.status]
+        internal = kind in self.internal and event.source != INTERNAL_SOURCE
+        if reason or internal:
+            self._spawn(
+                self._follow_up(
+                    delivery, event, state, result, j, reason, kind if internal else None
+                ),
+                f"follow-up-{delivery.id}",
+            )
+
+    async def _follow_up(
+        self,
+        delivery: Delivery,
+        event: Event,
+        state: _DestState,
+        result: SendResult,
+        j: _Judged,
+        reason: str | None,
+        kind: str | None,
+    ) -> None:
+        """Disable the destination (with its event) and publish the attempt's internal event."""
+        dest = state.destination
+        if reason and await self.deliveries.disable_destination(dest.id, reason, j.now_us):
             state.expires = 0
             log.warning(
                 "destination disabled",
@@ -552,8 +612,7 @@ class Worker:
                 "switchboard.destination_disabled",
                 {"destination_id": dest.id, "destination_name": dest.name, "reason": reason},
             )
-        kind = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}[status]
-        if kind in self.internal and event.source != INTERNAL_SOURCE:
+        if kind is not None:
             await self.publish(
                 event,
                 f"switchboard.delivery_{kind}",
@@ -563,9 +622,9 @@ class Worker:
                     "event_type": event.type,
                     "destination_id": dest.id,
                     "destination_name": dest.name,
-                    "attempts": n,
+                    "attempts": j.attempt.n,
                     "status_code": result.status,
-                    "error": error,
+                    "error": j.error,
                 },
             )
 

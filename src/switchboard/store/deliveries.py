@@ -7,6 +7,7 @@ SQLite the single writer connection already serialises them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -407,6 +408,23 @@ class DeliveryStore:
         """Record an attempt and the delivery's new state in one transaction (shared with
         other deliveries finishing at the same moment: group commit). `health` "failing" or
         "ok" also records the destination starting or ending a failing streak."""
+        await self.finish_soon(
+            delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
+        )
+
+    def finish_soon(
+        self,
+        delivery: Delivery,
+        attempt: Attempt | None,
+        status: str,
+        next_attempt_us: int,
+        error: str | None,
+        provider_id: str | None,
+        now_us: int,
+        health: str | None = None,
+    ) -> asyncio.Future[None]:
+        """`finish` without waiting: the future is done once the write is committed (or has
+        failed). The worker uses it so a sender need not wait for the commit."""
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_us = ?, "
@@ -461,7 +479,7 @@ class DeliveryStore:
                     (delivery.destination_id,),
                 )
             )
-        await self.writer.write(statements)
+        return self.writer.submit(statements)
 
     async def release(self, ids: list[str], now_us: int) -> None:
         """Give claimed deliveries back (graceful shutdown): due again at once."""

@@ -254,12 +254,16 @@ class GroupWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def write(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        await self.submit(statements)
+
+    def submit(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
+        """Queue the statements; the future is done when their transaction has committed."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-writer")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((statements, fut))
         self._wake.set()
-        await fut
+        return fut
 
     async def close(self) -> None:
         if self._task is not None:
@@ -273,11 +277,11 @@ class GroupWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, size = [], 0
-                while self._pending and size < self.max_statements:
-                    item = self._pending.pop(0)
-                    batch.append(item)
-                    size += len(item[0])
+                size, cut = 0, 0
+                while cut < len(self._pending) and size < self.max_statements:
+                    size += len(self._pending[cut][0])
+                    cut += 1
+                batch, self._pending = self._pending[:cut], self._pending[cut:]
                 try:
                     await self.sql.batch_many(_by_shape([sts for sts, _ in batch]))
                 except Exception:
