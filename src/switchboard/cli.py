@@ -100,7 +100,7 @@ def serve(
         )
     logs.setup(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze=True),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -116,7 +116,7 @@ def worker() -> None:
     """Run a delivery worker without the API (any number can run against PostgreSQL)."""
     import signal
 
-    from switchboard.hub import Hub
+    from switchboard.hub import Hub, freeze_heap
 
     settings = _settings()
     logs.setup(settings.log_level)
@@ -124,6 +124,7 @@ def worker() -> None:
     async def run() -> None:
         hub = Hub(settings)
         await hub.open(worker=True)
+        freeze_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
