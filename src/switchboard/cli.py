@@ -116,7 +116,7 @@ def worker() -> None:
     """Run a delivery worker without the API (any number can run against PostgreSQL)."""
     import signal
 
-    from switchboard.hub import Hub, freeze_heap
+    from switchboard.hub import Hub, tune_gc
 
     settings = _settings()
     logs.setup(settings.log_level)
@@ -124,7 +124,7 @@ def worker() -> None:
     async def run() -> None:
         hub = Hub(settings)
         await hub.open(worker=True)
-        freeze_heap()
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

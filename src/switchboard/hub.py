@@ -25,12 +25,19 @@ from switchboard.store.deliveries import DeliveryStore
 _TENANT_TTL = 5.0
 
 
-def freeze_heap() -> None:
-    """Once started, move every object alive (modules, catalogs, schemas, pools) out of the
-    garbage collector's view (`gc.freeze`): a full collection then scans only what requests
-    created since, so it no longer pauses the event loop for tens of milliseconds."""
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """For a started `serve` or `worker` process: move every object alive (modules, catalogs,
+    schemas, pools) out of the garbage collector's view (`gc.freeze`), so a full collection
+    scans only what requests created since and no longer pauses the event loop for tens of
+    milliseconds; and collect the youngest generation every 10,000 allocations instead of 700,
+    since a 100-event request allocates thousands of objects that die young anyway."""
     gc.collect()
     gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 class Hub:

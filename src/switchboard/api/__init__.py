@@ -18,7 +18,7 @@ from switchboard.api.common import JSONResponse, hub
 from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
-from switchboard.hub import Hub, freeze_heap
+from switchboard.hub import Hub, tune_gc
 
 log = logging.getLogger("switchboard.api")
 
@@ -129,14 +129,14 @@ class SwitchboardApp(Starlette):
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
     """The app; `freeze` (the `serve` command sets it) hides the started process's heap from
-    the garbage collector, see `freeze_heap`."""
+    the garbage collector, see `tune_gc`."""
     the_hub = hub_ or Hub(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await the_hub.open()
         if freeze:
-            freeze_heap()
+            tune_gc()
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""The started process's heap is hidden from the garbage collector (`serve` and `worker`)."""
+"""The garbage collector tuned for a started process (`serve` and `worker`)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,28 @@ import pytest
 
 from switchboard.api import create_app
 from switchboard.config import Settings
-from switchboard.hub import freeze_heap
+from switchboard.hub import GC_GEN0_THRESHOLD, tune_gc
 from switchboard.store import migrate as migrations
 
 
 @pytest.fixture
 def thawed() -> Iterator[None]:
+    threshold = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()  # the test process's own garbage must stay collectable
+    gc.set_threshold(*threshold)
 
 
-def test_freeze_heap_moves_live_objects_out_of_the_collectors_view(thawed: None) -> None:
-    kept = [object() for _ in range(1000)]
+def test_tune_gc_moves_live_objects_out_of_the_collectors_view(thawed: None) -> None:
+    kept = [[n] for n in range(1000)]  # lists: objects the collector tracks
     assert gc.get_freeze_count() == 0
-    freeze_heap()
+    assert any(o is kept[0] for o in gc.get_objects())
+    tune_gc()
     assert gc.get_freeze_count() >= len(kept)
+    # frozen: in no generation, so no collection looks at it again
+    assert not any(o is kept[0] for o in gc.get_objects())
+    assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD
 
 
 @pytest.mark.parametrize("freeze", [True, False])
