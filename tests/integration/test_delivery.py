@@ -555,3 +555,54 @@ async def test_stop_finishes_sends_under_way_and_gives_queued_ones_back(
     assert len(done["data"]) == 2
     assert len(waiting["data"]) == 4
     assert all(d["attempts"] == 0 for d in waiting["data"])
+
+
+async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
+    hub_api: Api, receivers: Any, monkeypatch: Any
+) -> None:
+    from switchboard import delivery
+
+    monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
+    api = hub_api
+    _, busy = await api.tenant()
+    _, late = await api.tenant()
+    rcv_busy = await receivers()
+    rcv_late = await receivers()
+    await setup_route(api, busy, rcv_busy.url)
+    await setup_route(api, late, rcv_late.url)
+    await send(api, busy, [{"type": "a.b", "data": {"i": i}} for i in range(40)])
+    worker = worker_for(api, worker_concurrency=10)
+    assert await worker.claim_once() == 10  # a full claim: the list [busy] is kept
+    await worker.settle()
+    await send(api, late, [{"type": "a.b", "data": {"i": i}} for i in range(3)])
+    assert await worker.claim_once() == 10  # still the kept list: no query, busy only
+    await worker.settle()
+    assert len(rcv_late.received) == 0
+    worker._tenants_until = 0.0  # the list expires: the next cycle asks again
+    await worker.claim_once()
+    await worker.settle()
+    assert len(rcv_late.received) == 3
+    assert len(rcv_busy.received) == 25  # 10 + 10 + its half of the third cycle
+
+
+async def test_a_tenant_running_dry_makes_the_next_cycle_ask_again(
+    hub_api: Api, receivers: Any, monkeypatch: Any
+) -> None:
+    from switchboard import delivery
+
+    monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
+    api = hub_api
+    _, first = await api.tenant()
+    _, second = await api.tenant()
+    rcv_first = await receivers()
+    rcv_second = await receivers()
+    await setup_route(api, first, rcv_first.url)
+    await setup_route(api, second, rcv_second.url)
+    await send(api, first, [{"type": "a.b", "data": {"i": i}} for i in range(4)])
+    worker = worker_for(api, worker_concurrency=10)
+    assert await worker.claim_once() == 4  # short of the 10 asked: the list is dropped
+    await worker.settle()
+    await send(api, second, [{"type": "a.b", "data": {}}])
+    assert await worker.claim_once() == 1
+    await worker.settle()
+    assert len(rcv_second.received) == 1
