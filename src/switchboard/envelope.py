@@ -12,6 +12,7 @@ Accepted shapes (each mapped onto the native envelope before validation):
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +108,18 @@ def now_us() -> int:
 
 
 def format_us(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+    """Microseconds since the epoch → ISO 8601 in UTC (`2026-11-23T21:59:00.123456Z`; no
+    fraction when it is zero, as `datetime.isoformat` writes it). Exact integer arithmetic; the
+    calendar part is computed once per second (each delivery formats two of these)."""
+    seconds, fraction = divmod(us, 1_000_000)
+    if fraction:
+        return f"{_format_second(seconds)}.{fraction:06d}Z"
+    return f"{_format_second(seconds)}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 def parse_time(value: Any, path: str) -> int:
