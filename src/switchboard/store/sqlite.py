@@ -66,6 +66,16 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+# one append() waiting for the group commit: its events, their rows (made on the event loop,
+# so the writer thread's turn is only the SQL), their routed deliveries, and its answer
+_Queued = tuple[
+    list[Event],
+    list[tuple[Any, ...]],
+    list[list[NewDelivery]] | None,
+    asyncio.Future[list[Appended]],
+]
+
+
 class SqliteStore:
     backend = "sqlite"
 
@@ -75,9 +85,7 @@ class SqliteStore:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
-        self._pending: list[
-            tuple[list[Event], list[list[NewDelivery]] | None, asyncio.Future[list[Appended]]]
-        ] = []
+        self._pending: list[_Queued] = []
         self._wakeup: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
@@ -198,7 +206,8 @@ class SqliteStore:
         if self._closed or self._wakeup is None:
             raise StoreUnavailable("the store is closed")
         fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, plans if plans and any(plans) else None, fut))
+        rows = [insert_row(e) for e in events]
+        self._pending.append((events, rows, plans if plans and any(plans) else None, fut))
         self._wakeup.set()
         return await fut
 
@@ -208,29 +217,26 @@ class SqliteStore:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch: list[Any] = []
-                size = 0
-                while self._pending and size < self.settings.commit_max_events:
-                    item = self._pending.pop(0)
-                    batch.append(item)
-                    size += len(item[0])
+                size, cut = 0, 0
+                while cut < len(self._pending) and size < self.settings.commit_max_events:
+                    size += len(self._pending[cut][0])
+                    cut += 1
+                batch, self._pending = self._pending[:cut], self._pending[cut:]
                 try:
                     results = await self._run(self._writer, partial(self._commit, batch=batch))
                 except Exception as exc:
-                    for _, _, fut in batch:
+                    for *_, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for (_, _, fut), res in zip(batch, results, strict=True):
+                for (*_, fut), res in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(res)
             if self._closed:
                 return
 
     @staticmethod
-    def _commit(
-        conn: sqlite3.Connection, *, batch: list[tuple[list[Event], Any, Any]]
-    ) -> list[list[Appended]]:
+    def _commit(conn: sqlite3.Connection, *, batch: list[_Queued]) -> list[list[Appended]]:
         """Insert every queued event, and the deliveries routed from the ones that are new, in
         one transaction: routing is atomic with acceptance."""
         out: list[list[Appended]] = []
@@ -239,7 +245,7 @@ class SqliteStore:
             # lock, so the rows with a seq past the old maximum are exactly the ones it inserted;
             # the others were already stored (or repeated within this batch): duplicates.
             before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            conn.executemany(_INSERT, [insert_row(e) for evs, _, _ in batch for e in evs])
+            conn.executemany(_INSERT, [row for _, rows, _, _ in batch for row in rows])
             inserted = {
                 (t, s, i): seq
                 for seq, t, s, i in conn.execute(
@@ -247,7 +253,7 @@ class SqliteStore:
                 )
             }
             deliveries = []
-            for events, plans, _ in batch:
+            for events, _, plans, _ in batch:
                 results = []
                 for n, e in enumerate(events):
                     seq = inserted.pop((e.tenant_id, e.source, e.id), None)
