@@ -245,18 +245,33 @@ class SqliteStore:
             # lock, so the rows with a seq past the old maximum are exactly the ones it inserted;
             # the others were already stored (or repeated within this batch): duplicates.
             before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            conn.executemany(_INSERT, [row for _, rows, _, _ in batch for row in rows])
-            inserted = {
-                (t, s, i): seq
-                for seq, t, s, i in conn.execute(
-                    "SELECT seq, tenant_id, source, id FROM events WHERE seq > ?", (before,)
-                )
-            }
+            all_rows = [row for _, rows, _, _ in batch for row in rows]
+            changes = conn.total_changes
+            conn.executemany(_INSERT, all_rows)
+            numbered: Iterator[int] | None = None
+            inserted: dict[tuple[str, str, str], int] = {}
+            if conn.total_changes - changes == len(all_rows) and conn.execute(
+                "SELECT max(seq) FROM events"
+            ).fetchone()[0] == before + len(all_rows):
+                # Every row was new, and SQLite numbered them before+1, before+2, … in the
+                # order given (a new rowid is one past the largest): nothing to read back.
+                numbered = iter(range(before + 1, before + 1 + len(all_rows)))
+            else:
+                inserted = {
+                    (t, s, i): seq
+                    for seq, t, s, i in conn.execute(
+                        "SELECT seq, tenant_id, source, id FROM events WHERE seq > ?", (before,)
+                    )
+                }
             deliveries = []
             for events, _, plans, _ in batch:
                 results = []
                 for n, e in enumerate(events):
-                    seq = inserted.pop((e.tenant_id, e.source, e.id), None)
+                    seq: int | None = (
+                        next(numbered)
+                        if numbered is not None
+                        else inserted.pop((e.tenant_id, e.source, e.id), None)
+                    )
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
