@@ -24,6 +24,7 @@ import uuid_utils
 MAX_ID_LEN = 200
 TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,199}$")
 _TEXT_FIELDS = ("subject", "trace_id", "correlation_id", "causation_id")
+_ENVELOPE_TEXTS = ("id", "source", "version", *_TEXT_FIELDS)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -267,10 +268,18 @@ def build_event(raw: Any, *, tenant_id: str, default_source: str, received_us: i
         context = {}
     elif not isinstance(context, dict):
         errors.append({"path": "/context", "message": "must be an object"})
-    event_id = _text(doc, "id", errors)
-    source = _text(doc, "source", errors) or default_source
-    version = _text(doc, "version", errors)
-    texts = {key: _text(doc, key, errors) for key in _TEXT_FIELDS}
+    texts: dict[str, str | None] = {}
+    for key in _ENVELOPE_TEXTS:
+        value = doc.get(key)
+        if value is None or (
+            value.__class__ is str and 0 < len(value) <= MAX_ID_LEN and "\x00" not in value
+        ):
+            texts[key] = value  # the common case, checked inline (9 calls per event add up)
+        else:
+            texts[key] = _text(doc, key, errors)  # numbers become text; the rest is an error
+    event_id = texts["id"]
+    source = texts["source"] or default_source
+    version = texts["version"]
     actor = doc.get("actor")
     actor_id = actor_type = None
     if isinstance(actor, dict):
