@@ -446,7 +446,7 @@ class Worker:
         )
 
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
-        await self.deliveries.finish(
+        await self.deliveries.finish_soon(
             delivery,
             None,
             "pending" if delivery.attempts == 0 else "retrying",

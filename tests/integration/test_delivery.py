@@ -39,6 +39,17 @@ async def send(api: Api, key: str, events: list[dict[str, Any]]) -> dict[str, An
     return body
 
 
+async def two_tenants(api: Api, receivers: Any) -> tuple[str, Any, str, Any]:
+    """Two tenants, each with a route of every event to a receiver of its own."""
+    _, first = await api.tenant()
+    _, second = await api.tenant()
+    rcv_first = await receivers()
+    rcv_second = await receivers()
+    await setup_route(api, first, rcv_first.url)
+    await setup_route(api, second, rcv_second.url)
+    return first, rcv_first, second, rcv_second
+
+
 async def test_webhook_is_signed_and_every_hop_is_visible(hub_api: Api, receivers: Any) -> None:
     api = hub_api
     _, key = await api.tenant()
@@ -451,12 +462,7 @@ async def test_tenants_cannot_touch_each_others_delivery_objects(
 
 async def test_a_tenants_backlog_does_not_starve_another(hub_api: Api, receivers: Any) -> None:
     api = hub_api
-    _, busy = await api.tenant()
-    _, quiet = await api.tenant()
-    rcv_busy = await receivers()
-    rcv_quiet = await receivers()
-    await setup_route(api, busy, rcv_busy.url)
-    await setup_route(api, quiet, rcv_quiet.url)
+    busy, rcv_busy, quiet, rcv_quiet = await two_tenants(api, receivers)
     await send(api, busy, [{"type": "a.b", "data": {"i": i}} for i in range(300)])
     await send(api, quiet, [{"type": "a.b", "data": {"i": i}} for i in range(5)])
     worker = worker_for(api, worker_concurrency=10)
@@ -564,12 +570,7 @@ async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
 
     monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
     api = hub_api
-    _, busy = await api.tenant()
-    _, late = await api.tenant()
-    rcv_busy = await receivers()
-    rcv_late = await receivers()
-    await setup_route(api, busy, rcv_busy.url)
-    await setup_route(api, late, rcv_late.url)
+    busy, rcv_busy, late, rcv_late = await two_tenants(api, receivers)
     await send(api, busy, [{"type": "a.b", "data": {"i": i}} for i in range(40)])
     worker = worker_for(api, worker_concurrency=10)
     assert await worker.claim_once() == 10  # a full claim: the list [busy] is kept
@@ -592,12 +593,7 @@ async def test_a_tenant_running_dry_makes_the_next_cycle_ask_again(
 
     monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
     api = hub_api
-    _, first = await api.tenant()
-    _, second = await api.tenant()
-    rcv_first = await receivers()
-    rcv_second = await receivers()
-    await setup_route(api, first, rcv_first.url)
-    await setup_route(api, second, rcv_second.url)
+    first, rcv_first, second, rcv_second = await two_tenants(api, receivers)
     await send(api, first, [{"type": "a.b", "data": {"i": i}} for i in range(4)])
     worker = worker_for(api, worker_concurrency=10)
     assert await worker.claim_once() == 4  # short of the 10 asked: the list is dropped
@@ -606,3 +602,4 @@ async def test_a_tenant_running_dry_makes_the_next_cycle_ask_again(
     assert await worker.claim_once() == 1
     await worker.settle()
     assert len(rcv_second.received) == 1
+    assert len(rcv_first.received) == 4

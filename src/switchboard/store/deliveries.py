@@ -394,24 +394,6 @@ class DeliveryStore:
                 events[e.seq] = e
         return [(d, events[d.event_seq]) for d in deliveries if d.event_seq in events]
 
-    async def finish(
-        self,
-        delivery: Delivery,
-        attempt: Attempt | None,
-        status: str,
-        next_attempt_us: int,
-        error: str | None,
-        provider_id: str | None,
-        now_us: int,
-        health: str | None = None,
-    ) -> None:
-        """Record an attempt and the delivery's new state in one transaction (shared with
-        other deliveries finishing at the same moment: group commit). `health` "failing" or
-        "ok" also records the destination starting or ending a failing streak."""
-        await self.finish_soon(
-            delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
-        )
-
     def finish_soon(
         self,
         delivery: Delivery,
@@ -423,8 +405,10 @@ class DeliveryStore:
         now_us: int,
         health: str | None = None,
     ) -> asyncio.Future[None]:
-        """`finish` without waiting: the future is done once the write is committed (or has
-        failed). The worker uses it so a sender need not wait for the commit."""
+        """Record an attempt and the delivery's new state in one transaction, shared with other
+        deliveries finishing at the same moment (group commit). `health` "failing" or "ok" also
+        records the destination starting or ending a failing streak. Returns at once: the future
+        is done when the write is committed (or has failed), so a sender need not wait."""
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_us = ?, "
