@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
+from switchboard import delivery
 from tests.conftest import Api
 from tests.integration.conftest import Clock, worker_for
 
@@ -563,12 +565,15 @@ async def test_stop_finishes_sends_under_way_and_gives_queued_ones_back(
     assert all(d["attempts"] == 0 for d in waiting["data"])
 
 
-async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
-    hub_api: Api, receivers: Any, monkeypatch: Any
-) -> None:
-    from switchboard import delivery
-
+@pytest.fixture
+def kept_tenant_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker keeps its list of tenants with due work for a minute, unless a claim runs dry."""
     monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
+
+
+async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
+    hub_api: Api, receivers: Any, kept_tenant_list: None
+) -> None:
     api = hub_api
     busy, rcv_busy, late, rcv_late = await two_tenants(api, receivers)
     await send(api, busy, [{"type": "a.b", "data": {"i": i}} for i in range(40)])
@@ -587,11 +592,8 @@ async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
 
 
 async def test_a_tenant_running_dry_makes_the_next_cycle_ask_again(
-    hub_api: Api, receivers: Any, monkeypatch: Any
+    hub_api: Api, receivers: Any, kept_tenant_list: None
 ) -> None:
-    from switchboard import delivery
-
-    monkeypatch.setattr(delivery, "_TENANTS_TTL", 60.0)
     api = hub_api
     first, rcv_first, second, rcv_second = await two_tenants(api, receivers)
     await send(api, first, [{"type": "a.b", "data": {"i": i}} for i in range(4)])
