@@ -33,6 +33,9 @@ log = logging.getLogger("switchboard.delivery")
 INTERNAL_SOURCE = "switchboard"
 _DEST_TTL = 2.0
 _TENANTS_TTL = 0.1
+# A destination's line holds at most this many times its concurrency: a slow destination with a
+# deep backlog must not fill the worker's capacity and starve every other destination.
+_LANE_DEPTH = 4
 
 
 @dataclass(slots=True)
@@ -137,6 +140,8 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
         self._active: dict[str, _Job] = {}  # being sent right now
+        self._returning: set[str] = set()  # taken out of a line, being given back
+        self._loop_exited: asyncio.Event | None = None  # set when run()'s loop has ended
         self._tasks: set[asyncio.Future[None]] = set()  # senders, attempt writes, follow-ups
         self._stopping = False
         self._last_recover = 0.0
@@ -153,9 +158,11 @@ class Worker:
         """Claim and send until `stop()`; then let in-flight sends finish (or release them)."""
         listen = getattr(self.store, "listen", None)
         listener = asyncio.create_task(listen(self.wakeup.set)) if listen else None
+        self._loop_exited = asyncio.Event()
         try:
             await self._loop()
         finally:
+            self._loop_exited.set()
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -180,6 +187,9 @@ class Worker:
         self._stopping = True
         self.wakeup.set()
         try:
+            if self._loop_exited is not None:  # a claim under way lands in the lines first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._loop_exited.wait(), grace)
             queued = self._unqueue(lambda job: True)
             if queued:
                 await self.deliveries.release([j.delivery.id for j in queued], self.now_us())
@@ -187,7 +197,7 @@ class Worker:
             deadline = time.monotonic() + grace
             while self._tasks and (left := deadline - time.monotonic()) > 0:
                 await asyncio.wait(list(self._tasks), timeout=left)
-            cut, pending = list(self._active), list(self._tasks)
+            cut, pending = [*self._active, *self._returning], list(self._tasks)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -223,19 +233,47 @@ class Worker:
         self.rng.shuffle(tenants)
         share = max(1, free // len(tenants))
         lease = self.now_us() + int(self.settings.lease_seconds * 1_000_000)
+        full = [d for d, lane in self._lanes.items() if lane.known and self._full(lane)]
         claimed = 0
         for tenant in tenants:
             if free - claimed <= 0:
                 break
             ask = min(share, free - claimed)
-            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask)
+            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full)
             if len(batch) < ask:
                 self._tenants = []  # a tenant ran dry: ask again next cycle
             claimed_at = time.monotonic()
             for delivery, event in batch:
                 claimed += 1
                 self._enqueue(_Job(delivery, event, claimed_at))
+        await self._trim(list(self._lanes.values()))
         return claimed
+
+    @staticmethod
+    def _full(lane: _Lane) -> bool:
+        return len(lane.jobs) >= lane.limit * _LANE_DEPTH
+
+    async def _trim(self, lanes: list[_Lane]) -> None:
+        """Give back what a claim put in a line past its depth (newest first, unsent): the
+        next claims skip that destination until its line has room again."""
+        excess: list[_Job] = []
+        for lane in lanes:
+            if lane.known:
+                while len(lane.jobs) > lane.limit * _LANE_DEPTH:
+                    excess.append(lane.jobs.pop())
+        if not excess:
+            return
+        self._held -= len(excess)
+        ids = [j.delivery.id for j in excess]
+        self._returning.update(ids)
+        try:
+            await self.deliveries.release(ids, self.now_us())
+        except asyncio.CancelledError:
+            raise  # still listed as returning: stop() gives them back
+        except Exception:  # the store is down: their leases expire and they come back
+            log.exception("release failed", extra={"action": "release_failed"})
+        self._returning.difference_update(ids)
+        self.wakeup.set()  # room for other destinations' deliveries
 
     async def settle(self) -> None:
         """Wait for the sends already started (and the writes of their attempts)."""
@@ -277,6 +315,8 @@ class Worker:
         self._start_senders(dest_id, lane)
 
     def _start_senders(self, dest_id: str, lane: _Lane, waited: bool = False) -> None:
+        if self._stopping:  # what is still queued goes back to the queue unsent
+            return
         while lane.jobs and lane.senders < lane.limit:
             job = lane.jobs.popleft()
             job.waited = waited
@@ -289,6 +329,7 @@ class Worker:
             while True:
                 if not lane.known and (state := await self._destination(dest_id)) is not None:
                     lane.limit, lane.known = max(1, state.destination.concurrency), True
+                    await self._trim([lane])
                     self._start_senders(dest_id, lane, waited=True)
                 delivery = job.delivery
                 self._active[delivery.id] = job

@@ -605,3 +605,34 @@ async def test_a_tenant_running_dry_makes_the_next_cycle_ask_again(
     await worker.settle()
     assert len(rcv_second.received) == 1
     assert len(rcv_first.received) == 4
+
+
+async def test_a_slow_destinations_backlog_does_not_hold_back_another(
+    hub_api: Api, receivers: Any
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    slow = await receivers(delay=0.5)
+    fast = await receivers()
+    await setup_route(api, key, slow.url, name="slow", concurrency=1, route={"types": ["s.*"]})
+    await setup_route(api, key, fast.url, name="fast", route={"types": ["f.*"]})
+    # the slow destination's 30 come first, more than the worker holds at once
+    await send(api, key, [{"type": "s.x", "data": {"i": i}} for i in range(30)])
+    await send(api, key, [{"type": "f.x", "data": {"i": i}} for i in range(5)])
+    worker = worker_for(api, worker_concurrency=10)
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 10
+        while len(fast.received) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # the fast ones got through while the slow line was still working off its first few
+        assert len(fast.received) == 5
+        assert len(slow.received) < 10
+    finally:
+        await worker.stop(grace=0.1)
+        task.cancel()
+    # what the slow line gave back is still queued, unsent, not lost
+    _, listing, _ = await api.call("GET", "/v1/deliveries?status=sending", key)
+    assert listing["data"] == []
+    _, pending, _ = await api.call("GET", "/v1/deliveries?status=pending&limit=100", key)
+    assert len(pending["data"]) + len(slow.received) == 30

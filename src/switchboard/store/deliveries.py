@@ -349,23 +349,34 @@ class DeliveryStore:
         return [r[0] for r in rows]
 
     async def claim(
-        self, tenant_id: str, now_us: int, lease_until_us: int, limit: int
+        self,
+        tenant_id: str,
+        now_us: int,
+        lease_until_us: int,
+        limit: int,
+        skip_destinations: Sequence[str] = (),
     ) -> list[tuple[Delivery, Event]]:
         """Take up to `limit` due deliveries of one tenant, high priority first, oldest first,
-        skipping any whose ordering key has an earlier open delivery to the same destination."""
+        skipping any whose ordering key has an earlier open delivery to the same destination,
+        and any to `skip_destinations` (the worker already holds enough of theirs)."""
         lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
+        skip = (
+            f" AND d.destination_id NOT IN ({', '.join('?' * len(skip_destinations))})"
+            if skip_destinations
+            else ""
+        )
         update = (
             "UPDATE deliveries SET status = 'sending', lease_until_us = ?, updated_us = ? "
             "WHERE id IN (SELECT d.id FROM deliveries d "
             " WHERE d.tenant_id = ? AND d.status IN ('pending', 'retrying') "
-            " AND d.next_attempt_us <= ? AND (d.ordering_key IS NULL OR NOT EXISTS ("
+            f" AND d.next_attempt_us <= ?{skip} AND (d.ordering_key IS NULL OR NOT EXISTS ("
             "  SELECT 1 FROM deliveries o WHERE o.destination_id = d.destination_id"
             "  AND o.ordering_key = d.ordering_key AND o.event_seq < d.event_seq"
             "  AND o.status IN ('pending', 'retrying', 'sending')))"
             f" ORDER BY d.priority, d.next_attempt_us LIMIT ?{lock}) "
             f"RETURNING {DELIVERY_COLUMNS}"
         )
-        params = (lease_until_us, now_us, tenant_id, now_us, limit)
+        params = (lease_until_us, now_us, tenant_id, now_us, *skip_destinations, limit)
         events: dict[int, Event] = {}
         if self.pg:
             # one round trip: the claimed rows joined with their events
