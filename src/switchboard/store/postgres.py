@@ -45,6 +45,7 @@ from switchboard.store.queries import (
     list_events_sql,
     metrics_sql,
     render,
+    take_batch,
     type_from_row,
 )
 
@@ -329,12 +330,7 @@ class PostgresStore:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch: list[_Pending] = []
-                size = 0
-                while self._pending and size < max(1, self.settings.commit_max_events):
-                    item = self._pending.pop(0)
-                    batch.append(item)
-                    size += len(item[0])
+                batch, self._pending = take_batch(self._pending, self.settings.commit_max_events)
                 await self._resolve(batch)
             if self._stopping:
                 return

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -222,6 +222,19 @@ def render(sql: str) -> str:
     return _PLACEHOLDER.sub(sub, sql)
 
 
+Q = TypeVar("Q", bound=tuple[Any, ...])
+
+
+def take_batch(pending: list[Q], limit: int) -> tuple[list[Q], list[Q]]:
+    """Split a commit queue into the next batch and the rest: queued items in order until their
+    first elements (lists of statements or events) add up to `limit`, and always at least one."""
+    size = cut = 0
+    while cut < len(pending) and size < max(1, limit):
+        size += len(pending[cut][0])
+        cut += 1
+    return pending[:cut], pending[cut:]
+
+
 def _by_shape(
     callers: list[list[tuple[str, Sequence[Any]]]],
 ) -> list[tuple[str, list[Sequence[Any]]]]:
@@ -277,11 +290,7 @@ class GroupWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                size, cut = 0, 0
-                while cut < len(self._pending) and size < self.max_statements:
-                    size += len(self._pending[cut][0])
-                    cut += 1
-                batch, self._pending = self._pending[:cut], self._pending[cut:]
+                batch, self._pending = take_batch(self._pending, self.max_statements)
                 try:
                     await self.sql.batch_many(_by_shape([sts for sts, _ in batch]))
                 except Exception:

@@ -42,6 +42,7 @@ from switchboard.store.queries import (
     key_from_row,
     list_events_sql,
     metrics_sql,
+    take_batch,
     type_from_row,
 )
 
@@ -217,11 +218,7 @@ class SqliteStore:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                size, cut = 0, 0
-                while cut < len(self._pending) and size < self.settings.commit_max_events:
-                    size += len(self._pending[cut][0])
-                    cut += 1
-                batch, self._pending = self._pending[:cut], self._pending[cut:]
+                batch, self._pending = take_batch(self._pending, self.settings.commit_max_events)
                 try:
                     results = await self._run(self._writer, partial(self._commit, batch=batch))
                 except Exception as exc:
