@@ -62,6 +62,11 @@ class _Lane:
         self.limit = limit
         self.known = known  # the limit is the destination's, not the guess of 1
 
+    @property
+    def depth(self) -> int:
+        """Most deliveries the line holds waiting (see _LANE_DEPTH)."""
+        return self.limit * _LANE_DEPTH
+
 
 @dataclass(slots=True)
 class _Judged:
@@ -190,9 +195,7 @@ class Worker:
             if self._loop_exited is not None:  # a claim under way lands in the lines first
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._loop_exited.wait(), grace)
-            queued = self._unqueue(lambda job: True)
-            if queued:
-                await self.deliveries.release([j.delivery.id for j in queued], self.now_us())
+            await self._give_back(self._unqueue(lambda job: True))
             # senders start attempt writes as they finish: wait for those too
             deadline = time.monotonic() + grace
             while self._tasks and (left := deadline - time.monotonic()) > 0:
@@ -233,7 +236,7 @@ class Worker:
         self.rng.shuffle(tenants)
         share = max(1, free // len(tenants))
         lease = self.now_us() + int(self.settings.lease_seconds * 1_000_000)
-        full = [d for d, lane in self._lanes.items() if lane.known and self._full(lane)]
+        full = [d for d, lane in self._lanes.items() if lane.known and len(lane.jobs) >= lane.depth]
         claimed = 0
         for tenant in tenants:
             if free - claimed <= 0:
@@ -249,22 +252,23 @@ class Worker:
         await self._trim(list(self._lanes.values()))
         return claimed
 
-    @staticmethod
-    def _full(lane: _Lane) -> bool:
-        return len(lane.jobs) >= lane.limit * _LANE_DEPTH
-
     async def _trim(self, lanes: list[_Lane]) -> None:
         """Give back what a claim put in a line past its depth (newest first, unsent): the
         next claims skip that destination until its line has room again."""
         excess: list[_Job] = []
         for lane in lanes:
             if lane.known:
-                while len(lane.jobs) > lane.limit * _LANE_DEPTH:
+                while len(lane.jobs) > lane.depth:
                     excess.append(lane.jobs.pop())
-        if not excess:
-            return
         self._held -= len(excess)
-        ids = [j.delivery.id for j in excess]
+        await self._give_back(excess)
+
+    async def _give_back(self, jobs: list[_Job]) -> None:
+        """Return claimed deliveries that were taken out of their lines unsent to the queue,
+        due at once, with no attempt spent (the caller has already taken them off `_held`)."""
+        if not jobs:
+            return
+        ids = [j.delivery.id for j in jobs]
         self._returning.update(ids)
         try:
             await self.deliveries.release(ids, self.now_us())
@@ -273,7 +277,7 @@ class Worker:
         except Exception:  # the store is down: their leases expire and they come back
             log.exception("release failed", extra={"action": "release_failed"})
         self._returning.difference_update(ids)
-        self.wakeup.set()  # room for other destinations' deliveries
+        self.wakeup.set()  # room for other deliveries
 
     async def settle(self) -> None:
         """Wait for the sends already started (and the writes of their attempts)."""
@@ -388,10 +392,7 @@ class Worker:
             timeout = state.destination.timeout if state is not None else 30.0
             return self._budget(job.claimed_at, timeout, now) <= 0
 
-        late = self._unqueue(expired)
-        if late:
-            for job in late:
-                await self._postpone(job.delivery, self.clock(), None)
+        await self._give_back(self._unqueue(expired))
 
     def _budget(self, claimed_at: float, timeout: float, now: float) -> float:
         return self.settings.lease_seconds - timeout - 2 - (now - claimed_at)
@@ -439,6 +440,13 @@ class Worker:
             await self.deliveries.cancel(delivery, reason, now_us)
             return
         dest = state.destination
+        # the caller (the destination's sender) holds the slot. A delivery that waited for it
+        # (`claimed_at` given) is sent only while the claim's lease still covers the send;
+        # past that it goes back to the queue unsent (no attempt is spent), so a slow
+        # destination's backlog is never sent twice by another worker.
+        if claimed_at is not None and self._budget(claimed_at, dest.timeout, time.monotonic()) <= 0:
+            await self._postpone(delivery, self.clock(), None)
+            return
         now = self.clock()
         allowed, state.breaker = brk.allow(state.breaker, self.breaker_config, now=now)
         if not allowed:
@@ -465,13 +473,6 @@ class Worker:
             body_template=transform,
             replay=delivery.replay_id is not None,
         )
-        # the caller (the destination's sender) holds the slot. A delivery that waited for it
-        # (`claimed_at` given) is sent only while the claim's lease still covers the send;
-        # past that it goes back to the queue unsent (no attempt is spent), so a slow
-        # destination's backlog is never sent twice by another worker.
-        if claimed_at is not None and self._budget(claimed_at, dest.timeout, time.monotonic()) <= 0:
-            await self._postpone(delivery, self.clock(), None)
-            return
         started = self.clock()
         t0 = time.perf_counter()
         result = await channel.send(dest, out)
