@@ -7,8 +7,11 @@ the first probe result closes it again or re-opens it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
+from msgspec.structs import replace
 
 __all__ = ["Breaker", "BreakerConfig", "State", "allow", "failure_ratio", "record"]
 
@@ -41,8 +44,7 @@ class BreakerConfig:
             raise ValueError("max_calls must be at least min_calls")
 
 
-@dataclass(frozen=True)
-class Breaker:
+class Breaker(msgspec.Struct, frozen=True):
     state: State = State.CLOSED
     opened_at: float | None = None  # when it last went OPEN
     outcomes: tuple[tuple[float, bool], ...] = ()  # (time, ok) inside the window, oldest first

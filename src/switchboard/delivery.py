@@ -33,6 +33,12 @@ log = logging.getLogger("switchboard.delivery")
 INTERNAL_SOURCE = "switchboard"
 _DEST_TTL = 2.0
 _TENANTS_TTL = 0.1
+_STATUS = {  # a retry verdict -> the delivery's next status
+    retry.Verdict.SUCCEEDED: "succeeded",
+    retry.Verdict.RETRY: "retrying",
+    retry.Verdict.DEAD: "dead",
+    retry.Verdict.DISABLE: "dead",
+}
 # A destination's line holds at most this many times its concurrency: a slow destination with a
 # deep backlog must not fill the worker's capacity and starve every other destination.
 _LANE_DEPTH = 4
@@ -508,25 +514,9 @@ class Worker:
     ) -> _Judged:
         """An attempt's outcome: its record, the delivery's next state, and the destination's
         breaker and failing streak updated at once (in memory)."""
-        dest = state.destination
         n = delivery.attempts + 1
         now = self.clock()
-        now_us = self.now_us()
-        policy = self.policy
-        if dest.retry_schedule:
-            policy = retry.Policy(
-                schedule=dest.retry_schedule,
-                jitter=policy.jitter,
-                min_backoff_throttled=policy.min_backoff_throttled,
-                max_retry_after=policy.max_retry_after,
-            )
-        decision = retry.decide(
-            n,
-            retry.Outcome(status=result.status, error=result.error, retry_after=result.retry_after),
-            policy,
-            now=now,
-            rng=self.rng,
-        )
+        now_us = int(now * 1_000_000)
         state.breaker = brk.record(state.breaker, self.breaker_config, result.ok, now=now)
         attempt = Attempt(
             delivery_id=delivery.id,
@@ -541,17 +531,22 @@ class Worker:
             response=result.response or None,
             request_headers=result.request_headers or None,
         )
-        verdict = decision.verdict
         if result.ok:  # channels judge success themselves (an SMTP 250 is not an HTTP 2xx)
-            verdict = retry.Verdict.SUCCEEDED
-        status = {
-            retry.Verdict.SUCCEEDED: "succeeded",
-            retry.Verdict.RETRY: "retrying",
-            retry.Verdict.DEAD: "dead",
-            retry.Verdict.DISABLE: "dead",
-        }[verdict]
-        next_us = now_us + int((decision.delay or 0) * 1_000_000)
-        error = None if result.ok else (result.message or decision.reason)
+            verdict, status, next_us, error = retry.Verdict.SUCCEEDED, "succeeded", now_us, None
+        else:
+            decision = retry.decide(
+                n,
+                retry.Outcome(
+                    status=result.status, error=result.error, retry_after=result.retry_after
+                ),
+                self._policy(state.destination),
+                now=now,
+                rng=self.rng,
+            )
+            verdict = decision.verdict
+            status = _STATUS[verdict]
+            next_us = now_us + int((decision.delay or 0) * 1_000_000)
+            error = result.message or decision.reason
         # the destination's failing streak is written only when it starts or ends
         health = None
         if result.ok and state.failing_since_us is not None:
@@ -559,6 +554,16 @@ class Worker:
         elif not result.ok and state.failing_since_us is None:
             health, state.failing_since_us = "failing", now_us
         return _Judged(attempt, verdict, status, next_us, error, now_us, health)
+
+    def _policy(self, dest: Destination) -> retry.Policy:
+        if not dest.retry_schedule:
+            return self.policy
+        return retry.Policy(
+            schedule=dest.retry_schedule,
+            jitter=self.policy.jitter,
+            min_backoff_throttled=self.policy.min_backoff_throttled,
+            max_retry_after=self.policy.max_retry_after,
+        )
 
     def _record(
         self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged

@@ -7,10 +7,11 @@ retries (``retry.decide`` does). Driver exceptions (aiohttp, SMTP) stay inside `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import aiohttp
+import msgspec
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,7 @@ class Destination:
     created_us: int = 0
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(msgspec.Struct, frozen=True):
     ok: bool
     status: int | None = None  # HTTP status (or an SMTP reply code), None without a reply
     error: Literal["timeout", "connection", "other"] | None = None
@@ -40,11 +40,10 @@ class SendResult:
     retry_after: str | None = None  # the raw Retry-After header, if any
     response: str = ""  # the reply body, truncated to 2 KiB
     provider_id: str | None = None  # the provider's id for the message (for status callbacks)
-    request_headers: dict[str, str] = field(default_factory=dict)  # secrets masked
+    request_headers: dict[str, str] = msgspec.field(default_factory=dict)  # secrets masked
 
 
-@dataclass(frozen=True)
-class Outbound:
+class Outbound(msgspec.Struct, frozen=True):
     """One attempt to make: the delivery's identity and the event it carries."""
 
     delivery_id: str  # also the `webhook-id`: the same on every attempt

@@ -8,10 +8,10 @@ with a Retry-After header and a JSON ``retry_after`` in seconds.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
+from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult

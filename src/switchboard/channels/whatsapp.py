@@ -16,10 +16,10 @@ The provider's message id becomes ``SendResult.provider_id``, so later status ca
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 import orjson
+from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from switchboard.channels import Destination
 from switchboard.envelope import Event, new_id
 from switchboard.store.queries import (
@@ -32,8 +34,7 @@ TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived")
 PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
     event_seq: int
@@ -140,8 +141,7 @@ def delivery_params(d: NewDelivery, now_us: int) -> tuple[Any, ...]:
     )
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     delivery_id: str
     n: int
     tenant_id: str
