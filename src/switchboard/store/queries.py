@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -211,6 +212,7 @@ def metrics_sql(
 _PLACEHOLDER = re.compile(r"\?j|\?")
 
 
+@functools.lru_cache(maxsize=2048)  # statements repeat: rewrite each once, not per call
 def render(sql: str) -> str:
     """`?` placeholders → PostgreSQL's `$n`; `?j` (a JSON value sent as text) → `$n::jsonb`."""
     counter = iter(range(1, 10_000))
