@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,25 @@ def _rate(stats: dict[str, Any]) -> float:
     return (stats["count"] - 1) / span if span > 0 else 0.0
 
 
+@contextlib.contextmanager
+def _queued(cfg: Config, work: Path, kind: str, name: str) -> Iterator[tuple[str, str]]:
+    """A fresh database holding `cfg.deliveries` due webhook deliveries to a fresh receiver,
+    stored by a hub that has stopped again; yields (database URL, receiver URL)."""
+    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
+        key = h.provision(db)
+        with h.hub(work, db, name=f"hub-{name}", **_NO_INTERNAL) as (url, _):
+            _wire(url, key, receiver, cfg.delivery_concurrency, generate_secret())
+            _preload(url, key, cfg.deliveries, name)
+        h.http("POST", receiver + "/_reset")
+        yield db, receiver
+
+
 def hub_deliveries(
     cfg: Config, work: Path, kind: str, run: int, profiler: Profiler | None = None
 ) -> dict[str, Any]:
     n = cfg.deliveries
     name = f"deliver_{kind}_{run}"
-    secret = generate_secret()
-    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
-        key = h.provision(db)
-        with h.hub(work, db, name=f"hub-{name}", **_NO_INTERNAL) as (url, _):
-            _wire(url, key, receiver, cfg.delivery_concurrency, secret)
-            _preload(url, key, n, f"d{run}")
-        h.http("POST", receiver + "/_reset")
+    with _queued(cfg, work, kind, name) as (db, receiver):
         env = h.hub_env(db, 0, **_NO_INTERNAL)
         with h.running(f"worker-{name}", [str(h.BIN / "switchboard"), "worker"], work, env) as w:
             if profiler is not None:  # from the first arrival: start-up is not the hot path
@@ -86,6 +94,18 @@ def hub_deliveries(
             if profiler is not None:
                 profiler.stop()
     return {"value": _rate(stats), "receiver": stats}
+
+
+def bare_deliveries(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
+    """The same queue drained by `bare_worker`: claim, send, record, nothing else."""
+    n = cfg.deliveries
+    with _queued(cfg, work, kind, f"bare_{kind}_{run}") as (db, receiver):
+        args = (db, "bench", str(n), str(cfg.delivery_concurrency))
+        worker = h.run_module("benchmarks.bare_worker", *args, timeout=330)
+        stats = h.wait_count(receiver, n, within=30)
+    if worker["failures"]:
+        raise RuntimeError(f"bare worker: {worker}")
+    return {"value": _rate(stats), "receiver": stats, "worker": worker}
 
 
 def raw_deliveries(cfg: Config, work: Path, run: int) -> dict[str, Any]:

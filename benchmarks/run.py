@@ -28,6 +28,8 @@ from benchmarks.config import Config
 from benchmarks.profiling import Profiler
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the goal of a figure that has none: it is measured to show what bounds another one
+REFERENCE = "reference"
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Figure:
         return statistics.median(self.values) / statistics.median(self.ceilings)
 
     def passed(self) -> bool | None:
-        if not self.values:
+        if not self.values or self.goal == REFERENCE:
             return None
         kind, op, bound = self.goal.split()[:3]
         x = self.ratio() if kind == "ratio" else statistics.median(self.values)
@@ -162,14 +164,31 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
             ceiling_label="raw aiohttp client, same signed requests",
         )
 
-        def measure(kind: str = kind, fig: Figure = fig) -> None:
-            for run in range(cfg.runs):
+        bare = Figure(
+            f"deliveries_bare_{kind}",
+            f"bare durable worker (claim, send, record; nothing else), {_name(kind)}",
+            "deliveries/s",
+            REFERENCE,
+            ceilings=ceilings,
+            ceiling_label="raw aiohttp client",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig, bare: Figure = bare) -> None:
+            for run in range(cfg.runs):  # the two workers take turns on the same machine
                 r = delivery.hub_deliveries(cfg, work, kind, run)
                 fig.values.append(r["value"])
-                h.say(f"worker {kind}, run {run + 1}: {r['value']:,.0f} deliveries/s")
+                b = delivery.bare_deliveries(cfg, work, kind, run)
+                bare.values.append(b["value"])
+                h.say(
+                    f"worker {kind}, run {run + 1}: {r['value']:,.0f} deliveries/s "
+                    f"(bare worker {b['value']:,.0f}/s)"
+                )
+            fig.extra["of_bare_worker"] = statistics.median(fig.values) / statistics.median(
+                bare.values
+            )
 
         _attempt(fig, measure)
-        figs.append(fig)
+        figs += [fig, bare]
     # in one process (`switchboard serve` running its worker), and on PostgreSQL also as API +
     # one `switchboard worker` process (LISTEN/NOTIFY wakes it; SQLite's worker would poll)
     topologies = [(kind, False) for kind in backends]
@@ -374,6 +393,8 @@ def markdown(report: dict[str, Any]) -> str:
             p50 = statistics.median(f["extra"]["p50"])
             value = f"p99 {value}, p50 {p50:.1f} ms"
         result = {True: "pass", False: "**fail**", None: "—"}[f["pass"]]
+        if f["goal"] == REFERENCE:
+            result = "(bound)"
         lines.append(f"| {f['label']} | {value} | {ceiling} | {ratio} | {f['goal']} | {result} |")
     lines += [
         "",
