@@ -39,6 +39,8 @@ _STATUS = {  # a retry verdict -> the delivery's next status
     retry.Verdict.DEAD: "dead",
     retry.Verdict.DISABLE: "dead",
 }
+# a delivery's status after an attempt -> the internal event it publishes (delivery_<kind>)
+_INTERNAL_KIND = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}
 # A destination's line holds at most this many times its concurrency: a slow destination with a
 # deep backlog must not fill the worker's capacity and starve every other destination.
 _LANE_DEPTH = 4
@@ -439,7 +441,9 @@ class Worker:
     async def process(
         self, delivery: Delivery, event: Event, claimed_at: float | None = None
     ) -> None:
-        state = await self._destination(delivery.destination_id)
+        state = self._dests.get(delivery.destination_id)
+        if state is None or state.expires <= time.monotonic():
+            state = await self._destination(delivery.destination_id)
         now_us = self.now_us()
         if state is None or not state.destination.enabled:
             reason = "destination deleted" if state is None else "destination disabled"
@@ -469,7 +473,8 @@ class Worker:
             return
         transform = None
         if delivery.route_id:
-            for route in await self.routes.routes(delivery.tenant_id):
+            routes = self.routes.cached(delivery.tenant_id)
+            for route in await self.routes.routes(delivery.tenant_id) if routes is None else routes:
                 if route.id == delivery.route_id:
                     transform = route.transform
         out = Outbound(
@@ -634,7 +639,7 @@ class Worker:
             and j.now_us - failing_since > self.settings.disable_after * 1e6
         ):
             reason = f"failing without a success for {self.settings.disable_after:.0f} s"
-        kind = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}[j.status]
+        kind = _INTERNAL_KIND[j.status]
         internal = kind in self.internal and event.source != INTERNAL_SOURCE
         if reason or internal:
             self._spawn(

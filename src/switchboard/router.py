@@ -185,6 +185,11 @@ class RouteCache:
         self._loads: SharedLoads[str, list[Route]] = SharedLoads()
         self._generation: dict[str, int] = {}  # bumped by `forget`
 
+    def cached(self, tenant_id: str) -> list[Route] | None:
+        """The tenant's routes if they are cached and fresh, without awaiting a load."""
+        hit = self._cache.get(tenant_id)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     async def routes(self, tenant_id: str) -> list[Route]:
         now = time.monotonic()
         hit = self._cache.get(tenant_id)
