@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,28 @@ def ceiling_ingest(cfg: Config, work: Path, run: int, batch: int) -> dict[str, A
             url, "x", batch=batch, connections=conns, duration=cfg.duration, tag=f"c{run}"
         )
     return {"value": _checked(summary, "ceiling"), "wrk": summary}
+
+
+def bare_ingest(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
+    """`bare_ingest` (parse, envelope, durable append; nothing else) on a fresh database, driven
+    like the hub: the durable floor of figure 1."""
+    name = f"bare_{kind}_{run}"
+    with h.fresh_database(kind, work, name) as db:
+        h.provision(db)
+        port = h.free_port()
+        argv = [sys.executable, "-m", "benchmarks.bare_ingest", db, "bench", str(port)]
+        url = f"http://127.0.0.1:{port}"
+        with h.running(name, argv, work, health=url + "/health"):
+            h.run_wrk(url, "x", batch=1, connections=cfg.connections, duration=1, tag=f"w{run}")
+            before = h.http("GET", url + "/_count")[1]["events"]
+            summary = h.run_wrk(
+                url, "x", batch=1, connections=cfg.connections, duration=cfg.duration, tag=f"b{run}"
+            )
+            stored = h.http("GET", url + "/_count")[1]["events"] - before
+        rate = _checked(summary, name)
+        if stored < summary["events"]:
+            raise RuntimeError(f"{name}: {summary['events']} acknowledged, {stored} stored")
+    return {"value": rate, "wrk": summary}
 
 
 def raw_insert(

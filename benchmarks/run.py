@@ -113,15 +113,32 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
             ceiling_label="same uvicorn answering 202 after parsing",
         )
 
-        def measure(kind: str = kind, fig: Figure = fig) -> None:
-            for run in range(cfg.runs):
+        bare = Figure(
+            f"ingest_1_bare_{kind}",
+            f"bare durable ingest (parse, envelope, append; nothing else), {_name(kind)}",
+            "events/s",
+            REFERENCE,
+            ceilings=ceilings,
+            ceiling_label="same uvicorn answering 202 after parsing",
+        )
+
+        def measure(kind: str = kind, fig: Figure = fig, bare: Figure = bare) -> None:
+            for run in range(cfg.runs):  # the two servers take turns on the same machine
                 r = ingest.hub_ingest(cfg, work, kind, run, 1)
                 fig.values.append(r["value"])
                 fig.extra.setdefault("wrk_p99_ms", []).append(r["wrk"]["p99_us"] / 1000)
-                h.say(f"hub {kind}, 1 event/request, run {run + 1}: {r['value']:,.0f} events/s")
+                b = ingest.bare_ingest(cfg, work, kind, run)
+                bare.values.append(b["value"])
+                h.say(
+                    f"hub {kind}, 1 event/request, run {run + 1}: {r['value']:,.0f} events/s "
+                    f"(bare ingest {b['value']:,.0f}/s)"
+                )
+            fig.extra["of_bare_ingest"] = statistics.median(fig.values) / statistics.median(
+                bare.values
+            )
 
         _attempt(fig, measure)
-        figs.append(fig)
+        figs += [fig, bare]
     for kind in backends:
         fig = Figure(
             f"ingest_100_{kind}",
