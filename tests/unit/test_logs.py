@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import queue
+from datetime import UTC, datetime, timedelta
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
-from switchboard.logs import _QueueHandler, _Writer
+from switchboard.logs import _QueueHandler, _timestamp, _Writer
 
 
 def test_records_become_json_lines_in_order_with_secrets_masked() -> None:
@@ -47,3 +50,17 @@ def test_a_record_that_cannot_be_formatted_does_not_stop_logging() -> None:
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     assert lines[0]["msg"] == "unformattable log record"
     assert lines[1]["msg"] == "after"
+
+
+@given(st.floats(min_value=0, max_value=253_402_300_799, allow_nan=False))
+def test_timestamps_match_isoformat_to_the_millisecond(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    # the float's own rounding may put the two a millisecond apart; never more
+    got = datetime.fromisoformat(_timestamp(created))
+    assert abs(got - datetime.fromisoformat(expected)) <= timedelta(milliseconds=1)
+    assert len(_timestamp(created)) == len(expected)
+
+
+def test_a_timestamp_in_its_second() -> None:
+    assert _timestamp(1_795_479_579.8541) == "2026-11-24T00:19:39.854+00:00"
+    assert _timestamp(1_795_479_580.0) == "2026-11-24T00:19:40.000+00:00"
