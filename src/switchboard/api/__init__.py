@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -101,6 +103,32 @@ ERROR_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[R
 _HANDLED = tuple(ERROR_HANDLERS)
 
 
+class IndexedHeaders(Headers):
+    """Starlette's request headers with an index by name. Starlette scans the raw list on every
+    lookup, and an ingest request looks up seven names (key, tenant, idempotency key, content
+    type, length and encoding, CloudEvents mode). The first of repeated headers wins, as in
+    Starlette."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope=scope)
+        self._index: dict[bytes, bytes] = {}
+        for name, value in self._list:
+            self._index.setdefault(name, value)
+
+    def __getitem__(self, key: str) -> str:
+        value = self._index.get(key.lower().encode("latin-1"))
+        if value is None:
+            raise KeyError(key)
+        return value.decode("latin-1")
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower().encode("latin-1") in self._index
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._index.get(key.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
+
+
 class SwitchboardApp(Starlette):
     """The Starlette app, with `POST /v1/events` — the hot path — handed straight to its handler.
 
@@ -117,6 +145,7 @@ class SwitchboardApp(Starlette):
         ):
             scope["app"] = self
             request = Request(scope, receive)
+            request._headers = IndexedHeaders(scope=scope)
             try:
                 response = await events.ingest(request)
             except _HANDLED as exc:

@@ -32,13 +32,26 @@ async def within(seconds: float, work: Coroutine[Any, Any, Response]) -> Respons
     work is cancelled and left to unwind on its own, so the answer is on time. Nothing is lost
     by answering early: the client retries with the same event ids, which the store answers as
     duplicates if the abandoned commit did land."""
-    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
+    # `asyncio.wait` without its sets and partials: one waiter, woken by the task or the timer
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake)
     try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
+        await waiter
     except asyncio.CancelledError:  # the client went away: stop the work too
         task.cancel()
         raise
-    if done:
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    if task.done():
         return task.result()
     task.cancel()
     _abandoned.add(task)  # keep a reference until it unwinds; its outcome is only logged
