@@ -1,0 +1,59 @@
+"""The benchmark's durable floors do what their figures claim: the bare worker claims, sends and
+records every delivery of a real queue, and the bare ingest server stores what it acknowledges."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from benchmarks import harness as h
+from benchmarks.config import Config
+from benchmarks.delivery import _queued
+from benchmarks.events import document
+
+from switchboard.config import Settings
+from switchboard.store import open_store
+
+
+async def _outcomes(database_url: str) -> list[tuple[str, int, int]]:
+    """(status, attempts, attempt rows) of every delivery in the store."""
+    store = open_store(Settings.from_env({}, database_url=database_url))
+    await store.open()
+    try:
+        rows = await store.fetch(  # type: ignore[attr-defined]
+            "SELECT d.status, d.attempts, (SELECT count(*) FROM attempts a "
+            "WHERE a.delivery_id = d.id AND a.ok) FROM deliveries d",
+            (),
+        )
+    finally:
+        await store.close()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+@pytest.mark.slow
+def test_the_bare_worker_claims_sends_and_records_every_delivery(tmp_path: Path) -> None:
+    cfg = Config(**{**Config.make(quick=True).__dict__, "deliveries": 40})
+    with _queued(cfg, tmp_path, "sqlite", "floor") as (db, receiver):
+        worker = h.run_module("benchmarks.bare_worker", db, "bench", "40", "8", timeout=120)
+        stats = h.wait_count(receiver, 40, within=30)
+        outcomes = asyncio.run(_outcomes(db))
+    assert worker["recorded"] == 40 and worker["failures"] == 0
+    assert stats["count"] == 40 and stats["repeats"] == 0
+    assert sorted(set(outcomes)) == [("succeeded", 1, 1)] and len(outcomes) == 40
+
+
+def test_the_bare_ingest_server_stores_what_it_acknowledges(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'bare.db'}"
+    h.provision(db)
+    port = h.free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "benchmarks.bare_ingest", db, "bench", str(port)]
+    with h.running("bare-ingest", argv, tmp_path, health=url + "/health"):
+        for n in (1, 2, 2):  # the repeat is a duplicate: acknowledged, stored once
+            status, body = h.http("POST", url + "/v1/events", document(f"e-{n}", n))
+            assert status == 202, body
+        batch = [document(f"e-{n}", n) for n in (3, 4)]
+        assert h.http("POST", url + "/v1/events", batch) == (202, {"accepted": 2})
+        assert h.http("GET", url + "/_count")[1]["events"] == 4
