@@ -407,9 +407,13 @@ class Worker:
 
     # -- one delivery --------------------------------------------------------------------------
 
-    async def _destination(self, dest_id: str) -> _DestState | None:
+    def _cached_destination(self, dest_id: str) -> _DestState | None:
         state = self._dests.get(dest_id)
-        if state is not None and state.expires > time.monotonic():
+        return state if state is not None and state.expires > time.monotonic() else None
+
+    async def _destination(self, dest_id: str) -> _DestState | None:
+        state = self._cached_destination(dest_id)
+        if state is not None:
             return state
         # one read per destination at a time, shared by every send that found it expired
         return await self._dest_loads.get(dest_id, lambda: self._load_destination(dest_id))
@@ -441,9 +445,10 @@ class Worker:
     async def process(
         self, delivery: Delivery, event: Event, claimed_at: float | None = None
     ) -> None:
-        state = self._dests.get(delivery.destination_id)
-        if state is None or state.expires <= time.monotonic():
-            state = await self._destination(delivery.destination_id)
+        # the cache is read without an await: a send per delivery, and most find it fresh
+        state = self._cached_destination(delivery.destination_id) or await self._destination(
+            delivery.destination_id
+        )
         now_us = self.now_us()
         if state is None or not state.destination.enabled:
             reason = "destination deleted" if state is None else "destination disabled"
@@ -473,8 +478,8 @@ class Worker:
             return
         transform = None
         if delivery.route_id:
-            routes = self.routes.cached(delivery.tenant_id)
-            for route in await self.routes.routes(delivery.tenant_id) if routes is None else routes:
+            tenant = delivery.tenant_id
+            for route in self.routes.cached(tenant) or await self.routes.routes(tenant):
                 if route.id == delivery.route_id:
                     transform = route.transform
         out = Outbound(
