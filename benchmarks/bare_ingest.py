@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from benchmarks.ceiling_app import serve
 from switchboard.config import Settings
 from switchboard.envelope import build_event, now_us
 from switchboard.hub import tune_gc
@@ -70,16 +70,7 @@ def make_app(database_url: str, tenant: str) -> Starlette:
 
 def main() -> None:
     database_url, tenant, port = sys.argv[1:4]
-    # the same server options as `switchboard serve` (src/switchboard/cli.py)
-    uvicorn.run(
-        make_app(database_url, tenant),
-        host="127.0.0.1",
-        port=int(port),
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-    )
+    serve(make_app(database_url, tenant), int(port))
 
 
 if __name__ == "__main__":

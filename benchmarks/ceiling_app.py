@@ -7,6 +7,7 @@ Run: ``python -m benchmarks.ceiling_app PORT``.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import orjson
 import uvicorn
@@ -29,17 +30,21 @@ async def health(request: Request) -> Response:
 app = Starlette(routes=[Route("/v1/events", ingest, methods=["POST"]), Route("/health", health)])
 
 
-def main() -> None:
-    # the same server options as `switchboard serve` (src/switchboard/cli.py)
+def serve(asgi: Any, port: int) -> None:
+    """Run `asgi` with the same server options as `switchboard serve` (src/switchboard/cli.py)."""
     uvicorn.run(
-        app,
+        asgi,
         host="127.0.0.1",
-        port=int(sys.argv[1]),
+        port=port,
         loop="uvloop",
         http="httptools",
         log_config=None,
         access_log=False,
     )
+
+
+def main() -> None:
+    serve(app, int(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,38 @@ class Figure:
 # -- the figures -------------------------------------------------------------------------------
 
 
+def _floor(fig: Figure, what: str) -> Figure:
+    """The durable floor beside `fig`: its bare counterpart, against the same ceiling."""
+    backend = fig.key.rsplit("_", 1)[1]
+    return Figure(
+        fig.key.replace(f"_{backend}", f"_bare_{backend}"),
+        f"bare durable {what}, {_name(backend)}",
+        fig.unit,
+        REFERENCE,
+        ceilings=fig.ceilings,
+        ceiling_label=fig.ceiling_label,
+    )
+
+
+Run = Callable[[int], dict[str, Any]]
+
+
+def _in_turns(
+    cfg: Config, fig: Figure, bare: Figure, hub: Run, floor: Run, what: str
+) -> Callable[[], None]:
+    """Measure the hub and its floor in turns, so both see the same machine."""
+
+    def measure() -> None:
+        for run in range(cfg.runs):
+            value = hub(run)["value"]
+            fig.values.append(value)
+            bare.values.append(floor(run)["value"])
+            h.say(f"{what}, run {run + 1}: {value:,.0f}/s (bare {bare.values[-1]:,.0f}/s)")
+        fig.extra["of_bare"] = statistics.median(fig.values) / statistics.median(bare.values)
+
+    return measure
+
+
 def _attempt(fig: Figure, fn: Callable[[], None]) -> None:
     """Run a figure; a failure is recorded in the table instead of stopping the whole run."""
     try:
@@ -113,30 +146,21 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
             ceiling_label="same uvicorn answering 202 after parsing",
         )
 
-        bare = Figure(
-            f"ingest_1_bare_{kind}",
-            f"bare durable ingest (parse, envelope, append; nothing else), {_name(kind)}",
-            "events/s",
-            REFERENCE,
-            ceilings=ceilings,
-            ceiling_label="same uvicorn answering 202 after parsing",
+        bare = _floor(fig, "ingest (parse, envelope, append; nothing else)")
+
+        def hub_run(run: int, kind: str = kind, fig: Figure = fig) -> dict[str, Any]:
+            r = ingest.hub_ingest(cfg, work, kind, run, 1)
+            fig.extra.setdefault("wrk_p99_ms", []).append(r["wrk"]["p99_us"] / 1000)
+            return r
+
+        measure = _in_turns(
+            cfg,
+            fig,
+            bare,
+            hub_run,
+            partial(ingest.bare_ingest, cfg, work, kind),
+            f"hub {kind}, 1 event/request",
         )
-
-        def measure(kind: str = kind, fig: Figure = fig, bare: Figure = bare) -> None:
-            for run in range(cfg.runs):  # the two servers take turns on the same machine
-                r = ingest.hub_ingest(cfg, work, kind, run, 1)
-                fig.values.append(r["value"])
-                fig.extra.setdefault("wrk_p99_ms", []).append(r["wrk"]["p99_us"] / 1000)
-                b = ingest.bare_ingest(cfg, work, kind, run)
-                bare.values.append(b["value"])
-                h.say(
-                    f"hub {kind}, 1 event/request, run {run + 1}: {r['value']:,.0f} events/s "
-                    f"(bare ingest {b['value']:,.0f}/s)"
-                )
-            fig.extra["of_bare_ingest"] = statistics.median(fig.values) / statistics.median(
-                bare.values
-            )
-
         _attempt(fig, measure)
         figs += [fig, bare]
     for kind in backends:
@@ -181,29 +205,15 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
             ceiling_label="raw aiohttp client, same signed requests",
         )
 
-        bare = Figure(
-            f"deliveries_bare_{kind}",
-            f"bare durable worker (claim, send, record; nothing else), {_name(kind)}",
-            "deliveries/s",
-            REFERENCE,
-            ceilings=ceilings,
-            ceiling_label="raw aiohttp client",
+        bare = _floor(fig, "worker (claim, send, record; nothing else)")
+        measure = _in_turns(
+            cfg,
+            fig,
+            bare,
+            partial(delivery.hub_deliveries, cfg, work, kind),
+            partial(delivery.bare_deliveries, cfg, work, kind),
+            f"worker {kind}",
         )
-
-        def measure(kind: str = kind, fig: Figure = fig, bare: Figure = bare) -> None:
-            for run in range(cfg.runs):  # the two workers take turns on the same machine
-                r = delivery.hub_deliveries(cfg, work, kind, run)
-                fig.values.append(r["value"])
-                b = delivery.bare_deliveries(cfg, work, kind, run)
-                bare.values.append(b["value"])
-                h.say(
-                    f"worker {kind}, run {run + 1}: {r['value']:,.0f} deliveries/s "
-                    f"(bare worker {b['value']:,.0f}/s)"
-                )
-            fig.extra["of_bare_worker"] = statistics.median(fig.values) / statistics.median(
-                bare.values
-            )
-
         _attempt(fig, measure)
         figs += [fig, bare]
     # in one process (`switchboard serve` running its worker), and on PostgreSQL also as API +
