@@ -114,12 +114,14 @@ def format_us(us: int) -> str:
     calendar part is computed once per second (each delivery formats two of these)."""
     seconds, fraction = divmod(us, 1_000_000)
     if fraction:
-        return f"{_format_second(seconds)}.{fraction:06d}Z"
-    return f"{_format_second(seconds)}Z"
+        return f"{utc_second(seconds)}.{fraction:06d}Z"
+    return f"{utc_second(seconds)}Z"
 
 
 @functools.lru_cache(maxsize=4096)
-def _format_second(seconds: int) -> str:
+def utc_second(seconds: int) -> str:
+    """Seconds since the epoch → `2026-11-23T21:59:00` (UTC, no zone), cached: timestamps of
+    the same second share it (envelopes here, log lines in `logs`)."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
 
 

@@ -9,11 +9,12 @@ import queue
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from logging.handlers import QueueHandler
 from typing import Any, TextIO
 
 import orjson
+
+from switchboard.envelope import utc_second
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _SECRET_WORDS = ("secret", "password", "token", "authorization", "api_key")
@@ -26,15 +27,10 @@ def _secret(key: str) -> bool:
     return any(w in lowered for w in _SECRET_WORDS)
 
 
-@functools.lru_cache(maxsize=4)  # records of the same second share the date and time part
-def _second(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def _timestamp(created: float) -> str:
     """`created` as ISO 8601 in UTC with milliseconds, e.g. 2026-11-24T00:19:39.854+00:00."""
     seconds = int(created)
-    return f"{_second(seconds)}.{int((created - seconds) * 1000):03d}+00:00"
+    return f"{utc_second(seconds)}.{int((created - seconds) * 1000):03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
