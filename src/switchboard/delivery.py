@@ -82,11 +82,15 @@ class _Judged:
 
     attempt: Attempt
     verdict: retry.Verdict
-    status: str
     next_us: int
     error: str | None
     now_us: int
     health: str | None
+
+    @property
+    def status(self) -> str:
+        """The delivery's next status."""
+        return _STATUS[self.verdict]
 
 
 @dataclass
@@ -542,7 +546,7 @@ class Worker:
             request_headers=result.request_headers or None,
         )
         if result.ok:  # channels judge success themselves (an SMTP 250 is not an HTTP 2xx)
-            verdict, status, next_us, error = retry.Verdict.SUCCEEDED, "succeeded", now_us, None
+            verdict, next_us, error = retry.Verdict.SUCCEEDED, now_us, None
         else:
             decision = retry.decide(
                 n,
@@ -554,7 +558,6 @@ class Worker:
                 rng=self.rng,
             )
             verdict = decision.verdict
-            status = _STATUS[verdict]
             next_us = now_us + int((decision.delay or 0) * 1_000_000)
             error = result.message or decision.reason
         # the destination's failing streak is written only when it starts or ends
@@ -563,7 +566,7 @@ class Worker:
             health, state.failing_since_us = "ok", None
         elif not result.ok and state.failing_since_us is None:
             health, state.failing_since_us = "failing", now_us
-        return _Judged(attempt, verdict, status, next_us, error, now_us, health)
+        return _Judged(attempt, verdict, next_us, error, now_us, health)
 
     def _policy(self, dest: Destination) -> retry.Policy:
         if not dest.retry_schedule:
