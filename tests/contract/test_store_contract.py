@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from typing import Any
 
@@ -24,6 +25,8 @@ from switchboard.store import (
     Tenant,
     migrate,
 )
+from switchboard.store import queries
+from switchboard.store.deliveries import FINISH_DELIVERY, RECOVER_EXPIRED
 from switchboard.store.postgres import PostgresStore, data_index_name
 
 HOUR = 3_600_000_000
@@ -553,3 +556,49 @@ async def test_committed_deliveries_notify_listeners(pg_url: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         await store.close()
+
+
+def _index_names(plan: Any) -> set[str]:
+    """Every index an EXPLAIN (FORMAT JSON) plan reads."""
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if "Index Name" in plan:
+            found.add(plan["Index Name"])
+        for value in plan.values():
+            found |= _index_names(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= _index_names(value)
+    return found
+
+
+@pg
+async def test_finishing_a_delivery_reads_it_by_key_however_many_are_in_flight(
+    pg_url: str,
+) -> None:
+    """With statistics taken while nothing was in flight (a fresh backlog), a thousand deliveries
+    are then claimed. Finishing one must read it by its primary key: under the old
+    index (partial on status = 'sending'), the planner walked every delivery in flight instead,
+    on each of them. Lease recovery still reads the index of leases."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "INSERT INTO deliveries (id, tenant_id, event_seq, destination_id, status, priority,"
+            " next_attempt_us, created_us, updated_us)"
+            " SELECT 'd' || n, 'acme', n, 'dst', 'pending', 1, n, n, n"
+            " FROM generate_series(1, 2000) AS n"
+        )
+        await conn.execute("ANALYZE deliveries")
+        await conn.execute(
+            "UPDATE deliveries SET status = 'sending', lease_until_us = 99 WHERE event_seq <= 1000"
+        )
+
+        async def indexes(sql: str, *params: Any) -> set[str]:
+            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + queries.render(sql), *params)
+            return _index_names(json.loads(plan))
+
+        finish = (FINISH_DELIVERY, "succeeded", 1, 5, None, None, 5, "d10")
+        assert await indexes(*finish) == {"deliveries_pkey"}
+        assert await indexes(RECOVER_EXPIRED, 5, 5, 5) == {"ix_deliveries_lease"}
+    finally:
+        await conn.close()

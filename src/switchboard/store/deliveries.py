@@ -33,6 +33,21 @@ TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived")
 # provider statuses only move forward: a late "delivered" never overwrites "read"
 PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
 
+# A delivery holds a lease exactly while it is 'sending'. The index of leases is partial on
+# `lease_until_us IS NOT NULL`, not on the status (migration 0004): a finish by id must not match
+# its predicate, or PostgreSQL's planner may walk every delivery in flight instead of the key.
+FINISH_DELIVERY = (
+    "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_us = ?, "
+    "lease_until_us = NULL, last_error = ?, "
+    "provider_id = COALESCE(?, provider_id), updated_us = ? "
+    "WHERE id = ? AND status = 'sending'"
+)
+RECOVER_EXPIRED = (
+    "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' "
+    "ELSE 'retrying' END, lease_until_us = NULL, next_attempt_us = ?, updated_us = ? "
+    "WHERE status = 'sending' AND lease_until_us < ?"
+)
+
 
 class Delivery(msgspec.Struct, frozen=True):
     id: str
@@ -422,10 +437,7 @@ class DeliveryStore:
         is done when the write is committed (or has failed), so a sender need not wait."""
         statements: list[tuple[str, Sequence[Any]]] = [
             (
-                "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_us = ?, "
-                "lease_until_us = NULL, last_error = ?, "
-                "provider_id = COALESCE(?, provider_id), updated_us = ? "
-                "WHERE id = ? AND status = 'sending'",
+                FINISH_DELIVERY,
                 (
                     status,
                     1 if attempt else 0,
@@ -489,12 +501,7 @@ class DeliveryStore:
 
     async def recover_expired(self, now_us: int) -> int:
         """Leases of killed workers expire: those deliveries become due again."""
-        return await self.sql.execute(
-            "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' "
-            "ELSE 'retrying' END, lease_until_us = NULL, next_attempt_us = ?, updated_us = ? "
-            "WHERE status = 'sending' AND lease_until_us < ?",
-            (now_us, now_us, now_us),
-        )
+        return await self.sql.execute(RECOVER_EXPIRED, (now_us, now_us, now_us))
 
     async def next_due_us(self) -> int | None:
         rows = await self.sql.fetch(
