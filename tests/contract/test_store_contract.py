@@ -24,8 +24,8 @@ from switchboard.store import (
     StoredType,
     Tenant,
     migrate,
+    queries,
 )
-from switchboard.store import queries
 from switchboard.store.deliveries import FINISH_DELIVERY, RECOVER_EXPIRED
 from switchboard.store.postgres import PostgresStore, data_index_name
 
