@@ -40,7 +40,7 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
     deliveries = DeliveryStore(store)
     channel = WebhookChannel(ChannelContext(session))
-    capacity = concurrency * 4  # the hub's worker holds up to 4 x a destination's concurrency
+    capacity = concurrency * 8  # the hub's worker holds up to 8 x a destination's concurrency
     queue: deque[tuple[Delivery, Event]] = deque()
     refill = asyncio.Event()
     refill.set()

@@ -95,7 +95,9 @@ class Settings:
     run_worker: int = _setting(
         1, _int, "1: `serve` also runs the delivery worker in its process; 0: API only."
     )
-    worker_concurrency: int = _setting(256, _int, "Most deliveries in flight per worker.")
+    worker_concurrency: int = _setting(
+        512, _int, "Most deliveries a worker holds at once: claimed, waiting in line or being sent."
+    )
     worker_poll: float = _setting(
         0.5, _float, "Seconds an idle worker waits before looking for due deliveries again."
     )

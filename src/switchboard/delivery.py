@@ -42,8 +42,11 @@ _STATUS = {  # a retry verdict -> the delivery's next status
 # a delivery's status after an attempt -> the internal event it publishes (delivery_<kind>)
 _INTERNAL_KIND = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}
 # A destination's line holds at most this many times its concurrency: a slow destination with a
-# deep backlog must not fill the worker's capacity and starve every other destination.
-_LANE_DEPTH = 4
+# deep backlog must not fill the worker's capacity and starve every other destination. It must
+# also cover a claim's round trip: a busy worker's claim takes tens of milliseconds, and a line
+# of four times the concurrency ran dry while the next claim was on its way (its senders quit
+# and were started again for every claim).
+_LANE_DEPTH = 8
 
 
 @dataclass(slots=True)
