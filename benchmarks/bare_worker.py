@@ -37,7 +37,10 @@ _LIMIT_S = 300.0
 async def drain(database_url: str, tenant: str, count: int, concurrency: int) -> dict[str, float]:
     store = open_store(Settings.from_env({}, database_url=database_url))
     await store.open()
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+        cookie_jar=aiohttp.DummyCookieJar(),  # as the hub's client
+    )
     deliveries = DeliveryStore(store)
     channel = WebhookChannel(ChannelContext(session))
     capacity = concurrency * 8  # the hub's worker holds up to 8 x a destination's concurrency

@@ -53,7 +53,10 @@ async def send_all(url: str, count: int, concurrency: int, secret: str) -> dict[
 
     t0 = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    # no cookie jar, as the hub's client (one client for every tenant keeps no cookies)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     return {"sent": count, "failures": failures, "seconds": elapsed, "per_s": count / elapsed}

@@ -61,8 +61,11 @@ class Hub:
 
     async def open(self, *, worker: bool | None = None) -> None:
         await self.store.open()
+        # One client sends for every tenant, so it keeps no cookies: a cookie one tenant's
+        # endpoint sets must never go out with another tenant's delivery to the same host.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         channels = build_channels(ChannelContext(self.session, inbox=self.deliveries))
         self.worker = Worker(self.settings, self.store, channels, self.routes)

@@ -462,6 +462,27 @@ async def test_tenants_cannot_touch_each_others_delivery_objects(
     assert body == {"requeued": 0}
 
 
+async def test_a_cookie_one_tenants_endpoint_sets_never_reaches_another_tenant(
+    hub_api: Api, receivers: Any
+) -> None:
+    """The hub's HTTP client keeps no cookies. One client serves every tenant: with aiohttp's
+    default jar, a `Set-Cookie` answered to one tenant's delivery went out again with the next
+    delivery of any tenant to the same host."""
+    api = hub_api
+    _, first = await api.tenant()
+    _, second = await api.tenant()
+    rcv = await receivers(headers={"Set-Cookie": "session=first-tenants-secret; Path=/"})
+    url = rcv.url.replace("127.0.0.1", "localhost")  # a jar keeps no cookie of an IP address
+    await setup_route(api, first, url)
+    await setup_route(api, second, url)
+    await send(api, first, [{"type": "a.b", "data": {}}])
+    await worker_for(api).drain()
+    await send(api, second, [{"type": "a.b", "data": {}}])
+    await worker_for(api).drain()
+    assert len(rcv.received) == 2
+    assert [r["headers"].get("Cookie") for r in rcv.received] == [None, None]
+
+
 async def test_a_tenants_backlog_does_not_starve_another(hub_api: Api, receivers: Any) -> None:
     api = hub_api
     busy, rcv_busy, quiet, rcv_quiet = await two_tenants(api, receivers)
