@@ -76,6 +76,28 @@ async def test_bad_query_parameters_are_400_naming_the_parameter(api: Api) -> No
     assert status == 400 and "granularity" in body["error"]["message"]
 
 
+async def test_type_globs_are_lowercase_on_both_stores(api: Api) -> None:
+    """Stored types are lowercase. SQLite's LIKE ignores case where PostgreSQL's does not, so
+    `Billing.*` listed every billing event on SQLite and none on PostgreSQL; it is a 400 now,
+    naming the parameter, on listings of events and deliveries and in a replay."""
+    _, key = await api.tenant()
+    await _seed(api, key)
+    status, body, _ = await api.call("GET", "/v1/events?type=billing.*", key)
+    assert status == 200 and len(body["data"]) == 15
+    status, body, _ = await api.call("GET", "/v1/events?type=lead.created,bill?ng.paid", key)
+    assert status == 200 and len(body["data"]) == 15
+    for path in ("/v1/events?type=Billing.*", "/v1/events?type=lead.*,x%5By%5D"):
+        status, body, _ = await api.call("GET", path, key)
+        assert status == 400, path
+        assert body["error"]["details"][0]["path"] == "?type", body
+    status, body, _ = await api.call("GET", "/v1/deliveries?type=BILLING.PAID", key)
+    assert status == 400 and body["error"]["details"][0]["path"] == "?type", body
+    replay = {"types": ["billing.*", "Lead.*"], "dry_run": True}
+    status, body, _ = await api.call("POST", "/v1/replays", key, replay)
+    assert status == 422, body
+    assert "types[1]" in body["error"]["message"], body
+
+
 async def test_cursor_pagination_has_no_gaps_or_repeats(api: Api) -> None:
     _, key = await api.tenant()
     await _seed(api, key)

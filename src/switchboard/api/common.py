@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard.auth import Principal
-from switchboard.envelope import EnvelopeError, parse_time
+from switchboard.envelope import TYPE_GLOB_RE, EnvelopeError, parse_time
 from switchboard.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMedia
 from switchboard.hub import Hub
 from switchboard.store import Scope
@@ -136,6 +136,28 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise BadRequest(f"query parameter '{name}' must be between {lo} and {hi}")
     return value
+
+
+def type_glob_problem(value: Any) -> str | None:
+    """Why `value` is not an event type or a glob of one; None when it is."""
+    if isinstance(value, str) and TYPE_GLOB_RE.fullmatch(value):
+        return None
+    return (
+        f"{value!r} is not an event type or a glob of one (lowercase letters, digits, "
+        "'_', '.' and '-', with '*' and '?')"
+    )
+
+
+def query_types(request: Request) -> tuple[str, ...]:
+    """The `type` query parameter: repeated or comma-separated event types and globs."""
+    types = tuple(t for raw in request.query_params.getlist("type") for t in raw.split(",") if t)
+    for t in types:
+        if (problem := type_glob_problem(t)) is not None:
+            raise BadRequest(
+                f"query parameter 'type': {problem}",
+                details=[{"path": "?type", "message": problem}],
+            )
+    return types
 
 
 def query_time(request: Request, name: str) -> int | None:

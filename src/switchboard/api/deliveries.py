@@ -9,7 +9,16 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from switchboard import replay, retry
-from switchboard.api.common import JSONResponse, hub, principal, query_int, query_time, read_json
+from switchboard.api.common import (
+    JSONResponse,
+    hub,
+    principal,
+    query_int,
+    query_time,
+    query_types,
+    read_json,
+    type_glob_problem,
+)
 from switchboard.channels import Destination
 from switchboard.channels.registry import check_destination_config
 from switchboard.envelope import format_us, new_id, now_us
@@ -293,7 +302,7 @@ async def _listing(request: Request, status: str | None) -> Response:
         p.tenant(),
         status=status or q.get("status"),
         destination_id=dest_id,
-        types=tuple(t for raw in q.getlist("type") for t in raw.split(",") if t),
+        types=query_types(request),
         from_us=query_time(request, "from"),
         to_us=query_time(request, "to"),
         pattern=pattern,
@@ -412,6 +421,12 @@ def _replay_spec(
     types = body.get("types", [])
     if isinstance(types, str):
         types = [types]
+    if not isinstance(types, list):
+        problems.append("types: a list of event types or globs")
+        types = []
+    for i, t in enumerate(types):
+        if (problem := type_glob_problem(t)) is not None:
+            problems.append(f"types[{i}]: {problem}")
     dest_ids = []
     for i, d in enumerate(body.get("destinations") or []):
         if d not in names:

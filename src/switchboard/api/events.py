@@ -16,6 +16,7 @@ from switchboard.api.common import (
     principal,
     query_int,
     query_time,
+    query_types,
     read_body,
     read_json,
     within,
@@ -138,7 +139,7 @@ async def _ingest_mapped(h: Any, raws: list[Any], tenant: Any, source: str) -> I
 
 def _event_query(request: Request, **fixed: Any) -> EventQuery:
     q = request.query_params
-    types = tuple(t for raw in q.getlist("type") for t in raw.split(",") if t)
+    types = query_types(request)
     pattern = None
     if q.get("filter"):
         from switchboard.patterns import PatternError, parse_pattern

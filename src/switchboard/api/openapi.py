@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.sources import PRESET_NAMES, segment
 
 __all__ = ["openapi_document"]
@@ -32,6 +33,7 @@ TAGS = [
 ]
 
 TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
+TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
 SCOPES = ("ingest", "read", "manage")
@@ -695,7 +697,7 @@ def _components() -> dict[str, Any]:
                 "name": "type",
                 "in": "query",
                 "description": "Event types (repeat or comma-separate; globs such as lead.*).",
-                "schema": {"type": "array", "items": _s()},
+                "schema": {"type": "array", "items": _s(pattern=TYPE_GLOB_PATTERN)},
                 "style": "form",
                 "explode": True,
             },
@@ -1045,7 +1047,11 @@ def _delivery_paths() -> list[Operation]:
         {
             "from": _s(format="date-time"),
             "to": _s(format="date-time"),
-            "types": {"type": ["array", "string"], "items": _s()},
+            "types": {
+                "type": ["array", "string"],
+                "items": _s(pattern=TYPE_GLOB_PATTERN),
+                "pattern": TYPE_GLOB_PATTERN,
+            },
             "filter": {"type": "object", "description": "A filter pattern."},
             "routes": {"type": "array", "items": _s("A route id or name.")},
             "destinations": {"type": "array", "items": _s("A destination id or name.")},
