@@ -26,7 +26,7 @@ from switchboard.store import (
     migrate,
     queries,
 )
-from switchboard.store.deliveries import FINISH_DELIVERY, RECOVER_EXPIRED
+from switchboard.store.deliveries import FINISH_DELIVERY, RECOVER_EXPIRED, claim_sql
 from switchboard.store.postgres import PostgresStore, data_index_name
 
 HOUR = 3_600_000_000
@@ -600,5 +600,58 @@ async def test_finishing_a_delivery_reads_it_by_key_however_many_are_in_flight(
         finish = (FINISH_DELIVERY, "succeeded", 1, 5, None, None, 5, "d10")
         assert await indexes(*finish) == {"deliveries_pkey"}
         assert await indexes(RECOVER_EXPIRED, 5, 5, 5) == {"ix_deliveries_lease"}
+    finally:
+        await conn.close()
+
+
+def _scanned_tables(plan: Any) -> set[str]:
+    """Every table an EXPLAIN (FORMAT JSON) plan reads whole (a sequential scan)."""
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Seq Scan":
+            found.add(plan["Relation Name"])
+        for value in plan.values():
+            found |= _scanned_tables(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= _scanned_tables(value)
+    return found
+
+
+@pg
+async def test_a_claims_generic_plan_reads_no_table_whole(pg_url: str) -> None:
+    """asyncpg prepares the claim, and after a few runs PostgreSQL may keep a generic plan, made
+    without the LIMIT's value. Written as `id IN (SELECT …)`, that plan hash-joined the picked
+    ids with a scan of every delivery, and the claimed rows with a scan of every event: 17 ms
+    for 192 deliveries of 20,000 here, against 3 ms by the keys."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "INSERT INTO events (seq, tenant_id, id, source, type, time_us, received_us,"
+            " trace_id, status, context, data)"
+            " SELECT n, 'acme', 'e' || n, 'api', 'a.b', n, n, 't' || n, 'accepted', '{}', '{}'"
+            " FROM generate_series(1, 5000) AS n"
+        )
+        await conn.execute(
+            "INSERT INTO deliveries (id, tenant_id, event_seq, destination_id, status, priority,"
+            " next_attempt_us, created_us, updated_us)"
+            " SELECT 'd' || n, 'acme', n, 'dst', 'pending', 1, n, n, n"
+            " FROM generate_series(1, 5000) AS n"
+        )
+        await conn.execute("ANALYZE")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for skipped in (0, 2):
+            sql = queries.render(claim_sql(True, skipped))
+            params = (9, 9, "acme", 10**12, *["x"] * skipped, 192)
+            tx = conn.transaction()  # EXPLAIN ANALYZE runs the claim: roll it back after
+            await tx.start()
+            try:
+                plan = json.loads(
+                    await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *params)
+                )
+            finally:
+                await tx.rollback()
+            assert plan[0]["Plan"]["Actual Rows"] == 192
+            assert _scanned_tables(plan) == set(), (skipped, plan)
     finally:
         await conn.close()

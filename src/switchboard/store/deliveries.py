@@ -8,6 +8,7 @@ SQLite the single writer connection already serialises them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,6 +226,36 @@ def destination_settings(d: Destination) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=64)
+def claim_sql(pg: bool, skipped: int) -> str:
+    """The claim: mark up to `?` due deliveries of one tenant `sending` under a lease, high
+    priority first, oldest first, skipping any whose ordering key has an earlier open delivery to
+    the same destination and any to the `skipped` destinations listed. On PostgreSQL the claimed
+    rows come back joined with their events (one round trip); SQLite has no UPDATE in a WITH.
+
+    On PostgreSQL the ids are picked into an array (``id = ANY(ARRAY(...))``), not ``id IN
+    (...)``: as a prepared statement's generic plan, the IN form hash-joined the picked ids with a
+    scan of the whole table, and the claimed rows with a scan of every event."""
+    skip = f" AND d.destination_id NOT IN ({', '.join('?' * skipped)})" if skipped else ""
+    pick = (
+        "SELECT d.id FROM deliveries d "
+        " WHERE d.tenant_id = ? AND d.status IN ('pending', 'retrying') "
+        f" AND d.next_attempt_us <= ?{skip} AND (d.ordering_key IS NULL OR NOT EXISTS ("
+        "  SELECT 1 FROM deliveries o WHERE o.destination_id = d.destination_id"
+        "  AND o.ordering_key = d.ordering_key AND o.event_seq < d.event_seq"
+        "  AND o.status IN ('pending', 'retrying', 'sending')))"
+        " ORDER BY d.priority, d.next_attempt_us LIMIT ?"
+    )
+    update = "UPDATE deliveries SET status = 'sending', lease_until_us = ?, updated_us = ? "
+    if not pg:
+        return f"{update}WHERE id IN ({pick}) RETURNING {DELIVERY_COLUMNS}"
+    return (
+        f"WITH c AS ({update}WHERE id = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED)) "
+        f"RETURNING {DELIVERY_COLUMNS}) "
+        f"SELECT c.*, {_E} FROM c JOIN events e ON e.seq = c.event_seq"
+    )
+
+
 class DeliveryStore:
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
@@ -374,40 +405,17 @@ class DeliveryStore:
         """Take up to `limit` due deliveries of one tenant, high priority first, oldest first,
         skipping any whose ordering key has an earlier open delivery to the same destination,
         and any to `skip_destinations` (the worker already holds enough of theirs)."""
-        lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
-        skip = (
-            f" AND d.destination_id NOT IN ({', '.join('?' * len(skip_destinations))})"
-            if skip_destinations
-            else ""
-        )
-        update = (
-            "UPDATE deliveries SET status = 'sending', lease_until_us = ?, updated_us = ? "
-            "WHERE id IN (SELECT d.id FROM deliveries d "
-            " WHERE d.tenant_id = ? AND d.status IN ('pending', 'retrying') "
-            f" AND d.next_attempt_us <= ?{skip} AND (d.ordering_key IS NULL OR NOT EXISTS ("
-            "  SELECT 1 FROM deliveries o WHERE o.destination_id = d.destination_id"
-            "  AND o.ordering_key = d.ordering_key AND o.event_seq < d.event_seq"
-            "  AND o.status IN ('pending', 'retrying', 'sending')))"
-            f" ORDER BY d.priority, d.next_attempt_us LIMIT ?{lock}) "
-            f"RETURNING {DELIVERY_COLUMNS}"
-        )
         params = (lease_until_us, now_us, tenant_id, now_us, *skip_destinations, limit)
+        rows = await self.sql.fetch_write(claim_sql(self.pg, len(skip_destinations)), params)
         events: dict[int, Event] = {}
-        if self.pg:
-            # one round trip: the claimed rows joined with their events
-            rows = await self.sql.fetch_write(
-                f"WITH c AS ({update}) "
-                f"SELECT c.*, {_E} FROM c JOIN events e ON e.seq = c.event_seq",
-                params,
-            )
+        if self.pg:  # each row: the delivery's columns, then its event's
             deliveries = []
             for r in rows:
                 d = delivery_from_row(r[:_D_WIDTH])
                 deliveries.append(d)
                 if d.event_seq not in events:
                     events[d.event_seq] = event_from_row(r[_D_WIDTH:])
-        else:  # SQLite has no UPDATE in a WITH; its reads are local and cheap
-            rows = await self.sql.fetch_write(update, params)
+        else:  # the events are read apart: SQLite's reads are local and cheap
             if not rows:
                 return []
             deliveries = [delivery_from_row(r) for r in rows]
