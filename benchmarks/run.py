@@ -46,6 +46,9 @@ class Figure:
     ceiling_label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    # each value has its own ceiling, measured just before it: the ratio is the median of the
+    # runs' ratios, so a machine that slows down between runs moves both sides of each one
+    paired: bool = False
 
     @staticmethod
     def _stats(xs: list[float]) -> dict[str, float] | None:
@@ -56,6 +59,8 @@ class Figure:
     def ratio(self) -> float | None:
         if not self.values or not self.ceilings:
             return None
+        if self.paired and len(self.values) == len(self.ceilings):
+            return statistics.median(v / c for v, c in zip(self.values, self.ceilings, strict=True))
         return statistics.median(self.values) / statistics.median(self.ceilings)
 
     def passed(self) -> bool | None:
@@ -79,7 +84,7 @@ class Figure:
             "goal": self.goal,
             "pass": self.passed(),
             "skipped": self.skipped,
-            "runs": {"values": self.values, "ceilings": self.ceilings},
+            "runs": {"values": self.values, "ceilings": self.ceilings, "paired": self.paired},
             "extra": self.extra,
         }
 
@@ -97,6 +102,7 @@ def _floor(fig: Figure, what: str) -> Figure:
         REFERENCE,
         ceilings=fig.ceilings,
         ceiling_label=fig.ceiling_label,
+        paired=fig.paired,
     )
 
 
@@ -104,17 +110,25 @@ Run = Callable[[int], dict[str, Any]]
 
 
 def _in_turns(
-    cfg: Config, fig: Figure, bare: Figure, hub: Run, floor: Run, what: str
+    cfg: Config, fig: Figure, bare: Figure, ceiling: Run, hub: Run, floor: Run, what: str
 ) -> Callable[[], None]:
-    """Measure the hub and its floor in turns, so both see the same machine."""
+    """Measure the ceiling, the hub and its floor in turns, so the three see the same machine
+    (each run of the hub and of the floor is paired with the ceiling measured just before)."""
 
     def measure() -> None:
         for run in range(cfg.runs):
+            c = ceiling(run)["value"]
+            fig.ceilings.append(c)  # the floor's list too
             value = hub(run)["value"]
             fig.values.append(value)
             bare.values.append(floor(run)["value"])
-            h.say(f"{what}, run {run + 1}: {value:,.0f}/s (bare {bare.values[-1]:,.0f}/s)")
-        fig.extra["of_bare"] = statistics.median(fig.values) / statistics.median(bare.values)
+            h.say(
+                f"{what}, run {run + 1}: {value:,.0f}/s (bare {bare.values[-1]:,.0f}/s, "
+                f"ceiling {c:,.0f}/s)"
+            )
+        fig.extra["of_bare"] = statistics.median(
+            v / b for v, b in zip(fig.values, bare.values, strict=True)
+        )
 
     return measure
 
@@ -130,11 +144,6 @@ def _attempt(fig: Figure, fn: Callable[[], None]) -> None:
 
 def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
     figs = []
-    ceilings: list[float] = []
-    for run in range(cfg.runs):
-        c = ingest.ceiling_ingest(cfg, work, run, 1)["value"]
-        ceilings.append(c)
-        h.say(f"ceiling app, 1 event/request, run {run + 1}: {c:,.0f} events/s")
     for kind in backends:
         goal = "ratio >= 0.70" if kind == "sqlite" else "ratio >= 0.60"
         fig = Figure(
@@ -142,8 +151,8 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
             f"ingest, 1 event/request, {_name(kind)}",
             "events/s",
             goal,
-            ceilings=ceilings,
             ceiling_label="same uvicorn answering 202 after parsing",
+            paired=True,
         )
 
         bare = _floor(fig, "ingest (parse, envelope, append; nothing else)")
@@ -157,6 +166,7 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
             cfg,
             fig,
             bare,
+            lambda run: ingest.ceiling_ingest(cfg, work, run, 1),
             hub_run,
             partial(ingest.bare_ingest, cfg, work, kind),
             f"hub {kind}, 1 event/request",
@@ -170,6 +180,7 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
             "events/s",
             "ratio >= 0.60",
             ceiling_label="raw batched INSERT of the same rows (store SQL, no HTTP)",
+            paired=True,
         )
 
         def measure(kind: str = kind, fig: Figure = fig) -> None:
@@ -190,19 +201,14 @@ def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]
 
 def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
     figs = []
-    ceilings: list[float] = []
-    for run in range(cfg.runs):
-        c = delivery.raw_deliveries(cfg, work, run)["value"]
-        ceilings.append(c)
-        h.say(f"raw aiohttp sender, run {run + 1}: {c:,.0f} requests/s")
     for kind in backends:
         fig = Figure(
             f"deliveries_{kind}",
             f"webhook deliveries, {_name(kind)}, concurrency {cfg.delivery_concurrency}",
             "deliveries/s",
             "ratio >= 0.60",
-            ceilings=ceilings,
             ceiling_label="raw aiohttp client, same signed requests",
+            paired=True,
         )
 
         bare = _floor(fig, "worker (claim, send, record; nothing else)")
@@ -210,6 +216,7 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
             cfg,
             fig,
             bare,
+            partial(delivery.raw_deliveries, cfg, work),
             partial(delivery.hub_deliveries, cfg, work, kind),
             partial(delivery.bare_deliveries, cfg, work, kind),
             f"worker {kind}",
