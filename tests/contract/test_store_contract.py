@@ -558,18 +558,28 @@ async def test_committed_deliveries_notify_listeners(pg_url: str) -> None:
         await store.close()
 
 
-def _index_names(plan: Any) -> set[str]:
-    """Every index an EXPLAIN (FORMAT JSON) plan reads."""
-    found: set[str] = set()
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, nested ones included."""
+    nodes: list[dict[str, Any]] = []
     if isinstance(plan, dict):
-        if "Index Name" in plan:
-            found.add(plan["Index Name"])
+        if "Node Type" in plan:
+            nodes.append(plan)
         for value in plan.values():
-            found |= _index_names(value)
+            nodes += _plan_nodes(value)
     elif isinstance(plan, list):
         for value in plan:
-            found |= _index_names(value)
-    return found
+            nodes += _plan_nodes(value)
+    return nodes
+
+
+def _index_names(plan: Any) -> set[str]:
+    """Every index the plan reads."""
+    return {n["Index Name"] for n in _plan_nodes(plan) if "Index Name" in n}
+
+
+def _scanned_tables(plan: Any) -> set[str]:
+    """Every table the plan reads whole (a sequential scan)."""
+    return {n["Relation Name"] for n in _plan_nodes(plan) if n["Node Type"] == "Seq Scan"}
 
 
 @pg
@@ -602,20 +612,6 @@ async def test_finishing_a_delivery_reads_it_by_key_however_many_are_in_flight(
         assert await indexes(RECOVER_EXPIRED, 5, 5, 5) == {"ix_deliveries_lease"}
     finally:
         await conn.close()
-
-
-def _scanned_tables(plan: Any) -> set[str]:
-    """Every table an EXPLAIN (FORMAT JSON) plan reads whole (a sequential scan)."""
-    found: set[str] = set()
-    if isinstance(plan, dict):
-        if plan.get("Node Type") == "Seq Scan":
-            found.add(plan["Relation Name"])
-        for value in plan.values():
-            found |= _scanned_tables(value)
-    elif isinstance(plan, list):
-        for value in plan:
-            found |= _scanned_tables(value)
-    return found
 
 
 @pg
