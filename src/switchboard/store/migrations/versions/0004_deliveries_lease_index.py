@@ -3,8 +3,9 @@
 `ix_deliveries_sending` was partial on ``status = 'sending'``. Every statement that finishes a
 claimed delivery (``WHERE id = ? AND status = 'sending'``) matched that predicate, and
 PostgreSQL's planner, which saw the index as nearly empty, walked it instead of the primary key:
-each finish read every delivery then in flight. With a worker holding a few hundred, that was
-most of PostgreSQL's CPU per delivery; with a deeper backlog it grew without bound.
+each finish read every delivery then in flight. With the few hundred in flight of one busy
+worker that cost little; with thousands (several workers, slow destinations) it dominated: a
+drain whose sends answered at once went from about 1,100 to 7,800 deliveries/s without it.
 
 The new index is partial on ``lease_until_us IS NOT NULL``. A delivery holds a lease exactly while
 it is 'sending' (claims set it; finishing, releasing, recovering and cancelling clear it), so it
