@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from switchboard import delivery
+from switchboard.errors import StoreError
 from tests.conftest import Api
 from tests.integration.conftest import Clock, worker_for
 
@@ -657,3 +660,95 @@ async def test_a_slow_destinations_backlog_does_not_hold_back_another(
     assert listing["data"] == []
     _, pending, _ = await api.call("GET", "/v1/deliveries?status=pending&limit=100", key)
     assert len(pending["data"]) + len(slow.received) == 30
+
+
+def _held_by(callback: Any) -> list[Any]:
+    """What a done-callback keeps alive: a partial's arguments, a closure's cells."""
+    if isinstance(callback, functools.partial):
+        return [*callback.args, *_held_by(callback.func)]
+    cells = getattr(callback, "__closure__", None) or ()
+    return [c.cell_contents for c in cells]
+
+
+async def test_a_sent_attempt_waiting_for_its_commit_holds_only_the_delivery_id(
+    hub_api: Api, receivers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few hundred sends wait for each group commit: holding their events and replies until
+    then kept them alive through the garbage collector's young generation (docs/delivery.md)."""
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url)
+    await send(api, key, [{"id": f"held-{n}", "type": "t.held", "data": {}} for n in range(3)])
+    worker = worker_for(api, internal_events="")
+    callbacks: list[Any] = []
+    finish_soon = worker.deliveries.finish_soon
+
+    def watched(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        # the worker gets a future of our own, done when the real write is, whose callbacks
+        # are seen as they are added
+        outer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        add = outer.add_done_callback
+
+        def spy(fn: Any, **kw: Any) -> None:
+            if not any(fut is outer for fut, _ in callbacks):  # the worker's (then gather's)
+                callbacks.append((outer, fn))
+            add(fn, **kw)
+
+        outer.add_done_callback = spy  # type: ignore[method-assign]
+        finish_soon(*args, **kwargs).add_done_callback(
+            lambda f: (
+                outer.set_result(None)
+                if f.exception() is None
+                else outer.set_exception(f.exception() or RuntimeError())
+            )
+        )
+        return outer
+
+    monkeypatch.setattr(worker.deliveries, "finish_soon", watched)
+    await worker.drain()
+    assert len(rcv.received) == 3 and len(callbacks) == 3
+    for _, fn in callbacks:
+        held = _held_by(fn)
+        assert held, "the callback should be a partial of the worker's own method"
+        assert all(isinstance(x, str | type(None)) or callable(x) for x in held), held
+
+
+async def test_a_failed_attempt_write_is_logged_and_left_to_the_lease(
+    hub_api: Api, receivers: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url)
+    await send(api, key, [{"id": "unwritten", "type": "t.x", "data": {}}])
+    worker = worker_for(api, internal_events="")
+
+    def failing(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_exception(StoreError("the disk is full"))
+        return fut
+
+    monkeypatch.setattr(worker.deliveries, "finish_soon", failing)
+    caplog.set_level(logging.INFO, logger="switchboard.delivery")
+    await worker.drain()
+    assert len(rcv.received) == 1
+    [failed] = [r for r in caplog.records if getattr(r, "action", None) == "attempt_write_failed"]
+    _, deliveries, _ = await api.call("GET", "/v1/events/unwritten/deliveries", key)
+    [d] = deliveries["data"]
+    assert failed.delivery_id == d["id"] and "the disk is full" in failed.error
+    assert d["status"] == "sending"  # its lease expires and it is sent again
+
+
+async def test_with_debug_logging_each_success_is_logged_once_committed(
+    hub_api: Api, receivers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url)
+    await send(api, key, [{"id": "logged", "type": "t.x", "data": {}}])
+    caplog.set_level(logging.DEBUG, logger="switchboard.delivery")
+    await worker_for(api, internal_events="").drain()
+    [rec] = [r for r in caplog.records if getattr(r, "action", None) == "delivery_attempt"]
+    assert rec.event_id == "logged" and rec.outcome == "succeeded" and rec.status_code == 200
