@@ -1,17 +1,19 @@
-"""A per-destination circuit breaker as a pure state machine (time is passed in).
+"""A per-destination circuit breaker as a state machine (time is passed in).
 
 CLOSED lets calls through and watches the failure ratio over a sliding window; past the ratio it
 goes OPEN and refuses calls for `open_for` seconds; then HALF_OPEN lets a few probes through, and
 the first probe result closes it again or re-opens it.
+
+`allow` and `record` return the breaker to keep. A closed breaker's window is a deque that
+`record` updates in place, in O(1): it runs once per delivery, and building a new tuple of up to
+`max_calls` outcomes each time cost the worker several microseconds per delivery.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-
-import msgspec
-from msgspec.structs import replace
 
 __all__ = ["Breaker", "BreakerConfig", "State", "allow", "failure_ratio", "record"]
 
@@ -29,8 +31,7 @@ class BreakerConfig:
     failure_ratio: float = 0.5  # open when failures / calls reaches this
     open_for: float = 30.0  # seconds to stay open before probing
     half_open_probes: int = 1  # calls let through at once while half-open
-    # Bounds the window for busy destinations: only the latest max_calls outcomes are kept, so
-    # the record stays small and each `record` is O(max_calls).
+    # Bounds the window for busy destinations: only the latest max_calls outcomes are kept.
     max_calls: int = 100
 
     def __post_init__(self) -> None:
@@ -44,17 +45,19 @@ class BreakerConfig:
             raise ValueError("max_calls must be at least min_calls")
 
 
-class Breaker(msgspec.Struct, frozen=True):
+@dataclass(slots=True)
+class Breaker:
     state: State = State.CLOSED
     opened_at: float | None = None  # when it last went OPEN
-    outcomes: tuple[tuple[float, bool], ...] = ()  # (time, ok) inside the window, oldest first
-    failures: int = 0  # how many of `outcomes` failed (kept in step: `record` is O(1) but copies)
+    # (time, ok) inside the window, oldest first; CLOSED only (updated in place by `record`)
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    failures: int = 0  # how many of `outcomes` failed, kept in step with them
     probes_in_flight: int = 0  # HALF_OPEN: probes allowed and not yet recorded
     probes_since: float | None = None  # HALF_OPEN: when the current probes were let through
 
 
 def _window(
-    outcomes: tuple[tuple[float, bool], ...], cfg: BreakerConfig, now: float
+    outcomes: deque[tuple[float, bool]], cfg: BreakerConfig, now: float
 ) -> tuple[tuple[float, bool], ...]:
     start = now - cfg.window
     kept = tuple(o for o in outcomes if o[0] > start)
@@ -90,7 +93,7 @@ def allow(b: Breaker, cfg: BreakerConfig, *, now: float) -> tuple[bool, Breaker]
 
 
 def record(b: Breaker, cfg: BreakerConfig, ok: bool, *, now: float) -> Breaker:
-    """The breaker after a call finished with `ok` at `now`."""
+    """The breaker after a call finished with `ok` at `now` (a closed one is updated in place)."""
     if b.state is State.OPEN:
         # A call let through before the breaker opened finished late; it changes nothing.
         return b
@@ -100,17 +103,14 @@ def record(b: Breaker, cfg: BreakerConfig, ok: bool, *, now: float) -> Breaker:
         if ok:
             return Breaker()
         return Breaker(state=State.OPEN, opened_at=now)
-    outcomes = (*b.outcomes, (now, ok))
+    outcomes = b.outcomes
+    outcomes.append((now, ok))
     failures = b.failures + (not ok)
     # drop from the front what left the window (by age or past max_calls): usually 0 or 1
-    start, n, drop = now - cfg.window, len(outcomes), 0
-    while drop < n and (outcomes[drop][0] <= start or n - drop > cfg.max_calls):
-        failures -= not outcomes[drop][1]
-        drop += 1
-    if drop:
-        outcomes = outcomes[drop:]
+    start = now - cfg.window
+    while outcomes[0][0] <= start or len(outcomes) > cfg.max_calls:
+        failures -= not outcomes.popleft()[1]
+    b.failures = failures
     if len(outcomes) >= cfg.min_calls and failures / len(outcomes) >= cfg.failure_ratio:
         return Breaker(state=State.OPEN, opened_at=now)
-    return Breaker(
-        State.CLOSED, b.opened_at, outcomes, failures, b.probes_in_flight, b.probes_since
-    )
+    return b

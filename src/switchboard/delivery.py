@@ -216,6 +216,9 @@ class Worker:
             deadline = time.monotonic() + grace
             while self._tasks and (left := deadline - time.monotonic()) > 0:
                 await asyncio.wait(list(self._tasks), timeout=left)
+            if (left := deadline - time.monotonic()) > 0:  # successes written without a future
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.deliveries.flush(), left)
             cut, pending = [*self._active, *self._returning], list(self._tasks)
             for t in pending:
                 t.cancel()
@@ -299,6 +302,7 @@ class Worker:
         """Wait for the sends already started (and the writes of their attempts)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.deliveries.flush()  # successes are written without a future to wait on
 
     async def drain(self, within: float = 30.0) -> int:
         """Process everything due now and wait for it (tests and the CLI use this)."""
@@ -311,6 +315,7 @@ class Worker:
                 await self.settle()
             elif n == 0:
                 break
+        await self.deliveries.flush()
         return total
 
     # -- lanes: per-destination senders ---------------------------------------------------------
@@ -588,51 +593,42 @@ class Worker:
         """Hand the attempt and the delivery's new state to the group writer; once committed,
         log it, and disable the destination or publish internal events if it calls for that
         (the only part that needs a task of its own)."""
-        write = self.deliveries.finish_soon(
-            delivery,
-            j.attempt,
-            j.status,
-            j.next_us,
-            j.error,
-            result.provider_id,
-            j.now_us,
-            j.health,
-        )
-        self._tasks.add(write)
+        args = (delivery, j.attempt, j.status, j.next_us, j.error, result.provider_id, j.now_us)
         if (
             result.ok
             and _INTERNAL_KIND[j.status] not in self.internal
             and not log.isEnabledFor(logging.DEBUG)
         ):
-            # Nothing to do once committed but notice a failed write. The callback holds the
-            # delivery's id only: holding the event, the reply and the attempt until the commit
-            # (a few hundred deliveries at a time) kept them alive through the garbage
-            # collector's young generation, at 4-12 % of the worker's CPU per delivery (see
-            # docs/delivery.md, "Internal events").
-            write.add_done_callback(functools.partial(self._committed, delivery.id, None))
+            # Nothing to do once committed but notice a failed write: no future, no callback,
+            # and nothing held but the delivery's id. Holding the event, the reply and the
+            # attempt until the commit (a few hundred deliveries at a time) kept them alive
+            # through the garbage collector's young generation, at 4-12 % of the worker's CPU
+            # per delivery (see docs/delivery.md, "Internal events").
+            failed = functools.partial(self._write_failed, delivery.id)
+            self.deliveries.finish_unwatched(*args, j.health, failed)
             return
+        write = self.deliveries.finish_soon(*args, j.health)
+        self._tasks.add(write)
         after = functools.partial(self._recorded, delivery, event, state, result, j)
         write.add_done_callback(functools.partial(self._committed, delivery.id, after))
 
     def _committed(
-        self, delivery_id: str, after: Callable[[], None] | None, fut: asyncio.Future[None]
+        self, delivery_id: str, after: Callable[[], None], fut: asyncio.Future[None]
     ) -> None:
         self._tasks.discard(fut)
         if fut.cancelled():
             return
         if (exc := fut.exception()) is not None:
-            # the delivery stays 'sending': its lease expires and it is sent again
-            log.error(
-                "attempt not recorded",
-                extra={
-                    "action": "attempt_write_failed",
-                    "delivery_id": delivery_id,
-                    "error": str(exc),
-                },
-            )
+            self._write_failed(delivery_id, exc)
             return
-        if after is not None:
-            after()
+        after()
+
+    def _write_failed(self, delivery_id: str, exc: BaseException) -> None:
+        # the delivery stays 'sending': its lease expires and it is sent again
+        log.error(
+            "attempt not recorded",
+            extra={"action": "attempt_write_failed", "delivery_id": delivery_id, "error": str(exc)},
+        )
 
     def _recorded(
         self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged

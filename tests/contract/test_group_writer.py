@@ -67,3 +67,35 @@ async def test_batch_many_is_one_transaction(store: Store, rows: int) -> None:
             ]
         )
     assert await _names(store, "gw-t") == {}
+
+
+async def test_unwatched_writes_land_by_flush_and_only_failures_are_told(store: Store) -> None:
+    """`submit(..., on_error)` returns no future: `flush` waits for the commit, and `on_error`
+    hears of a failure only (the worker's successful sends are written this way)."""
+    await store.execute(INSERT, ("gw-held", "already here", 0))
+    writer = GroupWriter(store)
+    told: list[tuple[str, Exception]] = []
+    try:
+        for n in range(30):
+            ret = writer.submit(
+                [(INSERT, (f"gw-u{n}", "u", n))], lambda exc, n=n: told.append((f"u{n}", exc))
+            )
+            assert ret is None
+        writer.submit([(INSERT, ("gw-held", "again", 1))], lambda exc: told.append(("dup", exc)))
+        watched = writer.submit([(INSERT, ("gw-w", "w", 2))])  # a future beside them
+        await writer.flush()
+        assert watched.done() and watched.exception() is None
+    finally:
+        await writer.close()
+    assert [who for who, _ in told] == ["dup"]
+    names = await _names(store, "gw-")
+    assert names.pop("gw-held") == "already here" and names.pop("gw-w") == "w"
+    assert names == {f"gw-u{n}": "u" for n in range(30)}
+
+
+async def test_flush_with_nothing_queued_returns_at_once(store: Store) -> None:
+    writer = GroupWriter(store)
+    try:
+        await asyncio.wait_for(writer.flush(), 1)
+    finally:
+        await writer.close()

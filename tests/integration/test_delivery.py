@@ -663,7 +663,7 @@ async def test_a_slow_destinations_backlog_does_not_hold_back_another(
 
 
 def _held_by(callback: Any) -> list[Any]:
-    """What a done-callback keeps alive: a partial's arguments, a closure's cells."""
+    """What a callback keeps alive: a partial's arguments, a closure's cells."""
     if isinstance(callback, functools.partial):
         return [*callback.args, *_held_by(callback.func)]
     cells = getattr(callback, "__closure__", None) or ()
@@ -681,37 +681,38 @@ async def test_a_sent_attempt_waiting_for_its_commit_holds_only_the_delivery_id(
     await setup_route(api, key, rcv.url)
     await send(api, key, [{"id": f"held-{n}", "type": "t.held", "data": {}} for n in range(3)])
     worker = worker_for(api, internal_events="")
-    callbacks: list[Any] = []
-    finish_soon = worker.deliveries.finish_soon
+    writer = worker.deliveries.writer
+    submitted: list[tuple[Any, Any]] = []
+    submit = writer.submit
 
-    def watched(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
-        # the worker gets a future of our own, done when the real write is, whose callbacks
-        # are seen as they are added
-        outer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        add = outer.add_done_callback
+    def watched(statements: Any, *args: Any) -> Any:
+        submitted.append((statements, args[0] if args else None))
+        return submit(statements, *args)
 
-        def spy(fn: Any, **kw: Any) -> None:
-            if not any(fut is outer for fut, _ in callbacks):  # the worker's (then gather's)
-                callbacks.append((outer, fn))
-            add(fn, **kw)
-
-        outer.add_done_callback = spy  # type: ignore[method-assign]
-        finish_soon(*args, **kwargs).add_done_callback(
-            lambda f: (
-                outer.set_result(None)
-                if f.exception() is None
-                else outer.set_exception(f.exception() or RuntimeError())
-            )
-        )
-        return outer
-
-    monkeypatch.setattr(worker.deliveries, "finish_soon", watched)
+    monkeypatch.setattr(writer, "submit", watched)
     await worker.drain()
-    assert len(rcv.received) == 3 and len(callbacks) == 3
-    for _, fn in callbacks:
-        held = _held_by(fn)
-        assert held, "the callback should be a partial of the worker's own method"
-        assert all(isinstance(x, str | type(None)) or callable(x) for x in held), held
+    assert len(rcv.received) == 3
+    attempts = [done for sts, done in submitted if any("attempts" in q for q, _ in sts)]
+    assert len(attempts) == 3
+    for done in attempts:
+        assert done is not None, "a success needs no future to wait on"
+        held = _held_by(done)
+        assert held and all(isinstance(x, str) or callable(x) for x in held), held
+    _, listed, _ = await api.call("GET", "/v1/deliveries?status=succeeded", key)
+    assert len(listed["data"]) == 3  # drain() returned after the commit
+
+
+class _FailingWrites:
+    """The store, except that every write of the group writer fails."""
+
+    def __init__(self, sql: Any) -> None:
+        self.sql = sql
+
+    async def batch_many(self, groups: Any) -> None:
+        raise StoreError("the disk is full")
+
+    async def batch(self, statements: Any) -> None:
+        raise StoreError("the disk is full")
 
 
 async def test_a_failed_attempt_write_is_logged_and_left_to_the_lease(
@@ -723,13 +724,8 @@ async def test_a_failed_attempt_write_is_logged_and_left_to_the_lease(
     await setup_route(api, key, rcv.url)
     await send(api, key, [{"id": "unwritten", "type": "t.x", "data": {}}])
     worker = worker_for(api, internal_events="")
-
-    def failing(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_exception(StoreError("the disk is full"))
-        return fut
-
-    monkeypatch.setattr(worker.deliveries, "finish_soon", failing)
+    writer = worker.deliveries.writer
+    monkeypatch.setattr(writer, "sql", _FailingWrites(writer.sql))
     caplog.set_level(logging.INFO, logger="switchboard.delivery")
     await worker.drain()
     assert len(rcv.received) == 1

@@ -40,7 +40,7 @@ def test_opens_when_ratio_reached_after_min_calls() -> None:
     b = record(b, CFG, False, now=9)  # 5 failures of 10 = 0.5
     assert b.state is State.OPEN
     assert b.opened_at == 9
-    assert b.outcomes == ()
+    assert tuple(b.outcomes) == ()
 
 
 def test_stays_closed_below_ratio() -> None:
@@ -111,7 +111,7 @@ def test_window_slides_old_failures_out() -> None:
     # 61 s later those failures are outside the 60 s window.
     b = record(b, CFG, False, now=69)
     assert b.state is State.CLOSED
-    assert b.outcomes == ((69, False),)
+    assert tuple(b.outcomes) == ((69, False),)
     assert failure_ratio(b, CFG, now=200) == 0.0
 
 
@@ -166,4 +166,4 @@ def test_closed_breaker_opens_exactly_when_the_window_says_so(
             assert b.state is State.OPEN
             break
         assert b.state is State.CLOSED
-        assert b.outcomes == tuple(window) and b.failures == fails
+        assert tuple(b.outcomes) == tuple(window) and b.failures == fails

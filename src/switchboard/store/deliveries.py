@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -443,6 +443,48 @@ class DeliveryStore:
         deliveries finishing at the same moment (group commit). `health` "failing" or "ok" also
         records the destination starting or ending a failing streak. Returns at once: the future
         is done when the write is committed (or has failed), so a sender need not wait."""
+        return self.writer.submit(
+            self._finish_statements(
+                delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
+            )
+        )
+
+    def finish_unwatched(
+        self,
+        delivery: Delivery,
+        attempt: Attempt | None,
+        status: str,
+        next_attempt_us: int,
+        error: str | None,
+        provider_id: str | None,
+        now_us: int,
+        health: str | None,
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """`finish_soon` for a caller with nothing to do once the write is committed: no
+        future, and `on_error` is called only if the write fails (`flush` waits for it)."""
+        self.writer.submit(
+            self._finish_statements(
+                delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
+            ),
+            on_error,
+        )
+
+    async def flush(self) -> None:
+        """Wait until every attempt handed to the group writer so far is committed."""
+        await self.writer.flush()
+
+    def _finish_statements(
+        self,
+        delivery: Delivery,
+        attempt: Attempt | None,
+        status: str,
+        next_attempt_us: int,
+        error: str | None,
+        provider_id: str | None,
+        now_us: int,
+        health: str | None,
+    ) -> list[tuple[str, Sequence[Any]]]:
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 FINISH_DELIVERY,
@@ -494,7 +536,7 @@ class DeliveryStore:
                     (delivery.destination_id,),
                 )
             )
-        return self.writer.submit(statements)
+        return statements
 
     async def release(self, ids: list[str], now_us: int) -> None:
         """Give claimed deliveries back (graceful shutdown): due again at once."""

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import orjson
 
@@ -253,6 +253,12 @@ def _by_shape(
     return groups
 
 
+Statements = list[tuple[str, Sequence[Any]]]
+# who hears of a caller's commit: a future, or (`submit(..., on_error=)`) a function called only
+# if its statements fail
+Done = asyncio.Future[None] | Callable[[Exception], None]
+
+
 class GroupWriter:
     """Group commit for small writes: concurrent callers' statements share one transaction, so
     N deliveries finishing together cost one fsync instead of N, and the same statement of many
@@ -264,21 +270,41 @@ class GroupWriter:
     def __init__(self, sql: Sql, max_statements: int = 2000) -> None:
         self.sql = sql
         self.max_statements = max_statements
-        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Statements, Done]] = []
+        self._busy = False  # a batch is being written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def write(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    async def write(self, statements: Statements) -> None:
         await self.submit(statements)
 
-    def submit(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
-        """Queue the statements; the future is done when their transaction has committed."""
+    @overload
+    def submit(self, statements: Statements) -> asyncio.Future[None]: ...
+
+    @overload
+    def submit(self, statements: Statements, on_error: Callable[[Exception], None]) -> None: ...
+
+    def submit(
+        self, statements: Statements, on_error: Callable[[Exception], None] | None = None
+    ) -> asyncio.Future[None] | None:
+        """Queue the statements. Without `on_error`, the future returned is done when their
+        transaction has committed. With it, nothing is returned and `on_error` is called only
+        if they fail: a caller that need not wait costs no future and no callback (the
+        worker's successful sends; `flush` waits for them)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name="group-writer")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((statements, fut))
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._loop_forever(), name="group-writer")
+        assert self._loop is not None
+        done: Done = on_error if on_error is not None else self._loop.create_future()
+        self._pending.append((statements, done))
         self._wake.set()
-        return fut
+        return None if on_error is not None else done  # type: ignore[return-value]
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is committed (or has failed)."""
+        if self._pending or self._busy:
+            await self.submit([])  # committed after everything queued before it
 
     async def close(self) -> None:
         if self._task is not None:
@@ -287,25 +313,41 @@ class GroupWriter:
                 await self._task
             self._task = None
 
-    async def _loop(self) -> None:
+    async def _loop_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
                 batch, self._pending = take_batch(self._pending, self.max_statements)
+                self._busy = True
                 try:
-                    await self.sql.batch_many(_by_shape([sts for sts, _ in batch]))
-                except Exception:
-                    for sts, fut in batch:
-                        try:
-                            await self.sql.batch(sts)
-                        except Exception as exc:
-                            if not fut.done():
-                                fut.set_exception(exc)
-                        else:
-                            if not fut.done():
-                                fut.set_result(None)
-                    continue
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+                    await self._write(batch)
+                finally:
+                    self._busy = False
+
+    async def _write(self, batch: list[tuple[Statements, Done]]) -> None:
+        try:
+            await self.sql.batch_many(_by_shape([sts for sts, _ in batch if sts]))
+        except Exception:
+            for sts, done in batch:
+                try:
+                    await self.sql.batch(sts)
+                except Exception as exc:
+                    _failed(done, exc)
+                else:
+                    _committed(done)
+            return
+        for _, done in batch:
+            _committed(done)
+
+
+def _committed(done: Done) -> None:
+    if isinstance(done, asyncio.Future) and not done.done():
+        done.set_result(None)
+
+
+def _failed(done: Done, exc: Exception) -> None:
+    if not isinstance(done, asyncio.Future):
+        done(exc)
+    elif not done.done():
+        done.set_exception(exc)
