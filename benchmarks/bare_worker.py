@@ -2,14 +2,15 @@
 
 It drains the same queue the hub's worker drains, with the hub's own pieces: the store's claim
 (`DeliveryStore.claim`, the same SQL), the webhook channel (`WebhookChannel.send`: the same body,
-headers and signature) and the store's group-committed attempt write (`DeliveryStore.finish_soon`).
+headers and signature) and the store's group-committed attempt write, handed over without a future
+as the worker hands over a success (`DeliveryStore.finish_unwatched`).
 What it leaves out is everything else the worker does: lanes per destination, the circuit
 breaker, rate limits, retry decisions, lease budgets, fairness between tenants, logs. Its rate
 beside the raw client's says what a durable delivery costs on this machine by itself; the hub's
 beside it says what the rest costs.
 
 Run: ``python -m benchmarks.bare_worker DATABASE_URL TENANT COUNT CONCURRENCY``; prints a JSON line.
-It stops once COUNT deliveries are recorded, or after 300 s.
+It stops once COUNT deliveries are sent and their attempts committed, or after 300 s.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
     queue: deque[tuple[Delivery, Event]] = deque()
     refill = asyncio.Event()
     refill.set()
-    recorded = failures = 0
+    sent = failures = 0
+    write_errors: list[Exception] = []  # attempts the store failed to record
     finished = asyncio.Event()
     destinations: dict[str, Destination] = {}
 
@@ -60,15 +62,8 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
             if room > 0:
                 queue.extend(await deliveries.claim(tenant, now, now + 60_000_000, room))
 
-    def written(fut: asyncio.Future[None]) -> None:
-        nonlocal recorded
-        if not fut.cancelled() and fut.exception() is None:
-            recorded += 1
-            if recorded >= count:
-                finished.set()
-
     async def sender() -> None:
-        nonlocal failures
+        nonlocal failures, sent
         while True:
             if not queue:
                 refill.set()
@@ -103,8 +98,12 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
                 result.request_headers or None,
             )
             status = "succeeded" if result.ok else "retrying"
-            write = deliveries.finish_soon(delivery, attempt, status, now_us, None, None, now_us)
-            write.add_done_callback(written)
+            deliveries.finish_unwatched(
+                delivery, attempt, status, now_us, None, None, now_us, None, write_errors.append
+            )
+            sent += 1
+            if sent >= count:
+                finished.set()
 
     tune_gc()  # as `switchboard worker` does once started
     tasks = [asyncio.create_task(claimer())]
@@ -112,6 +111,7 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
     t0 = time.perf_counter()
     try:
         await asyncio.wait_for(finished.wait(), _LIMIT_S)
+        await deliveries.flush()  # every attempt written
     finally:
         for t in tasks:
             t.cancel()
@@ -119,7 +119,9 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
         await session.close()
         await store.close()
     elapsed = time.perf_counter() - t0
-    return {"recorded": recorded, "failures": failures, "seconds": elapsed}
+    if write_errors:
+        raise RuntimeError(f"{len(write_errors)} attempts not recorded: {write_errors[0]}")
+    return {"recorded": sent, "failures": failures, "seconds": elapsed}
 
 
 def main() -> None:
