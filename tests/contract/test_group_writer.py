@@ -99,3 +99,23 @@ async def test_flush_with_nothing_queued_returns_at_once(store: Store) -> None:
         await asyncio.wait_for(writer.flush(), 1)
     finally:
         await writer.close()
+
+
+async def test_flush_returns_when_the_store_fails_the_writes(store: Store) -> None:
+    """A failing store fails each write to its own caller; the caller flushing gets no error."""
+
+    class Down:
+        async def batch_many(self, groups: object) -> None:
+            raise ConnectionError("the database went away")
+
+        async def batch(self, statements: object) -> None:
+            raise ConnectionError("the database went away")
+
+    writer = GroupWriter(Down())  # type: ignore[arg-type]
+    told: list[Exception] = []
+    try:
+        writer.submit([(INSERT, ("gw-down", "x", 0))], told.append)
+        await asyncio.wait_for(writer.flush(), 5)
+    finally:
+        await writer.close()
+    assert [type(e) for e in told] == [ConnectionError]

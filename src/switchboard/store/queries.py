@@ -302,9 +302,11 @@ class GroupWriter:
         return None if on_error is not None else done  # type: ignore[return-value]
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far is committed (or has failed)."""
+        """Wait until everything submitted so far is committed (or has failed: each write's
+        failure goes to its own caller, never to the one flushing)."""
         if self._pending or self._busy:
-            await self.submit([])  # committed after everything queued before it
+            with contextlib.suppress(Exception):  # the store is down: the writes say so
+                await self.submit([])  # done after everything queued before it
 
     async def close(self) -> None:
         if self._task is not None:
