@@ -590,9 +590,10 @@ class Worker:
     def _record(
         self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
     ) -> None:
-        """Hand the attempt and the delivery's new state to the group writer; once committed,
+        """Hand the attempt and the delivery's new state to the group writer. Once committed,
         log it, and disable the destination or publish internal events if it calls for that
-        (the only part that needs a task of its own)."""
+        (the only part that needs a task of its own); a success that calls for none of these
+        is handed over with nothing to wait on."""
         args = (delivery, j.attempt, j.status, j.next_us, j.error, result.provider_id, j.now_us)
         if (
             result.ok

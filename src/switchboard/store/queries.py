@@ -274,7 +274,6 @@ class GroupWriter:
         self._busy = False  # a batch is being written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def write(self, statements: Statements) -> None:
         await self.submit(statements)
@@ -293,10 +292,10 @@ class GroupWriter:
         if they fail: a caller that need not wait costs no future and no callback (the
         worker's successful sends; `flush` waits for them)."""
         if self._task is None or self._task.done():
-            self._loop = asyncio.get_running_loop()
-            self._task = self._loop.create_task(self._loop_forever(), name="group-writer")
-        assert self._loop is not None
-        done: Done = on_error if on_error is not None else self._loop.create_future()
+            self._task = asyncio.create_task(self._loop_forever(), name="group-writer")
+        done: Done = (
+            on_error if on_error is not None else asyncio.get_running_loop().create_future()
+        )
         self._pending.append((statements, done))
         self._wake.set()
         return None if on_error is not None else done  # type: ignore[return-value]
