@@ -3,7 +3,7 @@
 It drains the same queue the hub's worker drains, with the hub's own pieces: the store's claim
 (`DeliveryStore.claim`, the same SQL), the webhook channel (`WebhookChannel.send`: the same body,
 headers and signature) and the store's group-committed attempt write, handed over without a future
-as the worker hands over a success (`DeliveryStore.finish_unwatched`).
+as the worker hands over a success (`GroupWriter.submit(..., on_error)`).
 What it leaves out is everything else the worker does: lanes per destination, the circuit
 breaker, rate limits, retry decisions, lease budgets, fairness between tenants, logs. Its rate
 beside the raw client's says what a durable delivery costs on this machine by itself; the hub's
@@ -98,9 +98,10 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
                 result.request_headers or None,
             )
             status = "succeeded" if result.ok else "retrying"
-            deliveries.finish_unwatched(
-                delivery, attempt, status, now_us, None, None, now_us, None, write_errors.append
+            statements = deliveries.finish_statements(
+                delivery, attempt, status, now_us, None, None, now_us, None
             )
+            deliveries.writer.submit(statements, write_errors.append)
             sent += 1
             if sent >= count:
                 finished.set()

@@ -605,8 +605,10 @@ class Worker:
             # attempt until the commit (a few hundred deliveries at a time) kept them alive
             # through the garbage collector's young generation, at 4-12 % of the worker's CPU
             # per delivery (see docs/delivery.md, "Internal events").
-            failed = functools.partial(self._write_failed, delivery.id)
-            self.deliveries.finish_unwatched(*args, j.health, failed)
+            statements = self.deliveries.finish_statements(*args, j.health)
+            self.deliveries.writer.submit(
+                statements, functools.partial(self._write_failed, delivery.id)
+            )
             return
         write = self.deliveries.finish_soon(*args, j.health)
         self._tasks.add(write)

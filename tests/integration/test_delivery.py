@@ -703,10 +703,7 @@ async def test_a_sent_attempt_waiting_for_its_commit_holds_only_the_delivery_id(
 
 
 class _FailingWrites:
-    """The store, except that every write of the group writer fails."""
-
-    def __init__(self, sql: Any) -> None:
-        self.sql = sql
+    """A store whose every write fails (set as the group writer's)."""
 
     async def batch_many(self, groups: Any) -> None:
         raise StoreError("the disk is full")
@@ -725,7 +722,7 @@ async def test_a_failed_attempt_write_is_logged_and_left_to_the_lease(
     await send(api, key, [{"id": "unwritten", "type": "t.x", "data": {}}])
     worker = worker_for(api, internal_events="")
     writer = worker.deliveries.writer
-    monkeypatch.setattr(writer, "sql", _FailingWrites(writer.sql))
+    monkeypatch.setattr(writer, "sql", _FailingWrites())
     caplog.set_level(logging.INFO, logger="switchboard.delivery")
     await worker.drain()
     assert len(rcv.received) == 1

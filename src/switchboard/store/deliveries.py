@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -444,37 +444,16 @@ class DeliveryStore:
         records the destination starting or ending a failing streak. Returns at once: the future
         is done when the write is committed (or has failed), so a sender need not wait."""
         return self.writer.submit(
-            self._finish_statements(
+            self.finish_statements(
                 delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
             )
-        )
-
-    def finish_unwatched(
-        self,
-        delivery: Delivery,
-        attempt: Attempt | None,
-        status: str,
-        next_attempt_us: int,
-        error: str | None,
-        provider_id: str | None,
-        now_us: int,
-        health: str | None,
-        on_error: Callable[[Exception], None],
-    ) -> None:
-        """`finish_soon` for a caller with nothing to do once the write is committed: no
-        future, and `on_error` is called only if the write fails (`flush` waits for it)."""
-        self.writer.submit(
-            self._finish_statements(
-                delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
-            ),
-            on_error,
         )
 
     async def flush(self) -> None:
         """Wait until every attempt handed to the group writer so far is committed."""
         await self.writer.flush()
 
-    def _finish_statements(
+    def finish_statements(
         self,
         delivery: Delivery,
         attempt: Attempt | None,
@@ -485,6 +464,8 @@ class DeliveryStore:
         now_us: int,
         health: str | None,
     ) -> list[tuple[str, Sequence[Any]]]:
+        """The statements of `finish_soon`, for a caller that hands them to the group writer
+        itself (`self.writer.submit(statements, on_error)`: no future to wait on)."""
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 FINISH_DELIVERY,

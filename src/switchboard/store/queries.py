@@ -293,12 +293,15 @@ class GroupWriter:
         worker's successful sends; `flush` waits for them)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop_forever(), name="group-writer")
-        done: Done = (
-            on_error if on_error is not None else asyncio.get_running_loop().create_future()
-        )
+        fut: asyncio.Future[None] | None = None
+        done: Done
+        if on_error is None:
+            done = fut = asyncio.get_running_loop().create_future()
+        else:
+            done = on_error
         self._pending.append((statements, done))
         self._wake.set()
-        return None if on_error is not None else done  # type: ignore[return-value]
+        return fut
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (or has failed: each write's
