@@ -112,7 +112,7 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
     t0 = time.perf_counter()
     try:
         await asyncio.wait_for(finished.wait(), _LIMIT_S)
-        await deliveries.flush()  # every attempt written
+        await deliveries.writer.flush()  # every attempt written
     finally:
         for t in tasks:
             t.cancel()

@@ -22,13 +22,11 @@ started.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import harness as h
@@ -39,10 +37,15 @@ _TICK = os.sysconf("SC_CLK_TCK")
 _CONCURRENCY = 64
 
 
+def _stat(path: Path) -> list[str]:
+    """The fields of a `/proc/<pid>/stat` after the command name (which may hold spaces)."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
 def _times(pid: int) -> tuple[float, float]:
     """(user, user + system) seconds of a process; zero once it has gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0, 0.0
     user, system = int(fields[11]) / _TICK, int(fields[12]) / _TICK
@@ -59,25 +62,11 @@ def _postgres_cpu() -> float:
         try:
             if (entry / "comm").read_text().strip() != "postgres":
                 continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(entry / "stat")
         except OSError:
             continue
         total += sum(int(f) for f in fields[11:15]) / _TICK
     return total
-
-
-def _admin(sql: str) -> None:
-    asyncio.run(h._pg_admin(sql))
-
-
-@contextmanager
-def _database(name: str, template: str | None = None) -> Iterator[str]:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    try:
-        yield h.pg_url(name)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _drain(kind: str, argv: list[str], env: dict[str, str], work: Path, receiver: str,
@@ -108,16 +97,15 @@ def main() -> None:
     n = args.deliveries
     if not h.pg_available():
         sys.exit(f"no PostgreSQL at {h.PG_ADMIN_URL}")
-    tag = f"sb_cpu_{os.getpid()}"
     results: dict[str, list[dict[str, float]]] = {"raw": [], "bare": [], "hub": []}
     with h.workdir() as tmp, ExitStack() as stack:
         work = Path(tmp)
         receiver, rec_proc = stack.enter_context(h.receiver(work))
-        template = stack.enter_context(_database(f"{tag}_queue"))
+        template = stack.enter_context(h.fresh_database("postgres", work, "cpu_queue"))
         key = h.provision(template)
         with h.hub(work, template, name="hub-queue", **_NO_INTERNAL) as (url, _):
             _wire(url, key, receiver, _CONCURRENCY, generate_secret())
-            _preload(url, key, n, tag)
+            _preload(url, key, n, "cpu")
         h.say(f"queued {n:,} deliveries; {args.rounds} rounds of raw, bare, hub")
         for rnd in range(args.rounds):
             for kind in results:
@@ -126,7 +114,7 @@ def main() -> None:
                             str(n), str(_CONCURRENCY), generate_secret()]  # fmt: skip
                     r = _drain(kind, argv, {}, work, receiver, rec_proc.pid, n)
                 else:
-                    with _database(f"{tag}_run", template=f"{tag}_queue") as db:
+                    with h.fresh_database("postgres", work, "cpu_run", template) as db:
                         env = h.hub_env(db, 0, **_NO_INTERNAL)
                         if kind == "hub":
                             argv = [str(h.BIN / "switchboard"), "worker"]

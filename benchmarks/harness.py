@@ -254,9 +254,12 @@ def pg_version() -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(kind: str, workdir: Path, name: str) -> Iterator[str]:
+def fresh_database(
+    kind: str, workdir: Path, name: str, template: str | None = None
+) -> Iterator[str]:
     """A new empty database for one run (a file for SQLite, CREATE DATABASE for PostgreSQL),
-    removed afterwards; yields its SWITCHBOARD_DATABASE_URL."""
+    removed afterwards; yields its SWITCHBOARD_DATABASE_URL. On PostgreSQL, `template` (another
+    fresh database's URL) makes it a copy of that one instead (CREATE DATABASE … TEMPLATE)."""
     if kind == "sqlite":
         path = workdir / f"{name}.db"
         try:
@@ -268,7 +271,8 @@ def fresh_database(kind: str, workdir: Path, name: str) -> Iterator[str]:
         return
     db = f"sb_bench_{os.getpid()}_{name}".lower()
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{db}"'))
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{db}"{copy}'))
     try:
         yield pg_url(db)
     finally:

@@ -218,7 +218,7 @@ class Worker:
                 await asyncio.wait(list(self._tasks), timeout=left)
             if (left := deadline - time.monotonic()) > 0:  # successes written without a future
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.deliveries.flush(), left)
+                    await asyncio.wait_for(self.deliveries.writer.flush(), left)
             cut, pending = [*self._active, *self._returning], list(self._tasks)
             for t in pending:
                 t.cancel()
@@ -302,7 +302,7 @@ class Worker:
         """Wait for the sends already started (and the writes of their attempts)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self.deliveries.flush()  # successes are written without a future to wait on
+        await self.deliveries.writer.flush()  # successes are written without a future to wait on
 
     async def drain(self, within: float = 30.0) -> int:
         """Process everything due now and wait for it (tests and the CLI use this)."""
@@ -315,7 +315,7 @@ class Worker:
                 await self.settle()
             elif n == 0:
                 break
-        await self.deliveries.flush()
+        await self.deliveries.writer.flush()
         return total
 
     # -- lanes: per-destination senders ---------------------------------------------------------
@@ -517,7 +517,7 @@ class Worker:
         )
 
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
-        await self.deliveries.finish_soon(
+        statements = self.deliveries.finish_statements(
             delivery,
             None,
             "pending" if delivery.attempts == 0 else "retrying",
@@ -526,6 +526,7 @@ class Worker:
             None,
             self.now_us(),
         )
+        await self.deliveries.writer.submit(statements)
 
     def _judge(
         self,
@@ -594,7 +595,16 @@ class Worker:
         log it, and disable the destination or publish internal events if it calls for that
         (the only part that needs a task of its own); a success that calls for none of these
         is handed over with nothing to wait on."""
-        args = (delivery, j.attempt, j.status, j.next_us, j.error, result.provider_id, j.now_us)
+        statements = self.deliveries.finish_statements(
+            delivery,
+            j.attempt,
+            j.status,
+            j.next_us,
+            j.error,
+            result.provider_id,
+            j.now_us,
+            j.health,
+        )
         if (
             result.ok
             and _INTERNAL_KIND[j.status] not in self.internal
@@ -605,12 +615,11 @@ class Worker:
             # attempt until the commit (a few hundred deliveries at a time) kept them alive
             # through the garbage collector's young generation, at 4-12 % of the worker's CPU
             # per delivery (see docs/delivery.md, "Internal events").
-            statements = self.deliveries.finish_statements(*args, j.health)
             self.deliveries.writer.submit(
                 statements, functools.partial(self._write_failed, delivery.id)
             )
             return
-        write = self.deliveries.finish_soon(*args, j.health)
+        write = self.deliveries.writer.submit(statements)
         self._tasks.add(write)
         after = functools.partial(self._recorded, delivery, event, state, result, j)
         write.add_done_callback(functools.partial(self._committed, delivery.id, after))

@@ -68,5 +68,7 @@ def test_one_round_drains_with_raw_bare_and_hub_and_drops_its_databases() -> Non
         assert float(sender) > 0 and float(user) <= float(sender), kind
         assert float(receiver) > 0, kind
         assert (float(postgres) > 0) == (kind != "raw"), kind  # only the workers use it
-    left = asyncio.run(h._pg_admin("SELECT datname FROM pg_database WHERE datname LIKE 'sb_cpu_%'"))
+    left = asyncio.run(
+        h._pg_admin("SELECT datname FROM pg_database WHERE datname LIKE 'sb_bench_%cpu_%'")
+    )
     assert not left

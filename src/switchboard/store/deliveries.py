@@ -7,7 +7,6 @@ SQLite the single writer connection already serialises them.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 from collections.abc import Sequence
@@ -428,31 +427,6 @@ class DeliveryStore:
                 events[e.seq] = e
         return [(d, events[d.event_seq]) for d in deliveries if d.event_seq in events]
 
-    def finish_soon(
-        self,
-        delivery: Delivery,
-        attempt: Attempt | None,
-        status: str,
-        next_attempt_us: int,
-        error: str | None,
-        provider_id: str | None,
-        now_us: int,
-        health: str | None = None,
-    ) -> asyncio.Future[None]:
-        """Record an attempt and the delivery's new state in one transaction, shared with other
-        deliveries finishing at the same moment (group commit). `health` "failing" or "ok" also
-        records the destination starting or ending a failing streak. Returns at once: the future
-        is done when the write is committed (or has failed), so a sender need not wait."""
-        return self.writer.submit(
-            self.finish_statements(
-                delivery, attempt, status, next_attempt_us, error, provider_id, now_us, health
-            )
-        )
-
-    async def flush(self) -> None:
-        """Wait until every attempt handed to the group writer so far is committed."""
-        await self.writer.flush()
-
     def finish_statements(
         self,
         delivery: Delivery,
@@ -462,10 +436,12 @@ class DeliveryStore:
         error: str | None,
         provider_id: str | None,
         now_us: int,
-        health: str | None,
+        health: str | None = None,
     ) -> list[tuple[str, Sequence[Any]]]:
-        """The statements of `finish_soon`, for a caller that hands them to the group writer
-        itself (`self.writer.submit(statements, on_error)`: no future to wait on)."""
+        """The statements that record an attempt and the delivery's new state, for the group
+        writer (`self.writer.submit`), which commits them in one transaction with those of other
+        deliveries finishing at the same moment. `health` "failing" or "ok" also records the
+        destination starting or ending a failing streak."""
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 FINISH_DELIVERY,
