@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, overload
@@ -215,7 +216,8 @@ _PLACEHOLDER = re.compile(r"\?j|\?")
 @functools.lru_cache(maxsize=2048)  # statements repeat: rewrite each once, not per call
 def render(sql: str) -> str:
     """`?` placeholders → PostgreSQL's `$n`; `?j` (a JSON value sent as text) → `$n::jsonb`."""
-    counter = iter(range(1, 10_000))
+    # no cap of our own: PostgreSQL's is 65,535 parameters, and the API's largest id list is 10,000
+    counter = itertools.count(1)
 
     def sub(m: re.Match[str]) -> str:
         n = next(counter)
