@@ -92,7 +92,14 @@ async def list_keys(request: Request) -> Response:
 async def revoke_key(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    if not await h.store.revoke_key(p.tenant(), request.path_params["key_id"], now_us()):
+    key_id = request.path_params["key_id"]
+    if key_id == p.key.id and request.query_params.get("self") != "true":
+        # a client revoking the key it calls with locks itself out: only on purpose
+        raise Conflict(
+            "this is the key making the request; add ?self=true to revoke it anyway",
+            details=[{"path": "key_id", "message": "the calling key"}],
+        )
+    if not await h.store.revoke_key(p.tenant(), key_id, now_us()):
         raise NotFound("no active key with that id in this tenant")
     h.auth.forget()
     return Response(status_code=204)

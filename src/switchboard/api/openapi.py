@@ -1018,11 +1018,20 @@ def _admin_paths() -> list[Operation]:
             "revokeKey",
             tag,
             "Revoke an API key",
-            "Stops working on every node within 5 seconds.",
+            "Stops working on every node within 5 seconds. The key making the request "
+            "revokes itself only with `self=true` (else 409), so no client locks itself out "
+            "by accident.",
             scope="manage",
-            params=[_path("key_id", "The key id.")],
+            params=[
+                _path("key_id", "The key id."),
+                _query(
+                    "self",
+                    "`true` to revoke the key that makes this request.",
+                    {"type": "string", "enum": ["true", "false"]},
+                ),
+            ],
             ok={204: NO_CONTENT},
-            errors=(404,),
+            errors=(404, 409),
         ),
     ]
 
