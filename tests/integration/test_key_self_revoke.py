@@ -33,7 +33,7 @@ async def test_a_key_revokes_itself_with_self_true(api: Api) -> None:
 
 
 async def test_a_key_revokes_another_key_of_its_tenant_without_ceremony(api: Api) -> None:
-    tid, key = await api.tenant()
+    _, key = await api.tenant()
     status, other, _ = await api.call("POST", "/v1/keys", key, json={"name": "other"})
     assert status == 201
     status, _, _ = await api.call("DELETE", f"/v1/keys/{other['id']}", key)
