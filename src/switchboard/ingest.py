@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
-from switchboard.registry import Registry
+from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import Store, Tenant
 from switchboard.store.deliveries import NewDelivery
@@ -71,7 +71,16 @@ class Ingestor:
         self.routes = routes
         self.on_routed = on_routed
 
-    async def ingest(self, raws: list[Any], tenant: Tenant, default_source: str) -> IngestResult:
+    async def ingest(
+        self,
+        raws: list[Any],
+        tenant: Tenant,
+        default_source: str,
+        quarantine_rejected: bool = False,
+    ) -> IngestResult:
+        """Validate, deduplicate and append `raws`. With `quarantine_rejected`, an event the
+        catalog refuses (unknown type or version, schema violation) is stored quarantined instead
+        of answered as rejected: for senders that cannot read per-event results (Segment)."""
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
@@ -84,6 +93,8 @@ class Ingestor:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
                 continue
             verdict = await self.registry.validate(event, tenant.unknown_types)
+            if verdict.status == "rejected" and quarantine_rejected:
+                verdict = Verdict("quarantined", verdict.version, verdict.errors)
             if verdict.status == "rejected":
                 results[index] = {
                     "index": index,

@@ -171,11 +171,35 @@ async def test_segment_limits_and_gzip(api: Api) -> None:
     assert [e["id"] for e in await _events(api, key)] == ["ok"]
 
 
-async def test_segment_unknown_types_rejected_by_catalog_still_answer_200(api: Api) -> None:
+async def test_segment_calls_the_catalog_refuses_are_quarantined_not_dropped(api: Api) -> None:
     _, key = await api.tenant(unknown_types="reject")
     client = _client(api, key)
     await asyncio.to_thread(client.track, "u", "Not In Catalog", message_id="x-1")
-    assert await _events(api, key) == []
+    await asyncio.to_thread(client.identify, "u", {"email": "a@example.com"}, message_id="x-2")
+    status, body, _ = await api.call("GET", "/v1/quarantine", key)
+    assert status == 200
+    held = {e["id"]: e for e in body["data"]}
+    assert set(held) == {"x-1", "x-2"}
+    assert held["x-1"]["type"] == "not_in_catalog"
+    assert "unknown event type" in str(held["x-1"]["validation_errors"])
+    # once the catalog knows the type, a resubmit accepts it
+    schema = {"type": "object"}
+    status, _, _ = await api.call(
+        "PUT",
+        "/v1/event-types/segment.identify",
+        key,
+        json={
+            "name": "segment.identify",
+            "description": "Who the user is.",
+            "owner": "analytics",
+            "versions": [{"version": "1.0", "schema": schema}],
+        },
+    )
+    assert status in (200, 201)
+    status, body, _ = await api.call("POST", "/v1/quarantine/x-2/resubmit", key)
+    assert status == 200, body
+    _, body, _ = await api.call("GET", "/v1/quarantine", key)
+    assert [e["id"] for e in body["data"]] == ["x-1"]
 
 
 # --- CloudEvents SDK ---------------------------------------------------------------------------

@@ -103,7 +103,9 @@ async def _handle(request: Request, kind: str | None) -> Response:
             problems.append({"index": i, "status": "rejected", "errors": exc.errors})
     if raws:
         h.limiter.check(p.key.id, tenant.id, len(raws))
-        result = await h.ingestor.ingest(raws, tenant, p.key.source or "segment")
+        result = await h.ingestor.ingest(
+            raws, tenant, p.key.source or "segment", quarantine_rejected=True
+        )
         problems.extend(r for r in result.results if r["status"] == "rejected")
     if problems:
         log.warning(
