@@ -1,6 +1,7 @@
 /** Emit business events to a Switchboard hub; see docs/sdk.md ("The TypeScript SDK"). */
 
-export { Client, MAX_BATCH_EVENTS, MAX_BODY_BYTES, SwitchboardError } from "./client.js";
+export { Client } from "./client.js";
+export { MAX_BATCH_EVENTS, MAX_BODY_BYTES, SwitchboardError } from "./types.js";
 export type {
   AnyEvents,
   ClientOptions,
@@ -10,7 +11,7 @@ export type {
   EventTypes,
   FetchLike,
   NativeEvent,
-} from "./client.js";
+} from "./types.js";
 export type { BaseEvent, BaseEventInput, ClinicActor, ClinicEvent, EventMetadata } from "./adapters.js";
 export { classify, parseRetryAfter, retryDelay } from "./retry.js";
 export type { Outcome } from "./retry.js";
