@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-quick install clean
+.PHONY: run test lint bench bench-quick install clean sdk-typescript
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,5 +31,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
+# The TypeScript SDK: its compiler from the lock file (npm ci), the package into sdks/typescript/dist.
+# `make test` builds and tests it too (tests/acceptance/test_typescript_sdk.py).
+sdk-typescript:
+	cd sdks/typescript && npm ci --no-audit --no-fund && npm run build
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf sdks/typescript/node_modules sdks/typescript/dist sdks/typescript/build

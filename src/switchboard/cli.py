@@ -21,6 +21,7 @@ from rich.table import Table
 from switchboard import catalog as cat
 from switchboard import logs
 from switchboard.auth import mint_key
+from switchboard.codegen_cli import catalog_codegen
 from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.errors import Conflict, SwitchboardError
@@ -38,6 +39,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
+catalog_app.command("codegen")(catalog_codegen)
 out = Console()
 err = Console(stderr=True)
 
