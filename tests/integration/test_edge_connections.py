@@ -182,7 +182,9 @@ async def test_a_connection_that_never_speaks_is_closed(tmp_path: Path) -> None:
         assert status == 408
 
 
-async def test_a_body_trickled_a_byte_at_a_time_gets_408_and_a_close(tmp_path: Path) -> None:
+async def test_a_body_trickled_a_byte_at_a_time_gets_408_and_a_close(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with hub(tmp_path, body_timeout=0.5) as api:
         _, key = await api.tenant()
         body = orjson.dumps([{"type": "a.b", "data": {"pad": "x" * 400}}])
@@ -201,6 +203,8 @@ async def test_a_body_trickled_a_byte_at_a_time_gets_408_and_a_close(tmp_path: P
         assert "body did not arrive" in orjson.loads(answer)["error"]["message"]
         status, listed, _ = await api.call("GET", "/v1/events", key)
         assert status == 200 and listed["data"] == []
+    # the handler waiting on the body ended quietly, not as an unhandled exception
+    assert not [r for r in caplog.records if "Exception in ASGI" in r.getMessage()]
 
 
 async def test_many_trickling_connections_are_all_closed(tmp_path: Path) -> None:
