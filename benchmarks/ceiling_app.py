@@ -16,6 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchboard.config import Settings
+from switchboard.server import server_config
+
 
 async def ingest(request: Request) -> Response:
     doc = orjson.loads(await request.body())
@@ -31,16 +34,9 @@ app = Starlette(routes=[Route("/v1/events", ingest, methods=["POST"]), Route("/h
 
 
 def serve(asgi: Any, port: int) -> None:
-    """Run `asgi` with the same server options as `switchboard serve` (src/switchboard/cli.py)."""
-    uvicorn.run(
-        asgi,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-    )
+    """Run `asgi` with the server configuration `switchboard serve` runs (`server_config`)."""
+    config = server_config(asgi, Settings.from_env(), host="127.0.0.1", port=port, lifespan="auto")
+    uvicorn.Server(config).run()
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from switchboard.auth import mint_key
 from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.hub import Hub
+from switchboard.server import server_config
 from switchboard.store import Tenant
 from tests.services import require_postgres
 
@@ -98,8 +99,7 @@ class Api:
 async def serve(settings: Settings) -> AsyncIterator[Api]:
     hub = Hub(settings)
     app = create_app(settings, hub)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=0))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from collections.abc import Iterable
@@ -105,16 +106,26 @@ class Authenticator:
 class _Bucket:
     tokens: float
     stamp: float
+    full_at: float  # when it will have refilled: from then on it can be forgotten
+
+
+_PRUNE_AT = 50_000  # buckets kept before the refilled ones are dropped (source URLs are public)
 
 
 @dataclass
 class RateLimiter:
-    """Token buckets per API key and per tenant (in this process)."""
+    """Token buckets per API key and per tenant, counted in events (a batch costs its events),
+    and per source and per client address on the public source URLs, counted in requests (in
+    this process)."""
 
     key_rate: float
     key_burst: float
     tenant_rate: float
     tenant_burst: float
+    source_rate: float = 0.0
+    source_burst: float = 0.0
+    source_ip_rate: float = 0.0
+    source_ip_burst: float = 0.0
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def _take(self, name: str, rate: float, burst: float, cost: float, now: float) -> float:
@@ -123,26 +134,80 @@ class RateLimiter:
             return 0.0
         b = self._buckets.get(name)
         if b is None:
-            b = self._buckets[name] = _Bucket(burst, now)
+            if len(self._buckets) >= _PRUNE_AT:
+                self._prune(now)
+            b = self._buckets[name] = _Bucket(burst, now, now)
         b.tokens = min(burst, b.tokens + (now - b.stamp) * rate)
         b.stamp = now
-        cost = min(cost, burst)
         if b.tokens >= cost:
             b.tokens -= cost
+            b.full_at = now + (burst - b.tokens) / rate
             return 0.0
         return (cost - b.tokens) / rate
 
+    def _give_back(self, name: str, cost: float, burst: float) -> None:
+        b = self._buckets.get(name)
+        if b is not None:
+            b.tokens = min(burst, b.tokens + cost)
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets that are full again: a new one starts full, so nothing changes."""
+        for name in [n for n, b in self._buckets.items() if b.full_at <= now]:
+            del self._buckets[name]
+
     def check(self, key_id: str, tenant_id: str, cost: int, now: float | None = None) -> None:
+        """Take `cost` events from the key's and the tenant's buckets, or raise RateLimited.
+        A request of more events than a bucket holds could never pass: its 429 says the most
+        that may be sent at once, without a Retry-After."""
+        for rate, burst, whose in (
+            (self.key_rate, self.key_burst, "this API key"),
+            (self.tenant_rate, self.tenant_burst, "this tenant"),
+        ):
+            if rate > 0 and cost > burst:
+                most = int(burst)
+                raise RateLimited(
+                    f"{cost} events in one request, but {whose} may send at most {most} at "
+                    f"once (its rate-limit burst): split the batch into requests of at most "
+                    f"{most} events",
+                    details=[{"path": "", "message": f"at most {most} events at once"}],
+                )
         now = time.monotonic() if now is None else now
         wait = self._take("k:" + key_id, self.key_rate, self.key_burst, cost, now)
         if not wait:
             wait = self._take("t:" + tenant_id, self.tenant_rate, self.tenant_burst, cost, now)
-            kb = self._buckets.get("k:" + key_id)
-            if wait and kb is not None:  # the request is refused: give the key its tokens back
-                kb.tokens += min(cost, self.key_burst)
+            if wait:  # the request is refused: give the key its tokens back
+                self._give_back("k:" + key_id, cost, self.key_burst)
         if wait:
-            seconds = max(1, int(wait + 0.999))
-            raise RateLimited(
-                f"rate limit exceeded; retry in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-            )
+            _refuse(wait, "rate limit exceeded")
+
+    def check_source(self, source_id: str, remote: str | None, now: float | None = None) -> None:
+        """One request to a source's public URL: from the source's bucket and the client
+        address's (an IPv6 client counts by its /64, which one host usually holds whole)."""
+        now = time.monotonic() if now is None else now
+        address = "ip:" + _client_net(remote)
+        wait = self._take(address, self.source_ip_rate, self.source_ip_burst, 1, now)
+        if wait:
+            _refuse(wait, "too many requests from this address to source URLs")
+        wait = self._take("s:" + source_id, self.source_rate, self.source_burst, 1, now)
+        if wait:
+            self._give_back(address, 1, self.source_ip_burst)
+            _refuse(wait, "too many requests to this source")
+
+
+def _client_net(remote: str | None) -> str:
+    if not remote:
+        return "-"
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _refuse(wait: float, why: str) -> None:
+    seconds = max(1, int(wait + 0.999))
+    raise RateLimited(f"{why}; retry in {seconds} s", headers={"Retry-After": str(seconds)})

@@ -94,6 +94,7 @@ def serve(
     import uvicorn
 
     from switchboard.api import create_app
+    from switchboard.server import server_config
 
     settings = _settings()
     if host is not None or port is not None:
@@ -101,16 +102,7 @@ def serve(
             host=host or settings.host, port=port if port is not None else settings.port
         )
     logs.setup(settings.log_level)
-    uvicorn.run(
-        create_app(settings, freeze=True),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.Server(server_config(create_app(settings, freeze=True), settings)).run()
 
 
 @app.command()

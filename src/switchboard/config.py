@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -51,6 +52,18 @@ def _plain(name: str, raw: str) -> str:
     return raw
 
 
+def _cidrs(name: str, raw: str) -> str:
+    """Comma-separated IP networks; each checked, the text kept as written."""
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP network (CIDR)") from None
+    return raw
+
+
 def _setting(default: Any, parse: Callable[[str, str], Any], doc: str) -> Any:
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -74,6 +87,42 @@ class Settings:
         5000.0, _float, "Events per second one tenant may send, all keys together (0 = off)."
     )
     tenant_burst: float = _setting(10000.0, _float, "Token-bucket burst size per tenant.")
+    max_header_bytes: int = _setting(
+        16384,
+        _int,
+        "Largest request line plus headers of one request, in bytes; over it the answer is 431 "
+        "(0 = off).",
+    )
+    header_timeout: float = _setting(
+        10.0,
+        _float,
+        "Seconds a client has to send a request's line and headers, from its connection or the "
+        "request's first byte; then 408 and the connection closes (0 = off).",
+    )
+    body_timeout: float = _setting(
+        30.0,
+        _float,
+        "Seconds a client has to send a request's body once its headers are in; then 408 and the "
+        "connection closes (0 = off).",
+    )
+    trusted_proxies: str = _setting(
+        "",
+        _cidrs,
+        "Comma-separated networks (CIDRs) of reverse proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed; empty: none, the client is the TCP peer.",
+    )
+    source_rate: float = _setting(
+        50.0, _float, "Requests per second one source's webhook URL accepts (0 = off)."
+    )
+    source_burst: float = _setting(500.0, _float, "Token-bucket burst per source, in requests.")
+    source_ip_rate: float = _setting(
+        20.0,
+        _float,
+        "Requests per second one client address may send to source webhook URLs (0 = off).",
+    )
+    source_ip_burst: float = _setting(
+        200.0, _float, "Token-bucket burst per client address on source URLs, in requests."
+    )
     ingest_timeout: float = _setting(
         10.0,
         _float,

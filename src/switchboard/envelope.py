@@ -111,14 +111,45 @@ def now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
+# The instants `datetime` can name in UTC (years 1 to 9999). Ingest refuses times outside them;
+# a row stored before that check is still rendered (`format_us` falls back to `_civil_second`).
+MIN_TIME_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+MAX_TIME_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+TIME_RANGE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+
+
 def format_us(us: int) -> str:
     """Microseconds since the epoch → ISO 8601 in UTC (`2026-11-23T21:59:00.123456Z`; no
     fraction when it is zero, as `datetime.isoformat` writes it). Exact integer arithmetic; the
-    calendar part is computed once per second (each delivery formats two of these)."""
+    calendar part is computed once per second (each delivery formats two of these). Never
+    raises: an instant outside years 1–9999 is written with an expanded ISO 8601 year
+    (`+10000-01-01T11:59:59Z`), so no stored row can make a read fail."""
     seconds, fraction = divmod(us, 1_000_000)
+    in_range = MIN_TIME_US <= us <= MAX_TIME_US
+    second = utc_second(seconds) if in_range else _civil_second(seconds)
     if fraction:
-        return f"{utc_second(seconds)}.{fraction:06d}Z"
-    return f"{utc_second(seconds)}Z"
+        return f"{second}.{fraction:06d}Z"
+    return f"{second}Z"
+
+
+def _civil_second(seconds: int) -> str:
+    """Seconds since the epoch → proleptic Gregorian date and time for any integer, with an
+    ISO 8601 expanded year (sign and at least 5 digits) outside 0001–9999 (Howard Hinnant's
+    `civil_from_days`)."""
+    days, rem = divmod(seconds, 86_400)
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    text_year = f"{year:04d}" if 1 <= year <= 9999 else f"{year:+05d}"
+    hour, rem = divmod(rem, 3600)
+    minute, second = divmod(rem, 60)
+    return f"{text_year}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -141,7 +172,13 @@ def parse_time(value: Any, path: str) -> int:
     if dt.tzinfo is None:
         raise EnvelopeError([{"path": path, "message": "needs a timezone (e.g. 'Z' or '-03:00')"}])
     delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not MIN_TIME_US <= us <= MAX_TIME_US:
+        # `9999-12-31T23:59:59-12:00` parses, but its UTC form is in year 10000
+        raise EnvelopeError(
+            [{"path": path, "message": f"is outside the representable range {TIME_RANGE} in UTC"}]
+        )
+    return us
 
 
 def _from_base_event(doc: dict[str, Any]) -> dict[str, Any]:

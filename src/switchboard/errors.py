@@ -10,6 +10,7 @@
           ├── Unauthorized      401: no API key, or an unknown/revoked one
           ├── Forbidden         403: the key lacks the scope for this action
           ├── NotFound          404: nothing with that id in this tenant
+          ├── RequestTimeout    408: the client stopped sending the request (or went away)
           ├── Conflict          409: the change conflicts with what is stored
           ├── PayloadTooLarge   413: body or batch over the configured limit
           ├── UnsupportedMedia  415: the content type is not JSON
@@ -97,6 +98,13 @@ class NotFound(ApiError):
 
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(ApiError):
+    """The request body did not arrive in time, or the client went away."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(ApiError):

@@ -50,7 +50,14 @@ class Hub:
         self.ingestor = Ingestor(self.store, self.registry, self.routes, self._wake_worker)
         self.auth = Authenticator(self.store)
         self.limiter = RateLimiter(
-            settings.key_rate, settings.key_burst, settings.tenant_rate, settings.tenant_burst
+            settings.key_rate,
+            settings.key_burst,
+            settings.tenant_rate,
+            settings.tenant_burst,
+            settings.source_rate,
+            settings.source_burst,
+            settings.source_ip_rate,
+            settings.source_ip_burst,
         )
         self.worker: Worker | None = None
         self.session: aiohttp.ClientSession | None = None

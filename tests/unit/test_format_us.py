@@ -31,3 +31,23 @@ def test_whole_seconds_and_edges() -> None:
     assert format_us(1_763_935_140_123_456) == "2025-11-23T21:59:00.123456Z"
     assert format_us(LAST) == "9999-12-31T23:59:59.999999Z"
     assert format_us(FIRST) == "0001-01-01T00:00:00Z"
+
+
+@given(st.integers(min_value=FIRST // 1_000_000, max_value=LAST // 1_000_000))
+def test_the_fallback_calendar_agrees_with_datetime_inside_the_range(seconds: int) -> None:
+    from switchboard.envelope import _civil_second
+
+    assert _civil_second(seconds) + "Z" == format_us(seconds * 1_000_000)
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_any_stored_integer_formats_without_raising(us: int) -> None:
+    text = format_us(us)
+    assert text.endswith("Z")
+    if not FIRST <= us <= LAST:
+        assert text[0] in "+-"  # an expanded ISO 8601 year
+
+
+def test_outside_the_range_uses_expanded_years() -> None:
+    assert format_us(LAST + 1) == "+10000-01-01T00:00:00Z"
+    assert format_us(FIRST - 1) == "+0000-12-31T23:59:59.999999Z"

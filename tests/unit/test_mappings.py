@@ -506,6 +506,13 @@ def test_time_normalization(raw: Any, tz: str, expected: str | None) -> None:
     assert normalize_time(raw, tz) == expected
 
 
+@pytest.mark.security
+@pytest.mark.parametrize("raw", ["9" * 400, 1e300])
+def test_an_epoch_time_past_any_calendar_is_a_value_error(raw: Any) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        normalize_time(raw)
+
+
 def test_durations() -> None:
     assert [parse_duration(v) for v in ("90s", "30m", "24h", "7d", 60)] == [
         90,

@@ -10,12 +10,18 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from switchboard.auth import Principal
 from switchboard.envelope import TYPE_GLOB_RE, EnvelopeError, parse_time
-from switchboard.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMedia
+from switchboard.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    StoreUnavailable,
+    UnsupportedMedia,
+)
 from switchboard.hub import Hub
 from switchboard.store import Scope
 
@@ -107,11 +113,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the server's body timeout closed it, or the client left
+        raise RequestTimeout() from None
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").strip().lower() == "gzip":
         # a bounded decompression: a small bomb must not expand past the limit in memory

@@ -102,10 +102,33 @@ async def _read_events(request: Request, limit: int) -> list[Any]:
     if media == cloudevents.BATCH:
         return cloudevents.from_batch(await read_json(request, limit, (media,)))
     if cloudevents.is_binary(request.headers):
-        body = await read_body(request, limit)
+        body = await _read_binary_body(request, limit)
         return [_mapped(lambda: cloudevents.from_binary(request.headers, body))]
     body = await read_json(request, limit)
     return body if isinstance(body, list) else [body]
+
+
+async def _read_binary_body(request: Request, limit: int) -> bytes:
+    """A binary-mode event's body. Its `ce-*` headers become attributes and context, so they
+    count toward the event size limit with the body (413 naming the largest header)."""
+    sizes = {
+        name.decode("latin-1"): len(name) + len(value)
+        for name, value in request.scope["headers"]
+        if name.startswith(b"ce-")
+    }
+    headers = sum(sizes.values())
+    largest = max(sizes, key=lambda n: sizes[n])  # ce-specversion at least is there
+    problem = (
+        f"the ce-* headers ({headers} bytes, the largest {largest}) and the body together are "
+        f"over the event size limit of {limit} bytes"
+    )
+    details = [{"path": largest, "message": f"{sizes[largest]} bytes"}]
+    if headers >= limit:
+        raise PayloadTooLarge(problem, details=details)
+    try:
+        return await read_body(request, limit - headers)
+    except PayloadTooLarge:
+        raise PayloadTooLarge(problem, details=details) from None
 
 
 def _mapped(convert: Any) -> Any:

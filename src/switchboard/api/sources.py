@@ -180,8 +180,10 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def _receive_webhook(request: Request, h: Hub) -> Response:
-    body = await read_body(request, h.settings.max_body_bytes)
+    # the client address is the TCP peer, or what a trusted proxy says (server.server_config)
     remote = request.client.host if request.client else None
+    h.limiter.check_source(request.path_params["source_id"], remote)  # before any work
+    body = await read_body(request, h.settings.max_body_bytes)
     reply = await inbound(request).receive(
         request.path_params["source_id"], dict(request.headers), body, remote
     )

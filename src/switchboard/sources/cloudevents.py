@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from switchboard.envelope import EnvelopeError
+from switchboard.envelope import EnvelopeError, parse_time
 
 __all__ = [
     "BATCH",
@@ -58,6 +58,8 @@ def from_structured(doc: Any, index: str = "") -> dict[str, Any]:
     ]
     if errors:
         raise EnvelopeError(errors)
+    if doc.get("time") is not None:  # checked here so a batch's answer names `/<i>/time`
+        parse_time(doc["time"], f"{index}/time")
     if "data_base64" in doc and doc["data_base64"] is not None:
         data: dict[str, Any] = {"data_base64": doc["data_base64"]}
     else:
@@ -107,6 +109,8 @@ def from_binary(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         lowered = name.lower()
         if lowered.startswith("ce-") and len(lowered) > 3:
             attrs[lowered[3:]] = unquote(value)
+    if "time" in attrs:
+        parse_time(attrs["time"], "ce-time")
     ctype = headers.get("content-type")
     if ctype:
         attrs["datacontenttype"] = ctype

@@ -59,7 +59,10 @@ def normalize_time(value: Any, tz: str = "Z") -> str | None:
             seconds /= 1_000_000
         elif abs(seconds) > 1e11:
             seconds /= 1000
-        return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+        try:
+            return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+        except (OverflowError, OSError):  # `1e300`: past what a calendar names
+            raise ValueError(f"the epoch time {value!r} is out of range") from None
     if not isinstance(value, str):
         raise ValueError(f"not a time: {type(value).__name__}")
     text = value.strip()

@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from switchboard.envelope import EnvelopeError, format_us, parse_time
+from switchboard.envelope import (
+    MAX_TIME_US,
+    MIN_TIME_US,
+    TIME_RANGE,
+    EnvelopeError,
+    format_us,
+    parse_time,
+)
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -41,19 +48,30 @@ def normalize_event_name(name: str) -> str:
     return text[:200]
 
 
-def _when(msg: dict[str, Any], received_us: int) -> str | None:
+def _when(msg: dict[str, Any], received_us: int, index: str) -> str | None:
     """Segment's own rule: ``timestamp`` if given; else ``originalTimestamp`` corrected for the
-    client's clock skew with ``sentAt`` (receivedAt − (sentAt − originalTimestamp))."""
+    client's clock skew with ``sentAt`` (receivedAt − (sentAt − originalTimestamp)). Each is
+    checked where it is read, so a bad one is refused under its own name; so is a skew that
+    moves the time out of the representable range."""
     if msg.get("timestamp"):
-        return str(msg["timestamp"])
+        return format_us(parse_time(msg["timestamp"], f"{index}/timestamp"))
     original, sent = msg.get("originalTimestamp"), msg.get("sentAt")
-    if original and sent:
-        try:
-            skew = parse_time(sent, "/sentAt") - parse_time(original, "/originalTimestamp")
-        except EnvelopeError:
-            return str(original)
-        return format_us(received_us - skew)
-    return str(original) if original else None
+    if not original:
+        return None
+    at = parse_time(original, f"{index}/originalTimestamp")
+    if sent:
+        at = received_us - (parse_time(sent, f"{index}/sentAt") - at)
+        if not MIN_TIME_US <= at <= MAX_TIME_US:
+            raise EnvelopeError(
+                [
+                    {
+                        "path": f"{index}/sentAt",
+                        "message": "corrected by sentAt, originalTimestamp is outside the "
+                        f"representable range {TIME_RANGE} in UTC",
+                    }
+                ]
+            )
+    return format_us(at)
 
 
 def _object(msg: dict[str, Any], key: str, index: str) -> dict[str, Any]:
@@ -110,7 +128,7 @@ def to_native(msg: Any, kind: str | None, received_us: int, index: str = "") -> 
         "type": etype,
         "data": data,
         "context": context,
-        "time": _when(msg, received_us),
+        "time": _when(msg, received_us, index),
     }
     if subject is not None:
         native["subject"] = str(subject)
