@@ -315,6 +315,12 @@ def sources_create(
     preset_config: Annotated[
         str | None, typer.Option(help="The preset's settings as JSON, e.g. '{\"headers\": […]}'.")
     ] = None,
+    mapping_version: Annotated[
+        str | None, typer.Option(help="Pin this version of the mapping; default: the newest.")
+    ] = None,
+    event_source: Annotated[
+        str | None, typer.Option(help="The `source` of the events made; default: the mapping.")
+    ] = None,
     secret: Annotated[
         str | None, typer.Option(help="The provider's signing secret; default: generated.")
     ] = None,
@@ -323,8 +329,13 @@ def sources_create(
 ) -> None:
     """Create a source; prints its receiving URL (and a generated secret, once)."""
     body: dict[str, Any] = {"name": name, "preset": preset}
-    if mapping:
-        body["mapping"] = mapping
+    for field, value in (
+        ("mapping", mapping),
+        ("mapping_version", mapping_version),
+        ("event_source", event_source),
+    ):
+        if value:
+            body[field] = value
     if preset_config:
         body["preset_config"] = _json_option(preset_config, "--preset-config")
     if secret:
