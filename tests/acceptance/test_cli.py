@@ -291,6 +291,7 @@ def test_a_failure_the_dlq_round_trip_and_a_replay_with_the_cli(
         "1",
     )
     assert "switchboard.delivery_dead" in tail.stdout
+    assert "destination_name=crm" in tail.stdout  # the hub's events in words, not dst_ ids
     # retrying: an unknown id fails, no ids asks (here: refuses without a terminal)
     unknown = run(env, "dlq", "retry", "dlv_nope", ok=False)
     assert unknown.returncode == 1 and "dlv_nope" in unknown.stderr

@@ -32,6 +32,7 @@ from switchboard.cli.common import (
 )
 from switchboard.client import encode_event
 
+INTERNAL_NOISE = {"destination_id", "event_id"}  # ids the other fields already stand for
 events_app = typer.Typer(help="Read the tenant's events.", no_args_is_help=True)
 
 
@@ -191,8 +192,14 @@ def _print_event(e: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(e)
         return
-    data = json.dumps(e.get("data"), ensure_ascii=False)
-    if len(data) > 160:
-        data = data[:159] + "…"
+    if e["type"].startswith("switchboard.") and isinstance(e.get("data"), dict):
+        # The hub's own events: what happened to which delivery, by destination name.
+        data = " ".join(
+            f"{k}={v}" for k, v in e["data"].items() if k not in INTERNAL_NOISE and v is not None
+        )
+    else:
+        data = json.dumps(e.get("data"), ensure_ascii=False)
+        if len(data) > 160:
+            data = data[:159] + "…"
     subject = f" {e['subject']}" if e.get("subject") else ""
     print(f"{short_time(e.get('time'))}  {e['type']}{subject}  {e['id']}  {data}", flush=True)

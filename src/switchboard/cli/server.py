@@ -156,7 +156,8 @@ def quickstart(
     event = example or {"type": "lead.created", "data": {}}
     err.print(
         f"\n[bold green]Switchboard is ready[/bold green] — {len(dirs)} example catalogs applied "
-        f"to {shown_url(s.database_url)}"
+        f"to {shown_url(s.database_url)}",
+        soft_wrap=True,
     )
     if secret is not None:
         what = "reusing" if existed else "created"
