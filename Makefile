@@ -7,14 +7,21 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench bench-quick install clean sdk-typescript
 
 $(STAMP): pyproject.toml
+	@echo "==> Setting up: a virtualenv in $(VENV) with Switchboard and its dependencies."
+	@echo "    The first time this takes a minute or two; later runs skip it."
 	test -d $(VENV) || $(PY) -m venv $(VENV)
+	@echo "==> Upgrading pip"
 	$(BIN)/pip install -q --upgrade pip
+	@echo "==> Installing Switchboard (editable) with its dev tools"
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+	@echo "==> Installed. \`$(BIN)/switchboard --help\` lists every command."
 
 install: $(STAMP)
 
 run: $(STAMP)
+	@echo "==> switchboard quickstart: migrate the database, apply the example catalogs,"
+	@echo "    create the demo tenant and its key, then serve the API (Ctrl-C stops it)."
 	$(BIN)/switchboard quickstart
 
 test: $(STAMP)

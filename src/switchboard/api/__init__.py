@@ -24,11 +24,18 @@ from switchboard.hub import Hub, tune_gc
 
 log = logging.getLogger("switchboard.api")
 
+# Swagger UI comes from the swagger-ui-bundle-v2 package and is served by the hub itself, so
+# /docs works on a network without Internet access and no visit is reported to a third party.
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
 DOCS_HTML = """<!doctype html><html><head><title>Switchboard API</title>
-<meta charset="utf-8"><link rel="stylesheet"
-href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head><body>
-<div id="ui"></div><script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js">
-</script><script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<meta charset="utf-8"><link rel="icon" href="/docs/assets/favicon-32x32.png">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body>
+<div id="ui"></div><script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
 <noscript>The raw document is at <a href="/openapi.json">/openapi.json</a>.</noscript>
 </body></html>"""
 
@@ -63,6 +70,21 @@ async def openapi(request: Request) -> Response:
 
 async def docs(request: Request) -> Response:
     return HTMLResponse(DOCS_HTML)
+
+
+async def docs_asset(request: Request) -> Response:
+    """One of Swagger UI's files, from the installed package (a fixed list: no path walking)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    name = request.path_params["name"]
+    if name not in DOCS_ASSETS:
+        raise HTTPException(404, "no such asset")
+    body = (swagger_ui_path / name).read_bytes()
+    return Response(
+        body,
+        media_type=DOCS_ASSETS[name],
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -177,6 +199,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             Route("/health/detailed", health_detailed),
             Route("/openapi.json", openapi),
             Route("/docs", docs),
+            Route("/docs/assets/{name}", docs_asset),
             *events.routes,
             *catalog.routes,
             *admin.routes,

@@ -1675,6 +1675,24 @@ def _health_paths() -> list[Operation]:
                 {"200": {"description": "HTML", "content": {"text/html": {"schema": _s()}}}},
             ),
         ),
+        (
+            "/docs/assets/{name}",
+            "get",
+            {
+                **op(
+                    "docsAsset",
+                    "API reference page assets",
+                    "Swagger UI's stylesheet, script and icon, served from the installed "
+                    "package (no third-party CDN): swagger-ui.css, swagger-ui-bundle.js, "
+                    "favicon-32x32.png.",
+                    {
+                        "200": {"description": "The file."},
+                        "404": {"description": "Not one of the page's assets."},
+                    },
+                ),
+                "parameters": [_path("name", "The asset's file name.")],
+            },
+        ),
     ]
 
 
