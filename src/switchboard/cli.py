@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
 import time
@@ -395,6 +396,9 @@ def events_list(
     raise typer.Exit(0 if status == 200 else 1)
 
 
+LOCAL_DEMO_EGRESS = "127.0.0.0/8"
+
+
 @app.command()
 def quickstart(
     catalogs: Annotated[Path | None, typer.Option(help="Folder of catalog folders.")] = None,
@@ -402,6 +406,14 @@ def quickstart(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
     """Migrate, apply the example catalogs, create a demo tenant and key, then serve."""
+    # The local demo delivers to receivers on this machine, which `serve` refuses (egress.py).
+    os.environ["SWITCHBOARD_EGRESS_ALLOW"] = ",".join(
+        filter(None, [os.environ.get("SWITCHBOARD_EGRESS_ALLOW", ""), LOCAL_DEMO_EGRESS])
+    )
+    err.print(
+        f"[yellow]egress: this demo lets deliveries reach {LOCAL_DEMO_EGRESS} (this machine); "
+        "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
+    )
     settings = _settings()
     root = catalogs or Path(settings.catalogs_dir)
     dirs = (

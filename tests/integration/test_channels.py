@@ -32,6 +32,8 @@ from switchboard.channels.registry import (
 )
 from switchboard.channels.slack import SlackChannel
 from switchboard.channels.whatsapp import WhatsAppChannel, normalize_phone
+from switchboard.egress import Policy, connector
+from tests.conftest import LOOPBACK
 
 GATEWAY_SECRET = "gw-secret-0123456789"
 ZAPI_TOKEN = "zapi-token-abcdef"
@@ -142,8 +144,9 @@ async def providers() -> AsyncIterator[Providers]:
 
 @pytest.fixture
 async def ctx() -> AsyncIterator[ChannelContext]:
-    async with aiohttp.ClientSession() as session:
-        yield ChannelContext(session=session)
+    policy = Policy.parse(LOOPBACK)  # the hub's guard, with the test servers' loopback allowed
+    async with aiohttp.ClientSession(connector=connector(policy)) as session:
+        yield ChannelContext(session=session, egress=policy)
 
 
 # --- Slack -----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from switchboard.api.common import (
     type_glob_problem,
 )
 from switchboard.channels import Destination
-from switchboard.channels.registry import check_destination_config
+from switchboard.channels.registry import check_destination_config, check_destination_egress
+from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
 from switchboard.errors import BadRequest, NotFound, Unprocessable
 from switchboard.router import RouteError, parse_route
@@ -63,7 +64,9 @@ def destination_json(d: Destination, reveal: bool = False) -> dict[str, Any]:
     }
 
 
-def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -> Destination:
+def parse_destination(
+    body: Any, tenant_id: str, existing: Destination | None, egress: Policy
+) -> Destination:
     """Validate a destination body; every problem names its field."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a destination object")
@@ -77,6 +80,7 @@ def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -
         problems.append("config: must be an object")
         config = {}
     problems += check_destination_config(str(kind), config)
+    problems += check_destination_egress(config, egress)
     secrets = body.get("secrets")
     if secrets is None:
         secrets = (
@@ -147,7 +151,7 @@ async def create_destination(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
     body = await read_json(request, 65536)
-    dest = parse_destination(body, p.tenant(), None)
+    dest = parse_destination(body, p.tenant(), None, h.egress)
     if await h.deliveries.get_destination(p.tenant(), dest.name) is not None:
         raise Unprocessable(f"a destination named {dest.name!r} exists; PATCH it instead")
     await h.deliveries.put_destination(dest, now_us())
@@ -160,7 +164,7 @@ async def update_destination(request: Request) -> Response:
     existing = await h.deliveries.get_destination(p.tenant(), request.path_params["ref"])
     if existing is None:
         raise NotFound("no destination with that id or name in this tenant")
-    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing)
+    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing, h.egress)
     await h.deliveries.put_destination(dest, now_us())
     return JSONResponse(destination_json(dest, reveal="secrets" in request.query_params))
 

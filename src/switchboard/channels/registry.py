@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from switchboard.egress import Policy
+
 __all__ = [
     "KINDS",
     "build_channels",
     "check_destination_config",
+    "check_destination_egress",
     "check_path",
     "check_template",
     "lookup",
@@ -152,3 +155,24 @@ def check_destination_config(kind: str, config: dict[str, Any]) -> list[str]:
     if not isinstance(config, dict):
         return ["config: must be an object"]
     return make(_NO_SESSION).check_config(config)
+
+
+# The config fields a channel connects to: URLs (webhook, slack, discord `url`; whatsapp
+# `base_url`) and the SMTP `host`.
+_URL_FIELDS = ("url", "base_url")
+
+
+def check_destination_egress(config: dict[str, Any], policy: Policy) -> list[str]:
+    """A destination naming a denied literal address or host name, refused when it is saved;
+    a name that resolves into a denied range is refused when the attempt connects."""
+    problems = []
+    for field in _URL_FIELDS:
+        if isinstance(config.get(field), str):
+            why = policy.url_problem(config[field])
+            if why:
+                problems.append(f"config.{field}: {why}")
+    if isinstance(config.get("host"), str) and config["host"]:
+        why = policy.host_problem(config["host"])
+        if why:
+            problems.append(f"config.host: {why}")
+    return problems

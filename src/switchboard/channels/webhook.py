@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from switchboard import signing, templates
+from switchboard import egress, signing, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
 
 _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
@@ -40,6 +40,8 @@ async def post(
 ) -> SendResult:
     """POST and classify the outcome; never raises for transport problems."""
     shown = signing.mask_headers(headers)
+    # the socket hook reads the destination's host name from here (egress.HOST)
+    token = egress.HOST.set(urlsplit(url).hostname)
     try:
         async with session.post(
             url,
@@ -62,6 +64,9 @@ async def post(
             False, error="timeout", message=f"no answer in {seconds} s", request_headers=shown
         )
     except aiohttp.ClientConnectionError as exc:
+        denied = egress.denied_in(exc)
+        if denied is not None:  # nothing was sent: no headers, no answer to keep
+            return SendResult(False, error="egress_denied", message=str(denied))
         return SendResult(
             False, error="connection", message=str(exc) or type(exc).__name__, request_headers=shown
         )
@@ -69,6 +74,8 @@ async def post(
         return SendResult(
             False, error="other", message=str(exc) or type(exc).__name__, request_headers=shown
         )
+    finally:
+        egress.HOST.reset(token)
 
 
 class WebhookChannel:
