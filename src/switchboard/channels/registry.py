@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from switchboard import templates
+from switchboard import masking, templates
 from switchboard.channels import Channel, ChannelContext
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ __all__ = [
     "check_path",
     "check_template",
     "lookup",
+    "public_config",
     "render_field",
     "render_transform",
 ]
@@ -176,3 +177,22 @@ def check_destination_egress(config: dict[str, Any], policy: Policy) -> list[str
         if why:
             problems.append(f"config.host: {why}")
     return problems
+
+
+def public_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as API answers show it: credentials in it masked (write-only). The custom
+    `headers` of a webhook are all taken for credentials, since their names say nothing sure."""
+    shown = dict(config)
+    for field in _URL_FIELDS:
+        if isinstance(shown.get(field), str):
+            # a Slack or Discord webhook URL ends in its token
+            last = kind in ("slack", "discord") and field == "url"
+            shown[field] = masking.mask_url(shown[field], last_segment=last)
+    if isinstance(shown.get("headers"), dict):
+        shown["headers"] = {
+            k: masking.mask_value(v) if isinstance(v, str) else v
+            for k, v in shown["headers"].items()
+        }
+    if isinstance(shown.get("client_token"), str):
+        shown["client_token"] = masking.mask_value(shown["client_token"])
+    return shown
