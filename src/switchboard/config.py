@@ -124,6 +124,12 @@ class Settings:
     replay_rate: float = _setting(
         500.0, _float, "Events per second a replay job re-routes (its own lane and limit)."
     )
+    source_unverified_kept: int = _setting(
+        100,
+        _int,
+        "Requests failing verification (or reaching a disabled source) kept per source in its "
+        "request log, newest first; each keeps headers, size, SHA-256 and the first KiB.",
+    )
     egress_allow: str = _setting(
         "",
         _egress_list,

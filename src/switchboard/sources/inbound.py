@@ -123,6 +123,7 @@ class Inbound:
     def __init__(self, hub: Hub, library: MappingLibrary) -> None:
         self.hub = hub
         self.library = library
+        self.unverified_kept = hub.settings.source_unverified_kept
 
     async def mapping(self, tenant_id: str, name: str, version: str | None) -> Mapping | None:
         """A shipped mapping or one of the tenant's own (they win on the same name+version)."""
@@ -159,7 +160,9 @@ class Inbound:
             status=Status.ERROR,
         )
         if not source.enabled:
-            await sql.record_request(store, _replace(req, status=Status.DISABLED), 0)
+            await sql.record_request(
+                store, _replace(req, status=Status.DISABLED), 0, self.unverified_kept
+            )
             return _error_reply(Status.DISABLED, "not_found", "this source is disabled", request_id)
         try:
             check_ip(remote_ip or "", source.ip_allowlist)
@@ -169,7 +172,10 @@ class Inbound:
                 Status.FORBIDDEN if exc.reason == "ip_not_allowed" else Status.FAILED_VERIFICATION
             )
             await sql.record_request(
-                store, _replace(req, status=status, verification_error=f"{exc.reason}: {exc}"), 0
+                store,
+                _replace(req, status=status, verification_error=f"{exc.reason}: {exc}"),
+                0,
+                self.unverified_kept,
             )
             log.warning(
                 "inbound verification failed",
