@@ -1640,7 +1640,8 @@ def _health_paths() -> list[Operation]:
             op(
                 "healthDetailed",
                 "Store health",
-                "Store reachability, migration revision and row counts.",
+                "Store reachability and migration revision, for anyone; with an admin key "
+                "also the row counts (they span every tenant). Any other key is refused.",
                 {
                     "200": _ok(_ref("Health"), "Healthy."),
                     "503": _ok(_ref("Health"), "Degraded: the store is unreachable or behind."),
