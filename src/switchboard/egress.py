@@ -15,7 +15,9 @@ names) > the built-in denied ranges > allowed.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -75,6 +77,32 @@ DENIED_RANGES: tuple[IPNetwork, ...] = tuple(
 )
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class _Spans:
+    """Networks as merged, sorted integer ranges per IP version: a lookup is one bisect."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, nets: Iterable[IPNetwork]) -> None:
+        self.starts: dict[int, list[int]] = {4: [], 6: []}
+        self.ends: dict[int, list[int]] = {4: [], 6: []}
+        for net in sorted(nets, key=lambda n: (n.version, int(n.network_address))):
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            starts, ends = self.starts[net.version], self.ends[net.version]
+            if ends and lo <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], hi)
+            else:
+                starts.append(lo)
+                ends.append(hi)
+
+    def __contains__(self, ip: IPAddress) -> bool:
+        n = int(ip)
+        i = bisect.bisect_right(self.starts[ip.version], n) - 1
+        return i >= 0 and n <= self.ends[ip.version][i]
+
+
+_DENIED_SPANS = _Spans(DENIED_RANGES)
 
 # The host name a connection is being made for; `webhook.post` sets it so an allowed *name*
 # can be honoured at the socket, where only the address is known. Unset: names are not allowed.
@@ -148,16 +176,23 @@ class Policy:
         """May a connection for `host` (the name in the destination) go to `address`?"""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         plain = _unwrap(ip)
-        forms = (ip, plain) if plain is not ip else (ip,)
-        if any(f in net for f in forms for net in self.deny_nets if f.version == net.version):
+        if ip in self._deny or plain in self._deny:
             return False
         if host is not None and self.deny_names and _name_matches(host, self.deny_names):
             return False
         if host is not None and self.allow_names and _name_matches(host, self.allow_names):
             return True
-        if any(f in net for f in forms for net in self.allow_nets if f.version == net.version):
+        if ip in self._allow or plain in self._allow:
             return True
-        return not any(f in net for f in forms for net in DENIED_RANGES if f.version == net.version)
+        return ip not in _DENIED_SPANS and plain not in _DENIED_SPANS
+
+    @functools.cached_property
+    def _deny(self) -> _Spans:
+        return _Spans(self.deny_nets)
+
+    @functools.cached_property
+    def _allow(self) -> _Spans:
+        return _Spans(self.allow_nets)
 
     def host_problem(self, host: str) -> str | None:
         """Why a destination naming `host` is refused before any lookup, or None.

@@ -72,13 +72,13 @@ def mask_headers(
 ) -> dict[str, str]:
     """A copy of `headers` safe to show: credential headers (by name, or named in `also`, or
     carrying one of `secrets`) keep at most their last 4 characters."""
-    lowered_also = {n.lower() for n in also}
+    lowered_also = {n.lower() for n in also} if also else None
     masked: dict[str, str] = {}
     for name, value in headers.items():
         if (
             sensitive_header(name)
-            or name.lower() in lowered_also
-            or any(s and s in value for s in secrets)
+            or (lowered_also is not None and name.lower() in lowered_also)
+            or (secrets and any(s and s in value for s in secrets))
         ):
             masked[name] = mask_value(value)
         else:
