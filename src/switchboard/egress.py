@@ -149,11 +149,19 @@ def _name_matches(host: str, names: Iterable[str]) -> bool:
 
 
 def literal_ip(host: str) -> IPAddress | None:
-    """The address if `host` is an IP literal (``[::1]`` brackets allowed), else None."""
+    """The address if `host` is an IP literal (``[::1]`` brackets allowed), else None; the
+    legacy IPv4 forms a resolver also reads as addresses count (``127.1``, ``0x7f.1``,
+    ``2130706433``)."""
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
-        return None
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 @dataclass(frozen=True)

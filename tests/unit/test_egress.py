@@ -112,7 +112,10 @@ def test_host_problem_refuses_literals_and_denied_names_only() -> None:
         "10.0.0.1",
     ):
         assert policy.host_problem(host), host
+    for legacy in ("127.1", "0x7f.1", "2130706433", "017700000001"):  # what resolvers read
+        assert policy.host_problem(legacy), legacy
     assert policy.host_problem("blocked.example")
+    assert policy.host_problem("cafe.example") is None  # hex letters, but a name
     assert policy.host_problem("localhost") is None  # a name: checked when it is connected to
     assert policy.host_problem("8.8.8.8") is None
     assert policy.url_problem("http://[::ffff:127.0.0.1]:8080/x")
