@@ -119,6 +119,7 @@ def test_host_problem_refuses_literals_and_denied_names_only() -> None:
     assert policy.host_problem("localhost") is None  # a name: checked when it is connected to
     assert policy.host_problem("8.8.8.8") is None
     assert policy.url_problem("http://[::ffff:127.0.0.1]:8080/x")
+    assert policy.url_problem("http://hooks.example.com@127.0.0.1:8080/x")  # userinfo trick
     assert policy.url_problem("https://hooks.example.com/x") is None
 
 
