@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiosmtpd.controller import Controller
 
 from switchboard.channels import Destination
+from switchboard.channels.webhook import post
 from switchboard.config import Settings
+from switchboard.egress import EgressDenied, GuardedResolver, Policy
 from switchboard.envelope import now_us
 from switchboard.signing import generate_secret
 from tests.conftest import Api, fresh_database, serve
@@ -253,3 +257,50 @@ async def test_stored_internal_destinations_of_every_channel_are_refused_at_the_
     await _refused_everywhere(api, key, list(configs))
     assert internal.connections == 0
     assert smtp.seen.greeted == 0 and smtp.seen.envelopes == []
+
+
+class Rebinding(AbstractResolver):
+    """A DNS rebinding: `answers` in turn (the last one repeated), as a name whose owner changes
+    its answer between a check and the connection would give them. Only resolves: nothing here
+    connects to the public address."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        ip = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return [
+            {
+                "hostname": host,
+                "host": ip,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_every_lookup_is_checked_so_a_rebinding_name_is_refused() -> None:
+    resolver = GuardedResolver(Policy(), Rebinding("93.184.216.34", "127.0.0.1"))
+    [first] = await resolver.resolve("rebind.test", 80)
+    assert first["host"] == "93.184.216.34"
+    with pytest.raises(EgressDenied):
+        await resolver.resolve("rebind.test", 80)
+
+
+async def test_the_socket_hook_alone_refuses_the_address_connected_to(internal: Internal) -> None:
+    """Even behind a resolver that checks nothing (the answer changed after a check), the socket
+    factory sees the final address and refuses it: the internal service gets no connection."""
+    connector = aiohttp.TCPConnector(
+        resolver=Rebinding("127.0.0.1"), socket_factory=Policy().socket_factory()
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        result = await post(session, f"http://rebind.test:{internal.port}/x", b"{}", {}, 5.0)
+    assert result.error == "egress_denied" and not result.response, result
+    assert internal.connections == 0
