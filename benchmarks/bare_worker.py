@@ -27,6 +27,7 @@ import uvloop
 from switchboard.channels import ChannelContext, Destination, Outbound
 from switchboard.channels.webhook import WebhookChannel
 from switchboard.config import Settings
+from switchboard.egress import Policy, connector
 from switchboard.envelope import Event
 from switchboard.hub import tune_gc
 from switchboard.store import open_store
@@ -39,7 +40,8 @@ async def drain(database_url: str, tenant: str, count: int, concurrency: int) ->
     store = open_store(Settings.from_env({}, database_url=database_url))
     await store.open()
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+        # guarded as the hub's client is, with the receivers' loopback allowed
+        connector=connector(Policy.parse("127.0.0.0/8"), limit=0, limit_per_host=0),
         cookie_jar=aiohttp.DummyCookieJar(),  # as the hub's client
     )
     deliveries = DeliveryStore(store)

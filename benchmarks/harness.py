@@ -29,6 +29,7 @@ BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get(
     "SWITCHBOARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+LOOPBACK = "127.0.0.0/8"  # benchmark receivers listen here; the egress guard refuses it by default
 LUA = Path(__file__).resolve().parent / "ingest.lua"
 
 
@@ -161,6 +162,7 @@ def hub_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
         "SWITCHBOARD_KEY_RATE": "0",
         "SWITCHBOARD_TENANT_RATE": "0",
         "SWITCHBOARD_RUN_WORKER": "0",
+        "SWITCHBOARD_EGRESS_ALLOW": LOOPBACK,  # the receivers listen on this machine
     }
     env.update(extra)
     return env

@@ -25,6 +25,9 @@ from switchboard.store import Tenant
 from tests.services import require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
+# Test receivers listen on 127.0.0.1, which the egress guard refuses by default: the shared
+# fixtures allow it explicitly (tests of the guard itself build hubs without it).
+LOOPBACK = "127.0.0.0/8"
 
 
 @contextlib.asynccontextmanager
@@ -119,13 +122,18 @@ async def serve(settings: Settings) -> AsyncIterator[Api]:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     async with fresh_database(request.param, tmp_path) as url:
-        settings = Settings(database_url=url, key_rate=0, tenant_rate=0)
+        settings = Settings(database_url=url, key_rate=0, tenant_rate=0, egress_allow=LOOPBACK)
         async with serve(settings) as a:
             yield a
 
 
 @pytest.fixture
 async def sqlite_api(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", key_rate=0, tenant_rate=0)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        key_rate=0,
+        tenant_rate=0,
+        egress_allow=LOOPBACK,
+    )
     async with serve(settings) as a:
         yield a

@@ -64,6 +64,13 @@ def _cidrs(name: str, raw: str) -> str:
     return raw
 
 
+def _egress_list(name: str, raw: str) -> str:
+    from switchboard.egress import Policy  # the parser lives beside the policy it feeds
+
+    Policy.parse(**{name.removeprefix("SWITCHBOARD_EGRESS_").lower(): raw})
+    return raw
+
+
 def _setting(default: Any, parse: Callable[[str, str], Any], doc: str) -> Any:
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -165,6 +172,24 @@ class Settings:
     )
     replay_rate: float = _setting(
         500.0, _float, "Events per second a replay job re-routes (its own lane and limit)."
+    )
+    source_unverified_kept: int = _setting(
+        100,
+        _int,
+        "Requests failing verification (or reaching a disabled source) kept per source in its "
+        "request log, newest first; each keeps headers, size, SHA-256 and the first KiB.",
+    )
+    egress_allow: str = _setting(
+        "",
+        _egress_list,
+        "CIDRs and host names (`*.corp.example` for a whole domain) deliveries may reach although "
+        "they are in a denied range; comma-separated. `quickstart` adds `127.0.0.0/8`.",
+    )
+    egress_deny: str = _setting(
+        "",
+        _egress_list,
+        "CIDRs and host names deliveries may never reach, on top of the built-in loopback, "
+        "private, link-local, CGNAT, multicast and reserved ranges; wins over the allow list.",
     )
     catalogs_dir: str = _setting(
         "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."

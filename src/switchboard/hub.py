@@ -16,6 +16,7 @@ from switchboard.channels import ChannelContext
 from switchboard.channels.registry import build_channels
 from switchboard.config import Settings
 from switchboard.delivery import Worker
+from switchboard.egress import Policy, connector
 from switchboard.ingest import Ingestor
 from switchboard.registry import Registry
 from switchboard.router import Route, RouteCache, parse_route
@@ -49,6 +50,8 @@ class Hub:
         self.routes = RouteCache(self.load_routes)
         self.ingestor = Ingestor(self.store, self.registry, self.routes, self._wake_worker)
         self.auth = Authenticator(self.store)
+        # every outbound connection of every channel goes through this policy (egress.py)
+        self.egress = Policy.parse(settings.egress_allow, settings.egress_deny)
         self.limiter = RateLimiter(
             settings.key_rate,
             settings.key_burst,
@@ -71,10 +74,12 @@ class Hub:
         # One client sends for every tenant, so it keeps no cookies: a cookie one tenant's
         # endpoint sets must never go out with another tenant's delivery to the same host.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            connector=connector(self.egress, limit=0, limit_per_host=0, ttl_dns_cache=300),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        channels = build_channels(ChannelContext(self.session, inbox=self.deliveries))
+        channels = build_channels(
+            ChannelContext(self.session, inbox=self.deliveries, egress=self.egress)
+        )
         self.worker = Worker(self.settings, self.store, channels, self.routes)
         run = self.settings.run_worker if worker is None else worker
         if run:

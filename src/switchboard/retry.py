@@ -43,7 +43,7 @@ class Outcome:
     """What one attempt produced."""
 
     status: int | None = None  # HTTP status, None if no response arrived
-    error: Literal["timeout", "connection", "other"] | None = None
+    error: Literal["timeout", "connection", "egress_denied", "other"] | None = None
     retry_after: str | None = None  # the raw Retry-After header: seconds or an HTTP-date
 
 
@@ -121,6 +121,8 @@ def decide(
     if status == 410:
         return Decision(Verdict.DISABLE, None, "http 410: the receiver is gone")
 
+    if outcome.error == "egress_denied":  # the same address would be refused again: no retry
+        return Decision(Verdict.DEAD, None, "egress_denied: the destination's address is denied")
     why = _describe(outcome)
     if attempt >= len(policy.schedule):
         return Decision(Verdict.DEAD, None, f"{why}; gave up after {attempt} attempts")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from switchboard.errors import SwitchboardError
+from switchboard.masking import mask_headers  # re-exported: the channels and sources use it
 
 __all__ = [
     "PRESETS",
@@ -399,30 +400,6 @@ def verify(
 
 
 # --- logging and tracing ---------------------------------------------------------------------
-
-_SENSITIVE_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SENSITIVE_PARTS = ("secret", "token", "signature", "key", "password")
-
-
-def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `headers` safe to log: credentials keep their first 4 characters and ``…``.
-
-    Values of 8 characters or fewer are masked entirely, since 4 of them would give half away.
-    """
-    masked: dict[str, str] = {}
-    for name, value in headers.items():
-        if _sensitive(name):
-            masked[name] = value[:4] + "…" if len(value) > 8 else "…"
-        else:
-            masked[name] = value
-    return masked
-
-
-@functools.lru_cache(maxsize=4096)  # header names repeat: decide once per name
-def _sensitive(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in _SENSITIVE_NAMES or any(p in lowered for p in _SENSITIVE_PARTS)
-
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")

@@ -170,6 +170,7 @@ class Cluster:
             "worker_poll": 0.1,
             "internal_events": "",
             "log_level": "INFO",
+            "egress_allow": "127.0.0.0/8",  # the test receivers listen on loopback
             **settings,
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}

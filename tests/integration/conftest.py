@@ -16,7 +16,7 @@ from aiohttp import web
 
 from switchboard.config import Settings
 from switchboard.delivery import Worker
-from tests.conftest import Api, fresh_database, serve
+from tests.conftest import LOOPBACK, Api, fresh_database, serve
 
 
 @dataclass
@@ -91,7 +91,9 @@ class Clock:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def hub_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     async with fresh_database(request.param, tmp_path) as url:
-        settings = Settings(database_url=url, key_rate=0, tenant_rate=0, run_worker=0)
+        settings = Settings(
+            database_url=url, key_rate=0, tenant_rate=0, run_worker=0, egress_allow=LOOPBACK
+        )
         async with serve(settings) as a:
             yield a
 

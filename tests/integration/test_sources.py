@@ -92,7 +92,7 @@ async def test_stripe_webhook_becomes_one_billing_event_despite_retries(api: Api
         mapping="stripe",
         event_source="stripe",
     )
-    assert source["secrets"] == ["whse…"]
+    assert source["secrets"] == ["whsec_…"]  # the kind of secret, nothing of it
     assert source["url"].endswith(f"/v1/sources/{source['id']}/webhook")
     body = orjson.dumps(STRIPE_PI_SUCCEEDED)
     status, reply = await _post(api, source, body, _stripe_headers(body))
@@ -179,7 +179,7 @@ async def test_standard_webhooks_preset_with_the_reference_library(api: Api) -> 
     _, key = await _tenant(api)
     source = await _source(api, key, name="svix", preset="svix")  # secret generated, shown once
     secret = source["secret"]
-    assert secret.startswith("whsec_") and source["secrets"] == [secret[:4] + "…"]
+    assert secret.startswith("whsec_") and source["secrets"] == ["whsec_…"]
     body = orjson.dumps({"type": "invoice.paid", "id": "inv_1"})
     now = datetime.now(UTC)
     signature = Webhook(secret).sign("msg_1", now, body.decode())
@@ -481,7 +481,7 @@ async def test_request_log_is_filterable_and_paged(api: Api) -> None:
     _, ok, _ = await api.call("GET", base + "?verified=true&status=ignored", key)
     assert len(ok["data"]) == 2
     assert ok["data"][0]["body"] == {"a": 1}
-    assert ok["data"][0]["headers"]["x-gateway-secret"] == "tok-…"
+    assert ok["data"][0]["headers"]["x-gateway-secret"] == "…"  # 13 characters: none shown
     _, one, _ = await api.call("GET", f"{base}/{ok['data'][0]['id']}", key)
     assert one["id"] == ok["data"][0]["id"]
 

@@ -381,11 +381,11 @@ def test_mask_headers() -> None:
         }
     )
     assert masked == {
-        "Authorization": "Bear…",
-        "Cookie": "sess…",
-        "X-Gateway-Secret": "supe…",
-        "asaas-access-token": "$aac…",
-        "Webhook-Signature": "v1,a…",
+        "Authorization": "Bearer …",  # the scheme stays; 14 characters are too few to show any
+        "Cookie": "…ghij",  # at most the last 4 characters of 16 or more
+        "X-Gateway-Secret": "…alue",
+        "asaas-access-token": "…",
+        "Webhook-Signature": "…",
         "X-Api-Key": "…",
         "Content-Type": "application/json",
         "Webhook-Id": "msg_1",

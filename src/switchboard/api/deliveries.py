@@ -20,9 +20,15 @@ from switchboard.api.common import (
     type_glob_problem,
 )
 from switchboard.channels import Destination
-from switchboard.channels.registry import check_destination_config
+from switchboard.channels.registry import (
+    check_destination_config,
+    check_destination_egress,
+    public_config,
+)
+from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
 from switchboard.errors import BadRequest, NotFound, Unprocessable
+from switchboard.masking import mask_secret, restore_masked
 from switchboard.router import RouteError, parse_route
 from switchboard.signing import generate_secret
 from switchboard.store import Scope
@@ -42,17 +48,15 @@ DESTINATION_FIELDS = {
 }
 
 
-def _mask(secret: str) -> str:
-    return secret[:10] + "…" if len(secret) > 12 else "…"
-
-
 def destination_json(d: Destination, reveal: bool = False) -> dict[str, Any]:
+    """The API shape: credentials masked (write-only); `reveal` only for secrets the hub has
+    just generated, shown once in the answer that created them."""
     return {
         "id": d.id,
         "name": d.name,
         "kind": d.kind,
-        "config": d.config,
-        "secrets": list(d.secrets) if reveal else [_mask(s) for s in d.secrets],
+        "config": public_config(d.kind, d.config),
+        "secrets": list(d.secrets) if reveal else [mask_secret(s) for s in d.secrets],
         "timeout": d.timeout,
         "concurrency": d.concurrency,
         "rate_per_second": d.rate_per_second,
@@ -63,7 +67,9 @@ def destination_json(d: Destination, reveal: bool = False) -> dict[str, Any]:
     }
 
 
-def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -> Destination:
+def parse_destination(
+    body: Any, tenant_id: str, existing: Destination | None, egress: Policy
+) -> Destination:
     """Validate a destination body; every problem names its field."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a destination object")
@@ -76,7 +82,12 @@ def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -
     if not isinstance(config, dict):
         problems.append("config: must be an object")
         config = {}
+    elif existing is not None:  # masked values sent back as shown keep what is stored
+        config = restore_masked(
+            config, existing.config, public_config(existing.kind, existing.config)
+        )
     problems += check_destination_config(str(kind), config)
+    problems += check_destination_egress(config, egress)
     secrets = body.get("secrets")
     if secrets is None:
         secrets = (
@@ -91,6 +102,12 @@ def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -
     ):
         problems.append("secrets: a list of at most two strings (two during rotation)")
         secrets = []
+    elif existing is not None:
+        kept = list(existing.secrets)
+        secrets = [
+            kept[i] if i < len(kept) and s == mask_secret(kept[i]) and s != kept[i] else s
+            for i, s in enumerate(secrets)
+        ]
 
     def num(field: str, default: Any, lo: float, hi: float) -> Any:
         value = body.get(field, getattr(existing, field) if existing else default)
@@ -147,11 +164,13 @@ async def create_destination(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
     body = await read_json(request, 65536)
-    dest = parse_destination(body, p.tenant(), None)
+    dest = parse_destination(body, p.tenant(), None, h.egress)
     if await h.deliveries.get_destination(p.tenant(), dest.name) is not None:
         raise Unprocessable(f"a destination named {dest.name!r} exists; PATCH it instead")
     await h.deliveries.put_destination(dest, now_us())
-    return JSONResponse(destination_json(dest, reveal=True), status_code=201)
+    # a generated signing secret is shown this once; secrets the client sent it already has
+    generated = "secrets" not in body if isinstance(body, dict) else False
+    return JSONResponse(destination_json(dest, reveal=generated), status_code=201)
 
 
 async def update_destination(request: Request) -> Response:
@@ -160,9 +179,9 @@ async def update_destination(request: Request) -> Response:
     existing = await h.deliveries.get_destination(p.tenant(), request.path_params["ref"])
     if existing is None:
         raise NotFound("no destination with that id or name in this tenant")
-    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing)
+    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing, h.egress)
     await h.deliveries.put_destination(dest, now_us())
-    return JSONResponse(destination_json(dest, reveal="secrets" in request.query_params))
+    return JSONResponse(destination_json(dest))
 
 
 async def list_destinations(request: Request) -> Response:

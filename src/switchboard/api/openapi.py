@@ -1076,7 +1076,8 @@ def _delivery_paths() -> list[Operation]:
             "createDestination",
             dr,
             "Create a destination",
-            "A webhook is given a signing secret if none is sent; it is shown unmasked now.",
+            "A webhook is given a signing secret if none is sent; it is shown unmasked in this "
+            "answer only. Credentials sent are write-only: every answer masks them.",
             scope="manage",
             body=_ref("Destination"),
             ok={201: _ok(_ref("Destination"), "Created.")},
@@ -1107,10 +1108,10 @@ def _delivery_paths() -> list[Operation]:
             "updateDestination",
             dr,
             "Change a destination",
-            "Only the fields sent change (re-enable with enabled: true). `?secrets` shows "
-            "the secrets unmasked in the answer.",
+            "Only the fields sent change (re-enable with enabled: true). Credentials are "
+            "write-only: answers mask them, and a masked value sent back keeps the stored one.",
             scope="manage",
-            params=[ref, _query("secrets", "Reveal the secrets.", _s())],
+            params=[ref],
             body=_writable(_destination()),
             ok={200: _ok(_ref("Destination"))},
             errors=(404, 422),
@@ -1648,7 +1649,8 @@ def _health_paths() -> list[Operation]:
             op(
                 "healthDetailed",
                 "Store health",
-                "Store reachability, migration revision and row counts.",
+                "Store reachability and migration revision, for anyone; with an admin key "
+                "also the row counts (they span every tenant). Any other key is refused.",
                 {
                     "200": _ok(_ref("Health"), "Healthy."),
                     "503": _ok(_ref("Health"), "Degraded: the store is unreachable or behind."),

@@ -7,11 +7,13 @@ retries (``retry.decide`` does). Driver exceptions (aiohttp, SMTP) stay inside `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import aiohttp
 import msgspec
+
+from switchboard.egress import Policy
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class Destination:
 class SendResult(msgspec.Struct, frozen=True):
     ok: bool
     status: int | None = None  # HTTP status (or an SMTP reply code), None without a reply
-    error: Literal["timeout", "connection", "other"] | None = None
+    # egress_denied: the guard refused the address; nothing was sent and it is not retried
+    error: Literal["timeout", "connection", "egress_denied", "other"] | None = None
     message: str | None = None  # what went wrong, for the attempt log
     retry_after: str | None = None  # the raw Retry-After header, if any
     response: str = ""  # the reply body, truncated to 2 KiB
@@ -67,8 +70,9 @@ class Channel(Protocol):
 class ChannelContext:
     """Shared resources handed to every channel."""
 
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession  # built on egress.connector: it refuses denied addresses
     inbox: Any = None  # the store, for the inbox channel
+    egress: Policy = field(default_factory=Policy)  # for channels that connect themselves (SMTP)
 
 
 RESPONSE_LIMIT = 2048

@@ -8,6 +8,7 @@ attempt's status: 250 on success, 4xx (temporary) and 5xx (permanent) on refusal
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -16,7 +17,7 @@ from typing import Any
 
 import aiosmtplib
 
-from switchboard import templates
+from switchboard import egress, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
 from switchboard.channels.registry import check_path, check_template, lookup, render_field
 
@@ -157,13 +158,32 @@ class EmailChannel:
             )
         security = config.get("security", "starttls")
         timeout = destination.timeout
+        port = config.get("port") or DEFAULT_PORTS.get(security, 587)
+        try:
+            # resolved, checked and connected here; aiosmtplib gets the socket and keeps the
+            # name for TLS (server_hostname), so the guard sees the address really used
+            async with asyncio.timeout(timeout):
+                sock = await egress.connect_checked(self.ctx.egress, config["host"], port)
+        except egress.EgressDenied as exc:  # nothing was sent: no headers, no answer to keep
+            return SendResult(False, error="egress_denied", message=str(exc))
+        except TimeoutError:
+            return SendResult(
+                False, error="timeout", message=f"no answer in {timeout} s", request_headers=shown
+            )
+        except OSError as exc:
+            return SendResult(
+                False,
+                error="connection",
+                message=f"{type(exc).__name__}: {exc}",
+                request_headers=shown,
+            )
         try:
             refused, reply = await aiosmtplib.send(
                 msg,
                 sender=_sender(config),
                 recipients=recipients,
                 hostname=config["host"],
-                port=config.get("port") or DEFAULT_PORTS.get(security, 587),
+                sock=sock,
                 username=username,
                 password=password,
                 use_tls=security == "tls",

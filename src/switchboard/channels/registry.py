@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from switchboard import templates
+from switchboard import masking, templates
 from switchboard.channels import Channel, ChannelContext
 
 if TYPE_CHECKING:
@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from switchboard.egress import Policy
+
 __all__ = [
     "KINDS",
     "build_channels",
     "check_destination_config",
+    "check_destination_egress",
     "check_path",
     "check_template",
     "lookup",
+    "public_config",
     "render_field",
     "render_transform",
 ]
@@ -152,3 +156,43 @@ def check_destination_config(kind: str, config: dict[str, Any]) -> list[str]:
     if not isinstance(config, dict):
         return ["config: must be an object"]
     return make(_NO_SESSION).check_config(config)
+
+
+# The config fields a channel connects to: URLs (webhook, slack, discord `url`; whatsapp
+# `base_url`) and the SMTP `host`.
+_URL_FIELDS = ("url", "base_url")
+
+
+def check_destination_egress(config: dict[str, Any], policy: Policy) -> list[str]:
+    """A destination naming a denied literal address or host name, refused when it is saved;
+    a name that resolves into a denied range is refused when the attempt connects."""
+    problems = []
+    for field in _URL_FIELDS:
+        if isinstance(config.get(field), str):
+            why = policy.url_problem(config[field])
+            if why:
+                problems.append(f"config.{field}: {why}")
+    if isinstance(config.get("host"), str) and config["host"]:
+        why = policy.host_problem(config["host"])
+        if why:
+            problems.append(f"config.host: {why}")
+    return problems
+
+
+def public_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as API answers show it: credentials in it masked (write-only). The custom
+    `headers` of a webhook are all taken for credentials, since their names say nothing sure."""
+    shown = dict(config)
+    for field in _URL_FIELDS:
+        if isinstance(shown.get(field), str):
+            # a Slack or Discord webhook URL ends in its token
+            last = kind in ("slack", "discord") and field == "url"
+            shown[field] = masking.mask_url(shown[field], last_segment=last)
+    if isinstance(shown.get("headers"), dict):
+        shown["headers"] = {
+            k: masking.mask_value(v) if isinstance(v, str) else v
+            for k, v in shown["headers"].items()
+        }
+    if isinstance(shown.get("client_token"), str):
+        shown["client_token"] = masking.mask_value(shown["client_token"])
+    return shown

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from switchboard import signing, templates
+from switchboard import egress, masking, signing, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
 
 _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
@@ -37,9 +38,13 @@ async def post(
     body: bytes,
     headers: dict[str, str],
     seconds: float,
+    credentials: Collection[str] = (),
 ) -> SendResult:
-    """POST and classify the outcome; never raises for transport problems."""
-    shown = signing.mask_headers(headers)
+    """POST and classify the outcome; never raises for transport problems. The attempt keeps
+    the headers with credentials masked (by name, and every header named in `credentials`)."""
+    shown = masking.mask_headers(headers, credentials)
+    # the socket hook reads the destination's host name from here (egress.HOST)
+    token = egress.HOST.set(urlsplit(url).hostname)
     try:
         async with session.post(
             url,
@@ -62,13 +67,22 @@ async def post(
             False, error="timeout", message=f"no answer in {seconds} s", request_headers=shown
         )
     except aiohttp.ClientConnectionError as exc:
+        denied = egress.denied_in(exc)
+        if denied is not None:  # nothing was sent: no headers, no answer to keep
+            return SendResult(False, error="egress_denied", message=str(denied))
         return SendResult(
-            False, error="connection", message=str(exc) or type(exc).__name__, request_headers=shown
+            False, error="connection", message=_scrub(exc, url), request_headers=shown
         )
     except (aiohttp.ClientError, ValueError, asyncio.IncompleteReadError) as exc:
-        return SendResult(
-            False, error="other", message=str(exc) or type(exc).__name__, request_headers=shown
-        )
+        return SendResult(False, error="other", message=_scrub(exc, url), request_headers=shown)
+    finally:
+        egress.HOST.reset(token)
+
+
+def _scrub(exc: BaseException, url: str) -> str:
+    """The error's text, with the URL (which may carry a token) masked if it shows up."""
+    text = str(exc) or type(exc).__name__
+    return text.replace(url, masking.mask_url(url, last_segment=True)) if url in text else text
 
 
 class WebhookChannel:
@@ -117,5 +131,10 @@ class WebhookChannel:
         else:
             headers.update({"webhook-id": out.delivery_id, "webhook-timestamp": str(ts)})
         return await post(
-            self.ctx.session, destination.config["url"], body, headers, destination.timeout
+            self.ctx.session,
+            destination.config["url"],
+            body,
+            headers,
+            destination.timeout,
+            credentials=destination.config.get("headers", {}).keys(),  # the tenant's own headers
         )

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from switchboard import catalog as cat
-from switchboard.codegen_cli import catalog_codegen
 from switchboard.auth import mint_key
 from switchboard.cli.common import (
     DB_HELP,
@@ -25,6 +24,7 @@ from switchboard.cli.common import (
     with_store,
 )
 from switchboard.cli.server import load_catalog
+from switchboard.codegen_cli import catalog_codegen
 from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import SwitchboardError

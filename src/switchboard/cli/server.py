@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -99,6 +100,9 @@ def migrate() -> None:
     print(f"{shown_url(s.database_url)} is at revision {migrations.head()}")
 
 
+LOCAL_DEMO_EGRESS = "127.0.0.0/8"
+
+
 def quickstart(
     catalogs: Annotated[
         Path | None,
@@ -112,6 +116,14 @@ def quickstart(
     """Migrate, apply the example catalogs, create a demo tenant and key, then serve.
 
     Run again, it reuses the demo tenant and mints no second key (the first run showed it)."""
+    # The local demo delivers to receivers on this machine, which `serve` refuses (egress.py).
+    os.environ["SWITCHBOARD_EGRESS_ALLOW"] = ",".join(
+        filter(None, [os.environ.get("SWITCHBOARD_EGRESS_ALLOW", ""), LOCAL_DEMO_EGRESS])
+    )
+    err.print(
+        f"[yellow]egress: this demo lets deliveries reach {LOCAL_DEMO_EGRESS} (this machine); "
+        "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
+    )
     s = settings()
     root = catalogs or Path(s.catalogs_dir)
     dirs = (

@@ -14,6 +14,7 @@ import secrets as _secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard import masking
 from switchboard.errors import BadRequest
 from switchboard.signing import PRESETS, HmacSpec, Preset, generate_secret
 
@@ -118,7 +119,7 @@ def new_source_id() -> str:
 
 
 def mask_secret(secret: str) -> str:
-    return secret[:4] + "…" if len(secret) > 12 else "…"
+    return masking.mask_secret(secret)
 
 
 def new_secret_for(preset: str) -> str | None:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from switchboard.envelope import EnvelopeError, build_event, new_id, now_us
-from switchboard.errors import StoreError
+from switchboard.errors import BadRequest, StoreError
 from switchboard.hub import Hub
 from switchboard.signing import SignatureError, check_ip, mask_headers, verify
 from switchboard.sources import Source
@@ -106,10 +106,24 @@ def _error_reply(status: Status, code: str, message: str, request_id: str | None
     return Reply(_HTTP[status], body)
 
 
+def _masked(source: Source, headers: dict[str, str]) -> dict[str, str]:
+    """The request's headers for its log: credentials masked by name, the headers the source's
+    preset reads its token or signature from, and any header carrying one of its secrets."""
+    try:
+        preset = source.verifier()
+    except BadRequest:  # checked when stored; masking by name and secret still applies
+        preset = None
+    named: list[str] = list(preset.token_headers) if preset else []
+    if preset and preset.hmac:
+        named.append(preset.hmac.header)
+    return mask_headers(headers, named, source.secrets)
+
+
 class Inbound:
     def __init__(self, hub: Hub, library: MappingLibrary) -> None:
         self.hub = hub
         self.library = library
+        self.unverified_kept = hub.settings.source_unverified_kept
 
     async def mapping(self, tenant_id: str, name: str, version: str | None) -> Mapping | None:
         """A shipped mapping or one of the tenant's own (they win on the same name+version)."""
@@ -139,14 +153,16 @@ class Inbound:
             source_id=source.id,
             received_us=received,
             remote_ip=remote_ip,
-            headers=mask_headers(header_dict),
+            headers=_masked(source, header_dict),
             content_type=header_dict.get("content-type"),
             body=body,
             verified=False,
             status=Status.ERROR,
         )
         if not source.enabled:
-            await sql.record_request(store, _replace(req, status=Status.DISABLED), 0)
+            await sql.record_request(
+                store, _replace(req, status=Status.DISABLED), 0, self.unverified_kept
+            )
             return _error_reply(Status.DISABLED, "not_found", "this source is disabled", request_id)
         try:
             check_ip(remote_ip or "", source.ip_allowlist)
@@ -156,7 +172,10 @@ class Inbound:
                 Status.FORBIDDEN if exc.reason == "ip_not_allowed" else Status.FAILED_VERIFICATION
             )
             await sql.record_request(
-                store, _replace(req, status=status, verification_error=f"{exc.reason}: {exc}"), 0
+                store,
+                _replace(req, status=status, verification_error=f"{exc.reason}: {exc}"),
+                0,
+                self.unverified_kept,
             )
             log.warning(
                 "inbound verification failed",

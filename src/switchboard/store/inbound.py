@@ -7,8 +7,10 @@ Written once for both backends on the stores' generic SQL (`fetch`, `fetch_write
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -142,7 +144,7 @@ class InboundRequest:
     source_id: str
     received_us: int
     remote_ip: str | None
-    headers: dict[str, str]  # masked with signing.mask_headers
+    headers: dict[str, str]  # masked with masking.mask_headers
     content_type: str | None
     body: bytes
     verified: bool
@@ -168,6 +170,9 @@ class InboundRequest:
             "error": self.error,
             "size": len(self.body),
         }
+        kept = _KEPT.fullmatch(self.error or "")
+        if kept:  # an unverified request: only its head was kept
+            out.update(size=int(kept[1]), body_sha256=kept[2], body_truncated=True)
         if with_body:
             text = self.body.decode("utf-8", errors="replace")
             try:
@@ -175,6 +180,28 @@ class InboundRequest:
             except orjson.JSONDecodeError:
                 out["body"] = text
         return out
+
+
+# Requests that failed verification (or reached a disabled source) come from anyone: they keep
+# their (masked) headers, size, SHA-256 and at most the first KiB, and a source keeps only its
+# newest `unverified_kept` of them (settings.source_unverified_kept); the counters count them all.
+UNVERIFIED = ("failed_verification", "forbidden", "disabled")
+UNVERIFIED_BODY = 1024
+_KEPT = re.compile(r"body not kept past 1 KiB: (\d+) bytes, sha256 ([0-9a-f]{64})")
+_PRUNE_STEP = 50  # rows dropped at most per request: a cap lowered later converges
+
+
+def unverified(req: InboundRequest) -> InboundRequest:
+    """The request as an unverified one is logged: the body cut to its first KiB, and its size
+    and SHA-256 said in `error`."""
+    if len(req.body) <= UNVERIFIED_BODY:
+        return req
+    digest = hashlib.sha256(req.body).hexdigest()
+    return replace(
+        req,
+        body=req.body[:UNVERIFIED_BODY],
+        error=f"body not kept past 1 KiB: {len(req.body)} bytes, sha256 {digest}",
+    )
 
 
 _REQUEST_COLUMNS = (
@@ -202,10 +229,25 @@ def _request_from_row(r: Sequence[Any]) -> InboundRequest:
     )
 
 
-async def record_request(store: Sql, req: InboundRequest, events_produced: int) -> None:
-    """Log one received request and bump the source's counters in the same transaction."""
+async def record_request(
+    store: Sql, req: InboundRequest, events_produced: int, unverified_kept: int | None = None
+) -> None:
+    """Log one received request and bump the source's counters in the same transaction; an
+    unverified one (see UNVERIFIED) drops the source's oldest beyond `unverified_kept`."""
     verified = 1 if req.verified else 0
     failed = 1 if req.status in ("failed_verification", "forbidden") else 0
+    prune: list[tuple[str, Sequence[Any]]] = []
+    if unverified_kept is not None and req.status in UNVERIFIED:
+        req = unverified(req)
+        # walks the source's newest rows back to its `unverified_kept`-th unverified one: short
+        # under a flood of them, and only ever run for an unverified request
+        prune.append(
+            (
+                "DELETE FROM inbound_requests WHERE id IN (SELECT id FROM inbound_requests "
+                "WHERE source_id = ? AND status IN (?, ?, ?) ORDER BY id DESC LIMIT ? OFFSET ?)",
+                (req.source_id, *UNVERIFIED, _PRUNE_STEP, unverified_kept),
+            )
+        )
     await store.batch(
         [
             (
@@ -234,6 +276,7 @@ async def record_request(store: Sql, req: InboundRequest, events_produced: int) 
                 "events_produced = events_produced + ? WHERE id = ?",
                 (verified, failed, events_produced, req.source_id),
             ),
+            *prune,
         ]
     )
 

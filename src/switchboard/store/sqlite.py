@@ -177,25 +177,26 @@ class SqliteStore:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
-    async def health(self) -> Health:
+    async def health(self, counts: bool = True) -> Health:
         try:
             rev = await self._read("SELECT version_num FROM alembic_version")
-            counts = await self._read(
-                "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM events), "
-                "(SELECT count(*) FROM event_types)"
+            rows = (
+                await self._read(
+                    "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM events), "
+                    "(SELECT count(*) FROM event_types)"
+                )
+                if counts
+                else None
             )
         except StoreError as exc:
             return Health(False, self.backend, None, migrations.head(), error=str(exc))
         revision = rev[0][0] if rev else None
         head = migrations.head()
-        t, e, ty = counts[0]
-        return Health(
-            revision == head,
-            self.backend,
-            revision,
-            head,
-            {"tenants": t, "events": e, "event_types": ty},
-        )
+        numbers = {}
+        if rows:
+            t, e, ty = rows[0]
+            numbers = {"tenants": t, "events": e, "event_types": ty}
+        return Health(revision == head, self.backend, revision, head, numbers)
 
     # -- group commit --------------------------------------------------------------------------
 
