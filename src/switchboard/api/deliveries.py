@@ -113,8 +113,9 @@ def parse_destination(body: Any, tenant_id: str, existing: Destination | None) -
                 if body["retry_schedule"] is not None
                 else None
             )
-        except (ValueError, TypeError) as exc:
-            problems.append(f"retry_schedule: {exc}")
+        except retry.ScheduleError as exc:
+            at = "" if exc.index is None else f"[{exc.index}]"
+            problems.append(f"retry_schedule{at}: {exc.problem}")
     enabled = body.get("enabled", existing.enabled if existing else True)
     if not isinstance(enabled, bool):
         problems.append("enabled: true or false")
