@@ -110,6 +110,7 @@ class Hub:
                     route_id=route_id,
                     tenant_id=tenant_id,
                     destination_ids={i: i for i in ids},
+                    stored=True,
                 )
             )
         return routes

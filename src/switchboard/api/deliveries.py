@@ -284,7 +284,9 @@ async def _listing(request: Request, status: str | None) -> Response:
         try:
             pattern = parse_pattern(q["filter"])
         except PatternError as exc:
-            raise BadRequest(f"filter: {exc}") from None
+            raise BadRequest(
+                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
+            ) from None
     dest_id = None
     if q.get("destination"):
         d = await h.deliveries.get_destination(p.tenant(), q["destination"])
