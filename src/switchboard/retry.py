@@ -43,7 +43,7 @@ class Outcome:
     """What one attempt produced."""
 
     status: int | None = None  # HTTP status, None if no response arrived
-    error: Literal["timeout", "connection", "other"] | None = None
+    error: Literal["timeout", "connection", "other", "template_error"] | None = None
     retry_after: str | None = None  # the raw Retry-After header: seconds or an HTTP-date
 
 
@@ -122,6 +122,8 @@ def decide(
         return Decision(Verdict.DISABLE, None, "http 410: the receiver is gone")
 
     why = _describe(outcome)
+    if outcome.error == "template_error":  # the same template fails the same way: no retry
+        return Decision(Verdict.DEAD, None, "template_error")
     if attempt >= len(policy.schedule):
         return Decision(Verdict.DEAD, None, f"{why}; gave up after {attempt} attempts")
 

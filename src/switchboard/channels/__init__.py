@@ -7,11 +7,13 @@ retries (``retry.decide`` does). Driver exceptions (aiohttp, SMTP) stay inside `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import aiohttp
 import msgspec
+
+from switchboard.templates import Renderer
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class Destination:
 class SendResult(msgspec.Struct, frozen=True):
     ok: bool
     status: int | None = None  # HTTP status (or an SMTP reply code), None without a reply
-    error: Literal["timeout", "connection", "other"] | None = None
+    # template_error: a template failed or went over its budget; never retried
+    error: Literal["timeout", "connection", "other", "template_error"] | None = None
     message: str | None = None  # what went wrong, for the attempt log
     retry_after: str | None = None  # the raw Retry-After header, if any
     response: str = ""  # the reply body, truncated to 2 KiB
@@ -69,6 +72,7 @@ class ChannelContext:
 
     session: aiohttp.ClientSession
     inbox: Any = None  # the store, for the inbox channel
+    renderer: Renderer = field(default_factory=Renderer)  # templates run off the event loop
 
 
 RESPONSE_LIMIT = 2048
