@@ -232,3 +232,9 @@ def test_schedule_that_is_not_a_list_or_string_is_refused(spec: object) -> None:
 
 def test_schedule_of_exactly_seven_days_is_accepted() -> None:
     assert schedule_from_spec([0, "7d", 604800]) == (0, 604800, 604800)
+
+
+@pytest.mark.security
+def test_a_template_error_is_dead_at_once() -> None:
+    decision = decide(1, Outcome(error="template_error"), Policy(), now=NOW, rng=random.Random(1))
+    assert decision == Decision(Verdict.DEAD, None, "template_error")

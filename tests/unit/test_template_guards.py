@@ -61,7 +61,7 @@ def test_a_step_that_builds_a_huge_value_is_refused(template: str) -> None:
 def test_ordinary_templates_render_as_before() -> None:
     body = render_json(
         '{"text": "novo lead {{ data.name }}", "skus": {{ data["items"]|map(attribute="sku")'
-        "|list|tojson }}, \"n\": \"{{ '%05d' % 42 }}\", \"w\": \"{{ '{:>4}'.format('a') }}\"}",
+        '|list|tojson }}, "n": "{{ \'%05d\' % 42 }}", "w": "{{ \'{:>4}\'.format(\'a\') }}"}',
         EVENT,
     )
     assert body == {"text": "novo lead Ana", "skus": ["A"], "n": "00042", "w": "   a"}
