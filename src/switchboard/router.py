@@ -148,7 +148,7 @@ def parse_route(
     if priority not in PRIORITIES:
         problems.append("priority: one of high, normal, low")
     transform = spec.get("transform")
-    if transform is not None:
+    if transform is not None and not stored:
         try:
             templates.check(str(transform))
         except templates.TemplateProblem as exc:
