@@ -139,3 +139,19 @@ def test_deeply_nested_json_in_a_query_is_a_pattern_error() -> None:
         parse_pattern("[" * 100_000)
     with pytest.raises(PatternError, match="limit max_depth"):
         parse_pattern(json.dumps(_nested(50)))
+
+
+def test_a_backtracking_type_glob_in_a_route_returns() -> None:
+    from switchboard.envelope import build_event
+    from switchboard.router import parse_route
+
+    route = parse_route(
+        {"name": "r", "destinations": ["d"], "types": [EVIL]},
+        route_id="r",
+        tenant_id="t",
+        destination_ids={"d": "d"},
+    )
+    event = build_event(
+        {"type": "a" * 199, "data": {}}, tenant_id="t", default_source="s", received_us=1
+    )
+    assert finishes(lambda: route.matches(event)) is False
