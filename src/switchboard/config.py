@@ -194,6 +194,24 @@ class Settings:
     catalogs_dir: str = _setting(
         "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
     )
+    tenant_max_indexes: int = _setting(
+        3,
+        _int,
+        "Most `index` data paths one tenant's own event types may declare (each is an index on "
+        "the shared events table in PostgreSQL); 0 reserves indexes to admin keys.",
+    )
+    template_max_output: int = _setting(
+        262_144,
+        _int,
+        "Most characters one template render may produce (or build in one step); over it the "
+        "delivery is dead with `template_error`.",
+    )
+    template_timeout: float = _setting(
+        1.0,
+        _float,
+        "Seconds of work one template render may take (it runs off the event loop); over it "
+        "the delivery is dead with `template_error`.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

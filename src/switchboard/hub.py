@@ -22,6 +22,7 @@ from switchboard.registry import Registry
 from switchboard.router import Route, RouteCache, parse_route
 from switchboard.store import Store, Tenant, open_store
 from switchboard.store.deliveries import DeliveryStore
+from switchboard.templates import Budget, Renderer
 
 _TENANT_TTL = 5.0
 
@@ -64,6 +65,7 @@ class Hub:
         )
         self.worker: Worker | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.renderer: Renderer | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[Any]] = set()
         self.running_replays: set[str] = set()  # replay jobs this process is running
@@ -77,8 +79,13 @@ class Hub:
             connector=connector(self.egress, limit=0, limit_per_host=0, ttl_dns_cache=300),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self.renderer = Renderer(
+            Budget(self.settings.template_max_output, self.settings.template_timeout)
+        )
         channels = build_channels(
-            ChannelContext(self.session, inbox=self.deliveries, egress=self.egress)
+            ChannelContext(
+                self.session, inbox=self.deliveries, egress=self.egress, renderer=self.renderer
+            )
         )
         self.worker = Worker(self.settings, self.store, channels, self.routes)
         run = self.settings.run_worker if worker is None else worker
@@ -98,6 +105,8 @@ class Hub:
                 await self._worker_task
         if self.session is not None:
             await self.session.close()
+        if self.renderer is not None:
+            self.renderer.close()
         await self.store.close()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -122,6 +131,7 @@ class Hub:
                     route_id=route_id,
                     tenant_id=tenant_id,
                     destination_ids={i: i for i in ids},
+                    stored=True,
                 )
             )
         return routes

@@ -18,6 +18,8 @@ from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
 __all__ = [
+    "LIMITS",
+    "Limits",
     "Pattern",
     "PatternError",
     "SqlFragment",
@@ -131,6 +133,63 @@ class SqlFragment:
 
 
 # ---------------------------------------------------------------------------------------------
+# Size limits: a pattern is tenant input, so its size is bounded where it enters.
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest pattern ``compile_pattern`` accepts (docs/filters.md, "Size limits").
+
+    Matching costs at most O(total nodes × length of the event); these bound the first factor.
+    """
+
+    max_depth: int = 10  # nested objects and `$or`s, counted from the top
+    max_alternatives: int = 100  # items in one list: alternatives, anything-but values, `$or`
+    max_string: int = 512  # characters in one string: a value, an operator's text, a field name
+    max_nodes: int = 1000  # fields, alternatives and `$or` branches in the whole pattern
+
+
+LIMITS = Limits()
+
+
+class _Budget:
+    """Counts nodes while a pattern compiles and refuses the first one past a limit."""
+
+    def __init__(self, limits: Limits | None) -> None:
+        self.limits = limits
+        self.nodes = 0
+
+    def node(self, where: str) -> None:
+        self.nodes += 1
+        if self.limits is not None and self.nodes > self.limits.max_nodes:
+            raise PatternError(
+                f"{where or 'pattern'}: the pattern has more than {self.limits.max_nodes} "
+                "fields, alternatives and $or branches (limit max_nodes)"
+            )
+
+    def depth(self, depth: int, where: str) -> None:
+        if self.limits is not None and depth > self.limits.max_depth:
+            raise PatternError(
+                f"{where or 'pattern'}: nested more than {self.limits.max_depth} levels deep "
+                "(limit max_depth)"
+            )
+
+    def items(self, count: int, what: str, where: str) -> None:
+        if self.limits is not None and count > self.limits.max_alternatives:
+            raise PatternError(
+                f"{where}: {count} {what}; at most {self.limits.max_alternatives} "
+                "(limit max_alternatives)"
+            )
+
+    def string(self, text: str, what: str, where: str) -> None:
+        if self.limits is not None and len(text) > self.limits.max_string:
+            raise PatternError(
+                f"{where or 'pattern'}: {what} of {len(text)} characters; at most "
+                f"{self.limits.max_string} (limit max_string)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
 # Validation and compilation.
 
 _OPERATORS = frozenset(
@@ -158,8 +217,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_scalar(value: object, where: str) -> Scalar:
-    if value is None or isinstance(value, str | bool):
+def _check_scalar(value: object, where: str, b: _Budget) -> Scalar:
+    if isinstance(value, str):
+        b.string(value, "a string", where)
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
@@ -168,9 +230,10 @@ def _check_scalar(value: object, where: str) -> Scalar:
     raise PatternError(f"{where}: expected a string, number, boolean or null")
 
 
-def _check_string(value: object, where: str) -> str:
+def _check_string(value: object, where: str, b: _Budget) -> str:
     if not isinstance(value, str):
         raise PatternError(f"{where}: expected a string, got {type(value).__name__}")
+    b.string(value, "a string", where)
     return value
 
 
@@ -194,9 +257,9 @@ def _wildcard(text: str, where: str) -> Wildcard:
 
 
 def _string_operator(
-    name: str, value: object, where: str
+    name: str, value: object, where: str, b: _Budget
 ) -> Prefix | Suffix | IgnoreCase | Wildcard:
-    text = _check_string(value, where)
+    text = _check_string(value, where, b)
     if name == "prefix":
         return Prefix(text)
     if name == "suffix":
@@ -222,51 +285,55 @@ def _numeric(value: object, where: str) -> Numeric:
     return Numeric(tuple(comparisons))
 
 
-def _anything_but(value: object, where: str) -> AnythingBut:
+def _anything_but(value: object, where: str, b: _Budget) -> AnythingBut:
     if isinstance(value, Mapping):
         if len(value) != 1:
             raise PatternError(f"{where}: expected one of {', '.join(_STRING_OPERATORS)}")
         ((name, inner),) = value.items()
         if name not in _STRING_OPERATORS:
             raise PatternError(f"{where}: unknown operator {name!r} inside anything-but")
-        return AnythingBut(_string_operator(name, inner, f"{where}.{name}"))
+        return AnythingBut(_string_operator(name, inner, f"{where}.{name}", b))
     if isinstance(value, list):
         if not value:
             raise PatternError(f"{where}: the list of excluded values is empty")
+        b.items(len(value), "excluded values", where)
+        for i in range(len(value)):
+            b.node(f"{where}[{i}]")
         return AnythingBut(
-            tuple(Exact(_check_scalar(v, f"{where}[{i}]")) for i, v in enumerate(value))
+            tuple(Exact(_check_scalar(v, f"{where}[{i}]", b)) for i, v in enumerate(value))
         )
-    return AnythingBut((Exact(_check_scalar(value, where)),))
+    return AnythingBut((Exact(_check_scalar(value, where, b)),))
 
 
-def _alternative(item: object, where: str) -> ValueOrExists:
+def _alternative(item: object, where: str, b: _Budget) -> ValueOrExists:
+    b.node(where)
     if not isinstance(item, Mapping):
         if isinstance(item, list):
             raise PatternError(f"{where}: lists cannot nest; write the values in one list")
-        return Exact(_check_scalar(item, where))
+        return Exact(_check_scalar(item, where, b))
     if len(item) != 1:
         raise PatternError(f"{where}: an operator object has exactly one key, got {len(item)}")
     ((name, value),) = item.items()
     at = f"{where}.{name}"
     if name in _STRING_OPERATORS:
-        return _string_operator(name, value, at)
+        return _string_operator(name, value, at, b)
     if name == "numeric":
         return _numeric(value, at)
     if name == "anything-but":
-        return _anything_but(value, at)
+        return _anything_but(value, at, b)
     if name == "exists":
         if not isinstance(value, bool):
             raise PatternError(f"{at}: expected true or false")
         return Exists(value)
     if name == "cidr":
         try:
-            return Cidr(ipaddress.ip_network(_check_string(value, at), strict=False))
+            return Cidr(ipaddress.ip_network(_check_string(value, at, b), strict=False))
         except ValueError as exc:
             raise PatternError(f"{at}: {exc}") from exc
     raise PatternError(f"{where}: unknown operator {name!r}")
 
 
-def _leaf(path: tuple[str, ...], value: object, where: str) -> Leaf:
+def _leaf(path: tuple[str, ...], value: object, where: str, b: _Budget) -> Leaf:
     if path[-1] in _OPERATORS:
         raise PatternError(
             f"{where}: operator {path[-1]!r} must sit inside a list of alternatives, "
@@ -275,14 +342,16 @@ def _leaf(path: tuple[str, ...], value: object, where: str) -> Leaf:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise PatternError(f"{where}: the list of alternatives is empty")
+    b.items(len(items), "alternatives", where)
     alts = tuple(
-        _alternative(item, f"{where}[{i}]" if isinstance(value, list) else where)
+        _alternative(item, f"{where}[{i}]" if isinstance(value, list) else where, b)
         for i, item in enumerate(items)
     )
     return Leaf(path, alts)
 
 
-def _all_of(spec: object, prefix: tuple[str, ...], where: str) -> AllOf:
+def _all_of(spec: object, prefix: tuple[str, ...], where: str, b: _Budget, depth: int) -> AllOf:
+    b.depth(depth, where)
     if not isinstance(spec, Mapping):
         raise PatternError(f"{where or 'pattern'}: expected a mapping, got {type(spec).__name__}")
     if not spec and prefix:
@@ -291,15 +360,19 @@ def _all_of(spec: object, prefix: tuple[str, ...], where: str) -> AllOf:
     for key, value in spec.items():
         if not isinstance(key, str):
             raise PatternError(f"{where or 'pattern'}: keys must be strings, got {key!r}")
+        b.string(key, "a field name", where)
         at = _where(where, f".{key}")
+        b.node(at)
         if key == "$or":
             if not isinstance(value, list) or not value:
                 raise PatternError(f"{at}: expected a non-empty list of patterns")
+            b.items(len(value), "branches", at)
             branches = []
             for i, branch in enumerate(value):
                 if not isinstance(branch, Mapping) or not branch:
                     raise PatternError(f"{at}[{i}]: expected a non-empty mapping")
-                branches.append(_all_of(branch, prefix, f"{at}[{i}]"))
+                b.node(f"{at}[{i}]")
+                branches.append(_all_of(branch, prefix, f"{at}[{i}]", b, depth + 1))
             conditions.append(AnyOf(tuple(branches)))
             continue
         if key.startswith("$"):
@@ -309,15 +382,20 @@ def _all_of(spec: object, prefix: tuple[str, ...], where: str) -> AllOf:
             raise PatternError(f"{at}: empty segment in field name {key!r}")
         path = prefix + tuple(segments)
         if isinstance(value, Mapping):
-            conditions.extend(_all_of(value, path, at).conditions)
+            conditions.extend(_all_of(value, path, at, b, depth + len(segments)).conditions)
         else:
-            conditions.append(_leaf(path, value, at))
+            b.depth(depth + len(segments), at)
+            conditions.append(_leaf(path, value, at, b))
     return AllOf(tuple(conditions))
 
 
-def compile_pattern(spec: Mapping[str, Any]) -> Pattern:
-    """Validate ``spec`` and compile it; raise PatternError naming the path of the first fault."""
-    root = _all_of(spec, (), "")
+def compile_pattern(spec: Mapping[str, Any], limits: Limits | None = LIMITS) -> Pattern:
+    """Validate ``spec`` and compile it; raise PatternError naming the path of the first fault.
+
+    ``limits`` bounds the pattern's size; None only for patterns that passed them when they were
+    saved (a stored route is not refused later because a limit was lowered).
+    """
+    root = _all_of(spec, (), "", _Budget(limits), 0)
     try:
         source = json.loads(json.dumps(spec, allow_nan=False))
     except (TypeError, ValueError) as exc:  # pragma: no cover - _all_of already checked the values
@@ -335,6 +413,10 @@ def parse_pattern(text: str) -> Pattern:
         spec = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PatternError(f"pattern: invalid JSON: {exc}") from exc
+    except RecursionError:  # `[[[[…` thousands deep: the decoder gives up before any limit
+        raise PatternError(
+            f"pattern: nested more than {LIMITS.max_depth} levels deep (limit max_depth)"
+        ) from None
     if not isinstance(spec, dict):
         raise PatternError(f"pattern: expected a JSON object, got {type(spec).__name__}")
     return compile_pattern(spec)
@@ -394,8 +476,37 @@ def _string_test(alt: Prefix | Suffix | IgnoreCase | Wildcard) -> Callable[[str]
         return _ends_with(alt.value)
     if isinstance(alt, IgnoreCase):
         return _equals_lowered(alt.value)
-    regex = re.compile(".*".join(re.escape(part) for part in alt.parts), re.DOTALL)
-    return lambda s: regex.fullmatch(s) is not None
+    return _glob(alt.parts)
+
+
+def _glob(parts: tuple[str, ...]) -> Callable[[str], bool]:
+    """A matcher for ``part0*part1*…*partN`` without backtracking.
+
+    A regex (``part0.*part1.*…``) backtracks: ``*a*a*a…*b`` against ``"a" * 31`` took seconds.
+    With only ``*`` between literal runs, taking each middle run at its leftmost place after the
+    previous one is never worse than any later place, so one left-to-right pass decides: the
+    first run is a prefix, the last a suffix, and each middle run is a ``str.find`` that starts
+    where the previous one ended. The cost is O(len(s) × len(pattern)) at worst and O(len(s)) in
+    practice; it never grows with the number of stars.
+    """
+    if len(parts) == 1:
+        (whole,) = parts
+        return lambda s: s == whole
+    head, middle, tail = parts[0], parts[1:-1], parts[-1]
+    fixed = len(head) + len(tail)
+
+    def test(s: str) -> bool:
+        if len(s) < fixed or not s.startswith(head) or not s.endswith(tail):
+            return False
+        pos, end = len(head), len(s) - len(tail)
+        for part in middle:
+            found = s.find(part, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(part)
+        return True
+
+    return test
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {

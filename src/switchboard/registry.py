@@ -9,7 +9,7 @@ from typing import Any
 
 from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
-from switchboard.errors import Conflict
+from switchboard.errors import Conflict, Unprocessable
 from switchboard.store import Store, StoredType
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
@@ -95,8 +95,21 @@ class Registry:
         ]
         return Verdict(status, version.version, errors)
 
-    async def put(self, scope: str, spec: cat.EventTypeSpec, catalog_name: str) -> list[str]:
-        """Store one type after the compatibility check; returns data paths newly indexed."""
+    async def put(
+        self,
+        scope: str,
+        spec: cat.EventTypeSpec,
+        catalog_name: str,
+        *,
+        max_indexes: int | None = None,
+    ) -> list[str]:
+        """Store one type after the compatibility check; returns data paths newly indexed.
+
+        ``max_indexes`` bounds the distinct `index` paths of all the scope's own types once this
+        one is stored (a tenant's key); None for the operator (admin keys, the CLI).
+        """
+        if max_indexes is not None and spec.index:
+            await self._check_indexes(scope, spec, max_indexes)
         existing = await self.store.get_type(scope, spec.name)
         old = cat.parse_event_type(existing.spec, where=spec.name) if existing else None
         problems = cat.check_versions(old, spec)
@@ -114,6 +127,26 @@ class Registry:
             if await self.store.ensure_data_index(path):
                 indexed.append(path)
         return indexed
+
+    async def _check_indexes(self, scope: str, spec: cat.EventTypeSpec, limit: int) -> None:
+        """Every index is on the events table all tenants share (PostgreSQL), and each one is
+        written on every tenant's ingest: a tenant may declare only a few."""
+        paths = set(spec.index)
+        for row in await self.store.list_types((scope,)):
+            if row.scope == scope and row.name != spec.name:
+                paths.update(p for p in row.spec.get("index") or () if isinstance(p, str))
+        if len(paths) > limit:
+            raise Unprocessable(
+                f"index: this tenant's event types would declare {len(paths)} indexed data "
+                f"paths; the limit is {limit} (SWITCHBOARD_TENANT_MAX_INDEXES)",
+                details=[
+                    {
+                        "path": "/index",
+                        "message": f"at most {limit} indexed data paths per tenant, "
+                        f"{len(paths)} requested (an operator's admin key may add more)",
+                    }
+                ],
+            )
 
     async def apply(self, scope: str, catalog: cat.CatalogSpec) -> dict[str, Any]:
         """Apply a whole catalog: every type is checked first, then all are written."""

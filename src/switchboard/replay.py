@@ -106,7 +106,8 @@ class Scanner:
     def __init__(self, hub: Hub, spec: ReplaySpec) -> None:
         self.hub = hub
         self.spec = spec
-        self.compiled = patterns.compile_pattern(spec.pattern) if spec.pattern else None
+        # the filter passed the size limits when the replay was created
+        self.compiled = patterns.compile_pattern(spec.pattern, None) if spec.pattern else None
         self.routes: list[Route] = []
 
     async def prepare(self) -> None:

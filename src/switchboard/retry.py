@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -21,6 +20,7 @@ __all__ = [
     "Decision",
     "Outcome",
     "Policy",
+    "ScheduleError",
     "Verdict",
     "decide",
     "parse_retry_after",
@@ -43,7 +43,9 @@ class Outcome:
     """What one attempt produced."""
 
     status: int | None = None  # HTTP status, None if no response arrived
-    error: Literal["timeout", "connection", "egress_denied", "other"] | None = None
+    error: Literal["timeout", "connection", "egress_denied", "other", "template_error"] | None = (
+        None
+    )
     retry_after: str | None = None  # the raw Retry-After header: seconds or an HTTP-date
 
 
@@ -124,6 +126,8 @@ def decide(
     if outcome.error == "egress_denied":  # the same address would be refused again: no retry
         return Decision(Verdict.DEAD, None, "egress_denied: the destination's address is denied")
     why = _describe(outcome)
+    if outcome.error == "template_error":  # the same template fails the same way: no retry
+        return Decision(Verdict.DEAD, None, "template_error")
     if attempt >= len(policy.schedule):
         return Decision(Verdict.DEAD, None, f"{why}; gave up after {attempt} attempts")
 
@@ -146,27 +150,74 @@ def decide(
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ITEM = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 
+MAX_DELAY = 7 * 86400.0
+"""The longest delay one schedule item may ask for (7 days): the worker turns every delay into a
+due time in microseconds, and a delay like 1e308 s overflows that and crashed it."""
+MAX_ITEMS = 30
+"""The most items a schedule may have (30 attempts)."""
+_MAX_ITEM_TEXT = 32  # characters in one string item; "604800s" needs 7, so 32 is generous
 
-def _parse_item(item: float | str) -> float:
-    if isinstance(item, bool):
-        raise ValueError(f"bad retry schedule item {item!r}: expected a number of seconds")
+
+class ScheduleError(ValueError):
+    """A retry schedule is invalid; ``index`` is the offending item's position (None: the whole)."""
+
+    def __init__(self, index: int | None, problem: str) -> None:
+        super().__init__(problem if index is None else f"item {index}: {problem}")
+        self.index = index
+        self.problem = problem
+
+
+def _parse_item(item: object) -> float:
+    """Seconds for one item; raises ValueError saying why (without the item's position)."""
+    if isinstance(item, bool) or not isinstance(item, int | float | str):
+        shown = type(item).__name__ if isinstance(item, list | dict) else repr(item)
+        raise ValueError(
+            f"bad retry schedule item {shown}: expected a number of seconds or a "
+            "duration string such as 30s, 5m, 2h"
+        )
     if isinstance(item, int | float):
         if not math.isfinite(item) or item < 0:
             raise ValueError(f"bad retry schedule item {item!r}: must be finite and non-negative")
-        return float(item)
-    match = _ITEM.fullmatch(item.strip().lower())
-    if match is None:
+        seconds = float(item)
+    else:
+        if len(item) > _MAX_ITEM_TEXT:
+            raise ValueError(
+                f"bad retry schedule item of {len(item)} characters: at most {_MAX_ITEM_TEXT}"
+            )
+        match = _ITEM.fullmatch(item.strip().lower())
+        if match is None:
+            raise ValueError(
+                f"bad retry schedule item {item!r}: expected a number with an optional unit "
+                "s, m, h or d (like 30s, 5m, 2h)"
+            )
+        seconds = float(match[1]) * _UNITS[match[2]]
+    if seconds > MAX_DELAY:
         raise ValueError(
-            f"bad retry schedule item {item!r}: expected a number with an optional unit "
-            "s, m, h or d (like 30s, 5m, 2h)"
+            f"bad retry schedule item {item!r}: at most {MAX_DELAY:.0f} s (7 days) per item"
         )
-    return float(match[1]) * _UNITS[match[2]]
+    return seconds
 
 
-def schedule_from_spec(spec: str | Sequence[float | str]) -> tuple[float, ...]:
-    """Parse a per-destination schedule such as ``"0,5s,5m,30m,2h"`` into seconds."""
-    items: Sequence[float | str] = spec.split(",") if isinstance(spec, str) else spec
-    schedule = tuple(_parse_item(item) for item in items)
-    if not schedule:
-        raise ValueError("retry schedule may not be empty")
-    return schedule
+def schedule_from_spec(spec: object) -> tuple[float, ...]:
+    """Parse a per-destination schedule such as ``"0,5s,5m,30m,2h"`` (or a list of numbers and
+    duration strings) into seconds. Raises ScheduleError naming the item: each is a finite,
+    non-negative number of seconds or a duration string, at most 7 days; at most 30 items."""
+    if isinstance(spec, str):
+        items: list[object] = list(spec.split(","))
+    elif isinstance(spec, list | tuple):
+        items = list(spec)
+    else:
+        raise ScheduleError(
+            None, 'expected a list of delays or a comma-separated string like "0,5s,5m"'
+        )
+    if not items:
+        raise ScheduleError(None, "retry schedule may not be empty")
+    if len(items) > MAX_ITEMS:
+        raise ScheduleError(None, f"{len(items)} items, at most {MAX_ITEMS}")
+    schedule: list[float] = []
+    for i, item in enumerate(items):
+        try:
+            schedule.append(_parse_item(item))
+        except ValueError as exc:
+            raise ScheduleError(i, str(exc)) from None
+    return tuple(schedule)

@@ -19,6 +19,7 @@ from switchboard.shared import SharedLoads
 
 INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+MAX_TYPE_GLOB = 200  # characters in one type glob, as long as an event type may be
 _TTL = 1.0  # seconds a tenant's routes are cached; a route change reaches every node within it
 
 
@@ -81,9 +82,18 @@ def lookup(doc: dict[str, Any], path: str) -> Any:
 
 
 def parse_route(
-    spec: dict[str, Any], *, route_id: str, tenant_id: str, destination_ids: dict[str, str]
+    spec: dict[str, Any],
+    *,
+    route_id: str,
+    tenant_id: str,
+    destination_ids: dict[str, str],
+    stored: bool = False,
 ) -> Route:
-    """Validate a route spec; `destination_ids` maps names (and ids) to ids for this tenant."""
+    """Validate a route spec; `destination_ids` maps names (and ids) to ids for this tenant.
+
+    `stored` is for a route read back from the store: it passed the size limits of patterns and
+    templates when it was saved, and is not refused later because an operator lowered one.
+    """
     problems: list[str] = []
     name = spec.get("name")
     if not isinstance(name, str) or not name:
@@ -94,6 +104,17 @@ def parse_route(
     if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
         problems.append("types: a list of event type names or globs")
         types = []
+    elif not stored:
+        # globs run through fnmatch, whose regexes use atomic groups (Python 3.11+): no
+        # backtracking blow-up, so only their size needs a bound
+        limit = patterns.LIMITS.max_alternatives
+        if len(types) > limit:
+            problems.append(f"types: {len(types)} globs; at most {limit} (limit max_alternatives)")
+        problems += [
+            f"types[{i}]: {len(t)} characters; at most {MAX_TYPE_GLOB} (limit max_string)"
+            for i, t in enumerate(types)
+            if len(t) > MAX_TYPE_GLOB
+        ]
     sources = spec.get("sources", [])
     if isinstance(sources, str):
         sources = [sources]
@@ -106,7 +127,9 @@ def parse_route(
             problems.append("filter: must be a pattern object")
         else:
             try:
-                compiled = patterns.compile_pattern(spec["filter"])
+                compiled = patterns.compile_pattern(
+                    spec["filter"], None if stored else patterns.LIMITS
+                )
             except patterns.PatternError as exc:
                 problems.append(f"filter.{exc}")
     dests = spec.get("destinations")
@@ -125,7 +148,7 @@ def parse_route(
     if priority not in PRIORITIES:
         problems.append("priority: one of high, normal, low")
     transform = spec.get("transform")
-    if transform is not None:
+    if transform is not None and not stored:
         try:
             templates.check(str(transform))
         except templates.TemplateProblem as exc:

@@ -13,6 +13,7 @@ from switchboard.retry import (
     Decision,
     Outcome,
     Policy,
+    ScheduleError,
     Verdict,
     decide,
     parse_retry_after,
@@ -186,3 +187,54 @@ def test_schedule_from_spec_names_the_bad_item(spec: str | list[float | str], ba
 def test_schedule_from_spec_rejects_empty_list() -> None:
     with pytest.raises(ValueError, match="empty"):
         schedule_from_spec([])
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("spec", "index", "says"),
+    [
+        ([0, 1e308], 1, "at most 604800 s"),
+        ([0, 7 * 86400 + 1], 1, "at most 604800 s"),
+        ("0,8d", 1, "at most 604800 s"),
+        ([None], 0, "None"),
+        ([0, [1, 2]], 1, "list"),
+        ([0, {"a": 1}], 1, "dict"),
+        ([0, False], 1, "False"),
+        ([0, "9" * 100_000], 1, "100000 characters"),
+        ([0, float("inf")], 1, "finite"),
+        ([0, float("nan")], 1, "finite"),
+    ],
+)
+def test_schedule_items_are_bounded_and_named_by_position(
+    spec: list[object] | str, index: int, says: str
+) -> None:
+    with pytest.raises(ScheduleError, match=says) as caught:
+        schedule_from_spec(spec)
+    assert caught.value.index == index
+
+
+@pytest.mark.security
+def test_schedule_has_at_most_30_items() -> None:
+    assert len(schedule_from_spec([1] * 30)) == 30
+    with pytest.raises(ScheduleError, match="31 items, at most 30") as caught:
+        schedule_from_spec([1] * 31)
+    assert caught.value.index is None
+    with pytest.raises(ScheduleError, match="at most 30"):
+        schedule_from_spec(",".join(["1s"] * 10_000))
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("spec", [None, 5, {"a": 1}, True])
+def test_schedule_that_is_not_a_list_or_string_is_refused(spec: object) -> None:
+    with pytest.raises(ScheduleError, match="expected a list"):
+        schedule_from_spec(spec)
+
+
+def test_schedule_of_exactly_seven_days_is_accepted() -> None:
+    assert schedule_from_spec([0, "7d", 604800]) == (0, 604800, 604800)
+
+
+@pytest.mark.security
+def test_a_template_error_is_dead_at_once() -> None:
+    decision = decide(1, Outcome(error="template_error"), Policy(), now=NOW, rng=random.Random(1))
+    assert decision == Decision(Verdict.DEAD, None, "template_error")

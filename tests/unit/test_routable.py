@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 
 from switchboard.envelope import build_event
 from switchboard.ingest import routable
-from switchboard.router import parse_route
+from switchboard.router import RouteError, parse_route
 
 ROUTES = [
     parse_route(
@@ -45,3 +46,18 @@ def test_a_null_duplicate_of_is_not_a_duplicate() -> None:
 
 def test_a_quarantined_event_is_not_routed() -> None:
     assert routable(ROUTES, _event({}, status="quarantined")) == []
+
+
+def test_a_stored_route_loads_even_if_it_breaks_todays_limits() -> None:
+    # saved before a limit existed (or was lowered): it must keep routing, not fail to load
+    spec = {
+        "name": "old",
+        "destinations": ["d"],
+        "filter": {"data.x": list(range(500))},
+        "transform": "{{ data.__class__ and '{}' }}",
+        "types": ["x" * 300],
+    }
+    route = parse_route(spec, route_id="r", tenant_id="t", destination_ids={"d": "d"}, stored=True)
+    assert route.filter is not None
+    with pytest.raises(RouteError):
+        parse_route(spec, route_id="r", tenant_id="t", destination_ids={"d": "d"})

@@ -53,7 +53,14 @@ async def put_type(request: Request) -> Response:
             str(exc), details=[{"path": "/", "message": m} for m in exc.problems]
         ) from None
     scope = SHARED if shared else p.tenant()
-    indexed = await h.registry.put(scope, spec, str(body.get("catalog") or "api"))
+    # a tenant's key may declare a few indexes; the operator's admin key is not limited
+    admin = Scope.ADMIN in p.key.scopes
+    indexed = await h.registry.put(
+        scope,
+        spec,
+        str(body.get("catalog") or "api"),
+        max_indexes=None if admin else h.settings.tenant_max_indexes,
+    )
     row = await h.store.get_type(scope, name)
     assert row is not None
     return JSONResponse({**_public(row), "indexed": indexed})

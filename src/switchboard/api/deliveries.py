@@ -130,8 +130,9 @@ def parse_destination(
                 if body["retry_schedule"] is not None
                 else None
             )
-        except (ValueError, TypeError) as exc:
-            problems.append(f"retry_schedule: {exc}")
+        except retry.ScheduleError as exc:
+            at = "" if exc.index is None else f"[{exc.index}]"
+            problems.append(f"retry_schedule{at}: {exc.problem}")
     enabled = body.get("enabled", existing.enabled if existing else True)
     if not isinstance(enabled, bool):
         problems.append("enabled: true or false")
@@ -302,7 +303,9 @@ async def _listing(request: Request, status: str | None) -> Response:
         try:
             pattern = parse_pattern(q["filter"])
         except PatternError as exc:
-            raise BadRequest(f"filter: {exc}") from None
+            raise BadRequest(
+                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
+            ) from None
     dest_id = None
     if q.get("destination"):
         d = await h.deliveries.get_destination(p.tenant(), q["destination"])

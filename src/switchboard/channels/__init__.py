@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from switchboard.egress import Policy
+from switchboard.templates import Renderer
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,10 @@ class SendResult(msgspec.Struct, frozen=True):
     ok: bool
     status: int | None = None  # HTTP status (or an SMTP reply code), None without a reply
     # egress_denied: the guard refused the address; nothing was sent and it is not retried
-    error: Literal["timeout", "connection", "egress_denied", "other"] | None = None
+    # template_error: a template failed or went over its budget; never retried
+    error: Literal["timeout", "connection", "egress_denied", "other", "template_error"] | None = (
+        None
+    )
     message: str | None = None  # what went wrong, for the attempt log
     retry_after: str | None = None  # the raw Retry-After header, if any
     response: str = ""  # the reply body, truncated to 2 KiB
@@ -73,6 +77,7 @@ class ChannelContext:
     session: aiohttp.ClientSession  # built on egress.connector: it refuses denied addresses
     inbox: Any = None  # the store, for the inbox channel
     egress: Policy = field(default_factory=Policy)  # for channels that connect themselves (SMTP)
+    renderer: Renderer = field(default_factory=Renderer)  # templates run off the event loop
 
 
 RESPONSE_LIMIT = 2048

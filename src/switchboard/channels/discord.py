@@ -15,7 +15,12 @@ from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import check_template, render_field, render_transform
+from switchboard.channels.registry import (
+    check_template,
+    render_field,
+    render_transform,
+    template_failure,
+)
 from switchboard.channels.webhook import check_url, post
 
 DEFAULT_TEMPLATE = "**{{ type }}** {{ subject or '' }}\n```json\n{{ data|tojson }}\n```"
@@ -66,9 +71,9 @@ class DiscordChannel:
 
     async def send(self, destination: Destination, out: Outbound) -> SendResult:
         try:
-            body = self.payload(destination.config, out)
+            body = await self.ctx.renderer.run(self.payload, destination.config, out)
         except templates.TemplateProblem as exc:
-            return SendResult(False, error="other", message=str(exc))
+            return template_failure(exc)
         headers = {"content-type": "application/json", "user-agent": "Switchboard/0.1"}
         result = await post(
             self.ctx.session,

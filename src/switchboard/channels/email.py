@@ -19,7 +19,13 @@ import aiosmtplib
 
 from switchboard import egress, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
-from switchboard.channels.registry import check_path, check_template, lookup, render_field
+from switchboard.channels.registry import (
+    check_path,
+    check_template,
+    lookup,
+    render_field,
+    template_failure,
+)
 
 SECURITY = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -136,9 +142,9 @@ class EmailChannel:
         except ValueError as exc:
             return SendResult(False, error="other", message=str(exc))
         try:
-            msg = self.message(config, out, recipients)
+            msg = await self.ctx.renderer.run(self.message, config, out, recipients)
         except templates.TemplateProblem as exc:
-            return SendResult(False, error="other", message=str(exc))
+            return template_failure(exc)
         except ValueError as exc:  # a header the email package refuses
             return SendResult(False, error="other", message=f"bad header: {exc}")
         shown = {

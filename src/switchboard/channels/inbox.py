@@ -11,7 +11,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import check_path, check_template, lookup, render_field
+from switchboard.channels.registry import (
+    check_path,
+    check_template,
+    lookup,
+    render_field,
+    template_failure,
+)
 
 DEFAULT_TITLE = "{{ type }}"
 TITLE_LIMIT = 200
@@ -49,6 +55,14 @@ class InboxChannel:
             value = str(value)
         return (value.strip() or None) if isinstance(value, str) else None
 
+    def _texts(self, config: dict[str, Any], event: dict[str, Any]) -> tuple[str, str, str]:
+        """Title, body and link; raises TemplateProblem."""
+        return (
+            render_field(config, "title_template", event, default=DEFAULT_TITLE),
+            render_field(config, "body_template", event, default=""),
+            render_field(config, "link_template", event, default=""),
+        )
+
     async def send(self, destination: Destination, out: Outbound) -> SendResult:
         config = destination.config
         recipient = self._recipient(config, out.event)
@@ -56,11 +70,9 @@ class InboxChannel:
             where = config.get("recipient_path") or "config.recipient"
             return SendResult(False, error="other", message=f"no recipient at {where}")
         try:
-            title = render_field(config, "title_template", out.event, default=DEFAULT_TITLE)
-            body = render_field(config, "body_template", out.event, default="")
-            link = render_field(config, "link_template", out.event, default="")
+            title, body, link = await self.ctx.renderer.run(self._texts, config, out.event)
         except templates.TemplateProblem as exc:
-            return SendResult(False, error="other", message=str(exc))
+            return template_failure(exc)
         item = {
             "delivery_id": out.delivery_id,
             "event_id": out.event.get("id"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from switchboard import masking, templates
-from switchboard.channels import Channel, ChannelContext
+from switchboard.channels import Channel, ChannelContext, SendResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,6 +29,7 @@ __all__ = [
     "public_config",
     "render_field",
     "render_transform",
+    "template_failure",
 ]
 
 KINDS = ("webhook", "slack", "discord", "email", "whatsapp", "inbox")
@@ -117,6 +118,12 @@ def render_transform(source: str, event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(shaped, dict):
         raise templates.TemplateProblem("transform output must be a JSON object")
     return shaped
+
+
+def template_failure(exc: templates.TemplateProblem) -> SendResult:
+    """The result of a delivery whose template failed: `template_error`, never retried (the
+    same template fails the same way on the same event)."""
+    return SendResult(False, error="template_error", message=f"template_error: {exc}")
 
 
 def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:

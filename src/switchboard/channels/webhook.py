@@ -19,6 +19,7 @@ import orjson
 
 from switchboard import egress, masking, signing, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
+from switchboard.channels.registry import template_failure
 
 _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
 
@@ -106,9 +107,11 @@ class WebhookChannel:
         event = out.event
         if out.body_template:
             try:
-                payload = templates.render_json(out.body_template, event)
+                payload = await self.ctx.renderer.run(
+                    templates.render_json, out.body_template, event
+                )
             except templates.TemplateProblem as exc:
-                return SendResult(False, error="other", message=str(exc))
+                return template_failure(exc)
         else:
             payload = event
         body = orjson.dumps(payload)

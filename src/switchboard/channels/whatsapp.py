@@ -23,7 +23,13 @@ from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import check_path, check_template, lookup, render_field
+from switchboard.channels.registry import (
+    check_path,
+    check_template,
+    lookup,
+    render_field,
+    template_failure,
+)
 from switchboard.channels.webhook import check_url, post
 
 PROVIDERS = ("gateway", "zapi")
@@ -152,13 +158,21 @@ class WhatsAppChannel:
                 raise templates.TemplateProblem(f"config.buttons[{i}]: rendered empty")
         return rendered
 
+    def _texts(
+        self, config: dict[str, Any], event: dict[str, Any]
+    ) -> tuple[str, list[dict[str, str]]]:
+        """The message text and buttons; raises TemplateProblem."""
+        text = render_field(config, "template", event).strip()[:TEXT_LIMIT]
+        return text, self._buttons(config, event)
+
     async def send(self, destination: Destination, out: Outbound) -> SendResult:
         config = destination.config
         try:
             phone = self._phone(config, out.event)
-            text = render_field(config, "template", out.event).strip()[:TEXT_LIMIT]
-            buttons = self._buttons(config, out.event)
-        except (PhoneProblem, templates.TemplateProblem) as exc:
+            text, buttons = await self.ctx.renderer.run(self._texts, config, out.event)
+        except templates.TemplateProblem as exc:
+            return template_failure(exc)
+        except PhoneProblem as exc:
             return SendResult(False, error="other", message=str(exc))
         if not text:
             return SendResult(False, error="other", message="config.template: rendered empty")
