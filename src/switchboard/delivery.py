@@ -559,7 +559,7 @@ class Worker:
             verdict, next_us, error = retry.Verdict.SUCCEEDED, now_us, None
         else:
             decision = retry.decide(
-                n,
+                n - delivery.retry_base,  # the schedule starts over at a manual/DLQ retry
                 retry.Outcome(
                     status=result.status, error=result.error, retry_after=result.retry_after
                 ),

@@ -65,6 +65,9 @@ class Delivery(msgspec.Struct, frozen=True):
     last_error: str | None
     created_us: int
     updated_us: int
+    # `attempts` counts every attempt ever made (numbering continues across manual and DLQ
+    # retries); the retry schedule counts from `retry_base`, the count at the last such retry
+    retry_base: int = 0
 
     def to_json(self) -> dict[str, Any]:
         from switchboard.envelope import format_us
@@ -91,7 +94,8 @@ class Delivery(msgspec.Struct, frozen=True):
 
 DELIVERY_COLUMNS = (
     "id, tenant_id, event_seq, destination_id, route_id, status, priority, attempts, "
-    "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us"
+    "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us, "
+    "retry_base"
 )
 _D = ", ".join("d." + c.strip() for c in DELIVERY_COLUMNS.split(","))
 _D_WIDTH = len(DELIVERY_COLUMNS.split(","))  # a claim row: the delivery's columns, then the event's
@@ -119,7 +123,7 @@ def pattern_fragment(pattern: Any, dialect: str, params: list[Any]) -> str:
 
 
 def delivery_from_row(r: Sequence[Any]) -> Delivery:
-    return Delivery(*r[:15])
+    return Delivery(*r[:_D_WIDTH])
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class NewDelivery:
 
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, NULL, NULL, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, NULL, NULL, ?, ?, 0)"
 )
 
 
@@ -596,7 +600,7 @@ class DeliveryStore:
         sql += " ORDER BY d.updated_us DESC, d.id DESC LIMIT ?"
         params.append(limit)
         rows = await self.sql.fetch(sql, params)
-        return [(delivery_from_row(r[:15]), event_from_row(r[15:])) for r in rows]
+        return [(delivery_from_row(r[:_D_WIDTH]), event_from_row(r[_D_WIDTH:])) for r in rows]
 
     async def dlq_stats(self, tenant_id: str) -> list[tuple[str, str, int]]:
         rows = await self.sql.fetch(
@@ -608,13 +612,14 @@ class DeliveryStore:
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def requeue(self, tenant_id: str, ids: list[str], now_us: int) -> int:
-        """Retry dead/cancelled deliveries from scratch (the retry schedule starts over)."""
+        """Retry dead/cancelled deliveries: the retry schedule starts over, while the attempts
+        already made are kept and the next one is numbered after them."""
         if not ids:
             return 0
         marks = ", ".join("?" * len(ids))
         return await self.sql.execute(
             "UPDATE deliveries SET status = 'pending', next_attempt_us = ?, updated_us = ?, "
-            "attempts = 0, last_error = NULL "
+            "retry_base = attempts, last_error = NULL "
             f"WHERE tenant_id = ? AND status IN ('dead', 'cancelled') AND id IN ({marks})",
             (now_us, now_us, tenant_id, *ids),
         )
