@@ -261,9 +261,13 @@ class Worker:
             if free - claimed <= 0:
                 break
             ask = min(share, free - claimed)
-            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full)
-            if len(batch) < ask:
+            unreadable: list[tuple[Delivery, str]] = []
+            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full, unreadable)
+            if len(batch) + len(unreadable) < ask:
                 self._tenants = []  # a tenant ran dry: ask again next cycle
+            for delivery, reason in unreadable:
+                claimed += 1
+                await self._crashed(delivery, reason)
             claimed_at = time.monotonic()
             for delivery, event in batch:
                 claimed += 1
@@ -362,12 +366,12 @@ class Worker:
                     await self.process(delivery, job.event, job.claimed_at if job.waited else None)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception(
                         "delivery crashed",
                         extra={"action": "delivery_crashed", "delivery_id": delivery.id},
                     )
-                    # left 'sending': the lease expires and another attempt follows
+                    await self._crashed(delivery, f"{type(exc).__name__}: {exc}")
                 finally:
                     self._active.pop(delivery.id, None)
                     self._held -= 1
@@ -515,6 +519,53 @@ class Worker:
             result,
             self._judge(delivery, state, result, started, latency_ms),
         )
+
+    async def _crashed(self, delivery: Delivery, why: str) -> None:
+        """Finish a delivery whose handling raised (a stored value this version cannot render,
+        a channel's bug): a failed attempt with the error is recorded and the retry schedule
+        decides, as for any failure, so it never stays 'sending' to be claimed and crash again
+        at every lease's end. If even that cannot be written (the store is down), the lease
+        brings it back."""
+        n = delivery.attempts + 1
+        now = self.clock()
+        now_us = int(now * 1_000_000)
+        message = ("internal error: " + why).replace("\x00", "")[:1000]
+        status, next_us = "dead", now_us
+        try:
+            state = self._dests.get(delivery.destination_id) or await self._destination(
+                delivery.destination_id
+            )
+            decision = retry.decide(
+                n - delivery.retry_base,
+                retry.Outcome(status=None, error="other", retry_after=None),
+                self._policy(state.destination) if state is not None else self.policy,
+                now=now,
+                rng=self.rng,
+            )
+            status = _STATUS[decision.verdict]
+            next_us = now_us + int((decision.delay or 0) * 1_000_000)
+        except Exception:  # the schedule itself is what breaks: no retry then
+            log.exception("retry decision failed", extra={"action": "retry_decision_failed"})
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            n=n,
+            tenant_id=delivery.tenant_id,
+            started_us=now_us,
+            latency_ms=0.0,
+            ok=False,
+            status_code=None,
+            error="other",
+            message=message,
+            response=None,
+            request_headers=None,
+        )
+        statements = self.deliveries.finish_statements(
+            delivery, attempt, status, next_us, message, None, now_us
+        )
+        try:
+            await self.deliveries.writer.submit(statements)
+        except Exception as exc:
+            self._write_failed(delivery.id, exc)
 
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
         statements = self.deliveries.finish_statements(

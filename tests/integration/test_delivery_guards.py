@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from aiohttp import web
+
 from tests.conftest import Api
 from tests.integration.conftest import Clock, worker_for
 from tests.integration.test_delivery import send, setup_route
@@ -61,3 +64,106 @@ async def test_every_attempt_is_kept_across_dlq_and_manual_retries(
     assert [r["headers"]["x-switchboard-attempt"] for r in rcv.received] == [
         str(n) for n in range(1, 10)
     ]
+
+
+async def _delivery_of(api: Api, key: str, event_id: str) -> dict[str, Any]:
+    _, dl, _ = await api.call("GET", f"/v1/events/{event_id}/deliveries", key)
+    [d] = dl["data"]
+    return d  # type: ignore[no-any-return]
+
+
+async def _settled(api: Api, key: str, delivery_id: str) -> tuple[dict[str, Any], list[Any]]:
+    status, d, _ = await api.call("GET", f"/v1/deliveries/{delivery_id}", key)
+    assert status == 200, d
+    status, att, _ = await api.call("GET", f"/v1/deliveries/{delivery_id}/attempts", key)
+    assert status == 200, att
+    return d, att["data"]
+
+
+@pytest.mark.security
+async def test_an_event_that_breaks_rendering_ends_retried_then_dead_never_stuck_sending(
+    hub_api: Api, receivers: Any
+) -> None:
+    """Issue 13 item 5: an event stored with a time past 9999-12-31 UTC made rendering raise;
+    its delivery stayed 'sending', to be claimed and crash again at every lease's end."""
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url, retry_schedule="0,5s")
+    await send(api, key, [{"id": "far", "type": "a.b", "data": {}}])
+    d = await _delivery_of(api, key, "far")
+    # what "9999-12-31T23:59:59-12:00" became in UTC: past the last representable second
+    await api.hub.store.execute(
+        "UPDATE events SET time_us = ? WHERE id = ?", (253_402_343_999_000_000, "far")
+    )
+    clock = Clock()
+    worker = worker_for(api, clock)
+    await worker.drain()
+    d, attempts = await _settled(api, key, d["id"])
+    assert d["status"] == "retrying" and d["attempts"] == 1, d
+    assert "internal error" in d["last_error"] and "year" in d["last_error"], d
+    assert [(a["n"], a["ok"], a["error"]) for a in attempts] == [(1, False, "other")]
+    assert "internal error" in attempts[0]["message"]
+    clock.advance(7)
+    await worker.drain()
+    d, attempts = await _settled(api, key, d["id"])
+    assert (d["status"], d["attempts"], len(attempts)) == ("dead", 2, 2), d
+    assert rcv.received == []  # nothing half-rendered was sent
+
+
+@pytest.mark.security
+async def test_a_delivery_whose_event_row_is_gone_is_finished_not_left_sending(
+    hub_api: Api, receivers: Any
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url, retry_schedule="0")
+    await send(
+        api,
+        key,
+        [{"id": "gone", "type": "a.b", "data": {}}, {"id": "ok", "type": "a.b", "data": {}}],
+    )
+    gone = await _delivery_of(api, key, "gone")
+    ok = await _delivery_of(api, key, "ok")
+    await api.hub.store.execute("DELETE FROM events WHERE id = ?", ("gone",))
+    await worker_for(api).drain()
+    d, attempts = await _settled(api, key, gone["id"])
+    assert d["status"] == "dead" and "event is gone" in d["last_error"], d
+    assert [a["n"] for a in attempts] == [1]
+    d, _ = await _settled(api, key, ok["id"])
+    assert d["status"] == "succeeded"  # claimed in the same batch, sent as usual
+    assert [r["json"]["id"] for r in rcv.received] == ["ok"]
+
+
+@pytest.mark.security
+async def test_a_reply_with_nul_bytes_is_recorded_not_resent_forever(hub_api: Api) -> None:
+    """PostgreSQL's text cannot hold NUL: recording such a reply failed every time, and the
+    delivery stayed 'sending' (sent again at each lease's end)."""
+    api = hub_api
+    hits: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.Response(status=500, body=b"bad\x00reply", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        _, key = await api.tenant()
+        await setup_route(api, key, f"http://127.0.0.1:{port}/hook", retry_schedule="0")
+        await send(api, key, [{"id": "nul", "type": "a.b", "data": {}}])
+        d = await _delivery_of(api, key, "nul")
+        await worker_for(api).drain()
+        d, attempts = await _settled(api, key, d["id"])
+        assert d["status"] == "dead", d
+        assert [a["status_code"] for a in attempts] == [500]
+        assert attempts[0]["response"].startswith("bad") and "\x00" not in attempts[0]["response"]
+        assert len(hits) == 1
+    finally:
+        await runner.cleanup()
