@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -66,9 +67,10 @@ class _Lane:
     the next job as soon as its request is answered, so a busy destination costs no task, lock
     or timer per delivery."""
 
-    __slots__ = ("jobs", "known", "limit", "senders")
+    __slots__ = ("jobs", "known", "limit", "senders", "tenant")
 
-    def __init__(self, limit: int, known: bool) -> None:
+    def __init__(self, tenant: str, limit: int, known: bool) -> None:
+        self.tenant = tenant  # the destination's
         self.jobs: deque[_Job] = deque()
         self.senders = 0
         self.limit = limit
@@ -160,6 +162,9 @@ class Worker:
         self._dest_loads: SharedLoads[str, _DestState | None] = SharedLoads()
         self._lanes: dict[str, _Lane] = {}
         self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
+        self._tenant_held: dict[str, int] = {}  # the same, per tenant
+        # most one tenant may hold: a share of the capacity, equal among the tenants due
+        self._tenant_cap = max(1, int(settings.worker_concurrency * settings.worker_tenant_share))
         self._active: dict[str, _Job] = {}  # being sent right now
         self._returning: set[str] = set()  # taken out of a line, being given back
         self._loop_exited: asyncio.Event | None = None  # set when run()'s loop has ended
@@ -240,8 +245,8 @@ class Worker:
                 )
         await self._expire_queued()
         free = self.settings.worker_concurrency - self._held
-        if free <= 0:
-            return 0
+        if free <= 0 and len(self._tenant_held) <= 1 and len(self._tenants) <= 1:
+            return 0  # full with one tenant's work, and no other was due at the last look
         # Under a backlog every claim comes back full and the list of tenants with due work
         # cannot shrink: it is reused for up to _TENANTS_TTL instead of queried every cycle
         # (the query was half of a claim cycle's wall time). A new tenant waits at most that.
@@ -253,6 +258,17 @@ class Worker:
         if not tenants:
             return 0
         self.rng.shuffle(tenants)
+        capacity = self.settings.worker_concurrency
+        alone = max(1, int(capacity * self.settings.worker_tenant_share))
+        self._tenant_cap = cap = (
+            alone if len(tenants) == 1 else min(alone, max(1, capacity // len(tenants)))
+        )
+        if len(tenants) > 1 and free < cap:
+            # someone due may be below its share while the worker is full: what tenants hold
+            # beyond theirs and have not started sending goes back to the queue
+            free += await self._give_back_over(cap)
+        if free <= 0:
+            return 0
         share = max(1, free // len(tenants))
         lease = self.now_us() + int(self.settings.lease_seconds * 1_000_000)
         full = [d for d, lane in self._lanes.items() if lane.known and len(lane.jobs) >= lane.depth]
@@ -260,7 +276,9 @@ class Worker:
         for tenant in tenants:
             if free - claimed <= 0:
                 break
-            ask = min(share, free - claimed)
+            ask = min(share, free - claimed, cap - self._tenant_held.get(tenant, 0))
+            if ask <= 0:  # at its share already: not dry, just waiting for its sends
+                continue
             unreadable: list[tuple[Delivery, str]] = []
             batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full, unreadable)
             if len(batch) + len(unreadable) < ask:
@@ -283,8 +301,41 @@ class Worker:
             if lane.known:
                 while len(lane.jobs) > lane.depth:
                     excess.append(lane.jobs.pop())
-        self._held -= len(excess)
+        self._unhold(excess)
         await self._give_back(excess)
+
+    async def _give_back_over(self, cap: int) -> int:
+        """Give back the queued (unsent) deliveries of tenants holding more than `cap`, newest
+        first; sends under way are left to finish. Returns how many went back."""
+        over = {t: n - cap for t, n in self._tenant_held.items() if n > cap}
+        if not over:
+            return 0
+        taken: list[_Job] = []
+        for lane in self._lanes.values():
+            left = over.get(lane.tenant, 0)
+            while left > 0 and lane.jobs:
+                taken.append(lane.jobs.pop())
+                left -= 1
+            if lane.tenant in over:
+                over[lane.tenant] = left
+        self._unhold(taken)
+        await self._give_back(taken)
+        return len(taken)
+
+    def _unhold(self, jobs: list[_Job]) -> None:
+        """`jobs` leave the worker's hands (sent, or given back unsent)."""
+        self._held -= len(jobs)
+        for job in jobs:
+            self._unhold_one(job.delivery.tenant_id)
+
+    def _unhold_one(self, tenant: str) -> int:
+        """One of `tenant`'s deliveries leaves the worker's hands; returns what it still holds."""
+        left = self._tenant_held[tenant] - 1
+        if left:
+            self._tenant_held[tenant] = left
+        else:
+            del self._tenant_held[tenant]
+        return left
 
     async def _give_back(self, jobs: list[_Job]) -> None:
         """Return claimed deliveries that were taken out of their lines unsent to the queue,
@@ -336,11 +387,14 @@ class Worker:
             # until the destination is loaded one sender runs; it raises the limit after
             state = self._dests.get(dest_id)
             if state is None:
-                lane = self._lanes[dest_id] = _Lane(1, known=False)
+                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, 1, known=False)
             else:
-                lane = self._lanes[dest_id] = _Lane(max(1, state.destination.concurrency), True)
+                limit = max(1, state.destination.concurrency)
+                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, limit, True)
         lane.jobs.append(job)
         self._held += 1
+        tenant = job.delivery.tenant_id
+        self._tenant_held[tenant] = self._tenant_held.get(tenant, 0) + 1
         self._start_senders(dest_id, lane)
 
     def _start_senders(self, dest_id: str, lane: _Lane, waited: bool = False) -> None:
@@ -375,9 +429,13 @@ class Worker:
                 finally:
                     self._active.pop(delivery.id, None)
                     self._held -= 1
-                    # a quarter of the capacity is free: claim more now, while the lines still
-                    # hold work for the whole claim cycle, rather than at the next poll
-                    if self._held <= self.settings.worker_concurrency * 3 // 4:
+                    # a quarter of the capacity (and of the tenant's share) is free: claim more
+                    # now, while the lines still hold work for the whole claim cycle, rather
+                    # than at the next poll
+                    if (
+                        self._unhold_one(delivery.tenant_id) <= self._tenant_cap * 3 // 4
+                        and self._held <= self.settings.worker_concurrency * 3 // 4
+                    ):
                         self.wakeup.set()
                 state = self._dests.get(dest_id)
                 if state is not None:
@@ -400,7 +458,7 @@ class Worker:
         for lane in self._lanes.values():
             while lane.jobs and expired(lane.jobs[0]):
                 taken.append(lane.jobs.popleft())
-        self._held -= len(taken)
+        self._unhold(taken)
         return taken
 
     async def _expire_queued(self) -> None:
@@ -442,6 +500,17 @@ class Worker:
             self._dests.pop(dest_id, None)
             return None
         dest, failing_since = found
+        # stored before the operator lowered a maximum: the maximum holds all the same
+        s = self.settings
+        if (
+            dest.concurrency > s.max_destination_concurrency
+            or dest.timeout > s.max_destination_timeout
+        ):
+            dest = dataclasses.replace(
+                dest,
+                concurrency=min(dest.concurrency, s.max_destination_concurrency),
+                timeout=min(dest.timeout, s.max_destination_timeout),
+            )
         # another send may have built the state while we awaited: share it (its breaker and
         # rate buckets are the destination's, not this send's)
         state = self._dests.get(dest_id)

@@ -3,6 +3,10 @@ handling raises, and one tenant's hanging destination against another tenant's d
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -167,3 +171,112 @@ async def test_a_reply_with_nul_bytes_is_recorded_not_resent_forever(hub_api: Ap
         assert len(hits) == 1
     finally:
         await runner.cleanup()
+
+
+class _Silent:
+    """A TCP server on 127.0.0.1 that accepts every connection, reads, and never answers."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass  # read the request, answer nothing
+
+    async def __aenter__(self) -> _Silent:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in self._writers:
+            w.close()
+        assert self._server is not None
+        self._server.close()
+
+
+async def _until(condition: Callable[[], bool], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.security
+async def test_a_tenant_with_a_hanging_destination_does_not_starve_another(
+    hub_api: Api, receivers: Any
+) -> None:
+    """Issue 13 item 4: tenant A's destination accepts and never answers, at the largest
+    timeout and concurrency allowed, with 1,000 events due; tenant B's one webhook must still
+    arrive within 2 s (it took 57.8 s: A's deliveries filled every slot of the worker)."""
+    api = hub_api
+    _, key_a = await api.tenant()
+    _, key_b = await api.tenant()
+    rcv_b = await receivers()
+    async with _Silent() as silent:
+        # the default SWITCHBOARD_MAX_DESTINATION_TIMEOUT and _CONCURRENCY
+        await setup_route(api, key_a, silent.url, timeout=30, concurrency=100)
+        await setup_route(api, key_b, rcv_b.url)
+        await send(api, key_a, [{"type": "a.b", "data": {"i": i}} for i in range(1000)])
+        worker = worker_for(api)
+        task = asyncio.create_task(worker.run())
+        try:
+            # A fills what it may: every one of its destination's senders hangs
+            assert await _until(lambda: silent.connections >= 100, 10), silent.connections
+            await send(api, key_b, [{"id": "b-1", "type": "a.b", "data": {}}])
+            assert await _until(lambda: len(rcv_b.received) == 1, 2.0)
+            assert worker._tenant_held and max(worker._tenant_held.values()) <= int(
+                worker.settings.worker_concurrency * worker.settings.worker_tenant_share
+            )
+        finally:
+            await worker.stop(grace=0.1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.mark.security
+async def test_destination_concurrency_and_timeout_over_the_maxima_are_refused(
+    hub_api: Api,
+) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    base = {"name": "big", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x"}}
+    for field, value in (("concurrency", 1000), ("timeout", 60)):
+        status, body, _ = await api.call("POST", "/v1/destinations", key, {**base, field: value})
+        assert status == 422, body
+        assert [d["path"] for d in body["error"]["details"]] == [f"/{field}"], body
+    status, d, _ = await api.call("POST", "/v1/destinations", key, {**base, "concurrency": 100})
+    assert status == 201, d
+    status, body, _ = await api.call("PATCH", "/v1/destinations/big", key, {"timeout": 30.5})
+    assert status == 422 and body["error"]["details"][0]["path"] == "/timeout", body
+
+
+@pytest.mark.security
+async def test_a_stored_destination_over_lowered_maxima_is_held_to_them(
+    hub_api: Api, receivers: Any
+) -> None:
+    """A destination saved before the operator lowered the maxima is sent within them."""
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers(delay=0.2)
+    await setup_route(api, key, rcv.url, concurrency=10, route={"types": ["a.*"]})
+    await send(api, key, [{"type": "a.b", "data": {"i": i}} for i in range(10)])
+    await worker_for(api, max_destination_concurrency=3).drain()
+    assert len(rcv.received) == 10 and rcv.peak <= 3, rcv.peak
+    async with _Silent() as silent:
+        await setup_route(api, key, silent.url, name="slow", timeout=20, route={"types": ["s.x"]})
+        await send(api, key, [{"id": "s-1", "type": "s.x", "data": {}}])
+        started = time.monotonic()
+        await worker_for(api, max_destination_timeout=0.5).drain(within=10)
+        assert time.monotonic() - started < 10  # not the destination's 20 s
+        d = await _delivery_of(api, key, "s-1")
+        _, att, _ = await api.call("GET", f"/v1/deliveries/{d['id']}/attempts", key)
+        assert [a["error"] for a in att["data"]] == ["timeout"], att
