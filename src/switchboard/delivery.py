@@ -165,6 +165,7 @@ class Worker:
         self._tenant_held: dict[str, int] = {}  # the same, per tenant
         # most one tenant may hold: a share of the capacity, equal among the tenants due
         self._tenant_cap = max(1, int(settings.worker_concurrency * settings.worker_tenant_share))
+        self._refill_at = self._tenant_cap // 2  # a tenant holding this few claims again
         self._active: dict[str, _Job] = {}  # being sent right now
         self._returning: set[str] = set()  # taken out of a line, being given back
         self._loop_exited: asyncio.Event | None = None  # set when run()'s loop has ended
@@ -263,6 +264,9 @@ class Worker:
         self._tenant_cap = cap = (
             alone if len(tenants) == 1 else min(alone, max(1, capacity // len(tenants)))
         )
+        # a tenant claims again once it has a quarter of the worker to fill (as many as a
+        # lone tenant without a cap did), or half its share when that is smaller
+        self._refill_at = max(cap - capacity // 4, cap // 2)
         if len(tenants) > 1 and free < cap:
             # someone due may be below its share while the worker is full: what tenants hold
             # beyond theirs and have not started sending goes back to the queue
@@ -429,11 +433,11 @@ class Worker:
                 finally:
                     self._active.pop(delivery.id, None)
                     self._held -= 1
-                    # a quarter of the capacity (and of the tenant's share) is free: claim more
-                    # now, while the lines still hold work for the whole claim cycle, rather
-                    # than at the next poll
+                    # a quarter of the capacity is free (and the tenant has room in its share):
+                    # claim more now, while the lines still hold work for the whole claim
+                    # cycle, rather than at the next poll
                     if (
-                        self._unhold_one(delivery.tenant_id) <= self._tenant_cap * 3 // 4
+                        self._unhold_one(delivery.tenant_id) <= self._refill_at
                         and self._held <= self.settings.worker_concurrency * 3 // 4
                     ):
                         self.wakeup.set()
