@@ -4,8 +4,9 @@ attempt, and reschedule, dead-letter or disable by the retry policy.
 Fairness: each cycle visits every tenant with due work and claims a share for each; no tenant
 holds more than its share of the worker (SWITCHBOARD_WORKER_TENANT_SHARE even alone, an equal
 part while others are due), so a tenant whose endpoint hangs leaves the rest to the others;
-inside a tenant, high priority goes first. Isolation: every destination has its own concurrency cap, rate
-limit and circuit breaker, so a failing destination only ever holds its own deliveries back.
+inside a tenant, high priority goes first. Isolation: every destination has its own
+concurrency cap, rate limit and circuit breaker, so a failing destination only ever holds its
+own deliveries back.
 """
 
 from __future__ import annotations
