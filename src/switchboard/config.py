@@ -33,6 +33,13 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _fraction(name: str, raw: str) -> float:
+    value = _float(name, raw)
+    if not 0 < value <= 1:
+        raise ConfigError(f"{name} must be more than 0 and at most 1, got {value}")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         if raw.upper() not in allowed:
@@ -153,6 +160,18 @@ class Settings:
     )
     worker_concurrency: int = _setting(
         512, _int, "Most deliveries a worker holds at once: claimed, waiting in line or being sent."
+    )
+    worker_tenant_share: float = _setting(
+        0.75,
+        _fraction,
+        "Largest part (0-1) of SWITCHBOARD_WORKER_CONCURRENCY one tenant may hold, even alone: the "
+        "rest stays free for other tenants. With several tenants due, each gets an equal share.",
+    )
+    max_destination_concurrency: int = _setting(
+        100, _int, "Largest `concurrency` a destination may ask for (more is refused with 422)."
+    )
+    max_destination_timeout: float = _setting(
+        30.0, _float, "Largest `timeout` (seconds) a destination may ask for (more is refused)."
     )
     worker_poll: float = _setting(
         0.5, _float, "Seconds an idle worker waits before looking for due deliveries again."

@@ -1,15 +1,19 @@
 """The delivery worker: claim due deliveries, send them through their channel, record every
 attempt, and reschedule, dead-letter or disable by the retry policy.
 
-Fairness: each cycle visits every tenant with due work and claims a share for each; inside a
-tenant, high priority goes first. Isolation: every destination has its own concurrency cap, rate
-limit and circuit breaker, so a failing destination only ever holds its own deliveries back.
+Fairness: each cycle visits every tenant with due work and claims a share for each; no tenant
+holds more than its share of the worker (SWITCHBOARD_WORKER_TENANT_SHARE even alone, an equal
+part while others are due), so a tenant whose endpoint hangs leaves the rest to the others;
+inside a tenant, high priority goes first. Isolation: every destination has its own
+concurrency cap, rate limit and circuit breaker, so a failing destination only ever holds its
+own deliveries back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -66,9 +70,10 @@ class _Lane:
     the next job as soon as its request is answered, so a busy destination costs no task, lock
     or timer per delivery."""
 
-    __slots__ = ("jobs", "known", "limit", "senders")
+    __slots__ = ("jobs", "known", "limit", "senders", "tenant")
 
-    def __init__(self, limit: int, known: bool) -> None:
+    def __init__(self, tenant: str, limit: int, known: bool) -> None:
+        self.tenant = tenant  # the destination's
         self.jobs: deque[_Job] = deque()
         self.senders = 0
         self.limit = limit
@@ -160,6 +165,10 @@ class Worker:
         self._dest_loads: SharedLoads[str, _DestState | None] = SharedLoads()
         self._lanes: dict[str, _Lane] = {}
         self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
+        self._tenant_held: dict[str, int] = {}  # the same, per tenant
+        # most one tenant may hold: a share of the capacity, equal among the tenants due
+        self._tenant_cap = max(1, int(settings.worker_concurrency * settings.worker_tenant_share))
+        self._refill_at = self._tenant_cap // 2  # a tenant holding this few claims again
         self._active: dict[str, _Job] = {}  # being sent right now
         self._returning: set[str] = set()  # taken out of a line, being given back
         self._loop_exited: asyncio.Event | None = None  # set when run()'s loop has ended
@@ -240,8 +249,8 @@ class Worker:
                 )
         await self._expire_queued()
         free = self.settings.worker_concurrency - self._held
-        if free <= 0:
-            return 0
+        if free <= 0 and len(self._tenant_held) <= 1 and len(self._tenants) <= 1:
+            return 0  # full with one tenant's work, and no other was due at the last look
         # Under a backlog every claim comes back full and the list of tenants with due work
         # cannot shrink: it is reused for up to _TENANTS_TTL instead of queried every cycle
         # (the query was half of a claim cycle's wall time). A new tenant waits at most that.
@@ -253,6 +262,20 @@ class Worker:
         if not tenants:
             return 0
         self.rng.shuffle(tenants)
+        capacity = self.settings.worker_concurrency
+        alone = max(1, int(capacity * self.settings.worker_tenant_share))
+        self._tenant_cap = cap = (
+            alone if len(tenants) == 1 else min(alone, max(1, capacity // len(tenants)))
+        )
+        # a tenant claims again once it has a quarter of the worker to fill (as many as a
+        # lone tenant without a cap did), or half its share when that is smaller
+        self._refill_at = max(cap - capacity // 4, cap // 2)
+        if len(tenants) > 1 and free < cap:
+            # someone due may be below its share while the worker is full: what tenants hold
+            # beyond theirs and have not started sending goes back to the queue
+            free += await self._give_back_over(cap)
+        if free <= 0:
+            return 0
         share = max(1, free // len(tenants))
         lease = self.now_us() + int(self.settings.lease_seconds * 1_000_000)
         full = [d for d, lane in self._lanes.items() if lane.known and len(lane.jobs) >= lane.depth]
@@ -260,10 +283,16 @@ class Worker:
         for tenant in tenants:
             if free - claimed <= 0:
                 break
-            ask = min(share, free - claimed)
-            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full)
-            if len(batch) < ask:
+            ask = min(share, free - claimed, cap - self._tenant_held.get(tenant, 0))
+            if ask <= 0:  # at its share already: not dry, just waiting for its sends
+                continue
+            unreadable: list[tuple[Delivery, str]] = []
+            batch = await self.deliveries.claim(tenant, self.now_us(), lease, ask, full, unreadable)
+            if len(batch) + len(unreadable) < ask:
                 self._tenants = []  # a tenant ran dry: ask again next cycle
+            for delivery, reason in unreadable:
+                claimed += 1
+                await self._crashed(delivery, reason)
             claimed_at = time.monotonic()
             for delivery, event in batch:
                 claimed += 1
@@ -279,8 +308,41 @@ class Worker:
             if lane.known:
                 while len(lane.jobs) > lane.depth:
                     excess.append(lane.jobs.pop())
-        self._held -= len(excess)
+        self._unhold(excess)
         await self._give_back(excess)
+
+    async def _give_back_over(self, cap: int) -> int:
+        """Give back the queued (unsent) deliveries of tenants holding more than `cap`, newest
+        first; sends under way are left to finish. Returns how many went back."""
+        over = {t: n - cap for t, n in self._tenant_held.items() if n > cap}
+        if not over:
+            return 0
+        taken: list[_Job] = []
+        for lane in self._lanes.values():
+            left = over.get(lane.tenant, 0)
+            while left > 0 and lane.jobs:
+                taken.append(lane.jobs.pop())
+                left -= 1
+            if lane.tenant in over:
+                over[lane.tenant] = left
+        self._unhold(taken)
+        await self._give_back(taken)
+        return len(taken)
+
+    def _unhold(self, jobs: list[_Job]) -> None:
+        """`jobs` leave the worker's hands (sent, or given back unsent)."""
+        self._held -= len(jobs)
+        for job in jobs:
+            self._unhold_one(job.delivery.tenant_id)
+
+    def _unhold_one(self, tenant: str) -> int:
+        """One of `tenant`'s deliveries leaves the worker's hands; returns what it still holds."""
+        left = self._tenant_held[tenant] - 1
+        if left:
+            self._tenant_held[tenant] = left
+        else:
+            del self._tenant_held[tenant]
+        return left
 
     async def _give_back(self, jobs: list[_Job]) -> None:
         """Return claimed deliveries that were taken out of their lines unsent to the queue,
@@ -332,11 +394,14 @@ class Worker:
             # until the destination is loaded one sender runs; it raises the limit after
             state = self._dests.get(dest_id)
             if state is None:
-                lane = self._lanes[dest_id] = _Lane(1, known=False)
+                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, 1, known=False)
             else:
-                lane = self._lanes[dest_id] = _Lane(max(1, state.destination.concurrency), True)
+                limit = max(1, state.destination.concurrency)
+                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, limit, True)
         lane.jobs.append(job)
         self._held += 1
+        tenant = job.delivery.tenant_id
+        self._tenant_held[tenant] = self._tenant_held.get(tenant, 0) + 1
         self._start_senders(dest_id, lane)
 
     def _start_senders(self, dest_id: str, lane: _Lane, waited: bool = False) -> None:
@@ -362,18 +427,22 @@ class Worker:
                     await self.process(delivery, job.event, job.claimed_at if job.waited else None)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception(
                         "delivery crashed",
                         extra={"action": "delivery_crashed", "delivery_id": delivery.id},
                     )
-                    # left 'sending': the lease expires and another attempt follows
+                    await self._crashed(delivery, f"{type(exc).__name__}: {exc}")
                 finally:
                     self._active.pop(delivery.id, None)
                     self._held -= 1
-                    # a quarter of the capacity is free: claim more now, while the lines still
-                    # hold work for the whole claim cycle, rather than at the next poll
-                    if self._held <= self.settings.worker_concurrency * 3 // 4:
+                    # a quarter of the capacity is free (and the tenant has room in its share):
+                    # claim more now, while the lines still hold work for the whole claim
+                    # cycle, rather than at the next poll
+                    if (
+                        self._unhold_one(delivery.tenant_id) <= self._refill_at
+                        and self._held <= self.settings.worker_concurrency * 3 // 4
+                    ):
                         self.wakeup.set()
                 state = self._dests.get(dest_id)
                 if state is not None:
@@ -396,7 +465,7 @@ class Worker:
         for lane in self._lanes.values():
             while lane.jobs and expired(lane.jobs[0]):
                 taken.append(lane.jobs.popleft())
-        self._held -= len(taken)
+        self._unhold(taken)
         return taken
 
     async def _expire_queued(self) -> None:
@@ -438,6 +507,17 @@ class Worker:
             self._dests.pop(dest_id, None)
             return None
         dest, failing_since = found
+        # stored before the operator lowered a maximum: the maximum holds all the same
+        s = self.settings
+        if (
+            dest.concurrency > s.max_destination_concurrency
+            or dest.timeout > s.max_destination_timeout
+        ):
+            dest = dataclasses.replace(
+                dest,
+                concurrency=min(dest.concurrency, s.max_destination_concurrency),
+                timeout=min(dest.timeout, s.max_destination_timeout),
+            )
         # another send may have built the state while we awaited: share it (its breaker and
         # rate buckets are the destination's, not this send's)
         state = self._dests.get(dest_id)
@@ -516,6 +596,53 @@ class Worker:
             self._judge(delivery, state, result, started, latency_ms),
         )
 
+    async def _crashed(self, delivery: Delivery, why: str) -> None:
+        """Finish a delivery whose handling raised (a stored value this version cannot render,
+        a channel's bug): a failed attempt with the error is recorded and the retry schedule
+        decides, as for any failure, so it never stays 'sending' to be claimed and crash again
+        at every lease's end. If even that cannot be written (the store is down), the lease
+        brings it back."""
+        n = delivery.attempts + 1
+        now = self.clock()
+        now_us = int(now * 1_000_000)
+        message = ("internal error: " + why).replace("\x00", "")[:1000]
+        status, next_us = "dead", now_us
+        try:
+            state = self._dests.get(delivery.destination_id) or await self._destination(
+                delivery.destination_id
+            )
+            decision = retry.decide(
+                n - delivery.retry_base,
+                retry.Outcome(status=None, error="other", retry_after=None),
+                self._policy(state.destination) if state is not None else self.policy,
+                now=now,
+                rng=self.rng,
+            )
+            status = _STATUS[decision.verdict]
+            next_us = now_us + int((decision.delay or 0) * 1_000_000)
+        except Exception:  # the schedule itself is what breaks: no retry then
+            log.exception("retry decision failed", extra={"action": "retry_decision_failed"})
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            n=n,
+            tenant_id=delivery.tenant_id,
+            started_us=now_us,
+            latency_ms=0.0,
+            ok=False,
+            status_code=None,
+            error="other",
+            message=message,
+            response=None,
+            request_headers=None,
+        )
+        statements = self.deliveries.finish_statements(
+            delivery, attempt, status, next_us, message, None, now_us
+        )
+        try:
+            await self.deliveries.writer.submit(statements)
+        except Exception as exc:
+            self._write_failed(delivery.id, exc)
+
     async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
         statements = self.deliveries.finish_statements(
             delivery,
@@ -559,7 +686,7 @@ class Worker:
             verdict, next_us, error = retry.Verdict.SUCCEEDED, now_us, None
         else:
             decision = retry.decide(
-                n,
+                n - delivery.retry_base,  # the schedule starts over at a manual/DLQ retry
                 retry.Outcome(
                     status=result.status, error=result.error, retry_after=result.retry_after
                 ),

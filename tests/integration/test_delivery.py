@@ -506,7 +506,8 @@ async def test_high_priority_is_claimed_first(hub_api: Api, receivers: Any) -> N
     await setup_route(api, key, low.url, name="low", route={"priority": "low"})
     await setup_route(api, key, high.url, name="high", route={"priority": "high"})
     await send(api, key, [{"type": "a.b", "data": {"i": i}} for i in range(8)])
-    worker = worker_for(api, worker_concurrency=8)
+    # the only tenant may take the whole worker here (by default it leaves a quarter to others)
+    worker = worker_for(api, worker_concurrency=8, worker_tenant_share=1.0)
     await worker.claim_once()
     await worker.settle()
     assert len(high.received) == 8 and low.received == []
@@ -601,7 +602,7 @@ async def test_under_a_backlog_the_tenant_list_is_reused_only_until_it_expires(
     api = hub_api
     busy, rcv_busy, late, rcv_late = await two_tenants(api, receivers)
     await send(api, busy, [{"type": "a.b", "data": {"i": i}} for i in range(40)])
-    worker = worker_for(api, worker_concurrency=10)
+    worker = worker_for(api, worker_concurrency=10, worker_tenant_share=1.0)
     assert await worker.claim_once() == 10  # a full claim: the list [busy] is kept
     await worker.settle()
     await send(api, late, [{"type": "a.b", "data": {"i": i}} for i in range(3)])
@@ -643,7 +644,7 @@ async def test_a_slow_destinations_backlog_does_not_hold_back_another(
     # the slow destination's 30 come first, more than the worker holds at once
     await send(api, key, [{"type": "s.x", "data": {"i": i}} for i in range(30)])
     await send(api, key, [{"type": "f.x", "data": {"i": i}} for i in range(5)])
-    worker = worker_for(api, worker_concurrency=10)
+    worker = worker_for(api, worker_concurrency=10, worker_tenant_share=1.0)
     task = asyncio.create_task(worker.run())
     try:
         deadline = time.monotonic() + 10

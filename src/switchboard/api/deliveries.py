@@ -25,6 +25,7 @@ from switchboard.channels.registry import (
     check_destination_egress,
     public_config,
 )
+from switchboard.config import Settings
 from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
 from switchboard.errors import BadRequest, NotFound, Unprocessable
@@ -68,9 +69,15 @@ def destination_json(d: Destination, reveal: bool = False) -> dict[str, Any]:
 
 
 def parse_destination(
-    body: Any, tenant_id: str, existing: Destination | None, egress: Policy
+    body: Any,
+    tenant_id: str,
+    existing: Destination | None,
+    egress: Policy,
+    max_timeout: float = 300,
+    max_concurrency: int = 1000,
 ) -> Destination:
-    """Validate a destination body; every problem names its field."""
+    """Validate a destination body; every problem names its field. `timeout` and `concurrency`
+    are bounded by the operator's maxima (SWITCHBOARD_MAX_DESTINATION_*)."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a destination object")
     problems: list[str] = [f"{k}: unknown field" for k in body if k not in DESTINATION_FIELDS]
@@ -113,13 +120,15 @@ def parse_destination(
         value = body.get(field, getattr(existing, field) if existing else default)
         if value is None:
             return None
+        if field not in body and isinstance(value, int | float) and value > hi:
+            return hi  # kept from before a lower maximum: the worker applies the maximum too
         if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
             problems.append(f"{field}: a number between {lo} and {hi}")
             return default
         return value
 
-    timeout = num("timeout", 10.0, 0.1, 300)
-    concurrency = num("concurrency", 10, 1, 1000)
+    timeout = num("timeout", min(10.0, max_timeout), 0.1, max_timeout)
+    concurrency = num("concurrency", min(10, max_concurrency), 1, max_concurrency)
     rps = num("rate_per_second", None, 0.001, 100000)
     rpm = num("rate_per_minute", None, 0.001, 1000000)
     schedule = existing.retry_schedule if existing else None
@@ -161,11 +170,15 @@ def parse_destination(
     )
 
 
+def _maxima(settings: Settings) -> tuple[float, int]:
+    return settings.max_destination_timeout, settings.max_destination_concurrency
+
+
 async def create_destination(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
     body = await read_json(request, 65536)
-    dest = parse_destination(body, p.tenant(), None, h.egress)
+    dest = parse_destination(body, p.tenant(), None, h.egress, *_maxima(h.settings))
     if await h.deliveries.get_destination(p.tenant(), dest.name) is not None:
         raise Unprocessable(f"a destination named {dest.name!r} exists; PATCH it instead")
     await h.deliveries.put_destination(dest, now_us())
@@ -180,7 +193,9 @@ async def update_destination(request: Request) -> Response:
     existing = await h.deliveries.get_destination(p.tenant(), request.path_params["ref"])
     if existing is None:
         raise NotFound("no destination with that id or name in this tenant")
-    dest = parse_destination(await read_json(request, 65536), p.tenant(), existing, h.egress)
+    dest = parse_destination(
+        await read_json(request, 65536), p.tenant(), existing, h.egress, *_maxima(h.settings)
+    )
     await h.deliveries.put_destination(dest, now_us())
     return JSONResponse(destination_json(dest))
 

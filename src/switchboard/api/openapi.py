@@ -228,8 +228,19 @@ def _destination() -> Schema:
                 "maxItems": 2,
                 "description": "Signing or provider secrets; masked except on create.",
             },
-            "timeout": {"type": "number", "minimum": 0.1, "maximum": 300, "default": 10},
-            "concurrency": _int(minimum=1, maximum=1000, default=10),
+            "timeout": {
+                "type": "number",
+                "minimum": 0.1,
+                "default": 10,
+                "description": "Seconds per attempt, at most SWITCHBOARD_MAX_DESTINATION_TIMEOUT "
+                "(30 unless the operator sets it).",
+            },
+            "concurrency": _int(
+                "Most attempts in flight, at most SWITCHBOARD_MAX_DESTINATION_CONCURRENCY "
+                "(100 unless the operator sets it).",
+                minimum=1,
+                default=10,
+            ),
             "rate_per_second": _null({"type": "number", "minimum": 0.001}),
             "rate_per_minute": _null({"type": "number", "minimum": 0.001}),
             "retry_schedule": {

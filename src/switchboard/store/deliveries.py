@@ -17,6 +17,7 @@ import msgspec
 
 from switchboard.channels import Destination
 from switchboard.envelope import Event, new_id
+from switchboard.errors import StoreError
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     GroupWriter,
@@ -65,6 +66,9 @@ class Delivery(msgspec.Struct, frozen=True):
     last_error: str | None
     created_us: int
     updated_us: int
+    # `attempts` counts every attempt ever made (numbering continues across manual and DLQ
+    # retries); the retry schedule counts from `retry_base`, the count at the last such retry
+    retry_base: int = 0
 
     def to_json(self) -> dict[str, Any]:
         from switchboard.envelope import format_us
@@ -91,7 +95,8 @@ class Delivery(msgspec.Struct, frozen=True):
 
 DELIVERY_COLUMNS = (
     "id, tenant_id, event_seq, destination_id, route_id, status, priority, attempts, "
-    "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us"
+    "next_attempt_us, ordering_key, replay_id, provider_id, last_error, created_us, updated_us, "
+    "retry_base"
 )
 _D = ", ".join("d." + c.strip() for c in DELIVERY_COLUMNS.split(","))
 _D_WIDTH = len(DELIVERY_COLUMNS.split(","))  # a claim row: the delivery's columns, then the event's
@@ -119,7 +124,15 @@ def pattern_fragment(pattern: Any, dialect: str, params: list[Any]) -> str:
 
 
 def delivery_from_row(r: Sequence[Any]) -> Delivery:
-    return Delivery(*r[:15])
+    return Delivery(*r[:_D_WIDTH])
+
+
+def _read_event(r: Sequence[Any]) -> Event | str:
+    """A claimed delivery's event, or why its stored row cannot be read."""
+    try:
+        return event_from_row(r)
+    except Exception as exc:  # any bad stored value: the delivery is finished with the reason
+        return f"the stored event cannot be read: {type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ class NewDelivery:
 
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, NULL, NULL, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, NULL, NULL, ?, ?, 0)"
 )
 
 
@@ -251,7 +264,8 @@ def claim_sql(pg: bool, skipped: int) -> str:
     return (
         f"WITH c AS ({update}WHERE id = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED)) "
         f"RETURNING {DELIVERY_COLUMNS}) "
-        f"SELECT c.*, {_E} FROM c JOIN events e ON e.seq = c.event_seq"
+        # LEFT: a delivery whose event is gone is claimed all the same, and must come back
+        f"SELECT c.*, {_E} FROM c LEFT JOIN events e ON e.seq = c.event_seq"
     )
 
 
@@ -400,20 +414,25 @@ class DeliveryStore:
         lease_until_us: int,
         limit: int,
         skip_destinations: Sequence[str] = (),
+        unreadable: list[tuple[Delivery, str]] | None = None,
     ) -> list[tuple[Delivery, Event]]:
         """Take up to `limit` due deliveries of one tenant, high priority first, oldest first,
         skipping any whose ordering key has an earlier open delivery to the same destination,
-        and any to `skip_destinations` (the worker already holds enough of theirs)."""
+        and any to `skip_destinations` (the worker already holds enough of theirs).
+
+        A claimed delivery whose event cannot be read (a row this version cannot decode, or
+        gone) is put in `unreadable` with the reason, for the caller to finish: it is claimed
+        all the same, so it must not be left 'sending'. Without the list, such a row raises."""
         params = (lease_until_us, now_us, tenant_id, now_us, *skip_destinations, limit)
         rows = await self.sql.fetch_write(claim_sql(self.pg, len(skip_destinations)), params)
-        events: dict[int, Event] = {}
+        events: dict[int, Event | str] = {}
         if self.pg:  # each row: the delivery's columns, then its event's
             deliveries = []
             for r in rows:
                 d = delivery_from_row(r[:_D_WIDTH])
                 deliveries.append(d)
-                if d.event_seq not in events:
-                    events[d.event_seq] = event_from_row(r[_D_WIDTH:])
+                if d.event_seq not in events and r[_D_WIDTH] is not None:
+                    events[d.event_seq] = _read_event(r[_D_WIDTH:])
         else:  # the events are read apart: SQLite's reads are local and cheap
             if not rows:
                 return []
@@ -423,9 +442,17 @@ class DeliveryStore:
             for r in await self.sql.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({marks})", seqs
             ):
-                e = event_from_row(r)
-                events[e.seq] = e
-        return [(d, events[d.event_seq]) for d in deliveries if d.event_seq in events]
+                events[r[0]] = _read_event(r)
+        claimed: list[tuple[Delivery, Event]] = []
+        for d in deliveries:
+            e = events.get(d.event_seq, "the delivery's event is gone")
+            if isinstance(e, Event):
+                claimed.append((d, e))
+            elif unreadable is None:
+                raise StoreError(f"delivery {d.id}: {e}")
+            else:
+                unreadable.append((d, e))
+        return claimed
 
     def finish_statements(
         self,
@@ -442,6 +469,8 @@ class DeliveryStore:
         writer (`self.writer.submit`), which commits them in one transaction with those of other
         deliveries finishing at the same moment. `health` "failing" or "ok" also records the
         destination starting or ending a failing streak."""
+        if error and "\x00" in error:  # see the attempt's reply below
+            error = error.replace("\x00", "\ufffd")
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 FINISH_DELIVERY,
@@ -457,6 +486,13 @@ class DeliveryStore:
             )
         ]
         if attempt is not None:
+            response, message = attempt.response, attempt.message
+            # PostgreSQL's text cannot hold NUL: a reply with one would fail the write every
+            # time, and the delivery would be sent again at each lease's end
+            if response and "\x00" in response:
+                response = response.replace("\x00", "\ufffd")
+            if message and "\x00" in message:
+                message = message.replace("\x00", "\ufffd")
             statements.append(
                 (
                     "INSERT INTO attempts (delivery_id, n, tenant_id, started_us, latency_ms, ok, "
@@ -472,8 +508,8 @@ class DeliveryStore:
                         attempt.ok,
                         attempt.status_code,
                         attempt.error,
-                        attempt.message,
-                        attempt.response,
+                        message,
+                        response,
                         dumps(attempt.request_headers or {}),
                     ),
                 )
@@ -596,7 +632,7 @@ class DeliveryStore:
         sql += " ORDER BY d.updated_us DESC, d.id DESC LIMIT ?"
         params.append(limit)
         rows = await self.sql.fetch(sql, params)
-        return [(delivery_from_row(r[:15]), event_from_row(r[15:])) for r in rows]
+        return [(delivery_from_row(r[:_D_WIDTH]), event_from_row(r[_D_WIDTH:])) for r in rows]
 
     async def dlq_stats(self, tenant_id: str) -> list[tuple[str, str, int]]:
         rows = await self.sql.fetch(
@@ -608,13 +644,14 @@ class DeliveryStore:
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def requeue(self, tenant_id: str, ids: list[str], now_us: int) -> int:
-        """Retry dead/cancelled deliveries from scratch (the retry schedule starts over)."""
+        """Retry dead/cancelled deliveries: the retry schedule starts over, while the attempts
+        already made are kept and the next one is numbered after them."""
         if not ids:
             return 0
         marks = ", ".join("?" * len(ids))
         return await self.sql.execute(
             "UPDATE deliveries SET status = 'pending', next_attempt_us = ?, updated_us = ?, "
-            "attempts = 0, last_error = NULL "
+            "retry_base = attempts, last_error = NULL "
             f"WHERE tenant_id = ? AND status IN ('dead', 'cancelled') AND id IN ({marks})",
             (now_us, now_us, tenant_id, *ids),
         )
