@@ -136,6 +136,13 @@ class Health:
     error: str | None = None
 
 
+class CommitHook(Protocol):
+    """Rows to write with an event in its group commit, only if the event is new (an
+    automation run it starts, waiting runs it wakes: store/automations.py)."""
+
+    def statements(self, seq: int, received_us: int) -> list[tuple[str, tuple[Any, ...]]]: ...
+
+
 class Store(Protocol):
     backend: str
 
@@ -157,12 +164,13 @@ class Store(Protocol):
     dialect: str
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
     ) -> list[Appended]:
         """Store events durably (group commit); return once committed, in input order.
 
-        `plans[i]` are the deliveries routed from `events[i]`; they are inserted in the same
-        transaction, and only if the event is new (a duplicate routes nothing)."""
+        `plans[i]` are the deliveries routed from `events[i]` (and the automation runs it
+        starts); they are written in the same transaction, and only if the event is new (a
+        duplicate routes nothing)."""
         ...
 
     async def get_event(

@@ -24,6 +24,7 @@ from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.store import (
     ApiKey,
     Appended,
+    CommitHook,
     EventQuery,
     Health,
     MetricRow,
@@ -72,7 +73,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 _Queued = tuple[
     list[Event],
     list[tuple[Any, ...]],
-    list[list[NewDelivery]] | None,
+    Sequence[Sequence[NewDelivery | CommitHook]] | None,
     asyncio.Future[list[Appended]],
 ]
 
@@ -200,7 +201,7 @@ class SqliteStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -261,6 +262,7 @@ class SqliteStore:
                     )
                 }
             deliveries = []
+            hooks: list[tuple[str, tuple[Any, ...]]] = []
             for events, _, plans, _ in batch:
                 results = []
                 for n, e in enumerate(events):
@@ -272,9 +274,12 @@ class SqliteStore:
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
-                            deliveries.append(
-                                delivery_params(replace(d, event_seq=seq), e.received_us)
-                            )
+                            if isinstance(d, NewDelivery):
+                                deliveries.append(
+                                    delivery_params(replace(d, event_seq=seq), e.received_us)
+                                )
+                            else:
+                                hooks += d.statements(seq, e.received_us)
                     else:
                         seq, received = conn.execute(
                             _ORIGINAL, (e.tenant_id, e.source, e.id)
@@ -283,6 +288,8 @@ class SqliteStore:
                 out.append(results)
             if deliveries:
                 conn.executemany(INSERT_DELIVERY, deliveries)
+            for sql, params in hooks:
+                conn.execute(sql.replace("?j", "?"), params)
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------

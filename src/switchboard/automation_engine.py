@@ -1,0 +1,304 @@
+"""The automation engine: which runs an event starts or wakes (planned into its group commit), and
+the loop that claims due runs and advances them with the shared interpreter.
+
+The loop runs beside the delivery worker (`Hub.open`). Its clock is injected: tests and the
+simulator pass a `FakeClock`, so a two-hour wait takes no time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
+from switchboard.automations import (
+    Automation,
+    AutomationError,
+    Correlation,
+    Op,
+    correlation_key,
+    parse_automation,
+)
+from switchboard.envelope import Event, new_id, now_us
+from switchboard.router import Route
+from switchboard.shared import SharedLoads
+from switchboard.store import CommitHook
+from switchboard.store.automations import AutomationStore, RunStart, Wake, dedupe_key
+from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+
+if TYPE_CHECKING:
+    from switchboard.hub import Hub
+
+log = logging.getLogger("switchboard.automations")
+_TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
+ROUTE_PREFIX = "automation:"  # route ids of send steps' transforms (see `send_route_id`)
+
+
+class SystemClock:
+    def now_us(self) -> int:
+        return now_us()
+
+
+@dataclass
+class FakeClock:
+    """A clock that moves only when told (tests, the simulator)."""
+
+    us: int
+
+    def now_us(self) -> int:
+        return self.us
+
+    def advance(self, seconds: float) -> None:
+        self.us += int(seconds * 1_000_000)
+
+
+def send_route_id(name: str, version: int, op_id: str) -> str:
+    return f"{ROUTE_PREFIX}{name}:{version}:{op_id}"
+
+
+class AutomationCache:
+    """Each tenant's current automations (re-read at most every second) and every version a
+    run pinned (immutable, so cached without expiry)."""
+
+    def __init__(self, store: AutomationStore) -> None:
+        self.store = store
+        self._current: dict[str, tuple[float, list[Automation]]] = {}
+        self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
+        self._versions: dict[tuple[str, str, int], Automation | None] = {}
+
+    async def _load(self, tenant_id: str) -> list[Automation]:
+        out = []
+        for name, version, spec, _ in await self.store.current(tenant_id):
+            try:
+                out.append(parse_automation(spec, name=name, version=version))
+            except AutomationError as exc:  # stored valid; a later limit may refuse it
+                log.warning(
+                    "stored automation no longer valid",
+                    extra={
+                        "action": "automation_invalid",
+                        "tenant_id": tenant_id,
+                        "automation": name,
+                        "error": str(exc),
+                    },
+                )
+        return out
+
+    async def automations(self, tenant_id: str) -> list[Automation]:
+        now = time.monotonic()
+        hit = self._current.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        autos = await self._loads.get(tenant_id, lambda: self._load(tenant_id))
+        self._current[tenant_id] = (now + _TTL, autos)
+        return autos
+
+    def forget(self, tenant_id: str) -> None:
+        self._current.pop(tenant_id, None)
+        self._loads.forget(tenant_id)
+
+    async def version(self, tenant_id: str, name: str, version: int) -> Automation | None:
+        key = (tenant_id, name, version)
+        if key not in self._versions:
+            got = await self.store.get(tenant_id, name, version)
+            parsed = None
+            if got is not None:
+                with contextlib.suppress(AutomationError):
+                    parsed = parse_automation(got[1], name=name, version=version)
+            if len(self._versions) > 10_000:
+                self._versions.clear()
+            self._versions[key] = parsed
+        return self._versions[key]
+
+    async def routes(self, tenant_id: str) -> list[Route]:
+        """Disabled routes that only carry the transforms of send steps (the delivery worker
+        finds a delivery's transform by its route id): one per step with a transform."""
+        out = []
+        for auto in await self.automations(tenant_id):
+            for op in auto.ops:
+                if op.kind == "send" and op.transform:
+                    out.append(
+                        Route(
+                            id=send_route_id(auto.name, auto.version, op.id),
+                            tenant_id=tenant_id,
+                            name=f"automation {auto.name} step {op.id}",
+                            types=(),
+                            transform=op.transform,
+                            enabled=False,
+                        )
+                    )
+        return out
+
+    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]:
+        autos = await self.automations(tenant_id)
+        return [plan_event(autos, e) for e in events] if autos else [[] for _ in events]
+
+
+def plan_event(automations: list[Automation], event: Event) -> list[CommitHook]:
+    """The runs an event starts and the waiting runs it wakes, written in its commit."""
+    if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
+        return []
+    doc = event.match_doc()
+    hooks: list[CommitHook] = []
+    for auto in automations:
+        if not auto.triggered_by(doc):
+            continue
+        dedupe = None
+        if auto.dedupe_path is not None:
+            dedupe = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, event.received_us)
+        cancel = []
+        for corr in auto.cancel_on:
+            key = correlation_key(doc, corr.paths)
+            if key is not None:
+                cancel.append((corr.type, key))
+        hooks.append(
+            RunStart(new_id(), event.tenant_id, auto.name, auto.version, dedupe, tuple(cancel))
+        )
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for auto in automations:
+        for corr in auto.awaited():
+            if corr.type != event.type or (corr.type, corr.paths) in seen:
+                continue
+            seen.add((corr.type, corr.paths))
+            key = correlation_key(doc, corr.paths)
+            if key is not None:
+                hooks.append(Wake(event.tenant_id, event.type, key))
+    return hooks
+
+
+class StoreEnv:
+    """The interpreter's effects on the hub: look-backs and waits in the store, sends as
+    ordinary deliveries, emits through ingest (the catalog validates them)."""
+
+    def __init__(self, hub: Hub, automations: AutomationStore) -> None:
+        self.hub = hub
+        self.store = automations
+
+    async def watch(self, run: Run, awaited: Correlation, key: str) -> None:
+        await self.store.watch(run, awaited, key)
+
+    async def find(self, run: Run, awaited: Correlation, key: str) -> dict[str, Any] | None:
+        return await self.store.find(run.tenant_id, run.trigger_seq, awaited, key)
+
+    async def send(self, run: Run, op: Op) -> str:
+        assert op.destination is not None
+        dest = await self.hub.deliveries.get_destination(run.tenant_id, op.destination)
+        if dest is None:
+            raise StepFailed(f"step {op.id}: no destination {op.destination!r} in this tenant")
+        delivery_id = effect_id(run.id, op.id, "dlv")
+        route_id = send_route_id(run.automation, run.version, op.id) if op.transform else None
+        at = now_us()  # deliveries run on the wall clock, whatever the engine's clock says
+        planned = NewDelivery(run.tenant_id, run.trigger_seq, dest.id, route_id, 1, None, at)
+        params = (delivery_id, *delivery_params(planned, at)[1:])
+        # unique per (run, step): a step run again after a crash finds its delivery made
+        await self.hub.store.execute(INSERT_DELIVERY + " ON CONFLICT (id) DO NOTHING", params)
+        self.hub.wake_worker()
+        return delivery_id
+
+    async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
+        tenant = await self.hub.tenant(run.tenant_id)
+        if tenant is None:
+            raise StepFailed("the tenant no longer exists")
+        result = await self.hub.ingestor.ingest([event], tenant, "automations")
+        out = result.results[0]
+        if out["status"] == "rejected":
+            errors = "; ".join(f"{e['path']}: {e['message']}" for e in out.get("errors", []))
+            raise StepFailed(f"step {op.id}: the emitted {op.emit_type} was rejected: {errors}")
+        return str(out["id"])
+
+
+class Engine:
+    """Claims due runs and advances them; one per `serve`/`worker` process."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        automations: AutomationStore,
+        cache: AutomationCache,
+        clock: Any = None,
+        *,
+        lease_s: float = 60.0,
+        poll_s: float = 1.0,
+        batch: int = 100,
+    ) -> None:
+        self.store = automations
+        self.cache = cache
+        self.clock = clock or SystemClock()
+        self.env: Env = StoreEnv(hub, automations)
+        self.lease_us = int(lease_s * 1_000_000)
+        self.poll_s = poll_s
+        self.batch = batch
+        self.wakeup = asyncio.Event()
+        self._stopping = False
+        self.on_advanced: Callable[[Run], Awaitable[None]] | None = None
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                n = await self.tick()
+            except Exception:
+                log.exception("automation tick failed", extra={"action": "automation_tick"})
+                n = 0
+            if n:
+                continue
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wakeup.set()
+
+    async def tick(self) -> int:
+        """Advance every run due now; how many were claimed."""
+        claimed = await self.store.claim(self.clock.now_us(), self.lease_us, self.batch)
+        for run_id, rev in claimed:
+            try:
+                await self.process(run_id, rev)
+            except Exception:  # a bug or an outage: the claim's lease brings the run back
+                log.exception(
+                    "automation run failed to advance",
+                    extra={"action": "automation_error", "run_id": run_id},
+                )
+        return len(claimed)
+
+    async def process(self, run_id: str, rev: int) -> None:
+        run = await self.store.load(run_id)
+        if run is None:
+            return
+        now = self.clock.now_us()
+        auto = await self.cache.version(run.tenant_id, run.automation, run.version)
+        if auto is None:
+            advanced = replace(
+                run,
+                status="failed",
+                reason=f"version {run.version} cannot be read",
+                due_us=None,
+                ended_us=now,
+            )
+        else:
+            try:
+                advanced = await advance(auto, run, now, self.env)
+            except StepFailed as exc:  # a failure outside a step (the cancel look-back)
+                advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
+        waiting = auto is not None and waiting_on(auto, advanced) is not None
+        saved = await self.store.save(advanced, rev, now, waiting)
+        log.info(
+            "automation run advanced",
+            extra={
+                "action": "automation_step",
+                "run_id": run.id,
+                "tenant_id": run.tenant_id,
+                "automation": run.automation,
+                "status": advanced.status,
+                "saved": saved,
+                "event_id": run.trigger.get("id"),
+                "trace_id": run.trigger.get("trace_id"),
+            },
+        )
+        if saved and self.on_advanced is not None:
+            await self.on_advanced(advanced)
