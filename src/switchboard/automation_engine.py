@@ -65,10 +65,12 @@ class AutomationCache:
     """Each tenant's current automations (re-read at most every second) and every version a
     run pinned (immutable, so cached without expiry)."""
 
-    def __init__(self, store: AutomationStore) -> None:
+    def __init__(self, store: AutomationStore, max_running: int = 100_000) -> None:
         self.store = store
+        self.max_running = max_running
         self._current: dict[str, tuple[float, list[Automation]]] = {}
         self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
+        self._running: dict[str, tuple[float, int]] = {}  # tenant → (expires, running runs)
         self._versions: dict[tuple[str, str, int], Automation | None] = {}
 
     async def _load(self, tenant_id: str) -> list[Automation]:
@@ -99,6 +101,7 @@ class AutomationCache:
 
     def forget(self, tenant_id: str) -> None:
         self._current.pop(tenant_id, None)
+        self._running.pop(tenant_id, None)
         self._loads.forget(tenant_id)
 
     async def version(self, tenant_id: str, name: str, version: int) -> Automation | None:
@@ -133,12 +136,31 @@ class AutomationCache:
                     )
         return out
 
+    async def running(self, tenant_id: str) -> int:
+        """The tenant's running runs, counted at most every second."""
+        now = time.monotonic()
+        hit = self._running.get(tenant_id)
+        if hit is None or hit[0] <= now:
+            hit = (now + _TTL, await self.store.count_running(tenant_id))
+            self._running[tenant_id] = hit
+        return hit[1]
+
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]:
         autos = await self.automations(tenant_id)
-        return [plan_event(autos, e) for e in events] if autos else [[] for _ in events]
+        if not autos:
+            return [[] for _ in events]
+        refused = None
+        if (running := await self.running(tenant_id)) >= self.max_running:
+            refused = (
+                f"the tenant has {running} runs running; the limit is {self.max_running} "
+                "(SWITCHBOARD_AUTOMATION_MAX_RUNNING)"
+            )
+        return [plan_event(autos, e, refused) for e in events]
 
 
-def plan_event(automations: list[Automation], event: Event) -> list[CommitHook]:
+def plan_event(
+    automations: list[Automation], event: Event, refused: str | None = None
+) -> list[CommitHook]:
     """The runs an event starts and the waiting runs it wakes, written in its commit."""
     if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
         return []
@@ -156,7 +178,9 @@ def plan_event(automations: list[Automation], event: Event) -> list[CommitHook]:
             if key is not None:
                 cancel.append((corr.type, key))
         hooks.append(
-            RunStart(new_id(), event.tenant_id, auto.name, auto.version, dedupe, tuple(cancel))
+            RunStart(
+                new_id(), event.tenant_id, auto.name, auto.version, dedupe, tuple(cancel), refused
+            )
         )
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for auto in automations:

@@ -24,6 +24,7 @@ MAX_STEPS = 50  # operations in one document, counted over every nested branch
 MAX_DEPTH = 4  # nesting of `if` inside `if`
 MAX_DURATION_US = 366 * 86_400 * 1_000_000  # a wait, `within` or dedupe window: at most a year
 MAX_DOCUMENT_BYTES = 65_536  # a document's JSON form
+MAX_NESTING = 32  # objects and lists inside each other, anywhere in a document (patterns too)
 MAX_MATCH_PATHS = 4  # correlation paths of one wait_for / cancel_on
 MAX_CANCEL_ON = 8
 MAX_TRIGGER_TYPES = 16
@@ -33,6 +34,19 @@ _DURATION_RE = re.compile(
     r"^(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$"
 )
 _UNIT_US = (7 * 86_400_000_000, 86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Is `value` nested more than `limit` levels (iteratively: no recursion to exhaust)?"""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class AutomationError(ValueError):
@@ -74,6 +88,7 @@ class Op:
     emit_subject: str | None = None  # emit: a Jinja2 template of the subject
     condition: patterns.Pattern | None = None  # branch: matched against {trigger, event, steps}
     target: int = 0  # branch: where `else` starts; jump: where to go
+    path: str = ""  # where the step is in the document (JSON pointer), for error messages
 
 
 @dataclass(frozen=True)
@@ -328,7 +343,7 @@ class _Parser:
         transform = None
         if body.get("transform") is not None:
             transform = self.template(body["transform"], f"{where}/transform")
-        self.ops.append(Op(sid, "send", destination=dest, transform=transform))
+        self.ops.append(Op(sid, "send", destination=dest, transform=transform, path=where))
 
     def emit(self, body: Any, where: str, sid: str) -> None:
         if not isinstance(body, dict):
@@ -372,6 +387,10 @@ def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) ->
     if len(orjson.dumps(spec)) > MAX_DOCUMENT_BYTES:
         raise AutomationError(
             [{"path": "/", "message": f"the document is over {MAX_DOCUMENT_BYTES} bytes"}]
+        )
+    if _too_deep(spec, MAX_NESTING):
+        raise AutomationError(
+            [{"path": "/", "message": f"the document is nested more than {MAX_NESTING} levels"}]
         )
     p = _Parser()
     for key in spec:

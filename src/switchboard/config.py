@@ -120,6 +120,12 @@ class Settings:
     catalogs_dir: str = _setting(
         "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
     )
+    automation_max_running: int = _setting(
+        100_000,
+        _int,
+        "Most automation runs one tenant may have running; a trigger past it records its run "
+        "as `failed` with the reason.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -50,7 +50,7 @@ class Hub:
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
         self.automations = AutomationStore(self.store)
-        self.automation_cache = AutomationCache(self.automations)
+        self.automation_cache = AutomationCache(self.automations, settings.automation_max_running)
         self.engine = Engine(self, self.automations, self.automation_cache)
         self.ingestor = Ingestor(
             self.store, self.registry, self.routes, self.wake_worker, self.automation_cache

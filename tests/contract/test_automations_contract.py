@@ -371,3 +371,18 @@ async def test_a_deleted_automation_starts_no_runs(hub: Hub) -> None:
     hub.automation_cache.forget("acme")
     await send(hub, "acme", completed(1))
     assert await runs(hub, "acme") == []
+
+
+@pytest.mark.security
+async def test_runs_past_the_tenants_limit_are_recorded_failed_with_the_reason(hub: Hub) -> None:
+    hub.automation_cache.max_running = 2
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1, "svc-1"))
+    await send(hub, "acme", completed(2, "svc-2"))
+    hub.automation_cache.forget("acme")  # the running count is cached for a second
+    await send(hub, "acme", completed(3, "svc-3"))
+    by_service = {r.trigger["data"]["service_id"]: r for r in await runs(hub, "acme")}
+    assert [by_service[n].status for n in (1, 2, 3)] == ["running", "running", "failed"]
+    assert "the limit is 2" in (by_service[3].reason or "")
+    await drain(hub.engine)  # the refused run is never advanced
+    assert (await runs(hub, "acme"))[0].history == []

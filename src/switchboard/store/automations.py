@@ -25,7 +25,7 @@ Statement = tuple[str, tuple[Any, ...]]
 _INSERT_RUN = (
     "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
     "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
-    "VALUES (?, ?, ?, ?, ?, 'running', NULL, ?j, ?, 0, ?, ?, ?, NULL) ON CONFLICT DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?j, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _INSERT_WAIT_IF_RUN = (
     "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
@@ -57,8 +57,10 @@ class RunStart:
     version: int
     dedupe_key: str | None
     cancel_waits: tuple[tuple[str, str], ...]  # (type, key) of each cancel_on
+    refused: str | None = None  # a limit refused the run: it is recorded `failed`, this reason
 
     def statements(self, seq: int, received_us: int) -> list[Statement]:
+        failed = self.refused is not None
         out: list[Statement] = [
             (
                 _INSERT_RUN,
@@ -68,15 +70,18 @@ class RunStart:
                     self.automation,
                     self.version,
                     seq,
+                    "failed" if failed else "running",
+                    self.refused,
                     dumps({"pc": 0, "matched": {}, "history": []}),
                     self.dedupe_key,
+                    None if failed else received_us,
                     received_us,
                     received_us,
-                    received_us,
+                    received_us if failed else None,
                 ),
             )
         ]
-        for n, (etype, key) in enumerate(self.cancel_waits):
+        for n, (etype, key) in enumerate(() if failed else self.cancel_waits):
             out.append(
                 (
                     _INSERT_WAIT_IF_RUN,

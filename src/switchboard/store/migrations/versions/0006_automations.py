@@ -64,6 +64,8 @@ def upgrade() -> None:
         "automation_runs",
         ["tenant_id", "automation", "created_us"],
     )
+    # the running-runs limit per tenant counts these
+    op.create_index("ix_automation_runs_status", "automation_runs", ["tenant_id", "status"])
     # dedupe: one run per (automation, key, window) — the insert of a second one does nothing
     op.create_index(
         "uq_automation_runs_dedupe",

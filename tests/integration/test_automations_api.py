@@ -1,0 +1,241 @@
+"""The automations API over HTTP on both stores: versions, validation with paths, runs, cancel,
+scopes and tenant isolation; end to end to a real webhook receiver on a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchboard.automation_engine import FakeClock
+from switchboard.envelope import now_us
+from tests.conftest import Api
+from tests.integration.conftest import worker_for
+
+FEEDBACK: dict[str, Any] = {
+    "name": "service-feedback",
+    "on": "service.completed",
+    "steps": [
+        {"wait": "2h"},
+        {
+            "id": "request",
+            "send": {
+                "destination": "wpp",
+                "transform": '{"to": "{{ subject }}", "text": "Como foi o atendimento?"}',
+            },
+        },
+        {
+            "id": "reply",
+            "wait_for": {"type": "feedback.received", "match": "data.service_id", "within": "24h"},
+            "on_event": "stop",
+        },
+        {"id": "reminder", "send": {"destination": "wpp"}},
+    ],
+}
+
+
+async def setup(api: Api, url: str = "http://127.0.0.1:9/hook") -> str:
+    _, key = await api.tenant()
+    status, body, _ = await api.call(
+        "POST", "/v1/destinations", key, {"name": "wpp", "kind": "webhook", "config": {"url": url}}
+    )
+    assert status == 201, body
+    return key
+
+
+async def test_put_versions_get_list_delete(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    assert status == 201 and body["version"] == 1, body
+    changed = {**FEEDBACK, "steps": FEEDBACK["steps"][:2]}
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, changed)
+    assert status == 200 and body["version"] == 2
+    _, body, _ = await api.call("GET", "/v1/automations/service-feedback", key)
+    assert body["version"] == 2 and len(body["spec"]["steps"]) == 2
+    _, body, _ = await api.call("GET", "/v1/automations/service-feedback?version=1", key)
+    assert body["version"] == 1 and len(body["spec"]["steps"]) == 4
+    _, body, _ = await api.call("GET", "/v1/automations", key)
+    assert [(a["name"], a["version"]) for a in body["data"]] == [("service-feedback", 2)]
+    status, _, _ = await api.call("DELETE", "/v1/automations/service-feedback", key)
+    assert status == 204
+    status, _, _ = await api.call("GET", "/v1/automations/service-feedback", key)
+    assert status == 404
+    _, body, _ = await api.call("GET", "/v1/automations", key)
+    assert body["data"] == []
+
+
+async def test_invalid_documents_answer_422_naming_each_path(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    bad = {
+        "name": "service-feedback",
+        "on": "service.completed",
+        "steps": [
+            {"wait": "2 hours"},
+            {"send": {"destination": "nowhere"}},
+            {"wait_for": {"type": "feedback.received", "within": "2y"}},
+        ],
+    }
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, bad)
+    assert status == 422
+    paths = {d["path"] for d in body["error"]["details"]}
+    assert paths == {"/steps/0/wait", "/steps/2/wait_for/within"}
+    fine_but_unknown_destination = {**bad, "steps": [{"send": {"destination": "nowhere"}}]}
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/service-feedback", key, fine_but_unknown_destination
+    )
+    assert status == 422
+    assert body["error"]["details"] == [
+        {"path": "/steps/0/send/destination", "message": "no destination 'nowhere' in this tenant"}
+    ]
+    status, body, _ = await api.call("PUT", "/v1/automations/other-name", key, FEEDBACK)
+    assert status == 422 and body["error"]["details"][0]["path"] == "/name"
+
+
+@pytest.mark.security
+async def test_oversized_and_deeply_nested_documents_are_refused(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    huge = {**FEEDBACK, "description": "x" * 70_000}
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, huge)
+    assert status == 413, body
+    nested: dict[str, Any] = {"send": {"destination": "wpp"}}
+    for _ in range(30):
+        nested = {"if": {"trigger": {"type": ["a"]}}, "then": [nested]}
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/service-feedback", key, {**FEEDBACK, "steps": [nested]}
+    )
+    assert status == 422 and "nested" in body["error"]["message"]
+    deep_filter: dict[str, Any] = {"x": ["y"]}
+    for _ in range(200):
+        deep_filter = {"k": deep_filter}
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/service-feedback", key, {**FEEDBACK, "filter": deep_filter}
+    )
+    assert status == 422, body
+    assert "nested more than 32 levels" in body["error"]["message"]
+
+
+@pytest.mark.security
+async def test_scopes_and_tenant_isolation(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    _, reader = await api.tenant(scopes=("read",))
+    status, _, _ = await api.call("PUT", "/v1/automations/service-feedback", reader, FEEDBACK)
+    assert status == 403
+    await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    await api.call(
+        "POST",
+        "/v1/events",
+        key,
+        [{"id": "svc-1", "type": "service.completed", "subject": "p-1", "data": {"service_id": 1}}],
+    )
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    run_id = runs["data"][0]["id"]
+    other = await setup(api)
+    for method, path in [
+        ("GET", "/v1/automations/service-feedback"),
+        ("DELETE", "/v1/automations/service-feedback"),
+        ("GET", f"/v1/runs/{run_id}"),
+        ("POST", f"/v1/runs/{run_id}/cancel"),
+    ]:
+        status, _, _ = await api.call(method, path, other)
+        assert status == 404, (method, path)
+    _, body, _ = await api.call("GET", "/v1/automations/service-feedback/runs", other)
+    assert body["data"] == []
+    _, body, _ = await api.call("GET", "/v1/automations", other)
+    assert body["data"] == []
+    status, _, _ = await api.call("POST", f"/v1/runs/{run_id}/cancel", reader)
+    assert status == 403  # reading is not managing
+
+
+async def test_end_to_end_feedback_two_hours_later_on_a_fake_clock(
+    hub_api: Api, receivers: Any
+) -> None:
+    api = hub_api
+    rcv = await receivers()
+    key = await setup(api, rcv.url)
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    assert status == 201, body
+    engine = api.hub.engine
+    clock = FakeClock(now_us() + 600_000_000)
+    engine.clock = clock
+    for n in (1, 2):
+        await api.call(
+            "POST",
+            "/v1/events",
+            key,
+            [
+                {
+                    "id": f"svc-{n}",
+                    "type": "service.completed",
+                    "subject": f"patient-{n}",
+                    "data": {"service_id": n},
+                }
+            ],
+        )
+    while await engine.tick():
+        pass
+    clock.advance(2 * 3600)
+    while await engine.tick():
+        pass
+    await worker_for(api).drain()
+    assert sorted(r["json"]["to"] for r in rcv.received) == ["patient-1", "patient-2"]
+    assert rcv.received[0]["json"]["text"] == "Como foi o atendimento?"
+    # patient-1 answers; patient-2 does not and gets the reminder after 24 h
+    await api.call(
+        "POST",
+        "/v1/events",
+        key,
+        [{"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1, "rating": 5}}],
+    )
+    while await engine.tick():
+        pass
+    clock.advance(24 * 3600)
+    while await engine.tick():
+        pass
+    await worker_for(api).drain()
+    assert len(rcv.received) == 3
+    assert rcv.received[2]["json"]["subject"] == "patient-2"  # the trigger, as routes send it
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    by_subject = {r["trigger"]["subject"]: r for r in runs["data"]}
+    assert by_subject["patient-1"]["status"] == "stopped"
+    assert by_subject["patient-1"]["matched"]["reply"]["id"] == "fb-1"
+    assert by_subject["patient-2"]["status"] == "completed"
+    _, run, _ = await api.call("GET", f"/v1/runs/{by_subject['patient-2']['id']}", key)
+    assert [s["step"] for s in run["steps"]] == ["steps.0", "request", "reply", "reminder"]
+    delivery_id = run["steps"][1]["delivery_id"]
+    _, delivery, _ = await api.call("GET", f"/v1/deliveries/{delivery_id}", key)
+    assert delivery["status"] == "succeeded"
+    _, stopped, _ = await api.call(
+        "GET", "/v1/automations/service-feedback/runs?status=stopped", key
+    )
+    assert [r["trigger"]["subject"] for r in stopped["data"]] == ["patient-1"]
+    status, _, _ = await api.call("GET", "/v1/automations/service-feedback/runs?status=odd", key)
+    assert status == 400
+
+
+async def test_cancel_is_durable_and_answers_409_once_ended(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    await api.call(
+        "POST",
+        "/v1/events",
+        key,
+        [{"id": "svc-1", "type": "service.completed", "subject": "p-1", "data": {"service_id": 1}}],
+    )
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    run_id = runs["data"][0]["id"]
+    status, body, _ = await api.call(
+        "POST", f"/v1/runs/{run_id}/cancel", key, {"reason": "patient asked"}
+    )
+    assert status == 200 and body["status"] == "cancelled"
+    assert body["reason"] == "cancelled by request: patient asked"
+    status, body, _ = await api.call("POST", f"/v1/runs/{run_id}/cancel", key)
+    assert status == 409
+    api.hub.engine.clock = FakeClock(now_us() + 3 * 3600 * 1_000_000)
+    assert await api.hub.engine.tick() == 0
+    _, body, _ = await api.call("GET", f"/v1/runs/{run_id}", key)
+    assert body["status"] == "cancelled" and body["steps"] == []
