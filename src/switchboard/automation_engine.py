@@ -29,7 +29,7 @@ from switchboard.router import Route
 from switchboard.shared import SharedLoads
 from switchboard.store import CommitHook
 from switchboard.store.automations import AutomationStore, RunStart, Wake, dedupe_key
-from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+from switchboard.store.deliveries import DELIVERY_COLUMNS
 
 if TYPE_CHECKING:
     from switchboard.hub import Hub
@@ -37,6 +37,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.automations")
 _TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
 ROUTE_PREFIX = "automation:"  # route ids of send steps' transforms (see `send_route_id`)
+# A send step's delivery: an ordinary pending delivery, made only while the run is still the one
+# the engine claimed (a cancel committed first makes nothing), at most once per (run, step).
+# The casts type the selected parameters for PostgreSQL.
+_INSERT_SEND = (
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT ?, ?, CAST(? AS BIGINT), ?, ?, "
+    "'pending', CAST(? AS INTEGER), 0, CAST(? AS BIGINT), NULL, NULL, NULL, NULL, "
+    "CAST(? AS BIGINT), CAST(? AS BIGINT) WHERE EXISTS (SELECT 1 FROM automation_runs "
+    "WHERE id = ? AND rev = ? AND status = 'running') ON CONFLICT (id) DO NOTHING"
+)
 
 
 class SystemClock:
@@ -216,10 +225,21 @@ class StoreEnv:
         delivery_id = effect_id(run.id, op.id, "dlv")
         route_id = send_route_id(run.automation, run.version, op.id) if op.transform else None
         at = now_us()  # deliveries run on the wall clock, whatever the engine's clock says
-        planned = NewDelivery(run.tenant_id, run.trigger_seq, dest.id, route_id, 1, None, at)
-        params = (delivery_id, *delivery_params(planned, at)[1:])
+        params = (
+            delivery_id,
+            run.tenant_id,
+            run.trigger_seq,
+            dest.id,
+            route_id,
+            1,
+            at,
+            at,
+            at,
+            run.id,
+            run.rev,
+        )
         # unique per (run, step): a step run again after a crash finds its delivery made
-        await self.hub.store.execute(INSERT_DELIVERY + " ON CONFLICT (id) DO NOTHING", params)
+        await self.hub.store.execute(_INSERT_SEND, params)
         self.hub.wake_worker()
         return delivery_id
 
@@ -292,8 +312,8 @@ class Engine:
 
     async def process(self, run_id: str, rev: int) -> None:
         run = await self.store.load(run_id)
-        if run is None:
-            return
+        if run is None or run.rev != rev:
+            return  # changed since the claim (cancelled, woken): whoever changed it decides
         now = self.clock.now_us()
         auto = await self.cache.version(run.tenant_id, run.automation, run.version)
         if auto is None:

@@ -379,12 +379,24 @@ class _Parser:
             self.ops[jump_at] = Op(f"{sid}.end", "jump", target=len(self.ops))
 
 
+def from_yaml(doc: Any) -> Any:
+    """A document as YAML 1.1 loaded it, with `on:` back as a key (PyYAML reads a bare `on`
+    as the boolean true)."""
+    if isinstance(doc, dict) and True in doc and "on" not in doc:
+        doc = {("on" if k is True else k): v for k, v in doc.items()}
+    return doc
+
+
 def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) -> Automation:
     """Validate a document (the parsed YAML/JSON) and compile it; AutomationError lists every
     problem with its path. `name`, when given (the URL's), must agree with the document's."""
     if not isinstance(spec, dict):
         raise AutomationError([{"path": "/", "message": "an automation is an object"}])
-    if len(orjson.dumps(spec)) > MAX_DOCUMENT_BYTES:
+    try:
+        size = len(orjson.dumps(spec))
+    except TypeError:
+        raise AutomationError([{"path": "/", "message": "keys must be strings"}]) from None
+    if size > MAX_DOCUMENT_BYTES:
         raise AutomationError(
             [{"path": "/", "message": f"the document is over {MAX_DOCUMENT_BYTES} bytes"}]
         )

@@ -38,6 +38,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
+app.add_typer(__import__("switchboard.cli_automations").cli_automations.app, name="automations")
 out = Console()
 err = Console(stderr=True)
 

@@ -386,3 +386,18 @@ async def test_runs_past_the_tenants_limit_are_recorded_failed_with_the_reason(h
     assert "the limit is 2" in (by_service[3].reason or "")
     await drain(hub.engine)  # the refused run is never advanced
     assert (await runs(hub, "acme"))[0].history == []
+
+
+async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    # an engine loaded the run to send; the cancel commits before its send does
+    (loaded,) = await runs(hub, "acme")
+    assert await hub.automations.cancel("acme", loaded.id, "by hand", now_us())
+    auto = await hub.automation_cache.version("acme", loaded.automation, loaded.version)
+    assert auto is not None
+    await advance(auto, loaded, hub.engine.clock.now_us(), hub.engine.env)
+    assert await deliveries(hub, "acme") == []
+    assert await hub.engine.tick() == 0
