@@ -239,3 +239,107 @@ async def test_cancel_is_durable_and_answers_409_once_ended(hub_api: Api) -> Non
     assert await api.hub.engine.tick() == 0
     _, body, _ = await api.call("GET", f"/v1/runs/{run_id}", key)
     assert body["status"] == "cancelled" and body["steps"] == []
+
+
+async def test_a_zapi_button_reply_becomes_feedback_received_and_stops_the_run(
+    hub_api: Api, receivers: Any
+) -> None:
+    """care-integrations: "Processamento de resposta de botao" — the Z-API webhook of a tapped
+    rating button becomes whatsapp.inbound (source + mapping), an automation emits
+    feedback.received from it (validated by the catalog), and that event ends the waiting
+    feedback run before its reminder."""
+    from pathlib import Path
+
+    import orjson
+
+    from switchboard.catalog import load_catalog_dir
+    from tests.unit.test_mappings import ZAPI_BUTTON
+
+    api = hub_api
+    root = Path(__file__).resolve().parents[2]
+    tid, key = await api.tenant(unknown_types="reject")
+    await api.hub.registry.apply(tid, load_catalog_dir(root / "catalogs" / "care-integrations"))
+    rcv = await receivers()
+    await api.call(
+        "POST",
+        "/v1/destinations",
+        key,
+        {"name": "wpp", "kind": "webhook", "config": {"url": rcv.url}},
+    )
+    status, source, _ = await api.call(
+        "POST",
+        "/v1/sources",
+        key,
+        {"name": "zapi", "preset": "zapi", "secrets": ["tok-zapi-123456"], "mapping": "zapi"},
+    )
+    assert status == 201, source
+    reply = {
+        "name": "feedback-button-reply",
+        "on": "whatsapp.inbound",
+        "filter": {"data": {"button_response": {"id": [{"prefix": "feedback:"}]}}},
+        "steps": [
+            {
+                "emit": {
+                    "type": "feedback.received",
+                    "data": (
+                        '{"service_id": {{ data.button_response.id.split(":")[1] | tojson }}, '
+                        '"rating": {{ data.button_response.id.split(":")[2] | int }}, "channel": "whatsapp"}'
+                    ),
+                }
+            }
+        ],
+    }
+    for doc in (FEEDBACK, reply):
+        status, body, _ = await api.call("PUT", f"/v1/automations/{doc['name']}", key, doc)
+        assert status == 201, body
+    engine = api.hub.engine
+    clock = FakeClock(now_us() + 600_000_000)
+    engine.clock = clock
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/events",
+        key,
+        [
+            {
+                "id": "svc-1-done",
+                "type": "service.completed",
+                "subject": "patient-42",
+                "data": {
+                    "service_id": "svc_1",
+                    "caregiver_id": "cg_7",
+                    "completed_at": "2026-01-01T00:00:00Z",
+                    "duration_minutes": 240,
+                },
+            }
+        ],
+    )
+    assert body["accepted"] == 1, body
+    while await engine.tick():
+        pass
+    clock.advance(2 * 3600)
+    while await engine.tick():
+        pass
+    payload = {
+        **ZAPI_BUTTON,
+        "buttonsResponseMessage": {"buttonId": "feedback:svc_1:5", "message": "Excelente"},
+    }
+    status, answer, _ = await api.call(
+        "POST",
+        f"/v1/sources/{source['id']}/webhook",
+        data=orjson.dumps(payload),
+        headers={"Content-Type": "application/json", "Client-Token": "tok-zapi-123456"},
+    )
+    assert status == 200 and answer["events"][0]["status"] == "accepted", answer
+    while await engine.tick():
+        pass
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    (run,) = runs["data"]
+    assert run["status"] == "stopped", run
+    matched = run["matched"]["reply"]
+    assert matched["type"] == "feedback.received"
+    assert matched["data"] == {"service_id": "svc_1", "rating": 5, "channel": "whatsapp"}
+    _, emitted, _ = await api.call("GET", f"/v1/events/{matched['id']}", key)
+    assert emitted["status"] == "accepted"  # valid against the care catalog
+    assert emitted["causation_id"] == answer["events"][0]["id"]
+    await worker_for(api).drain()
+    assert len(rcv.received) == 1  # the 2-hour request, and no reminder
