@@ -283,7 +283,8 @@ async def test_a_zapi_button_reply_becomes_feedback_received_and_stops_the_run(
                     "type": "feedback.received",
                     "data": (
                         '{"service_id": {{ data.button_response.id.split(":")[1] | tojson }}, '
-                        '"rating": {{ data.button_response.id.split(":")[2] | int }}, "channel": "whatsapp"}'
+                        '"rating": {{ data.button_response.id.split(":")[2] | int }}, '
+                        '"channel": "whatsapp"}'
                     ),
                 }
             }
