@@ -254,6 +254,13 @@ class StoreEnv:
             raise StepFailed(f"step {op.id}: the emitted {op.emit_type} was rejected: {errors}")
         return str(out["id"])
 
+    async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
+        rows = await self.hub.store.fetch(
+            "SELECT status FROM deliveries WHERE id = ? AND tenant_id = ?",
+            (delivery_id, run.tenant_id),
+        )
+        return str(rows[0][0]) if rows else None
+
 
 class Engine:
     """Claims due runs and advances them; one per `serve`/`worker` process."""

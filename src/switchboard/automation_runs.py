@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from switchboard import patterns, templates
 from switchboard.automations import (
+    DELIVERY_STATUSES,
     MAX_DURATION_US,
     Automation,
     Correlation,
@@ -26,6 +27,7 @@ from switchboard.automations import (
 from switchboard.envelope import EnvelopeError, parse_time
 
 MAX_EMIT_DEPTH = 8  # an emitted event that starts a run that emits …: at most this many links
+DELIVERY_POLL_US = 30_000_000  # a wait on a delivery's status looks again this often
 
 
 class Status(StrEnum):
@@ -91,6 +93,9 @@ class Env(Protocol):
     async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
         """Ingest an emitted event (idempotent: its id is deterministic); its id, or
         StepFailed when the catalog rejects it."""
+
+    async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
+        """The status of one of the run's deliveries (None when there is none)."""
 
 
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
@@ -246,7 +251,37 @@ def _wait_until(op: Op, run: Run, now_us: int) -> int:
     return until
 
 
+async def _wait_for_delivery(op: Op, run: Run, now_us: int, env: Env) -> Run:
+    assert op.delivery_step is not None and op.delivery_status is not None
+    deadline = run.deadline_us if run.deadline_us is not None else now_us + op.within_us
+    delivery_id = effect_id(run.id, op.delivery_step, "dlv")
+    status = await env.delivery_status(run, delivery_id)
+    if status in DELIVERY_STATUSES[op.delivery_status]:
+        run = replace(
+            run,
+            deadline_us=None,
+            history=_log(run, op, now_us, delivery_id=delivery_id, status=status),
+        )
+        if op.on_event == "stop":
+            return _end(run, Status.STOPPED, f"delivery {op.delivery_step} is {status}", now_us)
+        return replace(run, pc=run.pc + 1)
+    if now_us >= deadline:
+        run = replace(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
+        if op.on_timeout == "stop":
+            return _end(
+                run,
+                Status.STOPPED,
+                f"delivery {op.delivery_step} not {op.delivery_status} in the time allowed",
+                now_us,
+            )
+        return replace(run, pc=run.pc + 1)
+    # provider statuses do not wake runs: look again shortly (or at the deadline)
+    return replace(run, deadline_us=deadline, due_us=min(deadline, now_us + DELIVERY_POLL_US))
+
+
 async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
+    if op.delivery_step is not None:
+        return await _wait_for_delivery(op, run, now_us, env)
     awaited = op.awaited
     assert awaited is not None
     key = correlation_key(run.trigger, awaited.paths)

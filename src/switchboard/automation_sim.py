@@ -54,6 +54,7 @@ class Simulation:
     _tick: int = 0
     _ids: set[str] = field(default_factory=set)
     _deduped: set[tuple[str, str]] = field(default_factory=set)
+    _sent: set[str] = field(default_factory=set)
 
     # -- the interpreter's effects (automation_runs.Env) ------------------------------------
 
@@ -73,12 +74,18 @@ class Simulation:
     async def send(self, run: Run, op: Op) -> str:
         to = run.trigger.get("subject") or "-"
         self.say(f"send {op.destination} to {to} ({run.automation})")
-        return effect_id(run.id, op.id, "dlv")
+        delivery_id = effect_id(run.id, op.id, "dlv")
+        self._sent.add(delivery_id)
+        return delivery_id
 
     async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
         self.say(f"emit {op.emit_type} for {event.get('subject') or '-'} ({run.automation})")
         self.add_event(event)
         return str(event["id"])
+
+    async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
+        # no provider here: a sent message is accepted, and never reported delivered or read
+        return "succeeded" if delivery_id in self._sent else None
 
     # -- the simulation ---------------------------------------------------------------------
 

@@ -89,6 +89,8 @@ class Op:
     condition: patterns.Pattern | None = None  # branch: matched against {trigger, event, steps}
     target: int = 0  # branch: where `else` starts; jump: where to go
     path: str = ""  # where the step is in the document (JSON pointer), for error messages
+    delivery_step: str | None = None  # wait_for a delivery status: the send step's id
+    delivery_status: str | None = None  # … and the status (or a later one) it waits for
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Automation:
             return False
         return self.filter is None or patterns.match(self.filter, doc)
 
-    def awaited(self) -> list[Correlation]:
+    def awaited(self) -> list[Correlation]:  # (delivery-status waits are polled, not woken)
         """Every correlation a run of this automation may wait on (for wake-ups at ingest)."""
         return [*self.cancel_on, *(op.awaited for op in self.ops if op.awaited is not None)]
 
@@ -177,6 +179,13 @@ def correlation_key(doc: dict[str, Any], paths: tuple[str, ...]) -> str | None:
 
 # -- parsing --------------------------------------------------------------------------------
 
+# a delivery "reached" a status when its status is that one or a later one of the same line
+DELIVERY_STATUSES = {
+    "succeeded": ("succeeded", "delivered", "read"),  # the destination accepted it
+    "delivered": ("delivered", "read"),  # the provider reported it delivered (WhatsApp)
+    "read": ("read",),  # the provider reported it read
+    "dead": ("dead",),  # every retry failed
+}
 _TOP = {"name", "on", "filter", "steps", "cancel_on", "dedupe", "description", "enabled"}
 _STEP_KINDS = ("wait", "wait_for", "send", "emit", "if")
 
@@ -310,7 +319,11 @@ class _Parser:
             else:
                 self.ops.append(Op(sid, "wait", duration_us=self.duration(body, where)))
         elif kind == "wait_for":
-            corr = self.correlation(body, where, with_filter=True)
+            corr, delivery_step, delivery_status = None, None, None
+            if isinstance(body, dict) and "delivery" in body:
+                delivery_step, delivery_status = self.delivery_wait(body, where)
+            else:
+                corr = self.correlation(body, where, with_filter=True)
             within = (
                 self.duration(body.get("within"), f"{where}/within")
                 if isinstance(body, dict)
@@ -321,13 +334,39 @@ class _Parser:
                 outcome[key] = step.get(key, "continue")
                 if outcome[key] not in ("continue", "stop"):
                     self.fail(f"{path}/{key}", "continue or stop")
-            self.ops.append(Op(sid, "wait_for", awaited=corr, within_us=within, **outcome))
+            self.ops.append(
+                Op(
+                    sid,
+                    "wait_for",
+                    awaited=corr,
+                    within_us=within,
+                    delivery_step=delivery_step,
+                    delivery_status=delivery_status,
+                    **outcome,
+                )
+            )
         elif kind == "send":
             self.send(body, where, sid)
         elif kind == "emit":
             self.emit(body, where, sid)
         else:
             self.branch(step, path, sid, depth)
+
+    def delivery_wait(self, body: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+        """`{delivery: <send step id>, status: read, within: 4h}`: the step's delivery status."""
+        for key in body:
+            if key not in ("delivery", "status", "within"):
+                self.fail(f"{where}/{key}", "unknown field (delivery, status, within)")
+        step = body.get("delivery")
+        sends = {op.id for op in self.ops if op.kind == "send"}
+        if step not in sends:
+            self.fail(f"{where}/delivery", "the id of an earlier send step")
+            step = None
+        status = body.get("status")
+        if status not in DELIVERY_STATUSES:
+            self.fail(f"{where}/status", f"one of {', '.join(DELIVERY_STATUSES)}")
+            status = None
+        return step, status
 
     def send(self, body: Any, where: str, sid: str) -> None:
         if not isinstance(body, dict):

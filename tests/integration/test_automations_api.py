@@ -344,3 +344,101 @@ async def test_a_zapi_button_reply_becomes_feedback_received_and_stops_the_run(
     assert emitted["causation_id"] == answer["events"][0]["id"]
     await worker_for(api).drain()
     assert len(rcv.received) == 1  # the 2-hour request, and no reminder
+
+
+async def test_escalate_when_the_whatsapp_message_is_not_read(hub_api: Api) -> None:
+    """`wait_for` on a send step's delivery status: a message read in time ends the run, an
+    unread one escalates after the window."""
+    from aiohttp import web
+
+    api = hub_api
+    _, key = await api.tenant()
+    sent: list[dict[str, Any]] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        body = await request.json()
+        sent.append(body)
+        return web.json_response({"id": f"wamid-{body['to'][-4:]}"})
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        for name, to in (("wpp", None), ("supervisor", "+55 47 99999-0000")):
+            config: dict[str, Any] = {
+                "provider": "gateway",
+                "base_url": f"http://127.0.0.1:{port}",
+                "channel": "atendimento",
+                "template": "Olá! {{ data.text }}",
+                **({"to": to} if to else {"to_path": "data.phone"}),
+            }
+            status, body, _ = await api.call(
+                "POST",
+                "/v1/destinations",
+                key,
+                {"name": name, "kind": "whatsapp", "secrets": ["gw"], "config": config},
+            )
+            assert status == 201, body
+        doc = {
+            "name": "unread-escalation",
+            "on": "billing.invoice.overdue",
+            "steps": [
+                {"id": "notice", "send": {"destination": "wpp"}},
+                {
+                    "id": "read",
+                    "wait_for": {"delivery": "notice", "status": "read", "within": "4h"},
+                    "on_event": "stop",
+                },
+                {"id": "escalate", "send": {"destination": "supervisor"}},
+            ],
+        }
+        status, body, _ = await api.call("PUT", "/v1/automations/unread-escalation", key, doc)
+        assert status == 201, body
+        engine = api.hub.engine
+        clock = FakeClock(now_us() + 600_000_000)
+        engine.clock = clock
+        await api.call(
+            "POST",
+            "/v1/events",
+            key,
+            [
+                {
+                    "id": f"inv-{n}",
+                    "type": "billing.invoice.overdue",
+                    "subject": f"c-{n}",
+                    "data": {"phone": f"+55 11 98888-000{n}", "text": "Sua fatura venceu."},
+                }
+                for n in (1, 2)
+            ],
+        )
+        while await engine.tick():
+            pass
+        await worker_for(api).drain()
+        assert len(sent) == 2
+        # the provider reports the first customer's message read
+        status, body, _ = await api.call(
+            "POST",
+            "/v1/deliveries/provider-status",
+            key,
+            {"provider_id": "wamid-0001", "status": "read"},
+        )
+        assert body == {"updated": 1}, body
+        clock.advance(30)
+        while await engine.tick():
+            pass
+        clock.advance(4 * 3600)
+        while await engine.tick():
+            pass
+        await worker_for(api).drain()
+        _, runs, _ = await api.call("GET", "/v1/automations/unread-escalation/runs", key)
+        by_subject = {r["trigger"]["subject"]: r for r in runs["data"]}
+        assert by_subject["c-1"]["status"] == "stopped"
+        assert by_subject["c-1"]["reason"] == "delivery notice is read"
+        assert by_subject["c-2"]["status"] == "completed"
+        assert len(sent) == 3 and sent[2]["to"] == "5547999990000"
+    finally:
+        await runner.cleanup()

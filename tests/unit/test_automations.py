@@ -328,3 +328,49 @@ async def test_wait_until_a_timestamp_of_the_trigger() -> None:
     )
     lines = await timeline(spec, stream)
     assert lines[0] == "+7d0h00m emit reward_expired for c-1 (expiry)"
+
+
+def test_a_delivery_wait_names_an_earlier_send_and_a_status() -> None:
+    ok = {
+        "name": "esc",
+        "on": "a.b",
+        "steps": [
+            {"id": "notice", "send": {"destination": "wpp"}},
+            {
+                "wait_for": {"delivery": "notice", "status": "read", "within": "4h"},
+                "on_event": "stop",
+            },
+            {"send": {"destination": "supervisor"}},
+        ],
+    }
+    op = parse_automation(ok).ops[1]
+    assert (op.delivery_step, op.delivery_status, op.awaited) == ("notice", "read", None)
+    bad = {
+        **ok,
+        "steps": [
+            {"wait_for": {"delivery": "later", "status": "seen", "within": "4h"}},
+            {"id": "later", "send": {"destination": "wpp"}},
+        ],
+    }
+    assert problems(bad) == ["/steps/0/wait_for/delivery", "/steps/0/wait_for/status"]
+
+
+async def test_an_unread_message_escalates_in_the_simulator() -> None:
+    spec = {
+        "name": "esc",
+        "on": "a.b",
+        "steps": [
+            {"id": "notice", "send": {"destination": "wpp"}},
+            {
+                "wait_for": {"delivery": "notice", "status": "read", "within": "4h"},
+                "on_event": "stop",
+            },
+            {"send": {"destination": "supervisor"}},
+        ],
+    }
+    lines = await timeline(spec, '{"type": "a.b", "subject": "c-1"}\n')
+    assert lines == [
+        "+0s send wpp to c-1 (esc)",
+        "+4h00m send supervisor to c-1 (esc)",
+        "+4h00m completed esc for c-1",
+    ]
