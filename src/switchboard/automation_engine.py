@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -240,7 +239,7 @@ class StoreEnv:
         )
         # unique per (run, step): a step run again after a crash finds its delivery made
         await self.hub.store.execute(_INSERT_SEND, params)
-        self.hub.wake_worker()
+        self.hub._wake_worker()  # the hub's one wake-up for new deliveries
         return delivery_id
 
     async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
@@ -285,7 +284,6 @@ class Engine:
         self.batch = batch
         self.wakeup = asyncio.Event()
         self._stopping = False
-        self.on_advanced: Callable[[Run], Awaitable[None]] | None = None
 
     async def run(self) -> None:
         while not self._stopping:
@@ -305,51 +303,67 @@ class Engine:
         self.wakeup.set()
 
     async def tick(self) -> int:
-        """Advance every run due now; how many were claimed."""
+        """Advance every run due now (a batch: one read, one write transaction); how many were
+        claimed."""
         claimed = await self.store.claim(self.clock.now_us(), self.lease_us, self.batch)
+        if not claimed:
+            return 0
+        runs = await self.store.load_many([run_id for run_id, _ in claimed])
+        results: list[tuple[Run, int, bool]] = []
         for run_id, rev in claimed:
+            run = runs.get(run_id)
+            if run is None or run.rev != rev:
+                continue  # changed since the claim (cancelled, woken): whoever changed it decides
             try:
-                await self.process(run_id, rev)
+                results.append(await self.advance(run, rev))
             except Exception:  # a bug or an outage: the claim's lease brings the run back
                 log.exception(
                     "automation run failed to advance",
                     extra={"action": "automation_error", "run_id": run_id},
                 )
+        saved = await self.store.save_many(results, self.clock.now_us())
+        for (run, _, _), ok in zip(results, saved, strict=True):
+            log.debug(
+                "automation run advanced",
+                extra={
+                    "action": "automation_step",
+                    "run_id": run.id,
+                    "tenant_id": run.tenant_id,
+                    "automation": run.automation,
+                    "status": run.status,
+                    "saved": ok,
+                    "event_id": run.trigger.get("id"),
+                    "trace_id": run.trigger.get("trace_id"),
+                },
+            )
+            if run.ended and ok:
+                log.info(
+                    "automation run ended",
+                    extra={
+                        "action": "automation_end",
+                        "run_id": run.id,
+                        "tenant_id": run.tenant_id,
+                        "automation": run.automation,
+                        "status": run.status,
+                        "reason": run.reason,
+                        "trace_id": run.trigger.get("trace_id"),
+                    },
+                )
         return len(claimed)
 
-    async def process(self, run_id: str, rev: int) -> None:
-        run = await self.store.load(run_id)
-        if run is None or run.rev != rev:
-            return  # changed since the claim (cancelled, woken): whoever changed it decides
+    async def advance(self, run: Run, rev: int) -> tuple[Run, int, bool]:
+        """The run advanced on its pinned version: (run, claimed rev, waits for an event)."""
         now = self.clock.now_us()
         auto = await self.cache.version(run.tenant_id, run.automation, run.version)
         if auto is None:
-            advanced = replace(
-                run,
-                status="failed",
-                reason=f"version {run.version} cannot be read",
-                due_us=None,
-                ended_us=now,
+            failed = f"version {run.version} cannot be read"
+            return (
+                replace(run, status="failed", reason=failed, due_us=None, ended_us=now),
+                rev,
+                False,
             )
-        else:
-            try:
-                advanced = await advance(auto, run, now, self.env)
-            except StepFailed as exc:  # a failure outside a step (the cancel look-back)
-                advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
-        waiting = auto is not None and waiting_on(auto, advanced) is not None
-        saved = await self.store.save(advanced, rev, now, waiting)
-        log.info(
-            "automation run advanced",
-            extra={
-                "action": "automation_step",
-                "run_id": run.id,
-                "tenant_id": run.tenant_id,
-                "automation": run.automation,
-                "status": advanced.status,
-                "saved": saved,
-                "event_id": run.trigger.get("id"),
-                "trace_id": run.trigger.get("trace_id"),
-            },
-        )
-        if saved and self.on_advanced is not None:
-            await self.on_advanced(advanced)
+        try:
+            advanced = await advance(auto, run, now, self.env)
+        except StepFailed as exc:  # a failure outside a step (the cancel look-back)
+            advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
+        return advanced, rev, waiting_on(auto, advanced) is not None

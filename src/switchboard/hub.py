@@ -53,7 +53,7 @@ class Hub:
         self.automation_cache = AutomationCache(self.automations, settings.automation_max_running)
         self.engine = Engine(self, self.automations, self.automation_cache)
         self.ingestor = Ingestor(
-            self.store, self.registry, self.routes, self.wake_worker, self.automation_cache
+            self.store, self.registry, self.routes, self._wake_worker, self.automation_cache
         )
         self.auth = Authenticator(self.store)
         self.limiter = RateLimiter(
@@ -109,7 +109,7 @@ class Hub:
         task.add_done_callback(self._jobs.discard)
         return task
 
-    def wake_worker(self) -> None:
+    def _wake_worker(self) -> None:
         """New deliveries or runs were committed: the worker and the engine look now."""
         if self.worker is not None:
             self.worker.wakeup.set()

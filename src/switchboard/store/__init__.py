@@ -143,6 +143,17 @@ class CommitHook(Protocol):
     def statements(self, seq: int, received_us: int) -> list[tuple[str, tuple[Any, ...]]]: ...
 
 
+def group_statements(
+    statements: list[tuple[str, tuple[Any, ...]]],
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Statements grouped by their SQL, in order of first appearance, for `executemany`: a
+    commit's hooks write many rows of few shapes (a run before its waits, then wake-ups)."""
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in statements:
+        groups.setdefault(sql, []).append(params)
+    return list(groups.items())
+
+
 class Store(Protocol):
     backend: str
 

@@ -249,6 +249,18 @@ class AutomationStore:
         )
         return rows[0][0] if rows and rows[0][0] is not None else None
 
+    async def load_many(self, run_ids: list[str]) -> dict[str, Run]:
+        """Runs by id, with their trigger events, in one query."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        rows = await self.sql.fetch(
+            f"SELECT {_RUN_COLUMNS}, {_E} FROM automation_runs r "
+            f"JOIN events e ON e.seq = r.trigger_seq WHERE r.id IN ({marks})",
+            run_ids,
+        )
+        return {r[0]: run_from_row(r, event_from_row(r[12:]).match_doc()) for r in rows}
+
     async def load(self, run_id: str, tenant_id: str | None = None) -> Run | None:
         """A run with its trigger event (None when not found, or not in `tenant_id`)."""
         sql = (
@@ -265,33 +277,57 @@ class AutomationStore:
         return run_from_row(rows[0], event_from_row(rows[0][12:]).match_doc())
 
     async def save(self, run: Run, claimed_rev: int, now_us: int, waiting: bool) -> bool:
-        """Write the advanced run if nobody changed it since the claim (a wake-up, a cancel, a
-        second engine); its step wait row follows the run (set, or gone), and an ended run's
-        waits are all gone. False when the run had changed: the caller drops its result."""
-        statements: list[tuple[str, Sequence[Any]]] = [
-            (
-                "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
-                "rev = rev + 1, updated_us = ?, ended_us = ? WHERE id = ? AND rev = ?",
-                (
-                    run.status,
-                    run.reason,
-                    dumps(run.state()),
-                    run.due_us,
-                    now_us,
-                    run.ended_us,
-                    run.id,
-                    claimed_rev,
-                ),
-            )
-        ]
-        if run.ended:
-            statements.append(("DELETE FROM automation_waits WHERE run_id = ?", (run.id,)))
-        elif not waiting:
+        return (await self.save_many([(run, claimed_rev, waiting)], now_us))[0]
+
+    async def save_many(self, runs: list[tuple[Run, int, bool]], now_us: int) -> list[bool]:
+        """Write advanced runs, in one transaction, each only if nobody changed it since its
+        claim (a wake-up, a cancel, a second engine); a run's step wait row follows it (kept
+        while it waits for an event, gone otherwise), and an ended run's waits are all gone.
+        For each run: False when it had changed, and the caller's result is dropped."""
+        if not runs:
+            return []
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for run, claimed_rev, waiting in runs:
             statements.append(
-                ("DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step'", (run.id,))
+                (
+                    "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
+                    "rev = rev + 1, updated_us = ?, ended_us = ? WHERE id = ? AND rev = ?",
+                    (
+                        run.status,
+                        run.reason,
+                        dumps(run.state()),
+                        run.due_us,
+                        now_us,
+                        run.ended_us,
+                        run.id,
+                        claimed_rev,
+                    ),
+                )
             )
-        counts = await self.sql.batch(statements)
-        return counts[0] == 1
+            # the deletes only touch the run's own rows, and only once it is saved
+            if run.ended:
+                statements.append(
+                    (
+                        "DELETE FROM automation_waits WHERE run_id = ? AND EXISTS (SELECT 1 "
+                        "FROM automation_runs WHERE id = ? AND rev = ?)",
+                        (run.id, run.id, claimed_rev + 1),
+                    )
+                )
+            elif not waiting:
+                statements.append(
+                    (
+                        "DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' AND "
+                        "EXISTS (SELECT 1 FROM automation_runs WHERE id = ? AND rev = ?)",
+                        (run.id, run.id, claimed_rev + 1),
+                    )
+                )
+        counts = iter(await self.sql.batch(statements))
+        saved = []
+        for run, _, waiting in runs:
+            saved.append(next(counts) == 1)
+            if run.ended or not waiting:
+                next(counts)
+        return saved
 
     async def watch(self, run: Run, corr: Correlation, key: str) -> None:
         await self.sql.execute(

@@ -32,6 +32,7 @@ from switchboard.store import (
     MetricRow,
     StoredType,
     Tenant,
+    group_statements,
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
@@ -435,8 +436,8 @@ class PostgresStore:
                     await conn.executemany(_INSERT_DELIVERY, deliveries)
                     # wakes workers in other processes, delivered at COMMIT (and only then)
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-                for sql, params in hooks:
-                    await conn.execute(render(sql), *params)
+                for sql, rows in group_statements(hooks):
+                    await conn.executemany(render(sql), rows)
                 missing = [k for k in unique if k not in found]
                 if missing:
                     t, s, i = (list(col) for col in zip(*missing, strict=True))

@@ -30,6 +30,7 @@ from switchboard.store import (
     MetricRow,
     StoredType,
     Tenant,
+    group_statements,
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
@@ -288,8 +289,8 @@ class SqliteStore:
                 out.append(results)
             if deliveries:
                 conn.executemany(INSERT_DELIVERY, deliveries)
-            for sql, params in hooks:
-                conn.execute(sql.replace("?j", "?"), params)
+            for sql, rows in group_statements(hooks):
+                conn.executemany(sql.replace("?j", "?"), rows)
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------
