@@ -309,7 +309,7 @@ class Engine:
         if not claimed:
             return 0
         runs = await self.store.load_many([run_id for run_id, _ in claimed])
-        results: list[tuple[Run, int, bool]] = []
+        results: list[tuple[Run, int, bool, bool]] = []
         for run_id, rev in claimed:
             run = runs.get(run_id)
             if run is None or run.rev != rev:
@@ -322,20 +322,22 @@ class Engine:
                     extra={"action": "automation_error", "run_id": run_id},
                 )
         saved = await self.store.save_many(results, self.clock.now_us())
-        for (run, _, _), ok in zip(results, saved, strict=True):
-            log.debug(
-                "automation run advanced",
-                extra={
-                    "action": "automation_step",
-                    "run_id": run.id,
-                    "tenant_id": run.tenant_id,
-                    "automation": run.automation,
-                    "status": run.status,
-                    "saved": ok,
-                    "event_id": run.trigger.get("id"),
-                    "trace_id": run.trigger.get("trace_id"),
-                },
-            )
+        debug = log.isEnabledFor(logging.DEBUG)
+        for (run, *_), ok in zip(results, saved, strict=True):
+            if debug:
+                log.debug(
+                    "automation run advanced",
+                    extra={
+                        "action": "automation_step",
+                        "run_id": run.id,
+                        "tenant_id": run.tenant_id,
+                        "automation": run.automation,
+                        "status": run.status,
+                        "saved": ok,
+                        "event_id": run.trigger.get("id"),
+                        "trace_id": run.trigger.get("trace_id"),
+                    },
+                )
             if run.ended and ok:
                 log.info(
                     "automation run ended",
@@ -351,8 +353,9 @@ class Engine:
                 )
         return len(claimed)
 
-    async def advance(self, run: Run, rev: int) -> tuple[Run, int, bool]:
-        """The run advanced on its pinned version: (run, claimed rev, waits for an event)."""
+    async def advance(self, run: Run, rev: int) -> tuple[Run, int, bool, bool]:
+        """The run advanced on its pinned version: (run, claimed rev, waits for an event now,
+        may have wait rows to delete)."""
         now = self.clock.now_us()
         auto = await self.cache.version(run.tenant_id, run.automation, run.version)
         if auto is None:
@@ -361,9 +364,12 @@ class Engine:
                 replace(run, status="failed", reason=failed, due_us=None, ended_us=now),
                 rev,
                 False,
+                True,
             )
         try:
             advanced = await advance(auto, run, now, self.env)
         except StepFailed as exc:  # a failure outside a step (the cancel look-back)
             advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
-        return advanced, rev, waiting_on(auto, advanced) is not None
+        # rows exist only for cancel_on and for a wait_for the run was (or now is) in
+        had = bool(auto.cancel_on) or any(op.awaited is not None for op in auto.ops)
+        return advanced, rev, waiting_on(auto, advanced) is not None, had

@@ -277,17 +277,20 @@ class AutomationStore:
         return run_from_row(rows[0], event_from_row(rows[0][12:]).match_doc())
 
     async def save(self, run: Run, claimed_rev: int, now_us: int, waiting: bool) -> bool:
-        return (await self.save_many([(run, claimed_rev, waiting)], now_us))[0]
+        return (await self.save_many([(run, claimed_rev, waiting, True)], now_us))[0]
 
-    async def save_many(self, runs: list[tuple[Run, int, bool]], now_us: int) -> list[bool]:
+    async def save_many(self, runs: list[tuple[Run, int, bool, bool]], now_us: int) -> list[bool]:
         """Write advanced runs, in one transaction, each only if nobody changed it since its
         claim (a wake-up, a cancel, a second engine); a run's step wait row follows it (kept
         while it waits for an event, gone otherwise), and an ended run's waits are all gone.
-        For each run: False when it had changed, and the caller's result is dropped."""
+        The last flag says whether the run may have wait rows at all (an automation without
+        cancel_on or wait_for has none to delete). For each run: False when it had changed,
+        and the caller's result is dropped."""
         if not runs:
             return []
         statements: list[tuple[str, Sequence[Any]]] = []
-        for run, claimed_rev, waiting in runs:
+        deletes = []
+        for run, claimed_rev, waiting, has_waits in runs:
             statements.append(
                 (
                     "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
@@ -305,6 +308,9 @@ class AutomationStore:
                 )
             )
             # the deletes only touch the run's own rows, and only once it is saved
+            deletes.append(has_waits and (run.ended or not waiting))
+            if not deletes[-1]:
+                continue
             if run.ended:
                 statements.append(
                     (
@@ -313,7 +319,7 @@ class AutomationStore:
                         (run.id, run.id, claimed_rev + 1),
                     )
                 )
-            elif not waiting:
+            else:
                 statements.append(
                     (
                         "DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' AND "
@@ -323,9 +329,9 @@ class AutomationStore:
                 )
         counts = iter(await self.sql.batch(statements))
         saved = []
-        for run, _, waiting in runs:
+        for deleted in deletes:
             saved.append(next(counts) == 1)
-            if run.ended or not waiting:
+            if deleted:
                 next(counts)
         return saved
 
