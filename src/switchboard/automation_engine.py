@@ -127,16 +127,24 @@ class AutomationCache:
 
     async def routes(self, tenant_id: str) -> list[Route]:
         """Disabled routes that only carry the transforms of send steps (the delivery worker
-        finds a delivery's transform by its route id): one per step with a transform."""
+        finds a delivery's transform by its route id): one per step with a transform, of every
+        version (a run on an older version sends with that version's transform)."""
         out = []
-        for auto in await self.automations(tenant_id):
-            for op in auto.ops:
+        for name, version, spec in await self.store.versions(tenant_id):
+            key = (tenant_id, name, version)
+            if key not in self._versions:
+                parsed = None
+                with contextlib.suppress(AutomationError):
+                    parsed = parse_automation(spec, name=name, version=version)
+                self._versions[key] = parsed
+            auto = self._versions[key]
+            for op in auto.ops if auto is not None else ():
                 if op.kind == "send" and op.transform:
                     out.append(
                         Route(
-                            id=send_route_id(auto.name, auto.version, op.id),
+                            id=send_route_id(name, version, op.id),
                             tenant_id=tenant_id,
-                            name=f"automation {auto.name} step {op.id}",
+                            name=f"automation {name} v{version} step {op.id}",
                             types=(),
                             transform=op.transform,
                             enabled=False,

@@ -401,3 +401,27 @@ async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:
     await advance(auto, loaded, hub.engine.clock.now_us(), hub.engine.env)
     assert await deliveries(hub, "acme") == []
     assert await hub.engine.tick() == 0
+
+
+async def test_a_run_on_an_older_version_keeps_that_versions_transform(hub: Hub) -> None:
+    spec = {
+        "name": "t",
+        "on": "a.b",
+        "steps": [
+            {"wait": "1h"},
+            {"id": "s", "send": {"destination": "wpp", "transform": '{"v": 1}'}},
+        ],
+    }
+    await apply(hub, "acme", spec)
+    await send(hub, "acme", {"id": "e1", "type": "a.b", "data": {}})
+    await drain(hub.engine)
+    second = {**spec, "steps": [{"send": {"destination": "wpp", "transform": '{"v": 2}'}}]}
+    await apply(hub, "acme", second)
+    hub.routes.forget("acme")
+    transforms = {r.id: r.transform for r in await hub.routes.routes("acme")}
+    assert transforms["automation:t:1:s"] == '{"v": 1}'
+    assert transforms["automation:t:2:steps.0"] == '{"v": 2}'
+    hub.engine.clock.advance(HOUR)
+    await drain(hub.engine)
+    rows = await hub.store.fetch("SELECT route_id FROM deliveries WHERE tenant_id = 'acme'")
+    assert [r[0] for r in rows] == ["automation:t:1:s"]

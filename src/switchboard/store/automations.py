@@ -221,6 +221,16 @@ class AutomationStore:
         )
         return [(r[0], r[1], load_json(r[2]), r[3]) for r in rows]
 
+    async def versions(self, tenant_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+        """(name, version, spec) of every version of the tenant's automations, deleted ones
+        too (their runs may still be waiting)."""
+        rows = await self.sql.fetch(
+            "SELECT name, version, spec FROM automations WHERE tenant_id = ? "
+            "ORDER BY name, version",
+            (tenant_id,),
+        )
+        return [(r[0], r[1], load_json(r[2])) for r in rows]
+
     async def delete(self, tenant_id: str, name: str, now_us: int) -> bool:
         """No new runs start; the runs already started finish on the version they pinned."""
         n = await self.sql.execute(
