@@ -79,9 +79,11 @@ class AutomationCache:
         self._current: dict[str, tuple[float, list[Automation]]] = {}
         self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
         self._running: dict[str, tuple[float, int]] = {}  # tenant → (expires, running runs)
+        self._routes: dict[str, list[Route]] = {}  # tenant → its send steps' transforms
         self._versions: dict[tuple[str, str, int], Automation | None] = {}
 
     async def _load(self, tenant_id: str) -> list[Automation]:
+        self._routes[tenant_id] = await self._transform_routes(tenant_id)
         out = []
         for name, version, spec, _ in await self.store.current(tenant_id):
             try:
@@ -128,7 +130,12 @@ class AutomationCache:
     async def routes(self, tenant_id: str) -> list[Route]:
         """Disabled routes that only carry the transforms of send steps (the delivery worker
         finds a delivery's transform by its route id): one per step with a transform, of every
-        version (a run on an older version sends with that version's transform)."""
+        version (a run on an older version sends with that version's transform). Loaded and
+        cached with the tenant's automations."""
+        await self.automations(tenant_id)
+        return self._routes.get(tenant_id, [])
+
+    async def _transform_routes(self, tenant_id: str) -> list[Route]:
         out = []
         for name, version, spec in await self.store.versions(tenant_id):
             key = (tenant_id, name, version)
