@@ -231,6 +231,12 @@ class Settings:
         "Seconds of work one template render may take (it runs off the event loop); over it "
         "the delivery is dead with `template_error`.",
     )
+    automation_max_running: int = _setting(
+        100_000,
+        _int,
+        "Most automation runs one tenant may have running; a trigger past it records its run "
+        "as `failed` with the reason.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from switchboard.auth import Authenticator, RateLimiter
+from switchboard.automation_engine import AutomationCache, Engine
 from switchboard.channels import ChannelContext
 from switchboard.channels.registry import build_channels
 from switchboard.config import Settings
@@ -21,6 +22,7 @@ from switchboard.ingest import Ingestor
 from switchboard.registry import Registry
 from switchboard.router import Route, RouteCache, parse_route
 from switchboard.store import Store, Tenant, open_store
+from switchboard.store.automations import AutomationStore
 from switchboard.store.deliveries import DeliveryStore
 from switchboard.templates import Budget, Renderer
 
@@ -49,7 +51,12 @@ class Hub:
         self.registry = Registry(self.store)
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
-        self.ingestor = Ingestor(self.store, self.registry, self.routes, self._wake_worker)
+        self.automations = AutomationStore(self.store)
+        self.automation_cache = AutomationCache(self.automations, settings.automation_max_running)
+        self.engine = Engine(self, self.automations, self.automation_cache)
+        self.ingestor = Ingestor(
+            self.store, self.registry, self.routes, self._wake_worker, self.automation_cache
+        )
         self.auth = Authenticator(self.store)
         # every outbound connection of every channel goes through this policy (egress.py)
         self.egress = Policy.parse(settings.egress_allow, settings.egress_deny)
@@ -67,6 +74,7 @@ class Hub:
         self.session: aiohttp.ClientSession | None = None
         self.renderer: Renderer | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._engine_task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[Any]] = set()
         self.running_replays: set[str] = set()  # replay jobs this process is running
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
@@ -91,6 +99,7 @@ class Hub:
         run = self.settings.run_worker if worker is None else worker
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
+            self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
             from switchboard.replay import resume_replays
 
             self.spawn(resume_replays(self))
@@ -98,6 +107,11 @@ class Hub:
     async def close(self) -> None:
         for job in list(self._jobs):
             job.cancel()
+        if self._engine_task is not None:
+            await self.engine.stop()
+            self._engine_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._engine_task
         if self._worker_task is not None and self.worker is not None:
             await self.worker.stop()
             self._worker_task.cancel()
@@ -117,8 +131,10 @@ class Hub:
         return task
 
     def _wake_worker(self) -> None:
+        """New deliveries or runs were committed: the worker and the engine look now."""
         if self.worker is not None:
             self.worker.wakeup.set()
+        self.engine.wakeup.set()
 
     async def load_routes(self, tenant_id: str) -> list[Route]:
         routes = []
@@ -134,7 +150,7 @@ class Hub:
                     stored=True,
                 )
             )
-        return routes
+        return routes + await self.automation_cache.routes(tenant_id)
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant record, cached briefly: it is read on every ingest request."""

@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
-from switchboard.store import Store, Tenant
+from switchboard.store import CommitHook, Store, Tenant
 from switchboard.store.deliveries import NewDelivery
+
+if TYPE_CHECKING:
+    from switchboard.automation_engine import AutomationCache
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -65,11 +68,13 @@ class Ingestor:
         registry: Registry,
         routes: RouteCache | None = None,
         on_routed: Callable[[], None] | None = None,
+        automations: AutomationCache | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.routes = routes
         self.on_routed = on_routed
+        self.automations = automations
 
     async def ingest(
         self,
@@ -114,11 +119,16 @@ class Ingestor:
                     ),
                 )
             )
-        plans: list[list[NewDelivery]] | None = None
+        plans: list[list[NewDelivery | CommitHook]] | None = None
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
             if routes:
-                plans = [routable(routes, e) for _, e in to_store]
+                plans = [list(routable(routes, e)) for _, e in to_store]
+        if self.automations is not None and to_store:
+            # the runs the events start (and the runs they wake) commit with them, as routes do
+            starts = await self.automations.plans(tenant.id, [e for _, e in to_store])
+            if any(starts):
+                plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
         if plans and any(plans) and self.on_routed is not None:
             self.on_routed()

@@ -29,6 +29,7 @@ TAGS = [
     ("inbox", "The in-app notification channel's items, per recipient."),
     ("sources", "Inbound provider webhooks, their request log and mappings."),
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
+    ("automations", "Versioned step documents (wait, wait_for, send, emit, if) and their runs."),
     ("health", "Liveness, store health and this document."),
 ]
 
@@ -1709,6 +1710,149 @@ def _health_paths() -> list[Operation]:
     ]
 
 
+def _automation_paths() -> list[Operation]:
+    tag = "automations"
+    name = _path("name", "The automation's name.", pattern=NAME_PATTERN)
+    run_id = _path("run_id", "The run id.")
+    document = _obj(
+        {
+            "name": _s(pattern=NAME_PATTERN),
+            "on": {
+                "type": ["string", "array"],
+                "items": _s(pattern=TYPE_GLOB_PATTERN),
+                "description": "The event type(s) or globs that start a run.",
+            },
+            "filter": {"type": "object", "description": "A filter pattern over the trigger."},
+            "steps": {
+                "type": "array",
+                "description": "wait, wait_for, send, emit and if steps (docs/automations.md).",
+                "items": {"type": "object"},
+            },
+            "cancel_on": {"type": "array", "items": {"type": "object"}},
+            "dedupe": _obj({"key": _s(), "window": _s()}),
+            "description": _s(),
+        },
+        "on",
+        "steps",
+        description="An automation document (at most 64 KiB, 50 steps, durations up to a year).",
+    )
+    stored = _obj(
+        {
+            "name": _s(),
+            "version": _int("Each PUT adds a version; a run keeps the one it started with."),
+            "updated_at": _s(format="date-time"),
+            "spec": document,
+        },
+        "name",
+        "version",
+        "spec",
+    )
+    statuses = ["running", "completed", "stopped", "cancelled", "failed"]
+    run = _obj(
+        {
+            "id": _s(),
+            "automation": _s(),
+            "version": _int(),
+            "status": _s(enum=statuses),
+            "reason": _null(_s("Why the run stopped, was cancelled or failed.")),
+            "trigger": _obj({"id": _s(), "type": _s(), "subject": _null(_s())}),
+            "next_step_at": _null(_s(format="date-time")),
+            "waiting_until": _null(_s(format="date-time")),
+            "steps": {
+                "type": "array",
+                "description": "What each step did and when: delivery ids, matched events.",
+                "items": {"type": "object"},
+            },
+            "matched": {"type": "object", "description": "Step id → the event it matched."},
+            "created_at": _s(format="date-time"),
+            "ended_at": _null(_s(format="date-time")),
+        },
+        "id",
+        "status",
+    )
+    return [
+        _op(
+            "GET /v1/automations",
+            "listAutomations",
+            tag,
+            "List automations",
+            "The current version of each automation of the tenant.",
+            scope="read",
+            ok={200: _ok(_list(stored))},
+        ),
+        _op(
+            "PUT /v1/automations/{name}",
+            "putAutomation",
+            tag,
+            "Create or change an automation",
+            "Validates the document (every problem with its path) and stores it as a new "
+            "version; runs already started keep their version.",
+            scope="manage",
+            params=[name],
+            body=document,
+            ok={200: _ok(stored, "A new version."), 201: _ok(stored, "Created.")},
+            errors=(422,),
+        ),
+        _op(
+            "GET /v1/automations/{name}",
+            "getAutomation",
+            tag,
+            "Get an automation",
+            "The current version, or `?version=`.",
+            scope="read",
+            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            ok={200: _ok(stored)},
+            errors=(400, 404),
+        ),
+        _op(
+            "DELETE /v1/automations/{name}",
+            "deleteAutomation",
+            tag,
+            "Delete an automation",
+            "No new runs start; runs already started finish on their version.",
+            scope="manage",
+            params=[name],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/automations/{name}/runs",
+            "listAutomationRuns",
+            tag,
+            "List an automation's runs",
+            "Newest first.",
+            scope="read",
+            params=[name, _query("status", "Run status.", _s(enum=statuses)), _limit(100, 1000)],
+            ok={200: _ok(_list(run))},
+            errors=(400,),
+        ),
+        _op(
+            "GET /v1/runs/{run_id}",
+            "getRun",
+            tag,
+            "Get a run",
+            "Its status, reason, each step with its time, matched event and delivery.",
+            scope="read",
+            params=[run_id],
+            ok={200: _ok(run)},
+            errors=(404,),
+        ),
+        _op(
+            "POST /v1/runs/{run_id}/cancel",
+            "cancelRun",
+            tag,
+            "Cancel a run",
+            "Durably: the run ends `cancelled` and takes no further step.",
+            scope="manage",
+            params=[run_id],
+            body=_obj({"reason": _s(maxLength=200)}),
+            optional_body=True,
+            ok={200: _ok(run)},
+            errors=(404, 409),
+        ),
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -1720,6 +1864,7 @@ def openapi_document() -> dict[str, Any]:
         *_delivery_paths(),
         *_source_paths(),
         *_segment_paths(),
+        *_automation_paths(),
         *_health_paths(),
     ):
         if method in paths.setdefault(path, {}):

@@ -136,6 +136,24 @@ class Health:
     error: str | None = None
 
 
+class CommitHook(Protocol):
+    """Rows to write with an event in its group commit, only if the event is new (an
+    automation run it starts, waiting runs it wakes: store/automations.py)."""
+
+    def statements(self, seq: int, received_us: int) -> list[tuple[str, tuple[Any, ...]]]: ...
+
+
+def group_statements(
+    statements: list[tuple[str, tuple[Any, ...]]],
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Statements grouped by their SQL, in order of first appearance, for `executemany`: a
+    commit's hooks write many rows of few shapes (a run before its waits, then wake-ups)."""
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in statements:
+        groups.setdefault(sql, []).append(params)
+    return list(groups.items())
+
+
 class Store(Protocol):
     backend: str
 
@@ -157,12 +175,13 @@ class Store(Protocol):
     dialect: str
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
     ) -> list[Appended]:
         """Store events durably (group commit); return once committed, in input order.
 
-        `plans[i]` are the deliveries routed from `events[i]`; they are inserted in the same
-        transaction, and only if the event is new (a duplicate routes nothing)."""
+        `plans[i]` are the deliveries routed from `events[i]` (and the automation runs it
+        starts); they are written in the same transaction, and only if the event is new (a
+        duplicate routes nothing)."""
         ...
 
     async def get_event(

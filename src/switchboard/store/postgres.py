@@ -26,11 +26,13 @@ from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.store import (
     ApiKey,
     Appended,
+    CommitHook,
     EventQuery,
     Health,
     MetricRow,
     StoredType,
     Tenant,
+    group_statements,
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
@@ -88,7 +90,10 @@ _TYPE_COLUMNS = "scope, name, catalog, spec, updated_us"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}$")
 
 _Key = tuple[str, str, str]  # (tenant_id, source, id)
-_Pending = tuple[list[Event], "list[list[NewDelivery]] | None", "asyncio.Future[list[Appended]]"]
+_Planned = NewDelivery | CommitHook  # a routed delivery, or an automation's rows (CommitHook)
+_Pending = tuple[
+    list[Event], "Sequence[Sequence[_Planned]] | None", "asyncio.Future[list[Appended]]"
+]
 
 _INSERT_DELIVERY = render(INSERT_DELIVERY)
 NOTIFY_CHANNEL = "switchboard_deliveries"
@@ -314,7 +319,7 @@ class PostgresStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[_Planned]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -360,7 +365,7 @@ class PostgresStore:
 
     async def _commit(self, batch: list[_Pending]) -> list[list[Appended]]:
         events = [e for evs, _, _ in batch for e in evs]
-        planned: dict[_Key, list[NewDelivery]] = {}
+        planned: dict[_Key, Sequence[_Planned]] = {}
         for evs, plans, _ in batch:
             for i, e in enumerate(evs):
                 if plans and plans[i]:
@@ -405,7 +410,7 @@ class PostgresStore:
         return out
 
     async def _write_batch(
-        self, events: list[Event], planned: dict[_Key, list[NewDelivery]]
+        self, events: list[Event], planned: dict[_Key, Sequence[_Planned]]
     ) -> dict[_Key, tuple[int, int, bool]]:
         """Insert the first occurrence of each key, and the deliveries routed from the new ones
         (routing is atomic with acceptance); map every key → (seq, received_us, inserted)."""
@@ -419,10 +424,14 @@ class PostgresStore:
         try:
             async with self._connection() as conn, conn.transaction():
                 deliveries: list[tuple[Any, ...]] = []
+                hooks: list[tuple[str, tuple[Any, ...]]] = []
                 for r in await conn.fetch(_INSERT, *columns):
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
                     for d in planned.get(key, ()):
+                        if not isinstance(d, NewDelivery):
+                            hooks += d.statements(r["seq"], unique[key].received_us)
+                            continue
                         deliveries.append(
                             delivery_params(replace(d, event_seq=r["seq"]), unique[key].received_us)
                         )
@@ -430,6 +439,8 @@ class PostgresStore:
                     await conn.executemany(_INSERT_DELIVERY, deliveries)
                     # wakes workers in other processes, delivered at COMMIT (and only then)
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                for sql, rows in group_statements(hooks):
+                    await conn.executemany(render(sql), rows)
                 missing = [k for k in unique if k not in found]
                 if missing:
                     t, s, i = (list(col) for col in zip(*missing, strict=True))

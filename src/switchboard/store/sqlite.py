@@ -24,11 +24,13 @@ from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.store import (
     ApiKey,
     Appended,
+    CommitHook,
     EventQuery,
     Health,
     MetricRow,
     StoredType,
     Tenant,
+    group_statements,
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
@@ -72,7 +74,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 _Queued = tuple[
     list[Event],
     list[tuple[Any, ...]],
-    list[list[NewDelivery]] | None,
+    Sequence[Sequence[NewDelivery | CommitHook]] | None,
     asyncio.Future[list[Appended]],
 ]
 
@@ -201,7 +203,7 @@ class SqliteStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -262,6 +264,7 @@ class SqliteStore:
                     )
                 }
             deliveries = []
+            hooks: list[tuple[str, tuple[Any, ...]]] = []
             for events, _, plans, _ in batch:
                 results = []
                 for n, e in enumerate(events):
@@ -273,9 +276,12 @@ class SqliteStore:
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
-                            deliveries.append(
-                                delivery_params(replace(d, event_seq=seq), e.received_us)
-                            )
+                            if isinstance(d, NewDelivery):
+                                deliveries.append(
+                                    delivery_params(replace(d, event_seq=seq), e.received_us)
+                                )
+                            else:
+                                hooks += d.statements(seq, e.received_us)
                     else:
                         seq, received = conn.execute(
                             _ORIGINAL, (e.tenant_id, e.source, e.id)
@@ -284,6 +290,8 @@ class SqliteStore:
                 out.append(results)
             if deliveries:
                 conn.executemany(INSERT_DELIVERY, deliveries)
+            for sql, rows in group_statements(hooks):
+                conn.executemany(sql.replace("?j", "?"), rows)
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""Automation figures, in one process and one run (ratios, not absolute goals):
+
+- timers: N due runs fired by the engine (claim, load, advance, save) against a raw
+  claim-and-update of the same rows (the claim statement, then one UPDATE per row);
+- ingest: single-event ingests while W runs wait on the ingested type (each event runs its
+  wake-up statement in the group commit) against the same ingests in a tenant without
+  automations.
+
+Run: ``python -m benchmarks.automations DATABASE_URL [TIMERS] [WAITING] [EVENTS]``; prints JSON
+lines. The database should be fresh (a new SQLite file, or an empty PostgreSQL database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from switchboard.automation_engine import FakeClock
+from switchboard.config import Settings
+from switchboard.envelope import new_id, now_us
+from switchboard.hub import Hub
+from switchboard.store import Tenant
+from switchboard.store.queries import dumps
+
+TIMER = {"name": "timer", "on": "bench.timer", "steps": [{"wait": "1s"}]}
+WAITER = {
+    "name": "waiter",
+    "on": "bench.start",
+    "steps": [{"wait_for": {"type": "bench.reply", "match": "data.k", "within": "30d"}}],
+}
+_RUN = (
+    "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
+    "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
+    "VALUES (?, ?, ?, 1, ?, 'running', NULL, ?j, NULL, 0, ?, ?, ?, NULL)"
+)
+_WAIT = (
+    "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
+    "VALUES (?, 'step', ?, 'bench.reply', ?)"
+)
+
+
+async def _apply(hub: Hub, tenant: str, spec: dict[str, Any]) -> None:
+    await hub.automations.put(tenant, spec["name"], spec, now_us())
+    hub.automation_cache.forget(tenant)
+
+
+async def _trigger_seq(hub: Hub, tenant: str, etype: str) -> int:
+    t = await hub.store.get_tenant(tenant)
+    assert t is not None
+    await hub.ingestor.ingest([{"id": "trigger", "type": etype, "data": {"k": -1}}], t, "bench")
+    rows = await hub.store.fetch(
+        "SELECT seq FROM events WHERE tenant_id = ? AND id = 'trigger'", (tenant,)
+    )
+    return int(rows[0][0])
+
+
+async def _due_runs(hub: Hub, tenant: str, name: str, seq: int, n: int, state: Any) -> list[str]:
+    ids = [new_id() for _ in range(n)]
+    past = now_us() - 10_000_000
+    rows = [(i, tenant, name, seq, dumps(state), past, past, past) for i in ids]
+    for start in range(0, n, 5000):
+        await hub.store.batch_many([(_RUN, rows[start : start + 5000])])
+    return ids
+
+
+async def timers(hub: Hub, n: int) -> dict[str, Any]:
+    await hub.store.create_tenant(Tenant("timers", "timers", "accept", now_us()))
+    seq = await _trigger_seq(hub, "timers", "bench.timer")  # before the automation: no run
+    await _apply(hub, "timers", TIMER)
+    state = {"pc": 0, "until_us": now_us() - 5_000_000, "matched": {}, "history": []}
+    await _due_runs(hub, "timers", "timer", seq, n, state)
+    engine = hub.engine
+    engine.clock = FakeClock(now_us())
+    engine.batch = 500
+    t0 = time.perf_counter()
+    fired = 0
+    while claimed := await engine.tick():
+        fired += claimed
+    engine_s = time.perf_counter() - t0
+    # the raw baseline on the same rows: due again, claimed, one UPDATE each
+    await hub.store.execute(
+        "UPDATE automation_runs SET status = 'running', due_us = ?, ended_us = NULL "
+        "WHERE tenant_id = 'timers'",
+        (now_us() - 1_000_000,),
+    )
+    t0 = time.perf_counter()
+    raw = 0
+    while claimed_rows := await hub.automations.claim(now_us(), 60_000_000, 500):
+        await hub.store.batch(
+            [
+                (
+                    "UPDATE automation_runs SET status = 'completed', due_us = NULL, rev = rev + 1 "
+                    "WHERE id = ? AND rev = ?",
+                    (run_id, rev),
+                )
+                for run_id, rev in claimed_rows
+            ]
+        )
+        raw += len(claimed_rows)
+    raw_s = time.perf_counter() - t0
+    return {
+        "figure": "timers",
+        "timers": n,
+        "engine_per_s": round(fired / engine_s),
+        "raw_claim_update_per_s": round(raw / raw_s),
+        "ratio": round((fired / engine_s) / (raw / raw_s), 3),
+    }
+
+
+async def _ingest_rate(
+    hub: Hub, tenant: str, events: int, offset: int, concurrency: int = 64
+) -> float:
+    t = await hub.store.get_tenant(tenant)
+    assert t is not None
+    queue = iter(range(events))
+
+    async def client() -> None:
+        for n in queue:
+            await hub.ingestor.ingest(
+                [{"id": f"r{offset}-{n}", "type": "bench.reply", "data": {"k": n + 10_000_000}}],
+                t,
+                "b",
+            )
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return events / (time.perf_counter() - t0)
+
+
+async def ingest(hub: Hub, waiting: int, events: int) -> dict[str, Any]:
+    for tenant in ("plain", "waiting"):
+        await hub.store.create_tenant(Tenant(tenant, tenant, "accept", now_us()))
+    seq = await _trigger_seq(hub, "waiting", "bench.start")
+    await _apply(hub, "waiting", WAITER)
+    state = {"pc": 0, "deadline_us": now_us() + 86_400_000_000, "matched": {}, "history": []}
+    ids = await _due_runs(hub, "waiting", "waiter", seq, waiting, state)
+    await hub.store.execute(
+        "UPDATE automation_runs SET due_us = ? WHERE tenant_id = 'waiting'",
+        (now_us() + 86_400_000_000,),
+    )
+    rows = [(i, "waiting", f"[{n}]") for n, i in enumerate(ids)]
+    for start in range(0, waiting, 5000):
+        await hub.store.batch_many([(_WAIT, rows[start : start + 5000])])
+    await _ingest_rate(hub, "plain", min(500, events), offset=-1)  # warm-up
+    # in turns, three rounds each, medians: a machine whose load drifts hits both alike
+    plains, waits = [], []
+    for round_ in range(3):
+        plains.append(await _ingest_rate(hub, "plain", events, offset=round_))
+        waits.append(await _ingest_rate(hub, "waiting", events, offset=round_))
+    plain, with_waits = sorted(plains)[1], sorted(waits)[1]
+    return {
+        "figure": "ingest_with_waiting_runs",
+        "waiting_runs": waiting,
+        "events": events,
+        "plain_per_s": round(plain),
+        "with_waiting_per_s": round(with_waits),
+        "ratio": round(with_waits / plain, 3),
+    }
+
+
+async def main(url: str, n_timers: int, waiting: int, events: int) -> None:
+    hub = Hub(Settings(database_url=url, key_rate=0, tenant_rate=0, internal_events=""))
+    await hub.open(worker=False)
+    try:
+        print(json.dumps(await timers(hub, n_timers)), flush=True)
+        print(json.dumps(await ingest(hub, waiting, events)), flush=True)
+    finally:
+        await hub.close()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    asyncio.run(
+        main(
+            args[0],
+            int(args[1]) if len(args) > 1 else 20_000,
+            int(args[2]) if len(args) > 2 else 100_000,
+            int(args[3]) if len(args) > 3 else 5_000,
+        )
+    )

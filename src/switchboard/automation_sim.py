@@ -1,0 +1,223 @@
+"""The simulator behind `switchboard automations test`: runs automations over an event stream on a
+fake clock, in memory, with the engine's own interpreter (`automation_runs.advance`), and writes
+the timeline of what the hub would do ("+2h00m send wpp-feedback to patient-42 (feedback)").
+
+A stream is JSON lines, one event each: the native envelope (`type`, `data`, `subject`, `id`, …)
+plus `at`, an offset from the stream's start (`"+2h"`, `"+1d3h"`; default: the previous event's).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from switchboard import patterns
+from switchboard.automation_runs import Run, Status, advance, effect_id
+from switchboard.automations import (
+    Automation,
+    Correlation,
+    Op,
+    correlation_key,
+    format_duration,
+    parse_duration,
+)
+from switchboard.store.automations import dedupe_key
+
+START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z: the stream's "+0"
+HORIZON_US = 400 * 86_400_000_000  # after the last event, runs are followed this far at most
+MAX_EVENTS = 10_000  # a stream (with emitted events) is cut at this many events
+
+
+class StreamError(ValueError):
+    """A line of the stream is not a usable event; the message names the line."""
+
+
+@dataclass
+class _SimEvent:
+    seq: int
+    at_us: int
+    doc: dict[str, Any]
+
+
+@dataclass
+class Simulation:
+    automations: list[Automation]
+    events: list[_SimEvent] = field(default_factory=list)
+    runs: dict[str, Run] = field(default_factory=dict)
+    waits: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (type, key) → runs
+    timeline: list[tuple[int, str]] = field(default_factory=list)
+    now_us: int = START_US
+    _due: list[tuple[int, int, str]] = field(default_factory=list)
+    _tick: int = 0
+    _ids: set[str] = field(default_factory=set)
+    _deduped: set[tuple[str, str]] = field(default_factory=set)
+    _sent: set[str] = field(default_factory=set)
+
+    # -- the interpreter's effects (automation_runs.Env) ------------------------------------
+
+    async def watch(self, run: Run, awaited: Correlation, key: str) -> None:
+        self.waits.setdefault((awaited.type, key), set()).add(run.id)
+
+    async def find(self, run: Run, awaited: Correlation, key: str) -> dict[str, Any] | None:
+        for e in self.events:
+            if e.seq <= run.trigger_seq or e.doc.get("type") != awaited.type:
+                continue
+            if correlation_key(e.doc, awaited.paths) != key:
+                continue
+            if awaited.filter is None or patterns.match(awaited.filter, e.doc):
+                return e.doc
+        return None
+
+    async def send(self, run: Run, op: Op) -> str:
+        to = run.trigger.get("subject") or "-"
+        self.say(f"send {op.destination} to {to} ({run.automation})")
+        delivery_id = effect_id(run.id, op.id, "dlv")
+        self._sent.add(delivery_id)
+        return delivery_id
+
+    async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
+        self.say(f"emit {op.emit_type} for {event.get('subject') or '-'} ({run.automation})")
+        self.add_event(event)
+        return str(event["id"])
+
+    async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
+        # no provider here: a sent message is accepted, and never reported delivered or read
+        return "succeeded" if delivery_id in self._sent else None
+
+    # -- the simulation ---------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.timeline.append((self.now_us, text))
+
+    def _schedule(self, run: Run) -> None:
+        self.runs[run.id] = run
+        if run.due_us is not None:
+            self._tick += 1
+            heapq.heappush(self._due, (run.due_us, self._tick, run.id))
+
+    def add_event(self, raw: dict[str, Any]) -> None:
+        """Store an event at the current time: it starts runs and wakes waiting ones."""
+        if len(self.events) >= MAX_EVENTS:
+            raise StreamError(f"more than {MAX_EVENTS} events (emitted ones included)")
+        event_id = str(raw.get("id") or f"evt-{len(self.events) + 1}")
+        if event_id in self._ids:
+            self.say(f"duplicate {raw.get('type')} {event_id}: starts nothing")
+            return
+        self._ids.add(event_id)
+        doc = {
+            "id": event_id,
+            "type": raw.get("type"),
+            "source": raw.get("source", "simulator"),
+            "subject": raw.get("subject"),
+            "trace_id": raw.get("trace_id"),
+            "correlation_id": raw.get("correlation_id"),
+            "causation_id": raw.get("causation_id"),
+            "actor": raw.get("actor") or {"id": None, "type": None},
+            "context": raw.get("context") or {},
+            "data": raw.get("data") or {},
+        }
+        seq = len(self.events) + 1
+        self.events.append(_SimEvent(seq, self.now_us, doc))
+        for auto in self.automations:
+            if not auto.triggered_by(doc):
+                continue
+            if auto.dedupe_path is not None:
+                key = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, self.now_us)
+                if key is not None and (auto.name, key) in self._deduped:
+                    self.say(f"dedupe: no new run of {auto.name} for {doc['subject'] or '-'}")
+                    continue
+                if key is not None:
+                    self._deduped.add((auto.name, key))
+            run = Run(
+                id=f"run-{len(self.runs) + 1}",
+                tenant_id="simulator",
+                automation=auto.name,
+                version=auto.version,
+                trigger=doc,
+                trigger_seq=seq,
+                due_us=self.now_us,
+                created_us=self.now_us,
+            )
+            for corr in auto.cancel_on:
+                if (k := correlation_key(doc, corr.paths)) is not None:
+                    self.waits.setdefault((corr.type, k), set()).add(run.id)
+            self._schedule(run)
+        for (etype, key), run_ids in self.waits.items():
+            if etype != doc["type"]:
+                continue
+            for run_id in run_ids:
+                run = self.runs[run_id]
+                auto = self._automation(run)
+                keys = {correlation_key(doc, c.paths) for c in auto.awaited() if c.type == etype}
+                if key in keys and not run.ended:
+                    self._schedule(replace(run, due_us=self.now_us))
+
+    def _automation(self, run: Run) -> Automation:
+        return next(a for a in self.automations if a.name == run.automation)
+
+    async def run_until(self, until_us: int) -> None:
+        """Advance every run due up to `until_us`, moving the clock to each due time."""
+        while self._due and self._due[0][0] <= until_us:
+            due, _, run_id = heapq.heappop(self._due)
+            run = self.runs[run_id]
+            if run.ended or run.due_us != due:
+                continue  # superseded by a later schedule of the same run
+            self.now_us = max(self.now_us, due)
+            advanced = await advance(self._automation(run), run, self.now_us, self)
+            if advanced.ended:
+                self._report_end(advanced)
+            self._schedule(advanced)
+
+    def _report_end(self, run: Run) -> None:
+        who = run.trigger.get("subject") or "-"
+        if run.status == Status.COMPLETED:
+            self.say(f"completed {run.automation} for {who}")
+        else:
+            self.say(f"{run.status} {run.automation} for {who}: {run.reason}")
+
+    def lines(self) -> list[str]:
+        return [f"+{format_duration(at - START_US)} {text}" for at, text in self.timeline]
+
+
+def read_stream(text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(offset µs, event) of each non-empty line of a JSON-lines stream."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    offset = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise StreamError(f"line {n}: not JSON: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            raise StreamError(f"line {n}: an event object with a 'type'")
+        at = raw.pop("at", None)
+        if at is not None:
+            try:
+                text_at = str(at).lstrip("+")
+                offset = 0 if text_at in ("0", "") else parse_duration(text_at)
+            except ValueError as exc:
+                raise StreamError(f"line {n}: at: {exc}") from None
+        out.append((offset, raw))
+        if len(out) > MAX_EVENTS:
+            raise StreamError(f"more than {MAX_EVENTS} events")
+    return sorted(out, key=lambda item: item[0])
+
+
+async def simulate(
+    automations: list[Automation], stream: list[tuple[int, dict[str, Any]]]
+) -> Simulation:
+    """Run the automations over the stream; the finished simulation (see `lines()`)."""
+    sim = Simulation(automations)
+    for offset, raw in stream:
+        await sim.run_until(START_US + offset - 1)
+        sim.now_us = START_US + offset
+        sim.add_event(raw)
+        await sim.run_until(sim.now_us)
+    last = sim.now_us
+    await sim.run_until(last + HORIZON_US)
+    return sim
