@@ -24,6 +24,7 @@ from switchboard import retry
 from switchboard.channels import Channel, Destination, Outbound, SendResult
 from switchboard.config import Settings
 from switchboard.envelope import Event, new_id
+from switchboard.gate import Gate
 from switchboard.ingest import routable
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
@@ -148,6 +149,7 @@ class Worker:
         self.settings = settings
         self.store = store
         self.deliveries = DeliveryStore(store)
+        self.gate = Gate(store)
         self.channels = channels
         self.routes = routes
         self.clock = clock
@@ -495,6 +497,12 @@ class Worker:
             for route in self.routes.cached(tenant) or await self.routes.routes(tenant):
                 if route.id == delivery.route_id:
                     transform = route.transform
+                    # consent and preferences, asked right before the send (gate.py)
+                    if route.checks_people and (
+                        refused := await self.gate.refusal(route, dest, event)
+                    ):
+                        await self.gate.people.suppress(delivery.id, refused, now_us)
+                        return
         out = Outbound(
             delivery_id=delivery.id,
             attempt=delivery.attempts + 1,

@@ -11,10 +11,12 @@ from typing import Any
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import Store, Tenant
 from switchboard.store.deliveries import NewDelivery
+from switchboard.store.people import Effect, record_consent, upsert_profile
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -39,7 +41,7 @@ class IngestResult:
         }
 
 
-def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
+def routable(routes: list[Route], event: Event) -> list[NewDelivery | Effect]:
     """The deliveries an accepted event makes. Quarantined events and business duplicates
     (context.duplicate_of) are stored but never routed."""
     if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
@@ -56,6 +58,28 @@ def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
         )
         for p in plan(routes, event)
     ]
+
+
+def people_effects(
+    dialect: str, spec: PeopleSpec, event: Event, routes: list[Route]
+) -> list[Effect]:
+    """The recipient writes an accepted event makes (profile fields, a consent record), run in
+    its append transaction. The recipient is the event's subject; without one, nothing."""
+    if not event.subject or recipient_problem(event.subject) is not None:
+        return []
+    doc = event.to_json()
+    now = now_us()
+    out: list[Effect] = []
+    fields, attributes = profile_of(spec, doc)
+    if fields or attributes:
+        out.append(upsert_profile(dialect, event.tenant_id, event.subject, fields, attributes, now))
+    record = consent_of(spec, doc, event.time_us)
+    if record is not None:
+        cancel = [r.id for r in routes if record.purpose in r.requires_consent]
+        out += record_consent(
+            event.tenant_id, event.subject, record, now, event_id=event.id, cancel_routes=cancel
+        )
+    return out
 
 
 class Ingestor:
@@ -84,6 +108,7 @@ class Ingestor:
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
+        feeds: dict[int, PeopleSpec] = {}  # position in to_store -> its type's people keys
         for index, raw in enumerate(raws):
             try:
                 event = build_event(
@@ -103,6 +128,8 @@ class Ingestor:
                     "errors": verdict.errors,
                 }
                 continue
+            if verdict.people is not None and verdict.status != "quarantined":
+                feeds[len(to_store)] = verdict.people
             to_store.append(
                 (
                     index,
@@ -114,11 +141,16 @@ class Ingestor:
                     ),
                 )
             )
-        plans: list[list[NewDelivery]] | None = None
+        plans: list[list[NewDelivery | Effect]] | None = None
+        routes: list[Route] = []
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
             if routes:
                 plans = [routable(routes, e) for _, e in to_store]
+        if feeds:  # only types that declare profile/consent pay for this
+            plans = plans or [[] for _ in to_store]
+            for pos, spec in feeds.items():
+                plans[pos] += people_effects(self.store.dialect, spec, to_store[pos][1], routes)
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
         if plans and any(plans) and self.on_routed is not None:
             self.on_routed()

@@ -15,6 +15,7 @@ from typing import Any
 
 from switchboard import patterns, templates
 from switchboard.envelope import Event
+from switchboard.people import PURPOSE_RE
 from switchboard.shared import SharedLoads
 
 INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
@@ -36,6 +37,13 @@ class Route:
     ordering_key: str | None = None
     enabled: bool = True
     spec: dict[str, Any] = field(default_factory=dict)  # as submitted, for reading back
+    requires_consent: tuple[str, ...] = ()  # purposes the event's subject must have granted
+    preferences: bool = False  # the subject's preferences (topic x channel) may opt it out
+
+    @property
+    def checks_people(self) -> bool:
+        """The worker asks the recipient layer before sending (people.py)."""
+        return bool(self.requires_consent) or self.preferences
 
     def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
         if not self.enabled:
@@ -136,6 +144,19 @@ def parse_route(
     enabled = spec.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append("enabled: true or false")
+    requires = spec.get("requires_consent", [])
+    if isinstance(requires, str):
+        requires = [requires]
+    if (
+        not isinstance(requires, list)
+        or len(requires) > 10
+        or not all(isinstance(p, str) and PURPOSE_RE.match(p) for p in requires)
+    ):
+        problems.append("requires_consent: a list of at most 10 purposes such as 'marketing'")
+        requires = []
+    prefs = spec.get("preferences", False)
+    if not isinstance(prefs, bool):
+        problems.append("preferences: true or false")
     if problems:
         raise RouteError(problems)
     return Route(
@@ -151,6 +172,8 @@ def parse_route(
         ordering_key=ordering_key,
         enabled=enabled,
         spec=spec,
+        requires_consent=tuple(dict.fromkeys(requires)),
+        preferences=prefs,
     )
 
 

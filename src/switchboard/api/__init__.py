@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from switchboard.api import admin, catalog, deliveries, events, segment, sources
+from switchboard.api import admin, catalog, deliveries, events, recipients, segment, sources
 from switchboard.api.common import JSONResponse, hub
 from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
@@ -183,6 +183,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *deliveries.routes,
             *sources.routes,
             *segment.routes,
+            *recipients.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

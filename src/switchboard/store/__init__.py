@@ -18,6 +18,7 @@ from switchboard.envelope import Event, format_us
 
 if TYPE_CHECKING:
     from switchboard.store.deliveries import NewDelivery
+    from switchboard.store.people import Effect
 
 
 class Scope(StrEnum):
@@ -157,7 +158,7 @@ class Store(Protocol):
     dialect: str
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: list[list[NewDelivery | Effect]] | None = None
     ) -> list[Appended]:
         """Store events durably (group commit); return once committed, in input order.
 

@@ -34,6 +34,7 @@ from switchboard.store import (
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+from switchboard.store.people import Effect
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
@@ -88,7 +89,8 @@ _TYPE_COLUMNS = "scope, name, catalog, spec, updated_us"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}$")
 
 _Key = tuple[str, str, str]  # (tenant_id, source, id)
-_Pending = tuple[list[Event], "list[list[NewDelivery]] | None", "asyncio.Future[list[Appended]]"]
+_Plans = list[list[NewDelivery | Effect]]  # per event: its deliveries and follow-up writes
+_Pending = tuple[list[Event], "_Plans | None", "asyncio.Future[list[Appended]]"]
 
 _INSERT_DELIVERY = render(INSERT_DELIVERY)
 NOTIFY_CHANNEL = "switchboard_deliveries"
@@ -311,7 +313,7 @@ class PostgresStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: list[list[NewDelivery | Effect]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -357,7 +359,7 @@ class PostgresStore:
 
     async def _commit(self, batch: list[_Pending]) -> list[list[Appended]]:
         events = [e for evs, _, _ in batch for e in evs]
-        planned: dict[_Key, list[NewDelivery]] = {}
+        planned: dict[_Key, list[NewDelivery | Effect]] = {}
         for evs, plans, _ in batch:
             for i, e in enumerate(evs):
                 if plans and plans[i]:
@@ -402,7 +404,7 @@ class PostgresStore:
         return out
 
     async def _write_batch(
-        self, events: list[Event], planned: dict[_Key, list[NewDelivery]]
+        self, events: list[Event], planned: dict[_Key, list[NewDelivery | Effect]]
     ) -> dict[_Key, tuple[int, int, bool]]:
         """Insert the first occurrence of each key, and the deliveries routed from the new ones
         (routing is atomic with acceptance); map every key → (seq, received_us, inserted)."""
@@ -416,13 +418,19 @@ class PostgresStore:
         try:
             async with self._connection() as conn, conn.transaction():
                 deliveries: list[tuple[Any, ...]] = []
+                effects: list[Effect] = []
                 for r in await conn.fetch(_INSERT, *columns):
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
                     for d in planned.get(key, ()):
+                        if isinstance(d, Effect):  # a write that follows from the event
+                            effects.append(d)
+                            continue
                         deliveries.append(
                             delivery_params(replace(d, event_seq=r["seq"]), unique[key].received_us)
                         )
+                for effect in effects:
+                    await conn.execute(render(effect.sql), *effect.params)
                 if deliveries:
                     await conn.executemany(_INSERT_DELIVERY, deliveries)
                     # wakes workers in other processes, delivered at COMMIT (and only then)

@@ -32,6 +32,7 @@ from switchboard.store import (
 )
 from switchboard.store import migrate as migrations
 from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+from switchboard.store.people import Effect
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
@@ -72,7 +73,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 _Queued = tuple[
     list[Event],
     list[tuple[Any, ...]],
-    list[list[NewDelivery]] | None,
+    list[list[NewDelivery | Effect]] | None,
     asyncio.Future[list[Appended]],
 ]
 
@@ -200,7 +201,7 @@ class SqliteStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: list[list[NewDelivery]] | None = None
+        self, events: list[Event], plans: list[list[NewDelivery | Effect]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -272,6 +273,9 @@ class SqliteStore:
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
+                            if isinstance(d, Effect):  # a write that follows from the event
+                                conn.execute(d.sql.replace("?j", "?"), d.params)
+                                continue
                             deliveries.append(
                                 delivery_params(replace(d, event_seq=seq), e.received_us)
                             )
