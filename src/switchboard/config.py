@@ -117,9 +117,25 @@ class Settings:
     replay_rate: float = _setting(
         500.0, _float, "Events per second a replay job re-routes (its own lane and limit)."
     )
+    public_url: str = _setting(
+        "",
+        _plain,
+        "The hub's address as recipients reach it, for unsubscribe links (empty: http://HOST:PORT).",
+    )
+    unsubscribe_secret: str = _setting(
+        "",
+        _plain,
+        "Key that signs one-click unsubscribe links (at least 32 characters; empty: no links).",
+    )
     catalogs_dir: str = _setting(
         "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
     )
+
+    def __post_init__(self) -> None:
+        if 0 < len(self.unsubscribe_secret) < 32:
+            raise ConfigError(
+                "SWITCHBOARD_UNSUBSCRIBE_SECRET must be at least 32 characters (or empty)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,15 +1,21 @@
-"""The recipient layer's "whether", asked by the worker right before a send: has the event's
-subject granted the purposes the route requires, and do their preferences let this topic out on
-this channel? A "no" is a reason (`consent:<purpose>`, `preference`); the worker records the
-delivery `suppressed` with it, never sends it and never drops it silently.
+"""The recipient layer, asked by the worker right before a send: may this delivery go out to
+the event's subject (consent per purpose the route requires, preferences per topic × channel),
+and where to (the profile's contact point, for routes with `to: recipient`)? A "no" is a reason
+(`consent:<purpose>`, `preference`, `no_address`); the worker records the delivery `suppressed`
+with it, never sends it and never drops it silently.
 
-Asked at send time, not only at routing time, so that a withdrawal recorded while a delivery
-waited (in its queue, or for a retry) stops it.
+Asked at send time, not only at routing time, so that a withdrawal or an opt-out recorded while
+a delivery waited (in its queue, or for a retry) stops it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
+from switchboard import unsubscribe
 from switchboard.channels import Destination
+from switchboard.config import Settings
 from switchboard.envelope import Event
 from switchboard.people import preference_allows
 from switchboard.registry import Registry
@@ -17,29 +23,67 @@ from switchboard.router import Route
 from switchboard.store import Store
 from switchboard.store.people import PeopleStore
 
+# destination kind -> (profile field, config key of a fixed address, config key of a path)
+ADDRESSING = {
+    "email": ("email", "to", "to_path"),
+    "whatsapp": ("phone", "to", "to_path"),
+    "inbox": ("id", "recipient", "recipient_path"),
+}
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """What to send: the destination (its address pointed at the profile for `to: recipient`)
+    and what the event's JSON gains (`recipient`, `unsubscribe_url`)."""
+
+    destination: Destination
+    extra: dict[str, Any]
+    headers: dict[str, str]
+
 
 class Gate:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.people = PeopleStore(store)
         self.registry = Registry(store)  # for a type's `critical` and `category`
+        self.settings = settings
 
-    async def refusal(self, route: Route, destination: Destination, event: Event) -> str | None:
-        """Why this delivery must not go out, or None to send it."""
+    async def clear(self, route: Route, destination: Destination, event: Event) -> str | Cleared:
+        """Why this delivery must not go out (a reason), or how to send it."""
         subject = event.subject
+        tenant = event.tenant_id
         if route.requires_consent:
             state = (
-                await self.people.consent_state(event.tenant_id, subject, route.requires_consent)
+                await self.people.consent_state(tenant, subject, route.requires_consent)
                 if subject
                 else {}
             )
             for purpose in route.requires_consent:
                 if state.get(purpose) != "grant":
                     return f"consent:{purpose}"
+        critical = False
         if route.preferences and subject:
-            prefs = await self.people.preferences(event.tenant_id, subject)
-            if prefs:
-                spec = await self.registry.lookup(event.tenant_id, event.type)
-                people = spec.people if spec is not None else None
-                if not preference_allows(prefs, event.type, destination.kind, people):
-                    return "preference"
-        return None
+            prefs = await self.people.preferences(tenant, subject)
+            spec = await self.registry.lookup(tenant, event.type)
+            people = spec.people if spec is not None else None
+            critical = people is not None and people.critical
+            if prefs and not preference_allows(prefs, event.type, destination.kind, people):
+                return "preference"
+        extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        if route.to_recipient and destination.kind in ADDRESSING:
+            field, fixed, path = ADDRESSING[destination.kind]
+            profile = await self.people.get(tenant, subject) if subject else None
+            if profile is None or not profile.get(field):
+                return "no_address"
+            config = {k: v for k, v in destination.config.items() if k != fixed}
+            config[path] = f"recipient.{field}"
+            destination = replace(destination, config=config)
+            extra["recipient"] = profile
+        if route.preferences and subject and not critical and self.settings is not None:
+            url = unsubscribe.link(self.settings, tenant, subject, event.type, destination.kind)
+            if url is not None:
+                extra["unsubscribe_url"] = url
+                if destination.kind == "email":  # RFC 8058 one-click
+                    headers["List-Unsubscribe"] = f"<{url}>"
+                    headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return Cleared(destination, extra, headers)

@@ -39,11 +39,12 @@ class Route:
     spec: dict[str, Any] = field(default_factory=dict)  # as submitted, for reading back
     requires_consent: tuple[str, ...] = ()  # purposes the event's subject must have granted
     preferences: bool = False  # the subject's preferences (topic x channel) may opt it out
+    to_recipient: bool = False  # `to: recipient`: address the subject's profile contact point
 
     @property
     def checks_people(self) -> bool:
         """The worker asks the recipient layer before sending (people.py)."""
-        return bool(self.requires_consent) or self.preferences
+        return bool(self.requires_consent) or self.preferences or self.to_recipient
 
     def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
         if not self.enabled:
@@ -154,6 +155,9 @@ def parse_route(
     ):
         problems.append("requires_consent: a list of at most 10 purposes such as 'marketing'")
         requires = []
+    to = spec.get("to")
+    if to not in (None, "recipient"):
+        problems.append("to: 'recipient' (the event subject's contact point), or absent")
     prefs = spec.get("preferences", False)
     if not isinstance(prefs, bool):
         problems.append("preferences: true or false")
@@ -174,6 +178,7 @@ def parse_route(
         spec=spec,
         requires_consent=tuple(dict.fromkeys(requires)),
         preferences=prefs,
+        to_recipient=to == "recipient",
     )
 
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from switchboard import unsubscribe
+from switchboard.config import Settings
+from tests.conftest import Api, fresh_database, serve
 from tests.integration.conftest import worker_for
+from tests.integration.test_channels import Smtp, email_config, parse, smtp  # noqa: F401
 from tests.integration.test_delivery import send, setup_route
 
 OPEN = {"type": "object"}
@@ -279,48 +284,54 @@ async def test_withdrawal_by_api_cancels_waiting_deliveries(hub_api: Api, receiv
     assert await statuses(api, key, "p2") == [("suppressed", "consent:marketing")]
 
 
-async def test_per_channel_opt_out_email_off_inbox_on(hub_api: Api, receivers: Any) -> None:
+async def test_per_channel_opt_out_email_off_inbox_on(
+    hub_api: Api,
+    smtp: Smtp,  # noqa: F811
+) -> None:
     """legal-practice: a user's event_subscriptions turn email off and keep in-app on."""
     api = hub_api
     _, key = await api.tenant()
     await put_type(api, key, event_type("auth.password_reset_requested", critical=True))
-    rcv = await receivers()
-    status, body, _ = await api.call(
-        "POST",
-        "/v1/destinations",
-        key,
+    for dest in (
+        {"name": "mail", "kind": "email", "config": email_config(smtp.port, to_path="data.to")},
         {"name": "inbox", "kind": "inbox", "config": {"recipient_path": "subject"}},
-    )
-    assert status == 201, body
-    await setup_route(
-        api, key, rcv.url, route={"preferences": True, "destinations": ["hook", "inbox"]}
-    )
+    ):
+        status, body, _ = await api.call("POST", "/v1/destinations", key, dest)
+        assert status == 201, body
+    route = {"name": "all", "types": ["*"], "destinations": ["mail", "inbox"], "preferences": True}
+    assert (await api.call("POST", "/v1/routes", key, route))[0] == 201
     status, body, _ = await api.call(
         "PUT",
         "/v1/recipients/adv_1/preferences",
         key,
-        {"preferences": [{"topic": "*", "channel": "webhook", "enabled": False}]},
+        {"preferences": [{"topic": "*", "channel": "email", "enabled": False}]},
     )
     assert status == 200, body
+
+    def ev(event_id: str, etype: str, subject: str) -> dict[str, Any]:
+        data = {"to": f"{subject}@example.com", "name": subject}
+        return {"id": event_id, "type": etype, "subject": subject, "data": data}
+
     await send(
         api,
         key,
         [
-            {"id": "m1", "type": "matter.updated", "subject": "adv_1", "data": {}},
-            {"id": "m2", "type": "matter.updated", "subject": "adv_2", "data": {}},
-            {"id": "r1", "type": "auth.password_reset_requested", "subject": "adv_1", "data": {}},
+            ev("m1", "matter.updated", "adv_1"),
+            ev("m2", "matter.updated", "adv_2"),
+            ev("r1", "auth.password_reset_requested", "adv_1"),  # critical: ignores opt-outs
         ],
     )
     await worker_for(api).drain()
-    assert sorted(r["json"]["id"] for r in rcv.received) == ["m2", "r1"]  # critical ignores it
+    emails = sorted(parse(e)["X-Switchboard-Event-Id"] for e in smtp.collector.envelopes)
+    assert emails == ["m2", "r1"]
     assert sorted(await statuses(api, key, "m1")) == [
         ("succeeded", None),
         ("suppressed", "preference"),
     ]
     _, inbox, _ = await api.call("GET", "/v1/inbox/adv_1", key)
-    assert len(inbox["data"]) == 2
+    assert len(inbox["data"]) == 2  # m1 and r1 in-app
     _, prefs, _ = await api.call("GET", "/v1/recipients/adv_1/preferences", key)
-    assert prefs == {"preferences": [{"topic": "*", "channel": "webhook", "enabled": False}]}
+    assert prefs == {"preferences": [{"topic": "*", "channel": "email", "enabled": False}]}
 
 
 async def test_recipients_are_per_tenant(hub_api: Api) -> None:
@@ -412,3 +423,99 @@ async def test_recipient_id_over_the_limit_is_refused(api: Api) -> None:
     _, key = await api.tenant()
     status, body, _ = await api.call("PUT", "/v1/recipients/" + "r" * 201, key, {"name": "x"})
     assert status == 400 and body["error"]["details"][0]["path"] == "id"
+
+
+SECRET = "s" * 40
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def people_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """A hub without its own worker, whose unsubscribe links are signed."""
+    async with fresh_database(request.param, tmp_path) as url:
+        settings = Settings(
+            database_url=url, key_rate=0, tenant_rate=0, run_worker=0, unsubscribe_secret=SECRET
+        )
+        async with serve(settings) as a:
+            yield a
+
+
+async def test_email_to_recipient_with_one_click_unsubscribe_clicked_from_the_email(
+    people_api: Api,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    api = people_api
+    _, key = await api.tenant()
+    await api.call("PUT", "/v1/recipients/ana", key, {"email": "ana@example.com", "name": "Ana"})
+    await api.call("PUT", "/v1/recipients/rui", key, {"name": "Rui"})  # no email
+    config = email_config(
+        smtp.port,
+        to=["ops@example.com"],
+        subject_template="Novidades",
+        text_template="Olá {{ event.recipient.name }}! Para sair: {{ event.unsubscribe_url }}",
+    )
+    status, body, _ = await api.call(
+        "POST", "/v1/destinations", key, {"name": "mail", "kind": "email", "config": config}
+    )
+    assert status == 201, body
+    route = {
+        "name": "news",
+        "types": ["news.*"],
+        "destinations": ["mail"],
+        "to": "recipient",
+        "preferences": True,
+    }
+    assert (await api.call("POST", "/v1/routes", key, route))[0] == 201
+    await send(
+        api,
+        key,
+        [
+            {"id": "n1", "type": "news.weekly", "subject": "ana", "data": {}},
+            {"id": "n2", "type": "news.weekly", "subject": "rui", "data": {}},
+            {"id": "n3", "type": "news.weekly", "subject": "ghost", "data": {}},
+        ],
+    )
+    worker = worker_for(api, public_url=api.url)
+    await worker.drain()
+    [envelope] = smtp.collector.envelopes
+    assert envelope.rcpt_tos == ["ana@example.com"]  # the profile's, not the fixed list
+    msg = parse(envelope)
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = msg["List-Unsubscribe"].strip("<>")
+    assert url.startswith(f"{api.url}/v1/unsubscribe/")
+    assert url in msg.get_content() and "Olá Ana!" in msg.get_content()
+    assert await statuses(api, key, "n2") == [("suppressed", "no_address")]
+    assert await statuses(api, key, "n3") == [("suppressed", "no_address")]
+
+    # a browser (or a mail scanner) following the link changes nothing
+    async with api.session.get(url) as resp:
+        assert resp.status == 200 and "<form" in await resp.text()
+    assert (await api.call("GET", "/v1/recipients/ana/preferences", key))[1]["preferences"] == []
+    # the mail client's one-click POST opts out; a second one is harmless
+    for _ in range(2):
+        async with api.session.post(url, data=b"List-Unsubscribe=One-Click") as resp:
+            assert resp.status == 200
+    _, prefs, _ = await api.call("GET", "/v1/recipients/ana/preferences", key)
+    assert prefs["preferences"] == [{"topic": "news.weekly", "channel": "email", "enabled": False}]
+    await send(api, key, [{"id": "n4", "type": "news.weekly", "subject": "ana", "data": {}}])
+    await worker.drain()
+    assert len(smtp.collector.envelopes) == 1
+    assert await statuses(api, key, "n4") == [("suppressed", "preference")]
+
+
+@pytest.mark.security
+async def test_an_altered_unsubscribe_token_is_refused(people_api: Api) -> None:
+    api = people_api
+    tenant, key = await api.tenant()
+    other = unsubscribe.token(SECRET, tenant, "ana", "news.weekly", "email")
+    payload, sig = other.split(".")
+    forged_payload = unsubscribe.token("x" * 40, tenant, "bob", "*", "*").split(".")[0]
+    for bad in (
+        f"{forged_payload}.{sig}",  # someone else, with ana's signature
+        unsubscribe.token("x" * 40, tenant, "bob", "*", "*"),  # signed with another key
+        f"{payload}.",
+        "a" * 3000,
+        "no-dot",
+    ):
+        async with api.session.post(f"{api.url}/v1/unsubscribe/{bad}") as resp:
+            assert resp.status == 404, bad
+    assert (await api.call("GET", "/v1/recipients/bob/preferences", key))[1]["preferences"] == []

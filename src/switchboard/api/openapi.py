@@ -1809,7 +1809,41 @@ def _health_paths() -> list[Operation]:
             "responses": ok,
         }
 
+    token = _path("token", "The signed token of the link.", maxLength=2048)
+    page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
+    unsubscribe = [
+        (
+            "/v1/unsubscribe/{token}",
+            method,
+            {
+                "operationId": op_id,
+                "tags": ["recipients"],
+                "summary": summary,
+                "description": description,
+                "security": [],
+                "parameters": [token],
+                "responses": {"200": page, "404": {"$ref": "#/components/responses/NotFound"}},
+            },
+        )
+        for method, op_id, summary, description in (
+            (
+                "get",
+                "unsubscribePage",
+                "Unsubscribe page",
+                "A link followed in a browser: a page with a button that POSTs. Changes nothing "
+                "(mail scanners prefetch links). No API key: the token is signed.",
+            ),
+            (
+                "post",
+                "unsubscribe",
+                "One-click unsubscribe (RFC 8058)",
+                "Opts the recipient out of the link's topic on its channel. Idempotent. "
+                "No API key: the token is signed.",
+            ),
+        )
+    ]
     return [
+        *unsubscribe,
         (
             "/health",
             "get",

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
+from switchboard import unsubscribe
 from switchboard.api.common import (
     JSONResponse,
     hub,
@@ -261,6 +262,41 @@ def parse_preferences(body: Any) -> list[Preference]:
     return list(out.values())
 
 
+_PAGE = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width"><title>{title}</title></head><body>
+<p>{text}</p>{form}</body></html>"""
+
+
+def _unsubscribe_target(request: Request) -> tuple[str, str, str, str]:
+    found = unsubscribe.verify(
+        hub(request).settings.unsubscribe_secret, request.path_params["token"]
+    )
+    if found is None:
+        raise NotFound("this unsubscribe link is not valid")
+    return found
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """A link followed in a browser (or prefetched by a mail scanner) changes nothing: it shows
+    a button that POSTs, as RFC 8058 asks."""
+    _unsubscribe_target(request)
+    form = '<form method="post"><button type="submit">Cancelar inscrição</button></form>'
+    body = _PAGE.format(title="Cancelar inscrição", text="Não quer mais receber?", form=form)
+    return Response(body, media_type="text/html; charset=utf-8")
+
+
+async def unsubscribe_now(request: Request) -> Response:
+    """The one-click POST (`List-Unsubscribe=One-Click`) or the page's button: the recipient's
+    preference for (topic, channel) becomes opted out. Idempotent; no API key, only the token."""
+    tenant, recipient, topic, channel = _unsubscribe_target(request)
+    await PeopleStore(hub(request).store).set_preference(
+        tenant, recipient, Preference(topic, channel, False), now_us()
+    )
+    done = "Pronto: você não receberá mais estas mensagens por este canal."
+    body = _PAGE.format(title="Inscrição cancelada", text=done, form="")
+    return Response(body, media_type="text/html; charset=utf-8")
+
+
 def _prefs_json(prefs: list[Preference]) -> dict[str, Any]:
     return {
         "preferences": [
@@ -287,6 +323,8 @@ async def put_preferences(request: Request) -> Response:
 
 
 routes = [
+    HttpRoute("/v1/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+    HttpRoute("/v1/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
     HttpRoute("/v1/recipients/{id:path}/consents", list_consents, methods=["GET"], name="consents"),
     HttpRoute("/v1/recipients/{id:path}/consents", add_consent, methods=["POST"]),
     HttpRoute("/v1/recipients/{id:path}/preferences", get_preferences, methods=["GET"]),
