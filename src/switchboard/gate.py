@@ -10,10 +10,11 @@ a delivery waited (in its queue, or for a retry) stops it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from switchboard import unsubscribe
+from switchboard import messages, unsubscribe
 from switchboard.channels import Destination
 from switchboard.config import Settings
 from switchboard.envelope import Event
@@ -23,6 +24,9 @@ from switchboard.router import Route
 from switchboard.store import Store
 from switchboard.store.people import PeopleStore
 
+_TEMPLATE_TTL = (
+    5.0  # seconds a template version is trusted; a new version reaches workers within it
+)
 # destination kind -> (profile field, config key of a fixed address, config key of a path)
 ADDRESSING = {
     "email": ("email", "to", "to_path"),
@@ -46,6 +50,20 @@ class Gate:
         self.people = PeopleStore(store)
         self.registry = Registry(store)  # for a type's `critical` and `category`
         self.settings = settings
+        self._templates: dict[tuple[str, str], tuple[float, messages.MessageTemplate | None]] = {}
+
+    async def _template(self, tenant_id: str, name: str) -> messages.MessageTemplate | None:
+        """The latest version of a tenant's template, re-read at most every few seconds."""
+        now = time.monotonic()
+        hit = self._templates.get((tenant_id, name))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self.people.template(tenant_id, name)
+        template = messages.parse_template(found[1]) if found is not None else None
+        if len(self._templates) > 10_000:
+            self._templates.clear()
+        self._templates[(tenant_id, name)] = (now + _TEMPLATE_TTL, template)
+        return template
 
     async def clear(self, route: Route, destination: Destination, event: Event) -> str | Cleared:
         """Why this delivery must not go out (a reason), or how to send it."""
@@ -70,15 +88,29 @@ class Gate:
                 return "preference"
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
+        profile = None
+        if subject and (route.to_recipient or route.template):
+            profile = await self.people.get(tenant, subject)
+            if profile is not None:
+                extra["recipient"] = profile
         if route.to_recipient and destination.kind in ADDRESSING:
             field, fixed, path = ADDRESSING[destination.kind]
-            profile = await self.people.get(tenant, subject) if subject else None
             if profile is None or not profile.get(field):
                 return "no_address"
             config = {k: v for k, v in destination.config.items() if k != fixed}
             config[path] = f"recipient.{field}"
             destination = replace(destination, config=config)
-            extra["recipient"] = profile
+        if route.template and destination.kind in messages.CHANNEL_FIELDS:
+            template = await self._template(tenant, route.template)
+            locale = (profile or {}).get("locale") or event.context.get("locale")
+            variant = (
+                messages.pick(template, destination.kind, str(locale) if locale else None)
+                if template is not None
+                else None
+            )
+            if variant is not None:  # else the destination's own templates are used
+                config = messages.config_for(variant, destination.config)
+                destination = replace(destination, config=config)
         if route.preferences and subject and not critical and self.settings is not None:
             url = unsubscribe.link(self.settings, tenant, subject, event.type, destination.kind)
             if url is not None:

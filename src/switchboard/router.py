@@ -15,6 +15,7 @@ from typing import Any
 
 from switchboard import patterns, templates
 from switchboard.envelope import Event
+from switchboard.messages import NAME_RE
 from switchboard.people import PURPOSE_RE
 from switchboard.shared import SharedLoads
 
@@ -40,11 +41,17 @@ class Route:
     requires_consent: tuple[str, ...] = ()  # purposes the event's subject must have granted
     preferences: bool = False  # the subject's preferences (topic x channel) may opt it out
     to_recipient: bool = False  # `to: recipient`: address the subject's profile contact point
+    template: str | None = None  # a message template's name (messages.py), by channel and locale
 
     @property
     def checks_people(self) -> bool:
         """The worker asks the recipient layer before sending (people.py)."""
-        return bool(self.requires_consent) or self.preferences or self.to_recipient
+        return (
+            bool(self.requires_consent)
+            or self.preferences
+            or self.to_recipient
+            or bool(self.template)
+        )
 
     def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
         if not self.enabled:
@@ -158,6 +165,9 @@ def parse_route(
     to = spec.get("to")
     if to not in (None, "recipient"):
         problems.append("to: 'recipient' (the event subject's contact point), or absent")
+    template = spec.get("template")
+    if template is not None and (not isinstance(template, str) or not NAME_RE.match(template)):
+        problems.append("template: the name of a message template such as 'client_welcome'")
     prefs = spec.get("preferences", False)
     if not isinstance(prefs, bool):
         problems.append("preferences: true or false")
@@ -179,6 +189,7 @@ def parse_route(
         requires_consent=tuple(dict.fromkeys(requires)),
         preferences=prefs,
         to_recipient=to == "recipient",
+        template=template,
     )
 
 

@@ -15,7 +15,16 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from switchboard.api import admin, catalog, deliveries, events, recipients, segment, sources
+from switchboard.api import (
+    admin,
+    catalog,
+    deliveries,
+    events,
+    messages,
+    recipients,
+    segment,
+    sources,
+)
 from switchboard.api.common import JSONResponse, hub
 from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
@@ -184,6 +193,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *sources.routes,
             *segment.routes,
             *recipients.routes,
+            *messages.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -28,6 +28,7 @@ TAGS = [
     ("replays", "Re-route stored events through routes or straight to destinations."),
     ("inbox", "The in-app notification channel's items, per recipient."),
     ("recipients", "The people events are about: profiles, the consent ledger, preferences."),
+    ("templates", "Message templates as code: variants per channel and locale, previews."),
     ("sources", "Inbound provider webhooks, their request log and mappings."),
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
     ("health", "Liveness, store health and this document."),
@@ -1798,6 +1799,107 @@ def _recipient_paths() -> list[Operation]:
     ]
 
 
+def _template_paths() -> list[Operation]:
+    tag = "templates"
+    name = _path("name", "The template's name.", pattern=r"^[a-z][a-z0-9_.\-]{0,62}$")
+    variant = {
+        "type": "object",
+        "required": ["channel", "locale"],
+        "properties": {
+            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox"]),
+            "locale": _s("A language tag: pt-BR, en, es…"),
+        },
+        "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "
+        "text/buttons, slack text/blocks, discord text, inbox title/body/link.",
+    }
+    template = _obj(
+        {
+            "name": _s(),
+            "description": _s(),
+            "default_locale": _s("The end of the locale fallback chain."),
+            "variants": {"type": "array", "items": variant, "minItems": 1, "maxItems": 50},
+            "version": _int("Applied versions count up from 1.", readOnly=True),
+            "created_at": _s(format="date-time", readOnly=True),
+        },
+        "variants",
+    )
+    rendered = _obj(
+        {
+            "channel": _s(),
+            "locale": _s("The variant the chain chose."),
+            "rendered": {"type": "object"},
+            "errors": {"type": "array", "items": _s()},
+        }
+    )
+    return [
+        _op(
+            "GET /v1/templates",
+            "listTemplates",
+            tag,
+            "List templates",
+            "Every template of the tenant with its latest version.",
+            scope="read",
+            ok={200: _ok(_list(_obj({"name": _s(), "version": _int()})))},
+        ),
+        _op(
+            "GET /v1/templates/{name}",
+            "getTemplate",
+            tag,
+            "Get a template",
+            "The latest version, or `?version=N`.",
+            scope="read",
+            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            ok={200: _ok(template)},
+            errors=(404,),
+        ),
+        _op(
+            "PUT /v1/templates/{name}",
+            "putTemplate",
+            tag,
+            "Apply a template",
+            "Stored as a new version when it changed (201), answered as is when not (200). "
+            "Every field must compile; problems name their path and line.",
+            scope="manage",
+            params=[name],
+            body=template,
+            ok={201: _ok(template, "A new version."), 200: _ok(template, "Unchanged.")},
+            errors=(422,),
+        ),
+        _op(
+            "POST /v1/templates/{name}/preview",
+            "previewTemplate",
+            tag,
+            "Preview a template",
+            "Every channel's variant, chosen by the locale chain (the body's locale, else the "
+            "recipient's, else the event's context.locale), rendered for the event.",
+            scope="read",
+            params=[name],
+            body=_obj(
+                {
+                    "event": {"type": "object"},
+                    "recipient": {"type": ["string", "object"]},
+                    "locale": _s(),
+                },
+                "event",
+            ),
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "name": _s(),
+                            "version": _int(),
+                            "locale": _null(_s()),
+                            "chain": {"type": "array", "items": _s()},
+                            "variants": {"type": "array", "items": rendered},
+                        }
+                    )
+                )
+            },
+            errors=(404,),
+        ),
+    ]
+
+
 def _health_paths() -> list[Operation]:
     def op(op_id: str, summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -1902,6 +2004,7 @@ def openapi_document() -> dict[str, Any]:
         *_source_paths(),
         *_segment_paths(),
         *_recipient_paths(),
+        *_template_paths(),
         *_health_paths(),
     ):
         if method in paths.setdefault(path, {}):

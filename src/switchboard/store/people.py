@@ -272,6 +272,48 @@ class PeopleStore:
             ]
         )
 
+    # -- message templates ---------------------------------------------------------------------
+
+    async def template(
+        self, tenant_id: str, name: str, version: int | None = None
+    ) -> tuple[int, dict[str, Any], int] | None:
+        """(version, spec, created_us) of the latest version, or of `version`."""
+        sql = "SELECT version, spec, created_us FROM message_templates WHERE tenant_id = ? "
+        if version is None:
+            rows = await self.sql.fetch(
+                sql + "AND name = ? ORDER BY version DESC LIMIT 1", (tenant_id, name)
+            )
+        else:
+            rows = await self.sql.fetch(
+                sql + "AND name = ? AND version = ?", (tenant_id, name, version)
+            )
+        if not rows:
+            return None
+        return int(rows[0][0]), load_json(rows[0][1]), int(rows[0][2])
+
+    async def template_names(self, tenant_id: str) -> list[tuple[str, int]]:
+        rows = await self.sql.fetch(
+            "SELECT name, max(version) FROM message_templates WHERE tenant_id = ? "
+            "GROUP BY name ORDER BY name",
+            (tenant_id,),
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    async def put_template(
+        self, tenant_id: str, name: str, spec: dict[str, Any], now_us: int
+    ) -> tuple[int, bool]:
+        """Store `spec` as the next version unless it equals the latest: (version, changed)."""
+        latest = await self.template(tenant_id, name)
+        if latest is not None and latest[1] == spec:
+            return latest[0], False
+        version = 1 if latest is None else latest[0] + 1
+        await self.sql.execute(
+            "INSERT INTO message_templates (tenant_id, name, version, spec, created_us) "
+            "VALUES (?, ?, ?, ?j, ?)",
+            (tenant_id, name, version, dumps(spec), now_us),
+        )
+        return version, True
+
     async def suppress(self, delivery_id: str, reason: str, now_us: int) -> None:
         """A claimed delivery that must not go out: recorded 'suppressed' with its reason."""
         await self.sql.execute(SUPPRESS, (reason, now_us, delivery_id))

@@ -1,5 +1,5 @@
-"""People: recipients (contact points per tenant and subject), the consent ledger and
-preferences.
+"""People: recipients (contact points per tenant and subject), the consent ledger,
+preferences and message templates.
 
 Revision ID: 0007
 Revises: 0004
@@ -67,9 +67,19 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("updated_us", sa.BigInteger, nullable=False),
     )
+    # message templates as code: every applied change is a new version, never an update
+    op.create_table(
+        "message_templates",
+        sa.Column("tenant_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("spec", JSON, nullable=False),
+        sa.Column("created_us", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("message_templates")
     op.drop_table("preferences")
     op.drop_index("ix_consents_recipient", table_name="consents")
     op.drop_table("consents")
