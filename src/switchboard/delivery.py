@@ -24,7 +24,7 @@ from switchboard import retry
 from switchboard.channels import Channel, Destination, Outbound, SendResult
 from switchboard.config import Settings
 from switchboard.envelope import Event, new_id
-from switchboard.gate import Cleared, Gate
+from switchboard.gate import Cleared, Gate, Wait
 from switchboard.ingest import routable
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
@@ -500,9 +500,12 @@ class Worker:
                     transform = route.transform
                     # consent, preferences, address: asked right before the send (gate.py)
                     if route.checks_people:
-                        verdict = await self.gate.clear(route, dest, event)
+                        verdict = await self.gate.clear(route, dest, event, self.clock())
                         if isinstance(verdict, str):
                             await self.gate.people.suppress(delivery.id, verdict, now_us)
+                            return
+                        if isinstance(verdict, Wait):  # quiet hours: due again at their end
+                            await self._postpone(delivery, verdict.until, "quiet hours")
                             return
                         cleared = verdict
         out = Outbound(

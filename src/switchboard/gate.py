@@ -18,7 +18,7 @@ from switchboard import messages, unsubscribe
 from switchboard.channels import Destination
 from switchboard.config import Settings
 from switchboard.envelope import Event
-from switchboard.people import preference_allows
+from switchboard.people import preference_allows, quiet_until
 from switchboard.registry import Registry
 from switchboard.router import Route
 from switchboard.store import Store
@@ -45,6 +45,13 @@ class Cleared:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Wait:
+    """Quiet hours: the delivery goes back to its queue, due at `until` (epoch seconds)."""
+
+    until: float
+
+
 class Gate:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.people = PeopleStore(store)
@@ -65,8 +72,11 @@ class Gate:
         self._templates[(tenant_id, name)] = (now + _TEMPLATE_TTL, template)
         return template
 
-    async def clear(self, route: Route, destination: Destination, event: Event) -> str | Cleared:
-        """Why this delivery must not go out (a reason), or how to send it."""
+    async def clear(
+        self, route: Route, destination: Destination, event: Event, now: float
+    ) -> str | Wait | Cleared:
+        """Why this delivery must not go out (a reason), until when it must wait (quiet hours),
+        or how to send it. `now` is the worker's clock (epoch seconds)."""
         subject = event.subject
         tenant = event.tenant_id
         if route.requires_consent:
@@ -79,20 +89,27 @@ class Gate:
                 if state.get(purpose) != "grant":
                     return f"consent:{purpose}"
         critical = False
-        if route.preferences and subject:
-            prefs = await self.people.preferences(tenant, subject)
+        people = None
+        if route.preferences or route.quiet_hours is not None:
             spec = await self.registry.lookup(tenant, event.type)
             people = spec.people if spec is not None else None
             critical = people is not None and people.critical
+        if route.preferences and subject:
+            prefs = await self.people.preferences(tenant, subject)
             if prefs and not preference_allows(prefs, event.type, destination.kind, people):
                 return "preference"
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
         profile = None
-        if subject and (route.to_recipient or route.template):
+        if subject and (route.to_recipient or route.template or route.quiet_hours is not None):
             profile = await self.people.get(tenant, subject)
             if profile is not None:
                 extra["recipient"] = profile
+        if route.quiet_hours is not None and not critical:
+            tz = (profile or {}).get("timezone")
+            until = quiet_until(route.quiet_hours, now, tz)
+            if until is not None:
+                return Wait(until)
         if route.to_recipient and destination.kind in ADDRESSING:
             field, fixed, path = ADDRESSING[destination.kind]
             if profile is None or not profile.get(field):

@@ -237,3 +237,58 @@ def preference_allows(
         if best is None or rank > best:
             best, allowed = rank, p.enabled
     return allowed
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window (local time of the recipient, else `timezone`) when non-critical messages
+    wait; `start` > `end` spans midnight (21:00–08:00)."""
+
+    start: int  # minutes after local midnight
+    end: int
+    timezone: str
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_quiet_hours(raw: Any) -> QuietHours:
+    """From a route's `quiet_hours: {start: "21:00", end: "08:00", timezone: "…"}`."""
+    import zoneinfo
+
+    if not isinstance(raw, Mapping) or set(raw) - {"start", "end", "timezone"}:
+        raise ValueError("an object with start, end (HH:MM) and timezone")
+    minutes = []
+    for key in ("start", "end"):
+        m = _HHMM.match(str(raw.get(key, "")))
+        if m is None:
+            raise ValueError(f"{key}: a local time such as 21:00")
+        minutes.append(int(m.group(1)) * 60 + int(m.group(2)))
+    tz = raw.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(str(tz))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("timezone: an IANA time zone such as America/Sao_Paulo") from None
+    if minutes[0] == minutes[1]:
+        raise ValueError("start and end must differ")
+    return QuietHours(minutes[0], minutes[1], str(tz))
+
+
+def quiet_until(quiet: QuietHours, now: float, timezone: str | None) -> float | None:
+    """When the window that `now` (epoch seconds) falls in ends, or None outside it."""
+    import zoneinfo
+    from datetime import UTC, datetime, timedelta
+
+    try:
+        tz = zoneinfo.ZoneInfo(timezone or quiet.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo(quiet.timezone)
+    local = datetime.fromtimestamp(now, UTC).astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    start, end = quiet.start, quiet.end
+    inside = start <= minute < end if start < end else minute >= start or minute < end
+    if not inside:
+        return None
+    day = local.date() if minute < end else local.date() + timedelta(days=1)
+    wake = datetime(day.year, day.month, day.day, end // 60, end % 60, tzinfo=tz)
+    return wake.timestamp()

@@ -16,7 +16,7 @@ from typing import Any
 from switchboard import patterns, templates
 from switchboard.envelope import Event
 from switchboard.messages import NAME_RE
-from switchboard.people import PURPOSE_RE
+from switchboard.people import PURPOSE_RE, QuietHours, parse_quiet_hours
 from switchboard.shared import SharedLoads
 
 INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
@@ -42,6 +42,7 @@ class Route:
     preferences: bool = False  # the subject's preferences (topic x channel) may opt it out
     to_recipient: bool = False  # `to: recipient`: address the subject's profile contact point
     template: str | None = None  # a message template's name (messages.py), by channel and locale
+    quiet_hours: QuietHours | None = None  # non-critical deliveries wait for the window's end
 
     @property
     def checks_people(self) -> bool:
@@ -51,6 +52,7 @@ class Route:
             or self.preferences
             or self.to_recipient
             or bool(self.template)
+            or self.quiet_hours is not None
         )
 
     def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
@@ -168,6 +170,12 @@ def parse_route(
     template = spec.get("template")
     if template is not None and (not isinstance(template, str) or not NAME_RE.match(template)):
         problems.append("template: the name of a message template such as 'client_welcome'")
+    quiet = None
+    if spec.get("quiet_hours") is not None:
+        try:
+            quiet = parse_quiet_hours(spec["quiet_hours"])
+        except ValueError as exc:
+            problems.append(f"quiet_hours: {exc}")
     prefs = spec.get("preferences", False)
     if not isinstance(prefs, bool):
         problems.append("preferences: true or false")
@@ -190,6 +198,7 @@ def parse_route(
         preferences=prefs,
         to_recipient=to == "recipient",
         template=template,
+        quiet_hours=quiet,
     )
 
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from switchboard import unsubscribe
 from switchboard.config import Settings
 from tests.conftest import Api, fresh_database, serve
-from tests.integration.conftest import worker_for
+from tests.integration.conftest import Clock, worker_for
 from tests.integration.test_channels import Smtp, email_config, parse, smtp  # noqa: F401
 from tests.integration.test_delivery import send, setup_route
 
@@ -519,3 +521,71 @@ async def test_an_altered_unsubscribe_token_is_refused(people_api: Api) -> None:
         async with api.session.post(f"{api.url}/v1/unsubscribe/{bad}") as resp:
             assert resp.status == 404, bad
     assert (await api.call("GET", "/v1/recipients/bob/preferences", key))[1]["preferences"] == []
+
+
+async def test_quiet_hours_hold_deliveries_durably_until_the_recipients_morning(
+    hub_api: Api, receivers: Any
+) -> None:
+    """A window around 'now' in Tokyo: a Tokyo recipient's message waits for its end (on a fake
+    clock), one without a time zone uses the route's (New York: outside it), a critical type
+    never waits."""
+    api = hub_api
+    _, key = await api.tenant()
+    await put_type(api, key, event_type("auth.password_reset_requested", critical=True))
+    rcv = await receivers()
+    tokyo = datetime.now(ZoneInfo("Asia/Tokyo"))
+    minute = tokyo.hour * 60 + tokyo.minute
+    start, end = (minute - 60) % 1440, (minute + 60) % 1440
+    quiet = {
+        "start": f"{start // 60:02d}:{start % 60:02d}",
+        "end": f"{end // 60:02d}:{end % 60:02d}",
+        "timezone": "America/New_York",
+    }
+    await setup_route(api, key, rcv.url, route={"quiet_hours": quiet})
+    await api.call("PUT", "/v1/recipients/night", key, {"timezone": "Asia/Tokyo"})
+    await api.call("PUT", "/v1/recipients/day", key, {"name": "Day"})
+    await send(
+        api,
+        key,
+        [
+            {"id": "q1", "type": "news.daily", "subject": "night", "data": {}},
+            {"id": "q2", "type": "news.daily", "subject": "day", "data": {}},
+            {"id": "q3", "type": "auth.password_reset_requested", "subject": "night", "data": {}},
+        ],
+    )
+    clock = Clock()  # now: the events are due
+    worker = worker_for(api, clock)
+    await worker.drain()
+    assert sorted(r["json"]["id"] for r in rcv.received) == ["q2", "q3"]
+    _, listing, _ = await api.call("GET", "/v1/events/q1/deliveries", key)
+    [held] = listing["data"]
+    assert held["status"] == "pending" and held["last_error"] == "quiet hours"
+    assert held["attempts"] == 0  # waiting spends no attempt
+    wake = datetime.fromisoformat(held["next_attempt_at"].replace("Z", "+00:00"))
+    assert wake.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == quiet["end"]
+    await worker.drain()  # still quiet: nothing moves
+    assert len(rcv.received) == 2
+    clock.advance(wake.timestamp() - clock() + 1)
+    await worker.drain()
+    assert sorted(r["json"]["id"] for r in rcv.received) == ["q1", "q2", "q3"]
+    assert await statuses(api, key, "q1") == [("succeeded", None)]
+
+
+@pytest.mark.security
+async def test_a_bad_quiet_hours_window_is_refused(api: Api) -> None:
+    _, key = await api.tenant()
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/destinations",
+        key,
+        {"name": "h", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x"}},
+    )
+    assert status == 201, body
+    for quiet in (
+        {"start": "25:00", "end": "08:00"},
+        {"start": "21:00", "end": "08:00", "timezone": "Nowhere/X"},
+        "always",
+    ):
+        route = {"name": "r", "destinations": ["h"], "quiet_hours": quiet}
+        status, body, _ = await api.call("POST", "/v1/routes", key, route)
+        assert status == 422 and "quiet_hours" in body["error"]["message"], body

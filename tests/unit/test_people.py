@@ -144,3 +144,26 @@ def test_unsubscribe_links_need_a_secret_of_32_characters() -> None:
         Settings(unsubscribe_secret="k" * 32, public_url="https://hub.example/"), "t", "r", "a", "e"
     )
     assert url is not None and url.startswith("https://hub.example/v1/unsubscribe/")
+
+
+def test_quiet_hours_across_midnight_end_the_next_morning_in_the_recipients_zone() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from switchboard.people import parse_quiet_hours, quiet_until
+
+    quiet = parse_quiet_hours({"start": "21:00", "end": "08:00", "timezone": "UTC"})
+    sp = ZoneInfo("America/Sao_Paulo")
+
+    def at(hour: int, minute: int = 0, day: int = 3) -> float:
+        return datetime(2026, 12, day, hour, minute, tzinfo=sp).timestamp()
+
+    assert quiet_until(quiet, at(23, 30), "America/Sao_Paulo") == at(8, 0, day=4)
+    assert quiet_until(quiet, at(7, 59), "America/Sao_Paulo") == at(8, 0)
+    assert quiet_until(quiet, at(8, 0), "America/Sao_Paulo") is None
+    assert quiet_until(quiet, at(20, 59), "America/Sao_Paulo") is None
+    # no (or a broken) zone on the profile: the route's
+    assert quiet_until(quiet, at(20, 0), None) is not None  # 23:00 UTC
+    assert quiet_until(quiet, at(20, 0), "Not/AZone") is not None
+    with pytest.raises(ValueError, match="start"):
+        parse_quiet_hours({"start": "9pm", "end": "08:00"})
