@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from switchboard import unsubscribe
-from switchboard.config import Settings
-from tests.conftest import Api, fresh_database, serve
+from tests.conftest import Api
 from tests.integration.conftest import Clock, worker_for
 from tests.integration.test_channels import Smtp, email_config, parse, smtp  # noqa: F401
 from tests.integration.test_delivery import send, setup_route
@@ -430,15 +428,12 @@ async def test_recipient_id_over_the_limit_is_refused(api: Api) -> None:
 SECRET = "s" * 40
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def people_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
-    """A hub without its own worker, whose unsubscribe links are signed."""
-    async with fresh_database(request.param, tmp_path) as url:
-        settings = Settings(
-            database_url=url, key_rate=0, tenant_rate=0, run_worker=0, unsubscribe_secret=SECRET
-        )
-        async with serve(settings) as a:
-            yield a
+@pytest.fixture
+def people_api(hub_api: Api) -> Api:
+    """The shared hub (no worker of its own) with unsubscribe links signed: its settings, so
+    whatever the shared fixture allows (egress to 127.0.0.1) still applies."""
+    hub_api.hub.settings = dataclasses.replace(hub_api.hub.settings, unsubscribe_secret=SECRET)
+    return hub_api
 
 
 async def test_email_to_recipient_with_one_click_unsubscribe_clicked_from_the_email(
