@@ -11,7 +11,16 @@ import yaml
 
 from tests.conftest import Api
 from tests.integration.conftest import worker_for
-from tests.integration.test_channels import Smtp, email_config, parse, smtp  # noqa: F401
+from tests.integration.test_channels import (  # noqa: F401
+    GATEWAY_SECRET,
+    Providers,
+    Smtp,
+    email_config,
+    gateway_config,
+    parse,
+    providers,
+    smtp,
+)
 from tests.integration.test_delivery import send
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,3 +147,67 @@ async def test_a_template_that_fails_at_render_time_is_reported_not_a_500(api: A
     errors = {v["channel"]: v["errors"] for v in body["variants"]}
     assert errors["email"] and errors["inbox"][0].startswith("title:")
     assert body["variants"][1]["rendered"] == {"body": "ok"}
+
+
+async def test_clinic_reward_goes_by_whatsapp_to_the_profile_phone_with_the_templates_buttons(
+    hub_api: Api,
+    providers: Providers,  # noqa: F811
+) -> None:
+    """clinic-loyalty: customer_created (with marketing consent and a phone) fills the profile;
+    reward_offered goes over WhatsApp to that phone, in the pt-BR template with its buttons."""
+    api = hub_api
+    _, key = await api.tenant()
+    customer = {
+        "name": "customer_created",
+        "versions": [{"version": "1.0", "schema": {"type": "object"}}],
+        "profile": {"name": "data.nome", "phone": "data.telefone"},
+        "consent": {"purpose": "marketing", "field": "data.consentimento_marketing"},
+    }
+    assert (await api.call("PUT", "/v1/event-types/customer_created", key, customer))[0] == 200
+    reward = yaml.safe_load((ROOT / "templates" / "reward_offered.yaml").read_text("utf-8"))
+    assert (await api.call("PUT", "/v1/templates/reward_offered", key, reward))[0] == 201
+    config = gateway_config(providers, to="+55 11 90000-0000")
+    del config["to_path"]
+    zap = {
+        "name": "zap",
+        "kind": "whatsapp",
+        "config": config,
+        "secrets": [GATEWAY_SECRET],
+    }
+    status, body, _ = await api.call("POST", "/v1/destinations", key, zap)
+    assert status == 201, body
+    route = {
+        "name": "rewards",
+        "types": ["reward_offered"],
+        "destinations": ["zap"],
+        "to": "recipient",
+        "template": "reward_offered",
+        "requires_consent": ["marketing"],
+    }
+    assert (await api.call("POST", "/v1/routes", key, route))[0] == 201
+    await send(
+        api,
+        key,
+        [
+            {
+                "type": "customer_created",
+                "subject": "cus_1",
+                "data": {
+                    "nome": "Maria",
+                    "telefone": "+55 31 99876-5432",
+                    "consentimento_marketing": True,
+                },
+            },
+            {
+                "id": "r1",
+                "type": "reward_offered",
+                "subject": "cus_1",
+                "data": {"channel": "whatsapp"},
+            },
+        ],
+    )
+    await worker_for(api).drain()
+    [seen] = providers.seen
+    assert seen.body["to"] == "5531998765432"  # the profile's phone, not the fixed number
+    assert seen.body["text"].startswith("Olá, Maria!")
+    assert [b["text"] for b in seen.body["buttons"]] == ["Quero resgatar", "Depois"]
