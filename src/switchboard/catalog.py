@@ -19,6 +19,7 @@ import jsonschema_rs
 import yaml
 
 from switchboard.errors import SwitchboardError
+from switchboard.people import PeopleSpec, parse_people, people_to_dict
 
 Mode = Literal["enforce", "warn", "quarantine"]
 MODES: tuple[Mode, ...] = ("enforce", "warn", "quarantine")
@@ -29,6 +30,7 @@ _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gênero"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "index", "versions"}
+_TYPE_KEYS |= {"profile", "consent", "critical", "category"}  # people.py reads these
 # Read-only keys the HTTP API adds when it returns a type; tolerated so GET → edit → PUT works.
 _SERVER_KEYS = {"catalog", "scope", "indexed", "updated_at"}
 _CATALOG_KEYS = {"name", "description", "naming_convention", "naming_exceptions", "unknown_types"}
@@ -59,6 +61,7 @@ class EventTypeSpec:
     pii: tuple[str, ...]  # dotted paths inside `data`
     index: tuple[str, ...]  # dotted `data` paths the store indexes
     versions: tuple[TypeVersion, ...]  # ascending
+    people: PeopleSpec | None = None  # profile / consent / critical / category (people.py)
 
     def latest(self) -> TypeVersion:
         return self.versions[-1]
@@ -206,6 +209,7 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         for i, p in enumerate(paths):
             if not _DATA_PATH.match(p):
                 problems.append(f"{key}[{i}]: {p!r} is not a dotted data path such as 'a.b'")
+    people = parse_people(doc, problems)
     raw_versions = doc.get("versions")
     versions: list[TypeVersion] = []
     if not isinstance(raw_versions, list) or not raw_versions:
@@ -230,6 +234,7 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         pii=pii,
         index=index,
         versions=tuple(versions),
+        people=people,
     )
 
 
@@ -246,6 +251,7 @@ def event_type_to_dict(spec: EventTypeSpec) -> dict[str, Any]:
             {"version": v.version, "schema": v.schema, "examples": list(v.examples)}
             for v in spec.versions
         ],
+        **people_to_dict(spec.people),
     }
 
 

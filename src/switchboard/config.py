@@ -210,6 +210,16 @@ class Settings:
         "CIDRs and host names deliveries may never reach, on top of the built-in loopback, "
         "private, link-local, CGNAT, multicast and reserved ranges; wins over the allow list.",
     )
+    public_url: str = _setting(
+        "",
+        _plain,
+        "The hub's address as recipients reach it, for unsubscribe links (empty: http://HOST:PORT).",
+    )
+    unsubscribe_secret: str = _setting(
+        "",
+        _plain,
+        "Key that signs one-click unsubscribe links (at least 32 characters; empty: no links).",
+    )
     catalogs_dir: str = _setting(
         "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
     )
@@ -237,6 +247,12 @@ class Settings:
         "Most automation runs one tenant may have running; a trigger past it records its run "
         "as `failed` with the reason.",
     )
+
+    def __post_init__(self) -> None:
+        if 0 < len(self.unsubscribe_secret) < 32:
+            raise ConfigError(
+                "SWITCHBOARD_UNSUBSCRIBE_SECRET must be at least 32 characters (or empty)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -28,6 +28,7 @@ from switchboard import retry
 from switchboard.channels import Channel, Destination, Outbound, SendResult
 from switchboard.config import Settings
 from switchboard.envelope import Event, new_id
+from switchboard.gate import Cleared, Gate, Wait
 from switchboard.ingest import routable
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
@@ -153,6 +154,7 @@ class Worker:
         self.settings = settings
         self.store = store
         self.deliveries = DeliveryStore(store)
+        self.gate = Gate(store, settings)
         self.channels = channels
         self.routes = routes
         self.clock = clock
@@ -570,18 +572,32 @@ class Worker:
             await self.deliveries.cancel(delivery, f"no channel for kind {dest.kind!r}", now_us)
             return
         transform = None
+        cleared: Cleared | None = None
         if delivery.route_id:
             tenant = delivery.tenant_id
             for route in self.routes.cached(tenant) or await self.routes.routes(tenant):
                 if route.id == delivery.route_id:
                     transform = route.transform
+                    # consent, preferences, address: asked right before the send (gate.py)
+                    if route.checks_people:
+                        verdict = await self.gate.clear(route, dest, event, self.clock())
+                        if isinstance(verdict, str):
+                            await self.gate.people.suppress(delivery.id, verdict, now_us)
+                            return
+                        if isinstance(verdict, Wait):  # quiet hours: due again at their end
+                            await self._postpone(delivery, verdict.until, "quiet hours")
+                            return
+                        cleared = verdict
         out = Outbound(
             delivery_id=delivery.id,
             attempt=delivery.attempts + 1,
-            event=event.to_json(),
+            event=event.to_json() if cleared is None else {**event.to_json(), **cleared.extra},
             body_template=transform,
             replay=delivery.replay_id is not None,
+            headers=cleared.headers if cleared is not None else {},
         )
+        if cleared is not None:
+            dest = cleared.destination
         started = self.clock()
         t0 = time.perf_counter()
         result = await channel.send(dest, out)

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import CommitHook, Store, Tenant
 from switchboard.store.deliveries import NewDelivery
+from switchboard.store.people import Effect, record_consent, upsert_profile
 
 if TYPE_CHECKING:
     from switchboard.automation_engine import AutomationCache
@@ -61,6 +63,28 @@ def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
     ]
 
 
+def people_effects(
+    dialect: str, spec: PeopleSpec, event: Event, routes: list[Route]
+) -> list[Effect]:
+    """The recipient writes an accepted event makes (profile fields, a consent record), run in
+    its append transaction. The recipient is the event's subject; without one, nothing."""
+    if not event.subject or recipient_problem(event.subject) is not None:
+        return []
+    doc = event.to_json()
+    now = now_us()
+    out: list[Effect] = []
+    fields, attributes = profile_of(spec, doc)
+    if fields or attributes:
+        out.append(upsert_profile(dialect, event.tenant_id, event.subject, fields, attributes, now))
+    record = consent_of(spec, doc, event.time_us)
+    if record is not None:
+        cancel = [r.id for r in routes if record.purpose in r.requires_consent]
+        out += record_consent(
+            event.tenant_id, event.subject, record, now, event_id=event.id, cancel_routes=cancel
+        )
+    return out
+
+
 class Ingestor:
     def __init__(
         self,
@@ -89,6 +113,7 @@ class Ingestor:
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
+        feeds: dict[int, PeopleSpec] = {}  # position in to_store -> its type's people keys
         for index, raw in enumerate(raws):
             try:
                 event = build_event(
@@ -108,6 +133,8 @@ class Ingestor:
                     "errors": verdict.errors,
                 }
                 continue
+            if verdict.people is not None and verdict.status != "quarantined":
+                feeds[len(to_store)] = verdict.people
             to_store.append(
                 (
                     index,
@@ -120,10 +147,15 @@ class Ingestor:
                 )
             )
         plans: list[list[NewDelivery | CommitHook]] | None = None
+        routes: list[Route] = []
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
             if routes:
                 plans = [list(routable(routes, e)) for _, e in to_store]
+        if feeds:  # only types that declare profile/consent pay for this
+            plans = plans or [[] for _ in to_store]
+            for pos, spec in feeds.items():
+                plans[pos] += people_effects(self.store.dialect, spec, to_store[pos][1], routes)
         if self.automations is not None and to_store:
             # the runs the events start (and the runs they wake) commit with them, as routes do
             starts = await self.automations.plans(tenant.id, [e for _, e in to_store])

@@ -10,6 +10,7 @@ from typing import Any
 from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
 from switchboard.errors import Conflict, Unprocessable
+from switchboard.people import PeopleSpec
 from switchboard.store import Store, StoredType
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
@@ -23,6 +24,7 @@ class Verdict:
     status: str  # accepted | warned | quarantined | rejected
     version: str | None
     errors: list[dict[str, str]] = field(default_factory=list)
+    people: PeopleSpec | None = None  # the type's people keys, when it feeds recipients
 
 
 @dataclass
@@ -87,13 +89,14 @@ class Registry:
                 ],
             )
         issues = entry.validator(version).validate(event.data)
+        people = entry.spec.people if entry.spec.people and entry.spec.people.feeds else None
         if not issues:
-            return Verdict("accepted", version.version)
+            return Verdict("accepted", version.version, people=people)
         errors = [{"path": i.path, "message": i.message} for i in issues]
         status = {"enforce": "rejected", "warn": "warned", "quarantine": "quarantined"}[
             entry.spec.mode
         ]
-        return Verdict(status, version.version, errors)
+        return Verdict(status, version.version, errors, people)
 
     async def put(
         self,

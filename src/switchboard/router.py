@@ -15,6 +15,8 @@ from typing import Any
 
 from switchboard import patterns, templates
 from switchboard.envelope import Event
+from switchboard.messages import NAME_RE
+from switchboard.people import PURPOSE_RE, QuietHours, parse_quiet_hours
 from switchboard.shared import SharedLoads
 
 INTERNAL_PREFIX = "switchboard."  # the hub's own events (delivery_dead, …)
@@ -37,6 +39,22 @@ class Route:
     ordering_key: str | None = None
     enabled: bool = True
     spec: dict[str, Any] = field(default_factory=dict)  # as submitted, for reading back
+    requires_consent: tuple[str, ...] = ()  # purposes the event's subject must have granted
+    preferences: bool = False  # the subject's preferences (topic x channel) may opt it out
+    to_recipient: bool = False  # `to: recipient`: address the subject's profile contact point
+    template: str | None = None  # a message template's name (messages.py), by channel and locale
+    quiet_hours: QuietHours | None = None  # non-critical deliveries wait for the window's end
+
+    @property
+    def checks_people(self) -> bool:
+        """The worker asks the recipient layer before sending (people.py)."""
+        return (
+            bool(self.requires_consent)
+            or self.preferences
+            or self.to_recipient
+            or bool(self.template)
+            or self.quiet_hours is not None
+        )
 
     def matches(self, event: Event, doc: dict[str, Any] | None = None) -> bool:
         if not self.enabled:
@@ -159,6 +177,31 @@ def parse_route(
     enabled = spec.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append("enabled: true or false")
+    requires = spec.get("requires_consent", [])
+    if isinstance(requires, str):
+        requires = [requires]
+    if (
+        not isinstance(requires, list)
+        or len(requires) > 10
+        or not all(isinstance(p, str) and PURPOSE_RE.match(p) for p in requires)
+    ):
+        problems.append("requires_consent: a list of at most 10 purposes such as 'marketing'")
+        requires = []
+    to = spec.get("to")
+    if to not in (None, "recipient"):
+        problems.append("to: 'recipient' (the event subject's contact point), or absent")
+    template = spec.get("template")
+    if template is not None and (not isinstance(template, str) or not NAME_RE.match(template)):
+        problems.append("template: the name of a message template such as 'client_welcome'")
+    quiet = None
+    if spec.get("quiet_hours") is not None:
+        try:
+            quiet = parse_quiet_hours(spec["quiet_hours"])
+        except ValueError as exc:
+            problems.append(f"quiet_hours: {exc}")
+    prefs = spec.get("preferences", False)
+    if not isinstance(prefs, bool):
+        problems.append("preferences: true or false")
     if problems:
         raise RouteError(problems)
     return Route(
@@ -174,6 +217,11 @@ def parse_route(
         ordering_key=ordering_key,
         enabled=enabled,
         spec=spec,
+        requires_consent=tuple(dict.fromkeys(requires)),
+        preferences=prefs,
+        to_recipient=to == "recipient",
+        template=template,
+        quiet_hours=quiet,
     )
 
 

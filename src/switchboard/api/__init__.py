@@ -15,7 +15,17 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from switchboard.api import admin, automations, catalog, deliveries, events, segment, sources
+from switchboard.api import (
+    admin,
+    automations,
+    catalog,
+    deliveries,
+    events,
+    messages,
+    recipients,
+    segment,
+    sources,
+)
 from switchboard.api.common import JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
@@ -215,6 +225,8 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *sources.routes,
             *segment.routes,
             *automations.routes,
+            *recipients.routes,
+            *messages.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

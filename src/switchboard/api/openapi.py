@@ -27,6 +27,8 @@ TAGS = [
     ("dlq", "Dead-lettered deliveries: list, count, retry, archive."),
     ("replays", "Re-route stored events through routes or straight to destinations."),
     ("inbox", "The in-app notification channel's items, per recipient."),
+    ("recipients", "The people events are about: profiles, the consent ledger, preferences."),
+    ("templates", "Message templates as code: variants per channel and locale, previews."),
     ("sources", "Inbound provider webhooks, their request log and mappings."),
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
     ("automations", "Versioned step documents (wait, wait_for, send, emit, if) and their runs."),
@@ -48,6 +50,7 @@ DELIVERY_STATUSES = [
     "dead",
     "cancelled",
     "archived",
+    "suppressed",
 ]
 INBOUND_STATUSES = [
     "processed",
@@ -1633,6 +1636,283 @@ def _segment_paths() -> list[Operation]:
     return out
 
 
+def _recipient_paths() -> list[Operation]:
+    tag = "recipients"
+    rid = _path("id", "The recipient: the `subject` of the events about them.", maxLength=200)
+    profile = {
+        "email": _null(_s("Contact email.", maxLength=500)),
+        "phone": _null(_s("Phone / WhatsApp number.", maxLength=500)),
+        "locale": _null(_s("Language tag, e.g. pt-BR.", maxLength=500)),
+        "timezone": _null(_s("IANA time zone, e.g. America/Sao_Paulo.", maxLength=500)),
+        "name": _null(_s(maxLength=500)),
+        "attributes": {"type": "object", "maxProperties": 50},
+    }
+    recipient = _obj(
+        {
+            "id": _s(readOnly=True),
+            **profile,
+            "created_at": _s(format="date-time", readOnly=True),
+            "updated_at": _s(format="date-time", readOnly=True),
+        },
+        "id",
+    )
+    purpose = _s("A lowercase word: marketing, processing, …", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    fields = {
+        name: _null(_s(maxLength=500))
+        for name in ("terms_version", "legal_basis", "origin", "ip", "user_agent")
+    }
+    consent_in = _obj(
+        {
+            "purpose": purpose,
+            "action": _s(enum=["grant", "withdraw"]),
+            "at": _s("When the person decided (default: now).", format="date-time"),
+            **fields,
+        },
+        "purpose",
+        "action",
+    )
+    consent = _obj(
+        {
+            "id": _s(),
+            "purpose": purpose,
+            "action": _s(enum=["grant", "withdraw"]),
+            "at": _s(format="date-time"),
+            **fields,
+            "event_id": _null(_s("The event that recorded it, if any.")),
+            "recorded_at": _s(format="date-time"),
+        },
+        "id",
+        "purpose",
+        "action",
+    )
+    prefs = _obj(
+        {
+            "preferences": {
+                "type": "array",
+                "maxItems": 200,
+                "items": _obj(
+                    {
+                        "topic": _s("An event type, a glob of types, or a catalog category."),
+                        "channel": _s("A destination kind (email, whatsapp, inbox…) or *."),
+                        "enabled": {"type": "boolean"},
+                    },
+                    "topic",
+                    "enabled",
+                ),
+            }
+        },
+        "preferences",
+    )
+    return [
+        _op(
+            "GET /v1/recipients/{id}",
+            "getRecipient",
+            tag,
+            "Get a recipient",
+            "The profile: contact points, locale, time zone, attributes.",
+            scope="read",
+            params=[rid],
+            ok={200: _ok(recipient)},
+            errors=(404,),
+        ),
+        _op(
+            "PUT /v1/recipients/{id}",
+            "putRecipient",
+            tag,
+            "Create or replace a recipient",
+            "Fields absent from the body are cleared.",
+            scope="manage",
+            params=[rid],
+            body=_obj(profile),
+            ok={200: _ok(recipient, "Replaced."), 201: _ok(recipient, "Created.")},
+            errors=(422,),
+        ),
+        _op(
+            "PATCH /v1/recipients/{id}",
+            "patchRecipient",
+            tag,
+            "Change a recipient",
+            "Only the fields in the body change; null clears one; attributes merge key by key.",
+            scope="manage",
+            params=[rid],
+            body=_obj(profile),
+            ok={200: _ok(recipient)},
+            errors=(404, 422),
+        ),
+        _op(
+            "DELETE /v1/recipients/{id}",
+            "deleteRecipient",
+            tag,
+            "Delete a recipient",
+            "The profile and preferences are deleted; the consent ledger is kept as proof.",
+            scope="manage",
+            params=[rid],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+        _op(
+            "GET /v1/recipients/{id}/consents",
+            "listConsents",
+            tag,
+            "The consent ledger of a recipient",
+            "Every grant and withdrawal, newest first, and the current state per purpose.",
+            scope="read",
+            params=[rid, _limit(100, 1000)],
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "state": {
+                                "type": "object",
+                                "additionalProperties": _s(enum=["granted", "withdrawn"]),
+                            },
+                            "data": {"type": "array", "items": consent},
+                        },
+                        "state",
+                        "data",
+                    )
+                )
+            },
+        ),
+        _op(
+            "POST /v1/recipients/{id}/consents",
+            "addConsent",
+            tag,
+            "Record a grant or a withdrawal",
+            "Appended to the ledger. A withdrawal cancels the recipient's deliveries still "
+            "waiting in routes that require the purpose (reason `consent:<purpose>`).",
+            scope="manage",
+            params=[rid],
+            body=consent_in,
+            ok={201: _ok(consent, "Recorded.")},
+            errors=(422,),
+        ),
+        _op(
+            "GET /v1/recipients/{id}/preferences",
+            "getPreferences",
+            tag,
+            "A recipient's preferences",
+            "Opt-ins and opt-outs per topic and channel.",
+            scope="read",
+            params=[rid],
+            ok={200: _ok(prefs)},
+        ),
+        _op(
+            "PUT /v1/recipients/{id}/preferences",
+            "putPreferences",
+            tag,
+            "Replace a recipient's preferences",
+            "The most specific preference decides; types marked critical ignore opt-outs.",
+            scope="manage",
+            params=[rid],
+            body=prefs,
+            ok={200: _ok(prefs)},
+            errors=(422,),
+        ),
+    ]
+
+
+def _template_paths() -> list[Operation]:
+    tag = "templates"
+    name = _path("name", "The template's name.", pattern=r"^[a-z][a-z0-9_.\-]{0,62}$")
+    variant = {
+        "type": "object",
+        "required": ["channel", "locale"],
+        "properties": {
+            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox"]),
+            "locale": _s("A language tag: pt-BR, en, es…"),
+        },
+        "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "
+        "text/buttons, slack text/blocks, discord text, inbox title/body/link.",
+    }
+    template = _obj(
+        {
+            "name": _s(),
+            "description": _s(),
+            "default_locale": _s("The end of the locale fallback chain."),
+            "variants": {"type": "array", "items": variant, "minItems": 1, "maxItems": 50},
+            "version": _int("Applied versions count up from 1.", readOnly=True),
+            "created_at": _s(format="date-time", readOnly=True),
+        },
+        "variants",
+    )
+    rendered = _obj(
+        {
+            "channel": _s(),
+            "locale": _s("The variant the chain chose."),
+            "rendered": {"type": "object"},
+            "errors": {"type": "array", "items": _s()},
+        }
+    )
+    return [
+        _op(
+            "GET /v1/templates",
+            "listTemplates",
+            tag,
+            "List templates",
+            "Every template of the tenant with its latest version.",
+            scope="read",
+            ok={200: _ok(_list(_obj({"name": _s(), "version": _int()})))},
+        ),
+        _op(
+            "GET /v1/templates/{name}",
+            "getTemplate",
+            tag,
+            "Get a template",
+            "The latest version, or `?version=N`.",
+            scope="read",
+            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            ok={200: _ok(template)},
+            errors=(404,),
+        ),
+        _op(
+            "PUT /v1/templates/{name}",
+            "putTemplate",
+            tag,
+            "Apply a template",
+            "Stored as a new version when it changed (201), answered as is when not (200). "
+            "Every field must compile; problems name their path and line.",
+            scope="manage",
+            params=[name],
+            body=template,
+            ok={201: _ok(template, "A new version."), 200: _ok(template, "Unchanged.")},
+            errors=(422,),
+        ),
+        _op(
+            "POST /v1/templates/{name}/preview",
+            "previewTemplate",
+            tag,
+            "Preview a template",
+            "Every channel's variant, chosen by the locale chain (the body's locale, else the "
+            "recipient's, else the event's context.locale), rendered for the event.",
+            scope="read",
+            params=[name],
+            body=_obj(
+                {
+                    "event": {"type": "object"},
+                    "recipient": {"type": ["string", "object"]},
+                    "locale": _s(),
+                },
+                "event",
+            ),
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "name": _s(),
+                            "version": _int(),
+                            "locale": _null(_s()),
+                            "chain": {"type": "array", "items": _s()},
+                            "variants": {"type": "array", "items": rendered},
+                        }
+                    )
+                )
+            },
+            errors=(404,),
+        ),
+    ]
+
+
 def _health_paths() -> list[Operation]:
     def op(op_id: str, summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -1644,7 +1924,41 @@ def _health_paths() -> list[Operation]:
             "responses": ok,
         }
 
+    token = _path("token", "The signed token of the link.", maxLength=2048)
+    page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
+    unsubscribe = [
+        (
+            "/v1/unsubscribe/{token}",
+            method,
+            {
+                "operationId": op_id,
+                "tags": ["recipients"],
+                "summary": summary,
+                "description": description,
+                "security": [],
+                "parameters": [token],
+                "responses": {"200": page, "404": {"$ref": "#/components/responses/NotFound"}},
+            },
+        )
+        for method, op_id, summary, description in (
+            (
+                "get",
+                "unsubscribePage",
+                "Unsubscribe page",
+                "A link followed in a browser: a page with a button that POSTs. Changes nothing "
+                "(mail scanners prefetch links). No API key: the token is signed.",
+            ),
+            (
+                "post",
+                "unsubscribe",
+                "One-click unsubscribe (RFC 8058)",
+                "Opts the recipient out of the link's topic on its channel. Idempotent. "
+                "No API key: the token is signed.",
+            ),
+        )
+    ]
     return [
+        *unsubscribe,
         (
             "/health",
             "get",
@@ -1865,6 +2179,8 @@ def openapi_document() -> dict[str, Any]:
         *_source_paths(),
         *_segment_paths(),
         *_automation_paths(),
+        *_recipient_paths(),
+        *_template_paths(),
         *_health_paths(),
     ):
         if method in paths.setdefault(path, {}):

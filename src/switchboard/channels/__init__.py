@@ -58,6 +58,7 @@ class Outbound(msgspec.Struct, frozen=True):
     event: dict[str, Any]  # the event's public JSON
     body_template: str | None = None  # a route transform (Jinja2 producing JSON), if any
     replay: bool = False
+    headers: dict[str, str] = msgspec.field(default_factory=dict)  # List-Unsubscribe (email)
 
 
 class Channel(Protocol):

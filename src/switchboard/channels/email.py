@@ -127,6 +127,9 @@ class EmailChannel:
         msg["Message-ID"] = f"<{_ID_SAFE.sub('', out.delivery_id)}@{domain}>"
         msg["X-Switchboard-Event-Id"] = _ID_SAFE.sub("", str(event.get("id", "")))
         msg["X-Switchboard-Delivery-Id"] = _ID_SAFE.sub("", out.delivery_id)
+        for name, value in out.headers.items():  # the hub's own (List-Unsubscribe), one line each
+            if name.startswith("List-Unsubscribe") and "\n" not in value and "\r" not in value:
+                msg[name] = value
         if text is not None:
             msg.set_content(text)
             if html is not None:

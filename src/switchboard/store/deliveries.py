@@ -30,7 +30,7 @@ from switchboard.store.queries import (
 )
 
 OPEN = ("pending", "retrying", "sending")
-TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived")
+TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived", "suppressed")
 # provider statuses only move forward: a late "delivered" never overwrites "read"
 PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
 
