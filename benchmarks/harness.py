@@ -303,6 +303,25 @@ def provision(database_url: str, tenant: str = "bench") -> str:
     return asyncio.run(run())
 
 
+def admin_key(database_url: str) -> str:
+    """Mint an admin key (it reads `/health/detailed`'s row counts, which tenant keys do not)."""
+    from switchboard.auth import mint_key
+    from switchboard.config import Settings
+    from switchboard.store import open_store
+
+    async def run() -> str:
+        store = open_store(Settings.from_env({}, database_url=database_url))
+        await store.open()
+        try:
+            secret, record = mint_key(None, "bench-admin", ["admin"])
+            await store.create_key(record)
+            return secret
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 # -- wrk ---------------------------------------------------------------------------------------
 
 

@@ -57,3 +57,16 @@ def test_the_bare_ingest_server_stores_what_it_acknowledges(tmp_path: Path) -> N
         batch = [document(f"e-{n}", n) for n in (3, 4)]
         assert h.http("POST", url + "/v1/events", batch) == (202, {"accepted": 2})
         assert h.http("GET", url + "/_count")[1]["events"] == 4
+
+
+@pytest.mark.slow
+def test_the_hub_ingest_figure_runs_and_checks_what_the_store_holds(tmp_path: Path) -> None:
+    """The hub's ingest figure end to end (wrk, a real `switchboard serve`, the stored-event
+    check through `/health/detailed`), short: a change to what that endpoint shows a key broke
+    every ingest figure of `make bench` while the test suite stayed green."""
+    from benchmarks.ingest import hub_ingest
+
+    h.ensure_wrk()
+    cfg = Config(**{**Config.make(quick=True).__dict__, "duration": 1, "connections": 8})
+    result = hub_ingest(cfg, tmp_path, "sqlite", 0, 1)
+    assert result["value"] > 0 and result["wrk"]["events"] > 0
