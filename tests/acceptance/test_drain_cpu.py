@@ -67,7 +67,12 @@ def test_one_round_drains_with_raw_bare_and_hub_and_drops_its_databases() -> Non
         assert float(rate.replace(",", "")) > 0, kind
         assert float(sender) > 0 and float(user) <= float(sender), kind
         assert float(receiver) > 0, kind
-        assert (float(postgres) > 0) == (kind != "raw"), kind  # only the workers use it
+    # Only the workers use the database. The figure is every `postgres` process on the machine,
+    # so the raw sender still reads what autovacuum or a checkpoint did meanwhile (3.3 µs in one
+    # CI run); it stays below what a worker's own queries cost.
+    pg = {kind: float(row[-1]) for kind, row in rows.items()}
+    assert pg["bare"] > 0 and pg["hub"] > 0, pg
+    assert pg["raw"] < min(pg["bare"], pg["hub"]), pg
     left = asyncio.run(
         h._pg_admin("SELECT datname FROM pg_database WHERE datname LIKE 'sb_bench_%cpu_%'")
     )
