@@ -25,7 +25,7 @@ from benchmarks.ceiling_app import serve
 from switchboard.config import Settings
 from switchboard.envelope import build_event, now_us
 from switchboard.hub import tune_gc
-from switchboard.store import open_store
+from switchboard.store.backends import open_store
 
 
 def make_app(database_url: str, tenant: str) -> Starlette:

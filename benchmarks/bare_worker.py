@@ -30,7 +30,7 @@ from switchboard.config import Settings
 from switchboard.egress import Policy, connector
 from switchboard.envelope import Event
 from switchboard.hub import tune_gc
-from switchboard.store import open_store
+from switchboard.store.backends import open_store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
 
 _LIMIT_S = 300.0

@@ -287,7 +287,8 @@ def provision(database_url: str, tenant: str = "bench") -> str:
     from switchboard.auth import mint_key
     from switchboard.config import Settings
     from switchboard.envelope import now_us
-    from switchboard.store import Tenant, open_store
+    from switchboard.store import Tenant
+    from switchboard.store.backends import open_store
 
     async def run() -> str:
         store = open_store(Settings.from_env({}, database_url=database_url))
@@ -307,7 +308,7 @@ def admin_key(database_url: str) -> str:
     """Mint an admin key (it reads `/health/detailed`'s row counts, which tenant keys do not)."""
     from switchboard.auth import mint_key
     from switchboard.config import Settings
-    from switchboard.store import open_store
+    from switchboard.store.backends import open_store
 
     async def run() -> str:
         store = open_store(Settings.from_env({}, database_url=database_url))

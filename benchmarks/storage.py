@@ -54,7 +54,7 @@ def _scan_sql(db: str) -> tuple[str, list[Any]]:
     """The replay scanner's own SELECT for REPLAY, without its paging."""
     from switchboard.config import Settings
     from switchboard.replay import _E, ReplaySpec, Scanner
-    from switchboard.store import open_store
+    from switchboard.store.backends import open_store
 
     class _Hub:  # the scanner only reads `store.dialect` while building SQL
         store = open_store(Settings.from_env({}, database_url=db))

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
 from switchboard.automations import (
@@ -31,7 +31,9 @@ from switchboard.store.automations import AutomationStore, RunStart, Wake, dedup
 from switchboard.store.deliveries import DELIVERY_COLUMNS
 
 if TYPE_CHECKING:
-    from switchboard.hub import Hub
+    from switchboard.ingest import Ingestor
+    from switchboard.store import Store, Tenant
+    from switchboard.store.deliveries import DeliveryStore
 
 log = logging.getLogger("switchboard.automations")
 _TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
@@ -217,11 +219,24 @@ def plan_event(
     return hooks
 
 
+class Host(Protocol):
+    """What the engine's effects use of the running hub (`hub.Hub`, which builds the engine and
+    so sits above it)."""
+
+    store: Store
+    deliveries: DeliveryStore
+    ingestor: Ingestor
+
+    async def tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    def _wake_worker(self) -> None: ...
+
+
 class StoreEnv:
     """The interpreter's effects on the hub: look-backs and waits in the store, sends as
     ordinary deliveries, emits through ingest (the catalog validates them)."""
 
-    def __init__(self, hub: Hub, automations: AutomationStore) -> None:
+    def __init__(self, hub: Host, automations: AutomationStore) -> None:
         self.hub = hub
         self.store = automations
 
@@ -281,7 +296,7 @@ class Engine:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: Host,
         automations: AutomationStore,
         cache: AutomationCache,
         clock: Any = None,

@@ -21,8 +21,9 @@ from switchboard.egress import Policy, connector
 from switchboard.ingest import Ingestor
 from switchboard.registry import Registry
 from switchboard.router import Route, RouteCache, parse_route
-from switchboard.store import Store, Tenant, open_store
+from switchboard.store import Store, Tenant
 from switchboard.store.automations import AutomationStore
+from switchboard.store.backends import open_store
 from switchboard.store.deliveries import DeliveryStore
 from switchboard.templates import Budget, Renderer
 

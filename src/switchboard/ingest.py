@@ -6,22 +6,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
+from switchboard.records import NewDelivery
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import CommitHook, Store, Tenant
-from switchboard.store.deliveries import NewDelivery
 from switchboard.store.people import Effect, record_consent, upsert_profile
 
-if TYPE_CHECKING:
-    from switchboard.automation_engine import AutomationCache
-
 log = logging.getLogger("switchboard.ingest")
+
+
+class AutomationPlans(Protocol):
+    """The runs a batch starts and wakes, written in its commit (`automation_engine.AutomationCache`
+    in the hub; declared here so ingest does not import the engine that runs above it)."""
+
+    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]: ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Ingestor:
         registry: Registry,
         routes: RouteCache | None = None,
         on_routed: Callable[[], None] | None = None,
-        automations: AutomationCache | None = None,
+        automations: AutomationPlans | None = None,
     ) -> None:
         self.store = store
         self.registry = registry

@@ -20,23 +20,38 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from switchboard import patterns
 from switchboard.envelope import Event, new_id, now_us
+from switchboard.records import NewDelivery
 from switchboard.router import INTERNAL_PREFIX, Route, plan
-from switchboard.store.deliveries import (
-    INSERT_DELIVERY,
-    NewDelivery,
-    delivery_params,
-    pattern_fragment,
-)
+from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params, pattern_fragment
 from switchboard.store.queries import EVENT_COLUMNS, bind, event_from_row, type_condition
 
 if TYPE_CHECKING:
-    from switchboard.hub import Hub
+    from collections.abc import Coroutine
+
+    from switchboard.config import Settings
+    from switchboard.delivery import Worker
+    from switchboard.store import Store
+
+
+class Hub(Protocol):
+    """What a replay uses of the running hub (`hub.Hub`, which resumes replays on start and so
+    sits above this module)."""
+
+    settings: Settings
+    store: Store
+    worker: Worker | None
+    running_replays: set[str]  # the replay jobs this process is running
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    async def load_routes(self, tenant_id: str) -> list[Route]: ...
+
 
 log = logging.getLogger("switchboard.replay")
 LOW = 2  # replays run on the low-priority lane

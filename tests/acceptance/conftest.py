@@ -29,7 +29,8 @@ from aiohttp import web
 from switchboard.auth import mint_key
 from switchboard.config import Settings
 from switchboard.envelope import now_us
-from switchboard.store import Tenant, open_store
+from switchboard.store import Tenant
+from switchboard.store.backends import open_store
 from tests.conftest import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]

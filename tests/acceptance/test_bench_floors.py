@@ -14,7 +14,7 @@ from benchmarks.delivery import _queued
 from benchmarks.events import document
 
 from switchboard.config import Settings
-from switchboard.store import open_store
+from switchboard.store.backends import open_store
 
 
 async def _outcomes(database_url: str) -> list[tuple[str, int, int]]:

@@ -26,7 +26,8 @@ from switchboard.catalog import load_catalog_dir
 from switchboard.codegen import Lang, generate
 from switchboard.config import Settings
 from switchboard.envelope import now_us
-from switchboard.store import Tenant, open_store
+from switchboard.store import Tenant
+from switchboard.store.backends import open_store
 from tests.acceptance.conftest import CLI, ROOT, Cluster
 
 SDK = ROOT / "sdks" / "typescript"

@@ -11,7 +11,8 @@ from msgspec import structs
 
 from switchboard.config import Settings
 from switchboard.errors import StoreError
-from switchboard.store import EventQuery, Store, open_store
+from switchboard.store import EventQuery, Store
+from switchboard.store.backends import open_store
 from tests.contract.test_store_contract import ev
 
 

@@ -539,7 +539,7 @@ async def test_a_commit_that_loses_a_deadlock_is_retried(
 
 @pg
 async def test_committed_deliveries_notify_listeners(pg_url: str) -> None:
-    from switchboard.store.deliveries import NewDelivery
+    from switchboard.records import NewDelivery
 
     store = PostgresStore(Settings(database_url=pg_url))
     await store.open()

@@ -23,13 +23,9 @@ from aiosmtpd.controller import Controller
 from switchboard.channels import Channel, ChannelContext, Destination, Outbound
 from switchboard.channels.discord import DiscordChannel
 from switchboard.channels.email import EmailChannel
+from switchboard.channels.fields import lookup
 from switchboard.channels.inbox import InboxChannel, InboxWriter
-from switchboard.channels.registry import (
-    KINDS,
-    build_channels,
-    check_destination_config,
-    lookup,
-)
+from switchboard.channels.registry import KINDS, build_channels, check_destination_config
 from switchboard.channels.slack import SlackChannel
 from switchboard.channels.whatsapp import WhatsAppChannel, normalize_phone
 from switchboard.egress import Policy, connector

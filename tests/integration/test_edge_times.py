@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from switchboard.envelope import Event, new_id, now_us
-from switchboard.store.deliveries import NewDelivery
+from switchboard.records import NewDelivery
 from tests.conftest import Api
 from tests.integration.test_sources import _source, _tenant
 

@@ -14,25 +14,17 @@ import aiohttp
 import msgspec
 
 from switchboard.egress import Policy
+from switchboard.records import Destination
 from switchboard.templates import Renderer
 
-
-@dataclass(frozen=True)
-class Destination:
-    id: str
-    tenant_id: str
-    name: str
-    kind: str  # webhook | slack | discord | email | whatsapp | inbox
-    config: dict[str, Any]
-    secrets: tuple[str, ...] = ()  # signing secrets / tokens; two are active during rotation
-    timeout: float = 10.0  # seconds for one attempt
-    concurrency: int = 10  # most attempts in flight at once
-    rate_per_second: float | None = None
-    rate_per_minute: float | None = None
-    retry_schedule: tuple[float, ...] | None = None  # None: the default schedule
-    enabled: bool = True
-    disabled_reason: str | None = None
-    created_us: int = 0
+__all__ = [
+    "Channel",
+    "ChannelContext",
+    "Destination",
+    "Outbound",
+    "SendResult",
+    "truncate",
+]
 
 
 class SendResult(msgspec.Struct, frozen=True):

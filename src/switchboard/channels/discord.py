@@ -15,7 +15,7 @@ from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import (
+from switchboard.channels.fields import (
     check_template,
     render_field,
     render_transform,

@@ -19,7 +19,7 @@ import aiosmtplib
 
 from switchboard import egress, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
-from switchboard.channels.registry import (
+from switchboard.channels.fields import (
     check_path,
     check_template,
     lookup,

@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import (
+from switchboard.channels.fields import (
     check_path,
     check_template,
     lookup,

@@ -14,7 +14,7 @@ import orjson
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.registry import (
+from switchboard.channels.fields import (
     check_template,
     render_field,
     render_transform,

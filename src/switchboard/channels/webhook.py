@@ -19,7 +19,7 @@ import orjson
 
 from switchboard import egress, masking, signing, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
-from switchboard.channels.registry import template_failure
+from switchboard.channels.fields import template_failure
 
 _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
 

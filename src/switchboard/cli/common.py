@@ -19,7 +19,8 @@ from rich.table import Table
 
 from switchboard.config import Settings
 from switchboard.errors import SwitchboardError
-from switchboard.store import Store, open_store
+from switchboard.store import Store
+from switchboard.store.backends import open_store
 
 T = TypeVar("T")
 

@@ -11,13 +11,10 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from switchboard.config import Settings
 from switchboard.envelope import Event, format_us
-
-if TYPE_CHECKING:
-    from switchboard.store.deliveries import NewDelivery
+from switchboard.records import NewDelivery
 
 
 class Scope(StrEnum):
@@ -222,14 +219,3 @@ class Store(Protocol):
     async def put_idempotent(
         self, tenant_id: str, key: str, status: int, body: bytes, expires_us: int
     ) -> None: ...
-
-
-def open_store(settings: Settings) -> Store:
-    """The store the settings name (not yet opened)."""
-    if settings.is_postgres:
-        from switchboard.store.postgres import PostgresStore
-
-        return PostgresStore(settings)
-    from switchboard.store.sqlite import SqliteStore
-
-    return SqliteStore(settings)

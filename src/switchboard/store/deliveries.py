@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from switchboard.channels import Destination
 from switchboard.envelope import Event, new_id
 from switchboard.errors import StoreError
+from switchboard.records import Destination, NewDelivery
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     GroupWriter,
@@ -133,18 +132,6 @@ def _read_event(r: Sequence[Any]) -> Event | str:
         return event_from_row(r)
     except Exception as exc:  # any bad stored value: the delivery is finished with the reason
         return f"the stored event cannot be read: {type(exc).__name__}: {exc}"
-
-
-@dataclass(frozen=True)
-class NewDelivery:
-    tenant_id: str
-    event_seq: int
-    destination_id: str
-    route_id: str | None
-    priority: int
-    ordering_key: str | None
-    due_us: int
-    replay_id: str | None = None
 
 
 INSERT_DELIVERY = (

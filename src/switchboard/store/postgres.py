@@ -23,6 +23,7 @@ import asyncpg
 from switchboard.config import Settings
 from switchboard.envelope import Event
 from switchboard.errors import StoreError, StoreUnavailable
+from switchboard.records import NewDelivery
 from switchboard.store import (
     ApiKey,
     Appended,
@@ -35,7 +36,7 @@ from switchboard.store import (
     group_statements,
 )
 from switchboard.store import migrate as migrations
-from switchboard.store.deliveries import INSERT_DELIVERY, NewDelivery, delivery_params
+from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
