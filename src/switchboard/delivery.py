@@ -7,6 +7,10 @@ part while others are due), so a tenant whose endpoint hangs leaves the rest to 
 inside a tenant, high priority goes first. Isolation: every destination has its own
 concurrency cap, rate limit and circuit breaker, so a failing destination only ever holds its
 own deliveries back.
+
+This module holds the loop, the claims and the per-destination senders; the lines and the
+destination state are values in `delivery_lanes.py`, and what happens after a send (judging,
+recording, disabling, internal events) is in `delivery_outcomes.py`.
 """
 
 from __future__ import annotations
@@ -14,131 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from switchboard import breaker as brk
 from switchboard import retry
-from switchboard.channels import Channel, Destination, Outbound, SendResult
+from switchboard.channels import Channel, Outbound
 from switchboard.config import Settings
-from switchboard.envelope import Event, new_id
+from switchboard.delivery_lanes import DestState, Job, Lane
+from switchboard.delivery_outcomes import STATUS, Recording
+from switchboard.envelope import Event
 from switchboard.gate import Cleared, Gate, Wait
-from switchboard.ingest import routable
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
 
 log = logging.getLogger("switchboard.delivery")
-INTERNAL_SOURCE = "switchboard"
 _DEST_TTL = 2.0
 _TENANTS_TTL = 0.1
-_STATUS = {  # a retry verdict -> the delivery's next status
-    retry.Verdict.SUCCEEDED: "succeeded",
-    retry.Verdict.RETRY: "retrying",
-    retry.Verdict.DEAD: "dead",
-    retry.Verdict.DISABLE: "dead",
-}
-# a delivery's status after an attempt -> the internal event it publishes (delivery_<kind>)
-_INTERNAL_KIND = {"succeeded": "succeeded", "retrying": "failed", "dead": "dead"}
-# A destination's line holds at most this many times its concurrency: a slow destination with a
-# deep backlog must not fill the worker's capacity and starve every other destination. It must
-# also cover a claim's round trip: a busy worker's claim takes tens of milliseconds, and a line
-# of four times the concurrency ran dry while the next claim was on its way (its senders quit
-# and were started again for every claim).
-_LANE_DEPTH = 8
 
 
-@dataclass(slots=True)
-class _Job:
-    """A claimed delivery waiting for (or taken by) one of its destination's senders."""
-
-    delivery: Delivery
-    event: Event
-    claimed_at: float  # time.monotonic() of the claim: the lease runs from here
-    waited: bool = False  # queued behind the destination's other sends before it was taken
-
-
-class _Lane:
-    """One destination's claimed deliveries, in claim order, sent by at most `limit` sender
-    coroutines at a time (the destination's concurrency). Senders are long-lived: each takes
-    the next job as soon as its request is answered, so a busy destination costs no task, lock
-    or timer per delivery."""
-
-    __slots__ = ("jobs", "known", "limit", "senders", "tenant")
-
-    def __init__(self, tenant: str, limit: int, known: bool) -> None:
-        self.tenant = tenant  # the destination's
-        self.jobs: deque[_Job] = deque()
-        self.senders = 0
-        self.limit = limit
-        self.known = known  # the limit is the destination's, not the guess of 1
-
-    @property
-    def depth(self) -> int:
-        """Most deliveries the line holds waiting (see _LANE_DEPTH)."""
-        return self.limit * _LANE_DEPTH
-
-
-@dataclass(slots=True)
-class _Judged:
-    """What `Worker._judge` decided about one attempt, for `Worker._record` to write."""
-
-    attempt: Attempt
-    verdict: retry.Verdict
-    next_us: int
-    error: str | None
-    now_us: int
-    health: str | None
-
-    @property
-    def status(self) -> str:
-        """The delivery's next status."""
-        return _STATUS[self.verdict]
-
-
-@dataclass
-class _DestState:
-    """What a worker keeps per destination: limits and the breaker, all in memory."""
-
-    destination: Destination
-    expires: float
-    failing_since_us: int | None = None
-    breaker: brk.Breaker = field(default_factory=brk.Breaker)
-    tokens_s: float = 0.0
-    tokens_m: float = 0.0
-    stamp: float = 0.0
-
-    def rate_wait(self, now: float) -> float:
-        """Take one token from the per-second and per-minute buckets; else seconds to wait."""
-        d = self.destination
-        elapsed = max(0.0, now - self.stamp)
-        self.stamp = now
-        wait = 0.0
-        if d.rate_per_second:
-            self.tokens_s = min(d.rate_per_second, self.tokens_s + elapsed * d.rate_per_second)
-            if self.tokens_s < 1:
-                wait = max(wait, (1 - self.tokens_s) / d.rate_per_second)
-        if d.rate_per_minute:
-            per_s = d.rate_per_minute / 60
-            self.tokens_m = min(d.rate_per_minute, self.tokens_m + elapsed * per_s)
-            if self.tokens_m < 1:
-                wait = max(wait, (1 - self.tokens_m) / per_s)
-        if wait == 0.0:
-            if d.rate_per_second:
-                self.tokens_s -= 1
-            if d.rate_per_minute:
-                self.tokens_m -= 1
-        return wait
-
-
-class Worker:
+class Worker(Recording):
     def __init__(
         self,
         settings: Settings,
@@ -163,15 +66,15 @@ class Worker:
         self.policy = policy or retry.Policy()
         self.internal = {s.strip() for s in settings.internal_events.split(",") if s.strip()}
         self.wakeup = asyncio.Event()
-        self._dests: dict[str, _DestState] = {}
-        self._dest_loads: SharedLoads[str, _DestState | None] = SharedLoads()
-        self._lanes: dict[str, _Lane] = {}
+        self._dests: dict[str, DestState] = {}
+        self._dest_loads: SharedLoads[str, DestState | None] = SharedLoads()
+        self._lanes: dict[str, Lane] = {}
         self._held = 0  # claimed deliveries not yet sent: queued in lanes or being sent
         self._tenant_held: dict[str, int] = {}  # the same, per tenant
         # most one tenant may hold: a share of the capacity, equal among the tenants due
         self._tenant_cap = max(1, int(settings.worker_concurrency * settings.worker_tenant_share))
         self._refill_at = self._tenant_cap // 2  # a tenant holding this few claims again
-        self._active: dict[str, _Job] = {}  # being sent right now
+        self._active: dict[str, Job] = {}  # being sent right now
         self._returning: set[str] = set()  # taken out of a line, being given back
         self._loop_exited: asyncio.Event | None = None  # set when run()'s loop has ended
         self._tasks: set[asyncio.Future[None]] = set()  # senders, attempt writes, follow-ups
@@ -180,9 +83,6 @@ class Worker:
         self._last_expiry = 0.0
         self._tenants: list[str] = []  # tenants with due work, as last queried
         self._tenants_until = 0.0
-
-    def now_us(self) -> int:
-        return int(self.clock() * 1_000_000)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -298,14 +198,14 @@ class Worker:
             claimed_at = time.monotonic()
             for delivery, event in batch:
                 claimed += 1
-                self._enqueue(_Job(delivery, event, claimed_at))
+                self._enqueue(Job(delivery, event, claimed_at))
         await self._trim(list(self._lanes.values()))
         return claimed
 
-    async def _trim(self, lanes: list[_Lane]) -> None:
+    async def _trim(self, lanes: list[Lane]) -> None:
         """Give back what a claim put in a line past its depth (newest first, unsent): the
         next claims skip that destination until its line has room again."""
-        excess: list[_Job] = []
+        excess: list[Job] = []
         for lane in lanes:
             if lane.known:
                 while len(lane.jobs) > lane.depth:
@@ -319,7 +219,7 @@ class Worker:
         over = {t: n - cap for t, n in self._tenant_held.items() if n > cap}
         if not over:
             return 0
-        taken: list[_Job] = []
+        taken: list[Job] = []
         for lane in self._lanes.values():
             left = over.get(lane.tenant, 0)
             while left > 0 and lane.jobs:
@@ -331,7 +231,7 @@ class Worker:
         await self._give_back(taken)
         return len(taken)
 
-    def _unhold(self, jobs: list[_Job]) -> None:
+    def _unhold(self, jobs: list[Job]) -> None:
         """`jobs` leave the worker's hands (sent, or given back unsent)."""
         self._held -= len(jobs)
         for job in jobs:
@@ -346,7 +246,7 @@ class Worker:
             del self._tenant_held[tenant]
         return left
 
-    async def _give_back(self, jobs: list[_Job]) -> None:
+    async def _give_back(self, jobs: list[Job]) -> None:
         """Return claimed deliveries that were taken out of their lines unsent to the queue,
         due at once, with no attempt spent (the caller has already taken them off `_held`)."""
         if not jobs:
@@ -384,29 +284,24 @@ class Worker:
 
     # -- lanes: per-destination senders ---------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         dest_id = job.delivery.destination_id
         lane = self._lanes.get(dest_id)
         if lane is None:
             # until the destination is loaded one sender runs; it raises the limit after
             state = self._dests.get(dest_id)
             if state is None:
-                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, 1, known=False)
+                lane = self._lanes[dest_id] = Lane(job.delivery.tenant_id, 1, known=False)
             else:
                 limit = max(1, state.destination.concurrency)
-                lane = self._lanes[dest_id] = _Lane(job.delivery.tenant_id, limit, True)
+                lane = self._lanes[dest_id] = Lane(job.delivery.tenant_id, limit, True)
         lane.jobs.append(job)
         self._held += 1
         tenant = job.delivery.tenant_id
         self._tenant_held[tenant] = self._tenant_held.get(tenant, 0) + 1
         self._start_senders(dest_id, lane)
 
-    def _start_senders(self, dest_id: str, lane: _Lane, waited: bool = False) -> None:
+    def _start_senders(self, dest_id: str, lane: Lane, waited: bool = False) -> None:
         if self._stopping:  # what is still queued goes back to the queue unsent
             return
         while lane.jobs and lane.senders < lane.limit:
@@ -415,7 +310,7 @@ class Worker:
             lane.senders += 1
             self._spawn(self._sender(dest_id, lane, job), f"sender-{dest_id}")
 
-    async def _sender(self, dest_id: str, lane: _Lane, job: _Job) -> None:
+    async def _sender(self, dest_id: str, lane: Lane, job: Job) -> None:
         """Send jobs of one lane, one at a time, until it is empty (or over its limit)."""
         try:
             while True:
@@ -460,10 +355,10 @@ class Worker:
             if lane.senders == 0 and not lane.jobs and self._lanes.get(dest_id) is lane:
                 del self._lanes[dest_id]
 
-    def _unqueue(self, expired: Callable[[_Job], bool]) -> list[_Job]:
+    def _unqueue(self, expired: Callable[[Job], bool]) -> list[Job]:
         """Take the jobs `expired` picks out of every lane (each lane is in claim order, so
         only a prefix is looked at)."""
-        taken: list[_Job] = []
+        taken: list[Job] = []
         for lane in self._lanes.values():
             while lane.jobs and expired(lane.jobs[0]):
                 taken.append(lane.jobs.popleft())
@@ -479,7 +374,7 @@ class Worker:
             return
         self._last_expiry = now
 
-        def expired(job: _Job) -> bool:
+        def expired(job: Job) -> bool:
             state = self._dests.get(job.delivery.destination_id)
             timeout = state.destination.timeout if state is not None else 30.0
             return self._budget(job.claimed_at, timeout, now) <= 0
@@ -491,18 +386,18 @@ class Worker:
 
     # -- one delivery --------------------------------------------------------------------------
 
-    def _cached_destination(self, dest_id: str) -> _DestState | None:
+    def _cached_destination(self, dest_id: str) -> DestState | None:
         state = self._dests.get(dest_id)
         return state if state is not None and state.expires > time.monotonic() else None
 
-    async def _destination(self, dest_id: str) -> _DestState | None:
+    async def _destination(self, dest_id: str) -> DestState | None:
         state = self._cached_destination(dest_id)
         if state is not None:
             return state
         # one read per destination at a time, shared by every send that found it expired
         return await self._dest_loads.get(dest_id, lambda: self._load_destination(dest_id))
 
-    async def _load_destination(self, dest_id: str) -> _DestState | None:
+    async def _load_destination(self, dest_id: str) -> DestState | None:
         found = await self.deliveries.destination_state(dest_id)
         now = time.monotonic()
         if found is None:
@@ -524,7 +419,7 @@ class Worker:
         # rate buckets are the destination's, not this send's)
         state = self._dests.get(dest_id)
         if state is None:
-            state = _DestState(dest, now + _DEST_TTL)
+            state = DestState(dest, now + _DEST_TTL)
             if dest.rate_per_second:
                 state.tokens_s = dest.rate_per_second
             if dest.rate_per_minute:
@@ -634,7 +529,7 @@ class Worker:
                 now=now,
                 rng=self.rng,
             )
-            status = _STATUS[decision.verdict]
+            status = STATUS[decision.verdict]
             next_us = now_us + int((decision.delay or 0) * 1_000_000)
         except Exception:  # the schedule itself is what breaks: no retry then
             log.exception("retry decision failed", extra={"action": "retry_decision_failed"})
@@ -658,246 +553,3 @@ class Worker:
             await self.deliveries.writer.submit(statements)
         except Exception as exc:
             self._write_failed(delivery.id, exc)
-
-    async def _postpone(self, delivery: Delivery, at: float, reason: str | None) -> None:
-        statements = self.deliveries.finish_statements(
-            delivery,
-            None,
-            "pending" if delivery.attempts == 0 else "retrying",
-            int(at * 1_000_000),
-            reason or delivery.last_error,
-            None,
-            self.now_us(),
-        )
-        await self.deliveries.writer.submit(statements)
-
-    def _judge(
-        self,
-        delivery: Delivery,
-        state: _DestState,
-        result: SendResult,
-        started: float,
-        latency_ms: float,
-    ) -> _Judged:
-        """An attempt's outcome: its record, the delivery's next state, and the destination's
-        breaker and failing streak updated at once (in memory)."""
-        n = delivery.attempts + 1
-        now = self.clock()
-        now_us = int(now * 1_000_000)
-        state.breaker = brk.record(state.breaker, self.breaker_config, result.ok, now=now)
-        attempt = Attempt(
-            delivery_id=delivery.id,
-            n=n,
-            tenant_id=delivery.tenant_id,
-            started_us=int(started * 1_000_000),
-            latency_ms=latency_ms,
-            ok=result.ok,
-            status_code=result.status,
-            error=result.error,
-            message=result.message,
-            response=result.response or None,
-            request_headers=result.request_headers or None,
-        )
-        if result.ok:  # channels judge success themselves (an SMTP 250 is not an HTTP 2xx)
-            verdict, next_us, error = retry.Verdict.SUCCEEDED, now_us, None
-        else:
-            decision = retry.decide(
-                n - delivery.retry_base,  # the schedule starts over at a manual/DLQ retry
-                retry.Outcome(
-                    status=result.status, error=result.error, retry_after=result.retry_after
-                ),
-                self._policy(state.destination),
-                now=now,
-                rng=self.rng,
-            )
-            verdict = decision.verdict
-            next_us = now_us + int((decision.delay or 0) * 1_000_000)
-            error = result.message or decision.reason
-        # the destination's failing streak is written only when it starts or ends
-        health = None
-        if result.ok and state.failing_since_us is not None:
-            health, state.failing_since_us = "ok", None
-        elif not result.ok and state.failing_since_us is None:
-            health, state.failing_since_us = "failing", now_us
-        return _Judged(attempt, verdict, next_us, error, now_us, health)
-
-    def _policy(self, dest: Destination) -> retry.Policy:
-        if not dest.retry_schedule:
-            return self.policy
-        return retry.Policy(
-            schedule=dest.retry_schedule,
-            jitter=self.policy.jitter,
-            min_backoff_throttled=self.policy.min_backoff_throttled,
-            max_retry_after=self.policy.max_retry_after,
-        )
-
-    def _record(
-        self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
-    ) -> None:
-        """Hand the attempt and the delivery's new state to the group writer. Once committed,
-        log it, and disable the destination or publish internal events if it calls for that
-        (the only part that needs a task of its own); a success that calls for none of these
-        is handed over with nothing to wait on."""
-        statements = self.deliveries.finish_statements(
-            delivery,
-            j.attempt,
-            j.status,
-            j.next_us,
-            j.error,
-            result.provider_id,
-            j.now_us,
-            j.health,
-        )
-        if (
-            result.ok
-            and _INTERNAL_KIND[j.status] not in self.internal
-            and not log.isEnabledFor(logging.DEBUG)
-        ):
-            # Nothing to do once committed but notice a failed write: no future, no callback,
-            # and nothing held but the delivery's id. Holding the event, the reply and the
-            # attempt until the commit (a few hundred deliveries at a time) kept them alive
-            # through the garbage collector's young generation, at 4-12 % of the worker's CPU
-            # per delivery (see docs/delivery.md, "Internal events").
-            self.deliveries.writer.submit(
-                statements, functools.partial(self._write_failed, delivery.id)
-            )
-            return
-        write = self.deliveries.writer.submit(statements)
-        self._tasks.add(write)
-        after = functools.partial(self._recorded, delivery, event, state, result, j)
-        write.add_done_callback(functools.partial(self._committed, delivery.id, after))
-
-    def _committed(
-        self, delivery_id: str, after: Callable[[], None], fut: asyncio.Future[None]
-    ) -> None:
-        self._tasks.discard(fut)
-        if fut.cancelled():
-            return
-        if (exc := fut.exception()) is not None:
-            self._write_failed(delivery_id, exc)
-            return
-        after()
-
-    def _write_failed(self, delivery_id: str, exc: BaseException) -> None:
-        # the delivery stays 'sending': its lease expires and it is sent again
-        log.error(
-            "attempt not recorded",
-            extra={"action": "attempt_write_failed", "delivery_id": delivery_id, "error": str(exc)},
-        )
-
-    def _recorded(
-        self, delivery: Delivery, event: Event, state: _DestState, result: SendResult, j: _Judged
-    ) -> None:
-        dest = state.destination
-        level = logging.DEBUG if result.ok else logging.INFO
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                "attempt",
-                extra={
-                    "action": "delivery_attempt",
-                    "tenant_id": delivery.tenant_id,
-                    "delivery_id": delivery.id,
-                    "event_id": event.id,
-                    "trace_id": event.trace_id,
-                    "destination_id": dest.id,
-                    "attempt": j.attempt.n,
-                    "ok": result.ok,
-                    "status_code": result.status,
-                    "outcome": j.status,
-                    "latency_ms": round(j.attempt.latency_ms, 2),
-                },
-            )
-        failing_since = state.failing_since_us
-        reason = None
-        if j.verdict is retry.Verdict.DISABLE:
-            reason = f"the endpoint answered {result.status} Gone"
-        elif (
-            failing_since is not None
-            and j.now_us - failing_since > self.settings.disable_after * 1e6
-        ):
-            reason = f"failing without a success for {self.settings.disable_after:.0f} s"
-        kind = _INTERNAL_KIND[j.status]
-        internal = kind in self.internal and event.source != INTERNAL_SOURCE
-        if reason or internal:
-            self._spawn(
-                self._follow_up(
-                    delivery, event, state, result, j, reason, kind if internal else None
-                ),
-                f"follow-up-{delivery.id}",
-            )
-
-    async def _follow_up(
-        self,
-        delivery: Delivery,
-        event: Event,
-        state: _DestState,
-        result: SendResult,
-        j: _Judged,
-        reason: str | None,
-        kind: str | None,
-    ) -> None:
-        """Disable the destination (with its event) and publish the attempt's internal event."""
-        dest = state.destination
-        if reason and await self.deliveries.disable_destination(dest.id, reason, j.now_us):
-            state.expires = 0
-            log.warning(
-                "destination disabled",
-                extra={
-                    "action": "destination_disabled",
-                    "destination_id": dest.id,
-                    "reason": reason,
-                },
-            )
-            await self.publish(
-                event,
-                "switchboard.destination_disabled",
-                {"destination_id": dest.id, "destination_name": dest.name, "reason": reason},
-            )
-        if kind is not None:
-            await self.publish(
-                event,
-                f"switchboard.delivery_{kind}",
-                {
-                    "delivery_id": delivery.id,
-                    "event_id": event.id,
-                    "event_type": event.type,
-                    "destination_id": dest.id,
-                    "destination_name": dest.name,
-                    "attempts": j.attempt.n,
-                    "status_code": result.status,
-                    "error": j.error,
-                },
-            )
-
-    async def publish(self, cause: Event, etype: str, data: dict[str, Any]) -> None:
-        """Publish an internal event in the cause's tenant, routed like any other (routes can
-        match `switchboard.*`, e.g. a Slack alert on dead deliveries). Internal events never
-        produce further internal events, so no loop can form."""
-        now_us = self.now_us()
-        ev = Event(
-            tenant_id=cause.tenant_id,
-            id=new_id(),
-            type=etype,
-            version=None,
-            time_us=now_us,
-            received_us=now_us,
-            source=INTERNAL_SOURCE,
-            subject=cause.subject,
-            actor_id="switchboard",
-            actor_type="system",
-            trace_id=cause.trace_id,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.id,
-            context={},
-            data=data,
-        )
-        routes = await self.routes.routes(cause.tenant_id)
-        plans = routable(routes, ev)
-        try:
-            await self.store.append([ev], [plans])
-        except Exception:
-            log.exception(
-                "internal event lost", extra={"action": "internal_event_failed", "type": etype}
-            )
-        self.wakeup.set()

@@ -62,6 +62,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.auth",
             "switchboard.gate",
             "switchboard.ingest",
+            "switchboard.delivery_lanes",
+            "switchboard.delivery_outcomes",
             "switchboard.delivery",
             "switchboard.replay",
             "switchboard.automation_engine",
