@@ -445,6 +445,14 @@ class Worker(Recording):
             await self.deliveries.cancel(delivery, reason, now_us)
             return
         dest = state.destination
+        # The schedule's first item is the delay before the first attempt, counted from when
+        # the delivery was made; it waits pending, no attempt spent. Only the very first
+        # attempt waits: a retry from the DLQ or by hand is sent at once.
+        if delivery.attempts == 0 and dest.retry_schedule and dest.retry_schedule[0] > 0:
+            first_us = delivery.created_us + int(dest.retry_schedule[0] * 1_000_000)
+            if first_us > now_us:
+                await self._postpone(delivery, first_us / 1_000_000, None)
+                return
         # the caller (the destination's sender) holds the slot. A delivery that waited for it
         # (`claimed_at` given) is sent only while the claim's lease still covers the send;
         # past that it goes back to the queue unsent (no attempt is spent), so a slow

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,6 +161,59 @@ async def test_retries_follow_the_schedule_then_dead_letter_and_retry(
     assert dl["data"][0]["status"] == "succeeded"
     _, dlq, _ = await api.call("GET", "/v1/dlq", key)
     assert dlq["data"] == []
+
+
+async def test_the_schedules_first_item_delays_the_first_attempt(
+    hub_api: Api, receivers: Any
+) -> None:
+    """`retry_schedule: "2h,5s"` waits two hours before the first attempt, with no attempt
+    spent while it waits; a retry from the DLQ is sent at once."""
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers(default=500)
+    await setup_route(api, key, rcv.url, retry_schedule="2h,5s")
+    await send(api, key, [{"id": "late", "type": "a.b", "data": {}}])
+    _, dl, _ = await api.call("GET", "/v1/events/late/deliveries", key)
+    made = dl["data"][0]["created_at"]
+    clock = Clock()
+    worker = worker_for(api, clock)
+    await worker.drain()
+    assert rcv.received == []
+    _, dl, _ = await api.call("GET", "/v1/events/late/deliveries", key)
+    d = dl["data"][0]
+    assert d["status"] == "pending" and d["attempts"] == 0
+    due = datetime.fromisoformat(d["next_attempt_at"]) - datetime.fromisoformat(made)
+    assert due == timedelta(hours=2)
+    clock.advance(2 * 3600 - 60)  # a minute early: still waiting
+    await worker.drain()
+    assert rcv.received == []
+    clock.advance(120)
+    await worker.drain()
+    assert len(rcv.received) == 1
+    _, dl, _ = await api.call("GET", "/v1/events/late/deliveries", key)
+    assert dl["data"][0]["status"] == "retrying" and dl["data"][0]["attempts"] == 1
+    clock.advance(10)  # past the second item (5 s with its jitter): the last attempt
+    await worker.drain()
+    assert len(rcv.received) == 2
+    _, dl, _ = await api.call("GET", "/v1/events/late/deliveries", key)
+    assert dl["data"][0]["status"] == "dead"
+    rcv.default = 200
+    status, body, _ = await api.call("POST", "/v1/dlq/retry", key, {"ids": [d["id"]]})
+    assert status == 200 and body == {"requeued": 1}
+    await worker.drain()  # the clock has not moved: a retry by hand does not wait
+    assert len(rcv.received) == 3
+    _, dl, _ = await api.call("GET", "/v1/events/late/deliveries", key)
+    assert dl["data"][0]["status"] == "succeeded"
+
+
+async def test_a_first_item_of_zero_sends_at_once(hub_api: Api, receivers: Any) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    rcv = await receivers()
+    await setup_route(api, key, rcv.url, retry_schedule="0,1h")
+    await send(api, key, [{"id": "now", "type": "a.b", "data": {}}])
+    await worker_for(api, Clock()).drain()
+    assert len(rcv.received) == 1
 
 
 async def test_receiver_down_then_recovered_gets_everything(hub_api: Api, receivers: Any) -> None:
