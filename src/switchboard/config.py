@@ -221,7 +221,10 @@ class Settings:
         "Key that signs one-click unsubscribe links (at least 32 characters; empty: no links).",
     )
     catalogs_dir: str = _setting(
-        "catalogs", _str, "Folder of example catalogs applied by `switchboard quickstart`."
+        "",
+        _plain,
+        "Folder of catalog folders applied by `switchboard quickstart` (empty: the example "
+        "catalogs shipped with the package).",
     )
     tenant_max_indexes: int = _setting(
         3,

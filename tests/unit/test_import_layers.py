@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.messages",
             "switchboard.unsubscribe",
             "switchboard.records",
+            "switchboard.resources",
             "switchboard.catalog",
             "switchboard.codegen",
             "switchboard.automations",

@@ -27,6 +27,7 @@ from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.errors import Conflict, SwitchboardError
 from switchboard.registry import SHARED, Registry
+from switchboard.resources import shipped
 from switchboard.store import Store, Tenant
 from switchboard.store import migrate as migrations
 
@@ -106,7 +107,10 @@ LOCAL_DEMO_EGRESS = "127.0.0.0/8"
 def quickstart(
     catalogs: Annotated[
         Path | None,
-        typer.Option(help="Folder of catalog folders; default: SWITCHBOARD_CATALOGS_DIR."),
+        typer.Option(
+            help="Folder of catalog folders; default: SWITCHBOARD_CATALOGS_DIR, else the "
+            "example catalogs shipped with the package."
+        ),
     ] = None,
     tenant: Annotated[str, typer.Option(help="The demo tenant's id.")] = "demo",
     serve_after: Annotated[
@@ -125,7 +129,7 @@ def quickstart(
         "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
     )
     s = settings()
-    root = catalogs or Path(s.catalogs_dir)
+    root = catalogs or (Path(s.catalogs_dir) if s.catalogs_dir else shipped("catalogs"))
     dirs = (
         sorted(p for p in root.iterdir() if (p / "catalog.yaml").exists()) if root.exists() else []
     )
@@ -187,6 +191,9 @@ def quickstart(
         soft_wrap=True,
     )
     err.print("  switchboard events list --subject patient-42")
+    err.print(
+        f"Example routes and automations to start from: {shipped('examples')}", soft_wrap=True
+    )
     err.print(f"API reference: {base}/docs    Every command: switchboard --help\n")
     sys.stderr.flush()
     if serve_after:

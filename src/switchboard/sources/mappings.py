@@ -1,6 +1,7 @@
 """Versioned mappings from a provider's webhook payload to canonical events (pure).
 
-A mapping is a YAML document (shipped ones live in ``mappings/`` at the repository root)::
+A mapping is a YAML document (shipped ones live in ``mappings/`` at the repository root, and
+inside the package once installed)::
 
     name: stripe
     version: "1"
@@ -36,6 +37,7 @@ import yaml
 from jmespath.parser import ParsedResult
 
 from switchboard.patterns import Pattern, PatternError, compile_pattern, match
+from switchboard.resources import shipped
 from switchboard.sources.functions import OPTIONS, normalize_phone, normalize_time, parse_offset
 
 __all__ = [
@@ -291,8 +293,9 @@ def load_mapping_dir(path: Path) -> dict[tuple[str, str], Mapping]:
 
 
 def shipped_dir() -> Path:
-    """The ``mappings/`` folder at the repository root (beside ``catalogs/``)."""
-    return Path(__file__).resolve().parents[3] / "mappings"
+    """The shipped mappings: ``mappings/`` at the repository root, or its copy inside an
+    installed package (`switchboard.resources`)."""
+    return shipped("mappings")
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
