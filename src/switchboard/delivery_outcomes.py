@@ -176,7 +176,8 @@ class Recording:
             # and nothing held but the delivery's id. Holding the event, the reply and the
             # attempt until the commit (a few hundred deliveries at a time) kept them alive
             # through the garbage collector's young generation, at 4-12 % of the worker's CPU
-            # per delivery (see docs/delivery.md, "Internal events").
+            # per delivery (benchmarks/README.md, "Successes handed to the writer with nothing
+            # held").
             self.deliveries.writer.submit(
                 statements, functools.partial(self._write_failed, delivery.id)
             )
