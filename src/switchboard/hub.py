@@ -20,6 +20,7 @@ from switchboard.delivery import Worker
 from switchboard.egress import Policy, connector
 from switchboard.ingest import Ingestor
 from switchboard.registry import Registry
+from switchboard.replay import resume_replays
 from switchboard.router import Route, RouteCache, parse_route
 from switchboard.store import Store, Tenant
 from switchboard.store.automations import AutomationStore
@@ -101,8 +102,6 @@ class Hub:
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
             self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
-            from switchboard.replay import resume_replays
-
             self.spawn(resume_replays(self))
 
     async def close(self) -> None:
