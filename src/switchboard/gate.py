@@ -96,7 +96,9 @@ class Gate:
             critical = people is not None and people.critical
         if route.preferences and subject:
             prefs = await self.people.preferences(tenant, subject)
-            if prefs and not preference_allows(prefs, event.type, destination.kind, people):
+            if (prefs or (people is not None and people.defaults)) and not preference_allows(
+                prefs, event.type, destination.kind, people
+            ):
                 return "preference"
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}

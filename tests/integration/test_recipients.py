@@ -334,6 +334,56 @@ async def test_per_channel_opt_out_email_off_inbox_on(
     assert prefs == {"preferences": [{"topic": "*", "channel": "email", "enabled": False}]}
 
 
+async def test_catalog_default_preferences_apply_until_the_recipient_chooses(
+    hub_api: Api,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    """A marketing type is off by email unless the person opts in, on in-app by default; the
+    person's own preference (here by category) beats the catalog's default."""
+    api = hub_api
+    _, key = await api.tenant()
+    await put_type(
+        api,
+        key,
+        event_type("promo.sent", category="marketing", preferences={"email": False, "*": True}),
+    )
+    for dest in (
+        {"name": "mail", "kind": "email", "config": email_config(smtp.port, to_path="data.to")},
+        {"name": "inbox", "kind": "inbox", "config": {"recipient_path": "subject"}},
+    ):
+        status, body, _ = await api.call("POST", "/v1/destinations", key, dest)
+        assert status == 201, body
+    route = {"name": "all", "types": ["*"], "destinations": ["mail", "inbox"], "preferences": True}
+    assert (await api.call("POST", "/v1/routes", key, route))[0] == 201
+    _, stored, _ = await api.call("GET", "/v1/event-types/promo.sent", key)
+    assert stored["preferences"] == {"*": True, "email": False}
+    status, body, _ = await api.call(
+        "PUT",
+        "/v1/recipients/fan/preferences",
+        key,
+        {"preferences": [{"topic": "marketing", "channel": "email", "enabled": True}]},
+    )
+    assert status == 200, body
+    await send(
+        api,
+        key,
+        [
+            {"id": f"p-{s}", "type": "promo.sent", "subject": s, "data": {"to": f"{s}@ex.com"}}
+            for s in ("fan", "quiet")
+        ],
+    )
+    await worker_for(api).drain()
+    emails = sorted(parse(e)["X-Switchboard-Event-Id"] for e in smtp.collector.envelopes)
+    assert emails == ["p-fan"]
+    assert sorted(await statuses(api, key, "p-quiet")) == [
+        ("succeeded", None),
+        ("suppressed", "preference"),
+    ]
+    for who in ("fan", "quiet"):
+        _, inbox, _ = await api.call("GET", f"/v1/inbox/{who}", key)
+        assert len(inbox["data"]) == 1, who
+
+
 async def test_recipients_are_per_tenant(hub_api: Api) -> None:
     api = hub_api
     _, first = await api.tenant()

@@ -15,6 +15,7 @@ from typing import Any
 from switchboard.envelope import format_us, new_id
 from switchboard.people import PROFILE_FIELDS, ConsentRecord, Preference
 from switchboard.store import Store
+from switchboard.store.automations import cancel_subject_runs
 from switchboard.store.queries import dumps, load_json
 
 
@@ -31,6 +32,7 @@ class Effect:
         return [(self.sql, self.params)]
 
 
+AUTOMATION_ROUTE = "automation:"  # route ids of automations' send steps (automation_engine.py)
 _FIELDS = ", ".join(PROFILE_FIELDS)
 _RECIPIENT_COLUMNS = f"tenant_id, id, {_FIELDS}, attributes, created_us, updated_us"
 _MERGE_ATTRIBUTES = {
@@ -49,13 +51,16 @@ _ENSURE_RECIPIENT = (
 # A withdrawal cancels what is still waiting to go out to that person through a route that
 # requires the purpose, unless a later grant is already recorded. Deliveries being sent right
 # now passed the worker's check before the withdrawal and are not recalled.
+_LATER_GRANT = (
+    "EXISTS (SELECT 1 FROM consents WHERE tenant_id = ? AND recipient_id = ? "
+    "AND purpose = ? AND action = 'grant' AND at_us > ?)"
+)
 _CANCEL_WITHDRAWN = (
     "UPDATE deliveries SET status = 'cancelled', last_error = ?, lease_until_us = NULL, "
     "updated_us = ? WHERE tenant_id = ? AND status IN ('pending', 'retrying') "
     "AND route_id IN ({routes}) "
     "AND event_seq IN (SELECT seq FROM events WHERE tenant_id = ? AND subject = ?) "
-    "AND NOT EXISTS (SELECT 1 FROM consents WHERE tenant_id = ? AND recipient_id = ? "
-    "AND purpose = ? AND action = 'grant' AND at_us > ?)"
+    f"AND NOT {_LATER_GRANT}"
 )
 SUPPRESS = (
     "UPDATE deliveries SET status = 'suppressed', last_error = ?, lease_until_us = NULL, "
@@ -101,7 +106,8 @@ def record_consent(
     cancel_routes: Sequence[str] = (),
 ) -> list[Effect]:
     """The ledger row (and the recipient, if new); for a withdrawal, the cancellation of the
-    deliveries still waiting in `cancel_routes` (the routes that require the purpose)."""
+    deliveries still waiting in `cancel_routes` (the routes that require the purpose) and of
+    the running runs of the automations among them (their send steps' routes)."""
     v = record.values
     out = [
         Effect(_ENSURE_RECIPIENT, (tenant_id, recipient_id, "{}", now_us, now_us)),
@@ -144,6 +150,21 @@ def record_consent(
                 ),
             )
         )
+        later_grant = (_LATER_GRANT, (tenant_id, recipient_id, record.purpose, record.at_us))
+        automations = sorted(
+            {r.split(":")[1] for r in cancel_routes if r.startswith(AUTOMATION_ROUTE)}
+        )
+        out += [
+            Effect(sql, params)
+            for sql, params in cancel_subject_runs(
+                tenant_id,
+                recipient_id,
+                automations,
+                f"consent:{record.purpose}",
+                now_us,
+                unless=later_grant,
+            )
+        ]
     return out
 
 
