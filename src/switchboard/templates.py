@@ -1,7 +1,8 @@
 """Message templates: Jinja2 in a sandbox, with the event in scope, under a budget.
 
 Names available in a template: ``event`` (the public JSON of the event), ``data`` (its payload),
-``subject``, ``type``, ``time``. Templates are compiled once and cached.
+``subject``, ``type``, ``time``, and ``recipient`` and ``unsubscribe_url`` when the recipient
+layer adds them to a delivery. Templates are compiled once and cached.
 
 A template is tenant code, so every render runs under a budget (docs/security.md, "Templates"):
 
@@ -340,6 +341,9 @@ def scope(event: dict[str, Any]) -> dict[str, Any]:
         "subject": event.get("subject"),
         "type": event.get("type"),
         "time": event.get("time"),
+        # what the recipient layer adds to a delivery's event (gate.py), also at the top level
+        "recipient": event.get("recipient"),
+        "unsubscribe_url": event.get("unsubscribe_url"),
     }
 
 
