@@ -141,3 +141,24 @@ def test_shipped_pt_br_templates_render_the_seed_examples(name: str) -> None:
 
 def test_every_file_in_templates_is_tested() -> None:
     assert {p.stem for p in (ROOT / "templates").glob("*.yaml")} == set(EXAMPLES)
+
+
+def test_a_webhook_variant_is_a_json_body_in_place_of_the_transform() -> None:
+    t = template(
+        {"channel": "webhook", "locale": "pt-BR", "body": '{"texto": {{ data.name | tojson }}}'},
+        {"channel": "webhook", "locale": "en", "body": '{"text": {{ data.name | tojson }}}'},
+    )
+    variant = messages.pick(t, "webhook", "en-US")
+    assert variant is not None and variant.locale == "en"
+    assert messages.config_for(variant, {"url": "https://x.example"}) == {
+        "url": "https://x.example"
+    }
+    assert messages.body_of(variant) == '{"text": {{ data.name | tojson }}}'
+    rendered, errors = messages.render_variant(variant, {"data": {"name": 'Ana "A"'}})
+    assert errors == [] and rendered == {"body": {"text": 'Ana "A"'}}
+    broken = template({"channel": "webhook", "locale": "en", "body": "not json {{ 1 }}"})
+    _, errors = messages.render_variant(broken.variants[0], {"data": {}})
+    assert len(errors) == 1 and errors[0].startswith("body: ")
+    with pytest.raises(messages.MessageError) as exc:
+        template({"channel": "webhook", "locale": "en", "text": "x"})
+    assert exc.value.problems[0][0] == "/variants/0/text"
