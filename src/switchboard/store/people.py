@@ -297,6 +297,53 @@ class PeopleStore:
             ]
         )
 
+    # -- consent purposes ------------------------------------------------------------------------
+
+    async def purposes(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The purposes the tenant declared (none: it has not closed its list)."""
+        rows = await self.sql.fetch(
+            "SELECT name, description, created_us, updated_us FROM consent_purposes "
+            "WHERE tenant_id = ? ORDER BY name",
+            (tenant_id,),
+        )
+        return [
+            {
+                "name": r[0],
+                "description": r[1],
+                "created_at": format_us(r[2]),
+                "updated_at": format_us(r[3]),
+            }
+            for r in rows
+        ]
+
+    async def put_purpose(self, tenant_id: str, name: str, description: str, now_us: int) -> bool:
+        """Declare (or describe again) a purpose; whether it is new."""
+        existed = await self.sql.fetch(
+            "SELECT 1 FROM consent_purposes WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        await self.sql.execute(
+            "INSERT INTO consent_purposes (tenant_id, name, description, created_us, updated_us) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET "
+            "description = excluded.description, updated_us = excluded.updated_us",
+            (tenant_id, name, description, now_us, now_us),
+        )
+        return not existed
+
+    async def delete_purpose(self, tenant_id: str, name: str) -> bool:
+        """Undeclare a purpose; the ledger keeps its records (they are proof)."""
+        deleted = await self.sql.execute(
+            "DELETE FROM consent_purposes WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        return deleted > 0
+
+    async def undeclared(self, tenant_id: str, purposes: Sequence[str]) -> list[str]:
+        """The purposes among `purposes` the tenant has not declared; none while it has declared
+        no purpose at all (an open list)."""
+        if not purposes:
+            return []
+        declared = {p["name"] for p in await self.purposes(tenant_id)}
+        return [p for p in purposes if declared and p not in declared]
+
     # -- message templates ---------------------------------------------------------------------
 
     async def template(
