@@ -334,17 +334,20 @@ def check(source: str) -> None:
         raise TemplateProblem("template refused: " + "; ".join(finder.problems))
 
 
+_LIFTED = ("recipient", "unsubscribe_url")  # what gate.py adds to a delivery's event
+
+
 def scope(event: dict[str, Any]) -> dict[str, Any]:
-    return {
+    names = {
         "event": event,
         "data": event.get("data", {}),
         "subject": event.get("subject"),
         "type": event.get("type"),
         "time": event.get("time"),
-        # what the recipient layer adds to a delivery's event (gate.py), also at the top level
-        "recipient": event.get("recipient"),
-        "unsubscribe_url": event.get("unsubscribe_url"),
     }
+    # also at the top level, and only when present: absent, they stay undefined (render empty)
+    names.update((k, event[k]) for k in _LIFTED if k in event)
+    return names
 
 
 def render(

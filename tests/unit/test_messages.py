@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from switchboard import messages
+from switchboard import messages, templates
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +162,11 @@ def test_a_webhook_variant_is_a_json_body_in_place_of_the_transform() -> None:
     with pytest.raises(messages.MessageError) as exc:
         template({"channel": "webhook", "locale": "en", "text": "x"})
     assert exc.value.problems[0][0] == "/variants/0/text"
+
+
+def test_recipient_and_unsubscribe_url_are_top_level_names_when_present() -> None:
+    source = "{{ recipient.name }} {{ unsubscribe_url }} {{ event.unsubscribe_url }}"
+    event = {"data": {}, "recipient": {"name": "Ana"}, "unsubscribe_url": "https://u/1"}
+    assert templates.render(source, event) == "Ana https://u/1 https://u/1"
+    # absent (a route without preferences): undefined, so it renders nothing, never "None"
+    assert templates.render("[{{ unsubscribe_url }}]", {"data": {}}) == "[]"
