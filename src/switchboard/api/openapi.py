@@ -2046,6 +2046,12 @@ def _automation_paths() -> list[Operation]:
             "cancel_on": {"type": "array", "items": {"type": "object"}},
             "dedupe": _obj({"key": _s(), "window": _s()}),
             "description": _s(),
+            "requires_consent": {
+                "type": "array",
+                "maxItems": 8,
+                "items": _s(pattern=r"^[a-z][a-z0-9_]{0,39}$"),
+                "description": "Consent purposes the trigger's subject must have granted.",
+            },
         },
         "on",
         "steps",
