@@ -105,3 +105,17 @@ def test_quickstart_gives_the_demo_tenant_the_shipped_templates_once(tmp_path: P
     assert f"message templates given to demo: {', '.join(SHIPPED)}" in first.stderr
     second = run(env, "quickstart", "--no-serve")
     assert "message templates given" not in second.stderr  # it has them: nothing is re-applied
+
+
+def test_quickstart_starts_without_a_broken_templates_folder(tmp_path: Path) -> None:
+    broken = tmp_path / "templates"
+    broken.mkdir()
+    (broken / "x.yaml").write_text("name: x\nvariants: []\n")
+    env = {
+        **os.environ,
+        "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'qs.db'}",
+        "SWITCHBOARD_PORT": str(free_port()),
+    }
+    proc = run(env, "quickstart", "--no-serve", "--templates", str(broken))
+    assert "/variants" in proc.stderr and f"skipped the templates in {broken}" in proc.stderr
+    assert "message templates given" not in proc.stderr

@@ -137,7 +137,12 @@ def quickstart(
         sorted(p for p in root.iterdir() if (p / "catalog.yaml").exists()) if root.exists() else []
     )
 
-    shipped = read_templates(templates) if templates.is_dir() else []
+    shipped = []
+    if templates.is_dir():
+        try:
+            shipped = read_templates(templates)
+        except typer.Exit:  # its problems are printed; the demo starts without them
+            err.print(f"[yellow]skipped the templates in {templates}[/yellow]", soft_wrap=True)
     added: list[str] = []
 
     async def run(store: Store, _: Settings) -> tuple[str | None, bool, dict[str, Any] | None]:
