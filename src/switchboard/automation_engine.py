@@ -147,8 +147,10 @@ class AutomationCache:
                     parsed = parse_automation(spec, name=name, version=version)
                 self._versions[key] = parsed
             auto = self._versions[key]
-            for op in auto.ops if auto is not None else ():
-                if op.kind == "send" and op.transform:
+            if auto is None:
+                continue
+            for op in auto.ops:
+                if op.kind == "send" and (op.transform or auto.requires_consent):
                     out.append(
                         Route(
                             id=send_route_id(name, version, op.id),
@@ -157,6 +159,7 @@ class AutomationCache:
                             types=(),
                             transform=op.transform,
                             enabled=False,
+                            requires_consent=auto.requires_consent,
                         )
                     )
         return out
@@ -252,7 +255,10 @@ class StoreEnv:
         if dest is None:
             raise StepFailed(f"step {op.id}: no destination {op.destination!r} in this tenant")
         delivery_id = effect_id(run.id, op.id, "dlv")
-        route_id = send_route_id(run.automation, run.version, op.id) if op.transform else None
+        auto = await self.hub.automation_cache.version(run.tenant_id, run.automation, run.version)
+        # a route carries the step's transform and the consent the worker checks before sending
+        routed = op.transform or (auto is not None and auto.requires_consent)
+        route_id = send_route_id(run.automation, run.version, op.id) if routed else None
         at = now_us()  # deliveries run on the wall clock, whatever the engine's clock says
         params = (
             delivery_id,

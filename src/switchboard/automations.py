@@ -18,6 +18,7 @@ import orjson
 
 from switchboard import patterns, templates
 from switchboard.envelope import TYPE_GLOB_RE
+from switchboard.people import PURPOSE_RE
 
 # Limits on tenant input (docs/automations.md, "Limits"); each has an abuse test.
 MAX_STEPS = 50  # operations in one document, counted over every nested branch
@@ -104,6 +105,7 @@ class Automation:
     dedupe_window_us: int = 0
     version: int = 0
     spec: dict[str, Any] = field(default_factory=dict, compare=False)
+    requires_consent: tuple[str, ...] = ()  # its sends are suppressed without these grants
 
     def triggered_by(self, doc: dict[str, Any]) -> bool:
         """Does an event (its `match_doc()`) start a run of this automation?"""
@@ -177,6 +179,17 @@ def correlation_key(doc: dict[str, Any], paths: tuple[str, ...]) -> str | None:
     return orjson.dumps(values).decode()
 
 
+def _purposes(raw: Any, p: _Parser) -> tuple[str, ...]:
+    """`requires_consent: [marketing]`: consent purposes (lowercase words), at most 8."""
+    if not isinstance(raw, list) or len(raw) > 8:
+        p.fail("/requires_consent", "a list of at most 8 consent purposes such as 'marketing'")
+        return ()
+    for i, purpose in enumerate(raw):
+        if not isinstance(purpose, str) or not PURPOSE_RE.match(purpose):
+            p.fail(f"/requires_consent/{i}", "a consent purpose: a lowercase word")
+    return tuple(dict.fromkeys(x for x in raw if isinstance(x, str)))
+
+
 # -- parsing --------------------------------------------------------------------------------
 
 # a delivery "reached" a status when its status is that one or a later one of the same line
@@ -187,6 +200,7 @@ DELIVERY_STATUSES = {
     "dead": ("dead",),  # every retry failed
 }
 _TOP = {"name", "on", "filter", "steps", "cancel_on", "dedupe", "description", "enabled"}
+_TOP |= {"requires_consent"}  # purposes the trigger's subject must have granted (people.py)
 _STEP_KINDS = ("wait", "wait_for", "send", "emit", "if")
 
 
@@ -492,9 +506,11 @@ def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) ->
                     p.fail(f"/dedupe/{key}", "unknown field")
             dedupe_path = p.dotted(d.get("key"), "/dedupe/key")
             window = p.duration(d.get("window"), "/dedupe/window")
+    consent = _purposes(spec.get("requires_consent", []), p)
     if p.problems:
         raise AutomationError(p.problems)
     return Automation(
+        requires_consent=consent,
         name=str(doc_name),
         types=tuple(types),
         filter=flt,

@@ -30,7 +30,7 @@ _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gênero"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "index", "versions"}
-_TYPE_KEYS |= {"profile", "consent", "critical", "category"}  # people.py reads these
+_TYPE_KEYS |= {"profile", "consent", "critical", "category", "preferences"}  # people.py's
 # Read-only keys the HTTP API adds when it returns a type; tolerated so GET → edit → PUT works.
 _SERVER_KEYS = {"catalog", "scope", "indexed", "updated_at"}
 _CATALOG_KEYS = {"name", "description", "naming_convention", "naming_exceptions", "unknown_types"}

@@ -495,7 +495,7 @@ class Worker(Recording):
             delivery_id=delivery.id,
             attempt=delivery.attempts + 1,
             event=event.to_json() if cleared is None else {**event.to_json(), **cleared.extra},
-            body_template=transform,
+            body_template=(cleared.body_template if cleared else None) or transform,
             replay=delivery.replay_id is not None,
             headers=cleared.headers if cleared is not None else {},
         )

@@ -43,6 +43,7 @@ class Cleared:
     destination: Destination
     extra: dict[str, Any]
     headers: dict[str, str]
+    body_template: str | None = None  # a template's webhook body, in place of the transform
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,13 @@ class Gate:
             critical = people is not None and people.critical
         if route.preferences and subject:
             prefs = await self.people.preferences(tenant, subject)
-            if prefs and not preference_allows(prefs, event.type, destination.kind, people):
+            if (prefs or (people is not None and people.defaults)) and not preference_allows(
+                prefs, event.type, destination.kind, people
+            ):
                 return "preference"
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
+        body: str | None = None
         profile = None
         if subject and (route.to_recipient or route.template or route.quiet_hours is not None):
             profile = await self.people.get(tenant, subject)
@@ -128,6 +132,7 @@ class Gate:
             if variant is not None:  # else the destination's own templates are used
                 config = messages.config_for(variant, destination.config)
                 destination = replace(destination, config=config)
+                body = messages.body_of(variant)
         if route.preferences and subject and not critical and self.settings is not None:
             url = unsubscribe.link(self.settings, tenant, subject, event.type, destination.kind)
             if url is not None:
@@ -135,4 +140,4 @@ class Gate:
                 if destination.kind == "email":  # RFC 8058 one-click
                     headers["List-Unsubscribe"] = f"<{url}>"
                     headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        return Cleared(destination, extra, headers)
+        return Cleared(destination, extra, headers, body)

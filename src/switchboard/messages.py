@@ -26,8 +26,11 @@ CHANNEL_FIELDS: dict[str, dict[str, str]] = {
     "slack": {"text": "template", "blocks": "blocks_template"},
     "discord": {"text": "template"},
     "inbox": {"title": "title_template", "body": "body_template", "link": "link_template"},
+    # a webhook's body is not destination config: it takes the place of the route's transform
+    "webhook": {"body": "transform"},
 }
 HTML_FIELDS = {"html"}  # rendered with autoescape
+JSON_FIELDS = {("webhook", "body")}  # must render to JSON, as a route transform
 
 
 class MessageError(ValueError):
@@ -173,12 +176,22 @@ def pick(template: MessageTemplate, channel: str, wanted: str | None) -> Variant
 
 
 def config_for(variant: Variant, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The destination's config with the variant's fields in place of its own templates."""
+    """The destination's config with the variant's fields in place of its own templates (a
+    webhook variant changes no config: see `body_of`)."""
+    if variant.channel == "webhook":
+        return dict(config)
     keys = CHANNEL_FIELDS[variant.channel]
     out = {k: v for k, v in config.items() if k not in keys.values()}
     for field, source in variant.fields:
         out[keys[field]] = source
     return out
+
+
+def body_of(variant: Variant) -> str | None:
+    """A webhook variant's body template (JSON out), used instead of the route's transform."""
+    if variant.channel != "webhook":
+        return None
+    return next((str(source) for field, source in variant.fields if field == "body"), None)
 
 
 def render_variant(variant: Variant, event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -191,6 +204,8 @@ def render_variant(variant: Variant, event: dict[str, Any]) -> tuple[dict[str, A
                 rendered[field] = [
                     {k: templates.render(b[k], event) for k in ("id", "text")} for b in source
                 ]
+            elif (variant.channel, field) in JSON_FIELDS:
+                rendered[field] = templates.render_json(source, event)
             else:
                 rendered[field] = templates.render(source, event, html=field in HTML_FIELDS)
         except templates.TemplateProblem as exc:

@@ -21,7 +21,9 @@ RECIPIENT_ID_MAX = 200  # characters of a recipient id (an event subject)
 _PATH = re.compile(r"^(subject|(data|context)(\.[^\W\d]\w*)+)$")
 MAX_PROFILE_KEYS = 20
 MAX_VALUE = 500  # characters kept of one profile or consent value taken from an event
-_PEOPLE_KEYS = {"profile", "consent", "critical", "category"}
+_PEOPLE_KEYS = {"profile", "consent", "critical", "category", "preferences"}
+_CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")  # a destination kind, or '*'
+MAX_DEFAULTS = 20  # channels of a type's default preferences
 _TRUE = {True, "true", "sim", "yes", "1"}  # 1 == True in a set
 _FALSE = {False, "false", "nao", "não", "no", "0"}
 
@@ -44,6 +46,8 @@ class PeopleSpec:
     consent: ConsentRule | None = None
     critical: bool = False  # bypasses opt-outs (password resets, security notices)
     category: str | None = None  # a topic preferences can name
+    # the type's default preference per channel ('*' for any), when the recipient has none
+    defaults: tuple[tuple[str, bool], ...] = ()
 
     @property
     def feeds(self) -> bool:
@@ -94,7 +98,23 @@ def parse_people(doc: Mapping[str, Any], problems: list[str]) -> PeopleSpec | No
     if category is not None and (not isinstance(category, str) or not PURPOSE_RE.match(category)):
         problems.append("category: a lowercase word such as 'billing'")
         category = None
-    return PeopleSpec(tuple(profile), consent, critical, category)
+    defaults: list[tuple[str, bool]] = []
+    raw = doc.get("preferences")
+    if raw is not None:
+        if not isinstance(raw, Mapping) or not 0 < len(raw) <= MAX_DEFAULTS:
+            problems.append(
+                f"preferences: a mapping of 1 to {MAX_DEFAULTS} channels (email, '*', …) "
+                "to true or false"
+            )
+        else:
+            for channel, enabled in raw.items():
+                if not isinstance(channel, str) or not _CHANNEL_RE.match(channel):
+                    problems.append(f"preferences.{channel}: a channel kind such as email, or '*'")
+                elif not isinstance(enabled, bool):
+                    problems.append(f"preferences.{channel}: true or false")
+                else:
+                    defaults.append((channel, enabled))
+    return PeopleSpec(tuple(profile), consent, critical, category, tuple(sorted(defaults)))
 
 
 def _parse_consent(raw: Any, problems: list[str]) -> ConsentRule | None:
@@ -144,6 +164,8 @@ def people_to_dict(spec: PeopleSpec | None) -> dict[str, Any]:
         out["critical"] = True
     if spec.category:
         out["category"] = spec.category
+    if spec.defaults:
+        out["preferences"] = dict(spec.defaults)
     return out
 
 
@@ -223,12 +245,13 @@ def preference_allows(
 
     The most specific matching preference decides: an exact channel beats '*', an exact type
     beats a category, a category beats a glob (longer globs beat shorter ones). No matching
-    preference: allowed. A critical type is always allowed."""
+    preference: the type's catalog default for the channel (else for '*'), else allowed. A
+    critical type is always allowed."""
     if spec is not None and spec.critical:
         return True
     category = spec.category if spec is not None else None
     best: tuple[int, int, int] | None = None
-    allowed = True
+    allowed = default_allows(spec, channel)
     for p in prefs:
         if p.channel not in (channel, "*") or not topic_matches(p.topic, event_type, category):
             continue
@@ -237,6 +260,12 @@ def preference_allows(
         if best is None or rank > best:
             best, allowed = rank, p.enabled
     return allowed
+
+
+def default_allows(spec: PeopleSpec | None, channel: str) -> bool:
+    """The catalog's default for a type on a channel: its exact channel, else '*', else on."""
+    defaults = dict(spec.defaults) if spec is not None else {}
+    return defaults.get(channel, defaults.get("*", True))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Message templates: Jinja2 in a sandbox, with the event in scope, under a budget.
 
 Names available in a template: ``event`` (the public JSON of the event), ``data`` (its payload),
-``subject``, ``type``, ``time``. Templates are compiled once and cached.
+``subject``, ``type``, ``time``, and ``recipient`` and ``unsubscribe_url`` when the recipient
+layer adds them to a delivery. Templates are compiled once and cached.
 
 A template is tenant code, so every render runs under a budget (docs/security.md, "Templates"):
 
@@ -333,14 +334,20 @@ def check(source: str) -> None:
         raise TemplateProblem("template refused: " + "; ".join(finder.problems))
 
 
+_LIFTED = ("recipient", "unsubscribe_url")  # what gate.py adds to a delivery's event
+
+
 def scope(event: dict[str, Any]) -> dict[str, Any]:
-    return {
+    names = {
         "event": event,
         "data": event.get("data", {}),
         "subject": event.get("subject"),
         "type": event.get("type"),
         "time": event.get("time"),
     }
+    # also at the top level, and only when present: absent, they stay undefined (render empty)
+    names.update((k, event[k]) for k in _LIFTED if k in event)
+    return names
 
 
 def render(

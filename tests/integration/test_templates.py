@@ -214,3 +214,74 @@ async def test_clinic_reward_goes_by_whatsapp_to_the_profile_phone_with_the_temp
     assert seen.body["to"] == "5531998765432"  # the profile's phone, not the fixed number
     assert seen.body["text"].startswith("Olá, Maria!")
     assert [b["text"] for b in seen.body["buttons"]] == ["Quero resgatar", "Depois"]
+
+
+async def test_a_webhook_variant_is_the_body_the_receiver_gets_in_the_recipients_locale(
+    hub_api: Api, receivers: Any
+) -> None:
+    """A route with a template sends a webhook destination the variant's JSON body (chosen by
+    the recipient's locale) in place of its transform; without a webhook variant, the
+    transform."""
+    api = hub_api
+    _, key = await api.tenant()
+    doc = {
+        "name": "ticket_opened",
+        "variants": [
+            {
+                "channel": "webhook",
+                "locale": "pt-BR",
+                "body": '{"texto": "Chamado de {{ recipient.name }}", "id": {{ data.n }}}',
+            },
+            {
+                "channel": "webhook",
+                "locale": "en",
+                "body": '{"text": "Ticket from {{ recipient.name }}", "id": {{ data.n }}}',
+            },
+        ],
+    }
+    assert (await api.call("PUT", "/v1/templates/ticket_opened", key, doc))[0] == 201
+    rcv = await receivers()
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/destinations",
+        key,
+        {"name": "hook", "kind": "webhook", "config": {"url": rcv.url}},
+    )
+    assert status == 201, body
+    for name, template in (("with", "ticket_opened"), ("without", "missing")):
+        route = {
+            "name": name,
+            "types": [f"ticket.{name}"],
+            "destinations": ["hook"],
+            "template": template,
+            "transform": '{"plain": {{ data.n }}}',
+        }
+        status, body, _ = await api.call("POST", "/v1/routes", key, route)
+        assert status == 201, body
+    await api.call("PUT", "/v1/recipients/ana", key, {"name": "Ana", "locale": "en-US"})
+    await api.call("PUT", "/v1/recipients/rui", key, {"name": "Rui", "locale": "pt-BR"})
+    await send(
+        api,
+        key,
+        [
+            {"type": "ticket.with", "subject": "ana", "data": {"n": 1}},
+            {"type": "ticket.with", "subject": "rui", "data": {"n": 2}},
+            {"type": "ticket.without", "subject": "ana", "data": {"n": 3}},
+        ],
+    )
+    await worker_for(api).drain()
+    bodies = sorted((r["json"] for r in rcv.received), key=lambda b: str(sorted(b.items())))
+    assert bodies == [
+        {"id": 1, "text": "Ticket from Ana"},
+        {"id": 2, "texto": "Chamado de Rui"},
+        {"plain": 3},
+    ]
+    status, preview, _ = await api.call(
+        "POST",
+        "/v1/templates/ticket_opened/preview",
+        key,
+        {"event": {"type": "ticket.with", "data": {"n": 7}}, "recipient": "rui"},
+    )
+    assert status == 200, preview
+    [variant] = preview["variants"]
+    assert variant["rendered"] == {"body": {"texto": "Chamado de Rui", "id": 7}}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from switchboard import messages
+from switchboard import messages, templates
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,3 +141,32 @@ def test_shipped_pt_br_templates_render_the_seed_examples(name: str) -> None:
 
 def test_every_file_in_templates_is_tested() -> None:
     assert {p.stem for p in (ROOT / "templates").glob("*.yaml")} == set(EXAMPLES)
+
+
+def test_a_webhook_variant_is_a_json_body_in_place_of_the_transform() -> None:
+    t = template(
+        {"channel": "webhook", "locale": "pt-BR", "body": '{"texto": {{ data.name | tojson }}}'},
+        {"channel": "webhook", "locale": "en", "body": '{"text": {{ data.name | tojson }}}'},
+    )
+    variant = messages.pick(t, "webhook", "en-US")
+    assert variant is not None and variant.locale == "en"
+    assert messages.config_for(variant, {"url": "https://x.example"}) == {
+        "url": "https://x.example"
+    }
+    assert messages.body_of(variant) == '{"text": {{ data.name | tojson }}}'
+    rendered, errors = messages.render_variant(variant, {"data": {"name": 'Ana "A"'}})
+    assert errors == [] and rendered == {"body": {"text": 'Ana "A"'}}
+    broken = template({"channel": "webhook", "locale": "en", "body": "not json {{ 1 }}"})
+    _, errors = messages.render_variant(broken.variants[0], {"data": {}})
+    assert len(errors) == 1 and errors[0].startswith("body: ")
+    with pytest.raises(messages.MessageError) as exc:
+        template({"channel": "webhook", "locale": "en", "text": "x"})
+    assert exc.value.problems[0][0] == "/variants/0/text"
+
+
+def test_recipient_and_unsubscribe_url_are_top_level_names_when_present() -> None:
+    source = "{{ recipient.name }} {{ unsubscribe_url }} {{ event.unsubscribe_url }}"
+    event = {"data": {}, "recipient": {"name": "Ana"}, "unsubscribe_url": "https://u/1"}
+    assert templates.render(source, event) == "Ana https://u/1 https://u/1"
+    # absent (a route without preferences): undefined, so it renders nothing, never "None"
+    assert templates.render("[{{ unsubscribe_url }}]", {"data": {}}) == "[]"

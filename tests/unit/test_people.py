@@ -16,6 +16,7 @@ from switchboard.people import (
     Preference,
     consent_of,
     parse_people,
+    people_to_dict,
     preference_allows,
     profile_of,
 )
@@ -121,6 +122,44 @@ def test_categories_and_critical_types() -> None:
     assert not preference_allows([Preference("billing", "email", False)], "x.y", "email", billing)
     critical = PeopleSpec(critical=True)
     assert preference_allows([Preference("*", "*", False)], "auth.reset", "email", critical)
+
+
+def test_catalog_defaults_decide_when_the_recipient_has_no_preference() -> None:
+    problems: list[str] = []
+    spec = parse_people(
+        {"category": "marketing", "preferences": {"*": False, "inbox": True}}, problems
+    )
+    assert problems == [] and spec is not None
+    assert spec.defaults == (("*", False), ("inbox", True))
+    assert not preference_allows([], "promo.sent", "email", spec)  # '*' default: off
+    assert preference_allows([], "promo.sent", "inbox", spec)  # the exact channel wins
+    # any matching preference of the recipient beats the default, even a category or a glob
+    assert preference_allows([Preference("marketing", "email", True)], "promo.sent", "email", spec)
+    assert preference_allows([Preference("promo.*", "*", True)], "promo.sent", "whatsapp", spec)
+    assert not preference_allows([Preference("*", "inbox", False)], "promo.sent", "inbox", spec)
+    # unrelated preferences leave the default in charge
+    assert not preference_allows([Preference("billing", "*", True)], "promo.sent", "email", spec)
+    # critical types ignore defaults as they ignore opt-outs
+    critical = PeopleSpec(critical=True, defaults=(("*", False),))
+    assert preference_allows([], "auth.reset", "email", critical)
+    assert people_to_dict(spec)["preferences"] == {"*": False, "inbox": True}
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ({"email": "yes"}, "preferences.email"),
+        ({"Email!": True}, "preferences.Email!"),
+        ({f"c{i}": True for i in range(21)}, "preferences:"),
+        ({}, "preferences:"),
+        (["email"], "preferences:"),
+    ],
+)
+def test_bad_catalog_defaults_name_the_field(raw: object, where: str) -> None:
+    problems: list[str] = []
+    parse_people({"preferences": raw}, problems)
+    assert any(p.startswith(where) for p in problems), problems
 
 
 @pytest.mark.security

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from switchboard.api.common import JSONResponse, hub, principal, query_int, read_json
+from switchboard.api.purposes import check_declared
 from switchboard.automation_runs import Status
 from switchboard.automations import (
     MAX_DOCUMENT_BYTES,
@@ -48,6 +49,7 @@ async def put_automation(request: Request) -> Response:
     except AutomationError as exc:
         raise Unprocessable(f"invalid automation: {exc}", details=exc.problems) from None
     tenant = p.tenant()
+    await check_declared(h.store, tenant, auto.requires_consent, "/requires_consent")
     names = {d.name for d in await h.deliveries.list_destinations(tenant)}
     missing = [
         {

@@ -19,6 +19,7 @@ from switchboard.api.common import (
     read_json,
     type_glob_problem,
 )
+from switchboard.api.purposes import check_declared
 from switchboard.channels import Destination
 from switchboard.channels.registry import (
     check_destination_config,
@@ -243,6 +244,7 @@ async def put_route(h: Any, tenant_id: str, spec: Any) -> dict[str, Any]:
                 {"path": "/" + p.split(":")[0].split(".")[0], "message": p} for p in exc.problems
             ],
         ) from None
+    await check_declared(h.store, tenant_id, route.requires_consent, "/requires_consent")
     stored = {**spec, "destination_ids": list(route.destinations)}
     await h.deliveries.put_route(tenant_id, route_id, route.name, stored, now_us())
     h.routes.forget(tenant_id)

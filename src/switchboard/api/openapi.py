@@ -1819,11 +1819,12 @@ def _template_paths() -> list[Operation]:
         "type": "object",
         "required": ["channel", "locale"],
         "properties": {
-            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox"]),
+            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook"]),
             "locale": _s("A language tag: pt-BR, en, es…"),
         },
         "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "
-        "text/buttons, slack text/blocks, discord text, inbox title/body/link.",
+        "text/buttons, slack text/blocks, discord text, inbox title/body/link, webhook body "
+        "(JSON out, sent instead of the route's transform).",
     }
     template = _obj(
         {
@@ -2045,6 +2046,12 @@ def _automation_paths() -> list[Operation]:
             "cancel_on": {"type": "array", "items": {"type": "object"}},
             "dedupe": _obj({"key": _s(), "window": _s()}),
             "description": _s(),
+            "requires_consent": {
+                "type": "array",
+                "maxItems": 8,
+                "items": _s(pattern=r"^[a-z][a-z0-9_]{0,39}$"),
+                "description": "Consent purposes the trigger's subject must have granted.",
+            },
         },
         "on",
         "steps",
@@ -2167,6 +2174,60 @@ def _automation_paths() -> list[Operation]:
     ]
 
 
+def _purpose_paths() -> list[Operation]:
+    tag = "recipients"
+    name = _path(
+        "name",
+        "The purpose: a lowercase word such as marketing.",
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+    )
+    purpose = _obj(
+        {
+            "name": _s(),
+            "description": _s(maxLength=1000),
+            "created_at": _s(format="date-time", readOnly=True),
+            "updated_at": _s(format="date-time", readOnly=True),
+        },
+        "name",
+        "description",
+    )
+    return [
+        _op(
+            "GET /v1/consent-purposes",
+            "listConsentPurposes",
+            tag,
+            "The tenant's consent purposes",
+            "Empty while the tenant has declared none: then any purpose is accepted.",
+            scope="read",
+            ok={200: _ok(_obj({"data": {"type": "array", "items": purpose}}, "data"))},
+        ),
+        _op(
+            "PUT /v1/consent-purposes/{name}",
+            "putConsentPurpose",
+            tag,
+            "Declare or describe a consent purpose",
+            "Once a tenant declares any purpose, consents, routes and automations may name only "
+            "declared ones (422 naming the field). At most 100 per tenant.",
+            scope="manage",
+            params=[name],
+            body=_obj({"description": _s(maxLength=1000)}),
+            ok={200: _ok(purpose, "Described again."), 201: _ok(purpose, "Declared.")},
+            errors=(422,),
+        ),
+        _op(
+            "DELETE /v1/consent-purposes/{name}",
+            "deleteConsentPurpose",
+            tag,
+            "Undeclare a consent purpose",
+            "The ledger keeps its records of the purpose.",
+            scope="manage",
+            params=[name],
+            ok={204: NO_CONTENT},
+            errors=(404,),
+        ),
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2182,6 +2243,7 @@ def openapi_document() -> dict[str, Any]:
         *_recipient_paths(),
         *_template_paths(),
         *_health_paths(),
+        *_purpose_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

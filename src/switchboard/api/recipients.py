@@ -19,6 +19,7 @@ from switchboard.api.common import (
     read_json,
     type_glob_problem,
 )
+from switchboard.api.purposes import check_declared
 from switchboard.envelope import EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, Unprocessable
 from switchboard.people import (
@@ -219,6 +220,7 @@ async def add_consent(request: Request) -> Response:
     rid = _recipient_id(request)
     now = now_us()
     record = parse_consent(await read_json(request, BODY_LIMIT), now)
+    await check_declared(h.store, p.tenant(), [record.purpose], "/purpose")
     cancel: list[str] = []
     if record.action == "withdraw":
         h.routes.forget(p.tenant())  # the routes as they are now, not as cached

@@ -23,6 +23,7 @@ from switchboard.cli.common import (
     shown_url,
     with_store,
 )
+from switchboard.cli.templates import read_templates
 from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.errors import Conflict, SwitchboardError
@@ -30,6 +31,7 @@ from switchboard.registry import SHARED, Registry
 from switchboard.resources import shipped
 from switchboard.store import Store, Tenant
 from switchboard.store import migrate as migrations
+from switchboard.store.people import PeopleStore
 
 QUICKSTART_KEY = "quickstart"  # the name of the demo tenant's key, found again on a second run
 QUICKSTART_SCOPES = "ingest,read,manage"
@@ -112,12 +114,17 @@ def quickstart(
             "example catalogs shipped with the package."
         ),
     ] = None,
+    templates: Annotated[
+        Path,
+        typer.Option(help="Folder of message templates given to the demo tenant if it lacks them."),
+    ] = Path("templates"),
     tenant: Annotated[str, typer.Option(help="The demo tenant's id.")] = "demo",
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards.")
     ] = True,
 ) -> None:
-    """Migrate, apply the example catalogs, create a demo tenant and key, then serve.
+    """Migrate, apply the example catalogs, create a demo tenant and key, give it the message
+    templates it lacks, then serve.
 
     Run again, it reuses the demo tenant and mints no second key (the first run showed it)."""
     # The local demo delivers to receivers on this machine, which `serve` refuses (egress.py).
@@ -133,6 +140,14 @@ def quickstart(
     dirs = (
         sorted(p for p in root.iterdir() if (p / "catalog.yaml").exists()) if root.exists() else []
     )
+
+    shipped = []
+    if templates.is_dir():
+        try:
+            shipped = read_templates(templates)
+        except typer.Exit:  # its problems are printed; the demo starts without them
+            err.print(f"[yellow]skipped the templates in {templates}[/yellow]", soft_wrap=True)
+    added: list[str] = []
 
     async def run(store: Store, _: Settings) -> tuple[str | None, bool, dict[str, Any] | None]:
         registry = Registry(store)
@@ -152,6 +167,11 @@ def quickstart(
         existed = await store.get_tenant(tenant) is not None
         if not existed:
             await store.create_tenant(Tenant(tenant, "Demo tenant", "reject", now_us()))
+        people = PeopleStore(store)
+        for _file, template in shipped:  # a template the tenant already has (or changed) is kept
+            if await people.template(tenant, template.name) is None:
+                await people.put_template(tenant, template.name, template.to_dict(), now_us())
+                added.append(template.name)
         keys = await store.list_keys(tenant)
         if any(k.name == QUICKSTART_KEY and k.revoked_us is None for k in keys):
             return None, existed, example
@@ -167,6 +187,8 @@ def quickstart(
         f"to {shown_url(s.database_url)}",
         soft_wrap=True,
     )
+    if added:
+        err.print(f"message templates given to {tenant}: {', '.join(added)}", soft_wrap=True)
     if secret is not None:
         what = "reusing" if existed else "created"
         err.print(f"{what} tenant [bold]{tenant}[/bold]; its API key (shown once) is below.")

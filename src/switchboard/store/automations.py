@@ -47,6 +47,40 @@ FIND_PAGE = 100  # candidate events read per query of a look-back
 FIND_MAX = 2_000  # a look-back reads at most this many candidates (beyond: not found)
 
 
+def cancel_subject_runs(
+    tenant_id: str,
+    subject: str,
+    automations: Sequence[str],
+    reason: str,
+    now_us: int,
+    unless: Statement = ("", ()),
+) -> list[Statement]:
+    """Cancel the running runs of `automations` whose trigger is about `subject` (a consent
+    withdrawal: the automations that require the purpose), unless the SQL condition `unless`
+    holds; their waits go with them. Run in the withdrawal's own transaction."""
+    if not automations:
+        return []
+    names = ", ".join("?" for _ in automations)
+    where = (
+        f"tenant_id = ? AND status = 'running' AND automation IN ({names}) "
+        "AND trigger_seq IN (SELECT seq FROM events WHERE tenant_id = ? AND subject = ?)"
+    )
+    params = (tenant_id, *automations, tenant_id, subject)
+    guard, guard_params = (f" AND NOT ({unless[0]})", unless[1]) if unless[0] else ("", ())
+    return [
+        (
+            "DELETE FROM automation_waits WHERE tenant_id = ? AND run_id IN "
+            f"(SELECT id FROM automation_runs WHERE {where}{guard})",
+            (tenant_id, *params, *guard_params),
+        ),
+        (
+            "UPDATE automation_runs SET status = 'cancelled', reason = ?, due_us = NULL, "
+            f"rev = rev + 1, updated_us = ?, ended_us = ? WHERE {where}{guard}",
+            (reason, now_us, now_us, *params, *guard_params),
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class RunStart:
     """A run to start if (and only if) its trigger event is stored as new."""

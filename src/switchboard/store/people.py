@@ -15,6 +15,7 @@ from typing import Any
 from switchboard.envelope import format_us, new_id
 from switchboard.people import PROFILE_FIELDS, ConsentRecord, Preference
 from switchboard.store import Store
+from switchboard.store.automations import cancel_subject_runs
 from switchboard.store.queries import dumps, load_json
 
 
@@ -31,6 +32,7 @@ class Effect:
         return [(self.sql, self.params)]
 
 
+AUTOMATION_ROUTE = "automation:"  # route ids of automations' send steps (automation_engine.py)
 _FIELDS = ", ".join(PROFILE_FIELDS)
 _RECIPIENT_COLUMNS = f"tenant_id, id, {_FIELDS}, attributes, created_us, updated_us"
 _MERGE_ATTRIBUTES = {
@@ -49,13 +51,16 @@ _ENSURE_RECIPIENT = (
 # A withdrawal cancels what is still waiting to go out to that person through a route that
 # requires the purpose, unless a later grant is already recorded. Deliveries being sent right
 # now passed the worker's check before the withdrawal and are not recalled.
+_LATER_GRANT = (
+    "EXISTS (SELECT 1 FROM consents WHERE tenant_id = ? AND recipient_id = ? "
+    "AND purpose = ? AND action = 'grant' AND at_us > ?)"
+)
 _CANCEL_WITHDRAWN = (
     "UPDATE deliveries SET status = 'cancelled', last_error = ?, lease_until_us = NULL, "
     "updated_us = ? WHERE tenant_id = ? AND status IN ('pending', 'retrying') "
     "AND route_id IN ({routes}) "
     "AND event_seq IN (SELECT seq FROM events WHERE tenant_id = ? AND subject = ?) "
-    "AND NOT EXISTS (SELECT 1 FROM consents WHERE tenant_id = ? AND recipient_id = ? "
-    "AND purpose = ? AND action = 'grant' AND at_us > ?)"
+    f"AND NOT {_LATER_GRANT}"
 )
 SUPPRESS = (
     "UPDATE deliveries SET status = 'suppressed', last_error = ?, lease_until_us = NULL, "
@@ -101,7 +106,8 @@ def record_consent(
     cancel_routes: Sequence[str] = (),
 ) -> list[Effect]:
     """The ledger row (and the recipient, if new); for a withdrawal, the cancellation of the
-    deliveries still waiting in `cancel_routes` (the routes that require the purpose)."""
+    deliveries still waiting in `cancel_routes` (the routes that require the purpose) and of
+    the running runs of the automations among them (their send steps' routes)."""
     v = record.values
     out = [
         Effect(_ENSURE_RECIPIENT, (tenant_id, recipient_id, "{}", now_us, now_us)),
@@ -144,6 +150,21 @@ def record_consent(
                 ),
             )
         )
+        later_grant = (_LATER_GRANT, (tenant_id, recipient_id, record.purpose, record.at_us))
+        automations = sorted(
+            {r.split(":")[1] for r in cancel_routes if r.startswith(AUTOMATION_ROUTE)}
+        )
+        out += [
+            Effect(sql, params)
+            for sql, params in cancel_subject_runs(
+                tenant_id,
+                recipient_id,
+                automations,
+                f"consent:{record.purpose}",
+                now_us,
+                unless=later_grant,
+            )
+        ]
     return out
 
 
@@ -275,6 +296,53 @@ class PeopleStore:
                 ),
             ]
         )
+
+    # -- consent purposes ------------------------------------------------------------------------
+
+    async def purposes(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The purposes the tenant declared (none: it has not closed its list)."""
+        rows = await self.sql.fetch(
+            "SELECT name, description, created_us, updated_us FROM consent_purposes "
+            "WHERE tenant_id = ? ORDER BY name",
+            (tenant_id,),
+        )
+        return [
+            {
+                "name": r[0],
+                "description": r[1],
+                "created_at": format_us(r[2]),
+                "updated_at": format_us(r[3]),
+            }
+            for r in rows
+        ]
+
+    async def put_purpose(self, tenant_id: str, name: str, description: str, now_us: int) -> bool:
+        """Declare (or describe again) a purpose; whether it is new."""
+        existed = await self.sql.fetch(
+            "SELECT 1 FROM consent_purposes WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        await self.sql.execute(
+            "INSERT INTO consent_purposes (tenant_id, name, description, created_us, updated_us) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET "
+            "description = excluded.description, updated_us = excluded.updated_us",
+            (tenant_id, name, description, now_us, now_us),
+        )
+        return not existed
+
+    async def delete_purpose(self, tenant_id: str, name: str) -> bool:
+        """Undeclare a purpose; the ledger keeps its records (they are proof)."""
+        deleted = await self.sql.execute(
+            "DELETE FROM consent_purposes WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        return deleted > 0
+
+    async def undeclared(self, tenant_id: str, purposes: Sequence[str]) -> list[str]:
+        """The purposes among `purposes` the tenant has not declared; none while it has declared
+        no purpose at all (an open list)."""
+        if not purposes:
+            return []
+        declared = {p["name"] for p in await self.purposes(tenant_id)}
+        return [p for p in purposes if declared and p not in declared]
 
     # -- message templates ---------------------------------------------------------------------
 
