@@ -229,6 +229,7 @@ class Host(Protocol):
     store: Store
     deliveries: DeliveryStore
     ingestor: Ingestor
+    automation_cache: AutomationCache
 
     async def tenant(self, tenant_id: str) -> Tenant | None: ...
 

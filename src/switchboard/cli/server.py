@@ -115,9 +115,12 @@ def quickstart(
         ),
     ] = None,
     templates: Annotated[
-        Path,
-        typer.Option(help="Folder of message templates given to the demo tenant if it lacks them."),
-    ] = Path("templates"),
+        Path | None,
+        typer.Option(
+            help="Folder of message templates given to the demo tenant if it lacks them; "
+            "default: the templates shipped with the package."
+        ),
+    ] = None,
     tenant: Annotated[str, typer.Option(help="The demo tenant's id.")] = "demo",
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards.")
@@ -141,12 +144,13 @@ def quickstart(
         sorted(p for p in root.iterdir() if (p / "catalog.yaml").exists()) if root.exists() else []
     )
 
-    shipped = []
-    if templates.is_dir():
+    template_dir = templates or shipped("templates")
+    demo_templates = []
+    if template_dir.is_dir():
         try:
-            shipped = read_templates(templates)
+            demo_templates = read_templates(template_dir)
         except typer.Exit:  # its problems are printed; the demo starts without them
-            err.print(f"[yellow]skipped the templates in {templates}[/yellow]", soft_wrap=True)
+            err.print(f"[yellow]skipped the templates in {template_dir}[/yellow]", soft_wrap=True)
     added: list[str] = []
 
     async def run(store: Store, _: Settings) -> tuple[str | None, bool, dict[str, Any] | None]:
@@ -168,7 +172,7 @@ def quickstart(
         if not existed:
             await store.create_tenant(Tenant(tenant, "Demo tenant", "reject", now_us()))
         people = PeopleStore(store)
-        for _file, template in shipped:  # a template the tenant already has (or changed) is kept
+        for _file, template in demo_templates:  # one the tenant already has (or changed) is kept
             if await people.template(tenant, template.name) is None:
                 await people.put_template(tenant, template.name, template.to_dict(), now_us())
                 added.append(template.name)
