@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
 from switchboard.automations import (
+    SCHEDULE_EVENT_TYPE,
     Automation,
     AutomationError,
     Correlation,
@@ -23,11 +24,17 @@ from switchboard.automations import (
     correlation_key,
     parse_automation,
 )
-from switchboard.envelope import Event, new_id, now_us
+from switchboard.envelope import Event, format_us, new_id, now_us
 from switchboard.router import Route
 from switchboard.shared import SharedLoads
 from switchboard.store import CommitHook
-from switchboard.store.automations import AutomationStore, RunStart, Wake, dedupe_key
+from switchboard.store.automations import (
+    AutomationStore,
+    RunStart,
+    Wake,
+    dedupe_key,
+    held_key,
+)
 from switchboard.store.deliveries import DELIVERY_COLUMNS
 
 if TYPE_CHECKING:
@@ -192,9 +199,15 @@ def plan_event(
     for auto in automations:
         if not auto.triggered_by(doc):
             continue
-        dedupe = None
+        dedupe, digest_limit, debounce = None, 0, None
         if auto.dedupe_path is not None:
             dedupe = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, event.received_us)
+        elif (digest := auto.digest) is not None:
+            dedupe = held_key(doc, digest.key_path)
+            digest_limit = digest.max_events
+        elif auto.debounce is not None:
+            dedupe = held_key(doc, auto.debounce.path)
+            debounce = (auto.debounce.period_us, auto.debounce.max_wait_us)
         cancel = []
         for corr in auto.cancel_on:
             key = correlation_key(doc, corr.paths)
@@ -202,7 +215,15 @@ def plan_event(
                 cancel.append((corr.type, key))
         hooks.append(
             RunStart(
-                new_id(), event.tenant_id, auto.name, auto.version, dedupe, tuple(cancel), refused
+                new_id(),
+                event.tenant_id,
+                auto.name,
+                auto.version,
+                dedupe,
+                tuple(cancel),
+                refused,
+                digest_limit,
+                debounce,
             )
         )
     seen: set[tuple[str, tuple[str, ...]]] = set()
@@ -275,6 +296,12 @@ class StoreEnv:
         )
         return str(rows[0][0]) if rows else None
 
+    async def release(self, run: Run) -> bool:
+        return await self.store.release(run)
+
+    async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
+        return await self.store.digest(run, op.max_events)
+
 
 class Engine:
     """Claims due runs and advances them; one per `serve`/`worker` process."""
@@ -290,6 +317,7 @@ class Engine:
         poll_s: float = 1.0,
         batch: int = 100,
     ) -> None:
+        self.hub = hub
         self.store = automations
         self.cache = cache
         self.clock = clock or SystemClock()
@@ -317,9 +345,39 @@ class Engine:
         self._stopping = True
         self.wakeup.set()
 
+    async def fire_schedules(self) -> int:
+        """Start a run of each scheduled automation whose fire time has passed: a
+        `switchboard.schedule` event, stored with its run in one commit, whose id is derived
+        from (tenant, automation, fire time) so a fire made twice (two engines, a crash before
+        the schedule moved on) starts one run. The schedule then moves to its next fire after
+        now: fires missed while the hub was down make one run, not one each. How many fired."""
+        now = self.clock.now_us()
+        fired = 0
+        for tenant_id, name, fire_us in await self.store.due_schedules(now, self.batch):
+            auto = next(
+                (a for a in await self.cache.automations(tenant_id) if a.name == name), None
+            )
+            if auto is None or auto.schedule is None:  # deleted or changed since: recompute
+                got = await self.store.get(tenant_id, name)
+                spec = got[1] if got is not None else {}
+                await self.store.set_schedule(tenant_id, name, spec, now)
+                continue
+            event = schedule_event(tenant_id, auto, fire_us, now)
+            start = RunStart(new_id(), tenant_id, name, auto.version, None, ())
+            await self.hub.store.append([event], [[start]])
+            await self.store.schedule_fired(
+                tenant_id, name, fire_us, auto.schedule.next_after(max(now, fire_us)), now
+            )
+            fired += 1
+        return fired
+
     async def tick(self) -> int:
-        """Advance every run due now (a batch: one read, one write transaction); how many were
-        claimed."""
+        """Fire due schedules, then advance every run due now (a batch: one read, one write
+        transaction); how many runs were claimed (and schedules fired)."""
+        fired = await self.fire_schedules()
+        return fired + await self.advance_due()
+
+    async def advance_due(self) -> int:
         claimed = await self.store.claim(self.clock.now_us(), self.lease_us, self.batch)
         if not claimed:
             return 0
@@ -385,6 +443,39 @@ class Engine:
             advanced = await advance(auto, run, now, self.env)
         except StepFailed as exc:  # a failure outside a step (the cancel look-back)
             advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
-        # rows exist only for cancel_on and for a wait_for the run was (or now is) in
-        had = bool(auto.cancel_on) or any(op.awaited is not None for op in auto.ops)
+        # rows exist only for cancel_on, a wait_for the run was (or now is) in, and a digest
+        had = (
+            bool(auto.cancel_on)
+            or auto.digest is not None
+            or any(op.awaited is not None for op in auto.ops)
+        )
         return advanced, rev, waiting_on(auto, advanced) is not None, had
+
+
+def schedule_event(tenant_id: str, auto: Automation, fire_us: int, now: int) -> Event:
+    """The event a schedule's fire stores as its run's trigger (id derived from the fire)."""
+    assert auto.schedule is not None
+    digest = effect_id(f"{tenant_id}\x00{auto.name}", str(fire_us), "sched")
+    return Event(
+        tenant_id=tenant_id,
+        id=digest,
+        type=SCHEDULE_EVENT_TYPE,
+        version=None,
+        time_us=fire_us,
+        received_us=now_us(),
+        source="switchboard",
+        subject=auto.name,
+        actor_id=f"automation:{auto.name}",
+        actor_type="system",
+        trace_id=new_id().replace("-", ""),
+        correlation_id=None,
+        causation_id=None,
+        context={"automation": auto.name},
+        data={
+            "automation": auto.name,
+            "scheduled_at": format_us(fire_us),
+            "fired_at": format_us(now),
+            "schedule": auto.schedule.cron,
+            "timezone": auto.schedule.timezone,
+        },
+    )

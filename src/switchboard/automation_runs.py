@@ -22,6 +22,7 @@ from switchboard.automations import (
     Correlation,
     Op,
     correlation_key,
+    hold_key,
     lookup,
 )
 from switchboard.envelope import EnvelopeError, parse_time
@@ -40,6 +41,11 @@ class Status(StrEnum):
 
 class StepFailed(Exception):
     """A step cannot run; the run ends `failed` with this message as its reason."""
+
+
+class Superseded(Exception):
+    """The run changed in the store since it was claimed (a newer trigger of a debounce): this
+    advance is dropped, and the run is looked at again when it is next due."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,14 @@ class Env(Protocol):
 
     async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
         """The status of one of the run's deliveries (None when there is none)."""
+
+    async def release(self, run: Run) -> bool:
+        """Let go of the run's digest or debounce key, so the next matching event starts a new
+        run; False when the run changed since it was claimed (then nothing was released)."""
+
+    async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
+        """The events the run's digest collected, oldest first (id, type, subject, time, data),
+        and whether some were left out by the limits."""
 
 
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
@@ -182,6 +196,11 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
     """Run operations from `run.pc` until the run waits or ends; the changed run."""
     if run.ended:
         return run
+    # a debounce's quiet period is over (or max_wait reached): from now on a new trigger starts
+    # a new run; if one arrived since the claim, it moved this run and the engine comes back
+    debounced = automation.debounce is not None and run.pc == 0 and not run.history
+    if debounced and not await env.release(run):
+        return run
     cancelled = await check_cancel(automation, run, now_us, env)
     if cancelled is not None:
         return cancelled
@@ -192,6 +211,8 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
         op = ops[run.pc]
         try:
             run = await _execute(op, run, now_us, env)
+        except Superseded:
+            return run
         except StepFailed as exc:
             return _end(
                 replace(run, history=_log(run, op, now_us, error=str(exc))),
@@ -217,6 +238,8 @@ async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
         return replace(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
     if op.kind == "wait_for":
         return await _wait_for(op, run, now_us, env)
+    if op.kind == "digest":
+        return await _digest(op, run, now_us, env)
     if op.kind == "send":
         delivery = await env.send(run, op)
         history = _log(run, op, now_us, destination=op.destination, delivery_id=delivery)
@@ -233,6 +256,28 @@ async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
         return replace(run, pc=run.pc + 1 if taken else op.target, history=history)
     assert op.kind == "jump"
     return replace(run, pc=op.target)
+
+
+async def _digest(op: Op, run: Run, now_us: int, env: Env) -> Run:
+    """Collect for the window from the first event, then continue once with all of them."""
+    if hold_key(run.trigger, op.key_path) is None:
+        raise StepFailed(f"step {op.id}: the trigger has no value at {op.key_path} to group by")
+    assert op.duration_us is not None
+    until = run.until_us if run.until_us is not None else run.created_us + op.duration_us
+    if until > now_us:
+        return replace(run, until_us=until, due_us=until)
+    if not await env.release(run):
+        raise Superseded
+    events, truncated = await env.digest(run, op)
+    collected = {"count": len(events), "truncated": truncated, "events": events}
+    history = _log(run, op, now_us, collected=len(events), truncated=truncated)
+    return replace(
+        run,
+        until_us=None,
+        pc=run.pc + 1,
+        matched={**run.matched, op.id: collected},
+        history=history,
+    )
 
 
 def _wait_until(op: Op, run: Run, now_us: int) -> int:

@@ -334,13 +334,16 @@ def check(source: str) -> None:
 
 
 def scope(event: dict[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "event": event,
         "data": event.get("data", {}),
         "subject": event.get("subject"),
         "type": event.get("type"),
         "time": event.get("time"),
     }
+    if "steps" in event:  # an automation's emit: the events its steps matched or collected
+        out["steps"] = event["steps"]
+    return out
 
 
 def render(

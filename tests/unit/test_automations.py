@@ -93,7 +93,23 @@ def test_if_compiles_to_a_branch_with_jumps() -> None:
         ({"filter": {"data": {"x": [{"bogus-operator": 1}]}}}, "/filter"),
         ({"cancel_on": [{"type": "a.b"}]}, "/cancel_on/0/match"),
         ({"dedupe": {"key": "data.x", "window": "forever"}}, "/dedupe/window"),
-        ({"on": {"schedule": "0 9 * * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 9 * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 25 * * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 9 * * *", "timezone": "Mars/Olympus"}}, "/on/timezone"),
+        ({"on": {"schedule": "0 9 * * *", "every": 2}}, "/on/every"),
+        (
+            {"steps": [{"digest": {"window": "1h", "max_events": 5000}}]},
+            "/steps/0/digest/max_events",
+        ),
+        ({"steps": [{"digest": {"key": "data x", "window": "1h"}}]}, "/steps/0/digest/key"),
+        (
+            {"steps": [{"wait": "1h"}, {"digest": {"window": "1h"}}]},
+            "/steps/1/digest",
+        ),
+        ({"debounce": {"key": "subject"}}, "/debounce/period"),
+        ({"debounce": {"period": "1h", "max_wait": "10m"}}, "/debounce/max_wait"),
+        ({"debounce": {"period": "1h"}, "dedupe": {"key": "subject", "window": "1h"}}, "/"),
+        ({"requires_consent": ["Marketing!"]}, "/requires_consent/0"),
         ({"colour": "blue"}, "/colour"),
     ],
 )
@@ -370,3 +386,37 @@ async def test_an_unread_message_escalates_in_the_simulator() -> None:
         "+4h00m send supervisor to c-1 (esc)",
         "+4h00m completed esc for c-1",
     ]
+
+
+@pytest.mark.security
+def test_schedules_fire_at_most_every_five_minutes() -> None:
+    """A tenant cannot make the hub fire a schedule every minute (or second: 6 fields)."""
+    for cron in ("* * * * *", "*/2 * * * *", "0,1 * * * *", "* * * * * *", "0-59/4 9 * * *"):
+        spec = {**copy.deepcopy(FEEDBACK), "on": {"schedule": cron}}
+        assert "/on/schedule" in problems(spec), cron
+    for cron in ("*/5 * * * *", "0 9 * * 1-5", "30 8 1 * *"):
+        spec = {**copy.deepcopy(FEEDBACK), "on": {"schedule": cron}}
+        assert parse_automation(spec).schedule is not None, cron
+
+
+def test_a_schedule_fires_in_its_time_zone_and_skips_to_the_next_fire() -> None:
+    from switchboard.automations import Schedule
+
+    sp = Schedule("0 9 * * *", "America/Sao_Paulo")
+    jan1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    assert sp.next_after(jan1) == jan1 + 12 * 3_600_000_000  # 09:00 in São Paulo is 12:00 UTC
+    # from a time long past (a hub that was down for days), the next fire is the one after it
+    assert sp.next_after(jan1 + 3 * 86_400_000_000) == jan1 + (3 * 24 + 12) * 3_600_000_000
+
+
+@pytest.mark.security
+def test_long_keys_are_kept_as_their_hash() -> None:
+    from switchboard.automations import MAX_KEY_CHARS, hold_key
+
+    short = hold_key({"data": {"k": "abc"}}, "data.k")
+    assert short == '"abc"'
+    long = hold_key({"data": {"k": "x" * 100_000}}, "data.k")
+    assert long is not None and long.startswith("sha256:") and len(long) <= MAX_KEY_CHARS
+    assert hold_key({"data": {}}, "data.k") is None
+    assert hold_key({"data": {"k": {"nested": 1}}}, "data.k") is None
+    assert hold_key({}, None) == "*"
