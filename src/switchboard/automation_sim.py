@@ -100,7 +100,8 @@ class Simulation:
     async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
         events, truncated = digest_docs(self._items.get(run.id, []), op.max_events)
         who = run.trigger.get("subject") or "-"
-        self.say(f"digest of {len(events)} events for {who} ({run.automation})")
+        plural = "" if len(events) == 1 else "s"
+        self.say(f"digest of {len(events)} event{plural} for {who} ({run.automation})")
         return events, truncated
 
     # -- the simulation ---------------------------------------------------------------------

@@ -118,6 +118,41 @@ async def test_oversized_and_deeply_nested_documents_are_refused(hub_api: Api) -
 
 
 @pytest.mark.security
+async def test_schedules_are_limited_per_tenant_and_in_how_often_they_fire(
+    hub_api: Api,
+) -> None:
+    from switchboard.automations import MAX_SCHEDULES
+
+    api = hub_api
+    key = await setup(api)
+    daily = {
+        "on": {"schedule": "0 9 * * *", "timezone": "America/Sao_Paulo"},
+        "steps": [{"send": {"destination": "wpp"}}],
+    }
+    status, body, _ = await api.call(
+        "PUT",
+        "/v1/automations/often",
+        key,
+        {**daily, "name": "often", "on": {"schedule": "* * * * *"}},
+    )
+    assert status == 422 and body["error"]["details"][0]["path"] == "/on/schedule", body
+    for n in range(MAX_SCHEDULES):
+        status, body, _ = await api.call(
+            "PUT", f"/v1/automations/daily-{n}", key, {**daily, "name": f"daily-{n}"}
+        )
+        assert status == 201, body
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/one-more", key, {**daily, "name": "one-more"}
+    )
+    assert status == 422 and body["error"]["details"][0]["path"] == "/on/schedule", body
+    # a new version of a scheduled automation is not one more
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/daily-0", key, {**daily, "name": "daily-0"}
+    )
+    assert status == 200, body
+
+
+@pytest.mark.security
 async def test_scopes_and_tenant_isolation(hub_api: Api) -> None:
     api = hub_api
     key = await setup(api)

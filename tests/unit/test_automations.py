@@ -420,3 +420,52 @@ def test_long_keys_are_kept_as_their_hash() -> None:
     assert hold_key({"data": {}}, "data.k") is None
     assert hold_key({"data": {"k": {"nested": 1}}}, "data.k") is None
     assert hold_key({}, None) == "*"
+
+
+async def test_debounce_on_a_fake_clock_waits_for_quiet_but_never_past_max_wait() -> None:
+    """A message every 5 minutes for 2 hours never leaves 10 quiet minutes: without max_wait
+    the notice would never go out (starvation); with it, one goes out every 30 minutes."""
+    from switchboard.automation_sim import read_stream, simulate
+
+    auto = parse_automation(
+        {
+            "name": "notice",
+            "on": "chat.message.received",
+            "debounce": {"key": "data.thread", "period": "10m", "max_wait": "30m"},
+            "steps": [{"send": {"destination": "inbox"}}],
+        }
+    )
+    lines = [
+        f'{{"at": "+{5 * n or 1}m", "type": "chat.message.received", "subject": "c", '
+        f'"data": {{"thread": "t", "n": {n}}}}}'
+        for n in range(25)
+    ]
+    sim = await simulate([auto], read_stream("\n".join(lines)))
+    sends = [line.split(" ")[0] for line in sim.lines() if " send " in line]
+    assert sends == ["+0h31m", "+1h05m", "+1h40m", "+2h10m"]  # then quiet after +2h00m
+
+
+async def test_a_digest_on_a_fake_clock_collects_from_its_first_event() -> None:
+    from switchboard.automation_sim import read_stream, simulate
+
+    auto = parse_automation(
+        {
+            "name": "batch",
+            "on": "reminder.due",
+            "steps": [
+                {"id": "d", "digest": {"key": "subject", "window": "1h"}},
+                {"send": {"destination": "email"}},
+            ],
+        }
+    )
+    stream = "\n".join(
+        f'{{"at": "+{m}m", "type": "reminder.due", "subject": "{who}", "data": {{}}}}'
+        for m, who in [(1, "a"), (21, "b"), (51, "a"), (71, "a")]
+    )
+    sim = await simulate([auto], read_stream(stream))
+    digests = [line for line in sim.lines() if "digest of" in line]
+    assert digests == [
+        "+1h01m digest of 2 events for a (batch)",
+        "+1h21m digest of 1 event for b (batch)",
+        "+2h11m digest of 1 event for a (batch)",
+    ]
