@@ -249,3 +249,26 @@ FEEDBACK_EVENT: dict[str, Any] = {
     "subject": "patient-42",
     "data": {"service_id": 1},
 }
+
+
+async def test_an_emitted_event_starts_the_runs_of_other_automations(hub: Hub) -> None:
+    """Internal events start runs too: the digest's emitted bulk_reminder starts the automation
+    that sends it (comms-hub), in the emitted event's own commit."""
+    await apply(hub, "acme", BULK)
+    sender = {
+        "name": "bulk-sender",
+        "on": "bulk_reminder",
+        "filter": {"data": {"count": [{"numeric": [">=", 2]}]}},
+        "steps": [{"send": {"destination": "wpp"}}],
+    }
+    await apply(hub, "acme", sender)
+    await send(hub, "acme", reminder(1, "ana"))
+    await send(hub, "acme", reminder(2, "ana"))
+    await send(hub, "acme", reminder(3, "bob"))
+    hub.engine.clock.advance(HOUR)
+    await drain(hub.engine)
+    (run,) = await runs(hub, "acme", "bulk-sender")  # bob's digest of one did not match
+    assert run.status == "completed"
+    assert run.trigger["type"] == "bulk_reminder" and run.trigger["data"]["count"] == 2
+    assert run.trigger["context"]["automation"] == "bulk-reminder"
+    assert sorted(name for _, name in await deliveries(hub, "acme")) == ["email", "email", "wpp"]
