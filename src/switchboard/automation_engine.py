@@ -338,8 +338,13 @@ class Engine:
             if n:
                 continue
             self.wakeup.clear()
+            pause = self.poll_s
+            with contextlib.suppress(Exception):  # an outage: poll as usual
+                # sleep until the next timer rather than a whole poll: lateness stays small
+                if (due := await self.store.next_due_us()) is not None:
+                    pause = min(pause, max(0.005, (due - self.clock.now_us()) / 1_000_000))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+                await asyncio.wait_for(self.wakeup.wait(), pause)
 
     async def stop(self) -> None:
         self._stopping = True
