@@ -245,6 +245,10 @@ class StoreEnv:
     def __init__(self, hub: Hub, automations: AutomationStore) -> None:
         self.hub = hub
         self.store = automations
+        # send steps' delivery rows, written by the engine in the transaction that saves their
+        # run (one write per tick, not one per send)
+        self.pending: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+        self._destinations: dict[tuple[str, str], tuple[float, Any]] = {}
 
     async def watch(self, run: Run, awaited: Correlation, key: str) -> None:
         await self.store.watch(run, awaited, key)
@@ -254,7 +258,15 @@ class StoreEnv:
 
     async def send(self, run: Run, op: Op) -> str:
         assert op.destination is not None
-        dest = await self.hub.deliveries.get_destination(run.tenant_id, op.destination)
+        key = (run.tenant_id, op.destination)
+        hit = self._destinations.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            found = await self.hub.deliveries.get_destination(run.tenant_id, op.destination)
+            if len(self._destinations) > 10_000:
+                self._destinations.clear()
+            hit = (time.monotonic() + _TTL, found)
+            self._destinations[key] = hit
+        dest = hit[1]
         if dest is None:
             raise StepFailed(f"step {op.id}: no destination {op.destination!r} in this tenant")
         delivery_id = effect_id(run.id, op.id, "dlv")
@@ -273,9 +285,9 @@ class StoreEnv:
             run.id,
             run.rev,
         )
-        # unique per (run, step): a step run again after a crash finds its delivery made
-        await self.hub.store.execute(_INSERT_SEND, params)
-        self.hub._wake_worker()  # the hub's one wake-up for new deliveries
+        # unique per (run, step): a step run again after a crash finds its delivery made; the
+        # row is written with the run's save, and only if the run is still the claimed one
+        self.pending.setdefault(run.id, []).append((_INSERT_SEND, params))
         return delivery_id
 
     async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
@@ -387,6 +399,8 @@ class Engine:
         if not claimed:
             return 0
         runs = await self.store.load_many([run_id for run_id, _ in claimed])
+        pending = self.env.pending if isinstance(self.env, StoreEnv) else {}
+        pending.clear()
         results: list[tuple[Run, int, bool, bool]] = []
         for run_id, rev in claimed:
             run = runs.get(run_id)
@@ -399,7 +413,10 @@ class Engine:
                     "automation run failed to advance",
                     extra={"action": "automation_error", "run_id": run_id},
                 )
-        saved = await self.store.save_many(results, self.clock.now_us())
+        sends = [pending.pop(run.id, []) for run, *_ in results]
+        saved = await self.store.save_many(results, self.clock.now_us(), sends)
+        if any(sends):
+            self.hub._wake_worker()  # the hub's one wake-up for new deliveries
         debug = log.isEnabledFor(logging.DEBUG)
         for (run, *_), ok in zip(results, saved, strict=True):
             if debug:

@@ -448,20 +448,29 @@ class AutomationStore:
     async def save(self, run: Run, claimed_rev: int, now_us: int, waiting: bool) -> bool:
         return (await self.save_many([(run, claimed_rev, waiting, True)], now_us))[0]
 
-    async def save_many(self, runs: list[tuple[Run, int, bool, bool]], now_us: int) -> list[bool]:
+    async def save_many(
+        self,
+        runs: list[tuple[Run, int, bool, bool]],
+        now_us: int,
+        effects: list[list[tuple[str, tuple[Any, ...]]]] | None = None,
+    ) -> list[bool]:
         """Write advanced runs, in one transaction, each only if nobody changed it since its
         claim (a wake-up, a cancel, a second engine); a run's step wait row follows it (kept
         while it waits for an event, gone otherwise), and an ended run's waits and digest rows
         are all gone (and its held key, if a cancel ended it while holding one). The last flag
         says whether the run may have wait rows at all (an automation without cancel_on or
         wait_for or digest has none to delete). For each run: False when it had changed, and the
-        caller's result is dropped."""
+        caller's result is dropped. `effects[i]` are statements of the run's steps (send steps'
+        deliveries), written first in the same transaction; each must check itself that the
+        run still has its claimed rev."""
         if not runs:
             return []
         statements: list[tuple[str, Sequence[Any]]] = []
-        sizes = []
-        for run, claimed_rev, waiting, has_waits in runs:
+        sizes, firsts = [], []
+        for n, (run, claimed_rev, waiting, has_waits) in enumerate(runs):
             before = len(statements)
+            statements += effects[n] if effects else []
+            firsts.append(len(statements) - before)
             statements.append(
                 (
                     "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
@@ -501,8 +510,8 @@ class AutomationStore:
             sizes.append(len(statements) - before)
         counts = await self.sql.batch(statements)
         saved, at = [], 0
-        for size in sizes:
-            saved.append(counts[at] == 1)
+        for size, first in zip(sizes, firsts, strict=True):
+            saved.append(counts[at + first] == 1)
             at += size
         return saved
 
