@@ -273,12 +273,23 @@ async def first_send(hub: Hub, rate: int = 500, seconds: float = 5.0) -> dict[st
         await asyncio.wait_for(everything.wait(), 60)
     await runner.cleanup()
     waits = [received[k] - sent[k] for k in sent if k in received]
+    # where the time goes: trigger → delivery row (ingest and engine), row → received (worker)
+    rows = await hub.store.fetch(
+        "SELECT e.id, d.created_us FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+        "WHERE d.tenant_id = 'first'",
+        (),
+    )
+    made = {r[0]: r[1] for r in rows}
+    engine = [made[k] - sent[k] for k in sent if k in made]
+    worker = [received[k] - made[k] for k in made if k in received]
     return {
         "figure": "trigger_to_first_send",
         "triggers": n,
         "per_s": rate,
         "received": len(received),
         **_percentiles(waits),
+        "to_delivery_row_p99_ms": _percentiles(engine)["p99_ms"],
+        "row_to_received_p99_ms": _percentiles(worker)["p99_ms"],
     }
 
 
