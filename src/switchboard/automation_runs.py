@@ -10,7 +10,7 @@ in memory, on a fake clock) share this one implementation of the steps' semantic
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -83,6 +83,9 @@ class Run:
         }
 
 
+_RUN_FIELDS = frozenset(f.name for f in fields(Run))
+
+
 class Env(Protocol):
     """The effects a run's steps have; the engine and the simulator implement it."""
 
@@ -112,6 +115,18 @@ class Env(Protocol):
         and whether some were left out by the limits."""
 
 
+def _with(run: Run, **changes: Any) -> Run:
+    """`dataclasses.replace` for a run, without its per-field __init__ (the engine makes a few
+    of these per step of every run it advances; replace was half of its time)."""
+    new = object.__new__(Run)
+    new.__dict__.update(run.__dict__)
+    for key in changes:
+        if key not in _RUN_FIELDS:
+            raise TypeError(f"Run has no field {key!r}")
+    new.__dict__.update(changes)
+    return new
+
+
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
     """A deterministic id for a step's effect, so a step run twice makes one effect."""
     digest = hashlib.sha256(f"{run_id}\x00{op_id}".encode()).hexdigest()[:32]
@@ -119,7 +134,7 @@ def effect_id(run_id: str, op_id: str, prefix: str) -> str:
 
 
 def _end(run: Run, status: Status, reason: str | None, now_us: int) -> Run:
-    return replace(
+    return _with(
         run,
         status=status,
         reason=reason,
@@ -215,7 +230,7 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
             return run
         except StepFailed as exc:
             return _end(
-                replace(run, history=_log(run, op, now_us, error=str(exc))),
+                _with(run, history=_log(run, op, now_us, error=str(exc))),
                 Status.FAILED,
                 str(exc),
                 now_us,
@@ -228,14 +243,14 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
 async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
     """One operation: the run moved past it (due_us None), waiting in it (due_us set), or
     ended."""
-    run = replace(run, due_us=None)
+    run = _with(run, due_us=None)
     if op.kind == "wait":
         until = run.until_us
         if until is None:
             until = _wait_until(op, run, now_us)
         if until > now_us:
-            return replace(run, until_us=until, due_us=until)
-        return replace(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
+            return _with(run, until_us=until, due_us=until)
+        return _with(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
     if op.kind == "wait_for":
         return await _wait_for(op, run, now_us, env)
     if op.kind == "digest":
@@ -243,19 +258,19 @@ async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
     if op.kind == "send":
         delivery = await env.send(run, op)
         history = _log(run, op, now_us, destination=op.destination, delivery_id=delivery)
-        return replace(run, pc=run.pc + 1, history=history)
+        return _with(run, pc=run.pc + 1, history=history)
     if op.kind == "emit":
         event = emitted_event(run, op)
         event_id = await env.emit(run, op, event)
         history = _log(run, op, now_us, type=op.emit_type, event_id=event_id)
-        return replace(run, pc=run.pc + 1, history=history)
+        return _with(run, pc=run.pc + 1, history=history)
     if op.kind == "branch":
         assert op.condition is not None
         taken = patterns.match(op.condition, step_doc(run))
         history = _log(run, op, now_us, branch="then" if taken else "else")
-        return replace(run, pc=run.pc + 1 if taken else op.target, history=history)
+        return _with(run, pc=run.pc + 1 if taken else op.target, history=history)
     assert op.kind == "jump"
-    return replace(run, pc=op.target)
+    return _with(run, pc=op.target)
 
 
 async def _digest(op: Op, run: Run, now_us: int, env: Env) -> Run:
@@ -265,13 +280,13 @@ async def _digest(op: Op, run: Run, now_us: int, env: Env) -> Run:
     assert op.duration_us is not None
     until = run.until_us if run.until_us is not None else run.created_us + op.duration_us
     if until > now_us:
-        return replace(run, until_us=until, due_us=until)
+        return _with(run, until_us=until, due_us=until)
     if not await env.release(run):
         raise Superseded
     events, truncated = await env.digest(run, op)
     collected = {"count": len(events), "truncated": truncated, "events": events}
     history = _log(run, op, now_us, collected=len(events), truncated=truncated)
-    return replace(
+    return _with(
         run,
         until_us=None,
         pc=run.pc + 1,
@@ -302,16 +317,16 @@ async def _wait_for_delivery(op: Op, run: Run, now_us: int, env: Env) -> Run:
     delivery_id = effect_id(run.id, op.delivery_step, "dlv")
     status = await env.delivery_status(run, delivery_id)
     if status in DELIVERY_STATUSES[op.delivery_status]:
-        run = replace(
+        run = _with(
             run,
             deadline_us=None,
             history=_log(run, op, now_us, delivery_id=delivery_id, status=status),
         )
         if op.on_event == "stop":
             return _end(run, Status.STOPPED, f"delivery {op.delivery_step} is {status}", now_us)
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     if now_us >= deadline:
-        run = replace(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
+        run = _with(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
         if op.on_timeout == "stop":
             return _end(
                 run,
@@ -319,9 +334,9 @@ async def _wait_for_delivery(op: Op, run: Run, now_us: int, env: Env) -> Run:
                 f"delivery {op.delivery_step} not {op.delivery_status} in the time allowed",
                 now_us,
             )
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     # provider statuses do not wake runs: look again shortly (or at the deadline)
-    return replace(run, deadline_us=deadline, due_us=min(deadline, now_us + DELIVERY_POLL_US))
+    return _with(run, deadline_us=deadline, due_us=min(deadline, now_us + DELIVERY_POLL_US))
 
 
 async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
@@ -341,7 +356,7 @@ async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
         await env.watch(run, awaited, key)
     found = await env.find(run, awaited, key)
     if found is not None:
-        run = replace(
+        run = _with(
             run,
             deadline_us=None,
             matched={**run.matched, op.id: found},
@@ -349,13 +364,13 @@ async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
         )
         if op.on_event == "stop":
             return _end(run, Status.STOPPED, f"{awaited.type} {found.get('id')} arrived", now_us)
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     if now_us >= deadline:
-        run = replace(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
+        run = _with(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
         if op.on_timeout == "stop":
             return _end(run, Status.STOPPED, f"no {awaited.type} within the time allowed", now_us)
-        return replace(run, pc=run.pc + 1)
-    return replace(run, deadline_us=deadline, due_us=deadline)
+        return _with(run, pc=run.pc + 1)
+    return _with(run, deadline_us=deadline, due_us=deadline)
 
 
 def waiting_on(automation: Automation, run: Run) -> tuple[Correlation, str] | None:
