@@ -81,17 +81,24 @@ class AutomationCache:
     """Each tenant's current automations (re-read at most every second) and every version a
     run pinned (immutable, so cached without expiry)."""
 
-    def __init__(self, store: AutomationStore, max_running: int = 100_000) -> None:
+    def __init__(
+        self, store: AutomationStore, max_running: int = 100_000, deliveries: Any = None
+    ) -> None:
         self.store = store
+        self.deliveries = deliveries  # the delivery store: destination ids for leading sends
         self.max_running = max_running
         self._current: dict[str, tuple[float, list[Automation]]] = {}
         self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
         self._running: dict[str, tuple[float, int]] = {}  # tenant → (expires, running runs)
         self._routes: dict[str, list[Route]] = {}  # tenant → its send steps' transforms
+        self._destinations: dict[str, dict[str, str]] = {}  # tenant → destination name → id
         self._versions: dict[tuple[str, str, int], Automation | None] = {}
 
     async def _load(self, tenant_id: str) -> list[Automation]:
         self._routes[tenant_id] = await self._transform_routes(tenant_id)
+        self._destinations[tenant_id] = {
+            d.name: d.id for d in await self.store_destinations(tenant_id)
+        }
         out = []
         for name, version, spec, _ in await self.store.current(tenant_id):
             try:
@@ -186,13 +193,48 @@ class AutomationCache:
                 f"the tenant has {running} runs running; the limit is {self.max_running} "
                 "(SWITCHBOARD_AUTOMATION_MAX_RUNNING)"
             )
-        return [plan_event(autos, e, refused) for e in events]
+        names = self._destinations.get(tenant_id, {})
+        return [plan_event(autos, e, refused, names) for e in events]
+
+    async def store_destinations(self, tenant_id: str) -> list[Any]:
+        """The tenant's destinations (their ids, for send steps planned at ingest)."""
+        if self.deliveries is None:
+            return []
+        return list(await self.deliveries.list_destinations(tenant_id))
+
+
+def leading_sends(
+    auto: Automation, run_id: str, destinations: dict[str, str]
+) -> tuple[tuple[str, str, str, str, str | None], ...]:
+    """The send steps a program starts with (before any wait, branch or emit), to be made in
+    the trigger's commit: what "`lead.created` → WhatsApp at once" needs, with no engine
+    round trip in between. A destination the cache does not know stops the list (the engine
+    then runs that step, and fails the run with the reason if it is really gone)."""
+    out = []
+    for op in auto.ops:
+        if op.kind != "send" or op.destination not in destinations:
+            break
+        route_id = send_route_id(auto.name, auto.version, op.id) if op.transform else None
+        out.append(
+            (
+                op.id,
+                effect_id(run_id, op.id, "dlv"),
+                op.destination,
+                destinations[op.destination],
+                route_id,
+            )
+        )
+    return tuple(out)
 
 
 def plan_event(
-    automations: list[Automation], event: Event, refused: str | None = None
+    automations: list[Automation],
+    event: Event,
+    refused: str | None = None,
+    destinations: dict[str, str] | None = None,
 ) -> list[CommitHook]:
-    """The runs an event starts and the waiting runs it wakes, written in its commit."""
+    """The runs an event starts (with their leading sends) and the waiting runs it wakes,
+    written in its commit."""
     if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
         return []
     doc = event.match_doc()
@@ -214,9 +256,13 @@ def plan_event(
             key = correlation_key(doc, corr.paths)
             if key is not None:
                 cancel.append((corr.type, key))
+        run_id = new_id()
+        sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
+        if destinations and debounce is None and not digest_limit and refused is None:
+            sends = leading_sends(auto, run_id, destinations)
         hooks.append(
             RunStart(
-                new_id(),
+                run_id,
                 event.tenant_id,
                 auto.name,
                 auto.version,
@@ -225,6 +271,7 @@ def plan_event(
                 refused,
                 digest_limit,
                 debounce,
+                sends,
             )
         )
     seen: set[tuple[str, tuple[str, ...]]] = set()

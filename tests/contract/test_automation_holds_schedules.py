@@ -272,3 +272,35 @@ async def test_an_emitted_event_starts_the_runs_of_other_automations(hub: Hub) -
     assert run.trigger["type"] == "bulk_reminder" and run.trigger["data"]["count"] == 2
     assert run.trigger["context"]["automation"] == "bulk-reminder"
     assert sorted(name for _, name in await deliveries(hub, "acme")) == ["email", "email", "wpp"]
+
+
+async def test_leading_sends_are_made_in_the_triggers_own_commit(hub: Hub) -> None:
+    """care-integrations: "`lead.created` → WhatsApp at once": the send steps a program starts
+    with are planned with the trigger, as a route's delivery is — no engine in between; a
+    dedupe's second trigger and a duplicate event make none."""
+    spec = {
+        "name": "lead-whatsapp",
+        "on": "lead.created",
+        "dedupe": {"key": "subject", "window": "1d"},
+        "steps": [
+            {"id": "hello", "send": {"destination": "wpp"}},
+            {"wait": "1h"},
+            {"id": "follow-up", "send": {"destination": "email"}},
+        ],
+    }
+    await apply(hub, "acme", spec)
+    lead = {"id": "lead-1", "type": "lead.created", "subject": "lead-9", "data": {}}
+    assert (await send(hub, "acme", lead))["status"] == "accepted"
+    assert [name for _, name in await deliveries(hub, "acme")] == ["wpp"]  # no engine yet
+    (run,) = await runs(hub, "acme", "lead-whatsapp")
+    assert run.pc == 1 and [h["step"] for h in run.history] == ["hello"]
+    assert (await send(hub, "acme", lead))["status"] == "duplicate"
+    await send(hub, "acme", {**lead, "id": "lead-1-again"})  # deduplicated: no run, no send
+    assert [name for _, name in await deliveries(hub, "acme")] == ["wpp"]
+    await drain(hub.engine)  # the engine goes on from the wait, and sends nothing twice
+    assert [name for _, name in await deliveries(hub, "acme")] == ["wpp"]
+    hub.engine.clock.advance(HOUR)
+    await drain(hub.engine)
+    assert [name for _, name in await deliveries(hub, "acme")] == ["wpp", "email"]
+    (run,) = await runs(hub, "acme", "lead-whatsapp")
+    assert run.status == "completed"

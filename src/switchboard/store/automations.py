@@ -25,7 +25,7 @@ from switchboard.automations import (
     parse_schedule,
 )
 from switchboard.envelope import format_us
-from switchboard.store.deliveries import pattern_fragment
+from switchboard.store.deliveries import DELIVERY_COLUMNS, pattern_fragment
 from switchboard.store.queries import EVENT_COLUMNS, Sql, dumps, event_from_row, load_json
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -63,6 +63,15 @@ _DIGEST_ITEM = (
     "WHERE r.tenant_id = ? AND r.automation = ? AND r.dedupe_key = ? AND r.status = 'running' "
     "AND (SELECT count(*) FROM automation_digest_items i WHERE i.run_id = r.id) "
     "<= CAST(? AS INTEGER) ON CONFLICT DO NOTHING"
+)
+# A send step at the very start of a program is planned into its trigger's commit, as a route's
+# delivery is: an ordinary pending delivery, made only if the run was made (not a dedupe's
+# second trigger), at most once per (run, step).
+_LEADING_SEND = (
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT ?, ?, CAST(? AS BIGINT), ?, ?, "
+    "'pending', CAST(? AS INTEGER), 0, CAST(? AS BIGINT), NULL, NULL, NULL, NULL, "
+    "CAST(? AS BIGINT), CAST(? AS BIGINT), 0 WHERE EXISTS (SELECT 1 FROM automation_runs "
+    "WHERE id = ? AND status = 'running') ON CONFLICT (id) DO NOTHING"
 )
 HOLD_PREFIX = "hold:"
 _RELEASED_IF_ENDED = (
@@ -102,6 +111,9 @@ class RunStart:
     refused: str | None = None  # a limit refused the run: it is recorded `failed`, this reason
     digest_limit: int = 0  # a digest run: `dedupe_key` is the held key, events join it
     debounce: tuple[int, int] | None = None  # (period, max_wait) µs: `dedupe_key` is held
+    # the program's leading send steps, made in this commit: (step id, delivery id,
+    # destination name, destination id, route id of the step's transform or None)
+    sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
 
     def statements(self, seq: int, received_us: int) -> list[Statement]:
         failed = self.refused is not None
@@ -124,7 +136,22 @@ class RunStart:
                     seq,
                     "failed" if failed else "running",
                     self.refused,
-                    dumps({"pc": 0, "matched": {}, "history": []}),
+                    dumps(
+                        {
+                            "pc": len(self.sends),
+                            "matched": {},
+                            "history": [
+                                {
+                                    "step": step,
+                                    "kind": "send",
+                                    "at_us": received_us,
+                                    "destination": name,
+                                    "delivery_id": delivery_id,
+                                }
+                                for step, delivery_id, name, _, _ in self.sends
+                            ],
+                        }
+                    ),
                     None if failed and self.digest_limit + bool(self.debounce) else self.dedupe_key,
                     None if failed else due_us,
                     received_us,
@@ -134,6 +161,24 @@ class RunStart:
                 ),
             )
         ]
+        for _, delivery_id, _, dest_id, route_id in () if failed else self.sends:
+            out.append(
+                (
+                    _LEADING_SEND,
+                    (
+                        delivery_id,
+                        self.tenant_id,
+                        seq,
+                        dest_id,
+                        route_id,
+                        1,
+                        received_us,
+                        received_us,
+                        received_us,
+                        self.run_id,
+                    ),
+                )
+            )
         if held and self.digest_limit:
             out.append(
                 (
