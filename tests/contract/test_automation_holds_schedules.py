@@ -304,3 +304,23 @@ async def test_leading_sends_are_made_in_the_triggers_own_commit(hub: Hub) -> No
     assert [name for _, name in await deliveries(hub, "acme")] == ["wpp", "email"]
     (run,) = await runs(hub, "acme", "lead-whatsapp")
     assert run.status == "completed"
+
+
+@pytest.mark.security
+async def test_digests_and_debounces_never_join_another_tenants_runs(hub: Hub) -> None:
+    for tenant in ("acme", "other"):
+        await apply(hub, tenant, BULK)
+        await apply(hub, tenant, DEBOUNCE)
+    for tenant in ("acme", "other"):  # the same keys (agent, subject) in both tenants
+        await send(hub, tenant, reminder(1, "ana"))
+        await send(hub, tenant, updated(1))
+    await send(hub, "acme", reminder(2, "ana"))
+    for tenant in ("acme", "other"):
+        assert len(await runs(hub, tenant, "bulk-reminder")) == 1
+        assert len(await runs(hub, tenant, "profile-sync")) == 1
+    hub.engine.clock.advance(HOUR)
+    await drain(hub.engine)
+    (mine,) = await runs(hub, "acme", "bulk-reminder")
+    (theirs,) = await runs(hub, "other", "bulk-reminder")
+    assert [e["id"] for e in mine.matched["batch"]["events"]] == ["rem-1", "rem-2"]
+    assert [e["id"] for e in theirs.matched["batch"]["events"]] == ["rem-1"]
