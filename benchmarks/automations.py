@@ -4,7 +4,12 @@
   claim-and-update of the same rows (the claim statement, then one UPDATE per row);
 - ingest: single-event ingests while W runs wait on the ingested type (each event runs its
   wake-up statement in the group commit) against the same ingests in a tenant without
-  automations.
+  automations;
+- lateness: timers coming due at 1,000/s for 5 s, fired by the engine's own loop on the wall
+  clock: how late each fired after its time (p50, p99, max);
+- first send: triggers ingested at 500/s for 5 s, each starting a run whose first step sends to
+  a real HTTP receiver on 127.0.0.1 (the delivery worker running): the time from the ingest call
+  to the receiver's request (p50, p99).
 
 Run: ``python -m benchmarks.automations DATABASE_URL [TIMERS] [WAITING] [EVENTS]``; prints JSON
 lines. The database should be fresh (a new SQLite file, or an empty PostgreSQL database).
@@ -13,12 +18,13 @@ lines. The database should be fresh (a new SQLite file, or an empty PostgreSQL d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 from typing import Any
 
-from switchboard.automation_engine import FakeClock
+from switchboard.automation_engine import FakeClock, SystemClock
 from switchboard.config import Settings
 from switchboard.envelope import new_id, now_us
 from switchboard.hub import Hub
@@ -161,12 +167,148 @@ async def ingest(hub: Hub, waiting: int, events: int) -> dict[str, Any]:
     }
 
 
+def _percentiles(values_us: list[int]) -> dict[str, float]:
+    ordered = sorted(values_us)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000, 1)
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(ordered[-1] / 1000, 1)}
+
+
+async def lateness(hub: Hub, rate: int = 1000, seconds: float = 5.0) -> dict[str, Any]:
+    """Timers due at `rate` per second, fired by `Engine.run` on the wall clock."""
+    await hub.store.create_tenant(Tenant("late", "late", "accept", now_us()))
+    seq = await _trigger_seq(hub, "late", "bench.timer")
+    await _apply(hub, "late", {**TIMER, "name": "late-timer"})
+    n = int(rate * seconds)
+    start = now_us() + 2_000_000  # after the rows are written
+    rows = []
+    for i in range(n):
+        due = start + i * 1_000_000 // rate
+        state = {"pc": 0, "until_us": due, "matched": {}, "history": []}
+        rows.append((new_id(), "late", "late-timer", seq, dumps(state), due, due, due))
+    for at in range(0, n, 5000):
+        await hub.store.batch_many([(_RUN, rows[at : at + 5000])])
+    engine = hub.engine
+    engine.clock = SystemClock()
+    engine.batch = 500
+    task = asyncio.create_task(engine.run())
+    try:
+        while True:
+            left = await hub.store.fetch(
+                "SELECT count(*) FROM automation_runs WHERE tenant_id = 'late' "
+                "AND status = 'running'",
+                (),
+            )
+            if left[0][0] == 0:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.stop()
+        await task
+        engine._stopping = False
+    created = await hub.store.fetch(
+        "SELECT created_us, state FROM automation_runs WHERE tenant_id = 'late'", ()
+    )
+    late = []
+    for due, raw in created:
+        state = json.loads(raw) if isinstance(raw, str) else raw
+        late.append(max(0, state["history"][0]["at_us"] - due))
+    return {"figure": "timer_lateness", "timers": n, "due_per_s": rate, **_percentiles(late)}
+
+
+async def first_send(hub: Hub, rate: int = 500, seconds: float = 5.0) -> dict[str, Any]:
+    """Trigger → first send received, with the delivery worker and the engine running."""
+    from aiohttp import web
+
+    from switchboard.channels import Destination
+
+    received: dict[str, int] = {}
+    n = int(rate * seconds)
+    everything = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        received[body["id"]] = now_us()
+        if len(received) >= n:
+            everything.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await hub.store.create_tenant(Tenant("first", "first", "accept", now_us()))
+    await hub.deliveries.put_destination(
+        Destination(
+            "dst_first", "first", "hook", "webhook", {"url": f"http://127.0.0.1:{port}/hook"}
+        ),
+        now_us(),
+    )
+    await _apply(
+        hub, "first", {"name": "go", "on": "bench.go", "steps": [{"send": {"destination": "hook"}}]}
+    )
+    tenant = await hub.store.get_tenant("first")
+    assert tenant is not None
+    sent: dict[str, int] = {}
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        event_id = f"go-{i}"
+        sent[event_id] = now_us()
+        await hub.ingestor.ingest([{"id": event_id, "type": "bench.go", "data": {}}], tenant, "b")
+
+    tasks = []
+    for i in range(n):  # paced: the i-th trigger at i / rate seconds
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(everything.wait(), 60)
+    await runner.cleanup()
+    waits = [received[k] - sent[k] for k in sent if k in received]
+    # where the time goes: trigger → delivery row (ingest and engine), row → received (worker)
+    rows = await hub.store.fetch(
+        "SELECT e.id, d.created_us FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+        "WHERE d.tenant_id = 'first'",
+        (),
+    )
+    made = {r[0]: r[1] for r in rows}
+    engine = [made[k] - sent[k] for k in sent if k in made]
+    worker = [received[k] - made[k] for k in made if k in received]
+    return {
+        "figure": "trigger_to_first_send",
+        "triggers": n,
+        "per_s": rate,
+        "received": len(received),
+        **_percentiles(waits),
+        "to_delivery_row_p99_ms": _percentiles(engine)["p99_ms"],
+        "row_to_received_p99_ms": _percentiles(worker)["p99_ms"],
+    }
+
+
 async def main(url: str, n_timers: int, waiting: int, events: int) -> None:
-    hub = Hub(Settings(database_url=url, key_rate=0, tenant_rate=0, internal_events=""))
+    settings = Settings(
+        database_url=url, key_rate=0, tenant_rate=0, internal_events="", egress_allow="127.0.0.0/8"
+    )
+    hub = Hub(settings)
     await hub.open(worker=False)
     try:
         print(json.dumps(await timers(hub, n_timers)), flush=True)
         print(json.dumps(await ingest(hub, waiting, events)), flush=True)
+        print(json.dumps(await lateness(hub)), flush=True)
+    finally:
+        await hub.close()
+    hub = Hub(settings)
+    await hub.open(worker=True)  # the delivery worker and the engine, as `switchboard serve`
+    try:
+        print(json.dumps(await first_send(hub)), flush=True)
     finally:
         await hub.close()
 

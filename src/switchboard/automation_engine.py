@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
 from switchboard.automations import (
+    SCHEDULE_EVENT_TYPE,
     Automation,
     AutomationError,
     Correlation,
@@ -23,11 +24,17 @@ from switchboard.automations import (
     correlation_key,
     parse_automation,
 )
-from switchboard.envelope import Event, new_id, now_us
+from switchboard.envelope import Event, format_us, new_id, now_us
 from switchboard.router import Route
 from switchboard.shared import SharedLoads
 from switchboard.store import CommitHook
-from switchboard.store.automations import AutomationStore, RunStart, Wake, dedupe_key
+from switchboard.store.automations import (
+    AutomationStore,
+    RunStart,
+    Wake,
+    dedupe_key,
+    held_key,
+)
 from switchboard.store.deliveries import DELIVERY_COLUMNS
 
 if TYPE_CHECKING:
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.automations")
 _TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
+SCHEDULE_CHECK_US = 1_000_000  # the engine looks for due schedules at most once a second
 ROUTE_PREFIX = "automation:"  # route ids of send steps' transforms (see `send_route_id`)
 # A send step's delivery: an ordinary pending delivery, made only while the run is still the one
 # the engine claimed (a cancel committed first makes nothing), at most once per (run, step).
@@ -75,17 +83,24 @@ class AutomationCache:
     """Each tenant's current automations (re-read at most every second) and every version a
     run pinned (immutable, so cached without expiry)."""
 
-    def __init__(self, store: AutomationStore, max_running: int = 100_000) -> None:
+    def __init__(
+        self, store: AutomationStore, max_running: int = 100_000, deliveries: Any = None
+    ) -> None:
         self.store = store
+        self.deliveries = deliveries  # the delivery store: destination ids for leading sends
         self.max_running = max_running
         self._current: dict[str, tuple[float, list[Automation]]] = {}
         self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
         self._running: dict[str, tuple[float, int]] = {}  # tenant → (expires, running runs)
         self._routes: dict[str, list[Route]] = {}  # tenant → its send steps' transforms
+        self._destinations: dict[str, dict[str, str]] = {}  # tenant → destination name → id
         self._versions: dict[tuple[str, str, int], Automation | None] = {}
 
     async def _load(self, tenant_id: str) -> list[Automation]:
         self._routes[tenant_id] = await self._transform_routes(tenant_id)
+        self._destinations[tenant_id] = {
+            d.name: d.id for d in await self.store_destinations(tenant_id)
+        }
         out = []
         for name, version, spec, _ in await self.store.current(tenant_id):
             try:
@@ -183,13 +198,48 @@ class AutomationCache:
                 f"the tenant has {running} runs running; the limit is {self.max_running} "
                 "(SWITCHBOARD_AUTOMATION_MAX_RUNNING)"
             )
-        return [plan_event(autos, e, refused) for e in events]
+        names = self._destinations.get(tenant_id, {})
+        return [plan_event(autos, e, refused, names) for e in events]
+
+    async def store_destinations(self, tenant_id: str) -> list[Any]:
+        """The tenant's destinations (their ids, for send steps planned at ingest)."""
+        if self.deliveries is None:
+            return []
+        return list(await self.deliveries.list_destinations(tenant_id))
+
+
+def leading_sends(
+    auto: Automation, run_id: str, destinations: dict[str, str]
+) -> tuple[tuple[str, str, str, str, str | None], ...]:
+    """The send steps a program starts with (before any wait, branch or emit), to be made in
+    the trigger's commit: what "`lead.created` → WhatsApp at once" needs, with no engine
+    round trip in between. A destination the cache does not know stops the list (the engine
+    then runs that step, and fails the run with the reason if it is really gone)."""
+    out = []
+    for op in auto.ops:
+        if op.kind != "send" or op.destination not in destinations:
+            break
+        route_id = send_route_id(auto.name, auto.version, op.id) if op.transform else None
+        out.append(
+            (
+                op.id,
+                effect_id(run_id, op.id, "dlv"),
+                op.destination,
+                destinations[op.destination],
+                route_id,
+            )
+        )
+    return tuple(out)
 
 
 def plan_event(
-    automations: list[Automation], event: Event, refused: str | None = None
+    automations: list[Automation],
+    event: Event,
+    refused: str | None = None,
+    destinations: dict[str, str] | None = None,
 ) -> list[CommitHook]:
-    """The runs an event starts and the waiting runs it wakes, written in its commit."""
+    """The runs an event starts (with their leading sends) and the waiting runs it wakes,
+    written in its commit."""
     if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
         return []
     doc = event.match_doc()
@@ -197,17 +247,36 @@ def plan_event(
     for auto in automations:
         if not auto.triggered_by(doc):
             continue
-        dedupe = None
+        dedupe, digest_limit, debounce = None, 0, None
         if auto.dedupe_path is not None:
             dedupe = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, event.received_us)
+        elif (digest := auto.digest) is not None:
+            dedupe = held_key(doc, digest.key_path)
+            digest_limit = digest.max_events
+        elif auto.debounce is not None:
+            dedupe = held_key(doc, auto.debounce.path)
+            debounce = (auto.debounce.period_us, auto.debounce.max_wait_us)
         cancel = []
         for corr in auto.cancel_on:
             key = correlation_key(doc, corr.paths)
             if key is not None:
                 cancel.append((corr.type, key))
+        run_id = new_id()
+        sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
+        if destinations and debounce is None and not digest_limit and refused is None:
+            sends = leading_sends(auto, run_id, destinations)
         hooks.append(
             RunStart(
-                new_id(), event.tenant_id, auto.name, auto.version, dedupe, tuple(cancel), refused
+                run_id,
+                event.tenant_id,
+                auto.name,
+                auto.version,
+                dedupe,
+                tuple(cancel),
+                refused,
+                digest_limit,
+                debounce,
+                sends,
             )
         )
     seen: set[tuple[str, tuple[str, ...]]] = set()
@@ -243,6 +312,10 @@ class StoreEnv:
     def __init__(self, hub: Host, automations: AutomationStore) -> None:
         self.hub = hub
         self.store = automations
+        # send steps' delivery rows, written by the engine in the transaction that saves their
+        # run (one write per tick, not one per send)
+        self.pending: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+        self._destinations: dict[tuple[str, str], tuple[float, Any]] = {}
 
     async def watch(self, run: Run, awaited: Correlation, key: str) -> None:
         await self.store.watch(run, awaited, key)
@@ -252,7 +325,15 @@ class StoreEnv:
 
     async def send(self, run: Run, op: Op) -> str:
         assert op.destination is not None
-        dest = await self.hub.deliveries.get_destination(run.tenant_id, op.destination)
+        key = (run.tenant_id, op.destination)
+        hit = self._destinations.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            found = await self.hub.deliveries.get_destination(run.tenant_id, op.destination)
+            if len(self._destinations) > 10_000:
+                self._destinations.clear()
+            hit = (time.monotonic() + _TTL, found)
+            self._destinations[key] = hit
+        dest = hit[1]
         if dest is None:
             raise StepFailed(f"step {op.id}: no destination {op.destination!r} in this tenant")
         delivery_id = effect_id(run.id, op.id, "dlv")
@@ -274,9 +355,9 @@ class StoreEnv:
             run.id,
             run.rev,
         )
-        # unique per (run, step): a step run again after a crash finds its delivery made
-        await self.hub.store.execute(_INSERT_SEND, params)
-        self.hub._wake_worker()  # the hub's one wake-up for new deliveries
+        # unique per (run, step): a step run again after a crash finds its delivery made; the
+        # row is written with the run's save, and only if the run is still the claimed one
+        self.pending.setdefault(run.id, []).append((_INSERT_SEND, params))
         return delivery_id
 
     async def emit(self, run: Run, op: Op, event: dict[str, Any]) -> str:
@@ -297,6 +378,12 @@ class StoreEnv:
         )
         return str(rows[0][0]) if rows else None
 
+    async def release(self, run: Run) -> bool:
+        return await self.store.release(run)
+
+    async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
+        return await self.store.digest(run, op.max_events)
+
 
 class Engine:
     """Claims due runs and advances them; one per `serve`/`worker` process."""
@@ -312,6 +399,7 @@ class Engine:
         poll_s: float = 1.0,
         batch: int = 100,
     ) -> None:
+        self.hub = hub
         self.store = automations
         self.cache = cache
         self.clock = clock or SystemClock()
@@ -321,6 +409,7 @@ class Engine:
         self.batch = batch
         self.wakeup = asyncio.Event()
         self._stopping = False
+        self._schedules_checked_us = 0
 
     async def run(self) -> None:
         while not self._stopping:
@@ -332,20 +421,61 @@ class Engine:
             if n:
                 continue
             self.wakeup.clear()
+            pause = self.poll_s
+            with contextlib.suppress(Exception):  # an outage: poll as usual
+                # sleep until the next timer rather than a whole poll: lateness stays small
+                if (due := await self.store.next_due_us()) is not None:
+                    pause = min(pause, max(0.005, (due - self.clock.now_us()) / 1_000_000))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+                await asyncio.wait_for(self.wakeup.wait(), pause)
 
     async def stop(self) -> None:
         self._stopping = True
         self.wakeup.set()
 
+    async def fire_schedules(self) -> int:
+        """Start a run of each scheduled automation whose fire time has passed: a
+        `switchboard.schedule` event, stored with its run in one commit, whose id is derived
+        from (tenant, automation, fire time) so a fire made twice (two engines, a crash before
+        the schedule moved on) starts one run. The schedule then moves to its next fire after
+        now: fires missed while the hub was down make one run, not one each. How many fired."""
+        now = self.clock.now_us()
+        fired = 0
+        for tenant_id, name, fire_us in await self.store.due_schedules(now, self.batch):
+            auto = next(
+                (a for a in await self.cache.automations(tenant_id) if a.name == name), None
+            )
+            if auto is None or auto.schedule is None:  # deleted or changed since: recompute
+                got = await self.store.get(tenant_id, name)
+                spec = got[1] if got is not None else {}
+                await self.store.set_schedule(tenant_id, name, spec, now)
+                continue
+            event = schedule_event(tenant_id, auto, fire_us, now)
+            start = RunStart(new_id(), tenant_id, name, auto.version, None, ())
+            await self.hub.store.append([event], [[start]])
+            await self.store.schedule_fired(
+                tenant_id, name, fire_us, auto.schedule.next_after(max(now, fire_us)), now
+            )
+            fired += 1
+        return fired
+
     async def tick(self) -> int:
-        """Advance every run due now (a batch: one read, one write transaction); how many were
-        claimed."""
+        """Fire due schedules, then advance every run due now (a batch: one read, one write
+        transaction); how many runs were claimed (and schedules fired)."""
+        fired = 0
+        now = self.clock.now_us()
+        if now - self._schedules_checked_us >= SCHEDULE_CHECK_US:  # fires are minutes apart
+            self._schedules_checked_us = now
+            fired = await self.fire_schedules()
+        return fired + await self.advance_due()
+
+    async def advance_due(self) -> int:
         claimed = await self.store.claim(self.clock.now_us(), self.lease_us, self.batch)
         if not claimed:
             return 0
         runs = await self.store.load_many([run_id for run_id, _ in claimed])
+        pending = self.env.pending if isinstance(self.env, StoreEnv) else {}
+        pending.clear()
         results: list[tuple[Run, int, bool, bool]] = []
         for run_id, rev in claimed:
             run = runs.get(run_id)
@@ -358,7 +488,10 @@ class Engine:
                     "automation run failed to advance",
                     extra={"action": "automation_error", "run_id": run_id},
                 )
-        saved = await self.store.save_many(results, self.clock.now_us())
+        sends = [pending.pop(run.id, []) for run, *_ in results]
+        saved = await self.store.save_many(results, self.clock.now_us(), sends)
+        if any(sends):
+            self.hub._wake_worker()  # the hub's one wake-up for new deliveries
         debug = log.isEnabledFor(logging.DEBUG)
         for (run, *_), ok in zip(results, saved, strict=True):
             if debug:
@@ -407,6 +540,39 @@ class Engine:
             advanced = await advance(auto, run, now, self.env)
         except StepFailed as exc:  # a failure outside a step (the cancel look-back)
             advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
-        # rows exist only for cancel_on and for a wait_for the run was (or now is) in
-        had = bool(auto.cancel_on) or any(op.awaited is not None for op in auto.ops)
+        # rows exist only for cancel_on, a wait_for the run was (or now is) in, and a digest
+        had = (
+            bool(auto.cancel_on)
+            or auto.digest is not None
+            or any(op.awaited is not None for op in auto.ops)
+        )
         return advanced, rev, waiting_on(auto, advanced) is not None, had
+
+
+def schedule_event(tenant_id: str, auto: Automation, fire_us: int, now: int) -> Event:
+    """The event a schedule's fire stores as its run's trigger (id derived from the fire)."""
+    assert auto.schedule is not None
+    digest = effect_id(f"{tenant_id}\x00{auto.name}", str(fire_us), "sched")
+    return Event(
+        tenant_id=tenant_id,
+        id=digest,
+        type=SCHEDULE_EVENT_TYPE,
+        version=None,
+        time_us=fire_us,
+        received_us=now_us(),
+        source="switchboard",
+        subject=auto.name,
+        actor_id=f"automation:{auto.name}",
+        actor_type="system",
+        trace_id=new_id().replace("-", ""),
+        correlation_id=None,
+        causation_id=None,
+        context={"automation": auto.name},
+        data={
+            "automation": auto.name,
+            "scheduled_at": format_us(fire_us),
+            "fired_at": format_us(now),
+            "schedule": auto.schedule.cron,
+            "timezone": auto.schedule.timezone,
+        },
+    )

@@ -10,7 +10,7 @@ in memory, on a fake clock) share this one implementation of the steps' semantic
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from switchboard.automations import (
     Correlation,
     Op,
     correlation_key,
+    hold_key,
     lookup,
 )
 from switchboard.envelope import EnvelopeError, parse_time
@@ -40,6 +41,11 @@ class Status(StrEnum):
 
 class StepFailed(Exception):
     """A step cannot run; the run ends `failed` with this message as its reason."""
+
+
+class Superseded(Exception):
+    """The run changed in the store since it was claimed (a newer trigger of a debounce): this
+    advance is dropped, and the run is looked at again when it is next due."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,9 @@ class Run:
         }
 
 
+_RUN_FIELDS = frozenset(f.name for f in fields(Run))
+
+
 class Env(Protocol):
     """The effects a run's steps have; the engine and the simulator implement it."""
 
@@ -97,6 +106,26 @@ class Env(Protocol):
     async def delivery_status(self, run: Run, delivery_id: str) -> str | None:
         """The status of one of the run's deliveries (None when there is none)."""
 
+    async def release(self, run: Run) -> bool:
+        """Let go of the run's digest or debounce key, so the next matching event starts a new
+        run; False when the run changed since it was claimed (then nothing was released)."""
+
+    async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
+        """The events the run's digest collected, oldest first (id, type, subject, time, data),
+        and whether some were left out by the limits."""
+
+
+def _with(run: Run, **changes: Any) -> Run:
+    """`dataclasses.replace` for a run, without its per-field __init__ (the engine makes a few
+    of these per step of every run it advances; replace was half of its time)."""
+    new = object.__new__(Run)
+    new.__dict__.update(run.__dict__)
+    for key in changes:
+        if key not in _RUN_FIELDS:
+            raise TypeError(f"Run has no field {key!r}")
+    new.__dict__.update(changes)
+    return new
+
 
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
     """A deterministic id for a step's effect, so a step run twice makes one effect."""
@@ -105,7 +134,7 @@ def effect_id(run_id: str, op_id: str, prefix: str) -> str:
 
 
 def _end(run: Run, status: Status, reason: str | None, now_us: int) -> Run:
-    return replace(
+    return _with(
         run,
         status=status,
         reason=reason,
@@ -182,6 +211,11 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
     """Run operations from `run.pc` until the run waits or ends; the changed run."""
     if run.ended:
         return run
+    # a debounce's quiet period is over (or max_wait reached): from now on a new trigger starts
+    # a new run; if one arrived since the claim, it moved this run and the engine comes back
+    debounced = automation.debounce is not None and run.pc == 0 and not run.history
+    if debounced and not await env.release(run):
+        return run
     cancelled = await check_cancel(automation, run, now_us, env)
     if cancelled is not None:
         return cancelled
@@ -192,9 +226,11 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
         op = ops[run.pc]
         try:
             run = await _execute(op, run, now_us, env)
+        except Superseded:
+            return run
         except StepFailed as exc:
             return _end(
-                replace(run, history=_log(run, op, now_us, error=str(exc))),
+                _with(run, history=_log(run, op, now_us, error=str(exc))),
                 Status.FAILED,
                 str(exc),
                 now_us,
@@ -207,32 +243,56 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
 async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
     """One operation: the run moved past it (due_us None), waiting in it (due_us set), or
     ended."""
-    run = replace(run, due_us=None)
+    run = _with(run, due_us=None)
     if op.kind == "wait":
         until = run.until_us
         if until is None:
             until = _wait_until(op, run, now_us)
         if until > now_us:
-            return replace(run, until_us=until, due_us=until)
-        return replace(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
+            return _with(run, until_us=until, due_us=until)
+        return _with(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
     if op.kind == "wait_for":
         return await _wait_for(op, run, now_us, env)
+    if op.kind == "digest":
+        return await _digest(op, run, now_us, env)
     if op.kind == "send":
         delivery = await env.send(run, op)
         history = _log(run, op, now_us, destination=op.destination, delivery_id=delivery)
-        return replace(run, pc=run.pc + 1, history=history)
+        return _with(run, pc=run.pc + 1, history=history)
     if op.kind == "emit":
         event = emitted_event(run, op)
         event_id = await env.emit(run, op, event)
         history = _log(run, op, now_us, type=op.emit_type, event_id=event_id)
-        return replace(run, pc=run.pc + 1, history=history)
+        return _with(run, pc=run.pc + 1, history=history)
     if op.kind == "branch":
         assert op.condition is not None
         taken = patterns.match(op.condition, step_doc(run))
         history = _log(run, op, now_us, branch="then" if taken else "else")
-        return replace(run, pc=run.pc + 1 if taken else op.target, history=history)
+        return _with(run, pc=run.pc + 1 if taken else op.target, history=history)
     assert op.kind == "jump"
-    return replace(run, pc=op.target)
+    return _with(run, pc=op.target)
+
+
+async def _digest(op: Op, run: Run, now_us: int, env: Env) -> Run:
+    """Collect for the window from the first event, then continue once with all of them."""
+    if hold_key(run.trigger, op.key_path) is None:
+        raise StepFailed(f"step {op.id}: the trigger has no value at {op.key_path} to group by")
+    assert op.duration_us is not None
+    until = run.until_us if run.until_us is not None else run.created_us + op.duration_us
+    if until > now_us:
+        return _with(run, until_us=until, due_us=until)
+    if not await env.release(run):
+        raise Superseded
+    events, truncated = await env.digest(run, op)
+    collected = {"count": len(events), "truncated": truncated, "events": events}
+    history = _log(run, op, now_us, collected=len(events), truncated=truncated)
+    return _with(
+        run,
+        until_us=None,
+        pc=run.pc + 1,
+        matched={**run.matched, op.id: collected},
+        history=history,
+    )
 
 
 def _wait_until(op: Op, run: Run, now_us: int) -> int:
@@ -257,16 +317,16 @@ async def _wait_for_delivery(op: Op, run: Run, now_us: int, env: Env) -> Run:
     delivery_id = effect_id(run.id, op.delivery_step, "dlv")
     status = await env.delivery_status(run, delivery_id)
     if status in DELIVERY_STATUSES[op.delivery_status]:
-        run = replace(
+        run = _with(
             run,
             deadline_us=None,
             history=_log(run, op, now_us, delivery_id=delivery_id, status=status),
         )
         if op.on_event == "stop":
             return _end(run, Status.STOPPED, f"delivery {op.delivery_step} is {status}", now_us)
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     if now_us >= deadline:
-        run = replace(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
+        run = _with(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
         if op.on_timeout == "stop":
             return _end(
                 run,
@@ -274,9 +334,9 @@ async def _wait_for_delivery(op: Op, run: Run, now_us: int, env: Env) -> Run:
                 f"delivery {op.delivery_step} not {op.delivery_status} in the time allowed",
                 now_us,
             )
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     # provider statuses do not wake runs: look again shortly (or at the deadline)
-    return replace(run, deadline_us=deadline, due_us=min(deadline, now_us + DELIVERY_POLL_US))
+    return _with(run, deadline_us=deadline, due_us=min(deadline, now_us + DELIVERY_POLL_US))
 
 
 async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
@@ -296,7 +356,7 @@ async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
         await env.watch(run, awaited, key)
     found = await env.find(run, awaited, key)
     if found is not None:
-        run = replace(
+        run = _with(
             run,
             deadline_us=None,
             matched={**run.matched, op.id: found},
@@ -304,13 +364,13 @@ async def _wait_for(op: Op, run: Run, now_us: int, env: Env) -> Run:
         )
         if op.on_event == "stop":
             return _end(run, Status.STOPPED, f"{awaited.type} {found.get('id')} arrived", now_us)
-        return replace(run, pc=run.pc + 1)
+        return _with(run, pc=run.pc + 1)
     if now_us >= deadline:
-        run = replace(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
+        run = _with(run, deadline_us=None, history=_log(run, op, now_us, timed_out=True))
         if op.on_timeout == "stop":
             return _end(run, Status.STOPPED, f"no {awaited.type} within the time allowed", now_us)
-        return replace(run, pc=run.pc + 1)
-    return replace(run, deadline_us=deadline, due_us=deadline)
+        return _with(run, pc=run.pc + 1)
+    return _with(run, deadline_us=deadline, due_us=deadline)
 
 
 def waiting_on(automation: Automation, run: Run) -> tuple[Correlation, str] | None:

@@ -4,6 +4,7 @@ the timeline of what the hub would do ("+2h00m send wpp-feedback to patient-42 (
 
 A stream is JSON lines, one event each: the native envelope (`type`, `data`, `subject`, `id`, …)
 plus `at`, an offset from the stream's start (`"+2h"`, `"+1d3h"`; default: the previous event's).
+Scheduled automations fire from the stream's start until its last event.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 from switchboard import patterns
 from switchboard.automation_runs import Run, Status, advance, effect_id
 from switchboard.automations import (
+    SCHEDULE_EVENT_TYPE,
     Automation,
     Correlation,
     Op,
@@ -24,7 +26,8 @@ from switchboard.automations import (
     format_duration,
     parse_duration,
 )
-from switchboard.store.automations import dedupe_key
+from switchboard.envelope import format_us
+from switchboard.store.automations import dedupe_key, digest_docs, held_key
 
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z: the stream's "+0"
 HORIZON_US = 400 * 86_400_000_000  # after the last event, runs are followed this far at most
@@ -55,6 +58,8 @@ class Simulation:
     _ids: set[str] = field(default_factory=set)
     _deduped: set[tuple[str, str]] = field(default_factory=set)
     _sent: set[str] = field(default_factory=set)
+    _holds: dict[tuple[str, str], str] = field(default_factory=dict)  # (automation, key) → run
+    _items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # digest run → events
 
     # -- the interpreter's effects (automation_runs.Env) ------------------------------------
 
@@ -87,6 +92,18 @@ class Simulation:
         # no provider here: a sent message is accepted, and never reported delivered or read
         return "succeeded" if delivery_id in self._sent else None
 
+    async def release(self, run: Run) -> bool:
+        for hold in [k for k, v in self._holds.items() if v == run.id]:
+            del self._holds[hold]
+        return True
+
+    async def digest(self, run: Run, op: Op) -> tuple[list[dict[str, Any]], bool]:
+        events, truncated = digest_docs(self._items.get(run.id, []), op.max_events)
+        who = run.trigger.get("subject") or "-"
+        plural = "" if len(events) == 1 else "s"
+        self.say(f"digest of {len(events)} event{plural} for {who} ({run.automation})")
+        return events, truncated
+
     # -- the simulation ---------------------------------------------------------------------
 
     def say(self, text: str) -> None:
@@ -98,8 +115,9 @@ class Simulation:
             self._tick += 1
             heapq.heappush(self._due, (run.due_us, self._tick, run.id))
 
-    def add_event(self, raw: dict[str, Any]) -> None:
-        """Store an event at the current time: it starts runs and wakes waiting ones."""
+    def add_event(self, raw: dict[str, Any], only: Automation | None = None) -> None:
+        """Store an event at the current time: it starts runs and wakes waiting ones (`only`:
+        a schedule's event, which starts a run of its automation alone)."""
         if len(self.events) >= MAX_EVENTS:
             raise StreamError(f"more than {MAX_EVENTS} events (emitted ones included)")
         event_id = str(raw.get("id") or f"evt-{len(self.events) + 1}")
@@ -121,8 +139,10 @@ class Simulation:
         }
         seq = len(self.events) + 1
         self.events.append(_SimEvent(seq, self.now_us, doc))
-        for auto in self.automations:
-            if not auto.triggered_by(doc):
+        for auto in [only] if only is not None else self.automations:
+            if only is None and not auto.triggered_by(doc):
+                continue
+            if self._joined(auto, doc, seq):
                 continue
             if auto.dedupe_path is not None:
                 key = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, self.now_us)
@@ -138,9 +158,14 @@ class Simulation:
                 version=auto.version,
                 trigger=doc,
                 trigger_seq=seq,
-                due_us=self.now_us,
+                due_us=self.now_us + (auto.debounce.period_us if auto.debounce else 0),
                 created_us=self.now_us,
             )
+            held = self._held(auto, doc)
+            if held is not None:
+                self._holds[(auto.name, held)] = run.id
+                if auto.digest is not None:
+                    self._items[run.id] = [doc]
             for corr in auto.cancel_on:
                 if (k := correlation_key(doc, corr.paths)) is not None:
                     self.waits.setdefault((corr.type, k), set()).add(run.id)
@@ -155,6 +180,46 @@ class Simulation:
                 if key in keys and not run.ended:
                     self._schedule(replace(run, due_us=self.now_us))
 
+    def _held(self, auto: Automation, doc: dict[str, Any]) -> str | None:
+        if auto.digest is not None:
+            return held_key(doc, auto.digest.key_path)
+        if auto.debounce is not None:
+            return held_key(doc, auto.debounce.path)
+        return None
+
+    def _joined(self, auto: Automation, doc: dict[str, Any], seq: int) -> bool:
+        """The event joined an open digest, or moved a debouncing run (as the store does)."""
+        held = self._held(auto, doc)
+        run_id = self._holds.get((auto.name, held)) if held is not None else None
+        if run_id is None or self.runs[run_id].ended:
+            return False
+        run = self.runs[run_id]
+        who = doc.get("subject") or "-"
+        if auto.digest is not None:
+            items = self._items.setdefault(run_id, [])
+            if len(items) <= auto.digest.max_events:
+                items.append(doc)
+            self.say(f"digest {auto.name}: {doc['type']} for {who} joins ({len(items)})")
+        elif auto.debounce is not None:
+            due = min(
+                self.now_us + auto.debounce.period_us, run.created_us + auto.debounce.max_wait_us
+            )
+            self.say(f"debounce {auto.name}: {doc['type']} for {who} moves the run")
+            self._schedule(replace(run, trigger=doc, trigger_seq=seq, due_us=due))
+        return True
+
+    def fire_schedules(self, from_us: int, until_us: int) -> list[tuple[int, Automation]]:
+        """(time, automation) of each schedule fire in (from_us, until_us], in order."""
+        fires: list[tuple[int, Automation]] = []
+        for auto in self.automations:
+            if auto.schedule is None:
+                continue
+            at = auto.schedule.next_after(from_us)
+            while at <= until_us and len(fires) < MAX_EVENTS:
+                fires.append((at, auto))
+                at = auto.schedule.next_after(at)
+        return sorted(fires, key=lambda f: f[0])
+
     def _automation(self, run: Run) -> Automation:
         return next(a for a in self.automations if a.name == run.automation)
 
@@ -168,6 +233,7 @@ class Simulation:
             self.now_us = max(self.now_us, due)
             advanced = await advance(self._automation(run), run, self.now_us, self)
             if advanced.ended:
+                await self.release(advanced)
                 self._report_end(advanced)
             self._schedule(advanced)
 
@@ -213,10 +279,33 @@ async def simulate(
 ) -> Simulation:
     """Run the automations over the stream; the finished simulation (see `lines()`)."""
     sim = Simulation(automations)
-    for offset, raw in stream:
-        await sim.run_until(START_US + offset - 1)
-        sim.now_us = START_US + offset
-        sim.add_event(raw)
+    end = START_US + (stream[-1][0] if stream else 0)
+    fires = sim.fire_schedules(START_US - 1, end)
+    items: list[tuple[int, int, dict[str, Any], Automation | None]] = [
+        (START_US + offset, 1, raw, None) for offset, raw in stream
+    ]
+    for at, auto in fires:
+        assert auto.schedule is not None
+        raw = {
+            "id": f"sched-{auto.name}-{at}",
+            "type": SCHEDULE_EVENT_TYPE,
+            "subject": auto.name,
+            "source": "switchboard",
+            "data": {
+                "automation": auto.name,
+                "scheduled_at": format_us(at),
+                "schedule": auto.schedule.cron,
+                "timezone": auto.schedule.timezone,
+            },
+        }
+        items.append((at, 0, raw, auto))
+    items.sort(key=lambda item: (item[0], item[1]))
+    for at, _, raw, only in items:
+        await sim.run_until(at - 1)
+        sim.now_us = at
+        if only is not None:
+            sim.say(f"schedule {only.name} fires")
+        sim.add_event(raw, only)
         await sim.run_until(sim.now_us)
     last = sim.now_us
     await sim.run_until(last + HORIZON_US)

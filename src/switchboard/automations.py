@@ -1,4 +1,5 @@
-"""Automations: a tenant's document of steps (wait, wait_for, send, emit, if) run per trigger event.
+"""Automations: a tenant's document of steps (wait, wait_for, send, emit, if, digest) run per
+trigger event or on a schedule.
 
 This module is the pure part: it parses and validates a document (every problem names its path,
 every tenant-supplied duration, pattern and template runs under the limits below) and compiles
@@ -10,11 +11,15 @@ integer that stays meaningful for the version it pinned. The interpreter is
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from croniter import croniter
 
 from switchboard import patterns, templates
 from switchboard.envelope import TYPE_GLOB_RE
@@ -29,6 +34,13 @@ MAX_NESTING = 32  # objects and lists inside each other, anywhere in a document 
 MAX_MATCH_PATHS = 4  # correlation paths of one wait_for / cancel_on
 MAX_CANCEL_ON = 8
 MAX_TRIGGER_TYPES = 16
+MAX_DIGEST_EVENTS = 1_000  # events one digest collects at most (`digest.max_events`)
+DEFAULT_DIGEST_EVENTS = 100
+MAX_DIGEST_BYTES = 262_144  # the collected events' JSON, at most (the rest are left out)
+MAX_KEY_CHARS = 200  # a digest/debounce/dedupe key longer than this is kept as its SHA-256
+MIN_SCHEDULE_INTERVAL_US = 5 * 60_000_000  # a schedule fires at most every 5 minutes
+MAX_SCHEDULES = 20  # scheduled automations per tenant (checked when one is applied)
+SCHEDULE_EVENT_TYPE = "switchboard.schedule"  # the event a schedule's fire stores (its trigger)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}$")
 _DURATION_RE = re.compile(
@@ -75,7 +87,7 @@ class Op:
     """One operation of the flat program. `id` is the step's id (or its path in the document)."""
 
     id: str
-    kind: str  # wait | wait_for | send | emit | branch | jump
+    kind: str  # wait | wait_for | send | emit | branch | jump | digest
     duration_us: int | None = None  # wait: a fixed delay
     until_path: str | None = None  # wait: a timestamp in the trigger
     awaited: Correlation | None = None  # wait_for
@@ -92,6 +104,32 @@ class Op:
     path: str = ""  # where the step is in the document (JSON pointer), for error messages
     delivery_step: str | None = None  # wait_for a delivery status: the send step's id
     delivery_status: str | None = None  # … and the status (or a later one) it waits for
+    key_path: str | None = None  # digest: the events of one value here are collected together
+    max_events: int = 0  # digest: collected at most
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`on: {schedule: "0 9 * * *", timezone: America/Sao_Paulo}`: cron in a time zone."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    def next_after(self, after_us: int) -> int:
+        """The first fire time strictly after `after_us` (µs since the epoch)."""
+        start = datetime.fromtimestamp(after_us / 1_000_000, tz=ZoneInfo(self.timezone))
+        fire = croniter(self.cron, start).get_next(datetime)
+        return int(fire.timestamp()) * 1_000_000
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """`debounce: {key, period, max_wait}`: one run per key after `period` without a new
+    trigger, and at most `max_wait` after the first (so a steady stream cannot starve it)."""
+
+    path: str | None
+    period_us: int
+    max_wait_us: int
 
 
 @dataclass(frozen=True)
@@ -104,8 +142,10 @@ class Automation:
     dedupe_path: str | None = None
     dedupe_window_us: int = 0
     version: int = 0
+    schedule: Schedule | None = None
+    debounce: Debounce | None = None
+    requires_consent: tuple[str, ...] = ()  # purposes (issue 16: a withdrawal cancels runs)
     spec: dict[str, Any] = field(default_factory=dict, compare=False)
-    requires_consent: tuple[str, ...] = ()  # its sends are suppressed without these grants
 
     def triggered_by(self, doc: dict[str, Any]) -> bool:
         """Does an event (its `match_doc()`) start a run of this automation?"""
@@ -124,6 +164,11 @@ class Automation:
 
     def destinations(self) -> set[str]:
         return {op.destination for op in self.ops if op.destination}
+
+    @property
+    def digest(self) -> Op | None:
+        """The digest step, when the document starts with one."""
+        return self.ops[0] if self.ops and self.ops[0].kind == "digest" else None
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -170,6 +215,21 @@ def lookup(doc: Any, path: str) -> Any:
     return node
 
 
+def hold_key(doc: dict[str, Any], path: str | None) -> str | None:
+    """The text of the value at `path` that a digest, debounce or dedupe groups by (`*` without
+    a path; None when the value is missing or not a scalar). A long value is kept as its
+    SHA-256, so a tenant's data cannot make index rows of any size."""
+    if path is None:
+        return "*"
+    value = lookup(doc, path)
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = orjson.dumps(value).decode()
+    if len(text) > MAX_KEY_CHARS:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
 def correlation_key(doc: dict[str, Any], paths: tuple[str, ...]) -> str | None:
     """The canonical text of the values at `paths` (None when one is missing): a wait is found
     by (tenant, type, this key)."""
@@ -199,9 +259,62 @@ DELIVERY_STATUSES = {
     "read": ("read",),  # the provider reported it read
     "dead": ("dead",),  # every retry failed
 }
-_TOP = {"name", "on", "filter", "steps", "cancel_on", "dedupe", "description", "enabled"}
-_TOP |= {"requires_consent"}  # purposes the trigger's subject must have granted (people.py)
-_STEP_KINDS = ("wait", "wait_for", "send", "emit", "if")
+_TOP = {
+    "name",
+    "on",
+    "filter",
+    "steps",
+    "cancel_on",
+    "dedupe",
+    "debounce",
+    "requires_consent",
+    "description",
+    "enabled",
+}
+_STEP_KINDS = ("wait", "wait_for", "send", "emit", "if", "digest")
+
+
+def parse_schedule(value: dict[str, Any]) -> Schedule:
+    """`{schedule, timezone}` → a Schedule; ValueError (path, message) when it is not usable."""
+    for key in value:
+        if key not in ("schedule", "timezone"):
+            raise _PathError(f"/on/{key}", "unknown field (a schedule has schedule, timezone)")
+    cron = value.get("schedule")
+    if not isinstance(cron, str) or len(cron) > 100 or len(cron.split()) != 5:
+        raise _PathError("/on/schedule", "a cron expression of 5 fields, such as '0 9 * * *'")
+    if not croniter.is_valid(cron):
+        raise _PathError("/on/schedule", f"not a valid cron expression: {cron!r}")
+    tz = value.get("timezone", "UTC")
+    try:
+        if not isinstance(tz, str) or not tz or len(tz) > 64:
+            raise ZoneInfoNotFoundError(tz)
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _PathError(
+            "/on/timezone", f"an IANA time zone such as America/Sao_Paulo, got {tz!r}"
+        ) from None
+    schedule = Schedule(" ".join(cron.split()), tz)
+    # the shortest gap between fires: over two days of fires (the pattern of minutes and hours
+    # repeats daily; days of the month and week only make gaps longer)
+    at = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp()) * 1_000_000
+    end = at + 2 * 86_400_000_000
+    fire = schedule.next_after(at)
+    while fire < end:
+        following = schedule.next_after(fire)
+        if following - fire < MIN_SCHEDULE_INTERVAL_US:
+            raise _PathError(
+                "/on/schedule",
+                f"fires more often than every {MIN_SCHEDULE_INTERVAL_US // 60_000_000} minutes",
+            )
+        fire = following
+    return schedule
+
+
+class _PathError(ValueError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
 
 
 class _Parser:
@@ -363,8 +476,37 @@ class _Parser:
             self.send(body, where, sid)
         elif kind == "emit":
             self.emit(body, where, sid)
+        elif kind == "digest":
+            self.digest(body, where, sid)
         else:
             self.branch(step, path, sid, depth)
+
+    def digest(self, body: Any, where: str, sid: str) -> None:
+        """`digest: {key, window, max_events}`: only as the first step (the events it collects
+        are those that would have started a run)."""
+        if where != "/steps/0/digest":
+            self.fail(where, "a digest must be the first step of the automation")
+        if not isinstance(body, dict):
+            self.fail(where, "must be an object with 'window' (and 'key', 'max_events')")
+            return
+        for key in body:
+            if key not in ("key", "window", "max_events"):
+                self.fail(f"{where}/{key}", "unknown field (a digest has key, window, max_events)")
+        key_path = None
+        if body.get("key") is not None:
+            key_path = self.dotted(body["key"], f"{where}/key")
+        window = self.duration(body.get("window"), f"{where}/window")
+        limit = body.get("max_events", DEFAULT_DIGEST_EVENTS)
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_DIGEST_EVENTS
+        ):
+            self.fail(f"{where}/max_events", f"a whole number from 1 to {MAX_DIGEST_EVENTS}")
+            limit = DEFAULT_DIGEST_EVENTS
+        self.ops.append(
+            Op(sid, "digest", duration_us=window, key_path=key_path, max_events=limit, path=where)
+        )
 
     def delivery_wait(self, body: dict[str, Any], where: str) -> tuple[str | None, str | None]:
         """`{delivery: <send step id>, status: read, within: 4h}`: the step's delivery status."""
@@ -468,8 +610,12 @@ def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) ->
         p.fail("/name", f"the document is named {doc_name!r}, the URL {name!r}")
     on = spec.get("on")
     types: list[str] = []
+    schedule = None
     if isinstance(on, dict) and "schedule" in on:
-        p.fail("/on/schedule", "schedules are not supported yet; trigger on event types")
+        try:
+            schedule = parse_schedule(on)
+        except _PathError as exc:
+            p.fail(exc.path, exc.message)
     else:
         raw = [on] if isinstance(on, str) else on
         if not isinstance(raw, list) or not raw or len(raw) > MAX_TRIGGER_TYPES:
@@ -506,11 +652,26 @@ def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) ->
                     p.fail(f"/dedupe/{key}", "unknown field")
             dedupe_path = p.dotted(d.get("key"), "/dedupe/key")
             window = p.duration(d.get("window"), "/dedupe/window")
+    debounce = None
+    if spec.get("debounce") is not None:
+        debounce = _debounce(p, spec["debounce"])
+    starts_with_digest = bool(p.ops) and p.ops[0].kind == "digest"
+    held = [
+        name
+        for name, present in (
+            ("dedupe", spec.get("dedupe") is not None),
+            ("debounce", debounce is not None),
+            ("digest", starts_with_digest),
+            ("schedule", schedule is not None),
+        )
+        if present
+    ]
+    if len(held) > 1:
+        p.fail("/", f"{' and '.join(held)} cannot be combined in one automation")
     consent = _purposes(spec.get("requires_consent", []), p)
     if p.problems:
         raise AutomationError(p.problems)
     return Automation(
-        requires_consent=consent,
         name=str(doc_name),
         types=tuple(types),
         filter=flt,
@@ -520,4 +681,25 @@ def parse_automation(spec: Any, *, name: str | None = None, version: int = 0) ->
         dedupe_window_us=window,
         version=version,
         spec=spec,
+        schedule=schedule,
+        debounce=debounce,
+        requires_consent=tuple(consent),
     )
+
+
+def _debounce(p: _Parser, d: Any) -> Debounce | None:
+    if not isinstance(d, dict):
+        p.fail("/debounce", "an object with 'period' (and 'key', 'max_wait')")
+        return None
+    for key in d:
+        if key not in ("key", "period", "max_wait"):
+            p.fail(f"/debounce/{key}", "unknown field (key, period, max_wait)")
+    path = p.dotted(d["key"], "/debounce/key") if d.get("key") is not None else None
+    period = p.duration(d.get("period"), "/debounce/period")
+    if d.get("max_wait") is None:
+        max_wait = min(period * 10, MAX_DURATION_US)
+    else:
+        max_wait = p.duration(d["max_wait"], "/debounce/max_wait")
+        if period and max_wait and max_wait < period:
+            p.fail("/debounce/max_wait", "must be at least the period")
+    return Debounce(path, period, max_wait)

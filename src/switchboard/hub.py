@@ -54,7 +54,9 @@ class Hub:
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
         self.automations = AutomationStore(self.store)
-        self.automation_cache = AutomationCache(self.automations, settings.automation_max_running)
+        self.automation_cache = AutomationCache(
+            self.automations, settings.automation_max_running, self.deliveries
+        )
         self.engine = Engine(self, self.automations, self.automation_cache)
         self.ingestor = Ingestor(
             self.store, self.registry, self.routes, self._wake_worker, self.automation_cache

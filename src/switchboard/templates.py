@@ -347,6 +347,8 @@ def scope(event: dict[str, Any]) -> dict[str, Any]:
     }
     # also at the top level, and only when present: absent, they stay undefined (render empty)
     names.update((k, event[k]) for k in _LIFTED if k in event)
+    if "steps" in event:  # an automation's emit: the events its steps matched or collected
+        names["steps"] = event["steps"]
     return names
 
 

@@ -141,8 +141,9 @@ async def test_wait_then_send_makes_one_ordinary_delivery(hub: Hub) -> None:
     assert auto is not None
     from dataclasses import replace
 
-    again = replace(run, pc=1, deadline_us=None, due_us=None)
+    again = replace(run, pc=1, deadline_us=None, due_us=None, status="running")
     await advance(auto, again, clock.now_us(), hub.engine.env)
+    await hub.store.batch(hub.engine.env.pending.pop(run.id))  # type: ignore[attr-defined]
     assert await deliveries(hub, "acme") == sent
 
 
@@ -398,7 +399,14 @@ async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:
     assert await hub.automations.cancel("acme", loaded.id, "by hand", now_us())
     auto = await hub.automation_cache.version("acme", loaded.automation, loaded.version)
     assert auto is not None
-    await advance(auto, loaded, hub.engine.clock.now_us(), hub.engine.env)
+    result = await advance(auto, loaded, hub.engine.clock.now_us(), hub.engine.env)
+    # the engine writes the send's delivery with the run's save: both find the run changed
+    sends = [hub.engine.env.pending.pop(loaded.id)]  # type: ignore[attr-defined]
+    assert len(sends[0]) == 1
+    now = hub.engine.clock.now_us()
+    assert await hub.automations.save_many([(result, loaded.rev, False, True)], now, sends) == [
+        False
+    ]
     assert await deliveries(hub, "acme") == []
     assert await hub.engine.tick() == 0
 

@@ -118,6 +118,41 @@ async def test_oversized_and_deeply_nested_documents_are_refused(hub_api: Api) -
 
 
 @pytest.mark.security
+async def test_schedules_are_limited_per_tenant_and_in_how_often_they_fire(
+    hub_api: Api,
+) -> None:
+    from switchboard.automations import MAX_SCHEDULES
+
+    api = hub_api
+    key = await setup(api)
+    daily = {
+        "on": {"schedule": "0 9 * * *", "timezone": "America/Sao_Paulo"},
+        "steps": [{"send": {"destination": "wpp"}}],
+    }
+    status, body, _ = await api.call(
+        "PUT",
+        "/v1/automations/often",
+        key,
+        {**daily, "name": "often", "on": {"schedule": "* * * * *"}},
+    )
+    assert status == 422 and body["error"]["details"][0]["path"] == "/on/schedule", body
+    for n in range(MAX_SCHEDULES):
+        status, body, _ = await api.call(
+            "PUT", f"/v1/automations/daily-{n}", key, {**daily, "name": f"daily-{n}"}
+        )
+        assert status == 201, body
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/one-more", key, {**daily, "name": "one-more"}
+    )
+    assert status == 422 and body["error"]["details"][0]["path"] == "/on/schedule", body
+    # a new version of a scheduled automation is not one more
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/daily-0", key, {**daily, "name": "daily-0"}
+    )
+    assert status == 200, body
+
+
+@pytest.mark.security
 async def test_scopes_and_tenant_isolation(hub_api: Api) -> None:
     api = hub_api
     key = await setup(api)
@@ -442,3 +477,42 @@ async def test_escalate_when_the_whatsapp_message_is_not_read(hub_api: Api) -> N
         assert len(sent) == 3 and sent[2]["to"] == "5547999990000"
     finally:
         await runner.cleanup()
+
+
+async def test_a_replay_redelivers_events_but_starts_no_runs(hub_api: Api, receivers: Any) -> None:
+    """Replays make deliveries of stored events; they store no event and start no automation
+    (docs/automations.md, "Which events start runs, and why replays do not")."""
+    import asyncio
+    import time
+
+    api = hub_api
+    rcv = await receivers()
+    key = await setup(api, rcv.url)
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    assert status == 201, body
+    event = {
+        "id": "svc-9",
+        "type": "service.completed",
+        "subject": "patient-9",
+        "time": "2026-01-01T10:00:00Z",
+        "data": {"service_id": 9},
+    }
+    status, body, _ = await api.call("POST", "/v1/events", key, [event])
+    assert body["accepted"] == 1, body
+    query = {
+        "types": ["service.completed"],
+        "from": "2026-01-01T00:00:00Z",
+        "to": "2026-01-02T00:00:00Z",
+        "destinations": ["wpp"],
+    }
+    status, job, _ = await api.call("POST", "/v1/replays", key, query)
+    assert status == 202, job
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and job["status"] != "done":
+        await asyncio.sleep(0.05)
+        _, job, _ = await api.call("GET", f"/v1/replays/{job['id']}", key)
+    assert job["status"] == "done" and job["deliveries"] == 1, job
+    await worker_for(api).drain()
+    assert [r["json"]["id"] for r in rcv.received] == ["svc-9"]  # the replay was delivered
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    assert len(runs["data"]) == 1  # the run the event started when it arrived, no second one

@@ -93,7 +93,23 @@ def test_if_compiles_to_a_branch_with_jumps() -> None:
         ({"filter": {"data": {"x": [{"bogus-operator": 1}]}}}, "/filter"),
         ({"cancel_on": [{"type": "a.b"}]}, "/cancel_on/0/match"),
         ({"dedupe": {"key": "data.x", "window": "forever"}}, "/dedupe/window"),
-        ({"on": {"schedule": "0 9 * * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 9 * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 25 * * *"}}, "/on/schedule"),
+        ({"on": {"schedule": "0 9 * * *", "timezone": "Mars/Olympus"}}, "/on/timezone"),
+        ({"on": {"schedule": "0 9 * * *", "every": 2}}, "/on/every"),
+        (
+            {"steps": [{"digest": {"window": "1h", "max_events": 5000}}]},
+            "/steps/0/digest/max_events",
+        ),
+        ({"steps": [{"digest": {"key": "data x", "window": "1h"}}]}, "/steps/0/digest/key"),
+        (
+            {"steps": [{"wait": "1h"}, {"digest": {"window": "1h"}}]},
+            "/steps/1/digest",
+        ),
+        ({"debounce": {"key": "subject"}}, "/debounce/period"),
+        ({"debounce": {"period": "1h", "max_wait": "10m"}}, "/debounce/max_wait"),
+        ({"debounce": {"period": "1h"}, "dedupe": {"key": "subject", "window": "1h"}}, "/"),
+        ({"requires_consent": ["Marketing!"]}, "/requires_consent/0"),
         ({"colour": "blue"}, "/colour"),
     ],
 )
@@ -369,4 +385,87 @@ async def test_an_unread_message_escalates_in_the_simulator() -> None:
         "+0s send wpp to c-1 (esc)",
         "+4h00m send supervisor to c-1 (esc)",
         "+4h00m completed esc for c-1",
+    ]
+
+
+@pytest.mark.security
+def test_schedules_fire_at_most_every_five_minutes() -> None:
+    """A tenant cannot make the hub fire a schedule every minute (or second: 6 fields)."""
+    for cron in ("* * * * *", "*/2 * * * *", "0,1 * * * *", "* * * * * *", "0-59/4 9 * * *"):
+        spec = {**copy.deepcopy(FEEDBACK), "on": {"schedule": cron}}
+        assert "/on/schedule" in problems(spec), cron
+    for cron in ("*/5 * * * *", "0 9 * * 1-5", "30 8 1 * *"):
+        spec = {**copy.deepcopy(FEEDBACK), "on": {"schedule": cron}}
+        assert parse_automation(spec).schedule is not None, cron
+
+
+def test_a_schedule_fires_in_its_time_zone_and_skips_to_the_next_fire() -> None:
+    from switchboard.automations import Schedule
+
+    sp = Schedule("0 9 * * *", "America/Sao_Paulo")
+    jan1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    assert sp.next_after(jan1) == jan1 + 12 * 3_600_000_000  # 09:00 in São Paulo is 12:00 UTC
+    # from a time long past (a hub that was down for days), the next fire is the one after it
+    assert sp.next_after(jan1 + 3 * 86_400_000_000) == jan1 + (3 * 24 + 12) * 3_600_000_000
+
+
+@pytest.mark.security
+def test_long_keys_are_kept_as_their_hash() -> None:
+    from switchboard.automations import MAX_KEY_CHARS, hold_key
+
+    short = hold_key({"data": {"k": "abc"}}, "data.k")
+    assert short == '"abc"'
+    long = hold_key({"data": {"k": "x" * 100_000}}, "data.k")
+    assert long is not None and long.startswith("sha256:") and len(long) <= MAX_KEY_CHARS
+    assert hold_key({"data": {}}, "data.k") is None
+    assert hold_key({"data": {"k": {"nested": 1}}}, "data.k") is None
+    assert hold_key({}, None) == "*"
+
+
+async def test_debounce_on_a_fake_clock_waits_for_quiet_but_never_past_max_wait() -> None:
+    """A message every 5 minutes for 2 hours never leaves 10 quiet minutes: without max_wait
+    the notice would never go out (starvation); with it, one goes out every 30 minutes."""
+    from switchboard.automation_sim import read_stream, simulate
+
+    auto = parse_automation(
+        {
+            "name": "notice",
+            "on": "chat.message.received",
+            "debounce": {"key": "data.thread", "period": "10m", "max_wait": "30m"},
+            "steps": [{"send": {"destination": "inbox"}}],
+        }
+    )
+    lines = [
+        f'{{"at": "+{5 * n or 1}m", "type": "chat.message.received", "subject": "c", '
+        f'"data": {{"thread": "t", "n": {n}}}}}'
+        for n in range(25)
+    ]
+    sim = await simulate([auto], read_stream("\n".join(lines)))
+    sends = [line.split(" ")[0] for line in sim.lines() if " send " in line]
+    assert sends == ["+0h31m", "+1h05m", "+1h40m", "+2h10m"]  # then quiet after +2h00m
+
+
+async def test_a_digest_on_a_fake_clock_collects_from_its_first_event() -> None:
+    from switchboard.automation_sim import read_stream, simulate
+
+    auto = parse_automation(
+        {
+            "name": "batch",
+            "on": "reminder.due",
+            "steps": [
+                {"id": "d", "digest": {"key": "subject", "window": "1h"}},
+                {"send": {"destination": "email"}},
+            ],
+        }
+    )
+    stream = "\n".join(
+        f'{{"at": "+{m}m", "type": "reminder.due", "subject": "{who}", "data": {{}}}}'
+        for m, who in [(1, "a"), (21, "b"), (51, "a"), (71, "a")]
+    )
+    sim = await simulate([auto], read_stream(stream))
+    digests = [line for line in sim.lines() if "digest of" in line]
+    assert digests == [
+        "+1h01m digest of 2 events for a (batch)",
+        "+1h21m digest of 1 event for b (batch)",
+        "+2h11m digest of 1 event for a (batch)",
     ]

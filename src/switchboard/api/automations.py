@@ -14,6 +14,7 @@ from switchboard.api.purposes import check_declared
 from switchboard.automation_runs import Status
 from switchboard.automations import (
     MAX_DOCUMENT_BYTES,
+    MAX_SCHEDULES,
     NAME_RE,
     AutomationError,
     parse_automation,
@@ -63,6 +64,17 @@ async def put_automation(request: Request) -> Response:
         raise Unprocessable(
             "invalid automation: " + "; ".join(m["message"] for m in missing), details=missing
         )
+    if auto.schedule is not None:
+        # a limit per tenant on scheduled automations (each fires on its own; the interval of
+        # each is bounded by the parser)
+        had = await h.automations.get(tenant, name)
+        already = had is not None and isinstance(had[1].get("on"), dict)
+        if not already and await h.automations.count_schedules(tenant) >= MAX_SCHEDULES:
+            problem = {
+                "path": "/on/schedule",
+                "message": f"the tenant has {MAX_SCHEDULES} scheduled automations, the limit",
+            }
+            raise Unprocessable(f"invalid automation: {problem['message']}", details=[problem])
     existed = await h.automations.get(tenant, name) is not None
     version = await h.automations.put(tenant, name, spec, now_us())
     h.automation_cache.forget(tenant)

@@ -31,7 +31,11 @@ TAGS = [
     ("templates", "Message templates as code: variants per channel and locale, previews."),
     ("sources", "Inbound provider webhooks, their request log and mappings."),
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
-    ("automations", "Versioned step documents (wait, wait_for, send, emit, if) and their runs."),
+    (
+        "automations",
+        "Versioned step documents (wait, wait_for, send, emit, if, digest), triggered by events "
+        "or a schedule, and their runs.",
+    ),
     ("health", "Liveness, store health and this document."),
 ]
 
@@ -2033,18 +2037,25 @@ def _automation_paths() -> list[Operation]:
         {
             "name": _s(pattern=NAME_PATTERN),
             "on": {
-                "type": ["string", "array"],
+                "type": ["string", "array", "object"],
                 "items": _s(pattern=TYPE_GLOB_PATTERN),
-                "description": "The event type(s) or globs that start a run.",
+                "properties": {
+                    "schedule": _s(description='Five-field cron, e.g. "0 9 * * *".'),
+                    "timezone": _s(description="IANA time zone (default UTC)."),
+                },
+                "description": "The event type(s) or globs that start a run, or "
+                '{"schedule", "timezone"} (at most one fire every 5 minutes).',
             },
             "filter": {"type": "object", "description": "A filter pattern over the trigger."},
             "steps": {
                 "type": "array",
-                "description": "wait, wait_for, send, emit and if steps (docs/automations.md).",
+                "description": "wait, wait_for, send, emit, if and digest (first step only) "
+                "steps (docs/automations.md).",
                 "items": {"type": "object"},
             },
             "cancel_on": {"type": "array", "items": {"type": "object"}},
             "dedupe": _obj({"key": _s(), "window": _s()}),
+            "debounce": _obj({"key": _s(), "period": _s(), "max_wait": _s()}, "period"),
             "description": _s(),
             "requires_consent": {
                 "type": "array",

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from switchboard import patterns
 from switchboard.automation_runs import Run
-from switchboard.automations import Correlation, correlation_key, lookup
+from switchboard.automations import (
+    MAX_DIGEST_BYTES,
+    AutomationError,
+    Correlation,
+    correlation_key,
+    hold_key,
+    parse_automation,
+    parse_schedule,
+)
 from switchboard.envelope import format_us
-from switchboard.store.deliveries import pattern_fragment
+from switchboard.store.deliveries import DELIVERY_COLUMNS, pattern_fragment
 from switchboard.store.queries import EVENT_COLUMNS, Sql, dumps, event_from_row, load_json
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -26,6 +34,49 @@ _INSERT_RUN = (
     "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
     "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?j, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+# A digest or debounce run holds its key (`hold:…` in dedupe_key) until the engine releases it.
+# A trigger with the same key updates the holding run instead of starting one; the update locks
+# the run's row until the trigger commits, so the release waits for it (PostgreSQL) and a
+# trigger either joined the run before its release or starts a new run after it.
+_UPSERT_HELD = _INSERT_RUN.replace(
+    "ON CONFLICT DO NOTHING",
+    "ON CONFLICT (tenant_id, automation, dedupe_key) WHERE dedupe_key IS NOT NULL DO UPDATE SET ",
+)
+_JOIN_DIGEST = _UPSERT_HELD + (
+    "updated_us = excluded.updated_us WHERE automation_runs.status = 'running'"
+)
+# debounce: the newest trigger becomes the run's trigger, due one period after it, but never
+# later than max_wait after the first (created_us)
+_JOIN_DEBOUNCE = _UPSERT_HELD + (
+    "trigger_seq = excluded.trigger_seq, rev = automation_runs.rev + 1, "
+    "updated_us = excluded.updated_us, due_us = CASE WHEN excluded.due_us < "
+    "automation_runs.created_us + CAST(? AS BIGINT) THEN excluded.due_us "
+    "ELSE automation_runs.created_us + CAST(? AS BIGINT) END "
+    "WHERE automation_runs.status = 'running'"
+)
+# the event joins the digest that holds its key (the run it started, or the one it updated);
+# one past the limit is kept, so the digest knows it was cut
+_DIGEST_ITEM = (
+    "INSERT INTO automation_digest_items (run_id, event_seq, tenant_id) "
+    "SELECT r.id, CAST(? AS BIGINT), r.tenant_id FROM automation_runs r "
+    "WHERE r.tenant_id = ? AND r.automation = ? AND r.dedupe_key = ? AND r.status = 'running' "
+    "AND (SELECT count(*) FROM automation_digest_items i WHERE i.run_id = r.id) "
+    "<= CAST(? AS INTEGER) ON CONFLICT DO NOTHING"
+)
+# A send step at the very start of a program is planned into its trigger's commit, as a route's
+# delivery is: an ordinary pending delivery, made only if the run was made (not a dedupe's
+# second trigger), at most once per (run, step).
+_LEADING_SEND = (
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT ?, ?, CAST(? AS BIGINT), ?, ?, "
+    "'pending', CAST(? AS INTEGER), 0, CAST(? AS BIGINT), NULL, NULL, NULL, NULL, "
+    "CAST(? AS BIGINT), CAST(? AS BIGINT), 0 WHERE EXISTS (SELECT 1 FROM automation_runs "
+    "WHERE id = ? AND status = 'running') ON CONFLICT (id) DO NOTHING"
+)
+HOLD_PREFIX = "hold:"
+_RELEASED_IF_ENDED = (
+    "dedupe_key = CASE WHEN CAST(? AS INTEGER) = 1 AND dedupe_key LIKE 'hold:%' THEN NULL "
+    "ELSE dedupe_key END"
 )
 _INSERT_WAIT_IF_RUN = (
     "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
@@ -67,16 +118,22 @@ def cancel_subject_runs(
     )
     params = (tenant_id, *automations, tenant_id, subject)
     guard, guard_params = (f" AND NOT ({unless[0]})", unless[1]) if unless[0] else ("", ())
+    # the waits and digest items go first (they are found through the runs still running);
+    # the update releases a held digest/debounce key, as a cancel by id does
     return [
-        (
-            "DELETE FROM automation_waits WHERE tenant_id = ? AND run_id IN "
-            f"(SELECT id FROM automation_runs WHERE {where}{guard})",
-            (tenant_id, *params, *guard_params),
+        *(
+            (
+                f"DELETE FROM {table} WHERE tenant_id = ? AND run_id IN "
+                f"(SELECT id FROM automation_runs WHERE {where}{guard})",
+                (tenant_id, *params, *guard_params),
+            )
+            for table in ("automation_waits", "automation_digest_items")
         ),
         (
             "UPDATE automation_runs SET status = 'cancelled', reason = ?, due_us = NULL, "
-            f"rev = rev + 1, updated_us = ?, ended_us = ? WHERE {where}{guard}",
-            (reason, now_us, now_us, *params, *guard_params),
+            f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
+            f"WHERE {where}{guard}",
+            (reason, now_us, now_us, 1, *params, *guard_params),
         ),
     ]
 
@@ -92,12 +149,25 @@ class RunStart:
     dedupe_key: str | None
     cancel_waits: tuple[tuple[str, str], ...]  # (type, key) of each cancel_on
     refused: str | None = None  # a limit refused the run: it is recorded `failed`, this reason
+    digest_limit: int = 0  # a digest run: `dedupe_key` is the held key, events join it
+    debounce: tuple[int, int] | None = None  # (period, max_wait) µs: `dedupe_key` is held
+    # the program's leading send steps, made in this commit: (step id, delivery id,
+    # destination name, destination id, route id of the step's transform or None)
+    sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
 
     def statements(self, seq: int, received_us: int) -> list[Statement]:
         failed = self.refused is not None
+        held = not failed and self.dedupe_key is not None
+        sql, extra = _INSERT_RUN, cast(tuple[Any, ...], ())
+        due_us = received_us
+        if held and self.digest_limit:
+            sql = _JOIN_DIGEST
+        elif held and self.debounce is not None:
+            sql, extra = _JOIN_DEBOUNCE, (self.debounce[1], self.debounce[1])
+            due_us = received_us + self.debounce[0]
         out: list[Statement] = [
             (
-                _INSERT_RUN,
+                sql,
                 (
                     self.run_id,
                     self.tenant_id,
@@ -106,15 +176,56 @@ class RunStart:
                     seq,
                     "failed" if failed else "running",
                     self.refused,
-                    dumps({"pc": 0, "matched": {}, "history": []}),
-                    self.dedupe_key,
-                    None if failed else received_us,
+                    dumps(
+                        {
+                            "pc": len(self.sends),
+                            "matched": {},
+                            "history": [
+                                {
+                                    "step": step,
+                                    "kind": "send",
+                                    "at_us": received_us,
+                                    "destination": name,
+                                    "delivery_id": delivery_id,
+                                }
+                                for step, delivery_id, name, _, _ in self.sends
+                            ],
+                        }
+                    ),
+                    None if failed and self.digest_limit + bool(self.debounce) else self.dedupe_key,
+                    None if failed else due_us,
                     received_us,
                     received_us,
                     received_us if failed else None,
+                    *extra,
                 ),
             )
         ]
+        for _, delivery_id, _, dest_id, route_id in () if failed else self.sends:
+            out.append(
+                (
+                    _LEADING_SEND,
+                    (
+                        delivery_id,
+                        self.tenant_id,
+                        seq,
+                        dest_id,
+                        route_id,
+                        1,
+                        received_us,
+                        received_us,
+                        received_us,
+                        self.run_id,
+                    ),
+                )
+            )
+        if held and self.digest_limit:
+            out.append(
+                (
+                    _DIGEST_ITEM,
+                    (seq, self.tenant_id, self.automation, self.dedupe_key, self.digest_limit),
+                )
+            )
         for n, (etype, key) in enumerate(() if failed else self.cancel_waits):
             out.append(
                 (
@@ -220,7 +331,9 @@ class AutomationStore:
                     "WHERE tenant_id = ? AND name = ? RETURNING version",
                     (tenant_id, name, dumps(spec), now_us, tenant_id, name),
                 )
-                return int(rows[0][0])
+                version = int(rows[0][0])
+                await self.set_schedule(tenant_id, name, spec, now_us)
+                return version
             except Exception as exc:  # a unique violation, translated by the store
                 if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
                     raise
@@ -267,12 +380,109 @@ class AutomationStore:
 
     async def delete(self, tenant_id: str, name: str, now_us: int) -> bool:
         """No new runs start; the runs already started finish on the version they pinned."""
-        n = await self.sql.execute(
-            "UPDATE automations SET deleted_us = ? WHERE tenant_id = ? AND name = ? "
-            "AND deleted_us IS NULL",
-            (now_us, tenant_id, name),
+        counts = await self.sql.batch(
+            [
+                (
+                    "UPDATE automations SET deleted_us = ? WHERE tenant_id = ? AND name = ? "
+                    "AND deleted_us IS NULL",
+                    (now_us, tenant_id, name),
+                ),
+                (
+                    "DELETE FROM automation_schedules WHERE tenant_id = ? AND automation = ?",
+                    (tenant_id, name),
+                ),
+            ]
         )
-        return n > 0
+        return counts[0] > 0
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def set_schedule(
+        self, tenant_id: str, name: str, spec: dict[str, Any], now_us: int
+    ) -> int | None:
+        """Keep the automation's schedule row in step with its new version: its next fire
+        after now (a changed schedule starts afresh), or no row when it has no schedule."""
+        on = spec.get("on")
+        next_us = None
+        if isinstance(on, dict) and "schedule" in on:
+            try:
+                next_us = parse_schedule(on).next_after(now_us)
+            except ValueError:  # validated before it was stored; a later limit may refuse it
+                next_us = None
+        if next_us is None:
+            await self.sql.execute(
+                "DELETE FROM automation_schedules WHERE tenant_id = ? AND automation = ?",
+                (tenant_id, name),
+            )
+            return None
+        await self.sql.execute(
+            "INSERT INTO automation_schedules (tenant_id, automation, next_us, updated_us) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, automation) DO UPDATE SET "
+            "next_us = excluded.next_us, updated_us = excluded.updated_us",
+            (tenant_id, name, next_us, now_us),
+        )
+        return next_us
+
+    async def due_schedules(self, now_us: int, limit: int) -> list[tuple[str, str, int]]:
+        """(tenant, automation, fire time) of the schedules due now, earliest first."""
+        rows = await self.sql.fetch(
+            "SELECT tenant_id, automation, next_us FROM automation_schedules WHERE next_us <= ? "
+            f"ORDER BY next_us LIMIT {int(limit)}",
+            (now_us,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def schedule_fired(
+        self, tenant_id: str, name: str, fired_us: int, next_us: int, now_us: int
+    ) -> bool:
+        """Move a schedule past the fire it made (only if nobody moved it first)."""
+        n = await self.sql.execute(
+            "UPDATE automation_schedules SET next_us = ?, updated_us = ? WHERE tenant_id = ? "
+            "AND automation = ? AND next_us = ?",
+            (next_us, now_us, tenant_id, name, fired_us),
+        )
+        return n == 1
+
+    async def count_schedules(self, tenant_id: str) -> int:
+        rows = await self.sql.fetch(
+            "SELECT count(*) FROM automation_schedules WHERE tenant_id = ?", (tenant_id,)
+        )
+        return int(rows[0][0])
+
+    # -- consent (issue 16) -----------------------------------------------------------------
+
+    async def cancel_runs_of_subject(
+        self,
+        tenant_id: str,
+        subject: str,
+        reason: str,
+        now_us: int,
+        purpose: str | None = None,
+    ) -> list[str]:
+        """Cancel the running runs whose trigger's subject is `subject` — only the runs of
+        automations (the version each run pinned) that declare `requires_consent: [purpose]`,
+        when `purpose` is given — with `reason` (such as `consent:marketing`); their ids. Each
+        cancel is durable and ends the run's waits, like POST /v1/runs/{id}/cancel."""
+        rows = await self.sql.fetch(
+            "SELECT r.id, a.spec FROM automation_runs r JOIN events e ON e.seq = r.trigger_seq "
+            "JOIN automations a ON a.tenant_id = r.tenant_id AND a.name = r.automation "
+            "AND a.version = r.version WHERE r.tenant_id = ? AND r.status = 'running' "
+            "AND e.subject = ?",
+            (tenant_id, subject),
+        )
+        out = []
+        for run_id, raw in rows:
+            if purpose is not None:
+                spec = load_json(raw) or {}
+                try:
+                    needs = parse_automation(spec).requires_consent
+                except AutomationError:
+                    needs = tuple(spec.get("requires_consent") or ())
+                if purpose not in needs:
+                    continue
+            if await self.cancel(tenant_id, run_id, reason, now_us):
+                out.append(run_id)
+        return out
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -323,22 +533,34 @@ class AutomationStore:
     async def save(self, run: Run, claimed_rev: int, now_us: int, waiting: bool) -> bool:
         return (await self.save_many([(run, claimed_rev, waiting, True)], now_us))[0]
 
-    async def save_many(self, runs: list[tuple[Run, int, bool, bool]], now_us: int) -> list[bool]:
+    async def save_many(
+        self,
+        runs: list[tuple[Run, int, bool, bool]],
+        now_us: int,
+        effects: list[list[tuple[str, tuple[Any, ...]]]] | None = None,
+    ) -> list[bool]:
         """Write advanced runs, in one transaction, each only if nobody changed it since its
         claim (a wake-up, a cancel, a second engine); a run's step wait row follows it (kept
-        while it waits for an event, gone otherwise), and an ended run's waits are all gone.
-        The last flag says whether the run may have wait rows at all (an automation without
-        cancel_on or wait_for has none to delete). For each run: False when it had changed,
-        and the caller's result is dropped."""
+        while it waits for an event, gone otherwise), and an ended run's waits and digest rows
+        are all gone (and its held key, if a cancel ended it while holding one). The last flag
+        says whether the run may have wait rows at all (an automation without cancel_on or
+        wait_for or digest has none to delete). For each run: False when it had changed, and the
+        caller's result is dropped. `effects[i]` are statements of the run's steps (send steps'
+        deliveries), written first in the same transaction; each must check itself that the
+        run still has its claimed rev."""
         if not runs:
             return []
         statements: list[tuple[str, Sequence[Any]]] = []
-        deletes = []
-        for run, claimed_rev, waiting, has_waits in runs:
+        sizes, firsts = [], []
+        for n, (run, claimed_rev, waiting, has_waits) in enumerate(runs):
+            before = len(statements)
+            statements += effects[n] if effects else []
+            firsts.append(len(statements) - before)
             statements.append(
                 (
                     "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
-                    "rev = rev + 1, updated_us = ?, ended_us = ? WHERE id = ? AND rev = ?",
+                    f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
+                    "WHERE id = ? AND rev = ?",
                     (
                         run.status,
                         run.reason,
@@ -346,38 +568,56 @@ class AutomationStore:
                         run.due_us,
                         now_us,
                         run.ended_us,
+                        int(run.ended),
                         run.id,
                         claimed_rev,
                     ),
                 )
             )
             # the deletes only touch the run's own rows, and only once it is saved
-            deletes.append(has_waits and (run.ended or not waiting))
-            if not deletes[-1]:
-                continue
-            if run.ended:
+            mine = "EXISTS (SELECT 1 FROM automation_runs WHERE id = ? AND rev = ?)"
+            if run.ended and has_waits:
+                for table in ("automation_waits", "automation_digest_items"):
+                    statements.append(
+                        (
+                            f"DELETE FROM {table} WHERE run_id = ? AND {mine}",
+                            (run.id, run.id, claimed_rev + 1),
+                        )
+                    )
+            elif has_waits and not waiting:
                 statements.append(
                     (
-                        "DELETE FROM automation_waits WHERE run_id = ? AND EXISTS (SELECT 1 "
-                        "FROM automation_runs WHERE id = ? AND rev = ?)",
+                        "DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' "
+                        f"AND {mine}",
                         (run.id, run.id, claimed_rev + 1),
                     )
                 )
-            else:
-                statements.append(
-                    (
-                        "DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' AND "
-                        "EXISTS (SELECT 1 FROM automation_runs WHERE id = ? AND rev = ?)",
-                        (run.id, run.id, claimed_rev + 1),
-                    )
-                )
-        counts = iter(await self.sql.batch(statements))
-        saved = []
-        for deleted in deletes:
-            saved.append(next(counts) == 1)
-            if deleted:
-                next(counts)
+            sizes.append(len(statements) - before)
+        counts = await self.sql.batch(statements)
+        saved, at = [], 0
+        for size, first in zip(sizes, firsts, strict=True):
+            saved.append(counts[at + first] == 1)
+            at += size
         return saved
+
+    async def release(self, run: Run) -> bool:
+        """Let go of a digest's or debounce's key (the next trigger starts a new run); False
+        when the run changed since its claim. Waits for triggers that are joining the run."""
+        n = await self.sql.execute(
+            "UPDATE automation_runs SET dedupe_key = NULL WHERE id = ? AND rev = ?",
+            (run.id, run.rev),
+        )
+        return n == 1
+
+    async def digest(self, run: Run, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The events a digest run collected, oldest first, as compact documents; and whether
+        any were left out (over `limit`, or over MAX_DIGEST_BYTES of JSON together)."""
+        rows = await self.sql.fetch(
+            f"SELECT {_E} FROM automation_digest_items i JOIN events e ON e.seq = i.event_seq "
+            f"WHERE i.run_id = ? AND i.tenant_id = ? ORDER BY i.event_seq LIMIT {int(limit) + 1}",
+            (run.id, run.tenant_id),
+        )
+        return digest_docs([event_from_row(r).match_doc() for r in rows], limit)
 
     async def watch(self, run: Run, corr: Correlation, key: str) -> None:
         await self.sql.execute(
@@ -426,12 +666,16 @@ class AutomationStore:
             [
                 (
                     "UPDATE automation_runs SET status = 'cancelled', reason = ?, due_us = NULL, "
-                    "rev = rev + 1, updated_us = ?, ended_us = ? "
+                    f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
                     "WHERE id = ? AND tenant_id = ? AND status = 'running'",
-                    (reason, now_us, now_us, run_id, tenant_id),
+                    (reason, now_us, now_us, 1, run_id, tenant_id),
                 ),
                 (
                     "DELETE FROM automation_waits WHERE run_id = ? AND tenant_id = ?",
+                    (run_id, tenant_id),
+                ),
+                (
+                    "DELETE FROM automation_digest_items WHERE run_id = ? AND tenant_id = ?",
                     (run_id, tenant_id),
                 ),
             ]
@@ -463,7 +707,25 @@ class AutomationStore:
 
 def dedupe_key(value_doc: dict[str, Any], path: str, window_us: int, at_us: int) -> str | None:
     """One run per (value at `path`, window): windows are fixed, `window_us` long."""
-    value = lookup(value_doc, path)
-    if value is None or isinstance(value, dict | list):
-        return None
-    return f"{dumps(value)}@{at_us // window_us}"
+    key = hold_key(value_doc, path)
+    return None if key is None else f"{key}@{at_us // window_us}"
+
+
+def held_key(value_doc: dict[str, Any], path: str | None) -> str | None:
+    """The key a digest or debounce run holds while open (None: the trigger has no value)."""
+    key = hold_key(value_doc, path)
+    return None if key is None else HOLD_PREFIX + key
+
+
+def digest_docs(docs: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The compact documents of a digest's events (at most `limit`, and MAX_DIGEST_BYTES of
+    JSON together), and whether any were left out."""
+    out: list[dict[str, Any]] = []
+    size = 0
+    for doc in docs[:limit]:
+        item = {k: doc.get(k) for k in ("id", "type", "subject", "time", "data")}
+        size += len(dumps(item))
+        if size > MAX_DIGEST_BYTES:
+            return out, True
+        out.append(item)
+    return out, len(docs) > limit
