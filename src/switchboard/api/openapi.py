@@ -39,7 +39,7 @@ TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
 TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
-SCOPES = ("ingest", "read", "manage")
+SCOPES = ("ingest", "read", "manage", "pii")
 DELIVERY_STATUSES = [
     "pending",
     "retrying",
@@ -516,6 +516,14 @@ def _schemas() -> dict[str, Schema]:
                 "owner": _null(_s()),
                 "mode": _s(enum=["enforce", "warn", "quarantine"], default="enforce"),
                 "pii": {"type": "array", "items": _s("A dotted data path.")},
+                "pii_classes": {
+                    "type": "object",
+                    "description": "A pii path → its masking class, where the path's name "
+                    "does not say it.",
+                    "additionalProperties": _s(
+                        enum=["email", "phone", "cpf", "cnpj", "name", "ip", "free_text"]
+                    ),
+                },
                 "index": {"type": "array", "items": _s("A dotted data path.")},
                 "versions": {"type": "array", "items": version, "minItems": 1},
                 "scope": _s(enum=["shared", "tenant"], readOnly=True),

@@ -31,7 +31,7 @@ from switchboard.store import Store, Tenant
 from switchboard.store import migrate as migrations
 
 QUICKSTART_KEY = "quickstart"  # the name of the demo tenant's key, found again on a second run
-QUICKSTART_SCOPES = "ingest,read,manage"
+QUICKSTART_SCOPES = "ingest,read,manage,pii"  # the demo reads back what it sent
 
 
 def load_catalog(path: Path) -> cat.CatalogSpec:

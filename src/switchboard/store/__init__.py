@@ -24,6 +24,7 @@ class Scope(StrEnum):
     INGEST = "ingest"  # send events
     READ = "read"  # query events, timelines, metrics, catalog
     MANAGE = "manage"  # change the catalog, routes, destinations, keys of its tenant
+    PII = "pii"  # see personal data unmasked, erase and export a subject (with manage)
     ADMIN = "admin"  # everything, in every tenant (admin keys have no tenant)
 
 
