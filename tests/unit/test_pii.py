@@ -95,5 +95,5 @@ def test_the_catalog_names_classes_and_refuses_unknown_ones() -> None:
     assert spec.pii_fields() == {"document": PiiClass.CPF, "email": PiiClass.EMAIL}
     with pytest.raises(CatalogError, match=r"pii_classes.document: 'rg' is not a PII class"):
         parse_event_type({**doc, "pii_classes": {"document": "rg"}}, where="t")
-    with pytest.raises(CatalogError, match="pii_classes.phone: not one of the type's pii"):
+    with pytest.raises(CatalogError, match=r"pii_classes.phone: not one of the type's pii"):
         parse_event_type({**doc, "pii_classes": {"phone": "phone"}}, where="t")

@@ -1,8 +1,8 @@
 """The `switchboard` command. Three families, told apart in `switchboard --help`:
 
 - running the hub (`serve`, `worker`, `migrate`, `quickstart`): cli/server.py;
-- database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`),
-  usable before any hub runs: cli/admin.py;
+- database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`,
+  `crypto`), usable before any hub runs: cli/admin.py, cli/crypto.py;
 - hub commands that call a running hub's API at SWITCHBOARD_URL with SWITCHBOARD_API_KEY
   (`emit`, `events`, `routes`, `destinations`, `sources`, `deliveries`, `dlq`, `replay`):
   cli/events.py, cli/routing.py, cli/deliveries.py.
@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from switchboard.cli import admin, automations, deliveries, events, routing, server
+from switchboard.cli import admin, automations, crypto, deliveries, events, routing, server
 from switchboard.cli.common import DATABASE_PANEL, DB_HELP, HUB_PANEL, SERVER_PANEL
 
 app = typer.Typer(
@@ -55,6 +55,7 @@ for command in (server.quickstart, server.serve, server.worker, server.migrate):
 app.add_typer(admin.tenants_app, name="tenants", rich_help_panel=DATABASE_PANEL)
 app.add_typer(admin.keys_app, name="keys", rich_help_panel=DATABASE_PANEL)
 app.add_typer(admin.catalog_app, name="catalog", rich_help_panel=DATABASE_PANEL)
+app.add_typer(crypto.crypto_app, name="crypto", rich_help_panel=DATABASE_PANEL)
 app.command(rich_help_panel=HUB_PANEL)(events.emit)
 app.add_typer(events.events_app, name="events", rich_help_panel=HUB_PANEL)
 app.add_typer(routing.routes_app, name="routes", rich_help_panel=HUB_PANEL)

@@ -24,6 +24,7 @@ from switchboard.cli.common import (
     with_store,
 )
 from switchboard.config import Settings
+from switchboard.crypto import new_master_key
 from switchboard.envelope import now_us
 from switchboard.errors import Conflict, SwitchboardError
 from switchboard.registry import SHARED, Registry
@@ -101,6 +102,25 @@ def migrate() -> None:
 
 
 LOCAL_DEMO_EGRESS = "127.0.0.0/8"
+DEMO_MASTER_KEY = Path("data/master.key")
+
+
+def _demo_master_key() -> None:
+    """The demo seals credentials like a real hub: with a master key in ./data/master.key
+    (created once, readable by its owner only), unless one is configured already."""
+    if os.environ.get("SWITCHBOARD_MASTER_KEY") or os.environ.get("SWITCHBOARD_MASTER_KEY_FILE"):
+        return
+    if not DEMO_MASTER_KEY.exists():
+        DEMO_MASTER_KEY.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(DEMO_MASTER_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(new_master_key() + "\n")
+        err.print(
+            f"created the master key {DEMO_MASTER_KEY}: it seals destination and source "
+            "credentials at rest; back it up with the database, they are unreadable without it"
+        )
+    os.environ["SWITCHBOARD_MASTER_KEY_FILE"] = str(DEMO_MASTER_KEY.resolve())
+    err.print(f"master key: SWITCHBOARD_MASTER_KEY_FILE={DEMO_MASTER_KEY}")
 
 
 def quickstart(
@@ -124,6 +144,7 @@ def quickstart(
         f"[yellow]egress: this demo lets deliveries reach {LOCAL_DEMO_EGRESS} (this machine); "
         "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
     )
+    _demo_master_key()
     s = settings()
     root = catalogs or Path(s.catalogs_dir)
     dirs = (

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.config import Settings
+from switchboard.crypto import Vault
 from switchboard.envelope import Event, format_us
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ class Store(Protocol):
 
     # events
     dialect: str
+    vault: Vault  # seals credentials at rest (crypto.py)
 
     async def append(
         self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
