@@ -11,7 +11,7 @@ API's redaction (``api/privacy.py``) walks its answers with it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -263,3 +263,13 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def erase(data: Any, paths: Iterable[str]) -> Any:
+    """A copy of `data` with the value at each PII path replaced by None (an erased subject's
+    events keep their shape, so counts and metrics still add up)."""
+    out = _copy(data)
+    for path in paths:
+        for container, key in _walk(out, path.split(".")):
+            container[key] = None
+    return out

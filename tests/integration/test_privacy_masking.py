@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 from tests.conftest import Api
 from tests.integration.conftest import worker_for
@@ -49,24 +48,6 @@ LEAD = {"name": NAME, "email": EMAIL, "phone": PHONE, "document": CPF, "note": N
 def raw_values(answer: Any) -> list[str]:
     text = orjson.dumps(answer).decode()
     return [v for v in RAW if v in text]
-
-
-@pytest.fixture
-async def echo() -> Any:
-    """A receiver that answers with the body it got (as many real endpoints do on errors)."""
-
-    async def handle(request: web.Request) -> web.Response:
-        return web.Response(status=200, body=await request.read())
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/hook"
-    await runner.cleanup()
 
 
 async def _populate(api: Api, manage: str, echo_url: str) -> dict[str, str]:
@@ -149,8 +130,9 @@ async def _walk(api: Api, key: str, ids: dict[str, str]) -> dict[str, Any]:
     status, replay, _ = await api.call(
         "POST", "/v1/replays", key, {"types": ["lead.*"], "dry_run": True}
     )
-    assert status == 200, replay
-    answers["replay dry run"] = replay
+    assert status in (200, 403), replay  # a dry run needs `manage`: the manage key's walk
+    if status == 200:
+        answers["replay dry run"] = replay
     return answers
 
 
@@ -179,6 +161,7 @@ async def test_a_read_key_never_sees_raw_pii_and_a_pii_key_sees_it(hub_api: Api,
     assert attempts and "+55 31 9****-5432" in orjson.dumps(attempts).decode()
     # a manage key without `pii` is masked too: the scope is given explicitly
     managed = await _walk(api, manage, ids)
+    assert "replay dry run" in managed
     assert all(raw_values(a) == [] for a in managed.values())
 
     whole = await _walk(api, pii, ids)

@@ -25,6 +25,7 @@ from switchboard.api import (
     recipients,
     segment,
     sources,
+    subjects,
 )
 from switchboard.api.common import JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
@@ -233,6 +234,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *automations.routes,
             *recipients.routes,
             *messages.routes,
+            *subjects.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,
