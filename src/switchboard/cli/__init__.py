@@ -4,8 +4,8 @@
 - database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`,
   `crypto`), usable before any hub runs: cli/admin.py, cli/crypto.py;
 - hub commands that call a running hub's API at SWITCHBOARD_URL with SWITCHBOARD_API_KEY
-  (`emit`, `events`, `routes`, `destinations`, `sources`, `deliveries`, `dlq`, `replay`):
-  cli/events.py, cli/routing.py, cli/deliveries.py.
+  (`emit`, `events`, `routes`, `destinations`, `sources`, `deliveries`, `dlq`, `replay`,
+  `subjects`): cli/events.py, cli/routing.py, cli/deliveries.py, cli/subjects.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from typing import Annotated
 
 import typer
 
-from switchboard.cli import admin, automations, crypto, deliveries, events, routing, server
+from switchboard.cli import (
+    admin,
+    automations,
+    crypto,
+    deliveries,
+    events,
+    routing,
+    server,
+    subjects,
+)
 from switchboard.cli.common import DATABASE_PANEL, DB_HELP, HUB_PANEL, SERVER_PANEL
 
 app = typer.Typer(
@@ -65,6 +74,7 @@ app.add_typer(deliveries.deliveries_app, name="deliveries", rich_help_panel=HUB_
 app.add_typer(deliveries.dlq_app, name="dlq", rich_help_panel=HUB_PANEL)
 app.command(rich_help_panel=HUB_PANEL)(deliveries.replay)
 app.add_typer(automations.app, name="automations", rich_help_panel=HUB_PANEL)
+app.add_typer(subjects.subjects_app, name="subjects", rich_help_panel=HUB_PANEL)
 
 
 def main() -> None:

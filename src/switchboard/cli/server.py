@@ -102,25 +102,29 @@ def migrate() -> None:
 
 
 LOCAL_DEMO_EGRESS = "127.0.0.0/8"
-DEMO_MASTER_KEY = Path("data/master.key")
 
 
-def _demo_master_key() -> None:
-    """The demo seals credentials like a real hub: with a master key in ./data/master.key
-    (created once, readable by its owner only), unless one is configured already."""
-    if os.environ.get("SWITCHBOARD_MASTER_KEY") or os.environ.get("SWITCHBOARD_MASTER_KEY_FILE"):
+def _demo_master_key(s: Settings) -> None:
+    """The demo seals credentials like a real hub: with a master key in `master.key` beside
+    the SQLite database (./data/ for PostgreSQL), created once and readable by its owner only,
+    unless a key is configured already."""
+    if s.master_key or s.master_key_file:
         return
-    if not DEMO_MASTER_KEY.exists():
-        DEMO_MASTER_KEY.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(DEMO_MASTER_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    folder = Path("data")
+    if not s.is_postgres:
+        folder = Path(s.database_url.removeprefix("sqlite:///")).parent
+    path = folder / "master.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(new_master_key() + "\n")
         err.print(
-            f"created the master key {DEMO_MASTER_KEY}: it seals destination and source "
-            "credentials at rest; back it up with the database, they are unreadable without it"
+            f"created the master key {path}: it seals destination and source credentials at "
+            "rest; the database is unreadable without it, so keep a copy apart from it"
         )
-    os.environ["SWITCHBOARD_MASTER_KEY_FILE"] = str(DEMO_MASTER_KEY.resolve())
-    err.print(f"master key: SWITCHBOARD_MASTER_KEY_FILE={DEMO_MASTER_KEY}")
+    os.environ["SWITCHBOARD_MASTER_KEY_FILE"] = str(path.resolve())
+    err.print(f"master key: SWITCHBOARD_MASTER_KEY_FILE={path}", soft_wrap=True)
 
 
 def quickstart(
@@ -144,7 +148,7 @@ def quickstart(
         f"[yellow]egress: this demo lets deliveries reach {LOCAL_DEMO_EGRESS} (this machine); "
         "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
     )
-    _demo_master_key()
+    _demo_master_key(settings())
     s = settings()
     root = catalogs or Path(s.catalogs_dir)
     dirs = (
