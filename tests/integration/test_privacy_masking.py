@@ -193,3 +193,26 @@ async def test_a_pii_class_that_does_not_exist_is_refused_naming_the_path(api: A
     status, body, _ = await api.call("PUT", "/v1/event-types/lead.created", manage, bad)
     assert status in (400, 422), body
     assert "pii_classes.document" in orjson.dumps(body).decode()
+
+
+async def test_configuration_answers_are_not_masked_so_a_round_trip_keeps_them(api: Api) -> None:
+    """A destination's addresses are the tenant's configuration, not a subject's data: a key
+    without `pii` reads them as stored and can send them back unchanged."""
+    _, manage = await api.tenant(scopes=("read", "manage"))
+    config = {
+        "host": "smtp.example.com",
+        "username": "hub",
+        "from": "avisos@clinica.com.br",
+        "to": "recepcao@clinica.com.br",
+    }
+    body = {"name": "mail", "kind": "email", "config": config, "secrets": ["pw-0123456789"]}
+    status, created, _ = await api.call("POST", "/v1/destinations", manage, body)
+    assert status == 201, created
+    _, shown, _ = await api.call("GET", "/v1/destinations/mail", manage)
+    assert shown["config"]["from"] == "avisos@clinica.com.br"
+    status, patched, _ = await api.call(
+        "PATCH", "/v1/destinations/mail", manage, {"config": shown["config"]}
+    )
+    assert status == 200, patched
+    stored = await api.hub.deliveries.get_destination(None, created["id"])
+    assert stored is not None and stored.config["to"] == "recepcao@clinica.com.br"

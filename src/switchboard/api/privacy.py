@@ -30,6 +30,13 @@ _MAX_REFERRED = 500  # events an answer refers to that are read to learn their r
 _PEOPLE_PATHS = re.compile(r"^/v1/(recipients|inbox|subjects)/")
 _PEOPLE_KEYS = {"email", "phone", "name", "ip", "user_agent"}
 _DELIVERY_PATH = re.compile(r"^/v1/deliveries/([^/]+)(?:/attempts)?$")
+# answers that are the tenant's configuration, not data about people: shown as stored, so a
+# GET → edit → PUT round trip never writes a mask back (an email destination's `from`)
+_CONFIGURATION = re.compile(
+    r"^/v1/(destinations|routes|mappings|templates|event-types|keys|tenants)(/|$)"
+    r"|^/v1/sources(/[^/]+)?/?$|^/v1/sources/[^/]+/secrets$"
+    r"|^/v1/automations(/[^/]+)?/?$"
+)
 
 
 def sees_pii(p: Principal) -> bool:
@@ -50,7 +57,12 @@ def redact_answers(app: ASGIApp, hub: Hub) -> ASGIApp:
             nonlocal start
             if message["type"] == "http.response.start":
                 p = scope.get("state", {}).get(STATE_KEY)
-                if p is None or sees_pii(p) or not _is_json(message):
+                if (
+                    p is None
+                    or sees_pii(p)
+                    or not _is_json(message)
+                    or _CONFIGURATION.match(scope.get("path", ""))
+                ):
                     await send(message)
                     return
                 start = message
