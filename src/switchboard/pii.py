@@ -166,16 +166,70 @@ _DETECTORS: tuple[tuple[PiiClass, re.Pattern[str]], ...] = (
 )
 
 
+_DIGITS = re.compile(r"\d{4}")  # every number detector needs a run of 4 digits
+
+
 def mask_text(text: str, known: Mapping[str, str] | None = None) -> str:
     """`text` with every `known` raw value (raw → masked) and every email, CPF, CNPJ and
     phone number the detectors find replaced by its mask."""
-    known = known or {}
-    for raw in sorted(known, key=len, reverse=True):  # longer first: a name inside an email
-        if raw in text:
-            text = text.replace(raw, known[raw])
+    if known:
+        text = _replace_known(text, _index(known), known)
+    return _detect(text)
+
+
+def _detect(text: str) -> str:
+    # cheap tests first: most strings of an answer are ids, times and words
+    has_at, has_digits = "@" in text, _DIGITS.search(text) is not None
+    if not (has_at or has_digits):
+        return text
     for cls, pattern in _DETECTORS:
+        if not (has_at if cls is PiiClass.EMAIL else has_digits):
+            continue
         text = pattern.sub(lambda m, c=cls: _MASKS[c](m.group(0)), text)  # type: ignore[misc]
     return text
+
+
+_ANCHOR = 3  # raw values are found by their first 3 characters (shorter ones are not kept)
+
+
+Index = dict[str, list[tuple[int, frozenset[str]]]]
+
+
+def _index(known: Mapping[str, str]) -> Index:
+    """The raw values by their first characters, then by length, longest first (a name inside
+    an email is replaced as part of the email)."""
+    grouped: dict[str, dict[int, set[str]]] = {}
+    for raw in known:
+        grouped.setdefault(raw[:_ANCHOR], {}).setdefault(len(raw), set()).add(raw)
+    return {
+        anchor: [(n, frozenset(by_len[n])) for n in sorted(by_len, reverse=True)]
+        for anchor, by_len in grouped.items()
+    }
+
+
+def _replace_known(text: str, index: Index, known: Mapping[str, str]) -> str:
+    """One left-to-right pass, linear in the text: at each position, the values sharing its
+    first characters are looked up by length (a regular expression of hundreds of alternatives
+    costs milliseconds to compile for each answer)."""
+    parts: list[str] = []
+    i = last = 0
+    end = len(text) - _ANCHOR
+    while i <= end:
+        by_length = index.get(text[i : i + _ANCHOR])
+        if by_length:
+            for n, raws in by_length:
+                if text[i : i + n] in raws:
+                    parts += (text[last:i], known[text[i : i + n]])
+                    i = last = i + n
+                    break
+            else:
+                i += 1
+        else:
+            i += 1
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def _walk(data: Any, parts: list[str]) -> Iterator[tuple[Any, str]]:
@@ -202,6 +256,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self.known: dict[str, str] = {}  # raw value → its mask
+        self._index: Index | None = None  # of `known`; reset on learning
 
     def learn(self, data: Any, classes: Mapping[str, PiiClass]) -> None:
         """Remember the raw PII values of `data` without changing it (events an answer only
@@ -216,10 +271,12 @@ class Redactor:
             text = str(raw)
             if len(text) >= 3:  # shorter values would mask unrelated text
                 self.known[text] = masked
+                self._index = None
         elif isinstance(raw, dict | list):
             for leaf in _leaves(raw):
                 if len(leaf) >= 3:
                     self.known[leaf] = mask_free_text(leaf)
+                    self._index = None
         return masked
 
     def data(self, data: Any, classes: Mapping[str, PiiClass]) -> Any:
@@ -233,17 +290,56 @@ class Redactor:
         return out
 
     def text(self, value: str) -> str:
-        return mask_text(value, self.known)
+        if len(value) < 3:
+            return value
+        if self.known:
+            if self._index is None:
+                self._index = _index(self.known)
+            value = _replace_known(value, self._index, self.known)
+        return _detect(value)
 
     def strings(self, doc: Any) -> Any:
-        """`doc` with every string (keys aside) passed through `text`."""
+        """`doc` with every string (keys aside) passed through `text`, except the values of
+        structural keys (ids, times, statuses)."""
         if isinstance(doc, str):
             return self.text(doc)
         if isinstance(doc, dict):
-            return {k: self.strings(v) for k, v in doc.items()}
+            return {
+                k: v if k in _STRUCTURAL and isinstance(v, str) else self.strings(v)
+                for k, v in doc.items()
+            }
         if isinstance(doc, list):
             return [self.strings(v) for v in doc]
         return doc
+
+
+# keys whose string values are ids, times, names of things or states, never a person's data
+_STRUCTURAL = frozenset(
+    {
+        "id",
+        "type",
+        "version",
+        "time",
+        "received_at",
+        "created_at",
+        "updated_at",
+        "next_attempt_at",
+        "started_at",
+        "recorded_at",
+        "trace_id",
+        "correlation_id",
+        "causation_id",
+        "status",
+        "event_id",
+        "delivery_id",
+        "destination_id",
+        "route_id",
+        "replay_id",
+        "source_id",
+        "next_cursor",
+        "priority",
+    }
+)
 
 
 def _leaves(value: Any) -> Iterator[str]:

@@ -97,3 +97,9 @@ def test_the_catalog_names_classes_and_refuses_unknown_ones() -> None:
         parse_event_type({**doc, "pii_classes": {"document": "rg"}}, where="t")
     with pytest.raises(CatalogError, match=r"pii_classes.phone: not one of the type's pii"):
         parse_event_type({**doc, "pii_classes": {"phone": "phone"}}, where="t")
+
+
+def test_known_values_are_replaced_longest_first_in_one_pass() -> None:
+    known = {"Joana": "J.", "joana@exemplo.com": "j***@e***.com", "+55 31 99876-5432": "P"}
+    text = "Joana <joana@exemplo.com> +55 31 99876-5432, Joana again; +55 31 9"
+    assert mask_text(text, known) == "J. <j***@e***.com> P, J. again; +55 31 9"
