@@ -166,7 +166,7 @@ _DETECTORS: tuple[tuple[PiiClass, re.Pattern[str]], ...] = (
 )
 
 
-_DIGITS = re.compile(r"\d{4}")  # every number detector needs a run of 4 digits
+_DIGITS = re.compile(r"\d{3}")  # every number detector needs a run of 3 digits (a CPF)
 
 
 def mask_text(text: str, known: Mapping[str, str] | None = None) -> str:
@@ -257,6 +257,7 @@ class Redactor:
     def __init__(self) -> None:
         self.known: dict[str, str] = {}  # raw value → its mask
         self._index: Index | None = None  # of `known`; reset on learning
+        self._masked: dict[int, Any] = {}  # the data objects `data` returned, by id
 
     def learn(self, data: Any, classes: Mapping[str, PiiClass]) -> None:
         """Remember the raw PII values of `data` without changing it (events an answer only
@@ -287,6 +288,7 @@ class Redactor:
         for path, cls in classes.items():
             for container, key in _walk(out, path.split(".")):
                 container[key] = self._remember(container[key], cls)
+        self._masked[id(out)] = out  # held, so the id stays this object's
         return out
 
     def text(self, value: str) -> str:
@@ -300,10 +302,14 @@ class Redactor:
 
     def strings(self, doc: Any) -> Any:
         """`doc` with every string (keys aside) passed through `text`, except the values of
-        structural keys (ids, times, statuses)."""
+        structural keys (ids, times, statuses). Event data this redactor masked by its classes
+        only goes through the shape detectors: its declared fields are masked already, and
+        looking for every other event's raw values in it would cost more than the rest."""
         if isinstance(doc, str):
             return self.text(doc)
         if isinstance(doc, dict):
+            if id(doc) in self._masked:
+                return _detect_all(doc)
             return {
                 k: v if k in _STRUCTURAL and isinstance(v, str) else self.strings(v)
                 for k, v in doc.items()
@@ -311,6 +317,16 @@ class Redactor:
         if isinstance(doc, list):
             return [self.strings(v) for v in doc]
         return doc
+
+
+def _detect_all(doc: Any) -> Any:
+    if isinstance(doc, str):
+        return _detect(doc)
+    if isinstance(doc, dict):
+        return {k: _detect_all(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_detect_all(v) for v in doc]
+    return doc
 
 
 # keys whose string values are ids, times, names of things or states, never a person's data

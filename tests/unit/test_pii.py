@@ -103,3 +103,16 @@ def test_known_values_are_replaced_longest_first_in_one_pass() -> None:
     known = {"Joana": "J.", "joana@exemplo.com": "j***@e***.com", "+55 31 99876-5432": "P"}
     text = "Joana <joana@exemplo.com> +55 31 99876-5432, Joana again; +55 31 9"
     assert mask_text(text, known) == "J. <j***@e***.com> P, J. again; +55 31 9"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("123.456.789-09", "***.456.789-**"),
+        ("12.345.678/0001-95", "**.***.***/0001-**"),
+        ("+55 31 99876-5432", "+55 31 9****-5432"),
+        ("a@b.co", "a***@b***.co"),
+    ],
+)
+def test_each_detector_finds_a_value_standing_alone(text: str, shown: str) -> None:
+    assert mask_text(text) == shown

@@ -12,7 +12,6 @@ and costs nothing on the ingest path or for `pii` and admin keys.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -115,7 +114,7 @@ async def mask_answer(hub: Hub, tenant_id: str, path: str, doc: Any) -> Any:
         return classes[type_name]
 
     # the events the answer only refers to: their raw values are masked wherever they appear
-    ids, seqs = _references(doc)
+    holders, ids, seqs = _scan(doc)
     match = _DELIVERY_PATH.match(path)
     if match:
         d = await hub.deliveries.get(tenant_id, match[1])
@@ -123,46 +122,38 @@ async def mask_answer(hub: Hub, tenant_id: str, path: str, doc: Any) -> Any:
             seqs.add(d.event_seq)
     for event in await _referred_events(hub, tenant_id, ids, seqs):
         redactor.learn(event.data, await classes_of(event.type))
-    for holder in list(_event_dicts(doc)):
+    for holder in holders:
         holder["data"] = redactor.data(holder["data"], await classes_of(holder["type"]))
     if _PEOPLE_PATHS.match(path):
         _mask_people(doc, redactor)
     return redactor.strings(doc)
 
 
-def _event_dicts(doc: Any) -> Iterator[dict[str, Any]]:
-    """Every object of the answer shaped like an event: a string `type` and an object `data`."""
-    if isinstance(doc, dict):
-        if isinstance(doc.get("type"), str) and isinstance(doc.get("data"), dict):
-            yield doc
-        for value in doc.values():
-            yield from _event_dicts(value)
-    elif isinstance(doc, list):
-        for value in doc:
-            yield from _event_dicts(value)
-
-
-def _references(doc: Any) -> tuple[set[str], set[int]]:
+def _scan(doc: Any) -> tuple[list[dict[str, Any]], set[str], set[int]]:
+    """One walk of the answer: the objects shaped like an event (a string `type` and an object
+    `data`), and the ids and sequence numbers of the events it refers to."""
+    holders: list[dict[str, Any]] = []
     ids: set[str] = set()
     seqs: set[int] = set()
-
-    def walk(node: Any) -> None:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
         if isinstance(node, dict):
+            if isinstance(node.get("type"), str) and isinstance(node.get("data"), dict):
+                holders.append(node)
             for key, value in node.items():
-                if key == "event_id" and isinstance(value, str):
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                elif key == "event_id" and isinstance(value, str):
                     ids.add(value)
-                elif key == "event_ids" and isinstance(value, list):
-                    ids.update(v for v in value if isinstance(v, str))
                 elif key == "event_seq" and isinstance(value, int):
                     seqs.add(value)
-                else:
-                    walk(value)
+            found = node.get("event_ids")
+            if isinstance(found, list):
+                ids.update(v for v in found if isinstance(v, str))
         elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(doc)
-    return ids, seqs
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return holders, ids, seqs
 
 
 async def _referred_events(hub: Hub, tenant_id: str, ids: set[str], seqs: set[int]) -> list[Any]:
