@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from switchboard.catalog import load_catalog_dir
 from tests.conftest import Api
 from tests.integration.conftest import worker_for
 from tests.integration.test_privacy_masking import (
@@ -24,6 +27,7 @@ from tests.integration.test_privacy_masking import (
 pytestmark = pytest.mark.security
 
 SUBJECT = "/v1/subjects/patient-42"
+CATALOGS = Path(__file__).resolve().parents[2] / "catalogs"
 
 
 async def test_export_then_erasure_leaves_no_pii_anywhere(
@@ -129,3 +133,42 @@ async def _walk_after(api: Api, key: str, ids: dict[str, str]) -> dict[str, Any]
     status, _, _ = await api.call("GET", "/v1/recipients/patient-42", key)
     assert status == 404
     return answers
+
+
+async def test_a_provider_request_is_masked_by_its_events_and_cleared_with_its_subject(
+    api: Api,
+) -> None:
+    """A lead form's raw body holds a name no shape detector finds: a key without `pii` sees it
+    masked because the request's events declare it, and erasing the lead clears the body."""
+    tenant, manage = await api.tenant(scopes=("ingest", "read", "manage"))
+    await api.hub.registry.apply(tenant, load_catalog_dir(CATALOGS / "care-integrations"))
+    _, read = await api.tenant(tenant, scopes=("read",))
+    _, eraser = await api.tenant(tenant, scopes=("read", "manage", "pii"))
+    status, source, _ = await api.call(
+        "POST",
+        "/v1/sources",
+        manage,
+        {"name": "site", "preset": "none", "mapping": "site-lead-form"},
+    )
+    assert status == 201, source
+    form = {"name": NAME, "phone": PHONE, "email": EMAIL, "message": "Quero um cuidador"}
+    status, reply, _ = await api.call(
+        "POST",
+        f"/v1/sources/{source['id']}/webhook",
+        data=orjson.dumps(form),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200 and reply["events"][0]["status"] == "accepted", reply
+    requests = f"/v1/sources/{source['id']}/requests"
+    _, log, _ = await api.call("GET", requests, read)
+    [request] = log["data"]
+    assert request["body"]["name"] == "J. P." and request["body"]["email"] == "j***@e***.com.br"
+    assert "Quero um cuidador" not in orjson.dumps(log).decode()  # `message` is free text
+    _, whole, _ = await api.call("GET", requests, eraser)
+    assert whole["data"][0]["body"]["name"] == NAME
+    subject = "5531998765432"  # the mapping's subject: the normalised phone
+    status, receipt, _ = await api.call("DELETE", f"/v1/subjects/{subject}", eraser)
+    assert status == 200 and receipt["requests_scrubbed"] == 1, receipt
+    _, log, _ = await api.call("GET", requests, eraser)
+    text = orjson.dumps(log).decode()
+    assert NAME not in text and EMAIL not in text and "Quero" not in text
