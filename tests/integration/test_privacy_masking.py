@@ -216,3 +216,13 @@ async def test_configuration_answers_are_not_masked_so_a_round_trip_keeps_them(a
     assert status == 200, patched
     stored = await api.hub.deliveries.get_destination(None, created["id"])
     assert stored is not None and stored.config["to"] == "recepcao@clinica.com.br"
+
+
+async def test_only_a_key_with_pii_can_mint_one(api: Api) -> None:
+    _, manage = await api.tenant(scopes=("read", "manage"))
+    status, body, _ = await api.call(
+        "POST", "/v1/keys", manage, {"name": "sneaky", "scopes": ["read", "pii"]}
+    )
+    assert status == 403 and "'pii'" in body["error"]["message"], body
+    _, keys, _ = await api.call("GET", "/v1/keys", manage)
+    assert [k["name"] for k in keys["data"]] == ["test"]  # nothing minted
