@@ -38,7 +38,10 @@ async def test_export_then_erasure_leaves_no_pii_anywhere(
     _, read = await api.tenant(tenant, scopes=("read",))
     _, pii = await api.tenant(tenant, scopes=("read", "pii"))
     _, eraser = await api.tenant(tenant, scopes=("read", "manage", "pii"))
+    nurture = {"on": "lead.created", "steps": [{"wait": "2h"}, {"send": {"destination": "hook"}}]}
     ids = await _populate(api, manage, echo)
+    status, body, _ = await api.call("PUT", "/v1/automations/nurture", manage, nurture)
+    assert status in (200, 201), body
     # one more event, not yet delivered: its deliveries are pending when the erasure comes
     later = {
         "type": "lead.created",
@@ -76,6 +79,9 @@ async def test_export_then_erasure_leaves_no_pii_anywhere(
     assert receipt["recipient_deleted"] is True
     assert receipt["deliveries_cancelled"] == 2  # the later event's two pending deliveries
     assert receipt["inbox_items_deleted"] == 1 and receipt["attempts_scrubbed"] >= 1
+    assert receipt["runs_cancelled"] == 1  # the later lead's run; patient-7's runs on
+    _, runs, _ = await api.call("GET", "/v1/automations/nurture/runs", pii)
+    assert sorted(r["status"] for r in runs["data"]) == ["cancelled", "running"], runs
     assert raw_values(receipt) == []
 
     # every read with a `pii` key: nothing of the subject left, the events still counted
