@@ -20,6 +20,7 @@ import yaml
 
 from switchboard.errors import SwitchboardError
 from switchboard.people import PeopleSpec, parse_people, people_to_dict
+from switchboard.pii import PiiClass, field_classes
 
 Mode = Literal["enforce", "warn", "quarantine"]
 MODES: tuple[Mode, ...] = ("enforce", "warn", "quarantine")
@@ -29,7 +30,7 @@ _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gênero"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-_TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "index", "versions"}
+_TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "pii_classes", "index", "versions"}
 _TYPE_KEYS |= {"profile", "consent", "critical", "category", "preferences"}  # people.py's
 # Read-only keys the HTTP API adds when it returns a type; tolerated so GET → edit → PUT works.
 _SERVER_KEYS = {"catalog", "scope", "indexed", "updated_at"}
@@ -62,6 +63,11 @@ class EventTypeSpec:
     index: tuple[str, ...]  # dotted `data` paths the store indexes
     versions: tuple[TypeVersion, ...]  # ascending
     people: PeopleSpec | None = None  # profile / consent / critical / category (people.py)
+    pii_classes: tuple[tuple[str, str], ...] = ()  # pii path -> class named by the catalog
+
+    def pii_fields(self) -> dict[str, PiiClass]:
+        """Every PII path with its masking class (pii.py)."""
+        return field_classes(self.pii, dict(self.pii_classes))
 
     def latest(self) -> TypeVersion:
         return self.versions[-1]
@@ -209,6 +215,7 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         for i, p in enumerate(paths):
             if not _DATA_PATH.match(p):
                 problems.append(f"{key}[{i}]: {p!r} is not a dotted data path such as 'a.b'")
+    pii_classes = _pii_classes(doc, pii, problems)
     people = parse_people(doc, problems)
     raw_versions = doc.get("versions")
     versions: list[TypeVersion] = []
@@ -235,7 +242,29 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         index=index,
         versions=tuple(versions),
         people=people,
+        pii_classes=pii_classes,
     )
+
+
+def _pii_classes(
+    doc: Mapping[str, Any], pii: tuple[str, ...], problems: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """``pii_classes: {path: class}``: the masking class of PII paths whose name does not say
+    it (a path absent here is classified by its last segment, see pii.classify)."""
+    value = doc.get("pii_classes") or {}
+    if not isinstance(value, Mapping):
+        problems.append("pii_classes: must be a mapping of a pii path to its class")
+        return ()
+    known = ", ".join(c.value for c in PiiClass)
+    out = []
+    for path, cls in value.items():
+        if path not in pii:
+            problems.append(f"pii_classes.{path}: not one of the type's pii paths")
+        elif cls not in {c.value for c in PiiClass}:
+            problems.append(f"pii_classes.{path}: {cls!r} is not a PII class ({known})")
+        else:
+            out.append((str(path), str(cls)))
+    return tuple(sorted(out))
 
 
 def event_type_to_dict(spec: EventTypeSpec) -> dict[str, Any]:
@@ -246,6 +275,7 @@ def event_type_to_dict(spec: EventTypeSpec) -> dict[str, Any]:
         "owner": spec.owner,
         "mode": spec.mode,
         "pii": list(spec.pii),
+        **({"pii_classes": dict(spec.pii_classes)} if spec.pii_classes else {}),
         "index": list(spec.index),
         "versions": [
             {"version": v.version, "schema": v.schema, "examples": list(v.examples)}

@@ -220,6 +220,25 @@ class Settings:
         _plain,
         "Key that signs one-click unsubscribe links (at least 32 characters; empty: no links).",
     )
+    master_key: str = _setting(
+        "",
+        _plain,
+        "Master key sealing destination and source credentials at rest (AES-256-GCM): base64 "
+        "of 32 random bytes, from `switchboard crypto new-key`. Empty (and no key file): "
+        "stored in clear, and a hub holding sealed values refuses to start.",
+    )
+    master_key_file: str = _setting(
+        "",
+        _plain,
+        "A file holding the master key (used when SWITCHBOARD_MASTER_KEY is empty); "
+        "`quickstart` creates `./data/master.key`.",
+    )
+    master_key_previous: str = _setting(
+        "",
+        _plain,
+        "Earlier master keys, comma-separated, still accepted for reading while "
+        "`switchboard crypto rotate-master` re-seals everything under the current one.",
+    )
     catalogs_dir: str = _setting(
         "",
         _plain,

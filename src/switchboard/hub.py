@@ -18,6 +18,7 @@ from switchboard.channels.registry import build_channels
 from switchboard.config import Settings
 from switchboard.delivery import Worker
 from switchboard.egress import Policy, connector
+from switchboard.errors import ConfigError
 from switchboard.ingest import Ingestor
 from switchboard.registry import Registry
 from switchboard.replay import resume_replays
@@ -26,6 +27,7 @@ from switchboard.store import Store, Tenant
 from switchboard.store.automations import AutomationStore
 from switchboard.store.backends import open_store
 from switchboard.store.deliveries import DeliveryStore
+from switchboard.store.sealed import check_keys
 from switchboard.templates import Budget, Renderer
 
 _TENANT_TTL = 5.0
@@ -85,6 +87,11 @@ class Hub:
 
     async def open(self, *, worker: bool | None = None) -> None:
         await self.store.open()
+        try:
+            await check_keys(self.store)  # sealed credentials need their master key: say so now
+        except ConfigError:
+            await self.store.close()
+            raise
         # One client sends for every tenant, so it keeps no cookies: a cookie one tenant's
         # endpoint sets must never go out with another tenant's delivery to the same host.
         self.session = aiohttp.ClientSession(

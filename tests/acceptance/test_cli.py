@@ -216,12 +216,17 @@ def test_quickstart_prints_the_exports_and_reuses_the_demo_tenant(tmp_path: Path
     assert export and f"SWITCHBOARD_URL=http://127.0.0.1:{port}" in export[0]
     key = export[0].split("SWITCHBOARD_API_KEY=")[1]
     assert key.startswith("sb_")
+    master = tmp_path / "master.key"  # beside the database, the owner's only
+    assert master.exists() and master.stat().st_mode & 0o077 == 0
+    assert f"SWITCHBOARD_MASTER_KEY_FILE={master}" in first.stderr
     second = run(env, "quickstart", "--no-serve")
+    assert "created the master key" not in second.stderr  # the same key, found again
     assert "reusing tenant demo" in second.stderr
     assert "switchboard keys create --tenant demo" in second.stderr
     assert "sb_" not in second.stdout + second.stderr  # no second key minted, none shown
     keys = _rows(run(env, "keys", "list", "--tenant", "demo", "--json"))
     assert len(keys) == 1
+    assert sorted(keys[0]["scopes"]) == ["ingest", "manage", "pii", "read"]  # the demo reads back
 
 
 def test_database_commands_name_their_database(tmp_path: Path) -> None:

@@ -104,3 +104,21 @@ def worker_for(api: Api, clock: Clock | None = None, **settings: Any) -> Worker:
     return Worker(
         s, api.hub.store, api.hub.worker.channels, api.hub.routes, clock=clock or time.time
     )
+
+
+@pytest.fixture
+async def echo() -> Any:
+    """A receiver that answers with the body it got (as many real endpoints do on errors)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=200, body=await request.read())
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hook"
+    await runner.cleanup()

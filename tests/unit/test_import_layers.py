@@ -28,6 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.config",
             "switchboard.egress",
             "switchboard.masking",
+            "switchboard.crypto",
+            "switchboard.pii",
             "switchboard.patterns",
             "switchboard.templates",
             "switchboard.retry",
@@ -73,7 +75,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     # the composition root, and what needs all of it
-    ("hub", ("switchboard.hub", "switchboard.sources.inbound")),
+    ("hub", ("switchboard.hub", "switchboard.sources.inbound", "switchboard.subjects")),
     (
         "interfaces",
         ("switchboard.api", "switchboard.server", "switchboard.cli", "switchboard.codegen_cli"),

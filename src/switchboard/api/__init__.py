@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from switchboard.api import (
     admin,
@@ -26,9 +26,11 @@ from switchboard.api import (
     recipients,
     segment,
     sources,
+    subjects,
 )
 from switchboard.api.common import JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
+from switchboard.api.privacy import redact_answers
 from switchboard.config import Settings
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
@@ -175,7 +177,10 @@ class SwitchboardApp(Starlette):
 
     Starlette's router and its two exception middlewares cost 10–25 % of an ingest request's
     Python time (measured in-process); the errors they would translate are translated here the
-    same way, and anything else still reaches uvicorn as a 500."""
+    same way, and anything else still reaches uvicorn as a 500. Every other request goes
+    through `privacy.redact_answers`, which masks PII for keys without the `pii` scope."""
+
+    _answer: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -194,7 +199,9 @@ class SwitchboardApp(Starlette):
                 response = await handler(request, exc)
             await response(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if self._answer is None:
+            self._answer = redact_answers(super().__call__, self.state.hub)
+        await self._answer(scope, receive, send)
 
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
@@ -229,6 +236,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *recipients.routes,
             *messages.routes,
             *purposes.routes,
+            *subjects.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -72,11 +72,15 @@ async def create_key(request: Request) -> Response:
     scopes = body.get("scopes", ["ingest"])
     if not isinstance(scopes, list) or not all(s in Scope._value2member_map_ for s in scopes):
         raise BadRequest(
-            "scopes must be a list of ingest, read, manage",
+            "scopes must be a list of ingest, read, manage, pii",
             details=[{"path": "/scopes", "message": "unknown scope"}],
         )
     if "admin" in scopes:
         raise Forbidden("admin keys are created with the CLI: `switchboard keys create --admin`")
+    if Scope.PII in scopes:
+        # a key sees personal data only if whoever mints it does: `manage` alone cannot
+        # grant itself `pii` through a second key
+        p.require(Scope.PII)
     tenant_id = p.tenant()
     secret, record = mint_key(tenant_id, str(body.get("name") or "key"), scopes, body.get("source"))
     await h.store.create_key(record)

@@ -90,6 +90,8 @@ async def principal(request: Request, scope: Scope) -> Principal:
         request.headers.get("authorization"), request.headers.get("x-switchboard-tenant")
     )
     p.require(scope)
+    # the answer is masked on its way out unless the key may see PII (api/privacy.py)
+    request.scope.setdefault("state", {})["switchboard.principal"] = p
     return p
 
 

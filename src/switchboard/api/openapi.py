@@ -37,13 +37,14 @@ TAGS = [
         "or a schedule, and their runs.",
     ),
     ("health", "Liveness, store health and this document."),
+    ("subjects", "A data subject's rights: export everything held about them, erase it."),
 ]
 
 TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
 TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
-SCOPES = ("ingest", "read", "manage")
+SCOPES = ("ingest", "read", "manage", "pii")
 DELIVERY_STATUSES = [
     "pending",
     "retrying",
@@ -520,6 +521,14 @@ def _schemas() -> dict[str, Schema]:
                 "owner": _null(_s()),
                 "mode": _s(enum=["enforce", "warn", "quarantine"], default="enforce"),
                 "pii": {"type": "array", "items": _s("A dotted data path.")},
+                "pii_classes": {
+                    "type": "object",
+                    "description": "A pii path → its masking class, where the path's name "
+                    "does not say it.",
+                    "additionalProperties": _s(
+                        enum=["email", "phone", "cpf", "cnpj", "name", "ip", "free_text"]
+                    ),
+                },
                 "index": {"type": "array", "items": _s("A dotted data path.")},
                 "versions": {"type": "array", "items": version, "minItems": 1},
                 "scope": _s(enum=["shared", "tenant"], readOnly=True),
@@ -2239,6 +2248,78 @@ def _purpose_paths() -> list[Operation]:
     ]
 
 
+def _subject_paths() -> list[Operation]:
+    tag = "subjects"
+    subject = _path(
+        "subject", "The subject: the events' `subject`, the recipient id.", maxLength=200
+    )
+    count = {"type": "integer", "minimum": 0}
+    receipt = _obj(
+        {
+            "id": _s("The receipt's id; the export lists the subject's receipts."),
+            "subject": _s(),
+            "erased_at": _s(format="date-time"),
+            "events_scrubbed": count,
+            "recipient_deleted": {"type": "boolean"},
+            "preferences_deleted": count,
+            "consents_scrubbed": count,
+            "inbox_items_deleted": count,
+            "deliveries_cancelled": count,
+            "attempts_scrubbed": count,
+            "runs_cancelled": count,
+            "requests_scrubbed": count,
+        },
+        "id",
+        "subject",
+        "erased_at",
+    )
+    export = _obj(
+        {
+            "subject": _s(),
+            "exported_at": _s(format="date-time"),
+            "recipient": {"type": ["object", "null"], "description": "The profile, if any."},
+            "preferences": {"type": "array", "items": {"type": "object"}},
+            "consents": {"type": "array", "items": {"type": "object"}},
+            "inbox": {"type": "array", "items": {"type": "object"}},
+            "events": {"type": "array", "items": _ref("StoredEvent")},
+            "events_truncated": {"type": "boolean"},
+            "deliveries": {"type": "array", "items": {"type": "object"}},
+            "erasures": {"type": "array", "items": receipt},
+        },
+        "subject",
+        "events",
+    )
+    return [
+        _op(
+            "GET /v1/subjects/{subject}/export",
+            "exportSubject",
+            tag,
+            "Everything held about a subject",
+            "The profile, preferences, consents, inbox, events (newest first, at most 100,000), "
+            "their deliveries and earlier erasure receipts, as one JSON document (LGPD art. 18 "
+            "II and V). PII is masked unless the key also has the `pii` scope.",
+            scope="read",
+            params=[subject],
+            ok={200: _ok(export)},
+            errors=(400,),
+        ),
+        _op(
+            "DELETE /v1/subjects/{subject}",
+            "eraseSubject",
+            tag,
+            "Erase a subject's personal data",
+            "Deletes the profile, preferences and inbox items, cancels pending deliveries and "
+            "running automations, clears receivers' answers and the raw provider requests of "
+            "the subject's events, and leaves the events as skeletons with their PII fields "
+            "null (LGPD art. 18 VI). Needs the `pii` scope as well.",
+            scope="manage",
+            params=[subject],
+            ok={200: _ok(receipt, "The receipt: what was erased, as counts.")},
+            errors=(400,),
+        ),
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2255,6 +2336,7 @@ def openapi_document() -> dict[str, Any]:
         *_template_paths(),
         *_health_paths(),
         *_purpose_paths(),
+        *_subject_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

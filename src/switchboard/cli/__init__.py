@@ -1,12 +1,12 @@
 """The `switchboard` command. Three families, told apart in `switchboard --help`:
 
 - running the hub (`serve`, `worker`, `migrate`, `quickstart`): cli/server.py;
-- database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`),
-  usable before any hub runs: cli/admin.py;
+- database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`,
+  `crypto`), usable before any hub runs: cli/admin.py, cli/crypto.py;
 - hub commands that call a running hub's API at SWITCHBOARD_URL with SWITCHBOARD_API_KEY
   (`emit`, `events`, `routes`, `destinations`, `sources`, `deliveries`, `dlq`, `replay`,
-  `automations`, `templates`): cli/events.py, cli/routing.py, cli/deliveries.py,
-  cli/automations.py, cli/templates.py.
+  `automations`, `templates`, `subjects`): cli/events.py, cli/routing.py, cli/deliveries.py,
+  cli/automations.py, cli/templates.py, cli/subjects.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from typing import Annotated
 
 import typer
 
-from switchboard.cli import admin, automations, deliveries, events, routing, server, templates
+from switchboard.cli import (
+    admin,
+    automations,
+    crypto,
+    deliveries,
+    events,
+    routing,
+    server,
+    subjects,
+    templates,
+)
 from switchboard.cli.common import DATABASE_PANEL, DB_HELP, HUB_PANEL, SERVER_PANEL
 
 app = typer.Typer(
@@ -56,6 +66,7 @@ for command in (server.quickstart, server.serve, server.worker, server.migrate):
 app.add_typer(admin.tenants_app, name="tenants", rich_help_panel=DATABASE_PANEL)
 app.add_typer(admin.keys_app, name="keys", rich_help_panel=DATABASE_PANEL)
 app.add_typer(admin.catalog_app, name="catalog", rich_help_panel=DATABASE_PANEL)
+app.add_typer(crypto.crypto_app, name="crypto", rich_help_panel=DATABASE_PANEL)
 app.command(rich_help_panel=HUB_PANEL)(events.emit)
 app.add_typer(events.events_app, name="events", rich_help_panel=HUB_PANEL)
 app.add_typer(routing.routes_app, name="routes", rich_help_panel=HUB_PANEL)
@@ -66,6 +77,7 @@ app.add_typer(deliveries.dlq_app, name="dlq", rich_help_panel=HUB_PANEL)
 app.command(rich_help_panel=HUB_PANEL)(deliveries.replay)
 app.add_typer(automations.app, name="automations", rich_help_panel=HUB_PANEL)
 app.add_typer(templates.app, name="templates", rich_help_panel=HUB_PANEL)
+app.add_typer(subjects.subjects_app, name="subjects", rich_help_panel=HUB_PANEL)
 
 
 def main() -> None:

@@ -165,7 +165,10 @@ def tenants_list(as_json: JsonOpt = False) -> None:
 def keys_create(
     tenant: Annotated[str | None, typer.Option(help="The key's tenant.")] = None,
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated scopes: ingest, read, manage.")
+        str,
+        typer.Option(
+            help="Comma-separated scopes: ingest, read, manage, pii (unmasked personal data)."
+        ),
     ] = "ingest",
     name: Annotated[str, typer.Option(help="A label to tell keys apart.")] = "key",
     source: Annotated[

@@ -25,6 +25,7 @@ from switchboard.cli.common import (
 )
 from switchboard.cli.templates import read_templates
 from switchboard.config import Settings
+from switchboard.crypto import new_master_key
 from switchboard.envelope import now_us
 from switchboard.errors import Conflict, SwitchboardError
 from switchboard.registry import SHARED, Registry
@@ -34,7 +35,7 @@ from switchboard.store import migrate as migrations
 from switchboard.store.people import PeopleStore
 
 QUICKSTART_KEY = "quickstart"  # the name of the demo tenant's key, found again on a second run
-QUICKSTART_SCOPES = "ingest,read,manage"
+QUICKSTART_SCOPES = "ingest,read,manage,pii"  # the demo reads back what it sent
 
 
 def load_catalog(path: Path) -> cat.CatalogSpec:
@@ -106,6 +107,29 @@ def migrate() -> None:
 LOCAL_DEMO_EGRESS = "127.0.0.0/8"
 
 
+def _demo_master_key(s: Settings) -> None:
+    """The demo seals credentials like a real hub: with a master key in `master.key` beside
+    the SQLite database (./data/ for PostgreSQL), created once and readable by its owner only,
+    unless a key is configured already."""
+    if s.master_key or s.master_key_file:
+        return
+    folder = Path("data")
+    if not s.is_postgres:
+        folder = Path(s.database_url.removeprefix("sqlite:///")).parent
+    path = folder / "master.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(new_master_key() + "\n")
+        err.print(
+            f"created the master key {path}: it seals destination and source credentials at "
+            "rest; the database is unreadable without it, so keep a copy apart from it"
+        )
+    os.environ["SWITCHBOARD_MASTER_KEY_FILE"] = str(path.resolve())
+    err.print(f"master key: SWITCHBOARD_MASTER_KEY_FILE={path}", soft_wrap=True)
+
+
 def quickstart(
     catalogs: Annotated[
         Path | None,
@@ -138,6 +162,7 @@ def quickstart(
         f"[yellow]egress: this demo lets deliveries reach {LOCAL_DEMO_EGRESS} (this machine); "
         "`switchboard serve` and `worker` refuse loopback and private addresses[/yellow]"
     )
+    _demo_master_key(settings())
     s = settings()
     root = catalogs or (Path(s.catalogs_dir) if s.catalogs_dir else shipped("catalogs"))
     dirs = (

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from switchboard.crypto import Vault
 from switchboard.envelope import Event, format_us
 from switchboard.records import NewDelivery
 
@@ -21,6 +22,7 @@ class Scope(StrEnum):
     INGEST = "ingest"  # send events
     READ = "read"  # query events, timelines, metrics, catalog
     MANAGE = "manage"  # change the catalog, routes, destinations, keys of its tenant
+    PII = "pii"  # see personal data unmasked, erase and export a subject (with manage)
     ADMIN = "admin"  # everything, in every tenant (admin keys have no tenant)
 
 
@@ -170,6 +172,7 @@ class Store(Protocol):
 
     # events
     dialect: str
+    vault: Vault  # seals credentials at rest (crypto.py)
 
     async def append(
         self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None

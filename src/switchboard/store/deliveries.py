@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from switchboard.crypto import Vault
 from switchboard.envelope import Event, new_id
 from switchboard.errors import StoreError
 from switchboard.records import Destination, NewDelivery
@@ -191,7 +192,7 @@ _DEST_COLUMNS = (
 )
 
 
-def destination_from_row(r: Sequence[Any]) -> tuple[Destination, int | None]:
+def destination_from_row(r: Sequence[Any], vault: Vault) -> tuple[Destination, int | None]:
     settings = load_json(r[6])
     schedule = settings.get("retry_schedule")
     return (
@@ -200,8 +201,8 @@ def destination_from_row(r: Sequence[Any]) -> tuple[Destination, int | None]:
             tenant_id=r[1],
             name=r[2],
             kind=r[3],
-            config=load_json(r[4]),
-            secrets=tuple(load_json(r[5])),
+            config=vault.open_json(load_json(r[4]), f"destinations.config:{r[0]}"),
+            secrets=tuple(vault.open_json(load_json(r[5]), f"destinations.secrets:{r[0]}")),
             timeout=settings.get("timeout", 10.0),
             concurrency=settings.get("concurrency", 10),
             rate_per_second=settings.get("rate_per_second"),
@@ -280,8 +281,9 @@ class DeliveryStore:
                 d.tenant_id,
                 d.name,
                 d.kind,
-                dumps(d.config),
-                dumps(list(d.secrets)),
+                # the config holds credentials too (auth headers, tokens in URLs)
+                dumps(self.sql.vault.seal_json(d.config, f"destinations.config:{d.id}")),
+                dumps(self.sql.vault.seal_json(list(d.secrets), f"destinations.secrets:{d.id}")),
                 dumps(destination_settings(d)),
                 d.enabled,
                 d.disabled_reason,
@@ -302,21 +304,21 @@ class DeliveryStore:
                 "WHERE tenant_id = ? AND (id = ? OR name = ?)",
                 (tenant_id, ref, ref),
             )
-        return destination_from_row(rows[0])[0] if rows else None
+        return destination_from_row(rows[0], self.sql.vault)[0] if rows else None
 
     async def destination_state(self, dest_id: str) -> tuple[Destination, int | None] | None:
         """A destination by id with the start of its failing streak (the worker's view)."""
         rows = await self.sql.fetch(
             f"SELECT {_DEST_COLUMNS} FROM destinations WHERE id = ?", (dest_id,)
         )
-        return destination_from_row(rows[0]) if rows else None
+        return destination_from_row(rows[0], self.sql.vault) if rows else None
 
     async def list_destinations(self, tenant_id: str) -> list[Destination]:
         rows = await self.sql.fetch(
             f"SELECT {_DEST_COLUMNS} FROM destinations WHERE tenant_id = ? ORDER BY name",
             (tenant_id,),
         )
-        return [destination_from_row(r)[0] for r in rows]
+        return [destination_from_row(r, self.sql.vault)[0] for r in rows]
 
     async def delete_destination(self, tenant_id: str, dest_id: str) -> bool:
         return (

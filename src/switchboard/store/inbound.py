@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.crypto import Vault
 from switchboard.sources import Counters, Source
 from switchboard.store.queries import Sql, dumps, load_json
 
@@ -27,14 +28,14 @@ _SOURCE_COLUMNS = (
 )
 
 
-def _source_from_row(r: Sequence[Any]) -> Source:
+def _source_from_row(r: Sequence[Any], vault: Vault) -> Source:
     return Source(
         id=r[0],
         tenant_id=r[1],
         name=r[2],
         preset=r[3],
         preset_config=load_json(r[4]) or {},
-        secrets=tuple(load_json(r[5]) or ()),
+        secrets=tuple(vault.open_json(load_json(r[5]), f"sources.secrets:{r[0]}") or ()),
         ip_allowlist=tuple(load_json(r[6]) or ()),
         mapping=r[7],
         mapping_version=r[8],
@@ -57,7 +58,7 @@ async def insert_source(store: Sql, s: Source) -> None:
             s.name,
             s.preset,
             dumps(s.preset_config),
-            dumps(list(s.secrets)),
+            dumps(store.vault.seal_json(list(s.secrets), f"sources.secrets:{s.id}")),
             dumps(list(s.ip_allowlist)),
             s.mapping,
             s.mapping_version,
@@ -80,7 +81,7 @@ async def update_source(store: Sql, s: Source) -> bool:
             s.name,
             s.preset,
             dumps(s.preset_config),
-            dumps(list(s.secrets)),
+            dumps(store.vault.seal_json(list(s.secrets), f"sources.secrets:{s.id}")),
             dumps(list(s.ip_allowlist)),
             s.mapping,
             s.mapping_version,
@@ -107,14 +108,14 @@ async def get_source(store: Sql, source_id: str, tenant_id: str | None = None) -
             f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ? AND tenant_id = ?",
             (source_id, tenant_id),
         )
-    return _source_from_row(rows[0]) if rows else None
+    return _source_from_row(rows[0], store.vault) if rows else None
 
 
 async def list_sources(store: Sql, tenant_id: str) -> list[Source]:
     rows = await store.fetch(
         f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE tenant_id = ? ORDER BY name", (tenant_id,)
     )
-    return [_source_from_row(r) for r in rows]
+    return [_source_from_row(r, store.vault) for r in rows]
 
 
 async def delete_source(store: Sql, tenant_id: str, source_id: str) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from switchboard.config import Settings
+from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.records import NewDelivery
@@ -153,6 +154,7 @@ class PostgresStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
         self._pool: Any = None  # asyncpg.Pool once open
         self._pending: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 import orjson
 
+from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.store import ApiKey, EventQuery, StoredType
 
@@ -62,6 +63,7 @@ class Sql(Protocol):
     `?` placeholders, and `?j` for a JSON value sent as text."""
 
     dialect: str
+    vault: Vault  # seals credentials at rest (crypto.py)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
     async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...

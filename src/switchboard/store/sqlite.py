@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from switchboard.config import Settings
+from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.records import NewDelivery
@@ -85,6 +86,7 @@ class SqliteStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
         self.path = settings.database_url.removeprefix("sqlite:///")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
