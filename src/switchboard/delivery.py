@@ -30,6 +30,7 @@ from switchboard.config import Settings
 from switchboard.envelope import Event, new_id
 from switchboard.gate import Cleared, Gate, Wait
 from switchboard.ingest import routable
+from switchboard.metrics import Metrics
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
 from switchboard.store import Store
@@ -150,8 +151,11 @@ class Worker:
         rng: random.Random | None = None,
         breaker_config: brk.BreakerConfig | None = None,
         policy: retry.Policy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.id = new_id()  # this worker's heartbeat row
         self.store = store
         self.deliveries = DeliveryStore(store)
         self.gate = Gate(store, settings)
@@ -190,11 +194,15 @@ class Worker:
         """Claim and send until `stop()`; then let in-flight sends finish (or release them)."""
         listen = getattr(self.store, "listen", None)
         listener = asyncio.create_task(listen(self.wakeup.set)) if listen else None
+        beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeat")
         self._loop_exited = asyncio.Event()
         try:
             await self._loop()
         finally:
             self._loop_exited.set()
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -211,6 +219,33 @@ class Worker:
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.settings.worker_poll)
+
+    def stats(self) -> dict[str, int]:
+        """What the heartbeat reports: destinations whose breaker is not closed, work held."""
+        return {
+            "open_breakers": sum(
+                1 for d in self._dests.values() if d.breaker.state is not brk.State.CLOSED
+            ),
+            "held": self._held,
+        }
+
+    async def _heartbeats(self) -> None:
+        """Write this worker's heartbeat row every SWITCHBOARD_HEARTBEAT_SECONDS (for /status
+        and the open-breaker gauge); rows of workers silent for a day are removed."""
+        from switchboard.store.observe import ObserveStore
+
+        beats = ObserveStore(self.store)
+        started = self.now_us()
+        try:
+            while True:
+                try:
+                    await beats.beat(self.id, started, self.now_us(), self.stats())
+                except Exception:  # the store is down: the claim loop says so already
+                    log.debug("heartbeat failed", exc_info=True)
+                await asyncio.sleep(max(0.05, self.settings.heartbeat_seconds))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(beats.forget(self.id, self.now_us() - 86_400_000_000))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Graceful shutdown: no new claims; deliveries not yet started go back to the queue at
@@ -738,6 +773,14 @@ class Worker:
         log it, and disable the destination or publish internal events if it calls for that
         (the only part that needs a task of its own); a success that calls for none of these
         is handed over with nothing to wait on."""
+        if self.metrics is not None:
+            self.metrics.attempt(
+                delivery.tenant_id,
+                state.destination.kind,
+                j.status,
+                result.ok,
+                j.attempt.latency_ms / 1000,
+            )
         statements = self.deliveries.finish_statements(
             delivery,
             j.attempt,

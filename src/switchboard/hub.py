@@ -19,11 +19,13 @@ from switchboard.config import Settings
 from switchboard.delivery import Worker
 from switchboard.egress import Policy, connector
 from switchboard.ingest import Ingestor
+from switchboard.metrics import Metrics
 from switchboard.registry import Registry
 from switchboard.router import Route, RouteCache, parse_route
 from switchboard.store import Store, Tenant, open_store
 from switchboard.store.automations import AutomationStore
 from switchboard.store.deliveries import DeliveryStore
+from switchboard.store.observe import ObserveStore
 from switchboard.templates import Budget, Renderer
 
 _TENANT_TTL = 5.0
@@ -49,13 +51,20 @@ class Hub:
         self.settings = settings
         self.store = store or open_store(settings)
         self.registry = Registry(self.store)
+        self.metrics = Metrics(tenant_labels=settings.metrics_tenant_labels == 1)
+        self.observe = ObserveStore(self.store)
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
         self.automations = AutomationStore(self.store)
         self.automation_cache = AutomationCache(self.automations, settings.automation_max_running)
         self.engine = Engine(self, self.automations, self.automation_cache)
         self.ingestor = Ingestor(
-            self.store, self.registry, self.routes, self._wake_worker, self.automation_cache
+            self.store,
+            self.registry,
+            self.routes,
+            self._wake_worker,
+            self.automation_cache,
+            metrics=self.metrics,
         )
         self.auth = Authenticator(self.store)
         # every outbound connection of every channel goes through this policy (egress.py)
@@ -95,7 +104,7 @@ class Hub:
                 self.session, inbox=self.deliveries, egress=self.egress, renderer=self.renderer
             )
         )
-        self.worker = Worker(self.settings, self.store, channels, self.routes)
+        self.worker = Worker(self.settings, self.store, channels, self.routes, metrics=self.metrics)
         run = self.settings.run_worker if worker is None else worker
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
@@ -103,6 +112,10 @@ class Hub:
             from switchboard.replay import resume_replays
 
             self.spawn(resume_replays(self))
+            if self.settings.alert_interval > 0:
+                from switchboard.alerts import Alerts
+
+                self.spawn(Alerts(self).run())
 
     async def close(self) -> None:
         for job in list(self._jobs):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.metrics import OTHER
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
@@ -20,6 +21,7 @@ from switchboard.store.people import Effect, record_consent, upsert_profile
 
 if TYPE_CHECKING:
     from switchboard.automation_engine import AutomationCache
+    from switchboard.metrics import Metrics
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -93,7 +95,9 @@ class Ingestor:
         routes: RouteCache | None = None,
         on_routed: Callable[[], None] | None = None,
         automations: AutomationCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.registry = registry
         self.routes = routes
@@ -114,6 +118,9 @@ class Ingestor:
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
         feeds: dict[int, PeopleSpec] = {}  # position in to_store -> its type's people keys
+        # (outcome, type label) -> events, for /metrics: only catalog types name their series
+        counts: dict[tuple[str, str], int] = {}
+        labels: list[str] = []  # the type label of each event in to_store
         for index, raw in enumerate(raws):
             try:
                 event = build_event(
@@ -121,11 +128,16 @@ class Ingestor:
                 )
             except EnvelopeError as exc:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
+                counts["rejected", OTHER] = counts.get(("rejected", OTHER), 0) + 1
                 continue
             verdict = await self.registry.validate(event, tenant.unknown_types)
             if verdict.status == "rejected" and quarantine_rejected:
-                verdict = Verdict("quarantined", verdict.version, verdict.errors)
+                verdict = Verdict(
+                    "quarantined", verdict.version, verdict.errors, catalogued=verdict.catalogued
+                )
+            label = event.type if verdict.catalogued else OTHER
             if verdict.status == "rejected":
+                counts["rejected", label] = counts.get(("rejected", label), 0) + 1
                 results[index] = {
                     "index": index,
                     "status": "rejected",
@@ -135,6 +147,7 @@ class Ingestor:
                 continue
             if verdict.people is not None and verdict.status != "quarantined":
                 feeds[len(to_store)] = verdict.people
+            labels.append(label)
             to_store.append(
                 (
                     index,
@@ -165,7 +178,9 @@ class Ingestor:
         if plans and any(plans) and self.on_routed is not None:
             self.on_routed()
         accepted = duplicates = 0
-        for (index, event), res in zip(to_store, appended, strict=True):
+        for (index, event), res, label in zip(to_store, appended, labels, strict=True):
+            outcome = event.status if res.status == "accepted" else "duplicate"
+            counts[outcome, label] = counts.get((outcome, label), 0) + 1
             if res.status == "accepted":
                 accepted += 1
                 out: dict[str, Any] = {"index": index, "status": "accepted", "id": event.id}
@@ -182,6 +197,8 @@ class Ingestor:
                 }
             results[index] = out
         rejected = len(raws) - accepted - duplicates
+        if self.metrics is not None:
+            self.metrics.ingested(tenant.id, counts)
         log.info(
             "ingested",
             extra={

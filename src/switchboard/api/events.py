@@ -28,7 +28,9 @@ from switchboard.ingest import IngestResult
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
-GRANULARITY_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+# the range asked without `from`: a day of minutes, else a week
+DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
@@ -234,10 +236,10 @@ async def metrics(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in GRANULARITY_US:
-        raise BadRequest("query parameter 'granularity' must be 'hour' or 'day'")
+        raise BadRequest("query parameter 'granularity' must be 'minute', 'hour' or 'day'")
     bucket = GRANULARITY_US[granularity]
     to_us = query_time(request, "to") or now_us()
-    from_us = query_time(request, "from") or (to_us - 7 * 86_400_000_000)
+    from_us = query_time(request, "from") or (to_us - DEFAULT_RANGE_US[granularity])
     if from_us >= to_us:
         raise BadRequest("query parameter 'from' must be before 'to'")
     if (to_us - from_us) // bucket > 10_000:

@@ -486,7 +486,7 @@ def _schemas() -> dict[str, Schema]:
         ),
         "Metrics": _obj(
             {
-                "granularity": _s(enum=["hour", "day"]),
+                "granularity": _s(enum=["minute", "hour", "day"]),
                 "from": time,
                 "to": time,
                 "buckets": {
@@ -874,7 +874,11 @@ def _event_paths() -> list[Operation]:
             "most 10,000 buckets).",
             scope="read",
             params=[
-                _query("granularity", "Bucket size.", _s(enum=["hour", "day"], default="hour")),
+                _query(
+                    "granularity",
+                    "Bucket size.",
+                    _s(enum=["minute", "hour", "day"], default="hour"),
+                ),
                 _p("From"),
                 _p("To"),
             ],
