@@ -64,9 +64,9 @@ def judge(m: Measures, s: Settings) -> list[Firing]:
 
 
 class Alerts:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, settings: Settings | None = None) -> None:
         self.hub = hub
-        self.settings = hub.settings
+        self.settings = settings or hub.settings
 
     async def run(self) -> None:
         while True:
