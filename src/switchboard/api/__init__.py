@@ -80,8 +80,8 @@ async def health_detailed(request: Request) -> Response:
     }
     if admin:
         body["store"]["counts"] = h.counts  # type: ignore[index]
-    if h.error is None:
-        # the due backlog (one indexed count): what a probe needs to see work piling up
+    if admin and h.error is None:
+        # the due backlog (one indexed count), spanning every tenant like the counts
         due, oldest = await hub(request).observe.backlog(now_us())
         body["backlog"] = {
             "due": due,
