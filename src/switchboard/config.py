@@ -248,6 +248,12 @@ class Settings:
         "as `failed` with the reason.",
     )
 
+    metrics: int = _setting(
+        1,
+        _int,
+        "1: count ingest, requests and attempts for `/metrics`; 0: count nothing (`/metrics` "
+        "still gives the gauges read from the store).",
+    )
     metrics_token: str = _setting(
         "",
         _plain,

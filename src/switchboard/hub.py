@@ -51,7 +51,9 @@ class Hub:
         self.settings = settings
         self.store = store or open_store(settings)
         self.registry = Registry(self.store)
-        self.metrics = Metrics(tenant_labels=settings.metrics_tenant_labels == 1)
+        self.metrics = Metrics(
+            tenant_labels=settings.metrics_tenant_labels == 1, enabled=settings.metrics == 1
+        )
         self.observe = ObserveStore(self.store)
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)

@@ -54,8 +54,9 @@ class Metrics:
     state: tests run several hubs in one process). With `tenant_labels`, ingest, delivery and
     attempt series carry a `tenant` label; otherwise they are totals."""
 
-    def __init__(self, tenant_labels: bool = False) -> None:
+    def __init__(self, tenant_labels: bool = False, enabled: bool = True) -> None:
         self.tenant_labels = tenant_labels
+        self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
         t: tuple[str, ...] = ("tenant",) if tenant_labels else ()
         reg = self.registry
@@ -90,14 +91,20 @@ class Metrics:
 
     def ingested(self, tenant: str, counts: dict[tuple[str, str], int]) -> None:
         """One request's events: {(outcome, type label): count}."""
+        if not self.enabled:
+            return
         for (outcome, etype), n in counts.items():
             labels = (tenant, outcome, etype) if self.tenant_labels else (outcome, etype)
             self.ingest.labels(*labels).inc(n)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if not self.enabled:
+            return
         self.requests.labels(method, route, str(status)).observe(seconds)
 
     def attempt(self, tenant: str, channel: str, status: str, ok: bool, seconds: float) -> None:
+        if not self.enabled:
+            return
         labels = (tenant, status, channel) if self.tenant_labels else (status, channel)
         self.deliveries.labels(*labels).inc()
         self.attempts.labels(channel, "true" if ok else "false").observe(seconds)
