@@ -57,6 +57,9 @@ class Metrics:
     def __init__(self, tenant_labels: bool = False, enabled: bool = True) -> None:
         self.tenant_labels = tenant_labels
         self.enabled = enabled
+        # labelled children by their labels: `labels()` validates and locks on every call,
+        # two thirds of an ingest request's counting (measured with timeit)
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         t: tuple[str, ...] = ("tenant",) if tenant_labels else ()
         reg = self.registry
@@ -95,19 +98,28 @@ class Metrics:
             return
         for (outcome, etype), n in counts.items():
             labels = (tenant, outcome, etype) if self.tenant_labels else (outcome, etype)
-            self.ingest.labels(*labels).inc(n)
+            self._child(self.ingest, labels).inc(n)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         if not self.enabled:
             return
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        self._child(self.requests, (method, route, status)).observe(seconds)
 
     def attempt(self, tenant: str, channel: str, status: str, ok: bool, seconds: float) -> None:
         if not self.enabled:
             return
         labels = (tenant, status, channel) if self.tenant_labels else (status, channel)
-        self.deliveries.labels(*labels).inc()
-        self.attempts.labels(channel, "true" if ok else "false").observe(seconds)
+        self._child(self.deliveries, labels).inc()
+        self._child(self.attempts, (channel, "true" if ok else "false")).observe(seconds)
+
+    def _child(self, metric: Any, labels: tuple[Any, ...]) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 100_000:  # tenant labels on a very large hub
+                self._children.clear()
+            child = self._children[key] = metric.labels(*(str(v) for v in labels))
+        return child
 
     def exposition(self, gauges: Iterable[Metric]) -> bytes:
         """The `/metrics` page: this process's (or, in multiprocess mode, every local
