@@ -248,6 +248,19 @@ class Settings:
         "as `failed` with the reason.",
     )
 
+    otel_exporter: str = _setting(
+        "",
+        _choice("", "otlp", "console"),
+        "OpenTelemetry spans for ingest, routing and attempts: `otlp` (OTLP over HTTP) or "
+        "`console`; empty: off. Needs `pip install 'switchboard[otel]'`.",
+    )
+    otel_endpoint: str = _setting(
+        "",
+        _plain,
+        "OTLP traces URL (e.g. `http://127.0.0.1:4318/v1/traces`); empty: the standard "
+        "`OTEL_EXPORTER_OTLP_*` variables decide.",
+    )
+    otel_service_name: str = _setting("switchboard", _str, "The `service.name` of the hub's spans.")
     metrics: int = _setting(
         1,
         _int,

@@ -23,6 +23,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from switchboard import breaker as brk
 from switchboard import retry
 from switchboard.channels import Channel, Destination, Outbound, SendResult
@@ -35,6 +37,7 @@ from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
+from switchboard.tracing import Tracing
 
 log = logging.getLogger("switchboard.delivery")
 INTERNAL_SOURCE = "switchboard"
@@ -152,9 +155,11 @@ class Worker:
         breaker_config: brk.BreakerConfig | None = None,
         policy: retry.Policy | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing
         self.id = new_id()  # this worker's heartbeat row
         self.store = store
         self.deliveries = DeliveryStore(store)
@@ -634,9 +639,12 @@ class Worker:
         if cleared is not None:
             dest = cleared.destination
         started = self.clock()
-        t0 = time.perf_counter()
-        result = await channel.send(dest, out)
-        latency_ms = (time.perf_counter() - t0) * 1000
+        if self.tracing is not None and self.tracing.enabled:
+            result, latency_ms = await self._traced_send(channel, dest, out, delivery, event)
+        else:
+            t0 = time.perf_counter()
+            result = await channel.send(dest, out)
+            latency_ms = (time.perf_counter() - t0) * 1000
         # judged now (the breaker must see this outcome before the sender's next send);
         # written in the background, so the sender takes its next job while it commits
         self._record(
@@ -646,6 +654,34 @@ class Worker:
             result,
             self._judge(delivery, state, result, started, latency_ms),
         )
+
+    async def _traced_send(
+        self, channel: Channel, dest: Destination, out: Outbound, delivery: Delivery, event: Event
+    ) -> tuple[SendResult, float]:
+        """The send inside an attempt span of the event's trace; a webhook's `traceparent`
+        names that span, so the receiver's own spans hang under it."""
+        assert self.tracing is not None
+        with self.tracing.attempt(
+            event.trace_id,
+            event.context.get("traceparent"),
+            **{
+                "switchboard.delivery_id": delivery.id,
+                "switchboard.destination_id": dest.id,
+                "switchboard.channel": dest.kind,
+                "switchboard.attempt": out.attempt,
+                "switchboard.event_id": event.id,
+            },
+        ) as (span, parent):
+            t0 = time.perf_counter()
+            result = await channel.send(dest, msgspec.structs.replace(out, traceparent=parent))
+            latency_ms = (time.perf_counter() - t0) * 1000
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
+            if not result.ok:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, result.error or "failed"))
+        return result, latency_ms
 
     async def _crashed(self, delivery: Delivery, why: str) -> None:
         """Finish a delivery whose handling raised (a stored value this version cannot render,

@@ -27,6 +27,7 @@ from switchboard.store.automations import AutomationStore
 from switchboard.store.deliveries import DeliveryStore
 from switchboard.store.observe import ObserveStore
 from switchboard.templates import Budget, Renderer
+from switchboard.tracing import Tracing
 
 _TENANT_TTL = 5.0
 
@@ -55,6 +56,7 @@ class Hub:
             tenant_labels=settings.metrics_tenant_labels == 1, enabled=settings.metrics == 1
         )
         self.observe = ObserveStore(self.store)
+        self.tracing = Tracing(settings)
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
         self.automations = AutomationStore(self.store)
@@ -67,6 +69,7 @@ class Hub:
             self._wake_worker,
             self.automation_cache,
             metrics=self.metrics,
+            tracing=self.tracing,
         )
         self.auth = Authenticator(self.store)
         # every outbound connection of every channel goes through this policy (egress.py)
@@ -106,7 +109,14 @@ class Hub:
                 self.session, inbox=self.deliveries, egress=self.egress, renderer=self.renderer
             )
         )
-        self.worker = Worker(self.settings, self.store, channels, self.routes, metrics=self.metrics)
+        self.worker = Worker(
+            self.settings,
+            self.store,
+            channels,
+            self.routes,
+            metrics=self.metrics,
+            tracing=self.tracing,
+        )
         run = self.settings.run_worker if worker is None else worker
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
@@ -137,6 +147,8 @@ class Hub:
         if self.renderer is not None:
             self.renderer.close()
         await self.store.close()
+        # the last export is a blocking HTTP post: off the event loop, which may serve its target
+        await asyncio.to_thread(self.tracing.close)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background job owned by the hub (cancelled on close)."""

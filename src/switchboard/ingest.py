@@ -22,6 +22,7 @@ from switchboard.store.people import Effect, record_consent, upsert_profile
 if TYPE_CHECKING:
     from switchboard.automation_engine import AutomationCache
     from switchboard.metrics import Metrics
+    from switchboard.tracing import Tracing
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -96,8 +97,10 @@ class Ingestor:
         on_routed: Callable[[], None] | None = None,
         automations: AutomationCache | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics
+        self.tracing = tracing
         self.store = store
         self.registry = registry
         self.routes = routes
@@ -110,10 +113,13 @@ class Ingestor:
         tenant: Tenant,
         default_source: str,
         quarantine_rejected: bool = False,
+        trace: tuple[str, str] | None = None,
     ) -> IngestResult:
         """Validate, deduplicate and append `raws`. With `quarantine_rejected`, an event the
         catalog refuses (unknown type or version, schema violation) is stored quarantined instead
-        of answered as rejected: for senders that cannot read per-event results (Segment)."""
+        of answered as rejected: for senders that cannot read per-event results (Segment).
+        `trace` is the ingest span's (trace id, traceparent) when tracing is on: events without
+        a trace id take it, and keep the traceparent in their context for their attempts."""
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
@@ -124,8 +130,16 @@ class Ingestor:
         for index, raw in enumerate(raws):
             try:
                 event = build_event(
-                    raw, tenant_id=tenant.id, default_source=default_source, received_us=received
+                    raw,
+                    tenant_id=tenant.id,
+                    default_source=default_source,
+                    received_us=received,
+                    default_trace_id=trace[0] if trace else None,
                 )
+                if trace and event.trace_id == trace[0] and "traceparent" not in event.context:
+                    event = msgspec.structs.replace(
+                        event, context={**event.context, "traceparent": trace[1]}
+                    )
             except EnvelopeError as exc:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
                 counts["rejected", OTHER] = counts.get(("rejected", OTHER), 0) + 1
@@ -164,7 +178,12 @@ class Ingestor:
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
             if routes:
-                plans = [list(routable(routes, e)) for _, e in to_store]
+                if self.tracing is not None and self.tracing.enabled:
+                    with self.tracing.span("switchboard.route", routes=len(routes)) as span:
+                        plans = [list(routable(routes, e)) for _, e in to_store]
+                        span.set_attribute("deliveries", sum(len(p) for p in plans))
+                else:
+                    plans = [list(routable(routes, e)) for _, e in to_store]
         if feeds:  # only types that declare profile/consent pay for this
             plans = plans or [[] for _ in to_store]
             for pos, spec in feeds.items():

@@ -90,7 +90,21 @@ async def _ingest(
             f"{len(raws)} events in one request; the limit is {h.settings.max_batch_events}"
         )
     h.limiter.check(key_id, tenant.id, len(raws))
-    result = await _ingest_mapped(h, raws, tenant, source or "default")
+    if not h.tracing.enabled:
+        result = await _ingest_mapped(h, raws, tenant, source or "default")
+        return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
+    with h.tracing.ingest(request.headers, tenant.id) as span:
+        trace_id = h.tracing.trace_id(span)
+        ctx = span.get_span_context()
+        trace = (trace_id, f"00-{trace_id}-{ctx.span_id:016x}-01")
+        result = await _ingest_mapped(h, raws, tenant, source or "default", trace)
+        span.set_attributes(
+            {
+                "switchboard.accepted": result.accepted,
+                "switchboard.duplicates": result.duplicates,
+                "switchboard.rejected": result.rejected,
+            }
+        )
     return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
 
 
@@ -140,14 +154,20 @@ def _mapped(convert: Any) -> Any:
         return exc
 
 
-async def _ingest_mapped(h: Any, raws: list[Any], tenant: Any, source: str) -> IngestResult:
+async def _ingest_mapped(
+    h: Any, raws: list[Any], tenant: Any, source: str, trace: tuple[str, str] | None = None
+) -> IngestResult:
     """Ingest, answering events that failed to map with their errors at their own index."""
     failed = {i: r for i, r in enumerate(raws) if isinstance(r, EnvelopeError)}
     if not failed:
-        result: IngestResult = await h.ingestor.ingest(raws, tenant, source)
+        result: IngestResult = await h.ingestor.ingest(raws, tenant, source, trace=trace)
         return result
     kept = [i for i in range(len(raws)) if i not in failed]
-    inner = await h.ingestor.ingest([raws[i] for i in kept], tenant, source) if kept else None
+    inner = (
+        await h.ingestor.ingest([raws[i] for i in kept], tenant, source, trace=trace)
+        if kept
+        else None
+    )
     results: list[dict[str, Any]] = [
         {"index": i, "status": "rejected", "errors": exc.errors} for i, exc in failed.items()
     ]
