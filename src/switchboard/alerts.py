@@ -21,6 +21,7 @@ import uuid_utils
 from switchboard.config import Settings
 from switchboard.envelope import Event, format_us, new_id, now_us
 from switchboard.ingest import routable
+from switchboard.store.deliveries import NewDelivery
 
 if TYPE_CHECKING:
     from switchboard.hub import Hub
@@ -83,20 +84,17 @@ class Alerts:
         return Measures(snap.due, snap.dead_recent, await obs.attempt_outcomes(since))
 
     async def check(self) -> list[str]:
-        """One check: open and close episodes, publish their events; the types published."""
+        """One check: open and close episodes, publish their events; the types published.
+        An alert opens only in a tenant with a route that receives it: nothing is stored, and
+        no episode kept, where nobody listens."""
         now = now_us()
         firing = judge(await self.measure(now), self.settings)
         published = []
         held = {(f.tenant_id, f.alert) for f in firing}
         for f in firing:
-            event_id = await self.hub.observe.open_episode(f.tenant_id, f.alert, now, f.value)
-            if event_id is None:
-                continue  # already open: an episode alerts once
-            etype = ALERT_PREFIX + f.alert
-            await self.publish(
+            event = self._event(
                 f.tenant_id,
-                event_id,
-                etype,
+                ALERT_PREFIX + f.alert,
                 {
                     "alert": f.alert,
                     "value": f.value,
@@ -105,7 +103,15 @@ class Alerts:
                     "opened_at": format_us(now),
                 },
             )
-            published.append(etype)
+            plans = routable(await self.hub.routes.routes(f.tenant_id), event)
+            if not plans:
+                continue
+            if not await self.hub.observe.open_episode(
+                f.tenant_id, f.alert, now, f.value, event.id
+            ):
+                continue  # already open: an episode alerts once
+            await self._store(event, plans)
+            published.append(event.type)
         for tenant, alert in await self.hub.observe.open_episodes():
             if (tenant, alert) in held:
                 continue
@@ -113,9 +119,8 @@ class Alerts:
             if closed is None:
                 continue
             opened_us, opened_id = closed
-            await self.publish(
+            event = self._event(
                 tenant,
-                new_id(),
                 RESOLVED,
                 {
                     "alert": alert,
@@ -126,23 +131,17 @@ class Alerts:
                 },
                 causation_id=opened_id,
             )
+            await self._store(event, routable(await self.hub.routes.routes(tenant), event))
             published.append(RESOLVED)
         return published
 
-    async def publish(
-        self,
-        tenant_id: str,
-        event_id: str,
-        etype: str,
-        data: dict[str, Any],
-        causation_id: str | None = None,
-    ) -> None:
-        """Store the alert event in the tenant with the deliveries its routes make (internal
-        events reach only routes that name a `switchboard.` type)."""
+    def _event(
+        self, tenant_id: str, etype: str, data: dict[str, Any], causation_id: str | None = None
+    ) -> Event:
         at = now_us()
-        event = Event(
+        return Event(
             tenant_id=tenant_id,
-            id=event_id,
+            id=new_id(),
             type=etype,
             version=None,
             time_us=at,
@@ -157,11 +156,19 @@ class Alerts:
             context={},
             data=data,
         )
-        plans = routable(await self.hub.routes.routes(tenant_id), event)
+
+    async def _store(self, event: Event, plans: list[NewDelivery]) -> None:
+        """Store the alert event with the deliveries its routes make (internal events reach
+        only routes that name a `switchboard.` type)."""
         await self.hub.store.append([event], [plans])
         log.warning(
             "alert",
-            extra={"action": "alert", "tenant_id": tenant_id, "type": etype, "event_id": event_id},
+            extra={
+                "action": "alert",
+                "tenant_id": event.tenant_id,
+                "type": event.type,
+                "event_id": event.id,
+            },
         )
         if self.hub.worker is not None:
             self.hub.worker.wakeup.set()

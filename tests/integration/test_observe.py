@@ -329,9 +329,10 @@ async def test_alerts_fire_once_per_episode_then_resolve_through_routes(
     await setup_route(
         api, key, alerts_rcv.url, name="ops", route={"types": ["switchboard.alert.*"]}
     )
-    _, quiet = await api.tenant()  # a tenant under the threshold gets no alert
-    await setup_route(api, quiet, slow.url, name="work", route={"types": ["job.*"]})
-    await send(api, quiet, [{"type": "job.run", "data": {}}])
+    # a tenant over the threshold with no route for alerts: nothing is stored for it
+    _, unheard = await api.tenant()
+    await setup_route(api, unheard, slow.url, name="work", route={"types": ["job.*"]})
+    await send(api, unheard, [{"type": "job.run", "data": {}} for _ in range(5)])
     await send(api, key, [{"type": "job.run", "data": {"n": i}} for i in range(3)])
     alerts = Alerts(
         api.hub, Settings(**{**api.hub.settings.__dict__, "alert_backlog": 3, "alert_interval": 1})
@@ -348,12 +349,16 @@ async def test_alerts_fire_once_per_episode_then_resolve_through_routes(
     assert fired["data"]["value"] == 3 and fired["data"]["threshold"] == 3
     assert resolved["data"]["alert"] == "backlog_high"
     assert resolved["data"]["alert_event_id"] == fired["id"]
+    _, listing, _ = await api.call("GET", "/v1/events?type=switchboard.alert.*", unheard)
+    assert listing["data"] == []
 
 
 async def test_an_episode_opens_once_when_processes_race(api: Api) -> None:
     tenant, _ = await api.tenant()
     obs = api.hub.observe
-    won = await asyncio.gather(*(obs.open_episode(tenant, "dlq_growth", 1, 5.0) for _ in range(8)))
-    assert sum(1 for w in won if w is not None) == 1
+    won = await asyncio.gather(
+        *(obs.open_episode(tenant, "dlq_growth", 1, 5.0, f"ev{i}") for i in range(8))
+    )
+    assert sum(won) == 1
     closed = await asyncio.gather(*(obs.close_episode(tenant, "dlq_growth") for _ in range(4)))
     assert sum(1 for c in closed if c is not None) == 1

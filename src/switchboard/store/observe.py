@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.envelope import Event, new_id
+from switchboard.envelope import Event
 from switchboard.metrics import Snapshot
 from switchboard.store import Store
 from switchboard.store.deliveries import DELIVERY_COLUMNS, Attempt, Delivery, delivery_from_row
@@ -263,17 +263,16 @@ class ObserveStore:
     # -- alert episodes --------------------------------------------------------------------
 
     async def open_episode(
-        self, tenant_id: str, alert: str, now_us: int, value: float
-    ) -> str | None:
-        """Open an episode unless one is open: the alert event's id when this call opened it
-        (several processes may check at once; exactly one wins), else None."""
-        event_id = new_id()
+        self, tenant_id: str, alert: str, now_us: int, value: float, event_id: str
+    ) -> bool:
+        """Open an episode unless one is open: True when this call opened it (several
+        processes may check at once; exactly one wins)."""
         opened = await self.sql.execute(
             "INSERT INTO alert_episodes (tenant_id, alert, opened_us, value, event_id) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, alert) DO NOTHING",
             (tenant_id, alert, now_us, value, event_id),
         )
-        return event_id if opened else None
+        return opened == 1
 
     async def close_episode(self, tenant_id: str, alert: str) -> tuple[int, str] | None:
         """Close an open episode: (when it opened, its alert event's id) if this call closed it."""
