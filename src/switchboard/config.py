@@ -270,6 +270,80 @@ class Settings:
         "as `failed` with the reason.",
     )
 
+    otel_exporter: str = _setting(
+        "",
+        _choice("", "otlp", "console"),
+        "OpenTelemetry spans for ingest, routing and attempts: `otlp` (OTLP over HTTP) or "
+        "`console`; empty: off. Needs `pip install 'switchboard[otel]'`.",
+    )
+    otel_endpoint: str = _setting(
+        "",
+        _plain,
+        "OTLP traces URL (e.g. `http://127.0.0.1:4318/v1/traces`); empty: the standard "
+        "`OTEL_EXPORTER_OTLP_*` variables decide.",
+    )
+    otel_service_name: str = _setting("switchboard", _str, "The `service.name` of the hub's spans.")
+    metrics: int = _setting(
+        1,
+        _int,
+        "1: count ingest, requests and attempts for `/metrics`; 0: count nothing (`/metrics` "
+        "still gives the gauges read from the store).",
+    )
+    metrics_token: str = _setting(
+        "",
+        _plain,
+        "Bearer token that may read `/metrics` and `/status` besides admin keys (empty: admin "
+        "keys only).",
+    )
+    metrics_tenant_labels: int = _setting(
+        0,
+        _int,
+        "1: `/metrics` labels ingest, delivery and backlog figures by tenant (one series per "
+        "tenant each); 0: totals only.",
+    )
+    heartbeat_seconds: float = _setting(
+        10.0,
+        _float,
+        "Seconds between a worker's heartbeats; `/status` counts a worker alive for three of them.",
+    )
+    status_max_backlog_age: float = _setting(
+        600.0,
+        _float,
+        "Seconds the oldest due delivery may wait before `/status` answers 503.",
+    )
+    alert_interval: float = _setting(
+        30.0,
+        _float,
+        "Seconds between checks of the built-in alerts (`switchboard.alert.*` events); 0: off.",
+    )
+    alert_window: float = _setting(
+        300.0,
+        _float,
+        "Seconds over which DLQ growth and the attempt error rate are measured.",
+    )
+    alert_backlog: int = _setting(
+        1000,
+        _int,
+        "Due deliveries of one tenant that open a `switchboard.alert.backlog_high` episode.",
+    )
+    alert_dlq_growth: int = _setting(
+        10,
+        _int,
+        "Deliveries of one tenant gone dead within the window that open a "
+        "`switchboard.alert.dlq_growth` episode (and make `/status` answer 503).",
+    )
+    alert_error_rate: float = _setting(
+        0.5,
+        _fraction,
+        "Share (0-1) of failed attempts of one tenant within the window that opens a "
+        "`switchboard.alert.error_rate` episode.",
+    )
+    alert_min_attempts: int = _setting(
+        20,
+        _int,
+        "Fewest attempts within the window before the error rate is judged at all.",
+    )
+
     def __post_init__(self) -> None:
         if 0 < len(self.unsubscribe_secret) < 32:
             raise ConfigError(

@@ -23,18 +23,22 @@ import random
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from switchboard import breaker as brk
 from switchboard import retry
-from switchboard.channels import Channel, Outbound
+from switchboard.channels import Channel, Destination, Outbound, SendResult
 from switchboard.config import Settings
 from switchboard.delivery_lanes import DestState, Job, Lane
 from switchboard.delivery_outcomes import STATUS, Recording
-from switchboard.envelope import Event
+from switchboard.envelope import Event, new_id
 from switchboard.gate import Cleared, Gate, Wait
+from switchboard.metrics import Metrics
 from switchboard.router import RouteCache
 from switchboard.shared import SharedLoads
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
+from switchboard.tracing import Tracing
 
 log = logging.getLogger("switchboard.delivery")
 _DEST_TTL = 2.0
@@ -53,8 +57,13 @@ class Worker(Recording):
         rng: random.Random | None = None,
         breaker_config: brk.BreakerConfig | None = None,
         policy: retry.Policy | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.tracing = tracing
+        self.id = new_id()  # this worker's heartbeat row
         self.store = store
         self.deliveries = DeliveryStore(store)
         self.gate = Gate(store, settings)
@@ -90,11 +99,15 @@ class Worker(Recording):
         """Claim and send until `stop()`; then let in-flight sends finish (or release them)."""
         listen = getattr(self.store, "listen", None)
         listener = asyncio.create_task(listen(self.wakeup.set)) if listen else None
+        beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeat")
         self._loop_exited = asyncio.Event()
         try:
             await self._loop()
         finally:
             self._loop_exited.set()
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -111,6 +124,33 @@ class Worker(Recording):
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.settings.worker_poll)
+
+    def stats(self) -> dict[str, int]:
+        """What the heartbeat reports: destinations whose breaker is not closed, work held."""
+        return {
+            "open_breakers": sum(
+                1 for d in self._dests.values() if d.breaker.state is not brk.State.CLOSED
+            ),
+            "held": self._held,
+        }
+
+    async def _heartbeats(self) -> None:
+        """Write this worker's heartbeat row every SWITCHBOARD_HEARTBEAT_SECONDS (for /status
+        and the open-breaker gauge); rows of workers silent for a day are removed."""
+        from switchboard.store.observe import ObserveStore
+
+        beats = ObserveStore(self.store)
+        started = self.now_us()
+        try:
+            while True:
+                try:
+                    await beats.beat(self.id, started, self.now_us(), self.stats())
+                except Exception:  # the store is down: the claim loop says so already
+                    log.debug("heartbeat failed", exc_info=True)
+                await asyncio.sleep(max(0.05, self.settings.heartbeat_seconds))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(beats.forget(self.id, self.now_us() - 86_400_000_000))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Graceful shutdown: no new claims; deliveries not yet started go back to the queue at
@@ -502,9 +542,12 @@ class Worker(Recording):
         if cleared is not None:
             dest = cleared.destination
         started = self.clock()
-        t0 = time.perf_counter()
-        result = await channel.send(dest, out)
-        latency_ms = (time.perf_counter() - t0) * 1000
+        if self.tracing is not None and self.tracing.enabled:
+            result, latency_ms = await self._traced_send(channel, dest, out, delivery, event)
+        else:
+            t0 = time.perf_counter()
+            result = await channel.send(dest, out)
+            latency_ms = (time.perf_counter() - t0) * 1000
         # judged now (the breaker must see this outcome before the sender's next send);
         # written in the background, so the sender takes its next job while it commits
         self._record(
@@ -514,6 +557,34 @@ class Worker(Recording):
             result,
             self._judge(delivery, state, result, started, latency_ms),
         )
+
+    async def _traced_send(
+        self, channel: Channel, dest: Destination, out: Outbound, delivery: Delivery, event: Event
+    ) -> tuple[SendResult, float]:
+        """The send inside an attempt span of the event's trace; a webhook's `traceparent`
+        names that span, so the receiver's own spans hang under it."""
+        assert self.tracing is not None
+        with self.tracing.attempt(
+            event.trace_id,
+            event.context.get("traceparent"),
+            **{
+                "switchboard.delivery_id": delivery.id,
+                "switchboard.destination_id": dest.id,
+                "switchboard.channel": dest.kind,
+                "switchboard.attempt": out.attempt,
+                "switchboard.event_id": event.id,
+            },
+        ) as (span, parent):
+            t0 = time.perf_counter()
+            result = await channel.send(dest, msgspec.structs.replace(out, traceparent=parent))
+            latency_ms = (time.perf_counter() - t0) * 1000
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
+            if not result.ok:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, result.error or "failed"))
+        return result, latency_ms
 
     async def _crashed(self, delivery: Delivery, why: str) -> None:
         """Finish a delivery whose handling raised (a stored value this version cannot render,

@@ -22,6 +22,7 @@ from switchboard.config import Settings
 from switchboard.delivery_lanes import DestState
 from switchboard.envelope import Event, new_id
 from switchboard.ingest import routable
+from switchboard.metrics import Metrics
 from switchboard.router import RouteCache
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
@@ -69,6 +70,7 @@ class Recording:
     internal: set[str]
     wakeup: asyncio.Event
     _tasks: set[asyncio.Future[None]]  # senders, attempt writes, follow-ups
+    metrics: Metrics | None
 
     def now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -157,6 +159,14 @@ class Recording:
         log it, and disable the destination or publish internal events if it calls for that
         (the only part that needs a task of its own); a success that calls for none of these
         is handed over with nothing to wait on."""
+        if self.metrics is not None:
+            self.metrics.attempt(
+                delivery.tenant_id,
+                state.destination.kind,
+                j.status,
+                result.ok,
+                j.attempt.latency_ms / 1000,
+            )
         statements = self.deliveries.finish_statements(
             delivery,
             j.attempt,

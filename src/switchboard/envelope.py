@@ -283,7 +283,14 @@ def _text(doc: dict[str, Any], key: str, errors: list[dict[str, str]]) -> str | 
     return value
 
 
-def build_event(raw: Any, *, tenant_id: str, default_source: str, received_us: int) -> Event:
+def build_event(
+    raw: Any,
+    *,
+    tenant_id: str,
+    default_source: str,
+    received_us: int,
+    default_trace_id: str | None = None,
+) -> Event:
     """Validate the envelope of one submitted event (any accepted shape) into an Event.
 
     Raises EnvelopeError with every problem found, each with its JSON path.
@@ -360,7 +367,7 @@ def build_event(raw: Any, *, tenant_id: str, default_source: str, received_us: i
         subject=texts["subject"],
         actor_id=actor_id,
         actor_type=actor_type,
-        trace_id=texts["trace_id"] or uuid_utils.uuid4().hex,
+        trace_id=texts["trace_id"] or default_trace_id or uuid_utils.uuid4().hex,
         correlation_id=texts["correlation_id"] or event_id,
         causation_id=texts["causation_id"],
         context=context,

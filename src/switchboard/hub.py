@@ -20,6 +20,7 @@ from switchboard.delivery import Worker
 from switchboard.egress import Policy, connector
 from switchboard.errors import ConfigError
 from switchboard.ingest import Ingestor
+from switchboard.metrics import Metrics
 from switchboard.registry import Registry
 from switchboard.replay import resume_replays
 from switchboard.router import Route, RouteCache, parse_route
@@ -27,8 +28,10 @@ from switchboard.store import Store, Tenant
 from switchboard.store.automations import AutomationStore
 from switchboard.store.backends import open_store
 from switchboard.store.deliveries import DeliveryStore
+from switchboard.store.observe import ObserveStore
 from switchboard.store.sealed import check_keys
 from switchboard.templates import Budget, Renderer
+from switchboard.tracing import Tracing
 
 _TENANT_TTL = 5.0
 
@@ -53,6 +56,11 @@ class Hub:
         self.settings = settings
         self.store = store or open_store(settings)
         self.registry = Registry(self.store)
+        self.metrics = Metrics(
+            tenant_labels=settings.metrics_tenant_labels == 1, enabled=settings.metrics == 1
+        )
+        self.observe = ObserveStore(self.store)
+        self.tracing = Tracing(settings)
         self.deliveries = DeliveryStore(self.store)
         self.routes = RouteCache(self.load_routes)
         self.automations = AutomationStore(self.store)
@@ -61,7 +69,13 @@ class Hub:
         )
         self.engine = Engine(self, self.automations, self.automation_cache)
         self.ingestor = Ingestor(
-            self.store, self.registry, self.routes, self._wake_worker, self.automation_cache
+            self.store,
+            self.registry,
+            self.routes,
+            self._wake_worker,
+            self.automation_cache,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
         self.auth = Authenticator(self.store)
         # every outbound connection of every channel goes through this policy (egress.py)
@@ -106,12 +120,23 @@ class Hub:
                 self.session, inbox=self.deliveries, egress=self.egress, renderer=self.renderer
             )
         )
-        self.worker = Worker(self.settings, self.store, channels, self.routes)
+        self.worker = Worker(
+            self.settings,
+            self.store,
+            channels,
+            self.routes,
+            metrics=self.metrics,
+            tracing=self.tracing,
+        )
         run = self.settings.run_worker if worker is None else worker
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
             self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
             self.spawn(resume_replays(self))
+            if self.settings.alert_interval > 0:
+                from switchboard.alerts import Alerts
+
+                self.spawn(Alerts(self).run())
 
     async def close(self) -> None:
         for job in list(self._jobs):
@@ -131,6 +156,8 @@ class Hub:
         if self.renderer is not None:
             self.renderer.close()
         await self.store.close()
+        # the last export is a blocking HTTP post: off the event loop, which may serve its target
+        await asyncio.to_thread(self.tracing.close)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background job owned by the hub (cancelled on close)."""

@@ -6,17 +6,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.metrics import OTHER
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.records import NewDelivery
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import CommitHook, Store, Tenant
 from switchboard.store.people import Effect, record_consent, upsert_profile
+
+if TYPE_CHECKING:
+    from switchboard.metrics import Metrics
+    from switchboard.tracing import Tracing
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -97,7 +102,11 @@ class Ingestor:
         routes: RouteCache | None = None,
         on_routed: Callable[[], None] | None = None,
         automations: AutomationPlans | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.tracing = tracing
         self.store = store
         self.registry = registry
         self.routes = routes
@@ -110,26 +119,45 @@ class Ingestor:
         tenant: Tenant,
         default_source: str,
         quarantine_rejected: bool = False,
+        trace: tuple[str, str] | None = None,
     ) -> IngestResult:
         """Validate, deduplicate and append `raws`. With `quarantine_rejected`, an event the
         catalog refuses (unknown type or version, schema violation) is stored quarantined instead
-        of answered as rejected: for senders that cannot read per-event results (Segment)."""
+        of answered as rejected: for senders that cannot read per-event results (Segment).
+        `trace` is the ingest span's (trace id, traceparent) when tracing is on: events without
+        a trace id take it, and keep the traceparent in their context for their attempts."""
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
         feeds: dict[int, PeopleSpec] = {}  # position in to_store -> its type's people keys
+        # (outcome, type label) -> events, for /metrics: only catalog types name their series
+        counts: dict[tuple[str, str], int] = {}
+        labels: list[str] = []  # the type label of each event in to_store
         for index, raw in enumerate(raws):
             try:
                 event = build_event(
-                    raw, tenant_id=tenant.id, default_source=default_source, received_us=received
+                    raw,
+                    tenant_id=tenant.id,
+                    default_source=default_source,
+                    received_us=received,
+                    default_trace_id=trace[0] if trace else None,
                 )
+                if trace and event.trace_id == trace[0] and "traceparent" not in event.context:
+                    event = msgspec.structs.replace(
+                        event, context={**event.context, "traceparent": trace[1]}
+                    )
             except EnvelopeError as exc:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
+                counts["rejected", OTHER] = counts.get(("rejected", OTHER), 0) + 1
                 continue
             verdict = await self.registry.validate(event, tenant.unknown_types)
             if verdict.status == "rejected" and quarantine_rejected:
-                verdict = Verdict("quarantined", verdict.version, verdict.errors)
+                verdict = Verdict(
+                    "quarantined", verdict.version, verdict.errors, catalogued=verdict.catalogued
+                )
+            label = event.type if verdict.catalogued else OTHER
             if verdict.status == "rejected":
+                counts["rejected", label] = counts.get(("rejected", label), 0) + 1
                 results[index] = {
                     "index": index,
                     "status": "rejected",
@@ -139,6 +167,7 @@ class Ingestor:
                 continue
             if verdict.people is not None and verdict.status != "quarantined":
                 feeds[len(to_store)] = verdict.people
+            labels.append(label)
             to_store.append(
                 (
                     index,
@@ -155,7 +184,12 @@ class Ingestor:
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
             if routes:
-                plans = [list(routable(routes, e)) for _, e in to_store]
+                if self.tracing is not None and self.tracing.enabled:
+                    with self.tracing.span("switchboard.route", routes=len(routes)) as span:
+                        plans = [list(routable(routes, e)) for _, e in to_store]
+                        span.set_attribute("deliveries", sum(len(p) for p in plans))
+                else:
+                    plans = [list(routable(routes, e)) for _, e in to_store]
         if feeds:  # only types that declare profile/consent pay for this
             plans = plans or [[] for _ in to_store]
             for pos, spec in feeds.items():
@@ -169,7 +203,9 @@ class Ingestor:
         if plans and any(plans) and self.on_routed is not None:
             self.on_routed()
         accepted = duplicates = 0
-        for (index, event), res in zip(to_store, appended, strict=True):
+        for (index, event), res, label in zip(to_store, appended, labels, strict=True):
+            outcome = event.status if res.status == "accepted" else "duplicate"
+            counts[outcome, label] = counts.get((outcome, label), 0) + 1
             if res.status == "accepted":
                 accepted += 1
                 out: dict[str, Any] = {"index": index, "status": "accepted", "id": event.id}
@@ -186,6 +222,8 @@ class Ingestor:
                 }
             results[index] = out
         rejected = len(raws) - accepted - duplicates
+        if self.metrics is not None:
+            self.metrics.ingested(tenant.id, counts)
         log.info(
             "ingested",
             extra={

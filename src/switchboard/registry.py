@@ -25,6 +25,7 @@ class Verdict:
     version: str | None
     errors: list[dict[str, str]] = field(default_factory=list)
     people: PeopleSpec | None = None  # the type's people keys, when it feeds recipients
+    catalogued: bool = True  # False for a type the catalog does not know (metrics say "other")
 
 
 @dataclass
@@ -68,11 +69,12 @@ class Registry:
         entry = await self._entry(event.tenant_id, event.type)
         if entry is None:
             if unknown_types == "accept":
-                return Verdict("accepted", event.version)
+                return Verdict("accepted", event.version, catalogued=False)
             return Verdict(
                 "rejected",
                 event.version,
                 [{"path": "/type", "message": f"unknown event type {event.type!r}"}],
+                catalogued=False,
             )
         version = entry.spec.resolve(event.version)
         if version is None:

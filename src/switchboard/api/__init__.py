@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from switchboard.api import (
     deliveries,
     events,
     messages,
+    observe,
     purposes,
     recipients,
     segment,
@@ -32,6 +34,7 @@ from switchboard.api.common import JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
 from switchboard.api.privacy import redact_answers
 from switchboard.config import Settings
+from switchboard.envelope import now_us
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
 from switchboard.store import Scope as KeyScope
@@ -80,6 +83,13 @@ async def health_detailed(request: Request) -> Response:
     }
     if admin:
         body["store"]["counts"] = h.counts  # type: ignore[index]
+    if admin and h.error is None:
+        # the due backlog (one indexed count), spanning every tenant like the counts
+        due, oldest = await hub(request).observe.backlog(now_us())
+        body["backlog"] = {
+            "due": due,
+            "oldest_due_seconds": round(max(0, now_us() - oldest) / 1e6, 3) if oldest else 0.0,
+        }
     if h.error:
         body["store"]["error"] = h.error  # type: ignore[index]
     return JSONResponse(body, status_code=200 if h.ok else 503)
@@ -182,26 +192,56 @@ class SwitchboardApp(Starlette):
 
     _answer: ASGIApp | None = None
 
+    # endpoint -> its route's path template, the `route` label of the request histogram
+    templates: dict[Any, str]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if no answer starts, uvicorn sends a 500
         if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
+            scope["method"] == "POST"
             and scope["path"] == "/v1/events"
             and not scope.get("root_path")
         ):
-            scope["app"] = self
-            request = Request(scope, receive)
-            request._headers = IndexedHeaders(scope=scope)
             try:
-                response = await events.ingest(request)
-            except _HANDLED as exc:
-                handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
-                response = await handler(request, exc)
-            await response(scope, receive, send)
+                status = await self._ingest(scope, receive, send)
+            finally:
+                self.state.hub.metrics.request(
+                    "POST", "/v1/events", status, time.perf_counter() - started
+                )
             return
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         if self._answer is None:
             self._answer = redact_answers(super().__call__, self.state.hub)
-        await self._answer(scope, receive, send)
+        try:
+            await self._answer(scope, receive, sending)
+        finally:
+            route = self.templates.get(scope.get("endpoint"), "other")
+            self.state.hub.metrics.request(
+                scope["method"], route, status, time.perf_counter() - started
+            )
+
+    async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """POST /v1/events straight to its handler; the answer's status code."""
+        scope["app"] = self
+        request = Request(scope, receive)
+        request._headers = IndexedHeaders(scope=scope)
+        try:
+            response = await events.ingest(request)
+        except _HANDLED as exc:
+            handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+        return response.status_code
 
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
@@ -237,9 +277,13 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *messages.routes,
             *purposes.routes,
             *subjects.routes,
+            *observe.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,
     )
     app.state.hub = the_hub
+    app.templates = {
+        r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"
+    }
     return app

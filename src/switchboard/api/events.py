@@ -28,7 +28,9 @@ from switchboard.ingest import IngestResult
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
-GRANULARITY_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+# the range asked without `from`: a day of minutes, else a week
+DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
@@ -88,7 +90,21 @@ async def _ingest(
             f"{len(raws)} events in one request; the limit is {h.settings.max_batch_events}"
         )
     h.limiter.check(key_id, tenant.id, len(raws))
-    result = await _ingest_mapped(h, raws, tenant, source or "default")
+    if not h.tracing.enabled:
+        result = await _ingest_mapped(h, raws, tenant, source or "default")
+        return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
+    with h.tracing.ingest(request.headers, tenant.id) as span:
+        trace_id = h.tracing.trace_id(span)
+        ctx = span.get_span_context()
+        trace = (trace_id, f"00-{trace_id}-{ctx.span_id:016x}-01")
+        result = await _ingest_mapped(h, raws, tenant, source or "default", trace)
+        span.set_attributes(
+            {
+                "switchboard.accepted": result.accepted,
+                "switchboard.duplicates": result.duplicates,
+                "switchboard.rejected": result.rejected,
+            }
+        )
     return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
 
 
@@ -138,14 +154,20 @@ def _mapped(convert: Any) -> Any:
         return exc
 
 
-async def _ingest_mapped(h: Any, raws: list[Any], tenant: Any, source: str) -> IngestResult:
+async def _ingest_mapped(
+    h: Any, raws: list[Any], tenant: Any, source: str, trace: tuple[str, str] | None = None
+) -> IngestResult:
     """Ingest, answering events that failed to map with their errors at their own index."""
     failed = {i: r for i, r in enumerate(raws) if isinstance(r, EnvelopeError)}
     if not failed:
-        result: IngestResult = await h.ingestor.ingest(raws, tenant, source)
+        result: IngestResult = await h.ingestor.ingest(raws, tenant, source, trace=trace)
         return result
     kept = [i for i in range(len(raws)) if i not in failed]
-    inner = await h.ingestor.ingest([raws[i] for i in kept], tenant, source) if kept else None
+    inner = (
+        await h.ingestor.ingest([raws[i] for i in kept], tenant, source, trace=trace)
+        if kept
+        else None
+    )
     results: list[dict[str, Any]] = [
         {"index": i, "status": "rejected", "errors": exc.errors} for i, exc in failed.items()
     ]
@@ -234,10 +256,10 @@ async def metrics(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in GRANULARITY_US:
-        raise BadRequest("query parameter 'granularity' must be 'hour' or 'day'")
+        raise BadRequest("query parameter 'granularity' must be 'minute', 'hour' or 'day'")
     bucket = GRANULARITY_US[granularity]
     to_us = query_time(request, "to") or now_us()
-    from_us = query_time(request, "from") or (to_us - 7 * 86_400_000_000)
+    from_us = query_time(request, "from") or (to_us - DEFAULT_RANGE_US[granularity])
     if from_us >= to_us:
         raise BadRequest("query parameter 'from' must be before 'to'")
     if (to_us - from_us) // bucket > 10_000:

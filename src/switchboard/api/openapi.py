@@ -491,7 +491,7 @@ def _schemas() -> dict[str, Schema]:
         ),
         "Metrics": _obj(
             {
-                "granularity": _s(enum=["hour", "day"]),
+                "granularity": _s(enum=["minute", "hour", "day"]),
                 "from": time,
                 "to": time,
                 "buckets": {
@@ -693,6 +693,12 @@ def _schemas() -> dict[str, Schema]:
                         "error": _s(),
                     }
                 ),
+                "backlog": _obj(
+                    {
+                        "due": n,
+                        "oldest_due_seconds": {"type": "number", "minimum": 0},
+                    }
+                ),
             },
             "status",
         ),
@@ -887,7 +893,11 @@ def _event_paths() -> list[Operation]:
             "most 10,000 buckets).",
             scope="read",
             params=[
-                _query("granularity", "Bucket size.", _s(enum=["hour", "day"], default="hour")),
+                _query(
+                    "granularity",
+                    "Bucket size.",
+                    _s(enum=["minute", "hour", "day"], default="hour"),
+                ),
                 _p("From"),
                 _p("To"),
             ],
@@ -2315,6 +2325,144 @@ def _subject_paths() -> list[Operation]:
             scope="manage",
             params=[subject],
             ok={200: _ok(receipt, "The receipt: what was erased, as counts.")},
+        ),
+    ]
+
+
+def _observe_paths() -> list[Operation]:
+    """/metrics, /status, traces and delivery statistics (docs/observability.md)."""
+    num = {"type": "number"}
+    count = {"type": "integer", "minimum": 0}
+    component = _obj({"ok": {"type": "boolean"}}, "ok", additionalProperties=True)
+    status_body = _obj(
+        {
+            "status": _s(enum=["ok", "failing"]),
+            "components": {"type": "object", "additionalProperties": component},
+        },
+        "status",
+        "components",
+    )
+    operator = {
+        "tags": ["health"],
+        "security": [{"bearerAuth": ["admin"]}],
+    }
+    errors = {str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in (401, 403, 503)}
+    item = _obj(
+        {
+            "kind": _s(enum=["event", "delivery", "attempt", "automation_run"]),
+            "at": _s(format="date-time"),
+            "event": _ref("StoredEvent"),
+            "delivery": _ref("Delivery"),
+            "attempt": _ref("Attempt"),
+            "run": {"type": "object"},
+            "event_id": _s(),
+            "delivery_id": _s(),
+            "destination_id": _s(),
+        },
+        "kind",
+        "at",
+    )
+    stats_row = _obj(
+        {
+            "destination_id": _s(),
+            "type": _s(),
+            "deliveries": count,
+            "attempts": count,
+            "succeeded": count,
+            "failed": count,
+            "success_rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "retries": count,
+            "latency_ms": _obj({"p50": num, "p95": num, "mean": num}),
+        }
+    )
+    return [
+        (
+            "/metrics",
+            "get",
+            {
+                **operator,
+                "operationId": "prometheusMetrics",
+                "summary": "Prometheus metrics",
+                "description": "Counters and histograms of this process (of every local "
+                "process with PROMETHEUS_MULTIPROC_DIR) and gauges read from the store. An "
+                "admin key or SWITCHBOARD_METRICS_TOKEN as a bearer token.",
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text format.",
+                        "content": {"text/plain": {"schema": _s()}},
+                    },
+                    **errors,
+                },
+            },
+        ),
+        (
+            "/status",
+            "get",
+            {
+                **operator,
+                "operationId": "status",
+                "summary": "Component status",
+                "description": "The store, live workers (by heartbeat), the due backlog, DLQ "
+                "growth, disabled destinations and open breakers; 503 when any is failing. An "
+                "admin key or SWITCHBOARD_METRICS_TOKEN as a bearer token.",
+                "responses": {
+                    "200": _ok(status_body, "Every component is ok."),
+                    **errors,
+                    "503": _ok(status_body, "At least one component is failing."),
+                },
+            },
+        ),
+        _op(
+            "GET /v1/traces/{trace_id}",
+            "getTrace",
+            "events",
+            "A trace's timeline",
+            "The events of one trace (the hub's own delivery events included), their "
+            "deliveries, attempts and the automation runs they started, in time order.",
+            scope="read",
+            params=[_path("trace_id", "The trace id.", maxLength=255)],
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "trace_id": _s(),
+                            "events": count,
+                            "deliveries": count,
+                            "attempts": count,
+                            "automation_runs": count,
+                            "truncated": {"type": "boolean"},
+                            "timeline": {"type": "array", "items": item},
+                        }
+                    )
+                )
+            },
+            errors=(400, 404),
+        ),
+        _op(
+            "GET /v1/metrics/deliveries",
+            "deliveryMetrics",
+            "deliveries",
+            "Delivery statistics",
+            "Attempts per destination and event type over a window (default: the last 24 "
+            "hours, at most 31 days): success rate, retries, p50/p95/mean latency.",
+            scope="read",
+            params=[
+                _p("From"),
+                _p("To"),
+                _query("destination_id", "Only this destination.", _s()),
+            ],
+            ok={
+                200: _ok(
+                    _obj(
+                        {
+                            "from": _s(format="date-time"),
+                            "to": _s(format="date-time"),
+                            "truncated": {"type": "boolean"},
+                            "data": {"type": "array", "items": stats_row},
+                        }
+                    )
+                )
+            },
             errors=(400,),
         ),
     ]
@@ -2337,6 +2485,7 @@ def openapi_document() -> dict[str, Any]:
         *_health_paths(),
         *_purpose_paths(),
         *_subject_paths(),
+        *_observe_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

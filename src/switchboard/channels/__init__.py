@@ -51,6 +51,7 @@ class Outbound(msgspec.Struct, frozen=True):
     body_template: str | None = None  # a route transform (Jinja2 producing JSON), if any
     replay: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # List-Unsubscribe (email)
+    traceparent: str | None = None  # the attempt's span, when OpenTelemetry tracing is on
 
 
 class Channel(Protocol):

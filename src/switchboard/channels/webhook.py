@@ -120,7 +120,8 @@ class WebhookChannel:
             "content-type": "application/json",
             "user-agent": "Switchboard-Webhooks/0.1",
             **destination.config.get("headers", {}),
-            "traceparent": signing.traceparent(str(event.get("trace_id") or out.delivery_id)),
+            "traceparent": out.traceparent
+            or signing.traceparent(str(event.get("trace_id") or out.delivery_id)),
             "x-switchboard-event-id": str(event.get("id")),
             "x-switchboard-event-type": str(event.get("type")),
             "x-switchboard-attempt": str(out.attempt),

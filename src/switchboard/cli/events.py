@@ -1,4 +1,5 @@
-"""Hub commands for events: `emit` one, `events list` with the API's filters, `events tail`."""
+"""Hub commands for events: `emit` one, `events list` with the API's filters, `events trace`,
+`events tail`."""
 
 from __future__ import annotations
 
@@ -139,6 +140,47 @@ def events_get(
 ) -> None:
     """One event in full, as JSON."""
     print_json(Hub(url, api_key).get(f"/v1/events/{event_id}"))
+
+
+def _timeline_row(item: dict[str, Any]) -> list[str]:
+    """One line of a trace: when, what, and the ids that say which."""
+    kind = item["kind"]
+    if kind == "event":
+        e = item["event"]
+        return [short_time(item["at"]), "event", e["type"], e["id"]]
+    if kind == "delivery":
+        d = item["delivery"]
+        return [short_time(item["at"]), "delivery", d["status"], d["id"]]
+    if kind == "attempt":
+        a = item["attempt"]
+        code = "" if a["status_code"] is None else f" {a['status_code']}"
+        what = f"#{a['n']} {'ok' if a['ok'] else a['error'] or 'failed'}{code}"
+        return [
+            short_time(item["at"]),
+            "attempt",
+            f"{what} {a['latency_ms']} ms",
+            item["delivery_id"],
+        ]
+    r = item["run"]
+    return [short_time(item["at"]), "run", f"{r['automation']} {r['status']}", r["id"]]
+
+
+@events_app.command("trace")
+def events_trace(
+    trace_id: Annotated[str, typer.Argument(help="The trace id (an event's trace_id).")],
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = "",
+) -> None:
+    """A trace's timeline: its events, deliveries, attempts and automation runs, oldest first."""
+    body = Hub(url, api_key).get(f"/v1/traces/{trace_id}")
+    if as_json:
+        print_rows(body["timeline"])
+        return
+    rows = [_timeline_row(i) for i in body["timeline"]]
+    out.print(table(["time (UTC)", "kind", "what", "id"], rows, cut=["what"]))
+    if body.get("truncated"):
+        err.print("the trace has more than 1,000 events: the newest are not shown", markup=False)
 
 
 @events_app.command("tail")
