@@ -2,7 +2,7 @@
 any, consents, routes and automations may name only those.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 
 (`down_revision` names 0007, the head when this branch was cut; other branches add theirs after
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Privacy: the receipts of subject erasures (DELETE /v1/subjects/{id}).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-03
 
 (`down_revision` names 0007, the head when this branch was cut; the other branches of the
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
