@@ -15,6 +15,7 @@ from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound, StoreE
 from switchboard.store import Scope, Tenant
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+MAX_KEY_TEXT = 200  # a key's name and bound source, as the event envelope's ids
 
 
 def _tenant_json(t: Tenant) -> dict[str, object]:
@@ -70,15 +71,33 @@ async def create_key(request: Request) -> Response:
     if not isinstance(body, dict):
         raise BadRequest("the body must be an object {name, scopes}")
     scopes = body.get("scopes", ["ingest"])
-    if not isinstance(scopes, list) or not all(s in Scope._value2member_map_ for s in scopes):
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(s, str) and s in Scope._value2member_map_ for s in scopes)
+    ):
         raise BadRequest(
-            "scopes must be a list of ingest, read, manage",
-            details=[{"path": "/scopes", "message": "unknown scope"}],
+            "scopes must be a non-empty list of ingest, read, manage",
+            details=[{"path": "/scopes", "message": "a non-empty list of known scopes"}],
         )
     if "admin" in scopes:
         raise Forbidden("admin keys are created with the CLI: `switchboard keys create --admin`")
+    name = body.get("name") or "key"
+    if not isinstance(name, str) or len(name) > MAX_KEY_TEXT:
+        raise BadRequest(
+            f"name must be a string of at most {MAX_KEY_TEXT} characters",
+            details=[{"path": "/name", "message": f"a string of at most {MAX_KEY_TEXT}"}],
+        )
+    source = body.get("source")
+    if source is not None and (not isinstance(source, str) or not 0 < len(source) <= MAX_KEY_TEXT):
+        raise BadRequest(
+            f"source must be a source name of 1 to {MAX_KEY_TEXT} characters, or absent",
+            details=[{"path": "/source", "message": f"a string of 1 to {MAX_KEY_TEXT}"}],
+        )
     tenant_id = p.tenant()
-    secret, record = mint_key(tenant_id, str(body.get("name") or "key"), scopes, body.get("source"))
+    if Scope.ADMIN in p.key.scopes and await h.store.get_tenant(tenant_id) is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    secret, record = mint_key(tenant_id, name, scopes, source)
     await h.store.create_key(record)
     return JSONResponse({**record.public(), "key": secret}, status_code=201)
 

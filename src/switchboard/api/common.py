@@ -23,6 +23,7 @@ from switchboard.errors import (
     UnsupportedMedia,
 )
 from switchboard.hub import Hub
+from switchboard.patterns import Pattern, PatternError, check_queryable, parse_pattern
 from switchboard.store import Scope
 
 JSON_TYPES = ("application/json",)
@@ -90,11 +91,32 @@ async def principal(request: Request, scope: Scope) -> Principal:
         request.headers.get("authorization"), request.headers.get("x-switchboard-tenant")
     )
     p.require(scope)
+    # PostgreSQL cannot compare text holding NUL: refused here, so both stores answer alike
+    for where, params in (
+        ("path", list(request.path_params.items())),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in params:
+            if isinstance(value, str) and "\x00" in value:
+                raise BadRequest(
+                    f"{where} parameter {name!r} holds a NUL character",
+                    details=[{"path": name, "message": "a NUL character is not allowed"}],
+                )
     return p
 
 
-async def read_json(request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES) -> Any:
-    """The parsed JSON body, after checking content type and size."""
+# JSON bodies (other than events, which the envelope checks) are refused past this depth: the
+# encoders the stores use stop at 254 levels, and no request shape of the API comes close.
+MAX_BODY_DEPTH = 64
+
+
+async def read_json(
+    request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES, *, checked: bool = True
+) -> Any:
+    """The parsed JSON body, after checking content type and size; `checked` (all but the
+    event bodies, whose envelope has its own checks) also refuses a NUL character in any
+    string, which PostgreSQL cannot store, and nesting deeper than MAX_BODY_DEPTH, so both
+    stores answer the same 400."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in types:
         raise UnsupportedMedia(
@@ -102,9 +124,35 @@ async def read_json(request: Request, limit: int, types: tuple[str, ...] = JSON_
         )
     body = await read_body(request, limit)
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if checked and (problem := text_problem(doc)) is not None:
+        raise BadRequest(
+            f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
+        )
+    return doc
+
+
+def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | None:
+    """(JSON pointer, problem) of the first string holding a NUL character or the first value
+    nested deeper than `limit`; None when there is none. Iterative: no recursion to exhaust."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path or "/", "a NUL character (\\u0000) is not allowed in text"
+        elif isinstance(node, dict | list):
+            if depth > limit:
+                return path or "/", f"nested more than {limit} levels deep"
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                child = f"{path}/{key}"
+                if isinstance(key, str) and "\x00" in key:
+                    return child, "a NUL character (\\u0000) is not allowed in a key"
+                stack.append((value, child, depth + 1))
+    return None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -167,6 +215,22 @@ def query_types(request: Request) -> tuple[str, ...]:
                 details=[{"path": "?type", "message": problem}],
             )
     return types
+
+
+def query_filter(request: Request) -> Pattern | None:
+    """The `filter` query parameter: a pattern that both stores can answer as a query (no
+    `time` or `cidr` conditions); a 400 naming `?filter` otherwise."""
+    raw = request.query_params.get("filter")
+    if not raw:
+        return None
+    try:
+        pattern = parse_pattern(raw)
+        check_queryable(pattern)
+    except PatternError as exc:
+        raise BadRequest(
+            f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
+        ) from None
+    return pattern
 
 
 def query_time(request: Request, name: str) -> int | None:

@@ -13,6 +13,7 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_filter,
     query_int,
     query_time,
     query_types,
@@ -28,13 +29,14 @@ from switchboard.channels.registry import (
 from switchboard.config import Settings
 from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
-from switchboard.errors import BadRequest, NotFound, Unprocessable
+from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
 from switchboard.masking import mask_secret, restore_masked
 from switchboard.router import RouteError, parse_route
 from switchboard.signing import generate_secret
 from switchboard.store import Scope
 
 KINDS_WITH_SIGNING = {"webhook"}
+MAX_NAME = 200  # a destination's name, as the event envelope's ids
 DESTINATION_FIELDS = {
     "name",
     "kind",
@@ -82,9 +84,11 @@ def parse_destination(
         raise BadRequest("the body must be a destination object")
     problems: list[str] = [f"{k}: unknown field" for k in body if k not in DESTINATION_FIELDS]
     name = body.get("name", existing.name if existing else None)
-    if not isinstance(name, str) or not name:
-        problems.append("name: required")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        problems.append(f"name: required, at most {MAX_NAME} characters")
     kind = body.get("kind", existing.kind if existing else None)
+    if not isinstance(kind, str):  # a list or object is no channel name (and is unhashable)
+        kind = str(kind)
     config = body.get("config", existing.config if existing else {})
     if not isinstance(config, dict):
         problems.append("config: must be an object")
@@ -196,6 +200,13 @@ async def update_destination(request: Request) -> Response:
     dest = parse_destination(
         await read_json(request, 65536), p.tenant(), existing, h.egress, *_maxima(h.settings)
     )
+    if dest.name != existing.name:
+        other = await h.deliveries.get_destination(p.tenant(), dest.name)
+        if other is not None and other.id != existing.id:
+            raise Conflict(
+                f"a destination named {dest.name!r} exists",
+                details=[{"path": "/name", "message": "the name of another destination"}],
+            )
     await h.deliveries.put_destination(dest, now_us())
     return JSONResponse(destination_json(dest))
 
@@ -311,16 +322,7 @@ async def _listing(request: Request, status: str | None) -> Response:
     h = hub(request)
     p = await principal(request, Scope.READ)
     q = request.query_params
-    pattern = None
-    if q.get("filter"):
-        from switchboard.patterns import PatternError, parse_pattern
-
-        try:
-            pattern = parse_pattern(q["filter"])
-        except PatternError as exc:
-            raise BadRequest(
-                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
-            ) from None
+    pattern = query_filter(request)
     dest_id = None
     if q.get("destination"):
         d = await h.deliveries.get_destination(p.tenant(), q["destination"])
@@ -449,10 +451,10 @@ def _replay_spec(
                 problems.append(f"{f}: {exc.errors[0]['message']}")
     pattern = body.get("filter")
     if pattern is not None:
-        from switchboard.patterns import PatternError, compile_pattern
+        from switchboard.patterns import PatternError, check_queryable, compile_pattern
 
         try:
-            compile_pattern(pattern)
+            check_queryable(compile_pattern(pattern))
         except (PatternError, TypeError) as exc:
             problems.append(f"filter: {exc}")
     types = body.get("types", [])
@@ -465,14 +467,22 @@ def _replay_spec(
         if (problem := type_glob_problem(t)) is not None:
             problems.append(f"types[{i}]: {problem}")
     dest_ids = []
-    for i, d in enumerate(body.get("destinations") or []):
-        if d not in names:
+    dests = body.get("destinations") or []
+    if not isinstance(dests, list):
+        problems.append("destinations: a list of destination names or ids")
+        dests = []
+    for i, d in enumerate(dests):
+        if not isinstance(d, str) or d not in names:
             problems.append(f"destinations[{i}]: no destination {d!r} in this tenant")
         else:
             dest_ids.append(names[d])
     route_ids = []
-    for i, r in enumerate(body.get("routes") or []):
-        if r not in routes:
+    route_refs = body.get("routes") or []
+    if not isinstance(route_refs, list):
+        problems.append("routes: a list of route names or ids")
+        route_refs = []
+    for i, r in enumerate(route_refs):
+        if not isinstance(r, str) or r not in routes:
             problems.append(f"routes[{i}]: no route {r!r} in this tenant")
         else:
             route_ids.append(routes[r])

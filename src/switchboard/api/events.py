@@ -14,6 +14,7 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_filter,
     query_int,
     query_time,
     query_types,
@@ -97,14 +98,17 @@ async def _read_events(request: Request, limit: int) -> list[Any]:
     mode (mapped onto the envelope; a malformed one stays in place as its EnvelopeError)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == cloudevents.STRUCTURED:
-        doc = await read_json(request, limit, (media,))
+        doc = await read_json(request, limit, (media,), checked=False)
         return [_mapped(lambda: cloudevents.from_structured(doc))]
     if media == cloudevents.BATCH:
-        return cloudevents.from_batch(await read_json(request, limit, (media,)))
+        try:
+            return cloudevents.from_batch(await read_json(request, limit, (media,), checked=False))
+        except EnvelopeError as exc:  # not an array at all: no event to answer for
+            raise BadRequest(exc.errors[0]["message"], details=exc.errors) from None
     if cloudevents.is_binary(request.headers):
         body = await _read_binary_body(request, limit)
         return [_mapped(lambda: cloudevents.from_binary(request.headers, body))]
-    body = await read_json(request, limit)
+    body = await read_json(request, limit, checked=False)
     return body if isinstance(body, list) else [body]
 
 
@@ -163,16 +167,7 @@ async def _ingest_mapped(h: Any, raws: list[Any], tenant: Any, source: str) -> I
 def _event_query(request: Request, **fixed: Any) -> EventQuery:
     q = request.query_params
     types = query_types(request)
-    pattern = None
-    if q.get("filter"):
-        from switchboard.patterns import PatternError, parse_pattern
-
-        try:
-            pattern = parse_pattern(q["filter"])
-        except PatternError as exc:
-            raise BadRequest(
-                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
-            ) from None
+    pattern = query_filter(request)
     cursor = None
     if q.get("cursor"):
         try:
