@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.api.common import JSONResponse, hub, principal, read_json
+from switchboard.api.common import TENANT_ID_RE, JSONResponse, hub, principal, read_json
 from switchboard.auth import mint_key
 from switchboard.envelope import now_us
 from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from switchboard.store import Scope, Tenant
 
-TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 MAX_KEY_TEXT = 200  # a key's name and bound source, as the event envelope's ids
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 import zlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from switchboard.patterns import Pattern, PatternError, check_queryable, parse_p
 from switchboard.store import Scope
 
 JSON_TYPES = ("application/json",)
+TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 log = logging.getLogger("switchboard.api")
 _abandoned: set[asyncio.Task[Any]] = set()
 
@@ -87,9 +89,14 @@ def hub(request: Request) -> Hub:
 
 
 async def principal(request: Request, scope: Scope) -> Principal:
-    p = await hub(request).auth.authenticate(
-        request.headers.get("authorization"), request.headers.get("x-switchboard-tenant")
-    )
+    named = request.headers.get("x-switchboard-tenant")
+    if named is not None and not TENANT_ID_RE.match(named):
+        raise BadRequest(
+            "the X-Switchboard-Tenant header is not a tenant id (lowercase letters, digits, "
+            "'-' or '_', at most 63)",
+            details=[{"path": "X-Switchboard-Tenant", "message": "not a tenant id"}],
+        )
+    p = await hub(request).auth.authenticate(request.headers.get("authorization"), named)
     p.require(scope)
     # PostgreSQL cannot compare text holding NUL: refused here, so both stores answer alike
     for where, params in (
@@ -180,6 +187,31 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(f"the decompressed body is over the limit of {limit} bytes")
     return body
+
+
+def query_choice(request: Request, name: str, allowed: Sequence[str]) -> str | None:
+    """A query parameter that is one of `allowed` (the enum the document publishes), or None."""
+    raw = request.query_params.get(name)
+    if raw is None or raw in allowed:
+        return raw
+    choices = ", ".join(allowed)
+    raise BadRequest(
+        f"query parameter '{name}' must be one of {choices}",
+        details=[{"path": f"?{name}", "message": f"one of {choices}"}],
+    )
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    """A boolean query parameter: `true` or `false` (as the document publishes it), or None."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadRequest(
+        f"query parameter '{name}' must be true or false",
+        details=[{"path": f"?{name}", "message": "true or false"}],
+    )
 
 
 def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:

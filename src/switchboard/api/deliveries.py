@@ -13,6 +13,8 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_bool,
+    query_choice,
     query_filter,
     query_int,
     query_time,
@@ -20,6 +22,7 @@ from switchboard.api.common import (
     read_json,
     type_glob_problem,
 )
+from switchboard.api.models import DELIVERY_STATUSES
 from switchboard.channels import Destination
 from switchboard.channels.registry import (
     check_destination_config,
@@ -334,12 +337,14 @@ async def _listing(request: Request, status: str | None) -> Response:
         try:
             t, i = q["cursor"].split(":", 1)
             before = (int(t), i)
+            if not 0 <= before[0] < 2**63:  # a stored microsecond time, as the stores keep it
+                raise ValueError(t)
         except ValueError:
             raise BadRequest("query parameter 'cursor': not one this API returned") from None
     limit = query_int(request, "limit", 100, 1, 1000)
     rows = await h.deliveries.listing(
         p.tenant(),
-        status=status or q.get("status"),
+        status=status or query_choice(request, "status", DELIVERY_STATUSES),
         destination_id=dest_id,
         types=query_types(request),
         from_us=query_time(request, "from"),
@@ -537,7 +542,7 @@ async def inbox_list(request: Request) -> Response:
     items = await hub(request).deliveries.inbox(
         p.tenant(),
         request.path_params["recipient"],
-        request.query_params.get("unread") == "true",
+        query_bool(request, "unread") is True,
         query_int(request, "limit", 50, 1, 500),
     )
     return JSONResponse({"data": items})

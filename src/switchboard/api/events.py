@@ -14,6 +14,7 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_choice,
     query_filter,
     query_int,
     query_time,
@@ -22,6 +23,7 @@ from switchboard.api.common import (
     read_json,
     within,
 )
+from switchboard.api.models import EVENT_STATUSES
 from switchboard.envelope import EnvelopeError, format_us, now_us
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
@@ -181,7 +183,7 @@ def _event_query(request: Request, **fixed: Any) -> EventQuery:
         "actor_id": q.get("actor"),
         "trace_id": q.get("trace_id"),
         "correlation_id": q.get("correlation_id"),
-        "status": q.get("status"),
+        "status": query_choice(request, "status", EVENT_STATUSES),
         "from_us": query_time(request, "from"),
         "to_us": query_time(request, "to"),
         "pattern": pattern,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from switchboard.api.models import DELIVERY_STATUSES, EVENT_STATUSES, INBOUND_STATUSES
 from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.sources import PRESET_NAMES, segment
 
@@ -40,29 +41,6 @@ TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
 SCOPES = ("ingest", "read", "manage")
-DELIVERY_STATUSES = [
-    "pending",
-    "retrying",
-    "sending",
-    "succeeded",
-    "delivered",
-    "read",
-    "dead",
-    "cancelled",
-    "archived",
-    "suppressed",
-]
-INBOUND_STATUSES = [
-    "processed",
-    "partial",
-    "rejected",
-    "ignored",
-    "invalid",
-    "failed_verification",
-    "forbidden",
-    "disabled",
-    "error",
-]
 ERRORS = {
     400: ("BadRequest", "Malformed JSON, body or parameters; `details` name the fields."),
     401: ("Unauthorized", "No API key, or an unknown or revoked one."),
@@ -73,6 +51,7 @@ ERRORS = {
     415: ("UnsupportedMedia", "The Content-Type is not one this operation reads."),
     422: ("Unprocessable", "Well-formed but invalid; `details` name every problem."),
     429: ("RateLimited", "The key or tenant is over its rate limit; wait Retry-After seconds."),
+    431: ("HeadersTooLarge", "The request line and headers are over SWITCHBOARD_MAX_HEADER_BYTES."),
     503: ("Unavailable", "The store is unavailable; retry after Retry-After seconds."),
 }
 
@@ -311,7 +290,7 @@ def _schemas() -> dict[str, Schema]:
         "actor": _null(_ref("Actor")),
         "time": time,
         "received_at": time,
-        "status": _s(enum=["accepted", "warned", "quarantined"]),
+        "status": _s(enum=list(EVENT_STATUSES)),
         "validation_errors": {"type": "array", "items": _ref("ErrorDetail")},
     }
     version = _obj(
@@ -348,7 +327,7 @@ def _schemas() -> dict[str, Schema]:
             "event_id": _s("On the per-event listing."),
             "destination_id": _s(),
             "route_id": _null(_s()),
-            "status": _s(enum=DELIVERY_STATUSES),
+            "status": _s(enum=list(DELIVERY_STATUSES)),
             "priority": _s(enum=["high", "normal", "low"]),
             "attempts": _int(minimum=0),
             "next_attempt_at": _null(time),
@@ -604,7 +583,7 @@ def _schemas() -> dict[str, Schema]:
                 "content_type": _null(_s()),
                 "verified": {"type": "boolean"},
                 "verification_error": _null(_s()),
-                "status": _s(enum=INBOUND_STATUSES),
+                "status": _s(enum=list(INBOUND_STATUSES)),
                 "mapping": _null(_s("name@version")),
                 "event_ids": {"type": "array", "items": _s()},
                 "error": _null(_s()),
@@ -617,7 +596,7 @@ def _schemas() -> dict[str, Schema]:
         "WebhookReply": _obj(
             {
                 "request_id": _s(),
-                "status": _s(enum=INBOUND_STATUSES),
+                "status": _s(enum=list(INBOUND_STATUSES)),
                 "events": {"type": "array", "items": {"type": "object"}},
                 "errors": {"type": "array", "items": _ref("ErrorDetail")},
                 "error": _obj({"code": _s(), "message": _s()}),
@@ -759,7 +738,7 @@ def _event_paths() -> list[Operation]:
         _query("actor", "Exact actor id.", _s()),
         _query("trace_id", "Exact trace id.", _s()),
         _query("correlation_id", "Exact correlation id.", _s()),
-        _query("status", "Validation outcome.", _s(enum=["accepted", "warned", "quarantined"])),
+        _query("status", "Validation outcome.", _s(enum=list(EVENT_STATUSES))),
         _p("From"),
         _p("To"),
         _p("Filter"),
@@ -1065,7 +1044,7 @@ def _delivery_paths() -> list[Operation]:
         _p("Cursor"),
         _limit(100, 1000),
     ]
-    status = _query("status", "Delivery status.", _s(enum=DELIVERY_STATUSES))
+    status = _query("status", "Delivery status.", _s(enum=list(DELIVERY_STATUSES)))
     ids = _ids_body("Delivery ids (at most 10,000).")
     replay_body = _obj(
         {
@@ -1475,7 +1454,7 @@ def _source_paths() -> list[Operation]:
             scope="read",
             params=[
                 source_id,
-                _query("status", "Outcome.", _s(enum=INBOUND_STATUSES)),
+                _query("status", "Outcome.", _s(enum=list(INBOUND_STATUSES))),
                 _query("verified", "Verification passed.", {"type": "boolean"}),
                 _query("body", "Include bodies (default true).", {"type": "boolean"}),
                 _p("Cursor"),
@@ -1937,7 +1916,11 @@ def _health_paths() -> list[Operation]:
                 "description": description,
                 "security": [],
                 "parameters": [token],
-                "responses": {"200": page, "404": {"$ref": "#/components/responses/NotFound"}},
+                "responses": {
+                    "200": page,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "431": {"$ref": "#/components/responses/HeadersTooLarge"},
+                },
             },
         )
         for method, op_id, summary, description in (

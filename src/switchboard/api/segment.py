@@ -30,6 +30,11 @@ log = logging.getLogger("switchboard.segment")
 
 
 def _write_key(request: Request, body: Any) -> str:
+    if isinstance(body, dict) and not isinstance(body.get("writeKey", ""), str):
+        raise BadRequest(
+            "writeKey must be a string: the write key",
+            details=[{"path": "/writeKey", "message": "a string"}],
+        )
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic" and value.strip():

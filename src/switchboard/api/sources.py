@@ -14,11 +14,13 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_choice,
     query_int,
     read_body,
     read_json,
     within,
 )
+from switchboard.api.models import INBOUND_STATUSES
 from switchboard.envelope import EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, Conflict, NotFound
 from switchboard.hub import Hub
@@ -208,7 +210,7 @@ async def list_requests(request: Request) -> Response:
         hub(request).store,
         source.tenant_id,
         source.id,
-        status=request.query_params.get("status"),
+        status=query_choice(request, "status", INBOUND_STATUSES),
         verified=_bool_param(request, "verified"),
         before_id=request.query_params.get("cursor"),
         limit=limit,

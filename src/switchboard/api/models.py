@@ -1,0 +1,29 @@
+"""The API's shared vocabularies: one definition each, read by the handlers that check requests
+and by `openapi.py` that publishes them, so the document cannot say what the code refuses."""
+
+from __future__ import annotations
+
+EVENT_STATUSES = ("accepted", "warned", "quarantined")  # an event's validation outcome
+DELIVERY_STATUSES = (
+    "pending",
+    "retrying",
+    "sending",
+    "succeeded",
+    "delivered",
+    "read",
+    "dead",
+    "cancelled",
+    "archived",
+    "suppressed",
+)
+INBOUND_STATUSES = (  # what became of a request to a source's public URL
+    "processed",
+    "partial",
+    "rejected",
+    "ignored",
+    "invalid",
+    "failed_verification",
+    "forbidden",
+    "disabled",
+    "error",
+)
