@@ -430,10 +430,14 @@ async def provider_status(request: Request) -> Response:
     """A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack)."""
     p = await principal(request, Scope.INGEST)
     body = await read_json(request, 65536)
-    if not isinstance(body, dict) or body.get("status") not in ("delivered", "read"):
-        raise BadRequest('the body must be {"provider_id": ..., "status": delivered|read}')
+    if (
+        not isinstance(body, dict)
+        or body.get("status") not in ("delivered", "read")
+        or not isinstance(body.get("provider_id"), str)
+    ):
+        raise BadRequest('the body must be {"provider_id": "…", "status": delivered|read}')
     n = await hub(request).deliveries.provider_status(
-        p.tenant(), str(body.get("provider_id")), body["status"], now_us()
+        p.tenant(), body["provider_id"], body["status"], now_us()
     )
     return JSONResponse({"updated": n})
 
@@ -472,7 +476,7 @@ def _replay_spec(
         if (problem := type_glob_problem(t)) is not None:
             problems.append(f"types[{i}]: {problem}")
     dest_ids = []
-    dests = body.get("destinations") or []
+    dests = body.get("destinations", [])
     if not isinstance(dests, list):
         problems.append("destinations: a list of destination names or ids")
         dests = []
@@ -482,7 +486,7 @@ def _replay_spec(
         else:
             dest_ids.append(names[d])
     route_ids = []
-    route_refs = body.get("routes") or []
+    route_refs = body.get("routes", [])
     if not isinstance(route_refs, list):
         problems.append("routes: a list of route names or ids")
         route_refs = []

@@ -24,7 +24,7 @@ from switchboard.api.common import (
     within,
 )
 from switchboard.api.models import EVENT_STATUSES
-from switchboard.envelope import EnvelopeError, format_us, now_us
+from switchboard.envelope import MAX_ID_LEN, EnvelopeError, format_us, now_us
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
@@ -219,12 +219,23 @@ async def get_event(request: Request) -> Response:
     return JSONResponse(event.to_json())
 
 
+def _id_param(request: Request, name: str) -> str:
+    """A path parameter naming a subject or an actor: at most MAX_ID_LEN, as stored."""
+    value: str = request.path_params[name]
+    if len(value) > MAX_ID_LEN:
+        raise BadRequest(
+            f"path parameter '{name}' is longer than {MAX_ID_LEN} characters",
+            details=[{"path": name, "message": f"at most {MAX_ID_LEN} characters"}],
+        )
+    return value
+
+
 async def subject_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, subject=request.path_params["subject"]))
+    return await _page(request, _event_query(request, subject=_id_param(request, "subject")))
 
 
 async def actor_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, actor_id=request.path_params["actor"]))
+    return await _page(request, _event_query(request, actor_id=_id_param(request, "actor")))
 
 
 async def metrics(request: Request) -> Response:

@@ -3,6 +3,11 @@ and by `openapi.py` that publishes them, so the document cannot say what the cod
 
 from __future__ import annotations
 
+import re
+
+# a channel kind (email, whatsapp, …) or "*" in a recipient's preferences
+CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
+
 EVENT_STATUSES = ("accepted", "warned", "quarantined")  # an event's validation outcome
 DELIVERY_STATUSES = (
     "pending",

@@ -10,7 +10,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from switchboard.api.models import DELIVERY_STATUSES, EVENT_STATUSES, INBOUND_STATUSES
+from switchboard.api.models import (
+    CHANNEL_RE,
+    DELIVERY_STATUSES,
+    EVENT_STATUSES,
+    INBOUND_STATUSES,
+)
 from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.sources import PRESET_NAMES, segment
 
@@ -38,6 +43,7 @@ TAGS = [
 
 TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
 TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
+CHANNEL_PATTERN = CHANNEL_RE.pattern
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
 SCOPES = ("ingest", "read", "manage")
@@ -176,7 +182,7 @@ def _op(
     }
     if params:
         op["parameters"] = params
-    codes = {*errors, 401, 403, 503}
+    codes = {*errors, 400, 401, 403, 503}  # 400: the tenant header and parameters are checked
     if body is not None or content is not None:
         media = content or {"application/json": {"schema": body}}
         op["requestBody"] = {"required": not optional_body, "content": media}
@@ -186,6 +192,10 @@ def _op(
         **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
     }
     return path, method.lower(), op
+
+
+def _version_query() -> Schema:
+    return _query("version", "A version number.", _int(minimum=1, maximum=2**31 - 1))
 
 
 def _ok(schema: Schema, description: str = "OK") -> dict[str, Any]:
@@ -269,25 +279,34 @@ def _schemas() -> dict[str, Schema]:
     pattern = {"type": "object", "description": "A filter pattern (see docs/filters.md)."}
     actor = _obj({"id": _null(_s()), "type": _null(_s(examples=["user", "system", "clinic"]))})
     envelope_props: dict[str, Schema] = {
-        "id": _s("Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200),
+        "id": _s(
+            "Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200, minLength=1
+        ),
         "type": _s("The catalog type name.", pattern=TYPE_PATTERN),
-        "version": _s("The catalog version; the newest that validates if absent.", maxLength=200),
+        "version": _s(
+            "The catalog version; the newest that validates if absent.", maxLength=200, minLength=1
+        ),
         "time": _s("When it happened (default: when received).", format="date-time"),
-        "source": _s("The system that emitted it (default: the key's source).", maxLength=200),
-        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200),
+        "source": _s(
+            "The system that emitted it (default: the key's source).", maxLength=200, minLength=1
+        ),
+        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200, minLength=1),
         "actor": {
             "description": "Who caused it; a plain string is the actor's id.",
             "oneOf": [_ref("Actor"), text],
         },
-        "trace_id": _s("Generated if absent.", maxLength=200),
-        "correlation_id": _s("Defaults to the event id.", maxLength=200),
-        "causation_id": _s("The id of the event that caused this one.", maxLength=200),
+        "trace_id": _s("Generated if absent.", maxLength=200, minLength=1),
+        "correlation_id": _s("Defaults to the event id.", maxLength=200, minLength=1),
+        "causation_id": _s("The id of the event that caused this one.", maxLength=200, minLength=1),
         "context": {"type": "object", "description": "Request metadata: ip, user_agent, utm_*…"},
         "data": {"type": "object", "description": "The payload, validated by the catalog."},
     }
     stored = {
         **envelope_props,
         "actor": _null(_ref("Actor")),
+        "version": _null(_s("The catalog version it validated against.")),
+        "subject": _null(_s("Who or what it is about.")),
+        "causation_id": _null(_s("The id of the event that caused this one.")),
         "time": time,
         "received_at": time,
         "status": _s(enum=list(EVENT_STATUSES)),
@@ -987,13 +1006,15 @@ def _admin_paths() -> list[Operation]:
             scope="manage",
             body=_obj(
                 {
-                    "name": _s(default="key"),
+                    "name": _s(default="key", maxLength=200),
                     "scopes": {
                         "type": "array",
                         "items": _s(enum=list(SCOPES)),
                         "default": ["ingest"],
                     },
-                    "source": _s("Default source of the events sent with it."),
+                    "source": _s(
+                        "Default source of the events sent with it.", minLength=1, maxLength=200
+                    ),
                 }
             ),
             ok={201: _ok(_ref("ApiKey"), "Created; `key` is shown only now.")},
@@ -1543,6 +1564,18 @@ def _source_paths() -> list[Operation]:
     ]
 
 
+def _segment_body(kind: str) -> Schema:
+    """A message at a call's own URL; a track call needs its event name."""
+    if kind != "track":
+        return _ref("SegmentMessage")
+    return {
+        "allOf": [
+            _ref("SegmentMessage"),
+            {"required": ["event"], "properties": {"event": {"type": "string", "minLength": 1}}},
+        ]
+    }
+
+
 def _segment_paths() -> list[Operation]:
     def error(description: str) -> dict[str, Any]:
         return _ok(_ref("SegmentError"), description)
@@ -1584,7 +1617,7 @@ def _segment_paths() -> list[Operation]:
                         f"Segment {kind}" + (f" (analytics.js /v1/{path})" if suffix else ""),
                         f"One Segment {kind} call, mapped onto an event; a message the catalog "
                         "rejects is logged, the answer stays 200 like Segment's.",
-                        _ref("SegmentMessage"),
+                        _segment_body(kind),
                         "32 KB",
                     ),
                 )
@@ -1619,11 +1652,13 @@ def _recipient_paths() -> list[Operation]:
     tag = "recipients"
     rid = _path("id", "The recipient: the `subject` of the events about them.", maxLength=200)
     profile = {
-        "email": _null(_s("Contact email.", maxLength=500)),
-        "phone": _null(_s("Phone / WhatsApp number.", maxLength=500)),
-        "locale": _null(_s("Language tag, e.g. pt-BR.", maxLength=500)),
-        "timezone": _null(_s("IANA time zone, e.g. America/Sao_Paulo.", maxLength=500)),
-        "name": _null(_s(maxLength=500)),
+        "email": _null(_s("Contact email.", minLength=1, maxLength=500)),
+        "phone": _null(_s("Phone / WhatsApp number.", minLength=1, maxLength=500)),
+        "locale": _null(_s("Language tag, e.g. pt-BR.", minLength=1, maxLength=500)),
+        "timezone": _null(
+            _s("IANA time zone, e.g. America/Sao_Paulo.", minLength=1, maxLength=500)
+        ),
+        "name": _null(_s(minLength=1, maxLength=500)),
         "attributes": {"type": "object", "maxProperties": 50},
     }
     recipient = _obj(
@@ -1644,7 +1679,9 @@ def _recipient_paths() -> list[Operation]:
         {
             "purpose": purpose,
             "action": _s(enum=["grant", "withdraw"]),
-            "at": _s("When the person decided (default: now).", format="date-time"),
+            "at": _null(
+                _s("When the person decided (default: now).", format="date-time", minLength=1)
+            ),
             **fields,
         },
         "purpose",
@@ -1671,12 +1708,20 @@ def _recipient_paths() -> list[Operation]:
                 "maxItems": 200,
                 "items": _obj(
                     {
-                        "topic": _s("An event type, a glob of types, or a catalog category."),
-                        "channel": _s("A destination kind (email, whatsapp, inbox…) or *."),
+                        "topic": _s(
+                            "An event type, a glob of types, or a catalog category.",
+                            pattern=TYPE_GLOB_PATTERN,
+                            maxLength=200,
+                        ),
+                        "channel": _s(
+                            "A destination kind (email, whatsapp, inbox…) or *.",
+                            pattern=CHANNEL_PATTERN,
+                        ),
                         "enabled": {"type": "boolean"},
                     },
                     "topic",
                     "enabled",
+                    additionalProperties=False,
                 ),
             }
         },
@@ -1840,7 +1885,10 @@ def _template_paths() -> list[Operation]:
             "Get a template",
             "The latest version, or `?version=N`.",
             scope="read",
-            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            params=[
+                name,
+                _version_query(),
+            ],
             ok={200: _ok(template)},
             errors=(404,),
         ),
@@ -1903,7 +1951,12 @@ def _health_paths() -> list[Operation]:
             "responses": ok,
         }
 
-    token = _path("token", "The signed token of the link.", maxLength=2048)
+    token = _path(
+        "token",
+        "The signed token of the link (base64url, a dot, base64url).",
+        maxLength=2048,
+        pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+    )
     page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
     unsubscribe = [
         (
@@ -2088,7 +2141,7 @@ def _automation_paths() -> list[Operation]:
             params=[name],
             body=document,
             ok={200: _ok(stored, "A new version."), 201: _ok(stored, "Created.")},
-            errors=(422,),
+            errors=(404, 422),  # 404: a name that is not an automation name
         ),
         _op(
             "GET /v1/automations/{name}",
@@ -2097,7 +2150,10 @@ def _automation_paths() -> list[Operation]:
             "Get an automation",
             "The current version, or `?version=`.",
             scope="read",
-            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            params=[
+                name,
+                _version_query(),
+            ],
             ok={200: _ok(stored)},
             errors=(400, 404),
         ),
@@ -2121,7 +2177,7 @@ def _automation_paths() -> list[Operation]:
             scope="read",
             params=[name, _query("status", "Run status.", _s(enum=statuses)), _limit(100, 1000)],
             ok={200: _ok(_list(run))},
-            errors=(400,),
+            errors=(404,),
         ),
         _op(
             "GET /v1/runs/{run_id}",
