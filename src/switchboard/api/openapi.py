@@ -10,6 +10,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import msgspec
+
+from switchboard.api import admin
+from switchboard.api.contract import endpoints_of
 from switchboard.api.models import (
     CHANNEL_RE,
     DELIVERY_STATUSES,
@@ -22,6 +26,7 @@ from switchboard.sources import PRESET_NAMES, segment
 __all__ = ["openapi_document"]
 
 Schema = dict[str, Any]
+REF = "#/components/schemas/{name}"
 Operation = tuple[str, str, dict[str, Any]]  # (path, method, operation object)
 
 TAGS = [
@@ -523,31 +528,6 @@ def _schemas() -> dict[str, Schema]:
             "name",
             "versions",
         ),
-        "Tenant": _obj(
-            {
-                "id": _s(pattern=TENANT_PATTERN),
-                "name": _s(),
-                "unknown_types": _s(enum=["reject", "accept"], default="reject"),
-            },
-            "id",
-        ),
-        "ApiKey": _obj(
-            {
-                "id": _s(),
-                "tenant_id": _null(_s()),
-                "name": _s(),
-                "prefix": _s(
-                    "The first characters, to recognise the key.", examples=["sb_a1b2c3d4"]
-                ),
-                "scopes": {"type": "array", "items": _s(enum=[*SCOPES, "admin"])},
-                "source": _null(_s("Default source of the events sent with it.")),
-                "created_at": _s("When the key was created.", format="date-time"),
-                "revoked": {"type": "boolean"},
-                "key": _s("The secret: shown once, on creation."),
-            },
-            "id",
-            "scopes",
-        ),
         "Destination": destination,
         "Route": route,
         "Delivery": delivery,
@@ -962,95 +942,6 @@ def _catalog_paths() -> list[Operation]:
     ]
 
 
-def _admin_paths() -> list[Operation]:
-    tag = "tenants & keys"
-    return [
-        _op(
-            "POST /v1/tenants",
-            "createTenant",
-            tag,
-            "Create a tenant",
-            "A new tenant; `unknown_types` says what happens to types not in its catalog.",
-            scope="admin",
-            body=_ref("Tenant"),
-            ok={201: _ok(_ref("Tenant"), "Created.")},
-            errors=(409,),
-        ),
-        _op(
-            "GET /v1/tenants",
-            "listTenants",
-            tag,
-            "List tenants",
-            "Every tenant.",
-            scope="admin",
-            ok={200: _ok(_list(_ref("Tenant")))},
-        ),
-        _op(
-            "GET /v1/tenants/{tenant_id}",
-            "getTenant",
-            tag,
-            "Get a tenant",
-            "A key sees its own tenant; an admin key sees any.",
-            scope="read",
-            params=[_path("tenant_id", "The tenant id.", pattern=TENANT_PATTERN)],
-            ok={200: _ok(_ref("Tenant"))},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/keys",
-            "createKey",
-            tag,
-            "Create an API key",
-            "A key for this tenant; the secret is in the response once. Admin keys are made "
-            "with the CLI (403 here).",
-            scope="manage",
-            body=_obj(
-                {
-                    "name": _s(default="key", maxLength=200),
-                    "scopes": {
-                        "type": "array",
-                        "items": _s(enum=list(SCOPES)),
-                        "default": ["ingest"],
-                    },
-                    "source": _s(
-                        "Default source of the events sent with it.", minLength=1, maxLength=200
-                    ),
-                }
-            ),
-            ok={201: _ok(_ref("ApiKey"), "Created; `key` is shown only now.")},
-        ),
-        _op(
-            "GET /v1/keys",
-            "listKeys",
-            tag,
-            "List API keys",
-            "The tenant's keys (prefixes only).",
-            scope="manage",
-            ok={200: _ok(_list(_ref("ApiKey")))},
-        ),
-        _op(
-            "DELETE /v1/keys/{key_id}",
-            "revokeKey",
-            tag,
-            "Revoke an API key",
-            "Stops working on every node within 5 seconds. The key making the request "
-            "revokes itself only with `self=true` (else 409), so no client locks itself out "
-            "by accident.",
-            scope="manage",
-            params=[
-                _path("key_id", "The key id."),
-                _query(
-                    "self",
-                    "`true` to revoke the key that makes this request.",
-                    {"type": "string", "enum": ["true", "false"]},
-                ),
-            ],
-            ok={204: NO_CONTENT},
-            errors=(404, 409),
-        ),
-    ]
-
-
 def _delivery_paths() -> list[Operation]:
     dr = "destinations & routes"
     ref = _path("ref", "The id or the name.")
@@ -1069,14 +960,14 @@ def _delivery_paths() -> list[Operation]:
     ids = _ids_body("Delivery ids (at most 10,000).")
     replay_body = _obj(
         {
-            "from": _s(format="date-time"),
-            "to": _s(format="date-time"),
+            "from": _null(_s(format="date-time")),
+            "to": _null(_s(format="date-time")),
             "types": {
                 "type": ["array", "string"],
                 "items": _s(pattern=TYPE_GLOB_PATTERN),
                 "pattern": TYPE_GLOB_PATTERN,
             },
-            "filter": {"type": "object", "description": "A filter pattern."},
+            "filter": {"type": ["object", "null"], "description": "A filter pattern."},
             "routes": {"type": "array", "items": _s("A route id or name.")},
             "destinations": {"type": "array", "items": _s("A destination id or name.")},
             "dry_run": {"type": "boolean", "default": False},
@@ -1430,7 +1321,7 @@ def _source_paths() -> list[Operation]:
             "until the next rotation. The body may be empty.",
             scope="manage",
             params=[source_id],
-            body=_obj({"secret": _s(minLength=1)}),
+            body=_obj({"secret": _null(_s(minLength=1))}),
             optional_body=True,
             ok={200: _ok(_ref("Source"), "Rotated; a generated secret is in `secret`.")},
             errors=(404,),
@@ -1686,6 +1577,7 @@ def _recipient_paths() -> list[Operation]:
         },
         "purpose",
         "action",
+        additionalProperties=False,
     )
     consent = _obj(
         {
@@ -2206,14 +2098,67 @@ def _automation_paths() -> list[Operation]:
     ]
 
 
+# --- generated from typed endpoints (api/contract.py) ------------------------------------------
+# The handlers declared with @endpoint; their models are the schemas below. To convert an area:
+# declare its handlers with @endpoint and Body/Params/Model structs, serve them with
+# `routes_of(...)`, add them here and delete its `_<area>_paths()` and the schemas it used.
+TYPED = (*admin.HANDLERS,)
+
+
+def _parameters(model: type[Any] | None, where: str) -> list[Schema]:
+    if model is None:
+        return []
+    (ref,), components = msgspec.json.schema_components([model], ref_template=REF)
+    spec = components[ref["$ref"].rsplit("/", 1)[1]]
+    required = set(spec.get("required", ()))
+    out = []
+    for name, schema in spec.get("properties", {}).items():
+        schema = dict(schema)
+        param: Schema = {"name": name, "in": where, "description": schema.pop("description", "")}
+        if where == "path" or name in required:
+            param["required"] = True
+        param["schema"] = schema
+        out.append(param)
+    return out
+
+
+def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
+    """The operations of the typed endpoints and the component schemas of their models."""
+    specs = endpoints_of(TYPED)
+    models = {m for e in specs for m in (e.body, *(t for t, _ in e.ok.values())) if m is not None}
+    _, schemas = msgspec.json.schema_components(
+        sorted(models, key=lambda m: m.__name__), ref_template=REF
+    )
+    ops = [
+        _op(
+            e.route,
+            e.op_id,
+            e.tag,
+            e.summary,
+            e.description,
+            scope=e.scope,
+            params=[*_parameters(e.path, "path"), *_parameters(e.query, "query")],
+            body=_ref(e.body.__name__) if e.body else None,
+            ok={
+                status: {"description": text} if model is None else _ok(_ref(model.__name__), text)
+                for status, (model, text) in e.ok.items()
+            },
+            errors=e.errors,
+        )
+        for e in specs
+    ]
+    return ops, schemas
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
+    typed, typed_schemas = _typed_paths()
     paths: dict[str, dict[str, Any]] = {}
     for path, method, op in (
+        *typed,
         *_event_paths(),
         *_catalog_paths(),
-        *_admin_paths(),
         *_delivery_paths(),
         *_source_paths(),
         *_segment_paths(),
@@ -2238,5 +2183,12 @@ def openapi_document() -> dict[str, Any]:
         "tags": [{"name": name, "description": description} for name, description in TAGS],
         "security": [{"bearerAuth": []}],
         "paths": paths,
-        "components": _components(),
+        "components": _with_schemas(_components(), typed_schemas),
     }
+
+
+def _with_schemas(components: dict[str, Any], generated: dict[str, Schema]) -> dict[str, Any]:
+    clash = set(generated) & set(components["schemas"])
+    if clash:
+        raise ValueError(f"schemas both hand-written and generated: {sorted(clash)}")
+    return {**components, "schemas": {**components["schemas"], **generated}}
