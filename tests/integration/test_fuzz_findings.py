@@ -264,3 +264,17 @@ async def test_a_405_lists_every_method_of_the_path(api: Api) -> None:
     status, _, headers = await api.call("PUT", "/v1/destinations", key, json={})
     assert status == 405
     assert headers["Allow"] == "GET, HEAD, POST"
+
+
+async def test_thousands_of_type_globs_are_a_400_or_422_not_a_503(api: Api) -> None:
+    _, key = await api.tenant()
+    globs = [f"a{i}.*" for i in range(1500)]
+    for path in ("/v1/events", "/v1/deliveries", "/v1/dlq"):
+        status, body, _ = await api.call("GET", f"{path}?type={','.join(globs)}", key)
+        assert status == 400, (path, body)
+        assert _paths(body) == ["?type"]
+    for dry_run in (True, False):
+        replay = {"types": globs * 2, "dry_run": dry_run}
+        status, body, _ = await api.call("POST", "/v1/replays", key, json=replay)
+        assert status == 422, body
+        assert _paths(body) == ["/types"]

@@ -227,6 +227,11 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
+# Type globs in one query or replay, as in a route (patterns' max_alternatives): each is a term
+# of the statement, and SQLite refuses an expression tree deeper than 1,000.
+MAX_TYPE_GLOBS = 100
+
+
 def type_glob_problem(value: Any) -> str | None:
     """Why `value` is not an event type or a glob of one; None when it is."""
     if isinstance(value, str) and TYPE_GLOB_RE.fullmatch(value):
@@ -240,6 +245,11 @@ def type_glob_problem(value: Any) -> str | None:
 def query_types(request: Request) -> tuple[str, ...]:
     """The `type` query parameter: repeated or comma-separated event types and globs."""
     types = tuple(t for raw in request.query_params.getlist("type") for t in raw.split(",") if t)
+    if len(types) > MAX_TYPE_GLOBS:
+        many = f"{len(types)} types or globs; at most {MAX_TYPE_GLOBS}"
+        raise BadRequest(
+            f"query parameter 'type': {many}", details=[{"path": "?type", "message": many}]
+        )
     for t in types:
         if (problem := type_glob_problem(t)) is not None:
             raise BadRequest(

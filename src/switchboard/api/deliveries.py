@@ -10,6 +10,7 @@ from starlette.routing import Route as HttpRoute
 
 from switchboard import replay, retry
 from switchboard.api.common import (
+    MAX_TYPE_GLOBS,
     JSONResponse,
     hub,
     principal,
@@ -469,8 +470,8 @@ def _replay_spec(
     types = body.get("types", [])
     if isinstance(types, str):
         types = [types]
-    if not isinstance(types, list):
-        problems.append("types: a list of event types or globs")
+    if not isinstance(types, list) or len(types) > MAX_TYPE_GLOBS:
+        problems.append(f"types: a list of at most {MAX_TYPE_GLOBS} event types or globs")
         types = []
     for i, t in enumerate(types):
         if (problem := type_glob_problem(t)) is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from switchboard.api import admin
+from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import endpoints_of
 from switchboard.api.models import (
     CHANNEL_RE,
@@ -690,7 +691,11 @@ def _components() -> dict[str, Any]:
                 "name": "type",
                 "in": "query",
                 "description": "Event types (repeat or comma-separate; globs such as lead.*).",
-                "schema": {"type": "array", "items": _s(pattern=TYPE_GLOB_PATTERN)},
+                "schema": {
+                    "type": "array",
+                    "items": _s(pattern=TYPE_GLOB_PATTERN),
+                    "maxItems": MAX_TYPE_GLOBS,
+                },
                 "style": "form",
                 "explode": True,
             },
@@ -965,6 +970,7 @@ def _delivery_paths() -> list[Operation]:
             "types": {
                 "type": ["array", "string"],
                 "items": _s(pattern=TYPE_GLOB_PATTERN),
+                "maxItems": MAX_TYPE_GLOBS,
                 "pattern": TYPE_GLOB_PATTERN,
             },
             "filter": {"type": ["object", "null"], "description": "A filter pattern."},
@@ -1712,6 +1718,7 @@ def _recipient_paths() -> list[Operation]:
             scope="read",
             params=[rid],
             ok={200: _ok(prefs)},
+            errors=(404,),  # an id whose route does not match (a stray "/")
         ),
         _op(
             "PUT /v1/recipients/{id}/preferences",

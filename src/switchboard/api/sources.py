@@ -151,7 +151,9 @@ async def rotate_secret(request: Request) -> Response:
     body = (
         await read_json(request, 65536) if request.headers.get("content-length", "0") != "0" else {}
     )
-    secret = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be {"secret": …} or empty')
+    secret = body.get("secret")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise BadRequest("secret must be a non-empty string")
     generated = None
