@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
@@ -23,6 +24,7 @@ from switchboard.api.common import (
     read_json,
     type_glob_problem,
 )
+from switchboard.api.contract import Body, Model, decode_body, endpoint, respond, routes_of
 from switchboard.api.models import DELIVERY_STATUSES
 from switchboard.channels import Destination
 from switchboard.channels.registry import (
@@ -427,20 +429,35 @@ async def archive_dead(request: Request) -> Response:
     return JSONResponse({"archived": n})
 
 
+class Receipt(Body):
+    provider_id: Annotated[
+        str, Meta(min_length=1, max_length=200, description="The provider's message id.")
+    ]
+    status: Literal["delivered", "read"]
+
+
+class Updated(Model):
+    updated: Annotated[int, Meta(ge=0, description="Deliveries changed.")]
+
+
+@endpoint(
+    "POST /v1/deliveries/provider-status",
+    "providerStatus",
+    "deliveries",
+    "Report a provider receipt",
+    "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves the "
+    "matching delivery to delivered or read.",
+    scope="ingest",
+    body=Receipt,
+    ok={200: (Updated, "OK")},
+)
 async def provider_status(request: Request) -> Response:
-    """A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack)."""
     p = await principal(request, Scope.INGEST)
-    body = await read_json(request, 65536)
-    if (
-        not isinstance(body, dict)
-        or body.get("status") not in ("delivered", "read")
-        or not isinstance(body.get("provider_id"), str)
-    ):
-        raise BadRequest('the body must be {"provider_id": "…", "status": delivered|read}')
+    body = await decode_body(request, Receipt, 65536)
     n = await hub(request).deliveries.provider_status(
-        p.tenant(), body["provider_id"], body["status"], now_us()
+        p.tenant(), body.provider_id, body.status, now_us()
     )
-    return JSONResponse({"updated": n})
+    return respond(Updated(updated=n))
 
 
 def _replay_spec(
@@ -572,7 +589,7 @@ routes = [
     HttpRoute("/v1/routes/{ref}", delete_route, methods=["DELETE"]),
     HttpRoute("/v1/events/{event_id}/deliveries", event_deliveries, methods=["GET"]),
     HttpRoute("/v1/deliveries", list_deliveries, methods=["GET"]),
-    HttpRoute("/v1/deliveries/provider-status", provider_status, methods=["POST"]),
+    *routes_of(provider_status),  # before /v1/deliveries/{delivery_id}
     HttpRoute("/v1/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
     HttpRoute("/v1/deliveries/{delivery_id}/attempts", delivery_attempts, methods=["GET"]),
     HttpRoute("/v1/deliveries/{delivery_id}/retry", retry_one, methods=["POST"]),

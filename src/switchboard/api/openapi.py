@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from switchboard.api import admin
+from switchboard.api import admin, deliveries
 from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import endpoints_of
 from switchboard.api.models import (
@@ -1102,21 +1102,6 @@ def _delivery_paths() -> list[Operation]:
             errors=(400,),
         ),
         _op(
-            "POST /v1/deliveries/provider-status",
-            "providerStatus",
-            "deliveries",
-            "Report a provider receipt",
-            "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves "
-            "the matching delivery to delivered or read.",
-            scope="ingest",
-            body=_obj(
-                {"provider_id": _s(), "status": _s(enum=["delivered", "read"])},
-                "provider_id",
-                "status",
-            ),
-            ok={200: _ok(_count("updated", "Deliveries changed."))},
-        ),
-        _op(
             "GET /v1/deliveries/{delivery_id}",
             "getDelivery",
             "deliveries",
@@ -2109,7 +2094,7 @@ def _automation_paths() -> list[Operation]:
 # The handlers declared with @endpoint; their models are the schemas below. To convert an area:
 # declare its handlers with @endpoint and Body/Params/Model structs, serve them with
 # `routes_of(...)`, add them here and delete its `_<area>_paths()` and the schemas it used.
-TYPED = (*admin.HANDLERS,)
+TYPED = (*admin.HANDLERS, deliveries.provider_status)
 
 
 def _parameters(model: type[Any] | None, where: str) -> list[Schema]:
