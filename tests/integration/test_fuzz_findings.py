@@ -278,3 +278,20 @@ async def test_thousands_of_type_globs_are_a_400_or_422_not_a_503(api: Api) -> N
         status, body, _ = await api.call("POST", "/v1/replays", key, json=replay)
         assert status == 422, body
         assert _paths(body) == ["/types"]
+
+
+async def test_a_cursor_past_64_bits_is_a_400(api: Api) -> None:
+    _, key = await api.tenant()
+    for path in (
+        "/v1/events?cursor=100000000000000000000000",
+        "/v1/deliveries?cursor=1" + "0" * 23 + ":x",
+    ):
+        status, body, _ = await api.call("GET", path, key)
+        assert status == 400, (path, body)
+
+
+async def test_metrics_up_to_the_year_9999_answer(api: Api) -> None:
+    _, key = await api.tenant()
+    status, body, _ = await api.call("GET", "/v1/metrics/events?to=9999-12-31T23:59:59Z", key)
+    assert status == 200, body
+    assert body["buckets"] == []
