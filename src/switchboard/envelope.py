@@ -269,7 +269,7 @@ def find_nul(value: Any, path: str) -> str | None:
     return None
 
 
-def _text(doc: dict[str, Any], key: str, errors: list[dict[str, str]]) -> str | None:
+def _text(doc: dict[str, Any], key: str, errors: list[dict[str, str]], at: str = "") -> str | None:
     value = doc.get(key)
     if value is None:
         return None
@@ -277,7 +277,10 @@ def _text(doc: dict[str, Any], key: str, errors: list[dict[str, str]]) -> str | 
         value = str(value)
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN or "\x00" in value:
         errors.append(
-            {"path": f"/{key}", "message": f"must be a non-empty string of at most {MAX_ID_LEN}"}
+            {
+                "path": f"{at}/{key}",
+                "message": f"must be a non-empty string of at most {MAX_ID_LEN}",
+            }
         )
         return None
     return value
@@ -332,8 +335,8 @@ def build_event(
     actor = doc.get("actor")
     actor_id = actor_type = None
     if isinstance(actor, dict):
-        actor_id = _text(actor, "id", errors)
-        actor_type = _text(actor, "type", errors)
+        actor_id = _text(actor, "id", errors, "/actor")
+        actor_type = _text(actor, "type", errors, "/actor")
     elif isinstance(actor, str):
         actor_id = actor
     elif actor is not None:
@@ -345,13 +348,15 @@ def build_event(
         except EnvelopeError as exc:
             errors.extend(exc.errors)
     for name, part in (("data", data), ("context", context)):
+        if not isinstance(part, dict) or not part:
+            continue
         # orjson's C serialiser spots an escaped NUL far faster than a walk; walk only on a hit
-        if (
-            isinstance(part, dict)
-            and part
-            and b"\\u0000" in orjson.dumps(part)
-            and (where := find_nul(part, f"/{name}"))
-        ):
+        try:
+            encoded = orjson.dumps(part)
+        except TypeError:  # nested past orjson's 254 levels, which no store could encode either
+            errors.append({"path": f"/{name}", "message": "nested too deeply (over 250 levels)"})
+            continue
+        if b"\\u0000" in encoded and (where := find_nul(part, f"/{name}")):
             errors.append({"path": where, "message": "must not contain NUL (\\u0000) characters"})
     if errors:
         raise EnvelopeError(errors)

@@ -109,7 +109,7 @@ def parse_template(doc: Any, name: str | None = None) -> MessageTemplate:
             problems.append((at, "a mapping with channel, locale and the channel's fields"))
             continue
         channel, locale = item.get("channel"), item.get("locale")
-        if channel not in CHANNEL_FIELDS:
+        if not isinstance(channel, str) or channel not in CHANNEL_FIELDS:
             problems.append((f"{at}/channel", f"one of {', '.join(CHANNEL_FIELDS)}"))
             continue
         if not isinstance(locale, str) or not LOCALE_RE.match(locale):

@@ -413,6 +413,8 @@ def parse_pattern(text: str) -> Pattern:
         spec = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PatternError(f"pattern: invalid JSON: {exc}") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise PatternError(f"pattern: {exc}") from None
     except RecursionError:  # `[[[[…` thousands deep: the decoder gives up before any limit
         raise PatternError(
             f"pattern: nested more than {LIMITS.max_depth} levels deep (limit max_depth)"
@@ -844,6 +846,13 @@ def _all_sql(node: AllOf, p: _Params, table: str) -> str:
         for c in node.conditions
     ]
     return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+def check_queryable(pattern: Pattern) -> None:
+    """Raise PatternError unless both stores can answer `pattern` as a query, so a filter a
+    query cannot use is refused the same way on SQLite and PostgreSQL, before any store work."""
+    for dialect in ("sqlite", "postgres"):
+        to_sql(pattern, dialect)
 
 
 def to_sql(

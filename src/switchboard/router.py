@@ -158,12 +158,12 @@ def parse_route(
         problems.append("destinations: at least one destination name")
     else:
         for i, d in enumerate(dests):
-            if d not in destination_ids:
+            if not isinstance(d, str) or d not in destination_ids:
                 problems.append(f"destinations[{i}]: no destination {d!r} in this tenant")
             else:
                 ids.append(destination_ids[d])
     priority = spec.get("priority", "normal")
-    if priority not in PRIORITIES:
+    if not isinstance(priority, str) or priority not in PRIORITIES:
         problems.append("priority: one of high, normal, low")
     transform = spec.get("transform")
     if transform is not None and not stored:

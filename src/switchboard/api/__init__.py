@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from switchboard.api import (
@@ -142,8 +142,20 @@ async def _store_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = exc.headers
+    if exc.status_code == 405:  # Allow lists every method of the path (RFC 9110), not only
+        # those of the first of its routes, as Starlette's own answer does
+        allowed = {
+            method
+            for route in request.app.routes
+            if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods or ()
+        }
+        headers = {"Allow": ", ".join(sorted(allowed))}
     return JSONResponse(
-        {"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code
+        {"error": {"code": code, "message": exc.detail}},
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 

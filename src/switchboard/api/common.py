@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 import zlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -23,9 +24,11 @@ from switchboard.errors import (
     UnsupportedMedia,
 )
 from switchboard.hub import Hub
+from switchboard.patterns import Pattern, PatternError, check_queryable, parse_pattern
 from switchboard.store import Scope
 
 JSON_TYPES = ("application/json",)
+TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 log = logging.getLogger("switchboard.api")
 _abandoned: set[asyncio.Task[Any]] = set()
 
@@ -86,17 +89,48 @@ def hub(request: Request) -> Hub:
 
 
 async def principal(request: Request, scope: Scope) -> Principal:
-    p = await hub(request).auth.authenticate(
-        request.headers.get("authorization"), request.headers.get("x-switchboard-tenant")
-    )
+    named = request.headers.get("x-switchboard-tenant")
+    if named is not None and not TENANT_ID_RE.match(named):
+        raise BadRequest(
+            "the X-Switchboard-Tenant header is not a tenant id (lowercase letters, digits, "
+            "'-' or '_', at most 63)",
+            details=[{"path": "X-Switchboard-Tenant", "message": "not a tenant id"}],
+        )
+    p = await hub(request).auth.authenticate(request.headers.get("authorization"), named)
     p.require(scope)
     # the answer is masked on its way out unless the key may see PII (api/privacy.py)
     request.scope.setdefault("state", {})["switchboard.principal"] = p
+    if request.scope.get("query_string") or request.scope.get("path_params"):
+        _refuse_nul(request)  # (ingest has neither: its fast path pays nothing here)
     return p
 
 
-async def read_json(request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES) -> Any:
-    """The parsed JSON body, after checking content type and size."""
+def _refuse_nul(request: Request) -> None:
+    """PostgreSQL cannot compare text holding NUL: refused here, so both stores answer alike."""
+    for where, params in (
+        ("path", list(request.path_params.items())),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in params:
+            if isinstance(value, str) and "\x00" in value:
+                raise BadRequest(
+                    f"{where} parameter {name!r} holds a NUL character",
+                    details=[{"path": name, "message": "a NUL character is not allowed"}],
+                )
+
+
+# JSON bodies (other than events, which the envelope checks) are refused past this depth: the
+# encoders the stores use stop at 254 levels, and no request shape of the API comes close.
+MAX_BODY_DEPTH = 64
+
+
+async def read_json(
+    request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES, *, checked: bool = True
+) -> Any:
+    """The parsed JSON body, after checking content type and size; `checked` (all but the
+    event bodies, whose envelope has its own checks) also refuses a NUL character in any
+    string, which PostgreSQL cannot store, and nesting deeper than MAX_BODY_DEPTH, so both
+    stores answer the same 400."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in types:
         raise UnsupportedMedia(
@@ -104,9 +138,35 @@ async def read_json(request: Request, limit: int, types: tuple[str, ...] = JSON_
         )
     body = await read_body(request, limit)
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if checked and (problem := text_problem(doc)) is not None:
+        raise BadRequest(
+            f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
+        )
+    return doc
+
+
+def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | None:
+    """(JSON pointer, problem) of the first string holding a NUL character or the first value
+    nested deeper than `limit`; None when there is none. Iterative: no recursion to exhaust."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path or "/", "a NUL character (\\u0000) is not allowed in text"
+        elif isinstance(node, dict | list):
+            if depth > limit:
+                return path or "/", f"nested more than {limit} levels deep"
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                child = f"{path}/{key}"
+                if isinstance(key, str) and "\x00" in key:
+                    return child, "a NUL character (\\u0000) is not allowed in a key"
+                stack.append((value, child, depth + 1))
+    return None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -136,6 +196,31 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def query_choice(request: Request, name: str, allowed: Sequence[str]) -> str | None:
+    """A query parameter that is one of `allowed` (the enum the document publishes), or None."""
+    raw = request.query_params.get(name)
+    if raw is None or raw in allowed:
+        return raw
+    choices = ", ".join(allowed)
+    raise BadRequest(
+        f"query parameter '{name}' must be one of {choices}",
+        details=[{"path": f"?{name}", "message": f"one of {choices}"}],
+    )
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    """A boolean query parameter: `true` or `false` (as the document publishes it), or None."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadRequest(
+        f"query parameter '{name}' must be true or false",
+        details=[{"path": f"?{name}", "message": "true or false"}],
+    )
+
+
 def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -147,6 +232,11 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise BadRequest(f"query parameter '{name}' must be between {lo} and {hi}")
     return value
+
+
+# Type globs in one query or replay, as in a route (patterns' max_alternatives): each is a term
+# of the statement, and SQLite refuses an expression tree deeper than 1,000.
+MAX_TYPE_GLOBS = 100
 
 
 def type_glob_problem(value: Any) -> str | None:
@@ -162,6 +252,11 @@ def type_glob_problem(value: Any) -> str | None:
 def query_types(request: Request) -> tuple[str, ...]:
     """The `type` query parameter: repeated or comma-separated event types and globs."""
     types = tuple(t for raw in request.query_params.getlist("type") for t in raw.split(",") if t)
+    if len(types) > MAX_TYPE_GLOBS:
+        many = f"{len(types)} types or globs; at most {MAX_TYPE_GLOBS}"
+        raise BadRequest(
+            f"query parameter 'type': {many}", details=[{"path": "?type", "message": many}]
+        )
     for t in types:
         if (problem := type_glob_problem(t)) is not None:
             raise BadRequest(
@@ -169,6 +264,22 @@ def query_types(request: Request) -> tuple[str, ...]:
                 details=[{"path": "?type", "message": problem}],
             )
     return types
+
+
+def query_filter(request: Request) -> Pattern | None:
+    """The `filter` query parameter: a pattern that both stores can answer as a query (no
+    `time` or `cidr` conditions); a 400 naming `?filter` otherwise."""
+    raw = request.query_params.get("filter")
+    if not raw:
+        return None
+    try:
+        pattern = parse_pattern(raw)
+        check_queryable(pattern)
+    except PatternError as exc:
+        raise BadRequest(
+            f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
+        ) from None
+    return pattern
 
 
 def query_time(request: Request, name: str) -> int | None:

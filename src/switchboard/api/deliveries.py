@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from switchboard import replay, retry
 from switchboard.api.common import (
+    MAX_TYPE_GLOBS,
     JSONResponse,
     hub,
     principal,
+    query_bool,
+    query_choice,
+    query_filter,
     query_int,
     query_time,
     query_types,
     read_json,
     type_glob_problem,
 )
+from switchboard.api.contract import Body, Model, decode_body, endpoint, respond, routes_of
+from switchboard.api.models import DELIVERY_STATUSES
 from switchboard.api.purposes import check_declared
 from switchboard.channels import Destination
 from switchboard.channels.registry import (
@@ -29,13 +36,14 @@ from switchboard.channels.registry import (
 from switchboard.config import Settings
 from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
-from switchboard.errors import BadRequest, NotFound, Unprocessable
+from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
 from switchboard.masking import mask_secret, restore_masked
 from switchboard.router import RouteError, parse_route
 from switchboard.signing import generate_secret
 from switchboard.store import Scope
 
 KINDS_WITH_SIGNING = {"webhook"}
+MAX_NAME = 200  # a destination's name, as the event envelope's ids
 DESTINATION_FIELDS = {
     "name",
     "kind",
@@ -83,9 +91,11 @@ def parse_destination(
         raise BadRequest("the body must be a destination object")
     problems: list[str] = [f"{k}: unknown field" for k in body if k not in DESTINATION_FIELDS]
     name = body.get("name", existing.name if existing else None)
-    if not isinstance(name, str) or not name:
-        problems.append("name: required")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        problems.append(f"name: required, at most {MAX_NAME} characters")
     kind = body.get("kind", existing.kind if existing else None)
+    if not isinstance(kind, str):  # a list or object is no channel name (and is unhashable)
+        kind = str(kind)
     config = body.get("config", existing.config if existing else {})
     if not isinstance(config, dict):
         problems.append("config: must be an object")
@@ -197,6 +207,13 @@ async def update_destination(request: Request) -> Response:
     dest = parse_destination(
         await read_json(request, 65536), p.tenant(), existing, h.egress, *_maxima(h.settings)
     )
+    if dest.name != existing.name:
+        other = await h.deliveries.get_destination(p.tenant(), dest.name)
+        if other is not None and other.id != existing.id:
+            raise Conflict(
+                f"a destination named {dest.name!r} exists",
+                details=[{"path": "/name", "message": "the name of another destination"}],
+            )
     await h.deliveries.put_destination(dest, now_us())
     return JSONResponse(destination_json(dest))
 
@@ -313,16 +330,7 @@ async def _listing(request: Request, status: str | None) -> Response:
     h = hub(request)
     p = await principal(request, Scope.READ)
     q = request.query_params
-    pattern = None
-    if q.get("filter"):
-        from switchboard.patterns import PatternError, parse_pattern
-
-        try:
-            pattern = parse_pattern(q["filter"])
-        except PatternError as exc:
-            raise BadRequest(
-                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
-            ) from None
+    pattern = query_filter(request)
     dest_id = None
     if q.get("destination"):
         d = await h.deliveries.get_destination(p.tenant(), q["destination"])
@@ -334,12 +342,14 @@ async def _listing(request: Request, status: str | None) -> Response:
         try:
             t, i = q["cursor"].split(":", 1)
             before = (int(t), i)
+            if not 0 <= before[0] < 2**63:  # a stored microsecond time, as the stores keep it
+                raise ValueError(t)
         except ValueError:
             raise BadRequest("query parameter 'cursor': not one this API returned") from None
     limit = query_int(request, "limit", 100, 1, 1000)
     rows = await h.deliveries.listing(
         p.tenant(),
-        status=status or q.get("status"),
+        status=status or query_choice(request, "status", DELIVERY_STATUSES),
         destination_id=dest_id,
         types=query_types(request),
         from_us=query_time(request, "from"),
@@ -421,16 +431,35 @@ async def archive_dead(request: Request) -> Response:
     return JSONResponse({"archived": n})
 
 
+class Receipt(Body):
+    provider_id: Annotated[
+        str, Meta(min_length=1, max_length=200, description="The provider's message id.")
+    ]
+    status: Literal["delivered", "read"]
+
+
+class Updated(Model):
+    updated: Annotated[int, Meta(ge=0, description="Deliveries changed.")]
+
+
+@endpoint(
+    "POST /v1/deliveries/provider-status",
+    "providerStatus",
+    "deliveries",
+    "Report a provider receipt",
+    "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves the "
+    "matching delivery to delivered or read.",
+    scope="ingest",
+    body=Receipt,
+    ok={200: (Updated, "OK")},
+)
 async def provider_status(request: Request) -> Response:
-    """A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack)."""
     p = await principal(request, Scope.INGEST)
-    body = await read_json(request, 65536)
-    if not isinstance(body, dict) or body.get("status") not in ("delivered", "read"):
-        raise BadRequest('the body must be {"provider_id": ..., "status": delivered|read}')
+    body = await decode_body(request, Receipt, 65536)
     n = await hub(request).deliveries.provider_status(
-        p.tenant(), str(body.get("provider_id")), body["status"], now_us()
+        p.tenant(), body.provider_id, body.status, now_us()
     )
-    return JSONResponse({"updated": n})
+    return respond(Updated(updated=n))
 
 
 def _replay_spec(
@@ -451,30 +480,38 @@ def _replay_spec(
                 problems.append(f"{f}: {exc.errors[0]['message']}")
     pattern = body.get("filter")
     if pattern is not None:
-        from switchboard.patterns import PatternError, compile_pattern
+        from switchboard.patterns import PatternError, check_queryable, compile_pattern
 
         try:
-            compile_pattern(pattern)
+            check_queryable(compile_pattern(pattern))
         except (PatternError, TypeError) as exc:
             problems.append(f"filter: {exc}")
     types = body.get("types", [])
     if isinstance(types, str):
         types = [types]
-    if not isinstance(types, list):
-        problems.append("types: a list of event types or globs")
+    if not isinstance(types, list) or len(types) > MAX_TYPE_GLOBS:
+        problems.append(f"types: a list of at most {MAX_TYPE_GLOBS} event types or globs")
         types = []
     for i, t in enumerate(types):
         if (problem := type_glob_problem(t)) is not None:
             problems.append(f"types[{i}]: {problem}")
     dest_ids = []
-    for i, d in enumerate(body.get("destinations") or []):
-        if d not in names:
+    dests = body.get("destinations", [])
+    if not isinstance(dests, list):
+        problems.append("destinations: a list of destination names or ids")
+        dests = []
+    for i, d in enumerate(dests):
+        if not isinstance(d, str) or d not in names:
             problems.append(f"destinations[{i}]: no destination {d!r} in this tenant")
         else:
             dest_ids.append(names[d])
     route_ids = []
-    for i, r in enumerate(body.get("routes") or []):
-        if r not in routes:
+    route_refs = body.get("routes", [])
+    if not isinstance(route_refs, list):
+        problems.append("routes: a list of route names or ids")
+        route_refs = []
+    for i, r in enumerate(route_refs):
+        if not isinstance(r, str) or r not in routes:
             problems.append(f"routes[{i}]: no route {r!r} in this tenant")
         else:
             route_ids.append(routes[r])
@@ -529,7 +566,7 @@ async def inbox_list(request: Request) -> Response:
     items = await hub(request).deliveries.inbox(
         p.tenant(),
         request.path_params["recipient"],
-        request.query_params.get("unread") == "true",
+        query_bool(request, "unread") is True,
         query_int(request, "limit", 50, 1, 500),
     )
     return JSONResponse({"data": items})
@@ -554,7 +591,7 @@ routes = [
     HttpRoute("/v1/routes/{ref}", delete_route, methods=["DELETE"]),
     HttpRoute("/v1/events/{event_id}/deliveries", event_deliveries, methods=["GET"]),
     HttpRoute("/v1/deliveries", list_deliveries, methods=["GET"]),
-    HttpRoute("/v1/deliveries/provider-status", provider_status, methods=["POST"]),
+    *routes_of(provider_status),  # before /v1/deliveries/{delivery_id}
     HttpRoute("/v1/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
     HttpRoute("/v1/deliveries/{delivery_id}/attempts", delivery_attempts, methods=["GET"]),
     HttpRoute("/v1/deliveries/{delivery_id}/retry", retry_one, methods=["POST"]),

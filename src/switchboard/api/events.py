@@ -14,6 +14,8 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_choice,
+    query_filter,
     query_int,
     query_time,
     query_types,
@@ -21,7 +23,8 @@ from switchboard.api.common import (
     read_json,
     within,
 )
-from switchboard.envelope import EnvelopeError, format_us, now_us
+from switchboard.api.models import EVENT_STATUSES
+from switchboard.envelope import MAX_ID_LEN, EnvelopeError, format_us, now_us
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
@@ -113,14 +116,17 @@ async def _read_events(request: Request, limit: int) -> list[Any]:
     mode (mapped onto the envelope; a malformed one stays in place as its EnvelopeError)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == cloudevents.STRUCTURED:
-        doc = await read_json(request, limit, (media,))
+        doc = await read_json(request, limit, (media,), checked=False)
         return [_mapped(lambda: cloudevents.from_structured(doc))]
     if media == cloudevents.BATCH:
-        return cloudevents.from_batch(await read_json(request, limit, (media,)))
+        try:
+            return cloudevents.from_batch(await read_json(request, limit, (media,), checked=False))
+        except EnvelopeError as exc:  # not an array at all: no event to answer for
+            raise BadRequest(exc.errors[0]["message"], details=exc.errors) from None
     if cloudevents.is_binary(request.headers):
         body = await _read_binary_body(request, limit)
         return [_mapped(lambda: cloudevents.from_binary(request.headers, body))]
-    body = await read_json(request, limit)
+    body = await read_json(request, limit, checked=False)
     return body if isinstance(body, list) else [body]
 
 
@@ -185,16 +191,7 @@ async def _ingest_mapped(
 def _event_query(request: Request, **fixed: Any) -> EventQuery:
     q = request.query_params
     types = query_types(request)
-    pattern = None
-    if q.get("filter"):
-        from switchboard.patterns import PatternError, parse_pattern
-
-        try:
-            pattern = parse_pattern(q["filter"])
-        except PatternError as exc:
-            raise BadRequest(
-                f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
-            ) from None
+    pattern = query_filter(request)
     cursor = None
     if q.get("cursor"):
         try:
@@ -208,7 +205,7 @@ def _event_query(request: Request, **fixed: Any) -> EventQuery:
         "actor_id": q.get("actor"),
         "trace_id": q.get("trace_id"),
         "correlation_id": q.get("correlation_id"),
-        "status": q.get("status"),
+        "status": query_choice(request, "status", EVENT_STATUSES),
         "from_us": query_time(request, "from"),
         "to_us": query_time(request, "to"),
         "pattern": pattern,
@@ -244,12 +241,23 @@ async def get_event(request: Request) -> Response:
     return JSONResponse(event.to_json())
 
 
+def _id_param(request: Request, name: str) -> str:
+    """A path parameter naming a subject or an actor: at most MAX_ID_LEN, as stored."""
+    value: str = request.path_params[name]
+    if len(value) > MAX_ID_LEN:
+        raise BadRequest(
+            f"path parameter '{name}' is longer than {MAX_ID_LEN} characters",
+            details=[{"path": name, "message": f"at most {MAX_ID_LEN} characters"}],
+        )
+    return value
+
+
 async def subject_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, subject=request.path_params["subject"]))
+    return await _page(request, _event_query(request, subject=_id_param(request, "subject")))
 
 
 async def actor_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, actor_id=request.path_params["actor"]))
+    return await _page(request, _event_query(request, actor_id=_id_param(request, "actor")))
 
 
 async def metrics(request: Request) -> Response:

@@ -10,12 +10,24 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import msgspec
+
+from switchboard.api import admin, deliveries
+from switchboard.api.common import MAX_TYPE_GLOBS
+from switchboard.api.contract import endpoints_of
+from switchboard.api.models import (
+    CHANNEL_RE,
+    DELIVERY_STATUSES,
+    EVENT_STATUSES,
+    INBOUND_STATUSES,
+)
 from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.sources import PRESET_NAMES, segment
 
 __all__ = ["openapi_document"]
 
 Schema = dict[str, Any]
+REF = "#/components/schemas/{name}"
 Operation = tuple[str, str, dict[str, Any]]  # (path, method, operation object)
 
 TAGS = [
@@ -42,32 +54,10 @@ TAGS = [
 
 TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
 TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
+CHANNEL_PATTERN = CHANNEL_RE.pattern
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
 SCOPES = ("ingest", "read", "manage", "pii")
-DELIVERY_STATUSES = [
-    "pending",
-    "retrying",
-    "sending",
-    "succeeded",
-    "delivered",
-    "read",
-    "dead",
-    "cancelled",
-    "archived",
-    "suppressed",
-]
-INBOUND_STATUSES = [
-    "processed",
-    "partial",
-    "rejected",
-    "ignored",
-    "invalid",
-    "failed_verification",
-    "forbidden",
-    "disabled",
-    "error",
-]
 ERRORS = {
     400: ("BadRequest", "Malformed JSON, body or parameters; `details` name the fields."),
     401: ("Unauthorized", "No API key, or an unknown or revoked one."),
@@ -78,6 +68,7 @@ ERRORS = {
     415: ("UnsupportedMedia", "The Content-Type is not one this operation reads."),
     422: ("Unprocessable", "Well-formed but invalid; `details` name every problem."),
     429: ("RateLimited", "The key or tenant is over its rate limit; wait Retry-After seconds."),
+    431: ("HeadersTooLarge", "The request line and headers are over SWITCHBOARD_MAX_HEADER_BYTES."),
     503: ("Unavailable", "The store is unavailable; retry after Retry-After seconds."),
 }
 
@@ -202,7 +193,7 @@ def _op(
     }
     if params:
         op["parameters"] = params
-    codes = {*errors, 401, 403, 503}
+    codes = {*errors, 400, 401, 403, 503}  # 400: the tenant header and parameters are checked
     if body is not None or content is not None:
         media = content or {"application/json": {"schema": body}}
         op["requestBody"] = {"required": not optional_body, "content": media}
@@ -212,6 +203,10 @@ def _op(
         **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
     }
     return path, method.lower(), op
+
+
+def _version_query() -> Schema:
+    return _query("version", "A version number.", _int(minimum=1, maximum=2**31 - 1))
 
 
 def _ok(schema: Schema, description: str = "OK") -> dict[str, Any]:
@@ -295,28 +290,37 @@ def _schemas() -> dict[str, Schema]:
     pattern = {"type": "object", "description": "A filter pattern (see docs/filters.md)."}
     actor = _obj({"id": _null(_s()), "type": _null(_s(examples=["user", "system", "clinic"]))})
     envelope_props: dict[str, Schema] = {
-        "id": _s("Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200),
+        "id": _s(
+            "Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200, minLength=1
+        ),
         "type": _s("The catalog type name.", pattern=TYPE_PATTERN),
-        "version": _s("The catalog version; the newest that validates if absent.", maxLength=200),
+        "version": _s(
+            "The catalog version; the newest that validates if absent.", maxLength=200, minLength=1
+        ),
         "time": _s("When it happened (default: when received).", format="date-time"),
-        "source": _s("The system that emitted it (default: the key's source).", maxLength=200),
-        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200),
+        "source": _s(
+            "The system that emitted it (default: the key's source).", maxLength=200, minLength=1
+        ),
+        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200, minLength=1),
         "actor": {
             "description": "Who caused it; a plain string is the actor's id.",
             "oneOf": [_ref("Actor"), text],
         },
-        "trace_id": _s("Generated if absent.", maxLength=200),
-        "correlation_id": _s("Defaults to the event id.", maxLength=200),
-        "causation_id": _s("The id of the event that caused this one.", maxLength=200),
+        "trace_id": _s("Generated if absent.", maxLength=200, minLength=1),
+        "correlation_id": _s("Defaults to the event id.", maxLength=200, minLength=1),
+        "causation_id": _s("The id of the event that caused this one.", maxLength=200, minLength=1),
         "context": {"type": "object", "description": "Request metadata: ip, user_agent, utm_*…"},
         "data": {"type": "object", "description": "The payload, validated by the catalog."},
     }
     stored = {
         **envelope_props,
         "actor": _null(_ref("Actor")),
+        "version": _null(_s("The catalog version it validated against.")),
+        "subject": _null(_s("Who or what it is about.")),
+        "causation_id": _null(_s("The id of the event that caused this one.")),
         "time": time,
         "received_at": time,
-        "status": _s(enum=["accepted", "warned", "quarantined"]),
+        "status": _s(enum=list(EVENT_STATUSES)),
         "validation_errors": {"type": "array", "items": _ref("ErrorDetail")},
     }
     version = _obj(
@@ -353,7 +357,7 @@ def _schemas() -> dict[str, Schema]:
             "event_id": _s("On the per-event listing."),
             "destination_id": _s(),
             "route_id": _null(_s()),
-            "status": _s(enum=DELIVERY_STATUSES),
+            "status": _s(enum=list(DELIVERY_STATUSES)),
             "priority": _s(enum=["high", "normal", "low"]),
             "attempts": _int(minimum=0),
             "next_attempt_at": _null(time),
@@ -538,31 +542,6 @@ def _schemas() -> dict[str, Schema]:
             "name",
             "versions",
         ),
-        "Tenant": _obj(
-            {
-                "id": _s(pattern=TENANT_PATTERN),
-                "name": _s(),
-                "unknown_types": _s(enum=["reject", "accept"], default="reject"),
-            },
-            "id",
-        ),
-        "ApiKey": _obj(
-            {
-                "id": _s(),
-                "tenant_id": _null(_s()),
-                "name": _s(),
-                "prefix": _s(
-                    "The first characters, to recognise the key.", examples=["sb_a1b2c3d4"]
-                ),
-                "scopes": {"type": "array", "items": _s(enum=[*SCOPES, "admin"])},
-                "source": _null(_s("Default source of the events sent with it.")),
-                "created_at": _s("When the key was created.", format="date-time"),
-                "revoked": {"type": "boolean"},
-                "key": _s("The secret: shown once, on creation."),
-            },
-            "id",
-            "scopes",
-        ),
         "Destination": destination,
         "Route": route,
         "Delivery": delivery,
@@ -617,7 +596,7 @@ def _schemas() -> dict[str, Schema]:
                 "content_type": _null(_s()),
                 "verified": {"type": "boolean"},
                 "verification_error": _null(_s()),
-                "status": _s(enum=INBOUND_STATUSES),
+                "status": _s(enum=list(INBOUND_STATUSES)),
                 "mapping": _null(_s("name@version")),
                 "event_ids": {"type": "array", "items": _s()},
                 "error": _null(_s()),
@@ -630,7 +609,7 @@ def _schemas() -> dict[str, Schema]:
         "WebhookReply": _obj(
             {
                 "request_id": _s(),
-                "status": _s(enum=INBOUND_STATUSES),
+                "status": _s(enum=list(INBOUND_STATUSES)),
                 "events": {"type": "array", "items": {"type": "object"}},
                 "errors": {"type": "array", "items": _ref("ErrorDetail")},
                 "error": _obj({"code": _s(), "message": _s()}),
@@ -731,7 +710,11 @@ def _components() -> dict[str, Any]:
                 "name": "type",
                 "in": "query",
                 "description": "Event types (repeat or comma-separate; globs such as lead.*).",
-                "schema": {"type": "array", "items": _s(pattern=TYPE_GLOB_PATTERN)},
+                "schema": {
+                    "type": "array",
+                    "items": _s(pattern=TYPE_GLOB_PATTERN),
+                    "maxItems": MAX_TYPE_GLOBS,
+                },
                 "style": "form",
                 "explode": True,
             },
@@ -778,7 +761,7 @@ def _event_paths() -> list[Operation]:
         _query("actor", "Exact actor id.", _s()),
         _query("trace_id", "Exact trace id.", _s()),
         _query("correlation_id", "Exact correlation id.", _s()),
-        _query("status", "Validation outcome.", _s(enum=["accepted", "warned", "quarantined"])),
+        _query("status", "Validation outcome.", _s(enum=list(EVENT_STATUSES))),
         _p("From"),
         _p("To"),
         _p("Filter"),
@@ -987,93 +970,6 @@ def _catalog_paths() -> list[Operation]:
     ]
 
 
-def _admin_paths() -> list[Operation]:
-    tag = "tenants & keys"
-    return [
-        _op(
-            "POST /v1/tenants",
-            "createTenant",
-            tag,
-            "Create a tenant",
-            "A new tenant; `unknown_types` says what happens to types not in its catalog.",
-            scope="admin",
-            body=_ref("Tenant"),
-            ok={201: _ok(_ref("Tenant"), "Created.")},
-            errors=(409,),
-        ),
-        _op(
-            "GET /v1/tenants",
-            "listTenants",
-            tag,
-            "List tenants",
-            "Every tenant.",
-            scope="admin",
-            ok={200: _ok(_list(_ref("Tenant")))},
-        ),
-        _op(
-            "GET /v1/tenants/{tenant_id}",
-            "getTenant",
-            tag,
-            "Get a tenant",
-            "A key sees its own tenant; an admin key sees any.",
-            scope="read",
-            params=[_path("tenant_id", "The tenant id.", pattern=TENANT_PATTERN)],
-            ok={200: _ok(_ref("Tenant"))},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/keys",
-            "createKey",
-            tag,
-            "Create an API key",
-            "A key for this tenant; the secret is in the response once. Admin keys are made "
-            "with the CLI (403 here).",
-            scope="manage",
-            body=_obj(
-                {
-                    "name": _s(default="key"),
-                    "scopes": {
-                        "type": "array",
-                        "items": _s(enum=list(SCOPES)),
-                        "default": ["ingest"],
-                    },
-                    "source": _s("Default source of the events sent with it."),
-                }
-            ),
-            ok={201: _ok(_ref("ApiKey"), "Created; `key` is shown only now.")},
-        ),
-        _op(
-            "GET /v1/keys",
-            "listKeys",
-            tag,
-            "List API keys",
-            "The tenant's keys (prefixes only).",
-            scope="manage",
-            ok={200: _ok(_list(_ref("ApiKey")))},
-        ),
-        _op(
-            "DELETE /v1/keys/{key_id}",
-            "revokeKey",
-            tag,
-            "Revoke an API key",
-            "Stops working on every node within 5 seconds. The key making the request "
-            "revokes itself only with `self=true` (else 409), so no client locks itself out "
-            "by accident.",
-            scope="manage",
-            params=[
-                _path("key_id", "The key id."),
-                _query(
-                    "self",
-                    "`true` to revoke the key that makes this request.",
-                    {"type": "string", "enum": ["true", "false"]},
-                ),
-            ],
-            ok={204: NO_CONTENT},
-            errors=(404, 409),
-        ),
-    ]
-
-
 def _delivery_paths() -> list[Operation]:
     dr = "destinations & routes"
     ref = _path("ref", "The id or the name.")
@@ -1088,18 +984,19 @@ def _delivery_paths() -> list[Operation]:
         _p("Cursor"),
         _limit(100, 1000),
     ]
-    status = _query("status", "Delivery status.", _s(enum=DELIVERY_STATUSES))
+    status = _query("status", "Delivery status.", _s(enum=list(DELIVERY_STATUSES)))
     ids = _ids_body("Delivery ids (at most 10,000).")
     replay_body = _obj(
         {
-            "from": _s(format="date-time"),
-            "to": _s(format="date-time"),
+            "from": _null(_s(format="date-time")),
+            "to": _null(_s(format="date-time")),
             "types": {
                 "type": ["array", "string"],
                 "items": _s(pattern=TYPE_GLOB_PATTERN),
+                "maxItems": MAX_TYPE_GLOBS,
                 "pattern": TYPE_GLOB_PATTERN,
             },
-            "filter": {"type": "object", "description": "A filter pattern."},
+            "filter": {"type": ["object", "null"], "description": "A filter pattern."},
             "routes": {"type": "array", "items": _s("A route id or name.")},
             "destinations": {"type": "array", "items": _s("A destination id or name.")},
             "dry_run": {"type": "boolean", "default": False},
@@ -1226,21 +1123,6 @@ def _delivery_paths() -> list[Operation]:
             params=[status, *listing],
             ok={200: _ok(_page(_ref("Delivery")))},
             errors=(400,),
-        ),
-        _op(
-            "POST /v1/deliveries/provider-status",
-            "providerStatus",
-            "deliveries",
-            "Report a provider receipt",
-            "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves "
-            "the matching delivery to delivered or read.",
-            scope="ingest",
-            body=_obj(
-                {"provider_id": _s(), "status": _s(enum=["delivered", "read"])},
-                "provider_id",
-                "status",
-            ),
-            ok={200: _ok(_count("updated", "Deliveries changed."))},
         ),
         _op(
             "GET /v1/deliveries/{delivery_id}",
@@ -1453,7 +1335,7 @@ def _source_paths() -> list[Operation]:
             "until the next rotation. The body may be empty.",
             scope="manage",
             params=[source_id],
-            body=_obj({"secret": _s(minLength=1)}),
+            body=_obj({"secret": _null(_s(minLength=1))}),
             optional_body=True,
             ok={200: _ok(_ref("Source"), "Rotated; a generated secret is in `secret`.")},
             errors=(404,),
@@ -1498,7 +1380,7 @@ def _source_paths() -> list[Operation]:
             scope="read",
             params=[
                 source_id,
-                _query("status", "Outcome.", _s(enum=INBOUND_STATUSES)),
+                _query("status", "Outcome.", _s(enum=list(INBOUND_STATUSES))),
                 _query("verified", "Verification passed.", {"type": "boolean"}),
                 _query("body", "Include bodies (default true).", {"type": "boolean"}),
                 _p("Cursor"),
@@ -1587,6 +1469,18 @@ def _source_paths() -> list[Operation]:
     ]
 
 
+def _segment_body(kind: str) -> Schema:
+    """A message at a call's own URL; a track call needs its event name."""
+    if kind != "track":
+        return _ref("SegmentMessage")
+    return {
+        "allOf": [
+            _ref("SegmentMessage"),
+            {"required": ["event"], "properties": {"event": {"type": "string", "minLength": 1}}},
+        ]
+    }
+
+
 def _segment_paths() -> list[Operation]:
     def error(description: str) -> dict[str, Any]:
         return _ok(_ref("SegmentError"), description)
@@ -1628,7 +1522,7 @@ def _segment_paths() -> list[Operation]:
                         f"Segment {kind}" + (f" (analytics.js /v1/{path})" if suffix else ""),
                         f"One Segment {kind} call, mapped onto an event; a message the catalog "
                         "rejects is logged, the answer stays 200 like Segment's.",
-                        _ref("SegmentMessage"),
+                        _segment_body(kind),
                         "32 KB",
                     ),
                 )
@@ -1663,11 +1557,13 @@ def _recipient_paths() -> list[Operation]:
     tag = "recipients"
     rid = _path("id", "The recipient: the `subject` of the events about them.", maxLength=200)
     profile = {
-        "email": _null(_s("Contact email.", maxLength=500)),
-        "phone": _null(_s("Phone / WhatsApp number.", maxLength=500)),
-        "locale": _null(_s("Language tag, e.g. pt-BR.", maxLength=500)),
-        "timezone": _null(_s("IANA time zone, e.g. America/Sao_Paulo.", maxLength=500)),
-        "name": _null(_s(maxLength=500)),
+        "email": _null(_s("Contact email.", minLength=1, maxLength=500)),
+        "phone": _null(_s("Phone / WhatsApp number.", minLength=1, maxLength=500)),
+        "locale": _null(_s("Language tag, e.g. pt-BR.", minLength=1, maxLength=500)),
+        "timezone": _null(
+            _s("IANA time zone, e.g. America/Sao_Paulo.", minLength=1, maxLength=500)
+        ),
+        "name": _null(_s(minLength=1, maxLength=500)),
         "attributes": {"type": "object", "maxProperties": 50},
     }
     recipient = _obj(
@@ -1688,11 +1584,14 @@ def _recipient_paths() -> list[Operation]:
         {
             "purpose": purpose,
             "action": _s(enum=["grant", "withdraw"]),
-            "at": _s("When the person decided (default: now).", format="date-time"),
+            "at": _null(
+                _s("When the person decided (default: now).", format="date-time", minLength=1)
+            ),
             **fields,
         },
         "purpose",
         "action",
+        additionalProperties=False,
     )
     consent = _obj(
         {
@@ -1715,12 +1614,20 @@ def _recipient_paths() -> list[Operation]:
                 "maxItems": 200,
                 "items": _obj(
                     {
-                        "topic": _s("An event type, a glob of types, or a catalog category."),
-                        "channel": _s("A destination kind (email, whatsapp, inbox…) or *."),
+                        "topic": _s(
+                            "An event type, a glob of types, or a catalog category.",
+                            pattern=TYPE_GLOB_PATTERN,
+                            maxLength=200,
+                        ),
+                        "channel": _s(
+                            "A destination kind (email, whatsapp, inbox…) or *.",
+                            pattern=CHANNEL_PATTERN,
+                        ),
                         "enabled": {"type": "boolean"},
                     },
                     "topic",
                     "enabled",
+                    additionalProperties=False,
                 ),
             }
         },
@@ -1819,6 +1726,7 @@ def _recipient_paths() -> list[Operation]:
             scope="read",
             params=[rid],
             ok={200: _ok(prefs)},
+            errors=(404,),  # an id whose route does not match (a stray "/")
         ),
         _op(
             "PUT /v1/recipients/{id}/preferences",
@@ -1885,7 +1793,10 @@ def _template_paths() -> list[Operation]:
             "Get a template",
             "The latest version, or `?version=N`.",
             scope="read",
-            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            params=[
+                name,
+                _version_query(),
+            ],
             ok={200: _ok(template)},
             errors=(404,),
         ),
@@ -1948,7 +1859,12 @@ def _health_paths() -> list[Operation]:
             "responses": ok,
         }
 
-    token = _path("token", "The signed token of the link.", maxLength=2048)
+    token = _path(
+        "token",
+        "The signed token of the link (base64url, a dot, base64url).",
+        maxLength=2048,
+        pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+    )
     page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
     unsubscribe = [
         (
@@ -1961,7 +1877,11 @@ def _health_paths() -> list[Operation]:
                 "description": description,
                 "security": [],
                 "parameters": [token],
-                "responses": {"200": page, "404": {"$ref": "#/components/responses/NotFound"}},
+                "responses": {
+                    "200": page,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "431": {"$ref": "#/components/responses/HeadersTooLarge"},
+                },
             },
         )
         for method, op_id, summary, description in (
@@ -2142,7 +2062,7 @@ def _automation_paths() -> list[Operation]:
             params=[name],
             body=document,
             ok={200: _ok(stored, "A new version."), 201: _ok(stored, "Created.")},
-            errors=(422,),
+            errors=(404, 422),  # 404: a name that is not an automation name
         ),
         _op(
             "GET /v1/automations/{name}",
@@ -2151,7 +2071,10 @@ def _automation_paths() -> list[Operation]:
             "Get an automation",
             "The current version, or `?version=`.",
             scope="read",
-            params=[name, _query("version", "A version number.", _int(minimum=1))],
+            params=[
+                name,
+                _version_query(),
+            ],
             ok={200: _ok(stored)},
             errors=(400, 404),
         ),
@@ -2175,7 +2098,7 @@ def _automation_paths() -> list[Operation]:
             scope="read",
             params=[name, _query("status", "Run status.", _s(enum=statuses)), _limit(100, 1000)],
             ok={200: _ok(_list(run))},
-            errors=(400,),
+            errors=(404,),
         ),
         _op(
             "GET /v1/runs/{run_id}",
@@ -2468,14 +2391,67 @@ def _observe_paths() -> list[Operation]:
     ]
 
 
+# --- generated from typed endpoints (api/contract.py) ------------------------------------------
+# The handlers declared with @endpoint; their models are the schemas below. To convert an area:
+# declare its handlers with @endpoint and Body/Params/Model structs, serve them with
+# `routes_of(...)`, add them here and delete its `_<area>_paths()` and the schemas it used.
+TYPED = (*admin.HANDLERS, deliveries.provider_status)
+
+
+def _parameters(model: type[Any] | None, where: str) -> list[Schema]:
+    if model is None:
+        return []
+    (ref,), components = msgspec.json.schema_components([model], ref_template=REF)
+    spec = components[ref["$ref"].rsplit("/", 1)[1]]
+    required = set(spec.get("required", ()))
+    out = []
+    for name, schema in spec.get("properties", {}).items():
+        schema = dict(schema)
+        param: Schema = {"name": name, "in": where, "description": schema.pop("description", "")}
+        if where == "path" or name in required:
+            param["required"] = True
+        param["schema"] = schema
+        out.append(param)
+    return out
+
+
+def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
+    """The operations of the typed endpoints and the component schemas of their models."""
+    specs = endpoints_of(TYPED)
+    models = {m for e in specs for m in (e.body, *(t for t, _ in e.ok.values())) if m is not None}
+    _, schemas = msgspec.json.schema_components(
+        sorted(models, key=lambda m: m.__name__), ref_template=REF
+    )
+    ops = [
+        _op(
+            e.route,
+            e.op_id,
+            e.tag,
+            e.summary,
+            e.description,
+            scope=e.scope,
+            params=[*_parameters(e.path, "path"), *_parameters(e.query, "query")],
+            body=_ref(e.body.__name__) if e.body else None,
+            ok={
+                status: {"description": text} if model is None else _ok(_ref(model.__name__), text)
+                for status, (model, text) in e.ok.items()
+            },
+            errors=e.errors,
+        )
+        for e in specs
+    ]
+    return ops, schemas
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
+    typed, typed_schemas = _typed_paths()
     paths: dict[str, dict[str, Any]] = {}
     for path, method, op in (
+        *typed,
         *_event_paths(),
         *_catalog_paths(),
-        *_admin_paths(),
         *_delivery_paths(),
         *_source_paths(),
         *_segment_paths(),
@@ -2503,5 +2479,12 @@ def openapi_document() -> dict[str, Any]:
         "tags": [{"name": name, "description": description} for name, description in TAGS],
         "security": [{"bearerAuth": []}],
         "paths": paths,
-        "components": _components(),
+        "components": _with_schemas(_components(), typed_schemas),
     }
+
+
+def _with_schemas(components: dict[str, Any], generated: dict[str, Schema]) -> dict[str, Any]:
+    clash = set(generated) & set(components["schemas"])
+    if clash:
+        raise ValueError(f"schemas both hand-written and generated: {sorted(clash)}")
+    return {**components, "schemas": {**components["schemas"], **generated}}

@@ -19,6 +19,7 @@ from switchboard.api.common import (
     read_json,
     type_glob_problem,
 )
+from switchboard.api.models import CHANNEL_RE
 from switchboard.api.purposes import check_declared
 from switchboard.envelope import EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, Unprocessable
@@ -42,7 +43,7 @@ MAX_PREFERENCES = 200  # per recipient
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _PHONE = re.compile(r"^\+?[0-9 ().\-]{4,40}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
-_CHANNEL = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
+_CHANNEL = CHANNEL_RE
 
 
 def _invalid(problems: list[tuple[str, str]]) -> Unprocessable:

@@ -30,6 +30,16 @@ log = logging.getLogger("switchboard.segment")
 
 
 def _write_key(request: Request, body: Any) -> str:
+    if isinstance(body, dict):
+        for name, kind, what in (
+            ("writeKey", str, "a string: the write key"),
+            ("context", dict, "an object"),
+            ("integrations", dict, "an object"),
+        ):
+            if body.get(name) is not None and not isinstance(body[name], kind):
+                raise BadRequest(
+                    f"{name} must be {what}", details=[{"path": f"/{name}", "message": what}]
+                )
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic" and value.strip():

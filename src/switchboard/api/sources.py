@@ -14,11 +14,13 @@ from switchboard.api.common import (
     JSONResponse,
     hub,
     principal,
+    query_choice,
     query_int,
     read_body,
     read_json,
     within,
 )
+from switchboard.api.models import INBOUND_STATUSES
 from switchboard.envelope import EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, Conflict, NotFound
 from switchboard.hub import Hub
@@ -149,7 +151,9 @@ async def rotate_secret(request: Request) -> Response:
     body = (
         await read_json(request, 65536) if request.headers.get("content-length", "0") != "0" else {}
     )
-    secret = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be {"secret": …} or empty')
+    secret = body.get("secret")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise BadRequest("secret must be a non-empty string")
     generated = None
@@ -208,7 +212,7 @@ async def list_requests(request: Request) -> Response:
         hub(request).store,
         source.tenant_id,
         source.id,
-        status=request.query_params.get("status"),
+        status=query_choice(request, "status", INBOUND_STATUSES),
         verified=_bool_param(request, "verified"),
         before_id=request.query_params.get("cursor"),
         limit=limit,

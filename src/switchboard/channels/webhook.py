@@ -27,7 +27,10 @@ _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-ty
 def check_url(url: Any, field: str = "url") -> list[str]:
     if not isinstance(url, str):
         return [f"config.{field}: required, an http(s) URL"]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" and the like: an unclosed IPv6 bracket
+        return [f"config.{field}: not a valid URL: {url[:60]!r}"]
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return [f"config.{field}: must be an http(s) URL, got {url[:60]!r}"]
     return []

@@ -122,7 +122,7 @@ def tenants_create(
     ] = "reject",
 ) -> None:
     """Create a tenant."""
-    from switchboard.api.admin import TENANT_ID_RE
+    from switchboard.api.common import TENANT_ID_RE
 
     if not TENANT_ID_RE.match(tenant_id):
         fail(f"tenant id {tenant_id!r}: lowercase letters, digits, - and _", 2)

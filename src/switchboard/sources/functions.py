@@ -104,7 +104,10 @@ class _Functions(jp_functions.Functions):
     def _func_url_param(self, url: str | None, name: str) -> str | None:
         if not url:
             return None
-        values = parse_qs(urlsplit(url).query).get(name)
+        try:
+            values = parse_qs(urlsplit(url).query).get(name)
+        except ValueError:  # not a URL (an unclosed IPv6 bracket): no parameter to find
+            return None
         return values[0] if values else None
 
     @jp_functions.signature({"types": ["string", "number", "null"]}, {"types": ["string"]})

@@ -1,0 +1,207 @@
+"""Typed endpoints: each declares its path, query, body and response models once, as msgspec
+Structs with `Meta` constraints. The handler decodes its request with them (every violation a
+400 naming its path) and `openapi.py` publishes the same models, so the document is generated
+from the code that checks the requests and cannot drift from it.
+
+Declaring one (see `api/admin.py`):
+
+    class KeyIn(Body):
+        name: Annotated[str, Meta(max_length=200)] = "key"
+
+    @endpoint("POST /v1/keys", "createKey", "tenants & keys", "Create an API key",
+              "A key for this tenant.", scope="manage", body=KeyIn, ok={201: (ApiKey, "Created.")})
+    async def create_key(request: Request) -> Response:
+        body = await decode_body(request, KeyIn, 65536)
+        ...
+        return respond(ApiKey(...), 201)
+
+and `routes = routes_of(create_key, ...)` in the module, listed in openapi.py's `TYPED`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from switchboard.api.common import JSON_TYPES, read_body, text_problem
+from switchboard.errors import BadRequest, UnsupportedMedia
+
+__all__ = [
+    "Body",
+    "Endpoint",
+    "Model",
+    "Params",
+    "decode_body",
+    "decode_path",
+    "decode_query",
+    "endpoint",
+    "respond",
+    "routes_of",
+]
+
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Model(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """A response shape."""
+
+
+class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request body: unknown fields are refused, so a misspelt field is never ignored."""
+
+
+class Params(msgspec.Struct, kw_only=True):
+    """Path or query parameters, decoded from their text (`"5"` → 5, `"true"` → True)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation: its route and the models the document describes it with."""
+
+    route: str  # "POST /v1/keys"
+    op_id: str
+    tag: str
+    summary: str
+    description: str
+    scope: str  # the API key scope it needs: ingest, read, manage or admin
+    path: type[Params] | None = None
+    query: type[Params] | None = None
+    body: type[Body] | None = None
+    ok: dict[int, tuple[type[Model] | None, str]] = field(default_factory=dict)  # no body: None
+    errors: tuple[int, ...] = ()  # beyond what every operation may answer (see openapi._op)
+
+    @property
+    def method(self) -> str:
+        return self.route.split(" ")[0]
+
+    @property
+    def url(self) -> str:
+        return self.route.split(" ")[1]
+
+
+def endpoint(
+    route: str,
+    op_id: str,
+    tag: str,
+    summary: str,
+    description: str,
+    *,
+    scope: str,
+    path: type[Params] | None = None,
+    query: type[Params] | None = None,
+    body: type[Body] | None = None,
+    ok: dict[int, tuple[type[Model] | None, str]],
+    errors: tuple[int, ...] = (),
+) -> Callable[[Handler], Handler]:
+    """Attach an Endpoint to its handler; `routes_of` serves it and openapi.py describes it."""
+    spec = Endpoint(route, op_id, tag, summary, description, scope, path, query, body, ok, errors)
+
+    def attach(handler: Handler) -> Handler:
+        handler.endpoint = spec  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
+def routes_of(*handlers: Handler) -> list[Route]:
+    return [Route(spec.url, h, methods=[spec.method]) for h in handlers if (spec := endpoint_of(h))]
+
+
+def endpoint_of(handler: Handler) -> Endpoint:
+    spec = getattr(handler, "endpoint", None)
+    if not isinstance(spec, Endpoint):
+        raise TypeError(f"{handler.__qualname__} has no @endpoint")
+    return spec
+
+
+def endpoints_of(handlers: Sequence[Handler]) -> list[Endpoint]:
+    return [endpoint_of(h) for h in handlers]
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+_AT = re.compile(r" - at `\$(.*)`$")
+_MISSING = re.compile(r"(?:missing required|contains unknown) field `([^`]*)`")
+
+
+def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
+    """msgspec's "Expected `str`, got `int` - at `$.scopes[0]`" → ("/scopes/0", "Expected …")."""
+    text = str(exc)
+    found = _AT.search(text)
+    message = text[: found.start()] if found else text
+    where = found.group(1) if found else ""
+    parts = [p for p in re.split(r"\.|\[|\]", where) if p]
+    if missing := _MISSING.search(message):  # name the missing or unknown field itself
+        parts.append(missing.group(1))
+    if prefix == "/":
+        return "/" + "/".join(parts), message
+    return prefix + ".".join(parts), message  # "?limit", or a path parameter's own name
+
+
+async def decode_body(
+    request: Request, model: type[T], limit: int, types: tuple[str, ...] = JSON_TYPES
+) -> T:
+    """The JSON body as `model`, after the checks every body gets (content type, size, NUL in
+    text, depth); a violation of the model is a 400 naming the field's JSON pointer."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in types:
+        raise UnsupportedMedia(
+            f"Content-Type must be {' or '.join(types)}, got {ctype or 'nothing'!r}"
+        )
+    raw = await read_body(request, limit)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if (problem := text_problem(doc)) is not None:
+        raise BadRequest(
+            f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
+        )
+    try:
+        return msgspec.convert(doc, type=model)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "/")
+        raise BadRequest(
+            f"{path}: {message}", details=[{"path": path, "message": message}]
+        ) from None
+
+
+def decode_query(request: Request, model: type[T]) -> T:
+    """The query string as `model` (the last of repeated names); a violation is a 400 naming
+    `?name`."""
+    try:
+        return msgspec.convert(dict(request.query_params), type=model, strict=False)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "?")
+        raise BadRequest(
+            f"query parameter {path[1:]!r}: {message}",
+            details=[{"path": path, "message": message}],
+        ) from None
+
+
+def decode_path(request: Request, model: type[T]) -> T:
+    """The path parameters as `model`; a violation is a 400 naming the parameter."""
+    try:
+        return msgspec.convert(dict(request.path_params), type=model, strict=False)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "")
+        raise BadRequest(
+            f"path parameter {path!r}: {message}", details=[{"path": path, "message": message}]
+        ) from None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def respond(model: Any, status: int = 200) -> Response:
+    """A typed answer, encoded by msgspec."""
+    return Response(_encoder.encode(model), status_code=status, media_type="application/json")

@@ -1,0 +1,34 @@
+"""The API's shared vocabularies: one definition each, read by the handlers that check requests
+and by `openapi.py` that publishes them, so the document cannot say what the code refuses."""
+
+from __future__ import annotations
+
+import re
+
+# a channel kind (email, whatsapp, …) or "*" in a recipient's preferences
+CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
+
+EVENT_STATUSES = ("accepted", "warned", "quarantined")  # an event's validation outcome
+DELIVERY_STATUSES = (
+    "pending",
+    "retrying",
+    "sending",
+    "succeeded",
+    "delivered",
+    "read",
+    "dead",
+    "cancelled",
+    "archived",
+    "suppressed",
+)
+INBOUND_STATUSES = (  # what became of a request to a source's public URL
+    "processed",
+    "partial",
+    "rejected",
+    "ignored",
+    "invalid",
+    "failed_verification",
+    "forbidden",
+    "disabled",
+    "error",
+)
