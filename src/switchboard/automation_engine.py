@@ -126,6 +126,14 @@ class AutomationCache:
         self._current[tenant_id] = (now + _TTL, autos)
         return autos
 
+    def none_cached(self, tenant_id: str) -> bool:
+        """Whether the cache holds, unexpired, that the tenant has no automations: ingest then
+        skips planning (no awaits, no per-event lists). It expires and is forgotten exactly as
+        `automations` is, so an automation saved here is seen by the next ingest, and one saved
+        on another node within the second."""
+        hit = self._current.get(tenant_id)
+        return hit is not None and not hit[1] and hit[0] > time.monotonic()
+
     def forget(self, tenant_id: str) -> None:
         self._current.pop(tenant_id, None)
         self._running.pop(tenant_id, None)

@@ -32,6 +32,10 @@ class AutomationPlans(Protocol):
 
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]: ...
 
+    def none_cached(self, tenant_id: str) -> bool:
+        """Known (within the cache's expiry) to have no automation: nothing to plan."""
+        ...
+
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -194,9 +198,10 @@ class Ingestor:
             plans = plans or [[] for _ in to_store]
             for pos, spec in feeds.items():
                 plans[pos] += people_effects(self.store.dialect, spec, to_store[pos][1], routes)
-        if self.automations is not None and to_store:
+        autos = self.automations
+        if autos is not None and to_store and not autos.none_cached(tenant.id):
             # the runs the events start (and the runs they wake) commit with them, as routes do
-            starts = await self.automations.plans(tenant.id, [e for _, e in to_store])
+            starts = await autos.plans(tenant.id, [e for _, e in to_store])
             if any(starts):
                 plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []

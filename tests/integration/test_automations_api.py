@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from switchboard import automation_engine
 from switchboard.automation_engine import FakeClock
 from switchboard.envelope import now_us
 from tests.conftest import Api
@@ -516,3 +517,46 @@ async def test_a_replay_redelivers_events_but_starts_no_runs(hub_api: Api, recei
     assert [r["json"]["id"] for r in rcv.received] == ["svc-9"]  # the replay was delivered
     _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
     assert len(runs["data"]) == 1  # the run the event started when it arrived, no second one
+
+
+async def test_an_automation_saved_after_ingests_without_one_starts_on_the_next_event(
+    hub_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest skips planning while the tenant is cached as having no automation; saving one
+    must end that at once (in this process), on both stores."""
+    # the cache's second would let a slow machine expire the entry mid-test: an hour instead
+    monkeypatch.setattr(automation_engine, "_TTL", 3600.0)
+    api = hub_api
+    tenant, key = await api.tenant()
+    destination = {"name": "wpp", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/h"}}
+    status, body, _ = await api.call("POST", "/v1/destinations", key, destination)
+    assert status == 201, body
+    cache = api.hub.automation_cache
+    numbers = iter(range(100))
+
+    async def send() -> None:
+        event = {
+            "id": f"svc-{next(numbers)}",
+            "type": "service.completed",
+            "subject": "p-1",
+            "data": {"service_id": 1},
+        }
+        status, body, _ = await api.call("POST", "/v1/events", key, [event])
+        assert status == 202, body
+
+    await send()
+    await send()  # within the cache's second: this ingest skips planning
+    assert cache.none_cached(tenant)
+    assert not cache.none_cached("another-tenant")  # nothing known about it: plan
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    assert status == 201, body
+    assert not cache.none_cached(tenant)
+    await send()
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    assert [r["trigger"]["id"] for r in runs["data"]] == ["svc-2"]
+    status, _, _ = await api.call("DELETE", "/v1/automations/service-feedback", key)
+    assert status == 204
+    await send()  # deleted: the tenant has none again, and no run starts
+    assert cache.none_cached(tenant)
+    _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
+    assert [r["trigger"]["id"] for r in runs["data"]] == ["svc-2"]

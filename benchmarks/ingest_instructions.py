@@ -1,0 +1,128 @@
+"""Not a figure: instructions per one-event ingest request, counted by valgrind (callgrind) in a
+tree's `switchboard serve`, so two trees can be compared on a busy machine.
+
+The server runs under ``valgrind --tool=callgrind --instr-atstart=no`` on a fresh database
+provisioned by that tree's own code; a client sends 300 warm-up requests, instrumentation is
+switched on (``callgrind_control -i on``), the client sends exactly N requests over C keep-alive
+connections and waits for every answer (each must be 202), instrumentation is switched off.
+The count covers every thread of the server (the event loop, the SQLite writer, the log
+writer), not PostgreSQL. With one connection every request is its own group commit, so the
+count repeats closely; with more, the group commits' sizes follow timing and the count with them.
+
+``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C]`` (a tree is a folder
+holding `.venv/`, e.g. this checkout or an older commit unpacked with its own virtualenv; KIND is
+sqlite or postgres). Prints one JSON line. Needs `valgrind`. About a minute per 1,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks import harness as h
+from benchmarks.ingest_cpu import _provision
+
+
+async def _send(url: str, key: str, count: int, connections: int, tag: str) -> None:
+    numbers = iter(range(count))
+    refused: list[int] = []
+    headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def lane() -> None:
+            for i in numbers:
+                event = {
+                    "id": f"{tag}-{i}",
+                    "type": "order.created",
+                    "source": "bench",
+                    "subject": "customer-1",
+                    "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
+                }
+                async with session.post(
+                    url + "/v1/events", data=json.dumps(event), headers=headers
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 202:
+                        refused.append(resp.status)
+
+        await asyncio.gather(*(lane() for _ in range(connections)))
+    if refused:
+        raise RuntimeError(f"{len(refused)} requests answered {sorted(set(refused))}")
+
+
+def _callgrind(command: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", "-i", command, str(pid)], check=True, capture_output=True)
+
+
+def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str, object]:
+    with h.workdir() as tmp:
+        work = Path(tmp)
+        out = work / "callgrind.out"
+        with h.fresh_database(kind, work, "instructions") as db:
+            key = _provision(tree, db)
+            port = h.free_port()
+            url = f"http://127.0.0.1:{port}"
+            argv = [
+                *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
+                f"--callgrind-out-file={out}",
+                *(str(tree / ".venv/bin/python"), str(tree / ".venv/bin/switchboard"), "serve"),
+            ]
+            with (work / "server.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    argv, env={**os.environ, **h.hub_env(db, port)}, stdout=log, stderr=log
+                )
+            try:
+                deadline = time.monotonic() + 600  # valgrind starts Python slowly
+                while True:
+                    try:
+                        h.http("GET", url + "/health")
+                        break
+                    except OSError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise
+                        time.sleep(1)
+                asyncio.run(_send(url, key, 300, connections, "warm"))
+                _callgrind("on", proc.pid)
+                asyncio.run(_send(url, key, requests, connections, "run"))
+                _callgrind("off", proc.pid)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(120)
+        report = subprocess.run(
+            ["callgrind_annotate", str(out)], check=True, capture_output=True, text=True
+        ).stdout
+    found = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report)
+    if found is None:
+        raise RuntimeError("callgrind_annotate printed no total")
+    total = int(found.group(1).replace(",", ""))
+    return {
+        "tree": str(tree),
+        "kind": kind,
+        "requests": requests,
+        "connections": connections,
+        "instructions_per_request": round(total / requests),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tree", type=Path)
+    parser.add_argument("kind", choices=["sqlite", "postgres"])
+    parser.add_argument("requests", type=int, nargs="?", default=1000)
+    parser.add_argument("--connections", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.tree.resolve(), args.kind, args.requests, args.connections)))
+
+
+if __name__ == "__main__":
+    main()
