@@ -248,6 +248,35 @@ class Settings:
         "as `failed` with the reason.",
     )
 
+    audit_retention_days: int = _setting(
+        400,
+        _int,
+        "Days an audit log entry is kept before the retention job deletes it (0 = forever).",
+    )
+    retention_floor_days: int = _setting(
+        0,
+        _int,
+        "The shortest event retention a tenant or a catalog type may set, in days: a shorter "
+        "one is raised to it (0 = no floor).",
+    )
+    attempt_retention_days: int = _setting(
+        30, _int, "Days delivery attempts are kept (0 = forever)."
+    )
+    inbound_retention_days: int = _setting(
+        30, _int, "Days the inbound request log of sources is kept (0 = forever)."
+    )
+    retention_interval: float = _setting(
+        3600.0,
+        _float,
+        "Seconds between two runs of the worker's retention job (0 = the job does not run).",
+    )
+    retention_chunk: int = _setting(
+        500,
+        _int,
+        "Rows one retention delete removes; each chunk is its own short transaction, so a "
+        "chunk never holds the SQLite writer long.",
+    )
+
     def __post_init__(self) -> None:
         if 0 < len(self.unsubscribe_secret) < 32:
             raise ConfigError(

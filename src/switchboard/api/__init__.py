@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from switchboard.api import (
     admin,
+    audit,
     automations,
     catalog,
     deliveries,
@@ -26,7 +27,7 @@ from switchboard.api import (
     segment,
     sources,
 )
-from switchboard.api.common import JSONResponse, hub, principal
+from switchboard.api.common import READ_METHODS, JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
@@ -193,6 +194,12 @@ class SwitchboardApp(Starlette):
                 response = await handler(request, exc)
             await response(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["method"] not in READ_METHODS:
+            # every change goes past the audit log (it records those of manage/admin keys)
+            await audit.record(
+                super().__call__, self.router.routes, self.state.hub, scope, receive, send
+            )
+            return
         await super().__call__(scope, receive, send)
 
 
@@ -227,6 +234,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *automations.routes,
             *recipients.routes,
             *messages.routes,
+            *audit.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -2167,6 +2167,52 @@ def _automation_paths() -> list[Operation]:
     ]
 
 
+def _privacy_retention_audit_paths() -> list[Operation]:
+    """The audit log (issue 17, part B)."""
+    entry = _obj(
+        {
+            "id": _s("Time-ordered id; the listing's cursor."),
+            "tenant_id": _null(_s("The tenant; null for operator actions such as tenants.")),
+            "at": _s("When the change was made.", format="date-time"),
+            "key_id": _s("The key that made it."),
+            "key_name": _null(_s()),
+            "ip": _null(_s("The client address (a trusted proxy's X-Forwarded-For).")),
+            "action": _s("`<resource>.<verb>` such as `destinations.update`, `dlq.retry`."),
+            "method": _s(),
+            "path": _s(),
+            "status": _int("The answer's status code (a refused change is recorded too)."),
+            "before": {"description": "The resource before, credentials masked; or null."},
+            "after": {"description": "The answer, credentials masked; or null."},
+        },
+        "id",
+        "at",
+        "key_id",
+        "action",
+        "method",
+        "path",
+        "status",
+    )
+    return [
+        _op(
+            "GET /v1/audit",
+            "listAudit",
+            "tenants & keys",
+            "Read the audit log",
+            "Every change a manage or admin key made in the tenant, newest first. An admin key "
+            "without the tenant header reads the operator's own actions (creating tenants).",
+            scope="manage",
+            params=[
+                _query("from", "Entries at or after (ISO 8601).", _s(format="date-time")),
+                _query("to", "Entries before (ISO 8601).", _s(format="date-time")),
+                _query("action", "An action (`keys.create`) or a resource (`keys`).", _s()),
+                _p("Cursor"),
+                _limit(100, 1000),
+            ],
+            ok={200: _ok(_page(entry))},
+        ),
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2182,6 +2228,7 @@ def openapi_document() -> dict[str, Any]:
         *_recipient_paths(),
         *_template_paths(),
         *_health_paths(),
+        *_privacy_retention_audit_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

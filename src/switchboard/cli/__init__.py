@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from switchboard.cli import admin, automations, deliveries, events, routing, server
+from switchboard.cli import admin, audit, automations, deliveries, events, routing, server
 from switchboard.cli.common import DATABASE_PANEL, DB_HELP, HUB_PANEL, SERVER_PANEL
 
 app = typer.Typer(
@@ -64,6 +64,7 @@ app.add_typer(deliveries.deliveries_app, name="deliveries", rich_help_panel=HUB_
 app.add_typer(deliveries.dlq_app, name="dlq", rich_help_panel=HUB_PANEL)
 app.command(rich_help_panel=HUB_PANEL)(deliveries.replay)
 app.add_typer(automations.app, name="automations", rich_help_panel=HUB_PANEL)
+app.command(rich_help_panel=HUB_PANEL)(audit.audit)
 
 
 def main() -> None:

@@ -46,6 +46,9 @@ class ApiKey:
     created_us: int
     revoked_us: int | None = None
     source: str | None = None  # default `source` for events sent with this key
+    # a filter-language pattern: every event the key sends must match it, and every read it
+    # makes is narrowed by it (None: the whole tenant)
+    constraints: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class ApiKey:
             "prefix": self.prefix,
             "scopes": list(self.scopes),
             "source": self.source,
+            "constraints": self.constraints,
             "created_at": format_us(self.created_us),
             "revoked": self.revoked_us is not None,
         }

@@ -495,7 +495,8 @@ class PostgresStore:
 
     async def create_key(self, key: ApiKey) -> None:
         await self._execute(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
             key.id,
             key.tenant_id,
             key.name,
@@ -505,6 +506,7 @@ class PostgresStore:
             key.source,
             key.created_us,
             key.revoked_us,
+            None if key.constraints is None else dumps(key.constraints),
         )
 
     async def keys_by_prefix(self, prefix: str) -> list[ApiKey]:

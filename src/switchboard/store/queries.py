@@ -36,7 +36,9 @@ def load_json(value: Any) -> Any:
     return orjson.loads(value)
 
 
-KEY_COLUMNS = "id, tenant_id, name, prefix, hash, scopes, source, created_us, revoked_us"
+KEY_COLUMNS = (
+    "id, tenant_id, name, prefix, hash, scopes, source, created_us, revoked_us, constraints"
+)
 
 
 def key_from_row(r: Sequence[Any]) -> ApiKey:
@@ -50,6 +52,7 @@ def key_from_row(r: Sequence[Any]) -> ApiKey:
         source=r[6],
         created_us=r[7],
         revoked_us=r[8],
+        constraints=load_json(r[9]),
     )
 
 

@@ -325,7 +325,7 @@ class SqliteStore:
 
     async def create_key(self, key: ApiKey) -> None:
         await self._write(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key.id,
                 key.tenant_id,
@@ -336,6 +336,7 @@ class SqliteStore:
                 key.source,
                 key.created_us,
                 key.revoked_us,
+                None if key.constraints is None else dumps(key.constraints),
             ),
         )
 
