@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import orjson
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
+from switchboard.patterns import Pattern, match
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
@@ -42,6 +44,12 @@ class IngestResult:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
         }
+
+
+def outside_constraints(constraint: Pattern) -> str:
+    """Why an event of a constrained key is refused (the constraints are the tenant's own)."""
+    spec = orjson.dumps(constraint.spec).decode()
+    return f"the event does not satisfy this API key's constraints {spec}"
 
 
 def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
@@ -106,10 +114,12 @@ class Ingestor:
         tenant: Tenant,
         default_source: str,
         quarantine_rejected: bool = False,
+        constraint: Pattern | None = None,
     ) -> IngestResult:
         """Validate, deduplicate and append `raws`. With `quarantine_rejected`, an event the
         catalog refuses (unknown type or version, schema violation) is stored quarantined instead
-        of answered as rejected: for senders that cannot read per-event results (Segment)."""
+        of answered as rejected: for senders that cannot read per-event results (Segment).
+        With `constraint` (the sending key's), an event that does not match it is rejected."""
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
@@ -121,6 +131,14 @@ class Ingestor:
                 )
             except EnvelopeError as exc:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
+                continue
+            if constraint is not None and not match(constraint, event.match_doc()):
+                results[index] = {
+                    "index": index,
+                    "status": "rejected",
+                    "id": event.id,
+                    "errors": [{"path": "", "message": outside_constraints(constraint)}],
+                }
                 continue
             verdict = await self.registry.validate(event, tenant.unknown_types)
             if verdict.status == "rejected" and quarantine_rejected:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,6 +13,7 @@ from switchboard.api.common import JSONResponse, hub, principal, read_json
 from switchboard.auth import mint_key
 from switchboard.envelope import now_us
 from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
+from switchboard.patterns import PatternError, compile_pattern, to_sql
 from switchboard.store import Scope, Tenant
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -78,9 +80,42 @@ async def create_key(request: Request) -> Response:
     if "admin" in scopes:
         raise Forbidden("admin keys are created with the CLI: `switchboard keys create --admin`")
     tenant_id = p.tenant()
-    secret, record = mint_key(tenant_id, str(body.get("name") or "key"), scopes, body.get("source"))
+    constraints = _constraints(body.get("constraints"))
+    if p.key.constraints is not None:
+        # a key limited inside its tenant makes keys limited the same way, never wider ones
+        if constraints not in (None, p.key.constraints):
+            raise Forbidden(
+                "this key is limited by constraints: the keys it makes carry the same ones",
+                details=[{"path": "/constraints", "message": "must be this key's constraints"}],
+            )
+        constraints = p.key.constraints
+    secret, record = mint_key(
+        tenant_id, str(body.get("name") or "key"), scopes, body.get("source"), constraints
+    )
     await h.store.create_key(record)
     return JSONResponse({**record.public(), "key": secret}, status_code=201)
+
+
+def _constraints(spec: Any) -> dict[str, Any] | None:
+    """A key's `constraints`: a filter pattern (docs/filters.md) under the same size limits as
+    a route's, that SQL can answer exactly (every read the key makes is narrowed by it)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not spec:
+        raise BadRequest(
+            "constraints must be a non-empty filter pattern object, such as "
+            '{"context": {"clinic_id": ["c-17"]}}',
+            details=[{"path": "/constraints", "message": "not a non-empty object"}],
+        )
+    try:
+        pattern = compile_pattern(spec)
+        for dialect in ("sqlite", "postgres"):
+            to_sql(pattern, dialect)
+    except PatternError as exc:
+        raise BadRequest(
+            f"constraints: {exc}", details=[{"path": "/constraints", "message": str(exc)}]
+        ) from None
+    return dict(pattern.spec)
 
 
 async def list_keys(request: Request) -> Response:

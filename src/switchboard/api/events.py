@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -21,10 +22,12 @@ from switchboard.api.common import (
     read_json,
     within,
 )
+from switchboard.auth import Principal, within_constraints
 from switchboard.envelope import EnvelopeError, format_us, now_us
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
+from switchboard.patterns import Pattern, both
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
@@ -48,7 +51,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
         raise NotFound(f"tenant {tenant_id!r} does not exist")
     idem_key = request.headers.get("idempotency-key")
     if idem_key is None:
-        return await _ingest(request, h, p.key.id, tenant, p.key.source)
+        return await _ingest(request, h, p, tenant)
     if len(idem_key) > 255:
         raise BadRequest("the Idempotency-Key header is longer than 255 characters")
     # One request per key at a time in this process; the stored response answers the rest.
@@ -63,7 +66,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
                     media_type="application/json",
                     headers={"Idempotent-Replayed": "true"},
                 )
-            response = await _ingest(request, h, p.key.id, tenant, p.key.source)
+            response = await _ingest(request, h, p, tenant)
             await h.store.put_idempotent(
                 tenant_id,
                 idem_key,
@@ -77,9 +80,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
                 _idempotency_locks.pop((tenant_id, idem_key), None)
 
 
-async def _ingest(
-    request: Request, h: Any, key_id: str, tenant: Any, source: str | None
-) -> Response:
+async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Response:
     raws = await _read_events(request, h.settings.max_body_bytes)
     if not raws:
         raise BadRequest("the body is an empty array: send at least one event")
@@ -87,8 +88,8 @@ async def _ingest(
         raise PayloadTooLarge(
             f"{len(raws)} events in one request; the limit is {h.settings.max_batch_events}"
         )
-    h.limiter.check(key_id, tenant.id, len(raws))
-    result = await _ingest_mapped(h, raws, tenant, source or "default")
+    h.limiter.check(p.key.id, tenant.id, len(raws))
+    result = await _ingest_mapped(h, raws, tenant, p.key.source or "default", p.constraint)
     return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
 
 
@@ -138,14 +139,20 @@ def _mapped(convert: Any) -> Any:
         return exc
 
 
-async def _ingest_mapped(h: Any, raws: list[Any], tenant: Any, source: str) -> IngestResult:
+async def _ingest_mapped(
+    h: Any, raws: list[Any], tenant: Any, source: str, constraint: Pattern | None = None
+) -> IngestResult:
     """Ingest, answering events that failed to map with their errors at their own index."""
     failed = {i: r for i, r in enumerate(raws) if isinstance(r, EnvelopeError)}
     if not failed:
-        result: IngestResult = await h.ingestor.ingest(raws, tenant, source)
+        result: IngestResult = await h.ingestor.ingest(raws, tenant, source, constraint=constraint)
         return result
     kept = [i for i in range(len(raws)) if i not in failed]
-    inner = await h.ingestor.ingest([raws[i] for i in kept], tenant, source) if kept else None
+    inner = (
+        await h.ingestor.ingest([raws[i] for i in kept], tenant, source, constraint=constraint)
+        if kept
+        else None
+    )
     results: list[dict[str, Any]] = [
         {"index": i, "status": "rejected", "errors": exc.errors} for i, exc in failed.items()
     ]
@@ -199,6 +206,8 @@ def _event_query(request: Request, **fixed: Any) -> EventQuery:
 
 async def _page(request: Request, query: EventQuery) -> Response:
     p = await principal(request, Scope.READ)
+    if p.constraint is not None:  # a key limited inside its tenant reads only its part
+        query = dataclasses.replace(query, pattern=both(query.pattern, p.constraint))
     events = await hub(request).store.list_events(p.tenant(), query)
     next_cursor = None
     if len(events) == query.limit:
@@ -217,7 +226,7 @@ async def get_event(request: Request) -> Response:
     event = await hub(request).store.get_event(
         p.tenant(), event_id, request.query_params.get("source")
     )
-    if event is None:
+    if event is None or not within_constraints(p, event):
         raise NotFound(f"no event with id {event_id!r} in this tenant")
     return JSONResponse(event.to_json())
 
@@ -242,7 +251,7 @@ async def metrics(request: Request) -> Response:
         raise BadRequest("query parameter 'from' must be before 'to'")
     if (to_us - from_us) // bucket > 10_000:
         raise BadRequest("the range holds more than 10,000 buckets: widen the granularity")
-    rows = await hub(request).store.metrics(p.tenant(), bucket, from_us, to_us)
+    rows = await hub(request).store.metrics(p.tenant(), bucket, from_us, to_us, p.constraint)
     buckets: dict[int, dict[str, Any]] = {}
     for r in rows:
         b = buckets.setdefault(
@@ -277,7 +286,7 @@ async def resubmit(request: Request) -> Response:
     event = await h.store.get_event(
         tenant.id, request.path_params["event_id"], request.query_params.get("source")
     )
-    if event is None or event.status != "quarantined":
+    if event is None or event.status != "quarantined" or not within_constraints(p, event):
         raise NotFound("no quarantined event with that id in this tenant")
     verdict = await h.registry.validate(
         msgspec.structs.replace(event, version=None), tenant.unknown_types

@@ -201,8 +201,11 @@ class Store(Protocol):
         version: str | None,
     ) -> None: ...
     async def metrics(
-        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
-    ) -> list[MetricRow]: ...
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
+    ) -> list[MetricRow]:
+        """Counts per bucket, type and outcome; `pattern` (compiled) narrows the events counted
+        (a constrained key's constraints)."""
+        ...
 
     # catalog
     async def put_type(self, stored: StoredType) -> None: ...

@@ -574,9 +574,9 @@ class PostgresStore:
         )
 
     async def metrics(
-        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
     ) -> list[MetricRow]:
-        sql, params = metrics_sql("postgres", tenant_id, bucket_us, from_us, to_us)
+        sql, params = metrics_sql("postgres", tenant_id, bucket_us, from_us, to_us, pattern)
         return [MetricRow(*r) for r in await self._fetch(sql, *params)]
 
     # -- catalog -------------------------------------------------------------------------------
