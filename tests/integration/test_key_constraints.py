@@ -31,7 +31,12 @@ async def constrained_key(api: Api, manage: str, **body: Any) -> str:
         "POST",
         "/v1/keys",
         manage,
-        {"name": "clinic-17", "scopes": ["ingest", "read", "manage"], "constraints": CLINIC, **body},
+        {
+            "name": "clinic-17",
+            "scopes": ["ingest", "read", "manage"],
+            "constraints": CLINIC,
+            **body,
+        },
     )
     assert status == 201, created
     assert created["constraints"] == CLINIC
