@@ -31,6 +31,7 @@ _DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gê
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "index", "versions"}
 _TYPE_KEYS |= {"profile", "consent", "critical", "category"}  # people.py reads these
+_TYPE_KEYS |= {"retention"}  # retention.py reads it: how long the type's events are kept
 # Read-only keys the HTTP API adds when it returns a type; tolerated so GET → edit → PUT works.
 _SERVER_KEYS = {"catalog", "scope", "indexed", "updated_at"}
 _CATALOG_KEYS = {"name", "description", "naming_convention", "naming_exceptions", "unknown_types"}
@@ -62,6 +63,7 @@ class EventTypeSpec:
     index: tuple[str, ...]  # dotted `data` paths the store indexes
     versions: tuple[TypeVersion, ...]  # ascending
     people: PeopleSpec | None = None  # profile / consent / critical / category (people.py)
+    retention: str | None = None  # "18 months": how long its events are kept (retention.py)
 
     def latest(self) -> TypeVersion:
         return self.versions[-1]
@@ -210,6 +212,15 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
             if not _DATA_PATH.match(p):
                 problems.append(f"{key}[{i}]: {p!r} is not a dotted data path such as 'a.b'")
     people = parse_people(doc, problems)
+    retention = doc.get("retention")
+    if retention is not None:
+        from switchboard.retention import RetentionError, parse_retention
+
+        try:
+            parse_retention(retention)
+        except RetentionError as exc:
+            problems.append(f"retention: {exc}")
+        retention = str(retention)
     raw_versions = doc.get("versions")
     versions: list[TypeVersion] = []
     if not isinstance(raw_versions, list) or not raw_versions:
@@ -235,6 +246,7 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         index=index,
         versions=tuple(versions),
         people=people,
+        retention=retention,
     )
 
 
@@ -252,6 +264,7 @@ def event_type_to_dict(spec: EventTypeSpec) -> dict[str, Any]:
             for v in spec.versions
         ],
         **people_to_dict(spec.people),
+        **({"retention": spec.retention} if spec.retention is not None else {}),
     }
 
 

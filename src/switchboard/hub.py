@@ -101,8 +101,10 @@ class Hub:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
             self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
             from switchboard.replay import resume_replays
+            from switchboard.retention import retention_loop
 
             self.spawn(resume_replays(self))
+            self.spawn(retention_loop(self))
 
     async def close(self) -> None:
         for job in list(self._jobs):

@@ -63,7 +63,7 @@ def test_one_round_drains_with_raw_bare_and_hub_and_drops_its_databases() -> Non
         line.split()[0]: line.split()[1:] for line in table if line[:4] in ("raw ", "bare", "hub ")
     }
     assert sorted(rows) == ["bare", "hub", "raw"]
-    for kind, (rate, sender, user, receiver, postgres) in rows.items():
+    for kind, (rate, sender, user, receiver, _postgres) in rows.items():
         assert float(rate.replace(",", "")) > 0, kind
         assert float(sender) > 0 and float(user) <= float(sender), kind
         assert float(receiver) > 0, kind

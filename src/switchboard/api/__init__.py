@@ -24,6 +24,7 @@ from switchboard.api import (
     events,
     messages,
     recipients,
+    retention,
     segment,
     sources,
 )
@@ -235,6 +236,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *recipients.routes,
             *messages.routes,
             *audit.routes,
+            *retention.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -2168,7 +2168,26 @@ def _automation_paths() -> list[Operation]:
 
 
 def _privacy_retention_audit_paths() -> list[Operation]:
-    """The audit log (issue 17, part B)."""
+    """The audit log and retention (issue 17, part B)."""
+    days = _null(_int(minimum=1))
+    policy = _obj(
+        {
+            "default_days": _null(_int("The tenant's default event retention, as set.")),
+            "effective_default_days": _null(_int("The default raised to the floor.")),
+            "floor_days": _null(_int("The operator's floor (SWITCHBOARD_RETENTION_FLOOR_DAYS).")),
+            "types": {
+                "type": "object",
+                "description": "Event types with a `retention` of their own in the catalog.",
+                "additionalProperties": _obj({"days": days, "effective_days": days}),
+            },
+            "attempts_days": days,
+            "inbound_requests_days": days,
+            "audit_log_days": days,
+        },
+        "default_days",
+        "floor_days",
+        "types",
+    )
     entry = _obj(
         {
             "id": _s("Time-ordered id; the listing's cursor."),
@@ -2209,6 +2228,28 @@ def _privacy_retention_audit_paths() -> list[Operation]:
                 _limit(100, 1000),
             ],
             ok={200: _ok(_page(entry))},
+        ),
+        _op(
+            "GET /v1/retention",
+            "getRetention",
+            "tenants & keys",
+            "How long data is kept",
+            "The retention in force: the tenant's default, each event type's own, the floor, "
+            "and the retention of attempts, inbound requests and the audit log (null: forever).",
+            scope="read",
+            ok={200: _ok(policy)},
+        ),
+        _op(
+            "PUT /v1/retention",
+            "putRetention",
+            "tenants & keys",
+            "Set the tenant's default event retention",
+            "`default` is a duration (`24 months`, `400 days`) or days, or null to keep events "
+            "of types without their own retention forever; it may not be under the floor.",
+            scope="manage",
+            body=_obj({"default": {"type": ["string", "integer", "null"]}}, "default"),
+            ok={200: _ok(policy)},
+            errors=(422,),
         ),
     ]
 
