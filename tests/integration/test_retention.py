@@ -174,3 +174,57 @@ async def test_the_worker_runs_the_retention_job(tmp_path: Path) -> None:
         while await ids(api, key) != {"new"}:
             assert time.monotonic() < deadline, "the retention job did not run"
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def busy_hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    async with fresh_database(request.param, tmp_path) as url:
+        settings = Settings(
+            database_url=url,
+            key_rate=0,
+            tenant_rate=0,
+            run_worker=0,
+            egress_allow=LOOPBACK,
+            retention_chunk=50,
+        )
+        async with serve(settings) as a:
+            yield a
+
+
+async def test_a_month_expires_while_ingest_goes_on_and_nothing_kept_is_lost(
+    busy_hub: Api,
+) -> None:
+    """A month of events 13 months old is dropped while clients keep sending: every event
+    acknowledged with a 202, and every event inside the kept range, is still there after."""
+    api = busy_hub
+    _, key = await api.tenant()
+    await api.call("PUT", "/v1/retention", key, {"default": "12 months"})
+    expired = [ev(f"old-{i}", "a.b", 400 + i % 28) for i in range(600)]
+    kept = [ev(f"kept-{i}", "a.b", 100 + i % 200) for i in range(300)]
+    for batch in (expired[:300], expired[300:], kept):
+        status, body, _ = await api.call("POST", "/v1/events", key, batch)
+        assert status == 202 and body["accepted"] == len(batch)
+    acknowledged: set[str] = set()
+    done = asyncio.Event()
+
+    async def keep_sending() -> None:
+        n = 0
+        while not done.is_set() or n < 5:
+            # new events, and late ones whose time falls inside the kept range
+            batch = [ev(f"live-{n}-{i}", "a.b", (i % 3) * 150) for i in range(20)]
+            status, body, _ = await api.call("POST", "/v1/events", key, batch)
+            if status == 202:
+                acknowledged.update(r["id"] for r in body["results"] if r["status"] == "accepted")
+            n += 1
+
+    sender = asyncio.create_task(keep_sending())
+    try:
+        deleted = await run_once(api.hub, now_us())
+    finally:
+        done.set()
+        await sender
+    assert deleted["events"] == 600
+    left = await ids(api, key)
+    assert not any(i.startswith("old-") for i in left)
+    assert {e["id"] for e in kept} <= left
+    assert acknowledged and acknowledged <= left
