@@ -14,7 +14,7 @@ from typing import Any
 
 from switchboard.envelope import Event, new_id, now_us
 from switchboard.errors import Forbidden, RateLimited, Unauthorized
-from switchboard.patterns import Pattern, compile_pattern, match
+from switchboard.patterns import Pattern, PatternError, compile_pattern, match, to_sql
 from switchboard.store import ApiKey, Scope, Store
 
 KEY_PREFIX_LEN = 11  # "sb_" + 8 characters, kept in clear to find and show the key
@@ -54,6 +54,24 @@ def mint_key(
 
 
 _constraints: dict[str, Pattern] = {}  # key id -> its compiled constraints
+
+
+def check_constraints(spec: Any) -> dict[str, Any]:
+    """A key's `constraints` as stored, or ValueError saying why not: a non-empty filter
+    pattern (docs/filters.md) within the size limits of a route's, that SQL can answer
+    exactly, since every read the key makes is narrowed by it in SQL."""
+    if not isinstance(spec, dict) or not spec:
+        raise ValueError(
+            "constraints must be a non-empty filter pattern object, such as "
+            '{"context": {"clinic_id": ["c-17"]}}: not a non-empty object'
+        )
+    try:
+        pattern = compile_pattern(spec)
+        to_sql(pattern, "sqlite")
+        to_sql(pattern, "postgres")
+    except PatternError as exc:
+        raise ValueError(f"constraints: {exc}") from None
+    return dict(pattern.spec)
 
 
 @dataclass(frozen=True)

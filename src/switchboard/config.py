@@ -256,8 +256,8 @@ class Settings:
     retention_floor_days: int = _setting(
         0,
         _int,
-        "The shortest event retention a tenant or a catalog type may set, in days: a shorter "
-        "one is raised to it (0 = no floor).",
+        "The shortest event retention, in days: a catalog type's shorter `retention` is raised "
+        "to it, a tenant default under it is refused (0 = no floor).",
     )
     attempt_retention_days: int = _setting(
         30, _int, "Days delivery attempts are kept (0 = forever)."

@@ -34,3 +34,15 @@ def test_audit_lists_the_changes_made_with_the_key(hub_env: dict[str, str]) -> N
     assert secret not in json.dumps(rows)
     assert "keys.create" in run(env, "audit", "--action", "keys").stdout
     assert run(env, "audit", "--action", "routes", "--json").stdout.strip() == ""
+
+
+def test_keys_create_takes_constraints(hub_env: dict[str, str]) -> None:
+    env = hub_env
+    clinic = '{"context": {"clinic_id": ["c-17"]}}'
+    run(env, "keys", "create", "--tenant", "clinic", "--scopes", "read", "--constraints", clinic)
+    listed = [json.loads(x) for x in run(env, "keys", "list", "--json").stdout.splitlines()]
+    assert [k["constraints"] for k in listed if k["constraints"]] == [json.loads(clinic)]
+    cidr = '{"context": {"ip": [{"cidr": "10.0.0.0/8"}]}}'  # SQL cannot narrow reads by it
+    for bad, why in (("{", "--constraints"), (cidr, "cidr")):
+        proc = run(env, "keys", "create", "--tenant", "clinic", "--constraints", bad, ok=False)
+        assert proc.returncode == 2 and why in proc.stderr + proc.stdout

@@ -10,10 +10,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.api.common import JSONResponse, hub, principal, read_json
-from switchboard.auth import mint_key
+from switchboard.auth import check_constraints, mint_key
 from switchboard.envelope import now_us
 from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
-from switchboard.patterns import PatternError, compile_pattern, to_sql
 from switchboard.store import Scope, Tenant
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -97,25 +96,14 @@ async def create_key(request: Request) -> Response:
 
 
 def _constraints(spec: Any) -> dict[str, Any] | None:
-    """A key's `constraints`: a filter pattern (docs/filters.md) under the same size limits as
-    a route's, that SQL can answer exactly (every read the key makes is narrowed by it)."""
     if spec is None:
         return None
-    if not isinstance(spec, dict) or not spec:
-        raise BadRequest(
-            "constraints must be a non-empty filter pattern object, such as "
-            '{"context": {"clinic_id": ["c-17"]}}',
-            details=[{"path": "/constraints", "message": "not a non-empty object"}],
-        )
     try:
-        pattern = compile_pattern(spec)
-        for dialect in ("sqlite", "postgres"):
-            to_sql(pattern, dialect)
-    except PatternError as exc:
+        return check_constraints(spec)
+    except ValueError as exc:
         raise BadRequest(
-            f"constraints: {exc}", details=[{"path": "/constraints", "message": str(exc)}]
+            str(exc), details=[{"path": "/constraints", "message": str(exc)}]
         ) from None
-    return dict(pattern.spec)
 
 
 async def list_keys(request: Request) -> Response:

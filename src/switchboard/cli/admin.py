@@ -3,13 +3,14 @@ so an operator can set up a hub before it runs (and mint the first admin key).""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from switchboard import catalog as cat
-from switchboard.auth import mint_key
+from switchboard.auth import check_constraints, mint_key
 from switchboard.cli.common import (
     DB_HELP,
     JsonOpt,
@@ -172,14 +173,28 @@ def keys_create(
         str | None, typer.Option(help="The `source` of events sent with this key.")
     ] = None,
     admin: Annotated[bool, typer.Option(help="An admin key (no tenant, every scope).")] = False,
+    constraints: Annotated[
+        str | None,
+        typer.Option(
+            help="A filter pattern as JSON that limits the key inside its tenant: every event "
+            'it sends must match, every read is narrowed, e.g. \'{"context": {"clinic_id": '
+            '["c-17"]}}\'.'
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once (last line) and stored only hashed."""
     if admin == (tenant is not None):
         fail("give either --tenant or --admin", 2)
     try:
-        secret, record = mint_key(tenant, name, ["admin"] if admin else scopes.split(","), source)
-    except ValueError as exc:
-        fail(str(exc), 2)
+        limits = None if constraints is None else check_constraints(json.loads(constraints))
+        secret, record = mint_key(
+            tenant, name, ["admin"] if admin else scopes.split(","), source, limits
+        )
+    except ValueError as exc:  # json.JSONDecodeError is one too
+        fail(
+            f"--constraints: {exc}" if constraints and "constraints" not in str(exc) else str(exc),
+            2,
+        )
 
     async def run(store: Store, _: Settings) -> None:
         await _tenant_exists(store, tenant)
