@@ -29,8 +29,11 @@ def test_audit_lists_the_changes_made_with_the_key(hub_env: dict[str, str]) -> N
 
     secret = asyncio.run(create_key())
     rows = [json.loads(line) for line in run(env, "audit", "--json").stdout.splitlines()]
-    assert [r["action"] for r in rows] == ["keys.create"]
+    # newest first: the key made through the API, then the one `keys create` made (hub_env)
+    assert [r["action"] for r in rows] == ["keys.create", "keys.create"]
     assert rows[0]["ip"] == "127.0.0.1" and rows[0]["after"]["name"] == "reader"
+    assert rows[1]["key_id"] == "cli" and rows[1]["method"] == "CLI" and rows[1]["ip"] is None
+    assert rows[1]["path"] == "switchboard keys create"
     assert secret not in json.dumps(rows)
     assert "keys.create" in run(env, "audit", "--action", "keys").stdout
     assert run(env, "audit", "--action", "routes", "--json").stdout.strip() == ""
@@ -42,6 +45,11 @@ def test_keys_create_takes_constraints(hub_env: dict[str, str]) -> None:
     run(env, "keys", "create", "--tenant", "clinic", "--scopes", "read", "--constraints", clinic)
     listed = [json.loads(x) for x in run(env, "keys", "list", "--json").stdout.splitlines()]
     assert [k["constraints"] for k in listed if k["constraints"]] == [json.loads(clinic)]
+    made = next(k for k in listed if k["constraints"])
+    run(env, "keys", "revoke", made["id"])
+    rows = [json.loads(line) for line in run(env, "audit", "--json").stdout.splitlines()]
+    assert rows[0]["action"] == "keys.delete" and rows[0]["after"] == {"id": made["id"]}
+    assert rows[1]["after"]["constraints"] == json.loads(clinic)
     cidr = '{"context": {"ip": [{"cidr": "10.0.0.0/8"}]}}'  # SQL cannot narrow reads by it
     for bad, why in (("{", "--constraints"), (cidr, "cidr")):
         proc = run(env, "keys", "create", "--tenant", "clinic", "--constraints", bad, ok=False)

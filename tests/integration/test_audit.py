@@ -4,12 +4,14 @@ what, before and after with credentials masked), on both stores."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from starlette.routing import Route
 
 from switchboard.api import segment
+from switchboard.config import Settings
 from switchboard.store.audit import expire, list_entries
-from tests.conftest import Api
+from tests.conftest import LOOPBACK, Api, serve
 
 # Non-GET routes that are not manage/admin actions, and why: the walk below fails for any
 # other route that changes something without being audited.
@@ -146,3 +148,24 @@ async def test_retention_expires_old_entries_only(api: Api) -> None:
     cutoff = entries[1].at_us  # the oldest one is before it
     assert await expire(api.hub.store, cutoff, 100) == 1
     assert [e.id for e in await list_entries(api.hub.store, tenant)] == [e.id for e in entries[:2]]
+
+
+async def test_the_address_is_the_trusted_proxys_client_or_the_peer(tmp_path: Path) -> None:
+    """Behind a proxy in SWITCHBOARD_TRUSTED_PROXIES the entry keeps the X-Forwarded-For
+    client; from anywhere else the header is ignored and the TCP peer is kept."""
+    forwarded = {"X-Forwarded-For": "203.0.113.9"}
+    for trusted, expected in (("127.0.0.1/32", "203.0.113.9"), ("", "127.0.0.1")):
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / f'hub{len(trusted)}.db'}",
+            key_rate=0,
+            tenant_rate=0,
+            egress_allow=LOOPBACK,
+            trusted_proxies=trusted,
+        )
+        async with serve(settings) as api:
+            _, manage = await api.tenant()
+            body = {"scopes": ["read"]}
+            status, _, _ = await api.call("POST", "/v1/keys", manage, body, headers=forwarded)
+            assert status == 201
+            [entry] = await _entries(api, manage)
+            assert entry["ip"] == expected
