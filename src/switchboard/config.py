@@ -273,8 +273,15 @@ class Settings:
     retention_chunk: int = _setting(
         500,
         _int,
-        "Rows one retention delete removes; each chunk is its own short transaction, so a "
-        "chunk never holds the SQLite writer long.",
+        "Most rows one retention delete removes in one transaction (on SQLite the job makes "
+        "its chunks smaller to keep to SWITCHBOARD_RETENTION_CHUNK_MS).",
+    )
+    retention_chunk_ms: float = _setting(
+        10.0,
+        _float,
+        "SQLite: milliseconds one retention chunk should hold the writer; chunks are halved "
+        "when one takes longer, and the job waits as long as a chunk took before the next "
+        "(0 = chunks of SWITCHBOARD_RETENTION_CHUNK rows, as on PostgreSQL).",
     )
 
     def __post_init__(self) -> None:

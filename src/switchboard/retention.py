@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,47 +106,66 @@ async def run_once(hub: Hub, now_us: int) -> dict[str, int]:
     from switchboard.store.audit import expire as expire_audit
 
     settings, store = hub.settings, hub.store
-    chunk = max(1, settings.retention_chunk)
+    # SQLite has one writer, which a chunk holds whole; PostgreSQL locks only the chunk's rows
+    budget = settings.retention_chunk_ms / 1000 if store.backend == "sqlite" else 0.0
+    pace = Pace(max(1, settings.retention_chunk), budget)
     deleted = {"events": 0, "attempts": 0, "inbound_requests": 0, "audit_log": 0}
     for tenant_id, tenant_days in await sql.tenant_retentions(store):
         type_days = type_retentions(await store.list_types(("*", tenant_id)))
         cutoffs = event_cutoffs(now_us, type_days, tenant_days, settings.retention_floor_days)
         for name, cutoff in cutoffs.by_type.items():
-            deleted["events"] += await _drain(
-                chunk, sql.expire_events, store, tenant_id, cutoff, chunk, type_=name
+            deleted["events"] += await pace.drain(
+                sql.expire_events, store, tenant_id, cutoff, type_=name
             )
         if cutoffs.default_us is not None:
-            deleted["events"] += await _drain(
-                chunk,
+            deleted["events"] += await pace.drain(
                 sql.expire_events,
                 store,
                 tenant_id,
                 cutoffs.default_us,
-                chunk,
                 except_types=tuple(cutoffs.by_type),
             )
-    logs: tuple[tuple[str, int, Callable[[Any, int, int], Awaitable[int]]], ...] = (
+    logs: tuple[tuple[str, int, Callable[..., Awaitable[int]]], ...] = (
         ("attempts", settings.attempt_retention_days, sql.expire_attempts),
         ("inbound_requests", settings.inbound_retention_days, sql.expire_inbound),
         ("audit_log", settings.audit_retention_days, expire_audit),
     )
     for kind, days, expire in logs:
         if days:
-            deleted[kind] += await _drain(chunk, expire, store, now_us - days * DAY_US, chunk)
+            deleted[kind] += await pace.drain(expire, store, now_us - days * DAY_US)
     log.info("retention pass", extra={"action": "retention", **deleted})
     return deleted
 
 
-async def _drain(chunk: int, step: Callable[..., Awaitable[int]], *args: Any, **kw: Any) -> int:
-    """Run a chunked delete until a chunk comes back short; yield to other work between
-    chunks, so ingest and deliveries go on while a large expiry runs."""
-    total = 0
-    while True:
-        n = await step(*args, **kw)
-        total += n
-        if n < chunk:
-            return total
-        await asyncio.sleep(0)
+class Pace:
+    """Chunk sizes for the deletes. Each chunk is one transaction; with a `budget` (SQLite,
+    whose only writer a chunk holds whole) a chunk is kept near `budget` seconds (halved when
+    one took longer, doubled up to `most` rows when one took under half), and after each chunk
+    the job waits as long as the chunk took, leaving the writer to ingest at least half the
+    time. Without one (PostgreSQL) every chunk is `most` rows."""
+
+    def __init__(self, most: int, budget: float) -> None:
+        self.most = most
+        self.budget = budget
+        self.size = min(most, 50) if budget > 0 else most
+
+    async def drain(self, step: Callable[..., Awaitable[int]], *args: Any, **kw: Any) -> int:
+        """Run `step(*args, chunk=size, **kw)` until a chunk comes back short; the rows deleted."""
+        total = 0
+        while True:
+            size = self.size
+            started = time.perf_counter()
+            n = await step(*args, chunk=size, **kw)
+            took = time.perf_counter() - started
+            total += n
+            if self.budget > 0:
+                if took > self.budget:
+                    self.size = max(1, size // 2)
+                elif took < self.budget / 2:
+                    self.size = min(self.most, size * 2)
+            if n < size:
+                return total
+            await asyncio.sleep(min(took, 1.0) if self.budget > 0 else 0)
 
 
 async def retention_loop(hub: Hub) -> None:
