@@ -280,7 +280,8 @@ class Settings:
         10.0,
         _float,
         "SQLite: milliseconds one retention chunk should hold the writer; chunks are halved "
-        "when one takes longer, and the job waits as long as a chunk took before the next "
+        "(down to 50 rows) when one takes longer, and the job waits as long as a chunk took "
+        "before the next "
         "(0 = chunks of SWITCHBOARD_RETENTION_CHUNK rows, as on PostgreSQL).",
     )
 

@@ -137,17 +137,21 @@ async def run_once(hub: Hub, now_us: int) -> dict[str, int]:
     return deleted
 
 
+FEWEST = 50  # rows of the smallest chunk
+
+
 class Pace:
     """Chunk sizes for the deletes. Each chunk is one transaction; with a `budget` (SQLite,
     whose only writer a chunk holds whole) a chunk is kept near `budget` seconds (halved when
-    one took longer, doubled up to `most` rows when one took under half), and after each chunk
+    one took longer, down to FEWEST rows; doubled up to `most` rows when one took under half),
+    and after each chunk
     the job waits as long as the chunk took, leaving the writer to ingest at least half the
     time. Without one (PostgreSQL) every chunk is `most` rows."""
 
     def __init__(self, most: int, budget: float) -> None:
         self.most = most
         self.budget = budget
-        self.size = min(most, 50) if budget > 0 else most
+        self.size = min(most, FEWEST) if budget > 0 else most
 
     async def drain(self, step: Callable[..., Awaitable[int]], *args: Any, **kw: Any) -> int:
         """Run `step(*args, chunk=size, **kw)` until a chunk comes back short; the rows deleted."""
@@ -160,7 +164,8 @@ class Pace:
             total += n
             if self.budget > 0:
                 if took > self.budget:
-                    self.size = max(1, size // 2)
+                    # not below FEWEST: a commit's own cost (the fsync) does not shrink with it
+                    self.size = max(min(self.most, FEWEST), size // 2)
                 elif took < self.budget / 2:
                     self.size = min(self.most, size * 2)
             if n < size:
