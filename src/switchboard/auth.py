@@ -10,9 +10,11 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from switchboard.envelope import new_id, now_us
+from switchboard.envelope import Event, new_id, now_us
 from switchboard.errors import Forbidden, RateLimited, Unauthorized
+from switchboard.patterns import Pattern, PatternError, compile_pattern, match, to_sql
 from switchboard.store import ApiKey, Scope, Store
 
 KEY_PREFIX_LEN = 11  # "sb_" + 8 characters, kept in clear to find and show the key
@@ -24,7 +26,11 @@ def hash_key(key: str) -> str:
 
 
 def mint_key(
-    tenant_id: str | None, name: str, scopes: Iterable[str], source: str | None = None
+    tenant_id: str | None,
+    name: str,
+    scopes: Iterable[str],
+    source: str | None = None,
+    constraints: dict[str, Any] | None = None,
 ) -> tuple[str, ApiKey]:
     """A new key: (the secret to show once, the record to store)."""
     scope_list = tuple(sorted({Scope(s).value for s in scopes}))
@@ -42,8 +48,30 @@ def mint_key(
         scopes=scope_list,
         created_us=now_us(),
         source=source,
+        constraints=constraints,
     )
     return secret, record
+
+
+_constraints: dict[str, Pattern] = {}  # key id -> its compiled constraints
+
+
+def check_constraints(spec: Any) -> dict[str, Any]:
+    """A key's `constraints` as stored, or ValueError saying why not: a non-empty filter
+    pattern (docs/filters.md) within the size limits of a route's, that SQL can answer
+    exactly, since every read the key makes is narrowed by it in SQL."""
+    if not isinstance(spec, dict) or not spec:
+        raise ValueError(
+            "constraints must be a non-empty filter pattern object, such as "
+            '{"context": {"clinic_id": ["c-17"]}}: not a non-empty object'
+        )
+    try:
+        pattern = compile_pattern(spec)
+        to_sql(pattern, "sqlite")
+        to_sql(pattern, "postgres")
+    except PatternError as exc:
+        raise ValueError(f"constraints: {exc}") from None
+    return dict(pattern.spec)
 
 
 @dataclass(frozen=True)
@@ -59,12 +87,32 @@ class Principal:
         if scope not in self.key.scopes:
             raise Forbidden(f"this API key lacks the '{scope}' scope")
 
+    @property
+    def constraint(self) -> Pattern | None:
+        """The key's constraints, compiled (None: the whole tenant). A key's constraints never
+        change after it is made, so each is compiled once per process."""
+        if self.key.constraints is None:
+            return None
+        compiled = _constraints.get(self.key.id)
+        if compiled is None:
+            if len(_constraints) > 10_000:
+                _constraints.clear()
+            # it passed the pattern limits when the key was made
+            compiled = _constraints[self.key.id] = compile_pattern(self.key.constraints, None)
+        return compiled
+
     def tenant(self) -> str:
         if self.tenant_id is None:
             raise Forbidden(
                 "an admin key must name the tenant with the X-Switchboard-Tenant header"
             )
         return self.tenant_id
+
+
+def within_constraints(p: Principal, event: Event) -> bool:
+    """Whether the caller's key may see `event` (always, for a key without constraints)."""
+    constraint = p.constraint
+    return constraint is None or match(constraint, event.match_doc())
 
 
 class Authenticator:

@@ -32,6 +32,7 @@ _DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gê
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "pii_classes", "index", "versions"}
 _TYPE_KEYS |= {"profile", "consent", "critical", "category", "preferences"}  # people.py's
+_TYPE_KEYS |= {"retention"}  # retention.py reads it: how long the type's events are kept
 # Read-only keys the HTTP API adds when it returns a type; tolerated so GET → edit → PUT works.
 _SERVER_KEYS = {"catalog", "scope", "indexed", "updated_at"}
 _CATALOG_KEYS = {"name", "description", "naming_convention", "naming_exceptions", "unknown_types"}
@@ -68,6 +69,8 @@ class EventTypeSpec:
     def pii_fields(self) -> dict[str, PiiClass]:
         """Every PII path with its masking class (pii.py)."""
         return field_classes(self.pii, dict(self.pii_classes))
+
+    retention: str | None = None  # "18 months": how long its events are kept (retention.py)
 
     def latest(self) -> TypeVersion:
         return self.versions[-1]
@@ -217,6 +220,15 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
                 problems.append(f"{key}[{i}]: {p!r} is not a dotted data path such as 'a.b'")
     pii_classes = _pii_classes(doc, pii, problems)
     people = parse_people(doc, problems)
+    retention = doc.get("retention")
+    if retention is not None:
+        from switchboard.retention import RetentionError, parse_retention
+
+        try:
+            parse_retention(retention)
+        except RetentionError as exc:
+            problems.append(f"retention: {exc}")
+        retention = str(retention)
     raw_versions = doc.get("versions")
     versions: list[TypeVersion] = []
     if not isinstance(raw_versions, list) or not raw_versions:
@@ -243,6 +255,7 @@ def parse_event_type(doc: Mapping[str, Any], *, where: str = "<api>") -> EventTy
         versions=tuple(versions),
         people=people,
         pii_classes=pii_classes,
+        retention=retention,
     )
 
 
@@ -282,6 +295,7 @@ def event_type_to_dict(spec: EventTypeSpec) -> dict[str, Any]:
             for v in spec.versions
         ],
         **people_to_dict(spec.people),
+        **({"retention": spec.retention} if spec.retention is not None else {}),
     }
 
 

@@ -343,6 +343,42 @@ class Settings:
         _int,
         "Fewest attempts within the window before the error rate is judged at all.",
     )
+    audit_retention_days: int = _setting(
+        400,
+        _int,
+        "Days an audit log entry is kept before the retention job deletes it (0 = forever).",
+    )
+    retention_floor_days: int = _setting(
+        0,
+        _int,
+        "The shortest event retention, in days: a catalog type's shorter `retention` is raised "
+        "to it, a tenant default under it is refused (0 = no floor).",
+    )
+    attempt_retention_days: int = _setting(
+        30, _int, "Days delivery attempts are kept (0 = forever)."
+    )
+    inbound_retention_days: int = _setting(
+        30, _int, "Days the inbound request log of sources is kept (0 = forever)."
+    )
+    retention_interval: float = _setting(
+        3600.0,
+        _float,
+        "Seconds between two runs of the worker's retention job (0 = the job does not run).",
+    )
+    retention_chunk: int = _setting(
+        500,
+        _int,
+        "Most rows one retention delete removes in one transaction (on SQLite the job makes "
+        "its chunks smaller to keep to SWITCHBOARD_RETENTION_CHUNK_MS).",
+    )
+    retention_chunk_ms: float = _setting(
+        10.0,
+        _float,
+        "SQLite: milliseconds one retention chunk should hold the writer; chunks are halved "
+        "(down to 50 rows) when one takes longer, and the job waits as long as a chunk took "
+        "before the next "
+        "(0 = chunks of SWITCHBOARD_RETENTION_CHUNK rows, as on PostgreSQL).",
+    )
 
     def __post_init__(self) -> None:
         if 0 < len(self.unsubscribe_secret) < 32:

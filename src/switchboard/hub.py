@@ -132,11 +132,14 @@ class Hub:
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
             self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
+            from switchboard.retention import retention_loop
+
             self.spawn(resume_replays(self))
             if self.settings.alert_interval > 0:
                 from switchboard.alerts import Alerts
 
                 self.spawn(Alerts(self).run())
+            self.spawn(retention_loop(self))
 
     async def close(self) -> None:
         for job in list(self._jobs):

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+import orjson
 
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
 from switchboard.metrics import OTHER
+from switchboard.patterns import Pattern, match
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
 from switchboard.records import NewDelivery
 from switchboard.registry import Registry, Verdict
@@ -55,6 +57,12 @@ class IngestResult:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
         }
+
+
+def outside_constraints(constraint: Pattern) -> str:
+    """Why an event of a constrained key is refused (the constraints are the tenant's own)."""
+    spec = orjson.dumps(constraint.spec).decode()
+    return f"the event does not satisfy this API key's constraints {spec}"
 
 
 def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
@@ -124,12 +132,14 @@ class Ingestor:
         default_source: str,
         quarantine_rejected: bool = False,
         trace: tuple[str, str] | None = None,
+        constraint: Pattern | None = None,
     ) -> IngestResult:
         """Validate, deduplicate and append `raws`. With `quarantine_rejected`, an event the
         catalog refuses (unknown type or version, schema violation) is stored quarantined instead
         of answered as rejected: for senders that cannot read per-event results (Segment).
         `trace` is the ingest span's (trace id, traceparent) when tracing is on: events without
-        a trace id take it, and keep the traceparent in their context for their attempts."""
+        a trace id take it, and keep the traceparent in their context for their attempts.
+        With `constraint` (the sending key's), an event that does not match it is rejected."""
         received = now_us()
         results: list[dict[str, Any]] = [{} for _ in raws]
         to_store: list[tuple[int, Event]] = []
@@ -153,6 +163,14 @@ class Ingestor:
             except EnvelopeError as exc:
                 results[index] = {"index": index, "status": "rejected", "errors": exc.errors}
                 counts["rejected", OTHER] = counts.get(("rejected", OTHER), 0) + 1
+                continue
+            if constraint is not None and not match(constraint, event.match_doc()):
+                results[index] = {
+                    "index": index,
+                    "status": "rejected",
+                    "id": event.id,
+                    "errors": [{"path": "", "message": outside_constraints(constraint)}],
+                }
                 continue
             verdict = await self.registry.validate(event, tenant.unknown_types)
             if verdict.status == "rejected" and quarantine_rejected:

@@ -23,6 +23,7 @@ __all__ = [
     "Pattern",
     "PatternError",
     "SqlFragment",
+    "both",
     "compile_pattern",
     "match",
     "parse_pattern",
@@ -401,6 +402,30 @@ def compile_pattern(spec: Mapping[str, Any], limits: Limits | None = LIMITS) -> 
     except (TypeError, ValueError) as exc:  # pragma: no cover - _all_of already checked the values
         raise PatternError(f"pattern: not JSON-serializable: {exc}") from exc
     return Pattern(spec=source, root=root, matcher=_compile_all(root))
+
+
+def both(first: Pattern | None, second: Pattern | None) -> Pattern | None:
+    """A pattern that matches what both match (None stands for "anything"): a request's filter
+    narrowed by its key's constraints. Each passed the size limits on its own, so the pair is
+    compiled without them."""
+    if first is None or second is None:
+        return first or second
+    return compile_pattern(_and_spec(first.spec, second.spec), None)
+
+
+def _and_spec(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """One spec for `a` AND `b`. A mapping already ANDs its keys, and a one-branch `$or` is its
+    branch, so `{"$or": [a], **b}` says it whenever `b` has no `$or` of its own (or `a` has
+    none: the other way round). When both have one, `b`'s branches each take `a`:
+    a ∧ rest ∧ (b1 ∨ b2) = rest ∧ ((a ∧ b1) ∨ (a ∧ b2))."""
+    if not a or not b:
+        return dict(a or b)
+    if "$or" not in b:
+        return {"$or": [dict(a)], **b}
+    if "$or" not in a:
+        return {"$or": [dict(b)], **a}
+    rest = {k: v for k, v in b.items() if k != "$or"}
+    return {"$or": [_and_spec(a, branch) for branch in b["$or"]], **rest}
 
 
 def _reject_constant(name: str) -> Any:

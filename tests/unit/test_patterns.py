@@ -353,3 +353,33 @@ def test_property_or_of_two_patterns_is_the_union_and_anything_but_the_complemen
             assert ok({"data.a": [{"anything-but": excluded}]}, doc) != ok(
                 {"data.a": [excluded]}, doc
             )
+
+
+def test_both_matches_exactly_what_each_matches() -> None:
+    from switchboard.patterns import both, compile_pattern
+
+    clinic = compile_pattern({"context": {"clinic_id": ["c-17"]}})
+    kinds = [
+        {"type": ["lead.created"]},
+        {"$or": [{"type": ["lead.created"]}, {"subject": ["p-1"]}]},
+        {"context": {"clinic_id": [{"prefix": "c-"}]}, "$or": [{"subject": ["p-1"]}]},
+        {},
+    ]
+    docs = [
+        {"type": t, "subject": s, "context": {"clinic_id": c}}
+        for t in ("lead.created", "lead.lost")
+        for s in ("p-1", "p-2")
+        for c in ("c-17", "c-18")
+    ]
+    constraints = [clinic, compile_pattern({"$or": [{"context": {"clinic_id": ["c-17"]}}]})]
+    for constraint in constraints:
+        for spec in kinds:
+            other = compile_pattern(spec)
+            combined = both(other, constraint)
+            assert combined is not None
+            again = compile_pattern(combined.spec, None)  # what a stored replay compiles
+            for doc in docs:
+                expected = match(other, doc) and match(constraint, doc)
+                assert match(combined, doc) is expected, (spec, doc)
+                assert match(again, doc) is expected
+    assert both(None, clinic) is clinic and both(clinic, None) is clinic

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from switchboard.api import (
     admin,
+    audit,
     automations,
     catalog,
     deliveries,
@@ -26,11 +27,12 @@ from switchboard.api import (
     observe,
     purposes,
     recipients,
+    retention,
     segment,
     sources,
     subjects,
 )
-from switchboard.api.common import JSONResponse, hub, principal
+from switchboard.api.common import READ_METHODS, JSONResponse, hub, principal
 from switchboard.api.openapi import openapi_document
 from switchboard.api.privacy import redact_answers
 from switchboard.config import Settings
@@ -235,7 +237,13 @@ class SwitchboardApp(Starlette):
         if self._answer is None:
             self._answer = redact_answers(super().__call__, self.state.hub)
         try:
-            await self._answer(scope, receive, sending)
+            if scope["method"] not in READ_METHODS:
+                # every change goes past the audit log (it records those of manage/admin keys)
+                await audit.record(
+                    self._answer, self.router.routes, self.state.hub, scope, receive, sending
+                )
+            else:
+                await self._answer(scope, receive, sending)
         finally:
             route = self.templates.get(scope.get("endpoint"), "other")
             self.state.hub.metrics.request(
@@ -290,6 +298,8 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *purposes.routes,
             *subjects.routes,
             *observe.routes,
+            *audit.routes,
+            *retention.routes,
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -20,9 +20,9 @@ from switchboard.api.contract import (
     respond,
     routes_of,
 )
-from switchboard.auth import mint_key
+from switchboard.auth import check_constraints, mint_key
 from switchboard.envelope import format_us, now_us
-from switchboard.errors import Conflict, Forbidden, NotFound, StoreError
+from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from switchboard.store import ApiKey as KeyRecord
 from switchboard.store import Scope
 from switchboard.store import Tenant as TenantRecord
@@ -79,6 +79,16 @@ class KeyIn(Body):
         ]
         | None
     ) = None
+    constraints: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="A filter-language pattern every event the key sends must match, "
+                "added to every read it makes (docs/privacy.md)."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ApiKey(Model):
@@ -90,6 +100,7 @@ class ApiKey(Model):
     source: str | None
     created_at: Annotated[str, Meta(description="When the key was created (ISO 8601).")]
     revoked: bool
+    constraints: dict[str, Any] | None
 
 
 class NewApiKey(ApiKey):
@@ -131,6 +142,7 @@ def _key_fields(k: KeyRecord) -> dict[str, Any]:
         source=k.source,
         created_at=format_us(k.created_us),
         revoked=k.revoked_us is not None,
+        constraints=k.constraints,
     )
 
 
@@ -219,9 +231,29 @@ async def create_key(request: Request) -> Response:
     tenant_id = p.tenant()
     if Scope.ADMIN in p.key.scopes and await h.store.get_tenant(tenant_id) is None:
         raise NotFound(f"no tenant {tenant_id!r}")
-    secret, record = mint_key(tenant_id, body.name or "key", body.scopes, body.source)
+    constraints = _constraints(body.constraints)
+    if p.key.constraints is not None:
+        # a key limited inside its tenant makes keys limited the same way, never wider ones
+        if constraints not in (None, p.key.constraints):
+            raise Forbidden(
+                "this key is limited by constraints: the keys it makes carry the same ones",
+                details=[{"path": "/constraints", "message": "must be this key's constraints"}],
+            )
+        constraints = p.key.constraints
+    secret, record = mint_key(tenant_id, body.name or "key", body.scopes, body.source, constraints)
     await h.store.create_key(record)
     return respond(_key(record, secret), 201)
+
+
+def _constraints(spec: Any) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    try:
+        return check_constraints(spec)
+    except ValueError as exc:
+        raise BadRequest(
+            str(exc), details=[{"path": "/constraints", "message": str(exc)}]
+        ) from None
 
 
 @endpoint(

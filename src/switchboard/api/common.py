@@ -88,7 +88,14 @@ def hub(request: Request) -> Hub:
     return h
 
 
+AUDIT_MARK = "switchboard.audit"  # ASGI scope key: the Principal of a change to audit
+AUDIT_PEEK = "switchboard.peek"  # ASGI scope key: the audit's own GET of the `before` document
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def principal(request: Request, scope: Scope) -> Principal:
+    """The caller, who must hold `scope`. A change made with the manage or admin scope is
+    marked for the audit log (api/audit.py records it once the handler answers)."""
     named = request.headers.get("x-switchboard-tenant")
     if named is not None and not TENANT_ID_RE.match(named):
         raise BadRequest(
@@ -97,11 +104,15 @@ async def principal(request: Request, scope: Scope) -> Principal:
             details=[{"path": "X-Switchboard-Tenant", "message": "not a tenant id"}],
         )
     p = await hub(request).auth.authenticate(request.headers.get("authorization"), named)
-    p.require(scope)
     # the answer is masked on its way out unless the key may see PII (api/privacy.py)
     request.scope.setdefault("state", {})["switchboard.principal"] = p
     if request.scope.get("query_string") or request.scope.get("path_params"):
         _refuse_nul(request)  # (ingest has neither: its fast path pays nothing here)
+    if scope == Scope.READ and request.scope.get(AUDIT_PEEK) and Scope.MANAGE in p.key.scopes:
+        return p  # the audit reads what a manage key is about to change, even without `read`
+    p.require(scope)
+    if scope in (Scope.MANAGE, Scope.ADMIN) and request.method not in READ_METHODS:
+        request.scope[AUDIT_MARK] = p
     return p
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta
@@ -27,6 +28,7 @@ from switchboard.api.common import (
 from switchboard.api.contract import Body, Model, decode_body, endpoint, respond, routes_of
 from switchboard.api.models import DELIVERY_STATUSES
 from switchboard.api.purposes import check_declared
+from switchboard.auth import Principal, within_constraints
 from switchboard.channels import Destination
 from switchboard.channels.registry import (
     check_destination_config,
@@ -37,7 +39,9 @@ from switchboard.config import Settings
 from switchboard.egress import Policy
 from switchboard.envelope import format_us, new_id, now_us
 from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
+from switchboard.hub import Hub
 from switchboard.masking import mask_secret, restore_masked
+from switchboard.patterns import both, compile_pattern
 from switchboard.router import RouteError, parse_route
 from switchboard.signing import generate_secret
 from switchboard.store import Scope
@@ -302,16 +306,24 @@ async def event_deliveries(request: Request) -> Response:
     event = await h.store.get_event(
         p.tenant(), request.path_params["event_id"], request.query_params.get("source")
     )
-    if event is None:
+    if event is None or not within_constraints(p, event):
         raise NotFound("no event with that id in this tenant")
     rows = await h.deliveries.for_event(p.tenant(), event.seq)
     return JSONResponse({"data": [{**d.to_json(), "event_id": event.id} for d in rows]})
 
 
+async def _visible(h: Hub, p: Principal, ids: list[str]) -> list[str]:
+    """The deliveries of `ids` the caller may see: all, unless its key has constraints."""
+    if p.constraint is None:
+        return ids
+    return await h.deliveries.visible(p.tenant(), ids, p.constraint)
+
+
 async def get_delivery(request: Request) -> Response:
+    h = hub(request)
     p = await principal(request, Scope.READ)
-    d = await hub(request).deliveries.get(p.tenant(), request.path_params["delivery_id"])
-    if d is None:
+    d = await h.deliveries.get(p.tenant(), request.path_params["delivery_id"])
+    if d is None or not await _visible(h, p, [d.id]):
         raise NotFound("no delivery with that id in this tenant")
     return JSONResponse(d.to_json())
 
@@ -320,7 +332,9 @@ async def delivery_attempts(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.READ)
     delivery_id = request.path_params["delivery_id"]
-    if await h.deliveries.get(p.tenant(), delivery_id) is None:
+    if await h.deliveries.get(p.tenant(), delivery_id) is None or not await _visible(
+        h, p, [delivery_id]
+    ):
         raise NotFound("no delivery with that id in this tenant")
     rows = await h.deliveries.attempts(p.tenant(), delivery_id)
     return JSONResponse({"data": [a.to_json() for a in rows]})
@@ -354,7 +368,7 @@ async def _listing(request: Request, status: str | None) -> Response:
         types=query_types(request),
         from_us=query_time(request, "from"),
         to_us=query_time(request, "to"),
-        pattern=pattern,
+        pattern=both(pattern, p.constraint),
         replay_id=q.get("replay"),
         before=before,
         limit=limit,
@@ -385,7 +399,7 @@ async def list_dead(request: Request) -> Response:
 
 async def dlq_stats(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    rows = await hub(request).deliveries.dlq_stats(p.tenant())
+    rows = await hub(request).deliveries.dlq_stats(p.tenant(), p.constraint)
     by_type: dict[str, int] = {}
     by_dest: dict[str, int] = {}
     for etype, dest, n in rows:
@@ -407,7 +421,7 @@ async def _ids(request: Request) -> list[str]:
 async def retry_dead(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    ids = await _ids(request)
+    ids = await _visible(h, p, await _ids(request))
     n = await h.deliveries.requeue(p.tenant(), ids, now_us())
     if h.worker is not None:
         h.worker.wakeup.set()
@@ -417,7 +431,8 @@ async def retry_dead(request: Request) -> Response:
 async def retry_one(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    n = await h.deliveries.requeue(p.tenant(), [request.path_params["delivery_id"]], now_us())
+    ids = await _visible(h, p, [request.path_params["delivery_id"]])
+    n = await h.deliveries.requeue(p.tenant(), ids, now_us())
     if n == 0:
         raise NotFound("no dead or cancelled delivery with that id in this tenant")
     if h.worker is not None:
@@ -426,8 +441,9 @@ async def retry_one(request: Request) -> Response:
 
 
 async def archive_dead(request: Request) -> Response:
+    h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    n = await hub(request).deliveries.archive(p.tenant(), await _ids(request), now_us())
+    n = await h.deliveries.archive(p.tenant(), await _visible(h, p, await _ids(request)), now_us())
     return JSONResponse({"archived": n})
 
 
@@ -548,6 +564,9 @@ async def create_replay(request: Request) -> Response:
     for rid, name, _ in await h.deliveries.list_routes(tenant):
         routes[name] = routes[rid] = rid
     spec, dry = _replay_spec(await read_json(request, 65536), tenant, names, routes)
+    if p.constraint is not None:  # a constrained key replays only the events it may see
+        mine = both(compile_pattern(spec.pattern, None) if spec.pattern else None, p.constraint)
+        spec = dataclasses.replace(spec, pattern=dict(mine.spec) if mine else None)
     if dry:
         return JSONResponse(await replay.dry_run(h, spec))
     return JSONResponse(await replay.start(h, spec), status_code=202)
@@ -568,6 +587,7 @@ async def inbox_list(request: Request) -> Response:
         request.path_params["recipient"],
         query_bool(request, "unread") is True,
         query_int(request, "limit", 50, 1, 500),
+        p.constraint,
     )
     return JSONResponse({"data": items})
 

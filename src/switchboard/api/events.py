@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -24,10 +25,12 @@ from switchboard.api.common import (
     within,
 )
 from switchboard.api.models import EVENT_STATUSES
+from switchboard.auth import Principal, within_constraints
 from switchboard.envelope import MAX_ID_LEN, EnvelopeError, format_us, now_us
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
+from switchboard.patterns import Pattern, both
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
@@ -53,7 +56,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
         raise NotFound(f"tenant {tenant_id!r} does not exist")
     idem_key = request.headers.get("idempotency-key")
     if idem_key is None:
-        return await _ingest(request, h, p.key.id, tenant, p.key.source)
+        return await _ingest(request, h, p, tenant)
     if len(idem_key) > 255:
         raise BadRequest("the Idempotency-Key header is longer than 255 characters")
     # One request per key at a time in this process; the stored response answers the rest.
@@ -68,7 +71,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
                     media_type="application/json",
                     headers={"Idempotent-Replayed": "true"},
                 )
-            response = await _ingest(request, h, p.key.id, tenant, p.key.source)
+            response = await _ingest(request, h, p, tenant)
             await h.store.put_idempotent(
                 tenant_id,
                 idem_key,
@@ -82,9 +85,7 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
                 _idempotency_locks.pop((tenant_id, idem_key), None)
 
 
-async def _ingest(
-    request: Request, h: Any, key_id: str, tenant: Any, source: str | None
-) -> Response:
+async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Response:
     raws = await _read_events(request, h.settings.max_body_bytes)
     if not raws:
         raise BadRequest("the body is an empty array: send at least one event")
@@ -92,15 +93,16 @@ async def _ingest(
         raise PayloadTooLarge(
             f"{len(raws)} events in one request; the limit is {h.settings.max_batch_events}"
         )
-    h.limiter.check(key_id, tenant.id, len(raws))
+    h.limiter.check(p.key.id, tenant.id, len(raws))
+    source = p.key.source or "default"
     if not h.tracing.enabled:
-        result = await _ingest_mapped(h, raws, tenant, source or "default")
+        result = await _ingest_mapped(h, raws, tenant, source, constraint=p.constraint)
         return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
     with h.tracing.ingest(request.headers, tenant.id) as span:
         trace_id = h.tracing.trace_id(span)
         ctx = span.get_span_context()
         trace = (trace_id, f"00-{trace_id}-{ctx.span_id:016x}-01")
-        result = await _ingest_mapped(h, raws, tenant, source or "default", trace)
+        result = await _ingest_mapped(h, raws, tenant, source, trace, p.constraint)
         span.set_attributes(
             {
                 "switchboard.accepted": result.accepted,
@@ -161,16 +163,25 @@ def _mapped(convert: Any) -> Any:
 
 
 async def _ingest_mapped(
-    h: Any, raws: list[Any], tenant: Any, source: str, trace: tuple[str, str] | None = None
+    h: Any,
+    raws: list[Any],
+    tenant: Any,
+    source: str,
+    trace: tuple[str, str] | None = None,
+    constraint: Pattern | None = None,
 ) -> IngestResult:
     """Ingest, answering events that failed to map with their errors at their own index."""
     failed = {i: r for i, r in enumerate(raws) if isinstance(r, EnvelopeError)}
     if not failed:
-        result: IngestResult = await h.ingestor.ingest(raws, tenant, source, trace=trace)
+        result: IngestResult = await h.ingestor.ingest(
+            raws, tenant, source, trace=trace, constraint=constraint
+        )
         return result
     kept = [i for i in range(len(raws)) if i not in failed]
     inner = (
-        await h.ingestor.ingest([raws[i] for i in kept], tenant, source, trace=trace)
+        await h.ingestor.ingest(
+            [raws[i] for i in kept], tenant, source, trace=trace, constraint=constraint
+        )
         if kept
         else None
     )
@@ -218,6 +229,8 @@ def _event_query(request: Request, **fixed: Any) -> EventQuery:
 
 async def _page(request: Request, query: EventQuery) -> Response:
     p = await principal(request, Scope.READ)
+    if p.constraint is not None:  # a key limited inside its tenant reads only its part
+        query = dataclasses.replace(query, pattern=both(query.pattern, p.constraint))
     events = await hub(request).store.list_events(p.tenant(), query)
     next_cursor = None
     if len(events) == query.limit:
@@ -236,7 +249,7 @@ async def get_event(request: Request) -> Response:
     event = await hub(request).store.get_event(
         p.tenant(), event_id, request.query_params.get("source")
     )
-    if event is None:
+    if event is None or not within_constraints(p, event):
         raise NotFound(f"no event with id {event_id!r} in this tenant")
     return JSONResponse(event.to_json())
 
@@ -272,7 +285,7 @@ async def metrics(request: Request) -> Response:
         raise BadRequest("query parameter 'from' must be before 'to'")
     if (to_us - from_us) // bucket > 10_000:
         raise BadRequest("the range holds more than 10,000 buckets: widen the granularity")
-    rows = await hub(request).store.metrics(p.tenant(), bucket, from_us, to_us)
+    rows = await hub(request).store.metrics(p.tenant(), bucket, from_us, to_us, p.constraint)
     buckets: dict[int, dict[str, Any]] = {}
     for r in rows:
         b = buckets.setdefault(
@@ -307,7 +320,7 @@ async def resubmit(request: Request) -> Response:
     event = await h.store.get_event(
         tenant.id, request.path_params["event_id"], request.query_params.get("source")
     )
-    if event is None or event.status != "quarantined":
+    if event is None or event.status != "quarantined" or not within_constraints(p, event):
         raise NotFound("no quarantined event with that id in this tenant")
     verdict = await h.registry.validate(
         msgspec.structs.replace(event, version=None), tenant.unknown_types

@@ -2391,6 +2391,93 @@ def _observe_paths() -> list[Operation]:
     ]
 
 
+def _privacy_retention_audit_paths() -> list[Operation]:
+    """The audit log and retention (issue 17, part B)."""
+    days = _null(_int(minimum=1))
+    policy = _obj(
+        {
+            "default_days": _null(_int("The tenant's default event retention, as set.")),
+            "effective_default_days": _null(_int("The default raised to the floor.")),
+            "floor_days": _null(_int("The operator's floor (SWITCHBOARD_RETENTION_FLOOR_DAYS).")),
+            "types": {
+                "type": "object",
+                "description": "Event types with a `retention` of their own in the catalog.",
+                "additionalProperties": _obj({"days": days, "effective_days": days}),
+            },
+            "attempts_days": days,
+            "inbound_requests_days": days,
+            "audit_log_days": days,
+        },
+        "default_days",
+        "floor_days",
+        "types",
+    )
+    entry = _obj(
+        {
+            "id": _s("Time-ordered id; the listing's cursor."),
+            "tenant_id": _null(_s("The tenant; null for operator actions such as tenants.")),
+            "at": _s("When the change was made.", format="date-time"),
+            "key_id": _s("The key that made it."),
+            "key_name": _null(_s()),
+            "ip": _null(_s("The client address (a trusted proxy's X-Forwarded-For).")),
+            "action": _s("`<resource>.<verb>` such as `destinations.update`, `dlq.retry`."),
+            "method": _s(),
+            "path": _s(),
+            "status": _int("The answer's status code (a refused change is recorded too)."),
+            "before": {"description": "The resource before, credentials masked; or null."},
+            "after": {"description": "The answer, credentials masked; or null."},
+        },
+        "id",
+        "at",
+        "key_id",
+        "action",
+        "method",
+        "path",
+        "status",
+    )
+    return [
+        _op(
+            "GET /v1/audit",
+            "listAudit",
+            "tenants & keys",
+            "Read the audit log",
+            "Every change a manage or admin key made in the tenant, newest first. An admin key "
+            "without the tenant header reads the operator's own actions (creating tenants).",
+            scope="manage",
+            params=[
+                _query("from", "Entries at or after (ISO 8601).", _s(format="date-time")),
+                _query("to", "Entries before (ISO 8601).", _s(format="date-time")),
+                _query("action", "An action (`keys.create`) or a resource (`keys`).", _s()),
+                _p("Cursor"),
+                _limit(100, 1000),
+            ],
+            ok={200: _ok(_page(entry))},
+        ),
+        _op(
+            "GET /v1/retention",
+            "getRetention",
+            "tenants & keys",
+            "How long data is kept",
+            "The retention in force: the tenant's default, each event type's own, the floor, "
+            "and the retention of attempts, inbound requests and the audit log (null: forever).",
+            scope="read",
+            ok={200: _ok(policy)},
+        ),
+        _op(
+            "PUT /v1/retention",
+            "putRetention",
+            "tenants & keys",
+            "Set the tenant's default event retention",
+            "`default` is a duration (`24 months`, `400 days`) or days, or null to keep events "
+            "of types without their own retention forever; it may not be under the floor.",
+            scope="manage",
+            body=_obj({"default": {"type": ["string", "integer", "null"]}}, "default"),
+            ok={200: _ok(policy)},
+            errors=(422,),
+        ),
+    ]
+
+
 # --- generated from typed endpoints (api/contract.py) ------------------------------------------
 # The handlers declared with @endpoint; their models are the schemas below. To convert an area:
 # declare its handlers with @endpoint and Body/Params/Model structs, serve them with
@@ -2462,6 +2549,7 @@ def openapi_document() -> dict[str, Any]:
         *_purpose_paths(),
         *_subject_paths(),
         *_observe_paths(),
+        *_privacy_retention_audit_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

@@ -114,7 +114,11 @@ async def _handle(request: Request, kind: str | None) -> Response:
     if raws:
         h.limiter.check(p.key.id, tenant.id, len(raws))
         result = await h.ingestor.ingest(
-            raws, tenant, p.key.source or "segment", quarantine_rejected=True
+            raws,
+            tenant,
+            p.key.source or "segment",
+            quarantine_rejected=True,
+            constraint=p.constraint,
         )
         problems.extend(r for r in result.results if r["status"] == "rejected")
     if problems:

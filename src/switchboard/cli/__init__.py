@@ -18,6 +18,7 @@ import typer
 
 from switchboard.cli import (
     admin,
+    audit,
     automations,
     crypto,
     deliveries,
@@ -78,6 +79,7 @@ app.command(rich_help_panel=HUB_PANEL)(deliveries.replay)
 app.add_typer(automations.app, name="automations", rich_help_panel=HUB_PANEL)
 app.add_typer(templates.app, name="templates", rich_help_panel=HUB_PANEL)
 app.add_typer(subjects.subjects_app, name="subjects", rich_help_panel=HUB_PANEL)
+app.command(rich_help_panel=HUB_PANEL)(audit.audit)
 
 
 def main() -> None:

@@ -3,13 +3,15 @@ so an operator can set up a hub before it runs (and mint the first admin key).""
 
 from __future__ import annotations
 
+import getpass
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from switchboard import catalog as cat
-from switchboard.auth import mint_key
+from switchboard.auth import check_constraints, mint_key
 from switchboard.cli.common import (
     DB_HELP,
     JsonOpt,
@@ -26,7 +28,7 @@ from switchboard.cli.common import (
 from switchboard.cli.server import load_catalog
 from switchboard.codegen_cli import catalog_codegen
 from switchboard.config import Settings
-from switchboard.envelope import format_us, now_us
+from switchboard.envelope import format_us, new_id, now_us
 from switchboard.errors import SwitchboardError
 from switchboard.registry import SHARED, Registry
 from switchboard.store import ApiKey, Store, Tenant
@@ -50,6 +52,35 @@ keys_app = typer.Typer(
 TenantOpt = Annotated[str | None, typer.Option(help="The tenant's id (see `tenants list`).")]
 
 
+async def _audit(store: Store, tenant: str | None, action: str, command: str, after: Any) -> None:
+    """An audit log entry for a change made with a database command: the operator at the
+    machine, not an API key (`key_id` is `cli`, the user name the OS gives, no address)."""
+    from switchboard.audit import mask_document
+    from switchboard.store.audit import AuditEntry, append
+
+    try:
+        user: str | None = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        user = None
+    await append(
+        store,
+        AuditEntry(
+            id=new_id(),
+            tenant_id=tenant or "",
+            at_us=now_us(),
+            key_id="cli",
+            key_name=user,
+            ip=None,
+            action=action,
+            method="CLI",
+            path=f"switchboard {command}",
+            status=0,
+            before=None,
+            after=mask_document(after),
+        ),
+    )
+
+
 async def _tenant_exists(store: Store, tenant: str | None) -> None:
     if tenant is not None and await store.get_tenant(tenant) is None:
         raise SwitchboardError(f"no tenant {tenant!r}")
@@ -66,7 +97,9 @@ def catalog_apply(
 
     async def run(store: Store, _: Settings) -> dict[str, Any]:
         await _tenant_exists(store, tenant)
-        return await Registry(store).apply(tenant or SHARED, load_catalog(directory))
+        report = await Registry(store).apply(tenant or SHARED, load_catalog(directory))
+        await _audit(store, tenant, "event-types.apply", f"catalog apply {directory}", report)
+        return report
 
     report = with_store(run)
     out.print(
@@ -130,9 +163,12 @@ def tenants_create(
         fail(f"--unknown-types {unknown_types!r}: reject or accept", 2)
 
     async def run(store: Store, _: Settings) -> Tenant:
-        return await store.create_tenant(
+        created = await store.create_tenant(
             Tenant(tenant_id, name or tenant_id, unknown_types, now_us())
         )
+        after = {"id": created.id, "name": created.name, "unknown_types": unknown_types}
+        await _audit(store, None, "tenants.create", f"tenants create {tenant_id}", after)
+        return created
 
     with_store(run)
     out.print(f"created tenant {tenant_id}")
@@ -175,18 +211,33 @@ def keys_create(
         str | None, typer.Option(help="The `source` of events sent with this key.")
     ] = None,
     admin: Annotated[bool, typer.Option(help="An admin key (no tenant, every scope).")] = False,
+    constraints: Annotated[
+        str | None,
+        typer.Option(
+            help="A filter pattern as JSON that limits the key inside its tenant: every event "
+            'it sends must match, every read is narrowed, e.g. \'{"context": {"clinic_id": '
+            '["c-17"]}}\'.'
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once (last line) and stored only hashed."""
     if admin == (tenant is not None):
         fail("give either --tenant or --admin", 2)
     try:
-        secret, record = mint_key(tenant, name, ["admin"] if admin else scopes.split(","), source)
-    except ValueError as exc:
-        fail(str(exc), 2)
+        limits = None if constraints is None else check_constraints(json.loads(constraints))
+        secret, record = mint_key(
+            tenant, name, ["admin"] if admin else scopes.split(","), source, limits
+        )
+    except ValueError as exc:  # json.JSONDecodeError is one too
+        fail(
+            f"--constraints: {exc}" if constraints and "constraints" not in str(exc) else str(exc),
+            2,
+        )
 
     async def run(store: Store, _: Settings) -> None:
         await _tenant_exists(store, tenant)
         await store.create_key(record)
+        await _audit(store, tenant, "keys.create", "keys create", record.public())
 
     with_store(run)
     err.print(f"key id {record.id} ({', '.join(record.scopes)}); shown once:")
@@ -231,7 +282,11 @@ def keys_revoke(
     """Revoke a key (effective on every node within 5 seconds)."""
 
     async def run(store: Store, _: Settings) -> bool:
-        return await store.revoke_key(tenant, key_id, now_us())
+        owner = next((k.tenant_id for k in await store.list_keys(tenant) if k.id == key_id), None)
+        revoked = await store.revoke_key(tenant, key_id, now_us())
+        if revoked:
+            await _audit(store, owner, "keys.delete", f"keys revoke {key_id}", {"id": key_id})
+        return revoked
 
     if not with_store(run):
         where = shown_url(settings().database_url)

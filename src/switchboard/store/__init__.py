@@ -45,6 +45,9 @@ class ApiKey:
     created_us: int
     revoked_us: int | None = None
     source: str | None = None  # default `source` for events sent with this key
+    # a filter-language pattern: every event the key sends must match it, and every read it
+    # makes is narrowed by it (None: the whole tenant)
+    constraints: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class ApiKey:
             "prefix": self.prefix,
             "scopes": list(self.scopes),
             "source": self.source,
+            "constraints": self.constraints,
             "created_at": format_us(self.created_us),
             "revoked": self.revoked_us is not None,
         }
@@ -197,8 +201,11 @@ class Store(Protocol):
         version: str | None,
     ) -> None: ...
     async def metrics(
-        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
-    ) -> list[MetricRow]: ...
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
+    ) -> list[MetricRow]:
+        """Counts per bucket, type and outcome; `pattern` (compiled) narrows the events counted
+        (a constrained key's constraints)."""
+        ...
 
     # catalog
     async def put_type(self, stored: StoredType) -> None: ...

@@ -623,14 +623,33 @@ class DeliveryStore:
         rows = await self.sql.fetch(sql, params)
         return [(delivery_from_row(r[:_D_WIDTH]), event_from_row(r[_D_WIDTH:])) for r in rows]
 
-    async def dlq_stats(self, tenant_id: str) -> list[tuple[str, str, int]]:
+    async def dlq_stats(self, tenant_id: str, pattern: Any = None) -> list[tuple[str, str, int]]:
+        params: list[Any] = [tenant_id]
+        narrowed = ""
+        if pattern is not None:
+            narrowed = f"AND ({pattern_fragment(pattern, self.sql.dialect, params)}) "
         rows = await self.sql.fetch(
             "SELECT e.type, d.destination_id, count(*) FROM deliveries d, events e "
-            "WHERE d.tenant_id = ? AND d.status = 'dead' AND e.seq = d.event_seq "
+            f"WHERE d.tenant_id = ? AND d.status = 'dead' AND e.seq = d.event_seq {narrowed}"
             "GROUP BY e.type, d.destination_id ORDER BY 3 DESC",
-            (tenant_id,),
+            params,
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def visible(self, tenant_id: str, ids: list[str], pattern: Any) -> list[str]:
+        """Those of `ids` (deliveries of the tenant) whose events match `pattern`: what a key
+        limited by constraints may see and act on."""
+        if not ids:
+            return []
+        params: list[Any] = [tenant_id, *ids]
+        marks = ", ".join("?" * len(ids))
+        narrowed = pattern_fragment(pattern, self.sql.dialect, params)
+        rows = await self.sql.fetch(
+            "SELECT d.id FROM deliveries d, events e WHERE d.tenant_id = ? "
+            f"AND d.id IN ({marks}) AND e.seq = d.event_seq AND ({narrowed})",
+            params,
+        )
+        return [str(r[0]) for r in rows]
 
     async def requeue(self, tenant_id: str, ids: list[str], now_us: int) -> int:
         """Retry dead/cancelled deliveries: the retry schedule starts over, while the attempts
@@ -693,19 +712,30 @@ class DeliveryStore:
         return str(existing[0][0])
 
     async def inbox(
-        self, tenant_id: str, recipient: str, unread_only: bool, limit: int
+        self,
+        tenant_id: str,
+        recipient: str,
+        unread_only: bool,
+        limit: int,
+        pattern: Any = None,
     ) -> list[dict[str, Any]]:
+        """A recipient's items, newest first; `pattern` keeps those whose events match it."""
         from switchboard.envelope import format_us
 
+        params: list[Any] = [tenant_id, recipient]
         sql = (
-            "SELECT id, item, created_us, read_us FROM inbox_items "
-            "WHERE tenant_id = ? AND recipient = ?"
+            "SELECT i.id, i.item, i.created_us, i.read_us FROM inbox_items i "
+            "WHERE i.tenant_id = ? AND i.recipient = ?"
         )
         if unread_only:
-            sql += " AND read_us IS NULL"
-        rows = await self.sql.fetch(
-            sql + " ORDER BY created_us DESC LIMIT ?", (tenant_id, recipient, limit)
-        )
+            sql += " AND i.read_us IS NULL"
+        if pattern is not None:
+            narrowed = pattern_fragment(pattern, self.sql.dialect, params)
+            sql += (
+                " AND EXISTS (SELECT 1 FROM deliveries d, events e WHERE d.id = i.delivery_id "
+                f"AND e.seq = d.event_seq AND ({narrowed}))"
+            )
+        rows = await self.sql.fetch(sql + " ORDER BY i.created_us DESC LIMIT ?", (*params, limit))
         return [
             {
                 "id": r[0],

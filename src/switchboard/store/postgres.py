@@ -498,7 +498,8 @@ class PostgresStore:
 
     async def create_key(self, key: ApiKey) -> None:
         await self._execute(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
             key.id,
             key.tenant_id,
             key.name,
@@ -508,6 +509,7 @@ class PostgresStore:
             key.source,
             key.created_us,
             key.revoked_us,
+            None if key.constraints is None else dumps(key.constraints),
         )
 
     async def keys_by_prefix(self, prefix: str) -> list[ApiKey]:
@@ -575,9 +577,9 @@ class PostgresStore:
         )
 
     async def metrics(
-        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
     ) -> list[MetricRow]:
-        sql, params = metrics_sql("postgres", tenant_id, bucket_us, from_us, to_us)
+        sql, params = metrics_sql("postgres", tenant_id, bucket_us, from_us, to_us, pattern)
         return [MetricRow(*r) for r in await self._fetch(sql, *params)]
 
     # -- catalog -------------------------------------------------------------------------------

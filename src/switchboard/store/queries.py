@@ -37,7 +37,9 @@ def load_json(value: Any) -> Any:
     return orjson.loads(value)
 
 
-KEY_COLUMNS = "id, tenant_id, name, prefix, hash, scopes, source, created_us, revoked_us"
+KEY_COLUMNS = (
+    "id, tenant_id, name, prefix, hash, scopes, source, created_us, revoked_us, constraints"
+)
 
 
 def key_from_row(r: Sequence[Any]) -> ApiKey:
@@ -51,6 +53,7 @@ def key_from_row(r: Sequence[Any]) -> ApiKey:
         source=r[6],
         created_us=r[7],
         revoked_us=r[8],
+        constraints=load_json(r[9]),
     )
 
 
@@ -197,16 +200,25 @@ def list_events_sql(dialect: str, tenant_id: str, q: EventQuery) -> tuple[str, l
 
 
 def metrics_sql(
-    dialect: str, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+    dialect: str, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
 ) -> tuple[str, list[Any]]:
     """Counts per (time bucket, type, validation outcome) for GET /v1/metrics/events."""
     p = Params(dialect)
     bucket = p.add(bucket_us)
     bucket2 = p.add(bucket_us)
+    narrowed = ""
+    tenant = p.add(tenant_id)
+    since, until = p.add(from_us), p.add(to_us)
+    if pattern is not None:
+        from switchboard.patterns import to_sql
+
+        frag = to_sql(pattern, dialect, start=len(p.values) + 1)  # type: ignore[arg-type]
+        p.values.extend(frag.params)
+        narrowed = f"AND ({frag.sql}) "
     sql = (
         f"SELECT (time_us / {bucket}) * {bucket2} AS bucket, type, status, count(*) "
-        f"FROM events WHERE tenant_id = {p.add(tenant_id)} "
-        f"AND time_us >= {p.add(from_us)} AND time_us < {p.add(to_us)} "
+        f"FROM events WHERE tenant_id = {tenant} "
+        f"AND time_us >= {since} AND time_us < {until} {narrowed}"
         "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
     return sql, p.values

@@ -328,7 +328,7 @@ class SqliteStore:
 
     async def create_key(self, key: ApiKey) -> None:
         await self._write(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key.id,
                 key.tenant_id,
@@ -339,6 +339,7 @@ class SqliteStore:
                 key.source,
                 key.created_us,
                 key.revoked_us,
+                None if key.constraints is None else dumps(key.constraints),
             ),
         )
 
@@ -399,9 +400,9 @@ class SqliteStore:
         )
 
     async def metrics(
-        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int
+        self, tenant_id: str, bucket_us: int, from_us: int, to_us: int, pattern: Any = None
     ) -> list[MetricRow]:
-        sql, params = metrics_sql("sqlite", tenant_id, bucket_us, from_us, to_us)
+        sql, params = metrics_sql("sqlite", tenant_id, bucket_us, from_us, to_us, pattern)
         return [MetricRow(*r) for r in await self._read(sql, params)]
 
     # -- catalog -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 episodes (so an alert fires once per episode however many processes check it).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03
 
 (`down_revision` names 0007, the head when this branch was cut; the merge re-chains it.)
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,127 @@
+"""Expiring a month of events: how long the retention job takes to delete N expired events, and
+what ingest latency is while it runs.
+
+A fresh database gets N events 13 months old and N/10 kept ones (the bulk loader of
+`raw_insert.py`, times moved back), and a tenant default retention of 12 months. A hub's own
+ingest path (`Hub.ingestor`, in this process, on the same store) then sends one event per call
+at a fixed rate: first for a few seconds alone (the baseline), then while `retention.run_once`
+deletes the expired events in its chunks. Prints one JSON line: the rows deleted, the seconds
+and rows/s of the expiry, and ingest p50/p99 (ms) alone and during the expiry.
+
+Run: ``python -m benchmarks.expiry sqlite|postgres ROWS [RATE]`` (RATE: ingest calls/s, 200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.events import document, stored
+from benchmarks.harness import fresh_database, provision
+from benchmarks.raw_insert import insert_postgres, insert_sqlite
+from switchboard.envelope import now_us
+from switchboard.store.queries import insert_row
+
+DAY_US = 86_400_000_000
+_TIME = 5  # insert_row's time_us column
+
+
+def _old_rows(tenant: str, tag: str, rows: int, days_ago: int, batch: int = 1000) -> Any:
+    """Batches of stored rows whose `time` lies `days_ago` days back, spread over four weeks."""
+    base = now_us() - days_ago * DAY_US
+    for start in range(0, rows, batch):
+        out = []
+        for n in range(start, min(rows, start + batch)):
+            row = list(insert_row(stored(tenant, tag, n)))
+            row[_TIME] = base - (n % 28) * DAY_US
+            out.append(tuple(row))
+        yield out
+
+
+def _load(url: str, tenant: str, rows: int) -> None:
+    for tag, count, days in (("old", rows, 400), ("kept", max(1, rows // 10), 100)):
+        batches = _old_rows(tenant, tag, count, days)
+        if url.startswith("sqlite:///"):
+            insert_sqlite(url.removeprefix("sqlite:///"), batches, float("inf"))
+        else:
+            asyncio.run(insert_postgres(url, batches, float("inf")))
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if len(samples) < 2:
+        return {"n": len(samples)}
+    cuts = statistics.quantiles(samples, n=100)
+    return {"n": len(samples), "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+
+
+async def _measure(url: str, tenant: str, rate: float, baseline_s: float) -> dict[str, Any]:
+    from switchboard.config import Settings
+    from switchboard.hub import Hub
+    from switchboard.retention import run_once
+    from switchboard.store import retention as sql
+
+    hub = Hub(Settings.from_env({}, database_url=url, run_worker=0))
+    await hub.open()
+    try:
+        await sql.set_tenant_retention(hub.store, tenant, 372)
+        t = await hub.tenant(tenant)
+        assert t is not None
+        samples: dict[str, list[float]] = {"alone": [], "during": []}
+        phase = "alone"
+        stop = asyncio.Event()
+
+        async def send() -> None:
+            n = 0
+            start = time.perf_counter()
+            while not stop.is_set():
+                due = start + n / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                t0 = time.perf_counter()
+                result = await hub.ingestor.ingest([document(f"live-{n}", n)], t, "default")
+                assert result.accepted == 1
+                samples[phase].append(time.perf_counter() - t0)
+                n += 1
+
+        sender = asyncio.create_task(send())
+        await asyncio.sleep(baseline_s)
+        phase = "during"
+        t0 = time.perf_counter()
+        deleted = await run_once(hub, now_us())
+        seconds = time.perf_counter() - t0
+        stop.set()
+        await sender
+        return {
+            "deleted": deleted["events"],
+            "seconds": seconds,
+            "rows_per_s": deleted["events"] / seconds,
+            "chunk": hub.settings.retention_chunk,
+            "ingest_alone": _percentiles(samples["alone"]),
+            "ingest_during": _percentiles(samples["during"]),
+        }
+    finally:
+        await hub.close()
+
+
+def main() -> None:
+    kind, rows = sys.argv[1], int(sys.argv[2])
+    rate = float(sys.argv[3]) if len(sys.argv) > 3 else 200.0
+    with (
+        tempfile.TemporaryDirectory() as work,
+        fresh_database(kind, Path(work), "expiry") as url,
+    ):
+        provision(url)
+        t0 = time.perf_counter()
+        _load(url, "bench", rows)
+        loaded = time.perf_counter() - t0
+        figure = asyncio.run(_measure(url, "bench", rate, baseline_s=5.0))
+    print(json.dumps({"backend": kind, "rows": rows, "load_seconds": loaded, **figure}))
+
+
+if __name__ == "__main__":
+    main()

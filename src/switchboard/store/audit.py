@@ -1,0 +1,127 @@
+"""The audit log, written once for both backends on the stores' generic SQL.
+
+Append-only by construction: this module offers `append`, `list_entries` and the retention job's
+`expire` (rows older than a cutoff, in chunks) and nothing that updates or deletes a given row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.envelope import format_us
+from switchboard.store.queries import Sql, dumps, load_json
+
+_COLUMNS = "id, tenant_id, at_us, key_id, key_name, ip, action, method, path, status, before, after"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: str  # UUIDv7, time-ordered: the listing cursor
+    tenant_id: str  # '' for operator actions outside any tenant
+    at_us: int
+    key_id: str
+    key_name: str | None
+    ip: str | None
+    action: str  # e.g. destinations.update
+    method: str
+    path: str
+    status: int
+    before: Any  # the resource before the change, secrets masked (None for a creation)
+    after: Any  # the answer to the change, secrets masked
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id or None,
+            "at": format_us(self.at_us),
+            "key_id": self.key_id,
+            "key_name": self.key_name,
+            "ip": self.ip,
+            "action": self.action,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+def _row(r: Any) -> AuditEntry:
+    return AuditEntry(
+        id=r[0],
+        tenant_id=r[1],
+        at_us=r[2],
+        key_id=r[3],
+        key_name=r[4],
+        ip=r[5],
+        action=r[6],
+        method=r[7],
+        path=r[8],
+        status=r[9],
+        before=load_json(r[10]),
+        after=load_json(r[11]),
+    )
+
+
+async def append(sql: Sql, entry: AuditEntry) -> None:
+    await sql.execute(
+        f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j)",
+        (
+            entry.id,
+            entry.tenant_id,
+            entry.at_us,
+            entry.key_id,
+            entry.key_name,
+            entry.ip,
+            entry.action,
+            entry.method,
+            entry.path,
+            entry.status,
+            None if entry.before is None else dumps(entry.before),
+            None if entry.after is None else dumps(entry.after),
+        ),
+    )
+
+
+async def list_entries(
+    sql: Sql,
+    tenant_id: str,
+    *,
+    from_us: int | None = None,
+    to_us: int | None = None,
+    action: str | None = None,
+    before_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """A tenant's entries newest first; `action` is a name (`keys.create`) or a resource
+    (`keys`, every action on keys); `before_id` is the cursor (the last id of the last page)."""
+    where: list[str] = ["tenant_id = ?"]
+    params: list[Any] = [tenant_id]
+    if from_us is not None:
+        where.append("at_us >= ?")
+        params.append(from_us)
+    if to_us is not None:
+        where.append("at_us < ?")
+        params.append(to_us)
+    if action:
+        where.append("(action = ? OR action LIKE ?)")
+        params += [action, action.replace("%", "").replace("_", "") + ".%"]
+    if before_id is not None:
+        where.append("id < ?")
+        params.append(before_id)
+    rows = await sql.fetch(
+        f"SELECT {_COLUMNS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [_row(r) for r in rows]
+
+
+async def expire(sql: Sql, cutoff_us: int, chunk: int) -> int:
+    """Delete up to `chunk` entries recorded before `cutoff_us` (the audit retention); the
+    number deleted. The retention job calls it until it returns less than `chunk`."""
+    return await sql.execute(
+        "DELETE FROM audit_log WHERE id IN "
+        "(SELECT id FROM audit_log WHERE at_us < ? ORDER BY at_us LIMIT ?)",
+        (cutoff_us, chunk),
+    )
