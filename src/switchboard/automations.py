@@ -289,7 +289,7 @@ def parse_schedule(value: dict[str, Any]) -> Schedule:
         if not isinstance(tz, str) or not tz or len(tz) > 64:
             raise ZoneInfoNotFoundError(tz)
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise _PathError(
             "/on/timezone", f"an IANA time zone such as America/Sao_Paulo, got {tz!r}"
         ) from None

@@ -296,7 +296,7 @@ def parse_quiet_hours(raw: Any) -> QuietHours:
     tz = raw.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise ValueError("timezone: an IANA time zone such as America/Sao_Paulo") from None
     if minutes[0] == minutes[1]:
         raise ValueError("start and end must differ")
@@ -310,7 +310,7 @@ def quiet_until(quiet: QuietHours, now: float, timezone: str | None) -> float | 
 
     try:
         tz = zoneinfo.ZoneInfo(timezone or quiet.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         tz = zoneinfo.ZoneInfo(quiet.timezone)
     local = datetime.fromtimestamp(now, UTC).astimezone(tz)
     minute = local.hour * 60 + local.minute

@@ -295,3 +295,31 @@ async def test_metrics_up_to_the_year_9999_answer(api: Api) -> None:
     status, body, _ = await api.call("GET", "/v1/metrics/events?to=9999-12-31T23:59:59Z", key)
     assert status == 200, body
     assert body["buckets"] == []
+
+
+async def test_a_time_zone_name_too_long_for_a_file_is_a_422_not_a_500(api: Api) -> None:
+    """`zoneinfo` raises OSError (not ZoneInfoNotFoundError) for a name longer than a file
+    name may be; the fuzz run found it through a recipient's `timezone`."""
+    _, key = await api.tenant()
+    long_zone = "America/" + "0" * 300
+    status, body, _ = await api.call(
+        "PUT", "/v1/recipients/p-1", key, json={"email": "a@example.com", "timezone": long_zone}
+    )
+    assert status == 422, body
+    assert "/timezone" in _paths(body), body
+    status, body, _ = await api.call(
+        "PATCH", "/v1/recipients/p-1", key, json={"timezone": long_zone}
+    )
+    assert status in (404, 422), body  # no such recipient yet, or the field named
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/routes",
+        key,
+        json={
+            "name": "quiet",
+            "types": ["*"],
+            "destinations": [],
+            "quiet_hours": {"start": "21:00", "end": "08:00", "timezone": long_zone},
+        },
+    )
+    assert 400 <= status < 500, body
