@@ -32,6 +32,7 @@ from switchboard.config import Settings
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
 from switchboard.store import Scope as KeyScope
+from switchboard.ui import routes as dashboard_routes
 
 log = logging.getLogger("switchboard.api")
 
@@ -227,6 +228,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *automations.routes,
             *recipients.routes,
             *messages.routes,
+            *dashboard_routes(settings),
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -33,6 +33,7 @@ TAGS = [
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
     ("automations", "Versioned step documents (wait, wait_for, send, emit, if) and their runs."),
     ("health", "Liveness, store health and this document."),
+    ("dashboard", "The web dashboard's HTML pages, signed in with a session cookie."),
 ]
 
 TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
@@ -2167,6 +2168,153 @@ def _automation_paths() -> list[Operation]:
     ]
 
 
+def _dashboard_paths() -> list[Operation]:
+    """The web dashboard (docs/dashboard.md): HTML pages for people, not an API. They take a
+    session cookie set by signing in with a tenant's key, never a bearer key."""
+    page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
+    to_sign_in = {"description": "Not signed in: a redirect to `/ui/sign-in`."}
+    after = {"description": "Done: a redirect to the page to show next."}
+    refused = {
+        "description": "An HTML page saying why: no session, a missing or stale CSRF "
+        "token, or a key without the scope."
+    }
+    event_id = _path("event_id", "The event's id (its idempotency id).")
+    subject = _path("subject", "Whom the events are about.")
+
+    def op(op_id: str, summary: str, description: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "operationId": op_id,
+            "tags": ["dashboard"],
+            "summary": summary,
+            "description": description,
+            "security": [],
+            **extra,
+        }
+
+    def view(op_id: str, summary: str, description: str, *params: Schema) -> dict[str, Any]:
+        more: dict[str, Any] = {"parameters": list(params)} if params else {}
+        return op(op_id, summary, description, responses={"200": page, "303": to_sign_in}, **more)
+
+    form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _s()}}}
+
+    def action(op_id: str, summary: str, description: str) -> dict[str, Any]:
+        return op(
+            op_id,
+            summary,
+            description + " The form carries the session's `csrf` token.",
+            requestBody=form,
+            responses={"303": after, "400": refused, "401": refused, "403": refused},
+        )
+
+    return [
+        (
+            "/ui",
+            "get",
+            view(
+                "uiOverview",
+                "Dashboard overview",
+                "Events per hour and delivery "
+                "attempts over the last 24 hours, the backlog and the DLQ size.",
+            ),
+        ),
+        (
+            "/ui/static/dashboard.css",
+            "get",
+            op(
+                "uiStylesheet",
+                "Dashboard stylesheet",
+                "The dashboard's only stylesheet.",
+                responses={
+                    "200": {"description": "CSS.", "content": {"text/css": {"schema": _s()}}}
+                },
+            ),
+        ),
+        (
+            "/ui/sign-in",
+            "get",
+            op("uiSignInForm", "Sign-in form", "Asks for an API key.", responses={"200": page}),
+        ),
+        (
+            "/ui/sign-in",
+            "post",
+            op(
+                "uiSignIn",
+                "Sign in",
+                "Checks the key (a tenant's, with `read`) and sets an HttpOnly, SameSite=Strict "
+                "session cookie; a wrong key gets the form again with 401.",
+                requestBody=form,
+                responses={"303": after, "401": page, "403": refused},
+            ),
+        ),
+        ("/ui/sign-out", "post", action("uiSignOut", "Sign out", "Ends the session.")),
+        (
+            "/ui/events",
+            "get",
+            view(
+                "uiEvents",
+                "Event search",
+                "The tenant's events, newest "
+                "first, searched by type (or glob), subject and trace id.",
+            ),
+        ),
+        (
+            "/ui/events/{event_id}",
+            "get",
+            view(
+                "uiEvent",
+                "Event detail",
+                "One event with its deliveries and their attempts; "
+                "another tenant's id answers 404.",
+                event_id,
+            ),
+        ),
+        (
+            "/ui/subjects/{subject}",
+            "get",
+            view(
+                "uiSubject", "Subject timeline", "The latest 200 events about one subject.", subject
+            ),
+        ),
+        (
+            "/ui/dlq",
+            "get",
+            view(
+                "uiDlq",
+                "Dead-letter queue",
+                "Dead deliveries, with retry and archive for keys with `manage`.",
+            ),
+        ),
+        (
+            "/ui/dlq/retry",
+            "post",
+            action(
+                "uiDlqRetry",
+                "Retry dead deliveries",
+                "Requeues the selected deliveries (`manage`).",
+            ),
+        ),
+        (
+            "/ui/dlq/archive",
+            "post",
+            action(
+                "uiDlqArchive",
+                "Archive dead deliveries",
+                "Archives the selected deliveries (`manage`).",
+            ),
+        ),
+        (
+            "/ui/destinations",
+            "get",
+            view(
+                "uiDestinations",
+                "Destinations",
+                "Each destination's state, this process's circuit "
+                "breaker, how long it has been failing, its backlog and dead deliveries.",
+            ),
+        ),
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2182,6 +2330,7 @@ def openapi_document() -> dict[str, Any]:
         *_recipient_paths(),
         *_template_paths(),
         *_health_paths(),
+        *_dashboard_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")
