@@ -208,3 +208,56 @@ async def test_sign_in_find_events_and_retry_a_dead_delivery(
         wait(ec.url_contains("/ui/sign-in"))
 
     await asyncio.to_thread(refusals_and_sign_out)
+
+
+async def test_a_replay_is_dry_run_then_run_from_the_dashboard(
+    api: Api,
+    receivers: Any,
+    clean_browser: Any,
+) -> None:
+    receiver: Receiver = await receivers(default=200)
+    key, ids = await setup_tenant(api, receiver)
+
+    async def delivered(n: int) -> bool:
+        return sum(1 for r in receiver.received if r["json"] and r["json"]["id"] in ids) >= n
+
+    await until(lambda: delivered(3), "the first three deliveries")
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def dry_run_then_run() -> None:
+        sign_in(driver, api.url, key)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        driver.find_element(By.LINK_TEXT, "Replay").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Replay"))
+        driver.find_element(By.ID, "types").send_keys("lead.*")
+        driver.find_element(By.ID, "dry-run").click()
+        summary = wait(ec.presence_of_element_located((By.ID, "plan-summary")))
+        assert summary.text == "3 events would make 3 deliveries."
+        assert driver.find_element(By.ID, "types").get_attribute("value") == "lead.*"
+        driver.find_element(By.ID, "run").click()
+        wait(ec.url_contains("/ui/replays/rpl_"))
+        # the page reloads itself while the replay runs
+        wait(ec.text_to_be_present_in_element((By.ID, "replay-status"), "done"))
+        assert driver.find_element(By.ID, "replay-deliveries").text == "3"
+
+    await asyncio.to_thread(dry_run_then_run)
+    await until(lambda: delivered(6), "the replayed deliveries at the receiver")
+
+
+async def test_a_bad_replay_form_names_the_field(sqlite_api: Api, clean_browser: Any) -> None:
+    _, key = await sqlite_api.tenant()
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def bad_time() -> None:
+        sign_in(driver, sqlite_api.url, key)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        driver.get(sqlite_api.url + "/ui/replays")
+        driver.find_element(By.ID, "from").send_keys("yesterday")
+        driver.find_element(By.ID, "dry-run").click()
+        error = wait(ec.presence_of_element_located((By.ID, "replay-error")))
+        assert error.text.startswith("invalid replay: from:")
+        assert driver.find_element(By.ID, "from").get_attribute("value") == "yesterday"
+
+    await asyncio.to_thread(bad_time)

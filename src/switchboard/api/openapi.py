@@ -2303,6 +2303,31 @@ def _dashboard_paths() -> list[Operation]:
             ),
         ),
         (
+            "/ui/replays",
+            "get",
+            view("uiReplayForm", "Replay form", "Choose the events to send again."),
+        ),
+        (
+            "/ui/replays",
+            "post",
+            action(
+                "uiReplay",
+                "Dry-run or run a replay",
+                "With `dry_run`: the counts and a sample, nothing sent; with `run`: starts the "
+                "replay and redirects to its progress page (`manage`).",
+            ),
+        ),
+        (
+            "/ui/replays/{replay_id}",
+            "get",
+            view(
+                "uiReplayProgress",
+                "Replay progress",
+                "A replay's status and counts; reloads itself while it runs.",
+                _path("replay_id", "The replay's id."),
+            ),
+        ),
+        (
             "/ui/destinations",
             "get",
             view(

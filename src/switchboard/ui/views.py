@@ -22,7 +22,7 @@ from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from switchboard.store import ApiKey, Cursor, EventQuery, Scope
-from switchboard.ui import charts, queries
+from switchboard.ui import charts, queries, replays
 from switchboard.ui import session as sess
 
 HOUR_US = 3_600_000_000
@@ -88,6 +88,9 @@ class Dashboard:
                 "/ui/dlq/archive", self._action(self.dlq_archive, Scope.MANAGE), methods=["POST"]
             ),
             Route("/ui/destinations", self._page(self.destinations)),
+            Route("/ui/replays", self._page(self.replay_form)),
+            Route("/ui/replays", self._action(self.replay_submit, Scope.MANAGE), methods=["POST"]),
+            Route("/ui/replays/{replay_id}", self._page(self.replay_progress)),
         ]
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -383,3 +386,14 @@ class Dashboard:
                 }
             )
         return self.render("destinations.html", viewer, nav="destinations", rows=rows)
+
+    async def replay_form(self, request: Request, viewer: Viewer) -> Response:
+        return await replays.form_page(self, request, viewer)
+
+    async def replay_submit(
+        self, request: Request, viewer: Viewer, form: dict[str, list[str]]
+    ) -> Response:
+        return await replays.submit(self, request, viewer, form)
+
+    async def replay_progress(self, request: Request, viewer: Viewer) -> Response:
+        return await replays.progress(self, request, viewer)
