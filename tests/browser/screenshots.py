@@ -101,7 +101,8 @@ def photograph(
 ) -> None:
     """The page at `url` once `ready` is there, as tall as the page (between lo and hi px)."""
     driver.set_window_size(WIDTH, 900)
-    driver.get(url)
+    if url:
+        driver.get(url)
     waiter(driver)(ec.presence_of_element_located(ready))
     height = driver.execute_script("return document.documentElement.scrollHeight")
     # the whole page in one picture: the viewport is made as tall as the page
@@ -133,6 +134,10 @@ def shoot(driver: Any, base: str, key: str, event_id: str, token: str, out: Path
     ]
     for path, name, ready in pages:
         photograph(driver, base + path, out / name, ready)
+    driver.get(base + "/ui/replays")
+    driver.find_element(By.ID, "types").send_keys("appointment.*")
+    driver.find_element(By.ID, "dry-run").click()
+    photograph(driver, "", out / "dashboard-replay.png", (By.ID, "plan-summary"))
     docs_ready = (By.CSS_SELECTOR, ".swagger-ui .info")
     photograph(driver, base + "/docs", out / "api-docs.png", docs_ready, hi=1400)
     photograph(
