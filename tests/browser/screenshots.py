@@ -54,6 +54,34 @@ async def seed(api: Api, ok_url: str, failing_url: str) -> tuple[str, str]:
     ):
         status, answer, _ = await api.call("POST", "/v1/routes", key, json=route)
         assert status == 201, answer
+    visit = {
+        "type": "object",
+        "required": ["patient"],
+        "properties": {
+            "patient": {"type": "string", "minLength": 1},
+            "channel": {"enum": ["site", "whatsapp", "phone"]},
+            "unit": {"type": "string"},
+        },
+    }
+    for name, description in (
+        ("lead.created", "Someone asked about care through the site or WhatsApp."),
+        ("appointment.scheduled", "A first visit was booked for a patient."),
+        ("appointment.confirmed", "The patient confirmed the visit."),
+    ):
+        body = {
+            "description": description,
+            "owner": "recepcao",
+            "pii": ["patient"],
+            "versions": [
+                {
+                    "version": "1.0",
+                    "schema": visit,
+                    "examples": [{"patient": "patient-1", "channel": "site", "unit": "Centro"}],
+                }
+            ],
+        }
+        status, answer, _ = await api.call("PUT", f"/v1/event-types/{name}", key, json=body)
+        assert status in (200, 201), answer
     now = datetime.now(UTC)
     events = []
     for i in range(72):
@@ -130,6 +158,8 @@ def shoot(driver: Any, base: str, key: str, event_id: str, token: str, out: Path
         ("/ui/subjects/patient-1", "dashboard-subject.png", (By.CSS_SELECTOR, "ol.timeline")),
         ("/ui/dlq", "dashboard-dlq.png", (By.ID, "retry")),
         ("/ui/destinations", "dashboard-destinations.png", h1),
+        ("/ui/catalog", "dashboard-catalog.png", h1),
+        ("/ui/catalog/lead.created", "dashboard-event-type.png", h1),
         ("/ui/events/no-such-event", "dashboard-not-found.png", h1),
     ]
     for path, name, ready in pages:

@@ -166,3 +166,25 @@ async def test_pages_show_only_the_tenants_own_data_and_bad_input_is_a_4xx(api: 
     assert status == 400 and "cursor" in page
     status, page, _ = await b.request("GET", "/ui/events?subject=<script>alert(1)</script>")
     assert status == 200 and "<script>alert(1)" not in page and "&lt;script&gt;" in page
+
+
+async def test_the_catalog_browser_shows_the_tenants_types_and_not_anothers(api: Api) -> None:
+    _, key = await api.tenant()
+    _, other = await api.tenant()
+    schema = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
+    for k, name in ((key, "trial.started"), (other, "their.secret")):
+        body = {
+            "owner": "growth",
+            "pii": ["email"],
+            "versions": [{"version": "1.0", "schema": schema, "examples": [{"plan": "gold"}]}],
+        }
+        status, answer, _ = await api.call("PUT", f"/v1/event-types/{name}", k, json=body)
+        assert status in (200, 201), answer
+    b = Browser(api)
+    await b.sign_in(key)
+    status, page, _ = await b.request("GET", "/ui/catalog")
+    assert status == 200 and "trial.started" in page and "their.secret" not in page
+    status, page, _ = await b.request("GET", "/ui/catalog/trial.started")
+    assert status == 200 and "Version 1.0 (current)" in page and '"plan": "gold"' in page
+    status, page, _ = await b.request("GET", "/ui/catalog/their.secret")
+    assert status == 404 and "Not found" in page

@@ -2303,6 +2303,21 @@ def _dashboard_paths() -> list[Operation]:
             ),
         ),
         (
+            "/ui/catalog",
+            "get",
+            view("uiCatalog", "Catalog browser", "The event types the tenant sees."),
+        ),
+        (
+            "/ui/catalog/{name}",
+            "get",
+            view(
+                "uiEventType",
+                "Event type",
+                "One type's versions, schemas and examples; another tenant's own type is 404.",
+                _path("name", "The event type's name."),
+            ),
+        ),
+        (
             "/ui/replays",
             "get",
             view("uiReplayForm", "Replay form", "Choose the events to send again."),

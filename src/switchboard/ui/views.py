@@ -22,7 +22,7 @@ from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from switchboard.store import ApiKey, Cursor, EventQuery, Scope
-from switchboard.ui import charts, queries, replays
+from switchboard.ui import catalog, charts, queries, replays
 from switchboard.ui import session as sess
 
 HOUR_US = 3_600_000_000
@@ -88,6 +88,8 @@ class Dashboard:
                 "/ui/dlq/archive", self._action(self.dlq_archive, Scope.MANAGE), methods=["POST"]
             ),
             Route("/ui/destinations", self._page(self.destinations)),
+            Route("/ui/catalog", self._page(self.catalog_types)),
+            Route("/ui/catalog/{name}", self._page(self.catalog_type)),
             Route("/ui/replays", self._page(self.replay_form)),
             Route("/ui/replays", self._action(self.replay_submit, Scope.MANAGE), methods=["POST"]),
             Route("/ui/replays/{replay_id}", self._page(self.replay_progress)),
@@ -397,3 +399,9 @@ class Dashboard:
 
     async def replay_progress(self, request: Request, viewer: Viewer) -> Response:
         return await replays.progress(self, request, viewer)
+
+    async def catalog_types(self, request: Request, viewer: Viewer) -> Response:
+        return await catalog.types_page(self, request, viewer)
+
+    async def catalog_type(self, request: Request, viewer: Viewer) -> Response:
+        return await catalog.type_page(self, request, viewer)
