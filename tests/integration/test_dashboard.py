@@ -188,3 +188,21 @@ async def test_the_catalog_browser_shows_the_tenants_types_and_not_anothers(api:
     assert status == 200 and "Version 1.0 (current)" in page and '"plan": "gold"' in page
     status, page, _ = await b.request("GET", "/ui/catalog/their.secret")
     assert status == 404 and "Not found" in page
+
+
+async def test_the_overview_counts_come_from_an_index_on_attempts(api: Api) -> None:
+    """Migration 0016's index serves the overview's attempts query (SQLite's plan names it; on
+    PostgreSQL, whose plan for an empty table is a scan whatever the indexes, it exists with the
+    query's columns), so the query reads one tenant's last day, not every attempt."""
+    from switchboard.ui.queries import ATTEMPTS_BY_HOUR
+
+    store = api.hub.store
+    if store.dialect == "postgres":
+        rows = await store.fetch(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_attempts_tenant_started'"
+        )
+        assert rows and "(tenant_id, started_us)" in rows[0][0]
+        return
+    params = (3_600_000_000, 3_600_000_000, "t", 0)
+    rows = await store.fetch("EXPLAIN QUERY PLAN " + ATTEMPTS_BY_HOUR, params)
+    assert "ix_attempts_tenant_started" in " ".join(str(r) for r in rows)
