@@ -60,11 +60,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def clean_browser(browser: Any) -> Any:
+def clean_browser(browser: Any) -> Iterator[Any]:
     """The module's browser without cookies: each test's hub listens on its own port, and
-    cookies are kept per host, not per port."""
+    cookies are kept per host, not per port. Afterwards it leaves the page, so no live-tail
+    stream holds the test's hub open while it stops."""
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    return browser
+    yield browser
+    browser.get("about:blank")
 
 
 def waiter(driver: Any) -> Callable[[Callable[[Any], Any]], Any]:

@@ -261,3 +261,34 @@ async def test_a_bad_replay_form_names_the_field(sqlite_api: Api, clean_browser:
         assert driver.find_element(By.ID, "from").get_attribute("value") == "yesterday"
 
     await asyncio.to_thread(bad_time)
+
+
+async def test_events_sent_through_the_api_arrive_in_the_live_tail(
+    api: Api, clean_browser: Any
+) -> None:
+    _, key = await api.tenant()
+    _, other = await api.tenant()
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def open_live_tail() -> None:
+        sign_in(driver, api.url, key)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        driver.find_element(By.LINK_TEXT, "Live").click()
+        wait(ec.text_to_be_present_in_element((By.ID, "live-state"), "Live:"))
+
+    await asyncio.to_thread(open_live_tail)
+    markup = "<img src=x onerror=alert(1)>"
+    for k, eid in ((other, "not-mine"), (key, "live-1"), (key, "live-2")):
+        event = {"id": eid, "type": "visit.booked", "subject": markup, "data": {}}
+        status, _, _ = await api.call("POST", "/v1/events", k, json=event)
+        assert status == 202
+
+    def see_them_arrive() -> None:
+        wait(ec.presence_of_element_located((By.CSS_SELECTOR, "#live-rows tr[data-id='live-2']")))
+        rows = driver.find_elements(By.CSS_SELECTOR, "#live-rows tr")
+        assert [r.get_attribute("data-id") for r in rows] == ["live-2", "live-1"]
+        assert markup in rows[0].text  # shown as text, never as markup
+        assert not driver.find_elements(By.CSS_SELECTOR, "#live-rows img")
+
+    await asyncio.to_thread(see_them_arrive)

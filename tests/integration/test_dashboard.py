@@ -206,3 +206,51 @@ async def test_the_overview_counts_come_from_an_index_on_attempts(api: Api) -> N
     params = (3_600_000_000, 3_600_000_000, "t", 0)
     rows = await store.fetch("EXPLAIN QUERY PLAN " + ATTEMPTS_BY_HOUR, params)
     assert "ix_attempts_tenant_started" in " ".join(str(r) for r in rows)
+
+
+async def test_a_key_holds_at_most_four_live_tails(api: Api) -> None:
+    """Streams are opened over raw connections and read up to their first message; the fifth
+    is refused while four are open, and a closed one frees its place."""
+    import asyncio
+
+    from switchboard.ui.live import MAX_STREAMS
+
+    _, key = await api.tenant()
+    b = Browser(api)
+    await b.sign_in(key)
+    cookie = "; ".join(f"{k}={v}" for k, v in b.cookies.items())
+    port = int(api.url.rsplit(":", 1)[1])
+
+    async def open_stream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ui/live/stream?after=0 HTTP/1.1\r\nHost: x\r\nCookie: "
+            + cookie.encode()
+            + b"\r\n\r\n"
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        return reader, writer, head
+
+    opened = []
+    for _ in range(MAX_STREAMS):
+        reader, writer, head = await open_stream()
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+        assert b"retry: 2000" in await reader.readuntil(b"\n\n")  # the stream has begun
+        opened.append(writer)
+    _, writer, head = await open_stream()
+    assert head.startswith(b"HTTP/1.1 429")
+    writer.close()
+    for w in opened:
+        w.close()
+        await w.wait_closed()
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 60
+    while True:  # the hub notices the closed connections and frees their places
+        _, writer, head = await open_stream()
+        writer.close()
+        if head.startswith(b"HTTP/1.1 200"):
+            break
+        assert loop.time() < end, "the closed streams did not free their places"
+        await asyncio.sleep(0.1)

@@ -2218,14 +2218,41 @@ def _dashboard_paths() -> list[Operation]:
             ),
         ),
         (
-            "/ui/static/dashboard.css",
+            "/ui/static/{name}",
             "get",
             op(
-                "uiStylesheet",
-                "Dashboard stylesheet",
-                "The dashboard's only stylesheet.",
+                "uiStatic",
+                "Dashboard files",
+                "The stylesheet (`dashboard.css`) and the live tail's script (`live.js`).",
+                parameters=[_path("name", "`dashboard.css` or `live.js`.")],
                 responses={
-                    "200": {"description": "CSS.", "content": {"text/css": {"schema": _s()}}}
+                    "200": {"description": "The file."},
+                    "404": {"description": "Not one of the dashboard's files."},
+                },
+            ),
+        ),
+        (
+            "/ui/live",
+            "get",
+            view("uiLive", "Live tail", "The newest events, kept current by `live.js`."),
+        ),
+        (
+            "/ui/live/stream",
+            "get",
+            op(
+                "uiLiveStream",
+                "Live tail stream",
+                "Server-sent events: one `ev` message per new event of the tenant (id: its "
+                "`seq`; `after` or `Last-Event-ID` says where to start). Ends after five "
+                "minutes; at most four open per key and process (429).",
+                parameters=[_query("after", "Send events after this seq.", _int())],
+                responses={
+                    "200": {
+                        "description": "The stream.",
+                        "content": {"text/event-stream": {"schema": _s()}},
+                    },
+                    "303": to_sign_in,
+                    "429": refused,
                 },
             ),
         ),

@@ -3,26 +3,22 @@ own), and one type's versions with their schemas and examples. Read-only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard.api.common import hub
 from switchboard.errors import NotFound
 from switchboard.registry import SHARED
-
-if TYPE_CHECKING:
-    from switchboard.ui.views import Dashboard, Viewer
+from switchboard.ui.viewer import Pages, Viewer
 
 
-async def types_page(dashboard: Dashboard, request: Request, viewer: Viewer) -> Response:
+async def types_page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     rows = await hub(request).registry.list(viewer.tenant_id)
     types = sorted(rows, key=lambda t: t.name)
     return dashboard.render("catalog.html", viewer, nav="catalog", types=types, shared=SHARED)
 
 
-async def type_page(dashboard: Dashboard, request: Request, viewer: Viewer) -> Response:
+async def type_page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     name = request.path_params["name"]
     store = hub(request).store
     row = await store.get_type(viewer.tenant_id, name) or await store.get_type(SHARED, name)

@@ -4,7 +4,7 @@ sample), then the run and its progress. The spec is checked by the same function
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,9 +13,7 @@ from switchboard import replay
 from switchboard.api.common import hub
 from switchboard.api.deliveries import _replay_spec
 from switchboard.errors import ApiError, NotFound
-
-if TYPE_CHECKING:
-    from switchboard.ui.views import Dashboard, Viewer
+from switchboard.ui.viewer import Pages, Viewer
 
 FIELDS = ("types", "from", "to", "destination")
 
@@ -46,12 +44,12 @@ def _body(values: dict[str, str], dry_run: bool) -> dict[str, Any]:
     return body
 
 
-async def form_page(dashboard: Dashboard, request: Request, viewer: Viewer) -> Response:
+async def form_page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     return await _render(dashboard, request, viewer, dict.fromkeys(FIELDS, ""), None, "")
 
 
 async def _render(
-    dashboard: Dashboard,
+    dashboard: Pages,
     request: Request,
     viewer: Viewer,
     values: dict[str, str],
@@ -74,7 +72,7 @@ async def _render(
 
 
 async def submit(
-    dashboard: Dashboard, request: Request, viewer: Viewer, form: dict[str, list[str]]
+    dashboard: Pages, request: Request, viewer: Viewer, form: dict[str, list[str]]
 ) -> Response:
     """The dry run (the `dry_run` button) or the run itself (the `run` button)."""
     values = {name: _first(form, name) for name in FIELDS}
@@ -92,7 +90,7 @@ async def submit(
     return RedirectResponse(f"/ui/replays/{started['id']}", status_code=303)
 
 
-async def progress(dashboard: Dashboard, request: Request, viewer: Viewer) -> Response:
+async def progress(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     replay_id = request.path_params["replay_id"]
     job = await replay.get(hub(request), viewer.tenant_id, replay_id)
     if job is None:

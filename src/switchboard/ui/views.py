@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -21,9 +20,10 @@ from switchboard.api.common import hub, read_body
 from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from switchboard.store import ApiKey, Cursor, EventQuery, Scope
-from switchboard.ui import catalog, charts, queries, replays
+from switchboard.store import Cursor, EventQuery, Scope
+from switchboard.ui import catalog, charts, live, queries, replays
 from switchboard.ui import session as sess
+from switchboard.ui.viewer import Viewer
 
 HOUR_US = 3_600_000_000
 PAGE = 50  # events or deliveries per page
@@ -32,7 +32,8 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 # No script runs on these pages, and no other site may frame them (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -41,19 +42,12 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+STATIC = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+}
+
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who is looking: the signed-in key, its tenant and the session's CSRF token."""
-
-    key: ApiKey
-    tenant_id: str
-    csrf: str
-
-    def can(self, scope: Scope) -> bool:
-        return scope in self.key.scopes
 
 
 def _hour_label(us: int) -> str:
@@ -71,11 +65,14 @@ class Dashboard:
             undefined=StrictUndefined,
         )
         self.env.filters["when"] = lambda us: format_us(us) if us else ""
+        self.streams: dict[str, int] = {}  # live tails open per key id, in this process
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/ui", self._page(self.overview)),
-            Route("/ui/static/dashboard.css", self.stylesheet),
+            Route("/ui/static/{name}", self.static),
+            Route("/ui/live", self._page(self.live_page)),
+            Route("/ui/live/stream", self._page(self.live_stream)),
             Route("/ui/sign-in", self.sign_in_form, methods=["GET"]),
             Route("/ui/sign-in", self.sign_in, methods=["POST"]),
             Route("/ui/sign-out", self._action(self.sign_out, Scope.READ), methods=["POST"]),
@@ -170,11 +167,15 @@ class Dashboard:
         mode = self.settings.ui_cookie_secure
         return mode == "ON" or (mode == "AUTO" and request.url.scheme == "https")
 
-    async def stylesheet(self, request: Request) -> Response:
-        css = (resources.files("switchboard.ui") / "static" / "dashboard.css").read_bytes()
+    async def static(self, request: Request) -> Response:
+        """One of the dashboard's files (a fixed list: no path walking)."""
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return self._error(None, NotFound("no such file"))
+        body = (resources.files("switchboard.ui") / "static" / name).read_bytes()
         return Response(
-            css,
-            media_type="text/css; charset=utf-8",
+            body,
+            media_type=STATIC[name],
             headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
         )
 
@@ -405,3 +406,9 @@ class Dashboard:
 
     async def catalog_type(self, request: Request, viewer: Viewer) -> Response:
         return await catalog.type_page(self, request, viewer)
+
+    async def live_page(self, request: Request, viewer: Viewer) -> Response:
+        return await live.page(self, request, viewer)
+
+    async def live_stream(self, request: Request, viewer: Viewer) -> Response:
+        return await live.stream(self, request, viewer)
