@@ -154,6 +154,7 @@ def shoot(driver: Any, base: str, key: str, event_id: str, token: str, out: Path
     pages = [
         ("/ui", "dashboard-overview.png", (By.ID, "events-chart-title")),
         ("/ui/events", "dashboard-events.png", h1),
+        ("/ui/live", "dashboard-live.png", (By.XPATH, "//p[starts-with(., 'Live:')]")),
         (f"/ui/events/{event_id}", "dashboard-event.png", (By.CSS_SELECTOR, "section.delivery")),
         ("/ui/subjects/patient-1", "dashboard-subject.png", (By.CSS_SELECTOR, "ol.timeline")),
         ("/ui/dlq", "dashboard-dlq.png", (By.ID, "retry")),
