@@ -292,3 +292,38 @@ async def test_events_sent_through_the_api_arrive_in_the_live_tail(
         assert not driver.find_elements(By.CSS_SELECTOR, "#live-rows img")
 
     await asyncio.to_thread(see_them_arrive)
+
+
+async def test_sign_in_and_moving_around_work_from_the_keyboard(
+    sqlite_api: Api, clean_browser: Any
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _, key = await sqlite_api.tenant()
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def keyboard_only() -> None:
+        driver.get(sqlite_api.url + "/ui")
+        wait(ec.presence_of_element_located((By.ID, "key")))
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        assert driver.switch_to.active_element.text == "Skip to content"
+        active = driver.switch_to.active_element
+        active.send_keys(Keys.TAB)  # past the skip link, the first field is the key's
+        active = driver.switch_to.active_element
+        assert active.get_attribute("id") == "key"
+        active.send_keys(key, Keys.ENTER)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        for path in ("/ui", "/ui/events", "/ui/dlq", "/ui/destinations", "/ui/replays"):
+            driver.get(sqlite_api.url + path)
+            wait(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+            assert len(driver.find_elements(By.TAG_NAME, "h1")) == 1, path
+            for field in driver.find_elements(By.CSS_SELECTOR, "main input:not([type=hidden])"):
+                fid = field.get_attribute("id")
+                labelled = fid and driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']")
+                assert labelled or field.get_attribute("aria-label"), (path, fid)
+            for svg in driver.find_elements(By.CSS_SELECTOR, "svg[role=img]"):
+                assert svg.get_attribute("aria-labelledby"), path
+
+    await asyncio.to_thread(keyboard_only)
