@@ -254,3 +254,15 @@ async def test_a_key_holds_at_most_four_live_tails(api: Api) -> None:
             break
         assert loop.time() < end, "the closed streams did not free their places"
         await asyncio.sleep(0.1)
+
+
+async def test_destinations_page_says_when_no_worker_runs_here(hub_api: Api) -> None:
+    _, key = await hub_api.tenant()
+    body = {"name": "crm", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}}
+    status, answer, _ = await hub_api.call("POST", "/v1/destinations", key, json=body)
+    assert status == 201, answer
+    b = Browser(hub_api)
+    await b.sign_in(key)
+    status, page, _ = await b.request("GET", "/ui/destinations")
+    assert status == 200 and "No delivery worker runs in this process" in page
+    assert '<th scope="row">crm</th>' in page and ">idle<" not in page.replace("\n", "")

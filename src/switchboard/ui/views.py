@@ -377,6 +377,7 @@ class Dashboard:
     async def destinations(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
         opened = await queries.open_deliveries(h.store, viewer.tenant_id)
+        running = bool(h.settings.run_worker)  # the hub builds a worker either way; is it run?
         rows = []
         for d in await h.deliveries.list_destinations(viewer.tenant_id):
             state = await h.deliveries.destination_state(d.id)
@@ -384,11 +385,17 @@ class Dashboard:
                 {
                     "destination": d,
                     "failing_since": state[1] if state else None,
-                    "breaker": h.worker.breaker_state(d.id) if h.worker is not None else None,
+                    "breaker": h.worker.breaker_state(d.id) if running and h.worker else None,
                     "open": opened.get(d.id, queries.Open()),
                 }
             )
-        return self.render("destinations.html", viewer, nav="destinations", rows=rows)
+        return self.render(
+            "destinations.html",
+            viewer,
+            nav="destinations",
+            rows=rows,
+            has_worker=running,
+        )
 
     async def replay_form(self, request: Request, viewer: Viewer) -> Response:
         return await replays.form_page(self, request, viewer)
