@@ -29,7 +29,8 @@ HOUR_US = 3_600_000_000
 PAGE = 50  # events or deliveries per page
 FORM_LIMIT = 65_536  # bytes of one form body
 FORM_TYPE = "application/x-www-form-urlencoded"
-# No script runs on these pages, and no other site may frame them (clickjacking).
+# Only the hub's own script file runs on these pages (no inline script), and no other site may
+# frame them (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
@@ -55,6 +56,8 @@ def _hour_label(us: int) -> str:
 
 
 class Dashboard:
+    """The pages, their templates and the key that signs sessions; built once per app."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # without a configured secret, sessions last as long as this process
