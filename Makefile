@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-quick install clean sdk-typescript
+.PHONY: run test lint bench bench-quick install clean sdk-typescript browser screenshots
 
 $(STAMP): pyproject.toml
 	@echo "==> Setting up: a virtualenv in $(VENV) with Switchboard and its dependencies."
@@ -24,8 +24,26 @@ run: $(STAMP)
 	@echo "    create the demo tenant and its key, then serve the API (Ctrl-C stops it)."
 	$(BIN)/switchboard quickstart
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The dashboard's browser tests drive Debian's Chromium through Debian's chromedriver; nothing is
+# downloaded at test time. Installed with apt-get when missing (as root, or through sudo); on a
+# machine without apt-get the browser tests skip (and fail in CI, which requires them).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "==> Installing Chromium and chromedriver from Debian's packages (browser tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "==> No apt-get: install Chromium and chromedriver yourself, or browser tests skip"; fi
+
+# A PNG of every dashboard page, the API docs page and the unsubscribe page, into docs/images/.
+screenshots: $(STAMP) browser
+	$(BIN)/python -m tests.browser.screenshots docs/images
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

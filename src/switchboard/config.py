@@ -379,8 +379,28 @@ class Settings:
         "before the next "
         "(0 = chunks of SWITCHBOARD_RETENTION_CHUNK rows, as on PostgreSQL).",
     )
+    ui_secret: str = _setting(
+        "",
+        _plain,
+        "Key that signs the dashboard's session cookies (at least 32 characters). Empty: a "
+        "random key per process, so sessions end when it restarts and do not carry between "
+        "processes; set it when several processes serve `/ui`.",
+    )
+    ui_session_hours: int = _setting(
+        8, _int, "Hours a dashboard sign-in lasts before the key must be entered again."
+    )
+    ui_cookie_secure: str = _setting(
+        "AUTO",
+        _choice("AUTO", "ON", "OFF"),
+        "The dashboard cookie's `Secure` flag: `AUTO` sets it when the request came over HTTPS "
+        "(behind a trusted proxy, by its `X-Forwarded-Proto`), `ON` always, `OFF` never.",
+    )
 
     def __post_init__(self) -> None:
+        if 0 < len(self.ui_secret) < 32:
+            raise ConfigError("SWITCHBOARD_UI_SECRET must be at least 32 characters (or empty)")
+        if self.ui_session_hours < 1:
+            raise ConfigError("SWITCHBOARD_UI_SESSION_HOURS must be at least 1")
         if 0 < len(self.unsubscribe_secret) < 32:
             raise ConfigError(
                 "SWITCHBOARD_UNSUBSCRIBE_SECRET must be at least 32 characters (or empty)"

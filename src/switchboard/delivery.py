@@ -426,6 +426,12 @@ class Worker(Recording):
 
     # -- one delivery --------------------------------------------------------------------------
 
+    def breaker_state(self, dest_id: str) -> str | None:
+        """This worker's circuit breaker for a destination (closed, open, half_open), or None
+        when it has not sent to it lately. The dashboard shows it; each worker has its own."""
+        state = self._dests.get(dest_id)
+        return None if state is None else state.breaker.state.value
+
     def _cached_destination(self, dest_id: str) -> DestState | None:
         state = self._dests.get(dest_id)
         return state if state is not None and state.expires > time.monotonic() else None

@@ -81,7 +81,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("hub", ("switchboard.hub", "switchboard.sources.inbound", "switchboard.subjects")),
     (
         "interfaces",
-        ("switchboard.api", "switchboard.server", "switchboard.cli", "switchboard.codegen_cli"),
+        (
+            "switchboard.api",
+            "switchboard.ui",
+            "switchboard.server",
+            "switchboard.cli",
+            "switchboard.codegen_cli",
+        ),
     ),
 ]
 

@@ -40,6 +40,7 @@ from switchboard.envelope import now_us
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
 from switchboard.store import Scope as KeyScope
+from switchboard.ui import routes as dashboard_routes
 
 log = logging.getLogger("switchboard.api")
 
@@ -300,6 +301,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *observe.routes,
             *audit.routes,
             *retention.routes,
+            *dashboard_routes(settings),
         ],
         exception_handlers=dict(ERROR_HANDLERS),
         lifespan=lifespan,

@@ -245,6 +245,7 @@ def quickstart(
     err.print(
         f"Example routes and automations to start from: {shipped('examples')}", soft_wrap=True
     )
+    err.print(f"Dashboard: {base}/ui (sign in with the tenant's key)")
     err.print(f"API reference: {base}/docs    Every command: switchboard --help\n")
     sys.stderr.flush()
     if serve_after:

@@ -1,0 +1,103 @@
+"""The dashboard's live tail: the tenant's newest events on a page that a small script keeps
+current through server-sent events. Without JavaScript the page reloads itself instead.
+
+The stream polls the store once a second for events after the last one sent (by `seq`), sends
+each as an `ev` message whose id is its `seq` (a reconnecting browser sends it back as
+`Last-Event-ID`), and ends after `STREAM_SECONDS`, when the browser reconnects; a key may hold
+`MAX_STREAMS` streams at once in a process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from switchboard.api.common import hub
+from switchboard.envelope import format_us
+from switchboard.errors import BadRequest, RateLimited
+from switchboard.store import EventQuery
+from switchboard.ui.viewer import Pages, Viewer
+
+POLL_SECONDS = 1.0
+STREAM_SECONDS = 300.0
+MAX_STREAMS = 4  # per key and process
+BATCH = 100
+# Events after a position, oldest first: `seq` is the events table's key, so this walks it.
+EVENTS_AFTER = (
+    "SELECT seq, id, type, subject, source, status, time_us FROM events "
+    "WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+NEWEST = "SELECT max(seq) FROM events"  # the key's last entry: one index lookup
+
+
+def row_json(r: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "seq": int(r[0]),
+            "id": r[1],
+            "type": r[2],
+            "subject": r[3],
+            "source": r[4],
+            "status": r[5],
+            "time": format_us(int(r[6])),
+        }
+    )
+
+
+async def page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
+    events = await hub(request).store.list_events(viewer.tenant_id, EventQuery(limit=20))
+    after = max((e.seq for e in events), default=0)
+    if after == 0:  # no events yet: start after the newest of any tenant (seq is shared)
+        after = int((await hub(request).store.fetch(NEWEST))[0][0] or 0)
+    return dashboard.render("live.html", viewer, nav="live", events=events, after=after)
+
+
+def _start(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not raw.isdigit() or len(raw) > 19:
+        raise BadRequest("after: a non-negative integer (an event's seq)")
+    return int(raw)
+
+
+async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
+    after = _start(request)
+    key_id = viewer.key.id
+    if dashboard.streams.get(key_id, 0) >= MAX_STREAMS:
+        raise RateLimited(f"this key already has {MAX_STREAMS} live tails open in this process")
+    store = hub(request).store
+    tenant = viewer.tenant_id
+
+    async def messages() -> AsyncIterator[bytes]:
+        nonlocal after
+        dashboard.streams[key_id] = dashboard.streams.get(key_id, 0) + 1
+        loop = asyncio.get_running_loop()
+        end = loop.time() + STREAM_SECONDS
+        try:
+            yield b"retry: 2000\n\n"
+            while loop.time() < end:
+                rows = await store.fetch(EVENTS_AFTER, (tenant, after, BATCH))
+                for r in rows:
+                    after = int(r[0])
+                    yield b"id: %d\nevent: ev\ndata: %s\n\n" % (after, row_json(r))
+                if len(rows) < BATCH:
+                    if not rows:  # skip other tenants' events from here on: each poll stays short
+                        newest = (await store.fetch(NEWEST))[0][0]
+                        after = max(after, int(newest or 0))
+                    yield b": idle\n\n"  # a comment keeps proxies from closing the stream
+                    await asyncio.sleep(POLL_SECONDS)
+        finally:
+            left = dashboard.streams.get(key_id, 1) - 1
+            if left:
+                dashboard.streams[key_id] = left
+            else:
+                dashboard.streams.pop(key_id, None)
+
+    return StreamingResponse(
+        messages(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
