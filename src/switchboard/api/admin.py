@@ -83,6 +83,7 @@ class KeyIn(Body):
         Annotated[
             dict[str, Any],
             Meta(
+                min_length=1,
                 description="A filter-language pattern every event the key sends must match, "
                 "added to every read it makes (docs/privacy.md)."
             ),
