@@ -11,8 +11,8 @@ import pytest
 from alembic import command
 
 from switchboard.config import Settings
-from switchboard.store.backends import open_store
 from switchboard.store import retention as retention_sql
+from switchboard.store.backends import open_store
 from switchboard.store.migrate import _config
 from tests.conftest import fresh_database
 
