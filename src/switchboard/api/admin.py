@@ -85,7 +85,7 @@ class KeyIn(Body):
             Meta(
                 min_length=1,
                 description="A filter-language pattern every event the key sends must match, "
-                "added to every read it makes (docs/privacy.md)."
+                "added to every read it makes (docs/privacy.md).",
             ),
         ]
         | None
