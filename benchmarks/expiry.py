@@ -4,7 +4,7 @@ what ingest latency is while it runs.
 A fresh database gets N events 13 months old and N/10 kept ones (the bulk loader of
 `raw_insert.py`, times moved back), and a tenant default retention of 12 months. A hub's own
 ingest path (`Hub.ingestor`, in this process, on the same store) then sends one event per call
-at a fixed rate: first for a few seconds alone (the baseline), then while `retention.run_once`
+at a fixed rate: first for a few seconds alone (the baseline), then while `retention_job.run_once`
 deletes the expired events in its chunks. Prints one JSON line: the rows deleted, the seconds
 and rows/s of the expiry, and ingest p50/p99 (ms) alone and during the expiry.
 
@@ -63,7 +63,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 async def _measure(url: str, tenant: str, rate: float, baseline_s: float) -> dict[str, Any]:
     from switchboard.config import Settings
     from switchboard.hub import Hub
-    from switchboard.retention import run_once
+    from switchboard.retention_job import run_once
     from switchboard.store import retention as sql
 
     hub = Hub(Settings.from_env({}, database_url=url, run_worker=0))

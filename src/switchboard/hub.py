@@ -132,7 +132,7 @@ class Hub:
         if run:
             self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
             self._engine_task = asyncio.create_task(self.engine.run(), name="automation-engine")
-            from switchboard.retention import retention_loop
+            from switchboard.retention_job import retention_loop
 
             self.spawn(resume_replays(self))
             if self.settings.alert_interval > 0:

@@ -50,6 +50,10 @@ async def test_every_changing_route_is_audited(api: Api) -> None:
         for method in sorted((route.methods or set()) - {"GET", "HEAD"}):
             if (method, route.path) in NOT_MANAGE or route.path in SEGMENT:
                 continue
+            if route.path.startswith("/ui/"):
+                # the dashboard's forms take a session cookie, not a key; the actions among
+                # them write their own entries (test_dashboard.py checks them)
+                continue
             path = _fill(route.path)
             tenant_wide = route.path == "/v1/tenants"  # the operator's own action
             headers = None if tenant_wide else {"X-Switchboard-Tenant": tenant}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from switchboard.audit import action_name
 from switchboard.auth import mint_key
 from switchboard.envelope import now_us
 from switchboard.ui import session as sess
@@ -106,6 +107,12 @@ async def test_actions_need_the_sessions_csrf_token_and_the_manage_scope(api: Ap
     assert status == 403 and "CSRF" in page
     status, _, headers = await b.request("POST", "/ui/dlq/retry", f"ids=d1&csrf={token}")
     assert status == 303 and headers["Location"] == "/ui/dlq?done=0+requeued"
+    # the action is in the audit log, as the API's would be, with the signed-in key
+    status, audit, _ = await api.call("GET", "/v1/audit", key)
+    assert status == 200, audit
+    [entry] = [e for e in audit["data"] if e["path"] == "/ui/dlq/retry"]
+    assert entry["action"] == action_name("POST", "/v1/dlq/retry")
+    assert entry["after"]["ids"] == ["d1"] and entry["after"]["via"] == "dashboard"
     # another session's token does not fit this one
     other = Browser(api)
     await other.sign_in(key)

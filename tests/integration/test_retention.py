@@ -13,7 +13,8 @@ import pytest
 
 from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
-from switchboard.retention import DAY_US, run_once
+from switchboard.retention import DAY_US
+from switchboard.retention_job import run_once
 from switchboard.store import retention as sql
 from tests.conftest import LOOPBACK, Api, fresh_database, serve
 from tests.integration.conftest import worker_for

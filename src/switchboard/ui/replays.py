@@ -13,6 +13,7 @@ from switchboard import replay
 from switchboard.api.common import hub
 from switchboard.api.deliveries import _replay_spec
 from switchboard.errors import ApiError, NotFound
+from switchboard.ui import actions
 from switchboard.ui.viewer import Pages, Viewer
 
 FIELDS = ("types", "from", "to", "destination")
@@ -87,6 +88,7 @@ async def submit(
         plan = await replay.dry_run(h, spec)
         return await _render(dashboard, request, viewer, values, plan, "")
     started = await replay.start(h, spec)
+    await actions.audited(request, viewer, "/v1/replays", {"id": started["id"]})
     return RedirectResponse(f"/ui/replays/{started['id']}", status_code=303)
 
 

@@ -21,7 +21,7 @@ from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from switchboard.store import Cursor, EventQuery, Scope
-from switchboard.ui import catalog, charts, live, queries, replays
+from switchboard.ui import actions, catalog, charts, live, queries, replays
 from switchboard.ui import session as sess
 from switchboard.ui.viewer import Viewer
 
@@ -365,7 +365,9 @@ class Dashboard:
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        n = await h.deliveries.requeue(viewer.tenant_id, await self._dlq_ids(form), now_us())
+        ids = await self._dlq_ids(form)
+        n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us())
+        await actions.audited(request, viewer, "/v1/dlq/retry", {"ids": ids, "requeued": n})
         if h.worker is not None:
             h.worker.wakeup.set()
         return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} requeued"}), 303)
@@ -374,7 +376,9 @@ class Dashboard:
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        n = await h.deliveries.archive(viewer.tenant_id, await self._dlq_ids(form), now_us())
+        ids = await self._dlq_ids(form)
+        n = await h.deliveries.archive(viewer.tenant_id, ids, now_us())
+        await actions.audited(request, viewer, "/v1/dlq/archive", {"ids": ids, "archived": n})
         return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} archived"}), 303)
 
     async def destinations(self, request: Request, viewer: Viewer) -> Response:
