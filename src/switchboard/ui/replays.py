@@ -5,6 +5,7 @@ sample), then the run and its progress. The spec is checked by the same function
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,6 +14,7 @@ from switchboard import replay
 from switchboard.api.common import hub
 from switchboard.api.deliveries import _replay_spec
 from switchboard.errors import ApiError, NotFound
+from switchboard.ui.masking import shown
 from switchboard.ui.viewer import Pages, Viewer
 
 FIELDS = ("types", "from", "to", "destination")
@@ -84,7 +86,7 @@ async def submit(
         return await _render(dashboard, request, viewer, values, None, str(exc), exc.status)
     h = hub(request)
     if dry:
-        plan = await replay.dry_run(h, spec)
+        plan = await shown(request, viewer, "/v1/replays", await replay.dry_run(h, spec))
         return await _render(dashboard, request, viewer, values, plan, "")
     started = await replay.start(h, spec)
     return RedirectResponse(f"/ui/replays/{started['id']}", status_code=303)
@@ -95,4 +97,5 @@ async def progress(dashboard: Pages, request: Request, viewer: Viewer) -> Respon
     job = await replay.get(hub(request), viewer.tenant_id, replay_id)
     if job is None:
         raise NotFound(f"no replay with id {replay_id!r} in this tenant")
+    job = await shown(request, viewer, f"/v1/replays/{quote(replay_id, safe='')}", job)
     return dashboard.render("replay.html", viewer, nav="replays", job=job)

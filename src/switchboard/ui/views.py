@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
@@ -23,6 +23,7 @@ from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauth
 from switchboard.store import Cursor, EventQuery, Scope
 from switchboard.ui import catalog, charts, live, queries, replays
 from switchboard.ui import session as sess
+from switchboard.ui.masking import plain, shown
 from switchboard.ui.viewer import Viewer
 
 HOUR_US = 3_600_000_000
@@ -47,6 +48,15 @@ STATIC = {
     "dashboard.css": "text/css; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
 }
+
+# Why a key limited inside its tenant cannot sign in: the overview's counts, the destinations'
+# backlog and the live tail read the whole tenant, so the dashboard would show it more than the
+# API does (docs/dashboard.md).
+CONSTRAINED = (
+    "This API key is limited by constraints to part of its tenant, and the dashboard shows the "
+    "whole tenant: sign in with a key without constraints, or use the API, which narrows every "
+    "read to the key's part."
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -112,7 +122,12 @@ class Dashboard:
         if s is None:
             return None
         for key in await hub(request).store.keys_by_prefix(s.prefix):
-            if key.id == s.key_id and key.revoked_us is None and key.tenant_id is not None:
+            if (
+                key.id == s.key_id
+                and key.revoked_us is None
+                and key.tenant_id is not None
+                and key.constraints is None  # refused at sign-in; never a session either
+            ):
                 return Viewer(key, key.tenant_id, sess.csrf_token(self.secret, s.nonce))
         return None
 
@@ -229,6 +244,8 @@ class Dashboard:
             return await self.sign_in_form(
                 request, "This API key lacks the 'read' scope the dashboard needs.", 403
             )
+        if p.key.constraints is not None:
+            return await self.sign_in_form(request, CONSTRAINED, 403)
         hours = self.settings.ui_session_hours
         s = sess.new_session(p.key.id, p.key.prefix, now_us() + hours * HOUR_US)
         response = RedirectResponse("/ui", status_code=303)
@@ -314,8 +331,15 @@ class Dashboard:
         if len(rows) == PAGE:
             last = rows[-1]
             older = "?" + urlencode({**search, "cursor": Cursor(last.time_us, last.seq).encode()})
+        # the search as typed is echoed masked too: the page shows what `GET /v1/events` would
+        doc = await shown(request, viewer, "/v1/events", {"data": plain(rows), "search": search})
         return self.render(
-            "events.html", viewer, nav="events", events=rows, search=search, older=older
+            "events.html",
+            viewer,
+            nav="events",
+            events=doc["data"],
+            search=doc["search"],
+            older=older,
         )
 
     async def event(self, request: Request, viewer: Viewer) -> Response:
@@ -329,13 +353,19 @@ class Dashboard:
             (d, await h.deliveries.attempts(viewer.tenant_id, d.id))
             for d in await h.deliveries.for_event(viewer.tenant_id, event.seq)
         ]
+        doc = await shown(
+            request,
+            viewer,
+            f"/v1/events/{quote(event_id, safe='')}",
+            {"event": plain(event), "envelope": event.to_json(), "deliveries": plain(deliveries)},
+        )
         return self.render(
             "event.html",
             viewer,
             nav="events",
-            event=event,
-            envelope=event.to_json(),
-            deliveries=deliveries,
+            event=doc["event"],
+            envelope=doc["envelope"],
+            deliveries=doc["deliveries"],
             names=names,
         )
 
@@ -344,14 +374,23 @@ class Dashboard:
         rows = await hub(request).store.list_events(
             viewer.tenant_id, EventQuery(subject=subject, limit=200)
         )
-        return self.render("subject.html", viewer, nav="events", subject=subject, events=rows)
+        doc = await shown(
+            request,
+            viewer,
+            f"/v1/subjects/{quote(subject, safe='')}/timeline",
+            {"subject": subject, "data": plain(rows)},
+        )
+        return self.render(
+            "subject.html", viewer, nav="events", subject=doc["subject"], events=doc["data"]
+        )
 
     async def dlq(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
         rows = await h.deliveries.listing(viewer.tenant_id, status="dead", limit=PAGE * 2)
         names = {d.id: d.name for d in await h.deliveries.list_destinations(viewer.tenant_id)}
         done = request.query_params.get("done", "")
-        return self.render("dlq.html", viewer, nav="dlq", rows=rows, names=names, done=done)
+        doc = await shown(request, viewer, "/v1/dlq", {"data": plain(rows)})
+        return self.render("dlq.html", viewer, nav="dlq", rows=doc["data"], names=names, done=done)
 
     async def _dlq_ids(self, form: dict[str, list[str]]) -> list[str]:
         ids = form.get("ids") or []
