@@ -1,0 +1,221 @@
+"""The dashboard shows a key what the API shows it, on both stores: a `read` key without `pii`
+walks every page and the live tail and meets no raw PII value of the stored events; a `pii` key
+sees them whole; a key limited by constraints inside its tenant cannot sign in, nor use a
+session made for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp import web
+
+from switchboard.auth import KEY_PREFIX_LEN, mint_key
+from switchboard.config import Settings
+from switchboard.envelope import now_us
+from switchboard.ui import session as sess
+from tests.conftest import LOOPBACK, Api, fresh_database, serve
+from tests.integration.conftest import worker_for
+from tests.integration.test_dashboard import CSRF_RE, Browser
+from tests.integration.test_privacy_masking import CPF, EMAIL, LEAD, LEAD_TYPE, NAME, PHONE, RAW
+
+pytestmark = pytest.mark.security
+
+SECRET = "s" * 40  # the dashboard's session secret in these tests, so a session can be forged
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def ui_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """A hub without a worker of its own (the test drains one) and a known session secret."""
+    async with fresh_database(request.param, tmp_path) as url:
+        settings = Settings(
+            database_url=url,
+            key_rate=0,
+            tenant_rate=0,
+            run_worker=0,
+            egress_allow=LOOPBACK,
+            ui_secret=SECRET,
+        )
+        async with serve(settings) as a:
+            yield a
+
+
+@pytest.fixture
+async def failing_echo() -> AsyncIterator[str]:
+    """A receiver that fails, answering with the body it got: the dead delivery's error then
+    carries the person's data, as real endpoints' error pages do."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=500, body=await request.read())
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hook"
+    await runner.cleanup()
+
+
+async def _populate(api: Api, manage: str, echo: str, failing: str) -> str:
+    """A lead whose subject is an email, delivered to an echoing webhook and dead at a failing
+    one; returns the event's id."""
+    status, body, _ = await api.call("PUT", "/v1/event-types/lead.created", manage, LEAD_TYPE)
+    assert status in (200, 201), body
+    for dest in (
+        {"name": "hook", "kind": "webhook", "config": {"url": echo}},
+        {"name": "dead", "kind": "webhook", "config": {"url": failing}, "retry_schedule": "0"},
+    ):
+        status, body, _ = await api.call("POST", "/v1/destinations", manage, dest)
+        assert status == 201, body
+    route = {"name": "r", "types": ["lead.*"], "destinations": ["hook", "dead"]}
+    assert (await api.call("POST", "/v1/routes", manage, route))[0] == 201
+    event = {"type": "lead.created", "subject": EMAIL, "data": LEAD}
+    status, body, _ = await api.call("POST", "/v1/events", manage, [event])
+    assert status == 202, body
+    await worker_for(api).drain()
+    _, dead, _ = await api.call("GET", "/v1/dlq", manage)
+    assert len(dead["data"]) == 1, dead  # the page below has a row to show
+    return str(body["results"][0]["id"])
+
+
+async def _walk(b: Browser, event_id: str) -> dict[str, str]:
+    """Every page a `read` key can open, by path, with the replay screens of a `manage` key."""
+    pages: dict[str, str] = {}
+    for path in (
+        "/ui",
+        "/ui/events",
+        "/ui/events?subject=" + quote(EMAIL, safe=""),
+        "/ui/events?type=lead.*",
+        f"/ui/events/{event_id}",
+        "/ui/subjects/" + quote(EMAIL, safe=""),
+        "/ui/dlq",
+        "/ui/destinations",
+        "/ui/catalog",
+        "/ui/catalog/lead.created",
+        "/ui/live",
+        "/ui/replays",
+    ):
+        status, page, _ = await b.request("GET", path)
+        assert status == 200, (path, page)
+        pages[path] = page
+    return pages
+
+
+async def _replay_pages(b: Browser) -> dict[str, str]:
+    token = await b.csrf("/ui/replays")
+    status, plan, _ = await b.request("POST", "/ui/replays", f"csrf={token}&types=lead.*&dry_run=1")
+    assert status == 200 and "1 event would make" in plan, plan
+    status, _, headers = await b.request("POST", "/ui/replays", f"csrf={token}&types=lead.*&run=1")
+    assert status == 303, headers
+    status, job, _ = await b.request("GET", headers["Location"])
+    assert status == 200
+    return {"replay dry run": plan, "replay progress": job}
+
+
+async def _tail(api: Api, b: Browser, event_id: str) -> str:
+    """The live tail from the start, read until it has sent the event (a generous deadline)."""
+    cookie = "; ".join(f"{k}={v}" for k, v in b.cookies.items())
+    port = int(api.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /ui/live/stream?after=0 HTTP/1.1\r\nHost: x\r\nCookie: "
+            + cookie.encode()
+            + b"\r\n\r\n"
+        )
+        await writer.drain()
+        got = b""
+        while b'"id":"' + event_id.encode() not in got:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout=60)
+            assert chunk, got
+            got += chunk
+        return got.decode()
+    finally:
+        writer.close()
+
+
+async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
+    ui_api: Api, echo: str, failing_echo: str
+) -> None:
+    api = ui_api
+    tenant, manage = await api.tenant(scopes=("ingest", "read", "manage"))
+    _, read = await api.tenant(tenant, scopes=("read",))
+    _, pii = await api.tenant(tenant, scopes=("read", "pii"))
+    event_id = await _populate(api, manage, echo, failing_echo)
+
+    reader = Browser(api)
+    assert (await reader.sign_in(read))[0] == 303
+    pages = await _walk(reader, event_id)
+    pages["live tail"] = await _tail(api, reader, event_id)
+    manager = Browser(api)  # a manage key without `pii` runs replays, masked the same
+    assert (await manager.sign_in(manage))[0] == 303
+    pages.update(await _replay_pages(manager))
+    for path, page in pages.items():
+        assert [v for v in RAW if v in page] == [], path
+    event = pages[f"/ui/events/{event_id}"]
+    assert "J. P." in event and "+55 31 9****-5432" in event and "***.456.789-**" in event
+    assert '"plan": "gold"' in event  # not PII: shown as sent
+    assert "j***@e***.com.br" in pages["/ui/events"] and "j***@e***.com.br" in pages["live tail"]
+    assert (
+        event_id in pages["/ui/dlq"] and event_id in pages["/ui/subjects/" + quote(EMAIL, safe="")]
+    )
+
+    whole = Browser(api)
+    assert (await whole.sign_in(pii))[0] == 303
+    seen = await _walk(whole, event_id)
+    event = seen[f"/ui/events/{event_id}"]
+    assert all(v in event for v in (NAME, EMAIL, PHONE, CPF)), event
+    assert EMAIL in seen["/ui/events"] and EMAIL in seen["/ui/live"]
+    assert EMAIL in await _tail(api, whole, event_id)
+
+
+async def test_a_constrained_key_cannot_sign_in_nor_use_a_session(ui_api: Api) -> None:
+    """The dashboard's overview, destinations and live tail read the whole tenant, so a key
+    limited to one clinic is refused rather than shown the other clinic's events."""
+    api = ui_api
+    tenant, manage = await api.tenant()
+    clinic = {"context": {"clinic_id": ["c-17"]}}
+    for event_id, where in (("mine", "c-17"), ("theirs", "c-18")):
+        event = {"id": event_id, "type": "visit.done", "subject": "p-1", "data": {}}
+        status, body, _ = await api.call(
+            "POST", "/v1/events", manage, [{**event, "context": {"clinic_id": where}}]
+        )
+        assert status == 202, body
+    status, created, _ = await api.call(
+        "POST", "/v1/keys", manage, {"scopes": ["read", "manage"], "constraints": clinic}
+    )
+    assert status == 201, created
+
+    b = Browser(api)
+    status, page, _ = await b.sign_in(created["key"])
+    assert status == 403 and "limited by constraints" in page and "use the API" in page
+    assert sess.COOKIE not in b.cookies and "theirs" not in page
+
+    # a session for the key (as if it had been made before this rule) opens no page either
+    session = sess.new_session(
+        created["id"], created["key"][:KEY_PREFIX_LEN], now_us() + 3_600_000_000
+    )
+    keys = await api.hub.store.keys_by_prefix(session.prefix)
+    assert [k.id for k in keys] == [created["id"]]  # the forged session names the real key
+    b.cookies[sess.COOKIE] = sess.encode(SECRET.encode(), session)
+    for path in ("/ui", "/ui/events", "/ui/events/theirs", "/ui/subjects/p-1", "/ui/live"):
+        status, page, headers = await b.request("GET", path)
+        assert status == 303 and headers["Location"] == "/ui/sign-in", path
+    status, _, _ = await b.request("GET", "/ui/live/stream?after=0")
+    assert status == 303
+
+    # the same session for an unconstrained key of the tenant works: the refusal is the rule
+    _, record = mint_key(tenant, "plain", ["read"])
+    await api.hub.store.create_key(record)
+    plain = sess.new_session(record.id, record.prefix, now_us() + 3_600_000_000)
+    b.cookies[sess.COOKIE] = sess.encode(SECRET.encode(), plain)
+    status, page, _ = await b.request("GET", "/ui/events")
+    assert status == 200 and "theirs" in page and "mine" in page
+    assert CSRF_RE.search(page) is not None
