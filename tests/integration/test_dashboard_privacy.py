@@ -8,19 +8,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 
-from switchboard.auth import KEY_PREFIX_LEN, mint_key
 from switchboard.config import Settings
-from switchboard.envelope import now_us
-from switchboard.ui import session as sess
 from tests.conftest import LOOPBACK, Api, fresh_database, serve
 from tests.integration.conftest import worker_for
-from tests.integration.test_dashboard import CSRF_RE, Browser
+from tests.integration.test_dashboard import Browser
 from tests.integration.test_privacy_masking import CPF, EMAIL, LEAD, LEAD_TYPE, NAME, PHONE, RAW
 
 pytestmark = pytest.mark.security
@@ -176,46 +172,116 @@ async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
     assert EMAIL in await _tail(api, whole, event_id)
 
 
-async def test_a_constrained_key_cannot_sign_in_nor_use_a_session(ui_api: Api) -> None:
-    """The dashboard's overview, destinations and live tail read the whole tenant, so a key
-    limited to one clinic is refused rather than shown the other clinic's events."""
-    api = ui_api
-    tenant, manage = await api.tenant()
-    clinic = {"context": {"clinic_id": ["c-17"]}}
-    for event_id, where in (("mine", "c-17"), ("theirs", "c-18")):
-        event = {"id": event_id, "type": "visit.done", "subject": "p-1", "data": {}}
-        status, body, _ = await api.call(
-            "POST", "/v1/events", manage, [{**event, "context": {"clinic_id": where}}]
-        )
-        assert status == 202, body
+MINE, THEIRS, LATER = "visit-c17-a41", "visit-c18-b52", "visit-c17-c63"
+
+
+async def _two_clinics(api: Api, manage: str, failing: str) -> str:
+    """Clinic 17's and clinic 18's events, their deliveries dead at a failing webhook; returns
+    a key limited to clinic 17."""
+    dest = {"name": "hook", "kind": "webhook", "config": {"url": failing}, "retry_schedule": "0"}
+    assert (await api.call("POST", "/v1/destinations", manage, dest))[0] == 201
+    route = {"name": "all", "types": ["visit.*"], "destinations": ["hook"]}
+    assert (await api.call("POST", "/v1/routes", manage, route))[0] == 201
+    events = [
+        {
+            "id": event_id,
+            "type": "visit.done",
+            "subject": "p-1",
+            "context": {"clinic_id": clinic},
+            "data": {},
+        }
+        for event_id, clinic in ((MINE, "c-17"), (THEIRS, "c-18"))
+    ]
+    assert (await api.call("POST", "/v1/events", manage, events))[0] == 202
+    await worker_for(api).drain()
     status, created, _ = await api.call(
-        "POST", "/v1/keys", manage, {"scopes": ["read", "manage"], "constraints": clinic}
+        "POST",
+        "/v1/keys",
+        manage,
+        {"scopes": ["read", "manage"], "constraints": {"context": {"clinic_id": ["c-17"]}}},
     )
     assert status == 201, created
+    return str(created["key"])
 
+
+async def test_a_constrained_key_sees_only_its_clinic_on_every_page(
+    ui_api: Api, failing_echo: str
+) -> None:
+    api = ui_api
+    _, manage = await api.tenant(scopes=("ingest", "read", "manage"))
+    mine = await _two_clinics(api, manage, failing_echo)
     b = Browser(api)
-    status, page, _ = await b.sign_in(created["key"])
-    assert status == 403 and "limited by constraints" in page and "use the API" in page
-    assert sess.COOKIE not in b.cookies and "theirs" not in page
-
-    # a session for the key (as if it had been made before this rule) opens no page either
-    session = sess.new_session(
-        created["id"], created["key"][:KEY_PREFIX_LEN], now_us() + 3_600_000_000
+    assert (await b.sign_in(mine))[0] == 303
+    pages = await _walk_ids(b)
+    for path, page in pages.items():
+        assert THEIRS not in page, path
+    assert MINE in pages["/ui/events"] and MINE in pages["/ui/dlq"] and MINE in pages["/ui/live"]
+    assert MINE in pages["/ui/subjects/p-1"] and MINE in pages["/ui/events?type=visit.*"]
+    overview = pages["/ui"]
+    assert '<dd id="events-total">1</dd>' in overview and "0 succeeded, 1 failed." in overview
+    assert (
+        '<a href="/ui/dlq">1</a>' in overview
+        and '<a href="/ui/dlq">1</a>' in pages["/ui/destinations"]
     )
-    keys = await api.hub.store.keys_by_prefix(session.prefix)
-    assert [k.id for k in keys] == [created["id"]]  # the forged session names the real key
-    b.cookies[sess.COOKIE] = sess.encode(SECRET.encode(), session)
-    for path in ("/ui", "/ui/events", "/ui/events/theirs", "/ui/subjects/p-1", "/ui/live"):
-        status, page, headers = await b.request("GET", path)
-        assert status == 303 and headers["Location"] == "/ui/sign-in", path
-    status, _, _ = await b.request("GET", "/ui/live/stream?after=0")
-    assert status == 303
+    status, page, _ = await b.request("GET", f"/ui/events/{THEIRS}")
+    assert status == 404 and "Not found" in page
+    assert (await b.request("GET", f"/ui/events/{MINE}"))[0] == 200
 
-    # the same session for an unconstrained key of the tenant works: the refusal is the rule
-    _, record = mint_key(tenant, "plain", ["read"])
-    await api.hub.store.create_key(record)
-    plain = sess.new_session(record.id, record.prefix, now_us() + 3_600_000_000)
-    b.cookies[sess.COOKIE] = sess.encode(SECRET.encode(), plain)
-    status, page, _ = await b.request("GET", "/ui/events")
-    assert status == 200 and "theirs" in page and "mine" in page
-    assert CSRF_RE.search(page) is not None
+    # the live tail: the other clinic's event, between two of this one's, is never sent
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/events",
+        manage,
+        {
+            "id": LATER,
+            "type": "visit.done",
+            "subject": "p-1",
+            "context": {"clinic_id": "c-17"},
+            "data": {},
+        },
+    )
+    assert status in (200, 202), body
+    tail = await _tail(api, b, LATER)
+    assert MINE in tail and THEIRS not in tail
+
+    # replays and DLQ actions reach only this clinic's events and deliveries
+    token = await b.csrf("/ui/replays")
+    form = f"csrf={token}&types=visit.*&dry_run=1"
+    status, plan, _ = await b.request("POST", "/ui/replays", form)
+    assert status == 200 and "2 events would make 2 deliveries" in plan, plan
+    assert THEIRS not in plan
+    _, dead, _ = await api.call("GET", "/v1/dlq", manage)
+    theirs = [d["id"] for d in dead["data"] if d["event"]["id"] == THEIRS]
+    assert len(theirs) == 1
+    for action, done in (("retry", "0+requeued"), ("archive", "0+archived")):
+        form = f"csrf={token}&ids={theirs[0]}"
+        status, _, headers = await b.request("POST", f"/ui/dlq/{action}", form)
+        assert status == 303 and headers["Location"] == f"/ui/dlq?done={done}", action
+    _, still, _ = await api.call("GET", "/v1/dlq", manage)
+    assert theirs[0] in [d["id"] for d in still["data"]]
+
+    # the unconstrained key of the same tenant sees both clinics on the same pages
+    whole = Browser(api)
+    assert (await whole.sign_in(manage))[0] == 303
+    seen = await _walk_ids(whole)
+    assert THEIRS in seen["/ui/events"] and THEIRS in seen["/ui/dlq"]
+    assert "0 succeeded, 2 failed." in seen["/ui"] and '<a href="/ui/dlq">2</a>' in seen["/ui"]
+
+
+async def _walk_ids(b: Browser) -> dict[str, str]:
+    pages: dict[str, str] = {}
+    for path in (
+        "/ui",
+        "/ui/events",
+        "/ui/events?type=visit.*",
+        "/ui/events?subject=p-1",
+        "/ui/subjects/p-1",
+        "/ui/dlq",
+        "/ui/destinations",
+        "/ui/live",
+        "/ui/replays",
+    ):
+        status, page, _ = await b.request("GET", path)
+        assert status == 200, (path, page)
+        pages[path] = page
+    return pages

@@ -19,7 +19,8 @@ from starlette.responses import Response, StreamingResponse
 from switchboard.api.common import hub
 from switchboard.envelope import format_us
 from switchboard.errors import BadRequest, RateLimited
-from switchboard.store import EventQuery
+from switchboard.store import EventQuery, Store
+from switchboard.store.deliveries import pattern_fragment
 from switchboard.ui.masking import plain, sees_raw, shown
 from switchboard.ui.viewer import Pages, Viewer
 
@@ -31,6 +32,11 @@ BATCH = 100
 EVENTS_AFTER = (
     "SELECT seq, id, type, subject, source, status, time_us FROM events "
     "WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+# The same for a key limited by constraints: only the events they match (`{narrowed}`).
+EVENTS_AFTER_NARROWED = (
+    "SELECT e.seq, e.id, e.type, e.subject, e.source, e.status, e.time_us FROM events e "
+    "WHERE e.tenant_id = ? AND e.seq > ? AND ({narrowed}) ORDER BY e.seq LIMIT ?"
 )
 NEWEST = "SELECT max(seq) FROM events"  # the key's last entry: one index lookup
 
@@ -60,7 +66,8 @@ async def shown_rows(request: Request, viewer: Viewer, rows: list[Any]) -> list[
 
 
 async def page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
-    events = await hub(request).store.list_events(viewer.tenant_id, EventQuery(limit=20))
+    query = EventQuery(limit=20, pattern=viewer.constraint)
+    events = await hub(request).store.list_events(viewer.tenant_id, query)
     after = max((e.seq for e in events), default=0)
     if after == 0:  # no events yet: start after the newest of any tenant (seq is shared)
         after = int((await hub(request).store.fetch(NEWEST))[0][0] or 0)
@@ -75,13 +82,23 @@ def _start(request: Request) -> int:
     return int(raw)
 
 
+def _after(store: Store, viewer: Viewer, after: int) -> tuple[str, list[Any]]:
+    """The query for the next batch: the key's part of the tenant after `after`."""
+    if viewer.constraint is None:
+        return EVENTS_AFTER, [viewer.tenant_id, after, BATCH]
+    params: list[Any] = [viewer.tenant_id, after]
+    sql = EVENTS_AFTER_NARROWED.format(
+        narrowed=pattern_fragment(viewer.constraint, store.dialect, params)
+    )
+    return sql, [*params, BATCH]
+
+
 async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     after = _start(request)
     key_id = viewer.key.id
     if dashboard.streams.get(key_id, 0) >= MAX_STREAMS:
         raise RateLimited(f"this key already has {MAX_STREAMS} live tails open in this process")
     store = hub(request).store
-    tenant = viewer.tenant_id
 
     async def messages() -> AsyncIterator[bytes]:
         nonlocal after
@@ -91,7 +108,7 @@ async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response
         try:
             yield b"retry: 2000\n\n"
             while loop.time() < end:
-                rows = await store.fetch(EVENTS_AFTER, (tenant, after, BATCH))
+                rows = await store.fetch(*_after(store, viewer, after))
                 for doc in await shown_rows(request, viewer, rows):
                     after = int(doc["seq"])
                     yield b"id: %d\nevent: ev\ndata: %s\n\n" % (after, orjson.dumps(doc))

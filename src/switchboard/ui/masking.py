@@ -15,7 +15,6 @@ from starlette.requests import Request
 
 from switchboard.api.common import hub
 from switchboard.api.privacy import mask_answer, sees_pii
-from switchboard.auth import Principal
 from switchboard.ui.viewer import Viewer
 
 
@@ -26,7 +25,7 @@ def plain(value: Any) -> Any:
 
 
 def sees_raw(viewer: Viewer) -> bool:
-    return sees_pii(Principal(viewer.key, viewer.tenant_id))
+    return sees_pii(viewer.principal)
 
 
 async def shown(request: Request, viewer: Viewer, api_path: str, doc: Any) -> Any:

@@ -4,6 +4,7 @@ sample), then the run and its progress. The spec is checked by the same function
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +15,7 @@ from switchboard import replay
 from switchboard.api.common import hub
 from switchboard.api.deliveries import _replay_spec
 from switchboard.errors import ApiError, NotFound
+from switchboard.patterns import both, compile_pattern
 from switchboard.ui.masking import shown
 from switchboard.ui.viewer import Pages, Viewer
 
@@ -84,6 +86,11 @@ async def submit(
         spec, _ = _replay_spec(_body(values, dry), viewer.tenant_id, dests, routes)
     except ApiError as exc:
         return await _render(dashboard, request, viewer, values, None, str(exc), exc.status)
+    if viewer.constraint is not None:  # a constrained key replays only the events it may see
+        mine = both(
+            compile_pattern(spec.pattern, None) if spec.pattern else None, viewer.constraint
+        )
+        spec = dataclasses.replace(spec, pattern=dict(mine.spec) if mine else None)
     h = hub(request)
     if dry:
         plan = await shown(request, viewer, "/v1/replays", await replay.dry_run(h, spec))

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from switchboard.api.common import hub, read_body
+from switchboard.auth import within_constraints
 from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
@@ -48,15 +49,6 @@ STATIC = {
     "dashboard.css": "text/css; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
 }
-
-# Why a key limited inside its tenant cannot sign in: the overview's counts, the destinations'
-# backlog and the live tail read the whole tenant, so the dashboard would show it more than the
-# API does (docs/dashboard.md).
-CONSTRAINED = (
-    "This API key is limited by constraints to part of its tenant, and the dashboard shows the "
-    "whole tenant: sign in with a key without constraints, or use the API, which narrows every "
-    "read to the key's part."
-)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -122,12 +114,7 @@ class Dashboard:
         if s is None:
             return None
         for key in await hub(request).store.keys_by_prefix(s.prefix):
-            if (
-                key.id == s.key_id
-                and key.revoked_us is None
-                and key.tenant_id is not None
-                and key.constraints is None  # refused at sign-in; never a session either
-            ):
+            if key.id == s.key_id and key.revoked_us is None and key.tenant_id is not None:
                 return Viewer(key, key.tenant_id, sess.csrf_token(self.secret, s.nonce))
         return None
 
@@ -244,8 +231,6 @@ class Dashboard:
             return await self.sign_in_form(
                 request, "This API key lacks the 'read' scope the dashboard needs.", 403
             )
-        if p.key.constraints is not None:
-            return await self.sign_in_form(request, CONSTRAINED, 403)
         hours = self.settings.ui_session_hours
         s = sess.new_session(p.key.id, p.key.prefix, now_us() + hours * HOUR_US)
         response = RedirectResponse("/ui", status_code=303)
@@ -276,11 +261,12 @@ class Dashboard:
         start = (now // HOUR_US - 23) * HOUR_US
         hours = [start + i * HOUR_US for i in range(24)]
         per_hour: dict[int, int] = dict.fromkeys(hours, 0)
-        for row in await h.store.metrics(viewer.tenant_id, HOUR_US, start, now + 1):
+        mine = viewer.constraint  # a key limited inside its tenant counts only its part
+        for row in await h.store.metrics(viewer.tenant_id, HOUR_US, start, now + 1, mine):
             if row.bucket_us in per_hour:
                 per_hour[row.bucket_us] += row.count
-        attempts = await queries.attempts_by_hour(h.store, viewer.tenant_id, HOUR_US, start)
-        opened = await queries.open_deliveries(h.store, viewer.tenant_id)
+        attempts = await queries.attempts_by_hour(h.store, viewer.tenant_id, HOUR_US, start, mine)
+        opened = await queries.open_deliveries(h.store, viewer.tenant_id, mine)
         ok = sum(a[0] for a in attempts.values())
         failed = sum(a[1] for a in attempts.values())
         events_chart = charts.chart(
@@ -325,6 +311,7 @@ class Dashboard:
             trace_id=search["trace_id"] or None,
             cursor=cursor,
             limit=PAGE,
+            pattern=viewer.constraint,
         )
         rows = await hub(request).store.list_events(viewer.tenant_id, query)
         older = None
@@ -346,7 +333,7 @@ class Dashboard:
         h = hub(request)
         event_id = request.path_params["event_id"]
         event = await h.store.get_event(viewer.tenant_id, event_id, None)
-        if event is None:
+        if event is None or not within_constraints(viewer.principal, event):
             raise NotFound(f"no event with id {event_id!r} in this tenant")
         names = {d.id: d.name for d in await h.deliveries.list_destinations(viewer.tenant_id)}
         deliveries = [
@@ -372,7 +359,7 @@ class Dashboard:
     async def subject(self, request: Request, viewer: Viewer) -> Response:
         subject = request.path_params["subject"]
         rows = await hub(request).store.list_events(
-            viewer.tenant_id, EventQuery(subject=subject, limit=200)
+            viewer.tenant_id, EventQuery(subject=subject, limit=200, pattern=viewer.constraint)
         )
         doc = await shown(
             request,
@@ -386,25 +373,33 @@ class Dashboard:
 
     async def dlq(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
-        rows = await h.deliveries.listing(viewer.tenant_id, status="dead", limit=PAGE * 2)
+        rows = await h.deliveries.listing(
+            viewer.tenant_id, status="dead", pattern=viewer.constraint, limit=PAGE * 2
+        )
         names = {d.id: d.name for d in await h.deliveries.list_destinations(viewer.tenant_id)}
         done = request.query_params.get("done", "")
         doc = await shown(request, viewer, "/v1/dlq", {"data": plain(rows)})
         return self.render("dlq.html", viewer, nav="dlq", rows=doc["data"], names=names, done=done)
 
-    async def _dlq_ids(self, form: dict[str, list[str]]) -> list[str]:
+    async def _dlq_ids(
+        self, request: Request, viewer: Viewer, form: dict[str, list[str]]
+    ) -> list[str]:
+        """The selected deliveries, those of them the key may see when it has constraints."""
         ids = form.get("ids") or []
         if not ids:
             raise BadRequest("ids: select at least one delivery")
         if len(ids) > 1000:
             raise BadRequest("ids: at most 1,000 deliveries at once")
+        if viewer.constraint is not None:
+            ids = await hub(request).deliveries.visible(viewer.tenant_id, ids, viewer.constraint)
         return ids
 
     async def dlq_retry(
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        n = await h.deliveries.requeue(viewer.tenant_id, await self._dlq_ids(form), now_us())
+        ids = await self._dlq_ids(request, viewer, form)
+        n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us()) if ids else 0
         if h.worker is not None:
             h.worker.wakeup.set()
         return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} requeued"}), 303)
@@ -413,12 +408,13 @@ class Dashboard:
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        n = await h.deliveries.archive(viewer.tenant_id, await self._dlq_ids(form), now_us())
+        ids = await self._dlq_ids(request, viewer, form)
+        n = await h.deliveries.archive(viewer.tenant_id, ids, now_us()) if ids else 0
         return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} archived"}), 303)
 
     async def destinations(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
-        opened = await queries.open_deliveries(h.store, viewer.tenant_id)
+        opened = await queries.open_deliveries(h.store, viewer.tenant_id, viewer.constraint)
         running = bool(h.settings.run_worker)  # the hub builds a worker either way; is it run?
         rows = []
         for d in await h.deliveries.list_destinations(viewer.tenant_id):
