@@ -1,43 +1,23 @@
 """The dashboard shows a key what the API shows it, on both stores: a `read` key without `pii`
 walks every page and the live tail and meets no raw PII value of the stored events; a `pii` key
-sees them whole; a key limited by constraints inside its tenant cannot sign in, nor use a
-session made for it."""
+sees them whole; a key limited to one clinic never meets the other clinic's events, and its
+counts and actions are its own."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 
-from switchboard.config import Settings
-from tests.conftest import LOOPBACK, Api, fresh_database, serve
+from tests.conftest import Api
 from tests.integration.conftest import worker_for
 from tests.integration.test_dashboard import Browser
 from tests.integration.test_privacy_masking import CPF, EMAIL, LEAD, LEAD_TYPE, NAME, PHONE, RAW
 
 pytestmark = pytest.mark.security
-
-SECRET = "s" * 40  # the dashboard's session secret in these tests, so a session can be forged
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def ui_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
-    """A hub without a worker of its own (the test drains one) and a known session secret."""
-    async with fresh_database(request.param, tmp_path) as url:
-        settings = Settings(
-            database_url=url,
-            key_rate=0,
-            tenant_rate=0,
-            run_worker=0,
-            egress_allow=LOOPBACK,
-            ui_secret=SECRET,
-        )
-        async with serve(settings) as a:
-            yield a
 
 
 @pytest.fixture
@@ -138,9 +118,9 @@ async def _tail(api: Api, b: Browser, event_id: str) -> str:
 
 
 async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
-    ui_api: Api, echo: str, failing_echo: str
+    hub_api: Api, echo: str, failing_echo: str
 ) -> None:
-    api = ui_api
+    api = hub_api
     tenant, manage = await api.tenant(scopes=("ingest", "read", "manage"))
     _, read = await api.tenant(tenant, scopes=("read",))
     _, pii = await api.tenant(tenant, scopes=("read", "pii"))
@@ -205,9 +185,9 @@ async def _two_clinics(api: Api, manage: str, failing: str) -> str:
 
 
 async def test_a_constrained_key_sees_only_its_clinic_on_every_page(
-    ui_api: Api, failing_echo: str
+    hub_api: Api, failing_echo: str
 ) -> None:
-    api = ui_api
+    api = hub_api
     _, manage = await api.tenant(scopes=("ingest", "read", "manage"))
     mine = await _two_clinics(api, manage, failing_echo)
     b = Browser(api)
