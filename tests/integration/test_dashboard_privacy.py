@@ -138,6 +138,9 @@ async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
     event = pages[f"/ui/events/{event_id}"]
     assert "J. P." in event and "+55 31 9****-5432" in event and "***.456.789-**" in event
     assert '"plan": "gold"' in event  # not PII: shown as sent
+    # a masked subject is text, not a link to a timeline that would be empty
+    assert "the timeline needs a key with <code>pii</code>" in event
+    assert "/ui/subjects/j" not in event and "/ui/subjects/j" not in pages["/ui/events"]
     assert "j***@e***.com.br" in pages["/ui/events"] and "j***@e***.com.br" in pages["live tail"]
     assert (
         event_id in pages["/ui/dlq"] and event_id in pages["/ui/subjects/" + quote(EMAIL, safe="")]
@@ -148,6 +151,8 @@ async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
     seen = await _walk(whole, event_id)
     event = seen[f"/ui/events/{event_id}"]
     assert all(v in event for v in (NAME, EMAIL, PHONE, CPF)), event
+    link = '<a href="/ui/subjects/' + quote(EMAIL, safe="") + '">'
+    assert link in event and link in seen["/ui/events"]
     assert EMAIL in seen["/ui/events"] and EMAIL in seen["/ui/live"]
     assert EMAIL in await _tail(api, whole, event_id)
 

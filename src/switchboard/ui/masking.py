@@ -8,6 +8,7 @@ about what a key may see; a key with `pii` gets them untouched, at no cost."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from starlette.requests import Request
 
 from switchboard.api.common import hub
 from switchboard.api.privacy import mask_answer, sees_pii
+from switchboard.envelope import Event
 from switchboard.ui.viewer import Viewer
 
 
@@ -33,3 +35,11 @@ async def shown(request: Request, viewer: Viewer, api_path: str, doc: Any) -> An
     if sees_raw(viewer):
         return doc
     return await mask_answer(hub(request), viewer.tenant_id, api_path, doc)
+
+
+def link_subjects(raw: Sequence[Event], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`events` (shown) with `subject_link`: whether the subject is shown as stored, so that its
+    timeline link leads somewhere (a masked subject is shown as text, without the link)."""
+    for stored, event in zip(raw, events, strict=True):
+        event["subject_link"] = event.get("subject") == stored.subject
+    return events

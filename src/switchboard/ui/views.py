@@ -24,7 +24,7 @@ from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauth
 from switchboard.store import Cursor, EventQuery, Scope
 from switchboard.ui import catalog, charts, live, queries, replays
 from switchboard.ui import session as sess
-from switchboard.ui.masking import plain, shown
+from switchboard.ui.masking import link_subjects, plain, shown
 from switchboard.ui.viewer import Viewer
 
 HOUR_US = 3_600_000_000
@@ -324,7 +324,7 @@ class Dashboard:
             "events.html",
             viewer,
             nav="events",
-            events=doc["data"],
+            events=link_subjects(rows, doc["data"]),
             search=doc["search"],
             older=older,
         )
@@ -350,7 +350,7 @@ class Dashboard:
             "event.html",
             viewer,
             nav="events",
-            event=doc["event"],
+            event=link_subjects([event], [doc["event"]])[0],
             envelope=doc["envelope"],
             deliveries=doc["deliveries"],
             names=names,
