@@ -327,3 +327,44 @@ async def test_sign_in_and_moving_around_work_from_the_keyboard(
                 assert svg.get_attribute("aria-labelledby"), path
 
     await asyncio.to_thread(keyboard_only)
+
+
+@pytest.mark.security
+async def test_a_key_without_pii_sees_masked_values_in_the_pages_and_the_live_tail(
+    sqlite_api: Api, clean_browser: Any
+) -> None:
+    from tests.integration.test_privacy_masking import EMAIL, LEAD, LEAD_TYPE, NAME, PHONE, RAW
+
+    api = sqlite_api
+    tenant, manage = await api.tenant(scopes=("ingest", "read", "manage"))
+    _, read = await api.tenant(tenant, scopes=("read",))
+    status, body, _ = await api.call("PUT", "/v1/event-types/lead.created", manage, LEAD_TYPE)
+    assert status in (200, 201), body
+    lead = {"id": "lead-pii-1", "type": "lead.created", "subject": EMAIL, "data": LEAD}
+    assert (await api.call("POST", "/v1/events", manage, json=lead))[0] == 202
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def open_the_event_then_the_live_tail() -> None:
+        sign_in(driver, api.url, read)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        driver.get(api.url + "/ui/events/lead-pii-1")
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "lead-pii-1"))
+        text = driver.find_element(By.TAG_NAME, "main").text
+        assert "J. P." in text and "+55 31 9****-5432" in text and "j***@e***.com.br" in text
+        assert [v for v in RAW if v in driver.page_source] == []
+        driver.find_element(By.LINK_TEXT, "Live").click()
+        wait(ec.text_to_be_present_in_element((By.ID, "live-state"), "Live:"))
+
+    await asyncio.to_thread(open_the_event_then_the_live_tail)
+    later = {**lead, "id": "lead-pii-2", "subject": PHONE}
+    assert (await api.call("POST", "/v1/events", manage, json=later))[0] == 202
+
+    def see_it_arrive_masked() -> None:
+        row = wait(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#live-rows tr[data-id='lead-pii-2']"))
+        )
+        assert "+55 31 9****-5432" in row.text
+        assert PHONE not in driver.page_source and NAME not in driver.page_source
+
+    await asyncio.to_thread(see_it_arrive_masked)

@@ -19,7 +19,9 @@ from starlette.responses import Response, StreamingResponse
 from switchboard.api.common import hub
 from switchboard.envelope import format_us
 from switchboard.errors import BadRequest, RateLimited
-from switchboard.store import EventQuery
+from switchboard.store import EventQuery, Store
+from switchboard.store.deliveries import pattern_fragment
+from switchboard.ui.masking import plain, sees_raw, shown
 from switchboard.ui.viewer import Pages, Viewer
 
 POLL_SECONDS = 1.0
@@ -31,29 +33,46 @@ EVENTS_AFTER = (
     "SELECT seq, id, type, subject, source, status, time_us FROM events "
     "WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
+# The same for a key limited by constraints: only the events they match (`{narrowed}`).
+EVENTS_AFTER_NARROWED = (
+    "SELECT e.seq, e.id, e.type, e.subject, e.source, e.status, e.time_us FROM events e "
+    "WHERE e.tenant_id = ? AND e.seq > ? AND ({narrowed}) ORDER BY e.seq LIMIT ?"
+)
 NEWEST = "SELECT max(seq) FROM events"  # the key's last entry: one index lookup
 
 
-def row_json(r: Any) -> bytes:
-    return orjson.dumps(
-        {
-            "seq": int(r[0]),
-            "id": r[1],
-            "type": r[2],
-            "subject": r[3],
-            "source": r[4],
-            "status": r[5],
-            "time": format_us(int(r[6])),
-        }
-    )
+def row_doc(r: Any) -> dict[str, Any]:
+    return {
+        "seq": int(r[0]),
+        "id": r[1],
+        "type": r[2],
+        "subject": r[3],
+        "source": r[4],
+        "status": r[5],
+        "time": format_us(int(r[6])),
+    }
+
+
+async def shown_rows(request: Request, viewer: Viewer, rows: list[Any]) -> list[dict[str, Any]]:
+    """A batch of the stream as `GET /v1/events` would show it: the rows name their events by
+    `event_ids`, so the masking reads those events and hides their raw values wherever the
+    rows repeat them (a subject that is also a name in the data)."""
+    docs = [row_doc(r) for r in rows]
+    if not docs or sees_raw(viewer):
+        return docs
+    doc = {"event_ids": [d["id"] for d in docs], "data": docs}
+    masked: list[dict[str, Any]] = (await shown(request, viewer, "/v1/events", doc))["data"]
+    return masked
 
 
 async def page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
-    events = await hub(request).store.list_events(viewer.tenant_id, EventQuery(limit=20))
+    query = EventQuery(limit=20, pattern=viewer.constraint)
+    events = await hub(request).store.list_events(viewer.tenant_id, query)
     after = max((e.seq for e in events), default=0)
     if after == 0:  # no events yet: start after the newest of any tenant (seq is shared)
         after = int((await hub(request).store.fetch(NEWEST))[0][0] or 0)
-    return dashboard.render("live.html", viewer, nav="live", events=events, after=after)
+    doc = await shown(request, viewer, "/v1/events", {"data": plain(events)})
+    return dashboard.render("live.html", viewer, nav="live", events=doc["data"], after=after)
 
 
 def _start(request: Request) -> int:
@@ -63,13 +82,23 @@ def _start(request: Request) -> int:
     return int(raw)
 
 
+def _after(store: Store, viewer: Viewer, after: int) -> tuple[str, list[Any]]:
+    """The query for the next batch: the key's part of the tenant after `after`."""
+    if viewer.constraint is None:
+        return EVENTS_AFTER, [viewer.tenant_id, after, BATCH]
+    params: list[Any] = [viewer.tenant_id, after]
+    sql = EVENTS_AFTER_NARROWED.format(
+        narrowed=pattern_fragment(viewer.constraint, store.dialect, params)
+    )
+    return sql, [*params, BATCH]
+
+
 async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     after = _start(request)
     key_id = viewer.key.id
     if dashboard.streams.get(key_id, 0) >= MAX_STREAMS:
         raise RateLimited(f"this key already has {MAX_STREAMS} live tails open in this process")
     store = hub(request).store
-    tenant = viewer.tenant_id
 
     async def messages() -> AsyncIterator[bytes]:
         nonlocal after
@@ -79,10 +108,10 @@ async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response
         try:
             yield b"retry: 2000\n\n"
             while loop.time() < end:
-                rows = await store.fetch(EVENTS_AFTER, (tenant, after, BATCH))
-                for r in rows:
-                    after = int(r[0])
-                    yield b"id: %d\nevent: ev\ndata: %s\n\n" % (after, row_json(r))
+                rows = await store.fetch(*_after(store, viewer, after))
+                for doc in await shown_rows(request, viewer, rows):
+                    after = int(doc["seq"])
+                    yield b"id: %d\nevent: ev\ndata: %s\n\n" % (after, orjson.dumps(doc))
                 if len(rows) < BATCH:
                     if not rows:  # skip other tenants' events from here on: each poll stays short
                         newest = (await store.fetch(NEWEST))[0][0]

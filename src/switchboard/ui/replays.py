@@ -4,7 +4,9 @@ sample), then the run and its progress. The spec is checked by the same function
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,7 +15,9 @@ from switchboard import replay
 from switchboard.api.common import hub
 from switchboard.api.deliveries import _replay_spec
 from switchboard.errors import ApiError, NotFound
+from switchboard.patterns import both, compile_pattern
 from switchboard.ui import actions
+from switchboard.ui.masking import shown
 from switchboard.ui.viewer import Pages, Viewer
 
 FIELDS = ("types", "from", "to", "destination")
@@ -83,9 +87,14 @@ async def submit(
         spec, _ = _replay_spec(_body(values, dry), viewer.tenant_id, dests, routes)
     except ApiError as exc:
         return await _render(dashboard, request, viewer, values, None, str(exc), exc.status)
+    if viewer.constraint is not None:  # a constrained key replays only the events it may see
+        mine = both(
+            compile_pattern(spec.pattern, None) if spec.pattern else None, viewer.constraint
+        )
+        spec = dataclasses.replace(spec, pattern=dict(mine.spec) if mine else None)
     h = hub(request)
     if dry:
-        plan = await replay.dry_run(h, spec)
+        plan = await shown(request, viewer, "/v1/replays", await replay.dry_run(h, spec))
         return await _render(dashboard, request, viewer, values, plan, "")
     started = await replay.start(h, spec)
     await actions.audited(request, viewer, "/v1/replays", {"id": started["id"]})
@@ -97,4 +106,5 @@ async def progress(dashboard: Pages, request: Request, viewer: Viewer) -> Respon
     job = await replay.get(hub(request), viewer.tenant_id, replay_id)
     if job is None:
         raise NotFound(f"no replay with id {replay_id!r} in this tenant")
+    job = await shown(request, viewer, f"/v1/replays/{quote(replay_id, safe='')}", job)
     return dashboard.render("replay.html", viewer, nav="replays", job=job)

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from starlette.responses import Response
 
+from switchboard.auth import Principal
+from switchboard.patterns import Pattern
 from switchboard.store import ApiKey, Scope
 
 
@@ -21,6 +23,16 @@ class Viewer:
 
     def can(self, scope: Scope) -> bool:
         return scope in self.key.scopes
+
+    @property
+    def principal(self) -> Principal:
+        """The key as the API sees it: what it may see of its tenant."""
+        return Principal(self.key, self.tenant_id)
+
+    @property
+    def constraint(self) -> Pattern | None:
+        """The key's constraints (None: the whole tenant); every page narrows its reads by them."""
+        return self.principal.constraint
 
 
 class Pages(Protocol):

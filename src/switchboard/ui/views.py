@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
@@ -17,12 +17,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from switchboard.api.common import hub, read_body
+from switchboard.auth import within_constraints
 from switchboard.config import Settings
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from switchboard.store import Cursor, EventQuery, Scope
 from switchboard.ui import actions, catalog, charts, live, queries, replays
 from switchboard.ui import session as sess
+from switchboard.ui.masking import link_subjects, plain, shown
 from switchboard.ui.viewer import Viewer
 
 HOUR_US = 3_600_000_000
@@ -259,11 +261,12 @@ class Dashboard:
         start = (now // HOUR_US - 23) * HOUR_US
         hours = [start + i * HOUR_US for i in range(24)]
         per_hour: dict[int, int] = dict.fromkeys(hours, 0)
-        for row in await h.store.metrics(viewer.tenant_id, HOUR_US, start, now + 1):
+        mine = viewer.constraint  # a key limited inside its tenant counts only its part
+        for row in await h.store.metrics(viewer.tenant_id, HOUR_US, start, now + 1, mine):
             if row.bucket_us in per_hour:
                 per_hour[row.bucket_us] += row.count
-        attempts = await queries.attempts_by_hour(h.store, viewer.tenant_id, HOUR_US, start)
-        opened = await queries.open_deliveries(h.store, viewer.tenant_id)
+        attempts = await queries.attempts_by_hour(h.store, viewer.tenant_id, HOUR_US, start, mine)
+        opened = await queries.open_deliveries(h.store, viewer.tenant_id, mine)
         ok = sum(a[0] for a in attempts.values())
         failed = sum(a[1] for a in attempts.values())
         events_chart = charts.chart(
@@ -308,65 +311,95 @@ class Dashboard:
             trace_id=search["trace_id"] or None,
             cursor=cursor,
             limit=PAGE,
+            pattern=viewer.constraint,
         )
         rows = await hub(request).store.list_events(viewer.tenant_id, query)
         older = None
         if len(rows) == PAGE:
             last = rows[-1]
             older = "?" + urlencode({**search, "cursor": Cursor(last.time_us, last.seq).encode()})
+        # the search as typed is echoed masked too: the page shows what `GET /v1/events` would
+        doc = await shown(request, viewer, "/v1/events", {"data": plain(rows), "search": search})
         return self.render(
-            "events.html", viewer, nav="events", events=rows, search=search, older=older
+            "events.html",
+            viewer,
+            nav="events",
+            events=link_subjects(rows, doc["data"]),
+            search=doc["search"],
+            older=older,
         )
 
     async def event(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
         event_id = request.path_params["event_id"]
         event = await h.store.get_event(viewer.tenant_id, event_id, None)
-        if event is None:
+        if event is None or not within_constraints(viewer.principal, event):
             raise NotFound(f"no event with id {event_id!r} in this tenant")
         names = {d.id: d.name for d in await h.deliveries.list_destinations(viewer.tenant_id)}
         deliveries = [
             (d, await h.deliveries.attempts(viewer.tenant_id, d.id))
             for d in await h.deliveries.for_event(viewer.tenant_id, event.seq)
         ]
+        doc = await shown(
+            request,
+            viewer,
+            f"/v1/events/{quote(event_id, safe='')}",
+            {"event": plain(event), "envelope": event.to_json(), "deliveries": plain(deliveries)},
+        )
         return self.render(
             "event.html",
             viewer,
             nav="events",
-            event=event,
-            envelope=event.to_json(),
-            deliveries=deliveries,
+            event=link_subjects([event], [doc["event"]])[0],
+            envelope=doc["envelope"],
+            deliveries=doc["deliveries"],
             names=names,
         )
 
     async def subject(self, request: Request, viewer: Viewer) -> Response:
         subject = request.path_params["subject"]
         rows = await hub(request).store.list_events(
-            viewer.tenant_id, EventQuery(subject=subject, limit=200)
+            viewer.tenant_id, EventQuery(subject=subject, limit=200, pattern=viewer.constraint)
         )
-        return self.render("subject.html", viewer, nav="events", subject=subject, events=rows)
+        doc = await shown(
+            request,
+            viewer,
+            f"/v1/subjects/{quote(subject, safe='')}/timeline",
+            {"subject": subject, "data": plain(rows)},
+        )
+        return self.render(
+            "subject.html", viewer, nav="events", subject=doc["subject"], events=doc["data"]
+        )
 
     async def dlq(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
-        rows = await h.deliveries.listing(viewer.tenant_id, status="dead", limit=PAGE * 2)
+        rows = await h.deliveries.listing(
+            viewer.tenant_id, status="dead", pattern=viewer.constraint, limit=PAGE * 2
+        )
         names = {d.id: d.name for d in await h.deliveries.list_destinations(viewer.tenant_id)}
         done = request.query_params.get("done", "")
-        return self.render("dlq.html", viewer, nav="dlq", rows=rows, names=names, done=done)
+        doc = await shown(request, viewer, "/v1/dlq", {"data": plain(rows)})
+        return self.render("dlq.html", viewer, nav="dlq", rows=doc["data"], names=names, done=done)
 
-    async def _dlq_ids(self, form: dict[str, list[str]]) -> list[str]:
+    async def _dlq_ids(
+        self, request: Request, viewer: Viewer, form: dict[str, list[str]]
+    ) -> list[str]:
+        """The selected deliveries, those of them the key may see when it has constraints."""
         ids = form.get("ids") or []
         if not ids:
             raise BadRequest("ids: select at least one delivery")
         if len(ids) > 1000:
             raise BadRequest("ids: at most 1,000 deliveries at once")
+        if viewer.constraint is not None:
+            ids = await hub(request).deliveries.visible(viewer.tenant_id, ids, viewer.constraint)
         return ids
 
     async def dlq_retry(
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        ids = await self._dlq_ids(form)
-        n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us())
+        ids = await self._dlq_ids(request, viewer, form)
+        n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us()) if ids else 0
         await actions.audited(request, viewer, "/v1/dlq/retry", {"ids": ids, "requeued": n})
         if h.worker is not None:
             h.worker.wakeup.set()
@@ -376,14 +409,14 @@ class Dashboard:
         self, request: Request, viewer: Viewer, form: dict[str, list[str]]
     ) -> Response:
         h = hub(request)
-        ids = await self._dlq_ids(form)
-        n = await h.deliveries.archive(viewer.tenant_id, ids, now_us())
+        ids = await self._dlq_ids(request, viewer, form)
+        n = await h.deliveries.archive(viewer.tenant_id, ids, now_us()) if ids else 0
         await actions.audited(request, viewer, "/v1/dlq/archive", {"ids": ids, "archived": n})
         return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} archived"}), 303)
 
     async def destinations(self, request: Request, viewer: Viewer) -> Response:
         h = hub(request)
-        opened = await queries.open_deliveries(h.store, viewer.tenant_id)
+        opened = await queries.open_deliveries(h.store, viewer.tenant_id, viewer.constraint)
         running = bool(h.settings.run_worker)  # the hub builds a worker either way; is it run?
         rows = []
         for d in await h.deliveries.list_destinations(viewer.tenant_id):
