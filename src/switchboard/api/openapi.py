@@ -224,7 +224,9 @@ def _destination() -> Schema:
         {
             "id": _s(readOnly=True, examples=["dst_0196…"]),
             "name": _s(minLength=1),
-            "kind": _s(enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox"]),
+            "kind": _s(
+                enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud"]
+            ),
             "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
             "secrets": {
                 "type": "array",
