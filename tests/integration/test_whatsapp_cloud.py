@@ -603,6 +603,38 @@ async def test_a_button_reply_carries_the_delivery_it_answers(hub_api: Api, grap
     assert second["data"]["reply"] == {"id": "slot-tue-10", "title": "Terça 10h"}
 
 
+async def test_a_reply_to_an_automations_message_carries_its_run(
+    hub_api: Api, graph: Graph
+) -> None:
+    api = hub_api
+    _, key, source = await _setup(api, graph)
+    automation = {
+        "name": "confirm-appointment",
+        "on": "appointment.scheduled",
+        "steps": [{"id": "ask", "send": {"destination": "wa-cloud"}}],
+    }
+    status, body, _ = await api.call("PUT", "/v1/automations/confirm-appointment", key, automation)
+    assert status == 201, body
+    event = {**EVENT, "id": "appt-1", "type": "appointment.scheduled"}
+    status, body, _ = await api.call("POST", "/v1/events", key, [event])
+    assert status == 202, body
+    while await api.hub.engine.tick():
+        pass
+    await worker_for(api).drain()
+    _, runs, _ = await api.call("GET", "/v1/automations/confirm-appointment/runs", key)
+    [run] = runs["data"]
+    _, detail, _ = await api.call("GET", f"/v1/runs/{run['id']}", key)
+    delivery = await _delivery(api, key, detail["steps"][0]["delivery_id"])
+    assert delivery["status"] == "succeeded" and delivery["provider_id"], delivery
+    status, reply = await _webhook(
+        api, source, fixture("button_reply.json", delivery["provider_id"])
+    )
+    assert status == 200, reply
+    _, answer, _ = await api.call("GET", f"/v1/events/{reply['events'][0]['id']}", key)
+    assert answer["context"]["in_reply_to_delivery"] == delivery["id"]
+    assert answer["context"]["in_reply_to_run"] == run["id"]
+
+
 async def test_bad_or_missing_signature_is_refused(hub_api: Api, graph: Graph) -> None:
     api = hub_api
     _, key, source = await _setup(api, graph)
