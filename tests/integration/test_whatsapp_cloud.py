@@ -548,6 +548,8 @@ async def test_a_failed_status_marks_the_delivery_dead_with_the_error(
     after = await _delivery(api, key, delivery["id"])
     assert after["status"] == "dead"
     assert "131026" in after["last_error"] and "Message undeliverable" in after["last_error"]
+    status, dlq, _ = await api.call("GET", "/v1/dlq", key)
+    assert status == 200 and [d["id"] for d in dlq["data"]] == [delivery["id"]], dlq
 
 
 async def test_a_button_reply_carries_the_delivery_it_answers(hub_api: Api, graph: Graph) -> None:
