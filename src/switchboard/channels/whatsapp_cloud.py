@@ -29,12 +29,17 @@ from msgspec.structs import replace
 
 from switchboard import templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
-from switchboard.channels.fields import check_path, check_template, render_field, template_failure
+from switchboard.channels.fields import (
+    check_path,
+    check_template,
+    lookup,
+    render_field,
+    template_failure,
+)
 from switchboard.channels.webhook import check_url, post
 from switchboard.channels.whatsapp import (
     TEXT_LIMIT,
     PhoneProblem,
-    WhatsAppChannel,
     normalize_phone,
 )
 
@@ -174,7 +179,6 @@ class WhatsAppCloudChannel:
 
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx
-        self._phones = WhatsAppChannel(ctx)  # the recipient is read as the gateway channel does
 
     def check_config(self, config: dict[str, Any]) -> list[str]:
         problems: list[str] = []
@@ -306,7 +310,7 @@ class WhatsAppCloudChannel:
     async def send(self, destination: Destination, out: Outbound) -> SendResult:
         config = destination.config
         try:
-            phone = self._phones._phone(config, out.event)
+            phone = recipient(config, out.event)
             payload = await self.ctx.renderer.run(self._payload, config, out.event)
         except templates.TemplateProblem as exc:
             return template_failure(exc)
@@ -337,6 +341,19 @@ class WhatsAppCloudChannel:
         if result.ok:
             result = replace(result, provider_id=message_id(result.response))
         return result
+
+
+def recipient(config: dict[str, Any], event: dict[str, Any]) -> str:
+    """The phone to send to, digits only (as the gateway channel reads it); raises PhoneProblem
+    naming where it was read."""
+    if config.get("to_path"):
+        raw, where = lookup(event, config["to_path"]), config["to_path"]
+    else:
+        raw, where = config.get("to"), "config.to"
+    try:
+        return normalize_phone(raw, config.get("default_country"))
+    except PhoneProblem as exc:
+        raise PhoneProblem(f"phone at {where} {exc}") from exc
 
 
 def message_id(response: str) -> str | None:
