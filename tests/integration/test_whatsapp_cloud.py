@@ -386,6 +386,7 @@ def test_config_problems_name_the_field() -> None:
     assert fields({}) == ["config.phone_number_id", "config.to", "config.template"]
     base = {"phone_number_id": "1065", "to": "5511987654321", "template": "hi"}
     assert fields({**base, "api_version": "21"}) == ["config.api_version"]
+    assert fields({**base, "api_version": "v21.0\n"}) == ["config.api_version"]
     assert fields({**base, "phone_number_id": "12ab"}) == ["config.phone_number_id"]
     assert fields({**base, "message": "sticker"}) == ["config.message"]
     assert fields({**base, "message": "template"}) == ["config.wa_template"]
@@ -637,6 +638,7 @@ async def test_a_reply_to_an_automations_message_carries_its_run(
     assert answer["context"]["in_reply_to_run"] == run["id"]
 
 
+@pytest.mark.security
 async def test_bad_or_missing_signature_is_refused(hub_api: Api, graph: Graph) -> None:
     api = hub_api
     _, key, source = await _setup(api, graph)
@@ -654,6 +656,7 @@ async def test_bad_or_missing_signature_is_refused(hub_api: Api, graph: Graph) -
     assert (await _delivery(api, key, delivery["id"]))["status"] == "succeeded"
 
 
+@pytest.mark.security
 async def test_subscription_handshake(hub_api: Api, graph: Graph) -> None:
     api = hub_api
     _, key, source = await _setup(api, graph)
@@ -671,6 +674,8 @@ async def test_subscription_handshake(hub_api: Api, graph: Graph) -> None:
         ({**good, "hub.verify_token": "wrong-token-123"}, 403, "hub.verify_token"),
         ({**good, "hub.mode": "unsubscribe"}, 400, "hub.mode"),
         ({**good, "hub.challenge": "<script>alert(1)</script>"}, 400, "hub.challenge"),
+        ({**good, "hub.challenge": "1158201444\n<b>"}, 400, "hub.challenge"),
+        ({**good, "hub.challenge": "1158201444\n"}, 400, "hub.challenge"),
         ({k: v for k, v in good.items() if k != "hub.challenge"}, 400, "hub.challenge"),
     ):
         async with api.session.get(url, params=params) as resp:

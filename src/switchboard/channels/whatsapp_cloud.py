@@ -56,9 +56,9 @@ ROW_TITLE = 24
 ROW_DESCRIPTION = 72
 CAPTION_LIMIT = 1024
 
-_VERSION_RE = re.compile(r"^v\d{1,3}\.\d{1,3}$")
-_NAME_RE = re.compile(r"^[a-z0-9_]{1,512}$")
-_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+_VERSION_RE = re.compile(r"v\d{1,3}\.\d{1,3}")
+_NAME_RE = re.compile(r"[a-z0-9_]{1,512}")
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
 
 
 def _within(prefix: str, field: str, problems: list[str]) -> list[str]:
@@ -69,8 +69,10 @@ def _within(prefix: str, field: str, problems: list[str]) -> list[str]:
 def _templates(
     obj: Any, prefix: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> list[str]:
+    """Problems with the templates of a nested object, each named by its path."""
     if not isinstance(obj, dict):
-        return [f"{prefix}: must be an object with {', '.join(required)}"]
+        fields = ", ".join(required or optional)
+        return [f"{prefix}: must be an object with {fields}"]
     problems: list[str] = []
     for key in required:
         problems += _within(prefix, key, check_template(obj, key, required=True))
@@ -84,9 +86,9 @@ def _check_wa_template(spec: Any) -> list[str]:
     if not isinstance(spec, dict):
         return [f"{where}: required for message 'template', an object with name and language"]
     problems: list[str] = []
-    if not isinstance(spec.get("name"), str) or not _NAME_RE.match(spec["name"]):
+    if not isinstance(spec.get("name"), str) or not _NAME_RE.fullmatch(spec["name"]):
         problems.append(f"{where}.name: the approved template's name (lowercase, digits, _)")
-    if not isinstance(spec.get("language"), str) or not _LANGUAGE_RE.match(spec["language"]):
+    if not isinstance(spec.get("language"), str) or not _LANGUAGE_RE.fullmatch(spec["language"]):
         problems.append(f"{where}.language: a language code such as pt_BR or en")
     components = spec.get("components", [])
     if not isinstance(components, list) or len(components) > 10:
@@ -185,7 +187,7 @@ class WhatsAppCloudChannel:
         if "base_url" in config:
             problems += check_url(config.get("base_url"), "base_url")
         version = config.get("api_version", API_VERSION)
-        if not isinstance(version, str) or not _VERSION_RE.match(version):
+        if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
             problems.append("config.api_version: a Graph API version such as v21.0")
         number = config.get("phone_number_id")
         if not isinstance(number, str) or not number.isascii() or not number.isdigit():

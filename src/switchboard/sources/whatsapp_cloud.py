@@ -16,7 +16,7 @@ from switchboard.sources import Source
 
 __all__ = ["HandshakeRefused", "answer_handshake"]
 
-_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,200}$")
+_CHALLENGE_RE = re.compile(r"[A-Za-z0-9._\-]{1,200}")
 
 
 class HandshakeRefused(Exception):
@@ -35,7 +35,7 @@ def answer_handshake(source: Source | None, params: Mapping[str, str]) -> str:
     if params.get("hub.mode") != "subscribe":
         raise HandshakeRefused(400, "hub.mode: must be subscribe")
     challenge = params.get("hub.challenge", "")
-    if not _CHALLENGE_RE.match(challenge):
+    if not _CHALLENGE_RE.fullmatch(challenge):
         raise HandshakeRefused(400, "hub.challenge: 1 to 200 letters, digits, '.', '_' or '-'")
     expected = source.preset_config.get("verify_token")
     given = params.get("hub.verify_token", "")
