@@ -42,6 +42,8 @@ log = logging.getLogger("switchboard.sources")
 # event type → (data field with the provider's message id, data field with its status)
 RECEIPT_TYPES = {"whatsapp.message_ack": ("message_id", "status")}
 RECEIPT_TYPES["whatsapp.message_status"] = ("message_id", "status")  # WhatsApp Cloud API
+# receipts whose `failed` status marks the delivery dead with the provider's error
+FAILURE_RECEIPTS = {"whatsapp.message_status"}
 # event type → data field with the provider id of the message it replies to (WhatsApp Cloud's
 # `context.id`): the event's context gets `in_reply_to_delivery`, the delivery that sent it
 REPLY_TYPES = {"whatsapp.message_received": "in_reply_to"}
@@ -333,7 +335,7 @@ class Inbound:
                 continue
             data = event.get("data") or {}
             provider_id, status = data.get(fields[0]), data.get(fields[1])
-            if provider_id and status == "failed":
+            if provider_id and status == "failed" and event["type"] in FAILURE_RECEIPTS:
                 error = " ".join(
                     str(data[k])
                     for k in ("error_code", "error_title", "error_message")
