@@ -371,6 +371,7 @@ PRESETS: Mapping[str, Preset] = {
     "asaas": Preset("token", token_headers=("asaas-access-token", "x-asaas-access-token")),
     "wpp_gateway": Preset("token", token_headers=("x-gateway-secret",)),
     "zapi": Preset("token", token_headers=("client-token",)),
+    "whatsapp_cloud": Preset("github"),  # X-Hub-Signature-256 with the Meta app secret
     "none": Preset("none"),
 }
 """Named presets for the providers the seed systems use; sources refer to them by name."""

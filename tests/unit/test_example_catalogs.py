@@ -87,6 +87,7 @@ EXPECTED: dict[str, set[str]] = {
         "whatsapp.message_received",
         "whatsapp.message_ack",
         "whatsapp.connection_updated",
+        "whatsapp.message_status",  # not named by the seed: the WhatsApp Cloud API's statuses
         "asaas.payment_received",
         "asaas.payment_overdue",
     },

@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from switchboard.catalog import Validator, load_catalog_dir
@@ -195,6 +196,18 @@ SITE_LEAD: dict[str, Any] = {
     "&utm_campaign=cuidador-bh&utm_term=cuidadora%20idosos&utm_content=anuncio-2",
 }
 
+WA_CLOUD = ROOT / "tests" / "fixtures" / "whatsapp_cloud"
+
+
+def _wa_cloud(name: str) -> dict[str, Any]:
+    raw = (
+        (WA_CLOUD / name)
+        .read_bytes()
+        .replace(b"__WAMID__", b"wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ2")
+    )
+    return dict(orjson.loads(raw))
+
+
 # (mapping, payload, catalog folder, expected [(type, id)])
 CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
     (
@@ -238,6 +251,37 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
         [("whatsapp.connection_updated", "tenant-042:connection:disconnected:1737980500")],
     ),
     ("site-lead-form", SITE_LEAD, "care-integrations", [("lead.created", None)]),
+    *[
+        (
+            "whatsapp-cloud",
+            _wa_cloud(f"status_{status}.json"),
+            "comms-hub",
+            [
+                (
+                    "whatsapp.message_status",
+                    f"wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ2:status:{status}",
+                )
+            ],
+        )
+        for status in ("delivered", "read", "failed")
+    ],
+    (
+        "whatsapp-cloud",
+        _wa_cloud("button_reply.json"),
+        "comms-hub",
+        [
+            (
+                "whatsapp.message_received",
+                "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMUQ4RjlBMkI3QzRFNUQ2AA==",
+            )
+        ],
+    ),
+    (
+        "whatsapp-cloud",
+        _wa_cloud("text_message.json"),
+        "comms-hub",
+        [("whatsapp.message_received", None), ("whatsapp.message_received", None)],
+    ),
 ]
 
 
@@ -276,6 +320,32 @@ def test_shipped_mapping_produces_catalog_valid_events(
 
 def test_every_shipped_mapping_has_a_case() -> None:
     assert {name for name, _ in SHIPPED} == {c[0] for c in CASES}
+
+
+def test_whatsapp_cloud_status_and_reply_fields() -> None:
+    (failed,) = _map("whatsapp-cloud", _wa_cloud("status_failed.json"))
+    assert failed["subject"] == "5511987654321"
+    assert failed["time"] == "2025-06-18T16:23:10Z"
+    assert failed["data"] == {
+        "channel_id": "106540352242922",
+        "message_id": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ2",
+        "status": "failed",
+        "recipient": "5511987654321",
+        "error_code": 131026,
+        "error_title": "Message undeliverable",
+        "error_message": "Message undeliverable",
+        "timestamp": "2025-06-18T16:23:10Z",
+    }
+    (reply,) = _map("whatsapp-cloud", _wa_cloud("button_reply.json"))
+    assert reply["actor"] == {"id": "5511987654321", "type": "customer"}
+    assert reply["data"]["type"] == "text" and reply["data"]["wa_type"] == "interactive"
+    assert reply["data"]["text"] == "Confirmar"
+    assert reply["data"]["reply"] == {"id": "confirm-appt-42", "title": "Confirmar"}
+    assert reply["data"]["in_reply_to"] == "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ2"
+    # a payload of another field (account updates) or object produces nothing
+    other = {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "x"}]}]}
+    assert _map("whatsapp-cloud", other) == []
+    assert _map("whatsapp-cloud", {"object": "page", "entry": []}) == []
 
 
 def test_stripe_payment_fields_and_envelope() -> None:

@@ -225,7 +225,9 @@ def _destination() -> Schema:
         {
             "id": _s(readOnly=True, examples=["dst_0196…"]),
             "name": _s(minLength=1),
-            "kind": _s(enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox"]),
+            "kind": _s(
+                enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud"]
+            ),
             "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
             "secrets": {
                 "type": "array",
@@ -2745,6 +2747,43 @@ def _dashboard_paths() -> list[Operation]:
     ]
 
 
+def _wacloud_paths() -> list[Operation]:
+    """The WhatsApp Cloud API's GET handshake on a source's receiving URL."""
+
+    def query(name: str, description: str) -> Schema:
+        return {"name": name, "in": "query", "description": description, "schema": _s()}
+
+    text = {"text/plain": {"schema": _s()}}
+    return [
+        (
+            "/v1/sources/{source_id}/webhook",
+            "get",
+            {
+                "operationId": "verifyWebhookSubscription",
+                "tags": ["sources"],
+                "summary": "Answer Meta's subscription handshake",
+                "description": "For a source with preset whatsapp_cloud: echoes hub.challenge "
+                "(as text) when hub.mode is subscribe and hub.verify_token is the source's "
+                "preset_config.verify_token. No API key.",
+                "security": [],
+                "parameters": [
+                    _path("source_id", "The source id (src_…)."),
+                    query("hub.mode", "subscribe"),
+                    query("hub.verify_token", "The verify token set in the Meta app."),
+                    query("hub.challenge", "Echoed back: letters, digits, '.', '_', '-'."),
+                ],
+                "responses": {
+                    "200": {"description": "The challenge, as the body.", "content": text},
+                    "400": _json(_ref("Error"), "hub.mode or hub.challenge is malformed."),
+                    "403": _json(_ref("Error"), "hub.verify_token does not match."),
+                    "404": _json(_ref("Error"), "No enabled whatsapp_cloud source with this id."),
+                    "429": {"$ref": "#/components/responses/RateLimited"},
+                },
+            },
+        )
+    ]
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2766,6 +2805,7 @@ def openapi_document() -> dict[str, Any]:
         *_observe_paths(),
         *_privacy_retention_audit_paths(),
         *_dashboard_paths(),
+        *_wacloud_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

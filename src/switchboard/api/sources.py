@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from switchboard.api.common import (
@@ -33,6 +33,7 @@ from switchboard.sources.mappings import (
     parse_mapping,
     shipped_dir,
 )
+from switchboard.sources.whatsapp_cloud import HandshakeRefused, answer_handshake
 from switchboard.store import Scope
 from switchboard.store import inbound as sql
 
@@ -194,6 +195,20 @@ async def _receive_webhook(request: Request, h: Hub) -> Response:
     return JSONResponse(reply.body, status_code=reply.status_code)
 
 
+async def webhook_handshake(request: Request) -> Response:
+    """The WhatsApp Cloud API's GET verification of the receiving URL: echo hub.challenge when
+    hub.verify_token is the source's verify token."""
+    h = hub(request)
+    source_id = request.path_params["source_id"]
+    h.limiter.check_source(source_id, request.client.host if request.client else None)
+    try:
+        challenge = answer_handshake(await sql.get_source(h.store, source_id), request.query_params)
+    except HandshakeRefused as exc:
+        code = {400: "bad_request", 403: "forbidden", 404: "not_found"}[exc.status]
+        return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=exc.status)
+    return PlainTextResponse(challenge, headers={"x-content-type-options": "nosniff"})
+
+
 def _bool_param(request: Request, name: str) -> bool | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -333,6 +348,7 @@ routes = [
     Route("/v1/sources/{source_id}", delete_source, methods=["DELETE"]),
     Route("/v1/sources/{source_id}/secrets", rotate_secret, methods=["POST"]),
     Route("/v1/sources/{source_id}/webhook", receive_webhook, methods=["POST"]),
+    Route("/v1/sources/{source_id}/webhook", webhook_handshake, methods=["GET"]),
     Route("/v1/sources/{source_id}/requests", list_requests, methods=["GET"]),
     Route("/v1/sources/{source_id}/requests/{request_id}", get_request, methods=["GET"]),
     Route("/v1/sources/{source_id}/reprocess", reprocess, methods=["POST"]),

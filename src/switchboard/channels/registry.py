@@ -25,7 +25,7 @@ __all__ = [
     "public_config",
 ]
 
-KINDS = ("webhook", "slack", "discord", "email", "whatsapp", "inbox")
+KINDS = ("webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud")
 
 
 def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
@@ -37,6 +37,7 @@ def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
     from switchboard.channels.slack import SlackChannel
     from switchboard.channels.webhook import WebhookChannel
     from switchboard.channels.whatsapp import WhatsAppChannel
+    from switchboard.channels.whatsapp_cloud import WhatsAppCloudChannel
 
     return {
         "webhook": WebhookChannel,
@@ -45,6 +46,7 @@ def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
         "email": EmailChannel,
         "whatsapp": WhatsAppChannel,
         "inbox": InboxChannel,
+        "whatsapp_cloud": WhatsAppCloudChannel,
     }
 
 

@@ -41,6 +41,7 @@ PRESET_NAMES = (
     "asaas",
     "wpp_gateway",
     "zapi",
+    "whatsapp_cloud",
     "none",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
@@ -98,7 +99,7 @@ class Source:
             "id": self.id,
             "name": self.name,
             "preset": self.preset,
-            "preset_config": self.preset_config,
+            "preset_config": public_preset_config(self.preset_config),
             "secrets": [mask_secret(s) for s in self.secrets],
             "ip_allowlist": list(self.ip_allowlist),
             "mapping": self.mapping,
@@ -111,6 +112,13 @@ class Source:
             "created_us": self.created_us,
             "updated_us": self.updated_us,
         }
+
+
+def public_preset_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The preset config as API answers show it: a verify token (WhatsApp Cloud) is masked."""
+    if isinstance(config.get("verify_token"), str):
+        return {**config, "verify_token": masking.mask_value(config["verify_token"])}
+    return config
 
 
 def new_source_id() -> str:
@@ -128,6 +136,8 @@ def new_secret_for(preset: str) -> str | None:
         return None
     if preset in ("standard", "svix"):
         return generate_secret()
+    if preset == "whatsapp_cloud":
+        return None  # the app secret comes from Meta: the create body must carry it
     return "sbs_" + _secrets.token_urlsafe(32)
 
 
@@ -171,10 +181,27 @@ def build_preset(name: str, config: dict[str, Any]) -> Preset:
         ):
             raise _bad("/preset_config/headers", "a list of header names carrying the token")
         return Preset("token", token_headers=tuple(h.lower() for h in headers))
+    if name == "whatsapp_cloud":
+        check_verify_token(config.get("verify_token"))
     preset = PRESETS[name]
     if preset.kind in ("standard", "stripe") and tolerance != preset.tolerance:
         return Preset(preset.kind, tolerance=tolerance)
     return preset
+
+
+def check_verify_token(token: Any) -> None:
+    """The token Meta's subscription handshake must echo: 8 to 200 printable ASCII characters."""
+    if (
+        not isinstance(token, str)
+        or not 8 <= len(token) <= 200
+        or not token.isascii()
+        or not token.isprintable()
+    ):
+        raise _bad(
+            "/preset_config/verify_token",
+            "required for whatsapp_cloud: the verify token set in the Meta app, "
+            "8 to 200 printable ASCII characters",
+        )
 
 
 def _str_list(body: dict[str, Any], key: str, limit: int) -> list[str]:
@@ -226,6 +253,8 @@ def parse_source(body: Any, existing: Source | None = None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise _bad("/preset_config", "must be an object")
     build_preset(str(preset), config)
+    if existing is None and preset == "whatsapp_cloud" and not body.get("secrets"):
+        raise _bad("/secrets", "required for whatsapp_cloud: the Meta app secret")
     out["preset"], out["preset_config"] = preset, config
     if "secrets" in body:
         out["secrets"] = tuple(_str_list(body, "secrets", MAX_SECRETS))

@@ -41,6 +41,12 @@ log = logging.getLogger("switchboard.sources")
 
 # event type → (data field with the provider's message id, data field with its status)
 RECEIPT_TYPES = {"whatsapp.message_ack": ("message_id", "status")}
+RECEIPT_TYPES["whatsapp.message_status"] = ("message_id", "status")  # WhatsApp Cloud API
+# receipts whose `failed` status marks the delivery dead with the provider's error
+FAILURE_RECEIPTS = {"whatsapp.message_status"}
+# event type → data field with the provider id of the message it replies to (WhatsApp Cloud's
+# `context.id`): the event's context gets `in_reply_to_delivery`, the delivery that sent it
+REPLY_TYPES = {"whatsapp.message_received": "in_reply_to"}
 
 
 class Status(StrEnum):
@@ -289,6 +295,7 @@ class Inbound:
             if verdict.duplicate_of is not None:
                 event["context"]["duplicate_of"] = verdict.duplicate_of
             claims.append((event["type"], str(event["id"]), verdict.keys))
+        await self._link_replies(tenant.id, mapped.events)
         if dry_run:
             results = await self._validate(mapped.events, tenant, source)
         else:
@@ -328,13 +335,44 @@ class Inbound:
                 continue
             data = event.get("data") or {}
             provider_id, status = data.get(fields[0]), data.get(fields[1])
-            if provider_id and status in ("delivered", "read", "played"):
+            if provider_id and status == "failed" and event["type"] in FAILURE_RECEIPTS:
+                error = " ".join(
+                    str(data[k])
+                    for k in ("error_code", "error_title", "error_message")
+                    if data.get(k)
+                )
+                await self.hub.deliveries.provider_failed(
+                    tenant_id, str(provider_id), f"provider: failed {error}".strip(), now_us()
+                )
+            elif provider_id and status in ("delivered", "read", "played"):
                 await self.hub.deliveries.provider_status(
                     tenant_id,
                     str(provider_id),
                     "read" if status == "played" else status,
                     now_us(),
                 )
+
+    async def _link_replies(self, tenant_id: str, events: list[dict[str, Any]]) -> None:
+        """A reply names the message it answers by the provider's id: its event's context gets
+        the delivery that sent that message (of the same tenant only), so rules can match on it."""
+        for event in events:
+            field_name = REPLY_TYPES.get(event["type"])
+            data = event.get("data")
+            if field_name is None or not isinstance(data, dict):
+                continue
+            answered = data.get(field_name)
+            if not isinstance(answered, str) or not answered:
+                continue
+            delivery = await self.hub.deliveries.by_provider_id(tenant_id, answered)
+            if delivery is not None:
+                event["context"]["in_reply_to_delivery"] = delivery.id
+                event["context"]["in_reply_to_destination"] = delivery.destination_id
+                if delivery.id.startswith("dlv_"):  # an automation's send step (effect_id)
+                    run_id = await self.hub.automations.run_of_delivery(
+                        tenant_id, delivery.event_seq, delivery.id
+                    )
+                    if run_id is not None:
+                        event["context"]["in_reply_to_run"] = run_id
 
     async def _validate(
         self, events: list[dict[str, Any]], tenant: Tenant, source: Source

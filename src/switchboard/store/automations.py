@@ -697,6 +697,21 @@ class AutomationStore:
         rows = await self.sql.fetch(sql + f" ORDER BY r.created_us DESC LIMIT {int(limit)}", params)
         return [run_from_row(r, event_from_row(r[12:]).match_doc()) for r in rows]
 
+    async def run_of_delivery(self, tenant_id: str, event_seq: int, delivery_id: str) -> str | None:
+        """The run whose send step made `delivery_id` (a delivery's event is its run's trigger),
+        or None: the runs of that one trigger event are few, and their history names it."""
+        rows = await self.sql.fetch(
+            "SELECT id, state FROM automation_runs WHERE tenant_id = ? AND trigger_seq = ? "
+            "ORDER BY created_us LIMIT 100",
+            (tenant_id, event_seq),
+        )
+        for run_id, raw in rows:
+            state = load_json(raw) or {}
+            for entry in state.get("history") or ():
+                if isinstance(entry, dict) and entry.get("delivery_id") == delivery_id:
+                    return str(run_id)
+        return None
+
     async def count_running(self, tenant_id: str) -> int:
         rows = await self.sql.fetch(
             "SELECT count(*) FROM automation_runs WHERE tenant_id = ? AND status = 'running'",

@@ -686,6 +686,27 @@ class DeliveryStore:
             (status, now_us, tenant_id, provider_id, *lower),
         )
 
+    async def provider_failed(
+        self, tenant_id: str, provider_id: str, error: str, now_us: int
+    ) -> int:
+        """The provider reports that a message it accepted never arrived (WhatsApp Cloud's
+        ``failed``): a delivery still only `succeeded` becomes `dead` with the provider's error.
+        One already delivered or read stays as it is (a late or forged failure moves nothing)."""
+        return await self.sql.execute(
+            "UPDATE deliveries SET status = 'dead', last_error = ?, updated_us = ? "
+            "WHERE tenant_id = ? AND provider_id = ? AND status = 'succeeded'",
+            (error[:500], now_us, tenant_id, provider_id),
+        )
+
+    async def by_provider_id(self, tenant_id: str, provider_id: str) -> Delivery | None:
+        """The delivery that sent the provider's message `provider_id` (the newest, if several)."""
+        rows = await self.sql.fetch(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ? AND provider_id = ? "
+            "ORDER BY created_us DESC LIMIT 1",
+            (tenant_id, provider_id),
+        )
+        return delivery_from_row(rows[0]) if rows else None
+
     async def cancel(self, delivery: Delivery, reason: str, now_us: int) -> None:
         await self.sql.execute(
             "UPDATE deliveries SET status = 'cancelled', last_error = ?, lease_until_us = NULL, "
