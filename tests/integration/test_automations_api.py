@@ -102,20 +102,28 @@ async def test_oversized_and_deeply_nested_documents_are_refused(hub_api: Api) -
     status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, huge)
     assert status == 413, body
     nested: dict[str, Any] = {"send": {"destination": "wpp"}}
-    for _ in range(30):
+    for _ in range(6):  # `if` inside `if` past MAX_DEPTH (4)
         nested = {"if": {"trigger": {"type": ["a"]}}, "then": [nested]}
     status, body, _ = await api.call(
         "PUT", "/v1/automations/service-feedback", key, {**FEEDBACK, "steps": [nested]}
     )
-    assert status == 422 and "nested" in body["error"]["message"]
+    assert status == 422 and "nested" in body["error"]["message"], body
+    # past the document's own limit (32), within what the API reads at all (64)
     deep_filter: dict[str, Any] = {"x": ["y"]}
-    for _ in range(200):
+    for _ in range(40):
         deep_filter = {"k": deep_filter}
     status, body, _ = await api.call(
         "PUT", "/v1/automations/service-feedback", key, {**FEEDBACK, "filter": deep_filter}
     )
     assert status == 422, body
     assert "nested more than 32 levels" in body["error"]["message"]
+    # past what any JSON body may nest: refused as it is read, before the automation parser
+    for _ in range(200):
+        deep_filter = {"k": deep_filter}
+    status, body, _ = await api.call(
+        "PUT", "/v1/automations/service-feedback", key, {**FEEDBACK, "filter": deep_filter}
+    )
+    assert status == 400 and "nested" in str(body["error"]), body
 
 
 @pytest.mark.security
