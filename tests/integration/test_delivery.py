@@ -701,12 +701,13 @@ async def test_a_slow_destinations_backlog_does_not_hold_back_another(
     worker = worker_for(api, worker_concurrency=10, worker_tenant_share=1.0)
     task = asyncio.create_task(worker.run())
     try:
-        deadline = time.monotonic() + 10
+        # the slow line needs 15 s for its 30 (one at a time, 0.5 s each): the fast ones must
+        # not wait for it, however loaded the machine is
+        deadline = time.monotonic() + 14
         while len(fast.received) < 5 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        # the fast ones got through while the slow line was still working off its first few
         assert len(fast.received) == 5
-        assert len(slow.received) < 10
+        assert len(slow.received) < 30
     finally:
         await worker.stop(grace=0.1)
         task.cancel()
@@ -714,7 +715,9 @@ async def test_a_slow_destinations_backlog_does_not_hold_back_another(
     _, listing, _ = await api.call("GET", "/v1/deliveries?status=sending", key)
     assert listing["data"] == []
     _, pending, _ = await api.call("GET", "/v1/deliveries?status=pending&limit=100", key)
-    assert len(pending["data"]) + len(slow.received) == 30
+    # nothing lost; the one send cut off by the stop may have reached the receiver and still be
+    # queued again (at-least-once): at most one counted twice
+    assert 30 <= len(pending["data"]) + len(slow.received) <= 31
 
 
 def _held_by(callback: Any) -> list[Any]:
