@@ -371,6 +371,7 @@ PRESETS: Mapping[str, Preset] = {
     "asaas": Preset("token", token_headers=("asaas-access-token", "x-asaas-access-token")),
     "wpp_gateway": Preset("token", token_headers=("x-gateway-secret",)),
     "zapi": Preset("token", token_headers=("client-token",)),
+    "pagarme": Preset("hmac", hmac=HmacSpec("x-hub-signature", "sha1", "hex", "sha1=")),
     "none": Preset("none"),
 }
 """Named presets for the providers the seed systems use; sources refer to them by name."""

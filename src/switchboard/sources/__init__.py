@@ -41,6 +41,7 @@ PRESET_NAMES = (
     "asaas",
     "wpp_gateway",
     "zapi",
+    "pagarme",
     "none",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
