@@ -81,8 +81,9 @@ def test_phone_numbers_normalize_to_e164() -> None:
     assert e164("+1 415 555 0100") == "+14155550100"
     assert e164("1234") is None and e164("") is None and e164(None) is None
     assert e164({"phone": "5531998765432"}) is None
-    assert lead_id_for("t1", "+5531998765432") != lead_id_for("t2", "+5531998765432")
-    assert "998765432" not in lead_id_for("t1", "+5531998765432")
+    assert lead_id_for("t1", "+5531998765432", "m1") != lead_id_for("t2", "+5531998765432", "m1")
+    assert lead_id_for("t1", "+5531998765432", "m1") == lead_id_for("t1", "+5531998765432", "m1")
+    assert "998765432" not in lead_id_for("t1", "+5531998765432", "m1")
 
 
 async def test_first_message_creates_a_lead_later_ones_update_it_across_a_restart(
@@ -186,3 +187,46 @@ async def test_a_refused_lead_gives_the_phone_back(database: str, tmp_path: Path
         await api.hub.registry.apply(tid, load_catalog_dir(ROOT / "catalogs" / "care-integrations"))
         reply = await _post(api, source, _payload("received-button"))
         assert _statuses(reply) == [("whatsapp.inbound", "accepted"), ("lead.created", "accepted")]
+
+
+@pytest.mark.security
+async def test_erasing_the_subject_forgets_the_lead(database: str) -> None:
+    async with serve(_settings(database)) as api:
+        key = await _care_tenant(api)
+        source = await _source(api, key)
+        first = await _post(api, source, _payload("received-text"))
+        assert ("lead.created", "accepted") in _statuses(first)
+        status, receipt, _ = await api.call("DELETE", "/v1/subjects/5531998765432", key)
+        assert status == 200, receipt
+        assert receipt["recipient_deleted"] is True
+        rows = await api.hub.store.fetch("SELECT key FROM dedup_keys WHERE key LIKE '%998765432%'")
+        assert rows == []
+        again = await _post(api, source, _payload("received-button"))
+        assert ("lead.created", "accepted") in _statuses(again)
+
+
+@pytest.mark.security
+async def test_hostile_sender_fields_stay_bounded(database: str) -> None:
+    """Whatever a sender puts in its name and text, the lead holds bounded strings and a number
+    that is not a phone makes no lead (the message is still stored)."""
+    async with serve(_settings(database)) as api:
+        key = await _care_tenant(api)
+        source = await _source(api, key)
+        huge = "x" * 50_000
+        reply = await _post(
+            api,
+            source,
+            _payload(
+                "received-text",
+                senderName=huge,
+                text={"message": huge},
+                messageId="3EB0HOSTILE0001",
+            ),
+        )
+        assert ("lead.created", "accepted") in _statuses(reply)
+        (lead,) = await _events(api, key, "lead.created")
+        assert len(lead["data"]["name"]) <= 500 and len(lead["data"]["message"]) <= 500
+        reply = await _post(
+            api, source, _payload("received-text", phone="00000000", messageId="3EB0HOSTILE0002")
+        )
+        assert _statuses(reply) == [("whatsapp.inbound", "accepted")]

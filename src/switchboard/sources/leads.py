@@ -43,9 +43,11 @@ def e164(value: Any) -> str | None:
     return "+" + digits
 
 
-def lead_id_for(tenant_id: str, phone: str) -> str:
-    """A stable lead id that does not spell out the phone number."""
-    return "lead_" + hashlib.sha256(f"{tenant_id}:{phone}".encode()).hexdigest()[:24]
+def lead_id_for(tenant_id: str, phone: str, message_id: str) -> str:
+    """The id of the lead a message would start: it does not spell out the phone number, and a
+    lead started again after its subject was erased gets a new one."""
+    digest = hashlib.sha256(f"{tenant_id}:{phone}:{message_id}".encode()).hexdigest()
+    return "lead_" + digest[:24]
 
 
 def _text(value: Any) -> str | None:
@@ -76,7 +78,7 @@ class LeadMaker:
             return None
         digits = phone[1:]
         recipient = str(message.get("subject") or digits)
-        lead_id = lead_id_for(self.tenant_id, phone)
+        lead_id = lead_id_for(self.tenant_id, phone, str(message.get("id")))
         holder = await sql.claim_dedup_key(
             self.store, self.tenant_id, LEAD_KEY_TYPE, f"phone:{digits}", lead_id, self.now_us, -1
         )
