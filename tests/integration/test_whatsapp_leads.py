@@ -230,3 +230,42 @@ async def test_hostile_sender_fields_stay_bounded(database: str) -> None:
             api, source, _payload("received-text", phone="00000000", messageId="3EB0HOSTILE0002")
         )
         assert _statuses(reply) == [("whatsapp.inbound", "accepted")]
+
+
+async def test_wpp_gateway_messages_make_leads_too(database: str) -> None:
+    async with serve(_settings(database)) as api:
+        tid, key = await api.tenant(unknown_types="accept")
+        await api.hub.registry.apply(tid, load_catalog_dir(ROOT / "catalogs" / "comms-hub"))
+        body = {
+            "name": "wpp",
+            "preset": "wpp_gateway",
+            "secrets": ["tok-wpp-leads-123456"],
+            "mapping": "wpp-gateway-leads",
+        }
+        status, source, _ = await api.call("POST", "/v1/sources", key, body)
+        assert status == 201, source
+        message = (ROOT / "tests" / "fixtures" / "wpp-gateway" / "message.json").read_bytes()
+        for expected in ("lead.created", "lead.updated"):
+            doc = orjson.loads(message)
+            doc["data"]["id"] += expected  # a new message from the same sender
+            status, reply, _ = await api.call(
+                "POST",
+                f"/v1/sources/{source['id']}/webhook",
+                data=orjson.dumps(doc),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Gateway-Secret": body["secrets"][0],
+                },
+            )
+            assert status == 200, reply
+            assert _statuses(reply) == [
+                ("whatsapp.message_received", "accepted"),
+                (expected, "accepted"),
+            ]
+        (lead,) = await _events(api, key, "lead.created")
+        assert lead["data"] == {
+            "name": "Marina Costa",
+            "phone": "+5547991234567",
+            "source": "whatsapp",
+            "message": "Oi, vi o anúncio de vocês. Atendem em Joinville?",
+        }

@@ -345,6 +345,14 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
                 "whatsapp.inbound",
                 "3EB0C431C26A1916E0A1",
             ),
+            (
+                "wpp-gateway-leads",
+                "wpp-gateway",
+                "comms-hub",
+                "message",
+                "whatsapp.message_received",
+                "false_5547991234567@c.us_3EB0D4E5F6A7B8C9",
+            ),
         ]
     ],
 ]
