@@ -269,3 +269,21 @@ async def test_wpp_gateway_messages_make_leads_too(database: str) -> None:
             "source": "whatsapp",
             "message": "Oi, vi o anúncio de vocês. Atendem em Joinville?",
         }
+
+
+@pytest.mark.security
+async def test_a_tenant_mapping_with_a_bad_leads_block_is_a_400_naming_it(database: str) -> None:
+    async with serve(_settings(database)) as api:
+        key = await _care_tenant(api)
+        doc = {
+            "name": "mine",
+            "version": "1",
+            "rules": [{"type": "whatsapp.inbound", "data": {"phone": "phone"}}],
+            "leads": {"type": "whatsapp.inbound", "phone": ["phone"], "extra": True},
+        }
+        status, body, _ = await api.call("PUT", "/v1/mappings/mine/1", key, doc)
+        assert status == 400, body  # what every invalid mapping answers
+        assert {"/leads/phone", "/leads/extra"} <= {d["path"] for d in body["error"]["details"]}
+        doc["leads"] = {"type": "whatsapp.inbound", "phone": "phone", "created": "lead.new"}
+        status, body, _ = await api.call("PUT", "/v1/mappings/mine/1", key, doc)
+        assert status == 201, body
