@@ -79,6 +79,10 @@ def test_phone_numbers_normalize_to_e164() -> None:
     assert e164("+55 (31) 99876-5432") == "+5531998765432"
     assert e164("(31) 99876-5432") == "+5531998765432"
     assert e164("+1 415 555 0100") == "+14155550100"
+    # as WhatsApp writes them: the country code is always there, even without a '+'
+    assert e164("14155550100", international=True) == "+14155550100"
+    assert e164("14155550100") == "+5514155550100"  # read as a Brazilian DDD 14 number
+    assert e164("553198765432", international=True) == "+5531998765432"
     assert e164("1234") is None and e164("") is None and e164(None) is None
     assert e164({"phone": "5531998765432"}) is None
     assert lead_id_for("t1", "+5531998765432", "m1") != lead_id_for("t2", "+5531998765432", "m1")

@@ -32,12 +32,17 @@ __all__ = ["LEAD_KEY_TYPE", "LeadMaker", "e164", "lead_id_for"]
 LEAD_KEY_TYPE = "lead"  # the dedup_keys event_type of lead claims
 
 
-def e164(value: Any) -> str | None:
+def e164(value: Any, international: bool = False) -> str | None:
     """``+`` and the digits of a phone number (Brazilian numbers canonical, see
-    `normalize_phone`), or None when it is not a phone number."""
+    `normalize_phone`), or None when it is not a phone number. With `international` the number
+    is read as carrying its country code even without a ``+`` (``14155550100`` is in the US, not
+    a Brazilian DDD 14), as WhatsApp writes them."""
     if value is None or isinstance(value, bool | dict | list):
         return None
-    digits = normalize_phone(str(value))
+    text = str(value).strip()
+    if international and not text.startswith("+"):
+        text = "+" + text
+    digits = normalize_phone(text)
     if not digits or not 8 <= len(digits) <= 15:
         return None
     return "+" + digits
@@ -73,7 +78,7 @@ class LeadMaker:
         data = message.get("data")
         if not isinstance(data, dict):
             return None
-        phone = e164(data.get(spec.phone))
+        phone = e164(data.get(spec.phone), spec.international)
         if phone is None:
             return None
         digits = phone[1:]
@@ -130,7 +135,7 @@ class LeadMaker:
     ) -> None:
         """Keep the sender's profile current once its lead event is stored."""
         data = message.get("data") or {}
-        phone = e164(data.get(spec.phone))
+        phone = e164(data.get(spec.phone), spec.international)
         if phone is None:
             return
         name = _text(data.get(spec.name)) if spec.name else None

@@ -132,6 +132,7 @@ class LeadSpec:
     created: str = "lead.created"
     updated: str = "lead.updated"
     source: str = "whatsapp"  # the lead's `source` field
+    international: bool = True  # numbers carry their country code (WhatsApp's always do)
 
 
 _LEAD_KEYS = {"type", "phone", "name", "message", "created", "updated", "source"}
@@ -262,8 +263,12 @@ class _Parser:
                 "/leads", "must be {type, phone, name?, message?, created?, updated?, source?}"
             )
             return None
-        for key in sorted(set(doc) - _LEAD_KEYS):
-            self.fail(f"/leads/{key}", f"unknown key (known: {', '.join(sorted(_LEAD_KEYS))})")
+        known = _LEAD_KEYS | {"international"}
+        for key in sorted(set(doc) - known):
+            self.fail(f"/leads/{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        international = doc.get("international", True)
+        if not isinstance(international, bool):
+            self.fail("/leads/international", "must be true or false")
         values: dict[str, str] = {}
         for key in sorted(_LEAD_KEYS & set(doc)):
             value = doc[key]
@@ -276,7 +281,7 @@ class _Parser:
                 self.fail(f"/leads/{key}", "is required")
         if "type" not in values or "phone" not in values:
             return None
-        return LeadSpec(**values)
+        return LeadSpec(**values, international=international is not False)
 
 
 def parse_mapping(doc: Any, where: str = "mapping") -> Mapping:
