@@ -295,3 +295,14 @@ async def test_metrics_up_to_the_year_9999_answer(api: Api) -> None:
     status, body, _ = await api.call("GET", "/v1/metrics/events?to=9999-12-31T23:59:59Z", key)
     assert status == 200, body
     assert body["buckets"] == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_time_zone_name_longer_than_a_file_name_is_a_422(api: Api, method: str) -> None:
+    """zoneinfo looks names up as files: a name past the file-name limit raised OSError (a 500)."""
+    _, key = await api.tenant()
+    if method == "PATCH":
+        assert (await api.call("PUT", "/v1/recipients/r1", key, {"name": "Ana"}))[0] in (200, 201)
+    status, body, _ = await api.call(method, "/v1/recipients/r1", key, {"timezone": "0" * 400})
+    assert status == 422, body
+    assert body["error"]["details"][0]["path"] == "/timezone"

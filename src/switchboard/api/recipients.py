@@ -89,7 +89,7 @@ def parse_profile(body: Any) -> tuple[dict[str, str | None], dict[str, Any] | No
         if name == "timezone":
             try:
                 zoneinfo.ZoneInfo(value)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: too long
                 problems.append(("/timezone", "an IANA time zone such as America/Sao_Paulo"))
         fields[name] = value
     attributes = body.get("attributes")
