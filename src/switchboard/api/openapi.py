@@ -2163,7 +2163,7 @@ def _purpose_paths() -> list[Operation]:
             "declared ones (422 naming the field). At most 100 per tenant.",
             scope="manage",
             params=[name],
-            body=_obj({"description": _s(maxLength=1000)}),
+            body=_obj({"description": _s(maxLength=1000)}, additionalProperties=False),
             ok={200: _ok(purpose, "Described again."), 201: _ok(purpose, "Declared.")},
             errors=(422,),
         ),
