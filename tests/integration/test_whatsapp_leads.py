@@ -129,6 +129,10 @@ async def test_first_message_creates_a_lead_later_ones_update_it_across_a_restar
         assert changes["name"] == {"old": "Joana Pereira", "new": "Joana P."}
         assert changes["last_message_at"]["old"] == created["time"]
         assert [e["id"] for e in await _events(api, key, "lead.created")] == [created["id"]]
+        _, profile, _ = await api.call("GET", "/v1/recipients/5531998765432", key)
+        assert profile["attributes"]["lead_id"] == created["id"]
+        assert profile["attributes"]["last_message"] == "Manhã"
+        assert profile["name"] == "Joana P."
 
 
 async def test_two_first_messages_at_once_make_one_lead(database: str) -> None:

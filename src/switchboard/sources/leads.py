@@ -93,7 +93,7 @@ class LeadMaker:
         base = {
             "subject": recipient,
             "context": {
-                "lead_id": lead_id,
+                "lead_id": holder or lead_id,  # the number's lead, new or existing
                 "message_event_id": message.get("id"),
                 **{
                     k: v
