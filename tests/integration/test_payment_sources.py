@@ -152,6 +152,12 @@ STRIPE_CASES = [
     ("payment_intent.succeeded", "payment_processed", {"method": "card", "amount": 199.9}),
     ("invoice.paid", "subscription_billed", {"plan_id": "price_1QkGoldMensal", "status": "paid"}),
     ("charge.dispute.created", "chargeback_reported", {"amount": 450.0, "processor": "stripe"}),
+    (
+        "payment_intent.payment_failed",
+        "payment_processed",
+        {"method": "card", "status": "failed", "error": "Your card has insufficient funds."},
+    ),
+    ("invoice.payment_failed", "subscription_billed", {"status": "open", "amount": 199.9}),
 ]
 
 
