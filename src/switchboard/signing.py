@@ -372,6 +372,7 @@ PRESETS: Mapping[str, Preset] = {
     "wpp_gateway": Preset("token", token_headers=("x-gateway-secret",)),
     "zapi": Preset("token", token_headers=("client-token",)),
     "whatsapp_cloud": Preset("github"),  # X-Hub-Signature-256 with the Meta app secret
+    "pagarme": Preset("hmac", hmac=HmacSpec("x-hub-signature", "sha1", "hex", "sha1=")),
     "none": Preset("none"),
 }
 """Named presets for the providers the seed systems use; sources refer to them by name."""

@@ -179,6 +179,15 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
                 [now, now, tenant_id, *chunk],
             )
         )
+    for chunk in _chunks(sorted(ids)):
+        # business-dedup claims of its events hold its phone or email (a WhatsApp lead's number)
+        work.append(
+            (
+                "",
+                f"DELETE FROM dedup_keys WHERE tenant_id = ? AND event_id IN ({_marks(chunk)})",
+                [tenant_id, *chunk],
+            )
+        )
     for chunk in _chunks(delivery_ids):
         work.append(
             (

@@ -323,3 +323,14 @@ async def test_a_time_zone_name_too_long_for_a_file_is_a_422_not_a_500(api: Api)
         },
     )
     assert 400 <= status < 500, body
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_time_zone_name_longer_than_a_file_name_is_a_422(api: Api, method: str) -> None:
+    """zoneinfo looks names up as files: a name past the file-name limit raised OSError (a 500)."""
+    _, key = await api.tenant()
+    if method == "PATCH":
+        assert (await api.call("PUT", "/v1/recipients/r1", key, {"name": "Ana"}))[0] in (200, 201)
+    status, body, _ = await api.call(method, "/v1/recipients/r1", key, {"timezone": "0" * 400})
+    assert status == 422, body
+    assert body["error"]["details"][0]["path"] == "/timezone"

@@ -78,6 +78,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.automation_engine",
             "switchboard.automation_sim",
             "switchboard.sources.dedup",
+            "switchboard.sources.leads",
         ),
     ),
     # the composition root, and what needs all of it

@@ -26,6 +26,13 @@ from switchboard.sources.mappings import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fixture(folder: str, name: str) -> Any:
+    """A provider's documented sample payload kept under tests/fixtures/."""
+    return orjson.loads((ROOT / "tests" / "fixtures" / folder / f"{name}.json").read_bytes())
+
+
 SHIPPED = load_mapping_dir(shipped_dir())
 
 # --- realistic provider payloads (shapes as the providers document them) ---------------------
@@ -282,6 +289,115 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
         "comms-hub",
         [("whatsapp.message_received", None), ("whatsapp.message_received", None)],
     ),
+    *[
+        (name, _fixture(folder, sample), catalog, [(etype, eid)])
+        for name, folder, catalog, sample, etype, eid in [
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "order.paid",
+                "payment_processed",
+                "pagarme:ch_d22356Jf4WuGr8no:paid",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "charge.paid",
+                "payment_processed",
+                "pagarme:ch_d22356Jf4WuGr8no:paid",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "charge.payment_failed",
+                "payment_processed",
+                "pagarme:ch_K3mN8pQr5StUv2Wx:failed:tran_9ZyXwVuTsRqPoNmL",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "charge.refunded",
+                "purchase_refund",
+                "pagarme:ch_d22356Jf4WuGr8no:refunded",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "charge.chargedback",
+                "chargeback_reported",
+                "pagarme:ch_M7nB6vC5xZ4aS3dF:chargedback",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "invoice.paid",
+                "subscription_billed",
+                "pagarme:in_4B5c6D7e8F9g0H1i:paid",
+            ),
+            (
+                "pagarme",
+                "pagarme",
+                "clinic-loyalty",
+                "subscription.created",
+                "membership_started",
+                "pagarme:sub_2Wq3Er4Ty5Ui6Op7:created",
+            ),
+            (
+                "stripe-clinic",
+                "stripe",
+                "clinic-loyalty",
+                "payment_intent.succeeded",
+                "payment_processed",
+                "stripe:pi_3QkClinic0000001:succeeded",
+            ),
+            (
+                "stripe-clinic",
+                "stripe",
+                "clinic-loyalty",
+                "charge.succeeded",
+                "payment_processed",
+                "stripe:pi_3QkClinic0000001:succeeded",
+            ),
+            (
+                "stripe-clinic",
+                "stripe",
+                "clinic-loyalty",
+                "invoice.paid",
+                "subscription_billed",
+                "evt_1QkClinicINV001",
+            ),
+            (
+                "stripe-clinic",
+                "stripe",
+                "clinic-loyalty",
+                "charge.dispute.created",
+                "chargeback_reported",
+                "evt_1QkClinicDSP001",
+            ),
+            (
+                "zapi-leads",
+                "zapi",
+                "care-integrations",
+                "received-text",
+                "whatsapp.inbound",
+                "3EB0C431C26A1916E0A1",
+            ),
+            (
+                "wpp-gateway-leads",
+                "wpp-gateway",
+                "comms-hub",
+                "message",
+                "whatsapp.message_received",
+                "false_5547991234567@c.us_3EB0D4E5F6A7B8C9",
+            ),
+        ]
+    ],
 ]
 
 
@@ -604,3 +720,27 @@ def test_dedup_keys_normalize_phone_and_email() -> None:
     assert b == ["phone:5531998765432"]
     assert keys_for(spec, {"phone": "n/a", "email": "none"}) == []
     assert normalize_key("  X ", "lower") == "x"
+
+
+def test_from_cents_reads_minor_units() -> None:
+    from switchboard.sources.functions import from_cents
+
+    assert from_cents(19990, "BRL") == 199.9
+    assert from_cents("12356", "brl") == 123.56
+    assert from_cents(5000, "JPY") == 5000  # zero-decimal: already whole yen
+    assert from_cents(7, None) == 0.07
+    assert from_cents(None, "BRL") is None and from_cents("abc", "BRL") is None
+    assert from_cents(True, "BRL") is None
+
+
+def test_leads_block_is_validated() -> None:
+    base = {"name": "x", "version": "1", "rules": [{"type": "a.b", "data": {}}]}
+    mapping = parse_mapping({**base, "leads": {"type": "whatsapp.inbound", "phone": "phone"}})
+    assert mapping.leads is not None
+    assert (mapping.leads.created, mapping.leads.updated) == ("lead.created", "lead.updated")
+    with pytest.raises(MappingError) as exc:
+        parse_mapping({**base, "leads": {"phone": 5, "colour": "x"}})
+    paths = {e["path"] for e in exc.value.errors}
+    assert paths == {"/leads/colour", "/leads/phone", "/leads/type"}
+    with pytest.raises(MappingError):
+        parse_mapping({**base, "leads": ["whatsapp.inbound"]})

@@ -42,6 +42,7 @@ PRESET_NAMES = (
     "wpp_gateway",
     "zapi",
     "whatsapp_cloud",
+    "pagarme",
     "none",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import jmespath
 from jmespath import functions as jp_functions
 
-__all__ = ["OPTIONS", "normalize_phone", "normalize_time", "parse_offset"]
+__all__ = ["OPTIONS", "from_cents", "normalize_phone", "normalize_time", "parse_offset"]
 
 
 def normalize_phone(value: str) -> str | None:
@@ -75,6 +75,45 @@ def normalize_time(value: Any, tz: str = "Z") -> str | None:
     return parsed.isoformat().replace("+00:00", "Z")
 
 
+# currencies whose amounts providers (Stripe, Pagar.me) already send in whole units
+ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+
+
+def from_cents(value: Any, currency: str | None = None) -> float | int | None:
+    """A provider's amount in minor units (``12356`` cents) as a number of the currency's units
+    (``123.56``); zero-decimal currencies are returned as they are. None when not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = int(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+    if not isinstance(number, int | float):
+        return None
+    if currency and currency.upper() in ZERO_DECIMAL:
+        return number
+    return round(number / 100, 2)
+
+
 class _Functions(jp_functions.Functions):
     """Extra JMESPath functions for mappings (documented in docs/sources.md)."""
 
@@ -128,6 +167,10 @@ class _Functions(jp_functions.Functions):
         elif isinstance(key, float) and key.is_integer():
             key = int(key)
         return table.get(str(key), default)
+
+    @jp_functions.signature({"types": ["number", "string", "null"]}, {"types": ["string", "null"]})
+    def _func_from_cents(self, value: Any, currency: str | None) -> float | int | None:
+        return from_cents(value, currency)
 
 
 OPTIONS = jmespath.Options(custom_functions=_Functions())

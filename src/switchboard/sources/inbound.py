@@ -24,7 +24,9 @@ from switchboard.hub import Hub
 from switchboard.signing import SignatureError, check_ip, mask_headers, verify
 from switchboard.sources import Source
 from switchboard.sources.dedup import Deduplicator
+from switchboard.sources.leads import LeadMaker
 from switchboard.sources.mappings import (
+    LeadSpec,
     Mapping,
     MappingError,
     MappingLibrary,
@@ -313,6 +315,12 @@ class Inbound:
             for etype, eid, keys in claims:
                 if eid in rejected:
                     await dedup.release(etype, eid, keys)
+            if mapping.leads is not None:
+                leads, lead_results = await self._leads(
+                    mapping.leads, tenant, source, mapped.events, results
+                )
+                mapped.events.extend(leads)
+                results.extend(lead_results)
         failed = sum(r["status"] == "rejected" for r in results) + len(mapped.errors)
         stored = len(results) - sum(r["status"] == "rejected" for r in results)
         if stored == 0:
@@ -323,6 +331,41 @@ class Inbound:
             status = Status.PROCESSED
         produced = sum(r["status"] in ("accepted", "deduplicated") for r in results)
         return Outcome(status, results, mapped.events, mapped.errors, produced)
+
+    async def _leads(
+        self,
+        spec: LeadSpec,
+        tenant: Tenant,
+        source: Source,
+        events: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Lead events for the newly stored messages (see sources/leads.py), ingested."""
+        maker = LeadMaker(self.hub.store, tenant.id, now_us())
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (message, lead)
+        for event, res in zip(events, results, strict=True):
+            if event["type"] == spec.type and res["status"] == "accepted":
+                lead = await maker.lead_for(spec, event)
+                if lead is not None:
+                    pairs.append((event, lead))
+        if not pairs:
+            return [], []
+        leads = [lead for _, lead in pairs]
+        ingested = await self.hub.ingestor.ingest(
+            [{**lead, "context": dict(lead["context"])} for lead in leads],
+            tenant,
+            source.event_source,
+        )
+        out: list[dict[str, Any]] = []
+        for (message, lead), res in zip(pairs, ingested.results, strict=True):
+            item = {**res, "type": lead["type"]}
+            item.pop("index", None)
+            out.append(item)
+            if res["status"] == "accepted":
+                await maker.remember(spec, message, lead)
+            elif res["status"] == "rejected" and lead["type"] == spec.created:
+                await maker.release(lead["id"], lead["data"]["phone"])
+        return leads, out
 
     async def _apply_receipts(
         self, tenant_id: str, events: list[dict[str, Any]], results: list[dict[str, Any]]

@@ -42,6 +42,7 @@ from switchboard.sources.functions import OPTIONS, normalize_phone, normalize_ti
 
 __all__ = [
     "DedupSpec",
+    "LeadSpec",
     "MapResult",
     "Mapping",
     "MappingError",
@@ -120,6 +121,24 @@ class DedupSpec:
 
 
 @dataclass(frozen=True)
+class LeadSpec:
+    """Leads from messages: the first event of `type` from a phone number nobody knows becomes
+    `created`, later ones `updated` (see sources/leads.py). Fields name data fields of `type`."""
+
+    type: str  # the message event type, e.g. whatsapp.inbound
+    phone: str  # data field with the sender's number
+    name: str | None = None  # data field with the sender's display name
+    message: str | None = None  # data field with the message text
+    created: str = "lead.created"
+    updated: str = "lead.updated"
+    source: str = "whatsapp"  # the lead's `source` field
+    international: bool = True  # numbers carry their country code (WhatsApp's always do)
+
+
+_LEAD_KEYS = {"type", "phone", "name", "message", "created", "updated", "source"}
+
+
+@dataclass(frozen=True)
 class Mapping:
     name: str
     version: str
@@ -128,6 +147,7 @@ class Mapping:
     description: str = ""
     timezone: str = "Z"
     spec: dict[str, Any] = field(default_factory=dict)  # the validated source document
+    leads: LeadSpec | None = None
 
     @property
     def ref(self) -> str:
@@ -235,6 +255,34 @@ class _Parser:
             window = 0
         return DedupSpec(doc["type"], tuple((str(k), str(v)) for k, v in keys.items()), window)
 
+    def leads(self, doc: Any) -> LeadSpec | None:
+        if doc is None:
+            return None
+        if not isinstance(doc, dict):
+            self.fail(
+                "/leads", "must be {type, phone, name?, message?, created?, updated?, source?}"
+            )
+            return None
+        known = _LEAD_KEYS | {"international"}
+        for key in sorted(set(doc) - known):
+            self.fail(f"/leads/{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        international = doc.get("international", True)
+        if not isinstance(international, bool):
+            self.fail("/leads/international", "must be true or false")
+        values: dict[str, str] = {}
+        for key in sorted(_LEAD_KEYS & set(doc)):
+            value = doc[key]
+            if not isinstance(value, str) or not value or len(value) > 100:
+                self.fail(f"/leads/{key}", "must be a non-empty string of at most 100 characters")
+            else:
+                values[key] = value
+        for key in ("type", "phone"):
+            if key not in doc:
+                self.fail(f"/leads/{key}", "is required")
+        if "type" not in values or "phone" not in values:
+            return None
+        return LeadSpec(**values, international=international is not False)
+
 
 def parse_mapping(doc: Any, where: str = "mapping") -> Mapping:
     """Validate a mapping document; raises MappingError listing every problem."""
@@ -261,10 +309,18 @@ def parse_mapping(doc: Any, where: str = "mapping") -> Mapping:
         p.fail("/dedup", "must be a list")
         raw_dedup = []
     dedup = {d.type: d for i, raw in enumerate(raw_dedup) if (d := p.dedup(i, raw)) is not None}
+    leads = p.leads(doc.get("leads"))
     if p.errors:
         raise MappingError(where, p.errors)
     return Mapping(
-        str(name), str(version), tuple(rules), dedup, str(doc.get("description", "")), tz, doc
+        str(name),
+        str(version),
+        tuple(rules),
+        dedup,
+        str(doc.get("description", "")),
+        tz,
+        doc,
+        leads,
     )
 
 
