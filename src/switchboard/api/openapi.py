@@ -224,7 +224,7 @@ def _destination() -> Schema:
         {
             "id": _s(readOnly=True, examples=["dst_0196…"]),
             "name": _s(minLength=1),
-            "kind": _s(enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox"]),
+            "kind": _s(enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox", "sms"]),
             "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
             "secrets": {
                 "type": "array",
@@ -1750,7 +1750,7 @@ def _template_paths() -> list[Operation]:
         "type": "object",
         "required": ["channel", "locale"],
         "properties": {
-            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook"]),
+            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook", "sms"]),
             "locale": _s("A language tag: pt-BR, en, es…"),
         },
         "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "
