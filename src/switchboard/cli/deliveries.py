@@ -38,7 +38,7 @@ deliveries_app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect, retry and archive dead deliveries.", no_args_is_help=True)
 
-FINAL = {"succeeded", "dead", "cancelled", "delivered", "read"}
+FINAL = {"succeeded", "dead", "cancelled", "delivered", "read", "failed"}
 DestinationOpt = Annotated[
     str | None, typer.Option(help="Only deliveries to this destination (name or id).")
 ]

@@ -41,6 +41,15 @@ log = logging.getLogger("switchboard.sources")
 
 # event type → (data field with the provider's message id, data field with its status)
 RECEIPT_TYPES = {"whatsapp.message_ack": ("message_id", "status")}
+RECEIPT_TYPES["sms.status"] = ("message_sid", "status")  # the twilio-sms mapping
+# a provider's status → the delivery's (the others, such as "sent", move nothing)
+RECEIPT_STATUSES = {
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+    "undelivered": "failed",
+}
 
 
 class Status(StrEnum):
@@ -116,6 +125,8 @@ def _masked(source: Source, headers: dict[str, str]) -> dict[str, str]:
     named: list[str] = list(preset.token_headers) if preset else []
     if preset and preset.hmac:
         named.append(preset.hmac.header)
+    if preset and preset.kind == "twilio":
+        named.append("x-twilio-signature")
     return mask_headers(headers, named, source.secrets)
 
 
@@ -138,8 +149,15 @@ class Inbound:
     # -- receiving ----------------------------------------------------------------------------
 
     async def receive(
-        self, source_id: str, headers: AbcMapping[str, str], body: bytes, remote_ip: str | None
+        self,
+        source_id: str,
+        headers: AbcMapping[str, str],
+        body: bytes,
+        remote_ip: str | None,
+        url: str = "",
     ) -> Reply:
+        """Verify, record and map one request to a source's public URL (`url`: the address it
+        was sent to, for presets that sign it; the source's ``preset_config.url`` wins)."""
         store = self.hub.store
         source = await sql.get_source(store, source_id)
         if source is None:
@@ -166,7 +184,14 @@ class Inbound:
             return _error_reply(Status.DISABLED, "not_found", "this source is disabled", request_id)
         try:
             check_ip(remote_ip or "", source.ip_allowlist)
-            verify(source.verifier(), header_dict, body, source.secrets, now=received // 10**6)
+            verify(
+                source.verifier(),
+                header_dict,
+                body,
+                source.secrets,
+                now=received // 10**6,
+                url=str(source.preset_config.get("url") or url),
+            )
         except SignatureError as exc:
             status = (
                 Status.FORBIDDEN if exc.reason == "ip_not_allowed" else Status.FAILED_VERIFICATION
@@ -321,19 +346,24 @@ class Inbound:
         self, tenant_id: str, events: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> None:
         """Provider receipts (the WPP gateway's message.ack) move the delivery that sent the
-        message to `delivered` / `read` — forward only, however late or repeated they are."""
+        message to `delivered` / `read` / `failed` (Twilio's SMS status callbacks) — forward only, however late or repeated they are."""
         for event, res in zip(events, results, strict=True):
             fields = RECEIPT_TYPES.get(event["type"])
             if fields is None or res["status"] != "accepted":
                 continue
             data = event.get("data") or {}
             provider_id, status = data.get(fields[0]), data.get(fields[1])
-            if provider_id and status in ("delivered", "read", "played"):
+            ours = RECEIPT_STATUSES.get(status) if isinstance(status, str) else None
+            if provider_id and ours:
+                code = data.get("error_code")
                 await self.hub.deliveries.provider_status(
                     tenant_id,
                     str(provider_id),
-                    "read" if status == "played" else status,
+                    ours,
                     now_us(),
+                    error=f"provider: {status}" + (f" (error {code})" if code else "")
+                    if ours == "failed"
+                    else None,
                 )
 
     async def _validate(
