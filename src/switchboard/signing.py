@@ -20,8 +20,8 @@ import re
 import secrets as _secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from switchboard.errors import SwitchboardError
 from switchboard.masking import mask_headers  # re-exported: the channels and sources use it

@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 import pytest
 from aiohttp import web
+from twilio.request_validator import RequestValidator
 
-from switchboard.signing import twilio_signature
 from tests.conftest import Api
 from tests.integration.conftest import worker_for
 
@@ -27,11 +27,7 @@ SERVICE = "MG" + "fedcba9876543210" * 2
 
 
 def _sign(url: str, params: dict[str, str], token: str) -> str:
-    """Twilio's own validator when the package is installed (a dev dependency), else ours."""
-    try:
-        from twilio.request_validator import RequestValidator
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        return twilio_signature(url, list(params.items()), token)
+    """Signed as Twilio signs: with its own library's validator (a dev dependency)."""
     return str(RequestValidator(token).compute_signature(url, params))
 
 
@@ -59,7 +55,10 @@ class FakeTwilio:
         message = orjson.loads((FIXTURES / "message_created.json").read_bytes())
         sid = f"SM{next(self.sids):032x}"
         message.update(
-            account_sid=ACCOUNT, sid=sid, to=form["To"], body=form["Body"],
+            account_sid=ACCOUNT,
+            sid=sid,
+            to=form["To"],
+            body=form["Body"],
             **{"from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid")},
         )
         return web.json_response(message, status=201)
@@ -90,7 +89,10 @@ async def _setup(api: Api, key: str, config: dict[str, Any], secret: str = TOKEN
     assert status == 201, body
     assert secret not in orjson.dumps(body["config"]).decode()
     status, body, _ = await api.call(
-        "POST", "/v1/routes", key, {"name": "avisos", "types": ["lembrete.*"], "destinations": ["sms"]}
+        "POST",
+        "/v1/routes",
+        key,
+        {"name": "avisos", "types": ["lembrete.*"], "destinations": ["sms"]},
     )
     assert status == 201, body
 
@@ -131,7 +133,7 @@ async def test_a_send_then_signed_status_callbacks_move_it_forward_only(
     hub_api: Api, twilio: FakeTwilio
 ) -> None:
     api = hub_api
-    tid, key = await api.tenant()
+    _, key = await api.tenant()
     _, source, _ = await api.call(
         "POST",
         "/v1/sources",
@@ -157,9 +159,10 @@ async def test_a_send_then_signed_status_callbacks_move_it_forward_only(
     assert "Basic" not in orjson.dumps(attempt["request_headers"]).decode() or TOKEN not in (
         orjson.dumps(attempt["request_headers"]).decode()
     )
-    assert base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode() not in orjson.dumps(
-        attempt
-    ).decode()
+    assert (
+        base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+        not in orjson.dumps(attempt).decode()
+    )
 
     base = orjson.loads((FIXTURES / "status_callback.json").read_bytes())
     del base["_comment"]
@@ -348,8 +351,13 @@ async def test_config_problems_name_the_field(hub_api: Api) -> None:
         ({"provider": "carrier-pigeon"}, "config.provider"),
         ({"provider": "twilio", "account_sid": ACCOUNT, "to": "1", "template": "x"}, "config.from"),
         (
-            {"provider": "twilio", "account_sid": ACCOUNT, "from": "+15557122661",
-             "to": "(11) 98765-4321", "template": "x"},
+            {
+                "provider": "twilio",
+                "account_sid": ACCOUNT,
+                "from": "+15557122661",
+                "to": "(11) 98765-4321",
+                "template": "x",
+            },
             "config.to",  # no country code and no default_country
         ),
         (
@@ -357,13 +365,22 @@ async def test_config_problems_name_the_field(hub_api: Api) -> None:
             "config.url",
         ),
         (
-            {"provider": "gateway", "url": "http://127.0.0.1/", "to": "+5511987654321",
-             "template": "x", "max_segments": 11},
+            {
+                "provider": "gateway",
+                "url": "http://127.0.0.1/",
+                "to": "+5511987654321",
+                "template": "x",
+                "max_segments": 11,
+            },
             "config.max_segments",
         ),
         (
-            {"provider": "gateway", "url": "http://127.0.0.1/", "to": "+5511987654321",
-             "template": "{{ unclosed"},
+            {
+                "provider": "gateway",
+                "url": "http://127.0.0.1/",
+                "to": "+5511987654321",
+                "template": "{{ unclosed",
+            },
             "config.template",
         ),
     ]

@@ -89,6 +89,7 @@ EXPECTED: dict[str, set[str]] = {
         "whatsapp.connection_updated",
         "asaas.payment_received",
         "asaas.payment_overdue",
+        "sms.status",  # not in the seed: Twilio's status callbacks for the SMS channel
     },
     "legal-practice": {
         "auth.user_signed_up",

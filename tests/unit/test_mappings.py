@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from switchboard.catalog import Validator, load_catalog_dir
@@ -196,6 +197,23 @@ SITE_LEAD: dict[str, Any] = {
 }
 
 # (mapping, payload, catalog folder, expected [(type, id)])
+# a Twilio SMS status callback, as the form arrives (tests/fixtures/twilio/status_callback.json)
+TWILIO_UNDELIVERED: dict[str, Any] = {
+    **{
+        k: v
+        for k, v in orjson.loads(
+            (ROOT / "tests/fixtures/twilio/status_callback.json").read_bytes()
+        ).items()
+        if k != "_comment"
+    },
+    "MessageSid": "SM0123456789abcdef0123456789abcdef",
+    "SmsSid": "SM0123456789abcdef0123456789abcdef",
+    "MessageStatus": "undelivered",
+    "SmsStatus": "undelivered",
+    "ErrorCode": "30003",
+    "To": "+5511987654321",
+}
+
 CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
     (
         "stripe",
@@ -238,6 +256,12 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
         [("whatsapp.connection_updated", "tenant-042:connection:disconnected:1737980500")],
     ),
     ("site-lead-form", SITE_LEAD, "care-integrations", [("lead.created", None)]),
+    (
+        "twilio-sms",
+        TWILIO_UNDELIVERED,
+        "comms-hub",
+        [("sms.status", "SM0123456789abcdef0123456789abcdef:status:undelivered")],
+    ),
 ]
 
 
@@ -276,6 +300,19 @@ def test_shipped_mapping_produces_catalog_valid_events(
 
 def test_every_shipped_mapping_has_a_case() -> None:
     assert {name for name, _ in SHIPPED} == {c[0] for c in CASES}
+
+
+def test_twilio_status_fields() -> None:
+    (event,) = _map("twilio-sms", TWILIO_UNDELIVERED)
+    assert event["subject"] == "5511987654321"
+    assert event["data"] == {
+        "message_sid": "SM0123456789abcdef0123456789abcdef",
+        "status": "undelivered",
+        "error_code": "30003",
+        "to": "+5511987654321",
+        "from": "+15557122661",
+        "account_sid": "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    }
 
 
 def test_stripe_payment_fields_and_envelope() -> None:

@@ -1750,7 +1750,9 @@ def _template_paths() -> list[Operation]:
         "type": "object",
         "required": ["channel", "locale"],
         "properties": {
-            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook", "sms"]),
+            "channel": _s(
+                enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook", "sms"]
+            ),
             "locale": _s("A language tag: pt-BR, en, es…"),
         },
         "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "

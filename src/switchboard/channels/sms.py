@@ -117,16 +117,16 @@ def to_e164(raw: Any, default_country: str | None = None) -> str:
         raise PhoneProblem(f"is not a phone number: {raw[:30]!r}")
     if not international:
         if not default_country:
-            raise PhoneProblem(
-                "has no country code: write it with + or set config.default_country"
-            )
+            raise PhoneProblem("has no country code: write it with + or set config.default_country")
         national = digits[1:] if digits.startswith("0") else digits
         if not (default_country == "55" and len(digits) in (12, 13) and digits.startswith("55")):
             digits = default_country + national
     if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
         digits = digits[:4] + "9" + digits[4:]  # a Brazilian mobile without the ninth digit
     if not 8 <= len(digits) <= 15 or digits.startswith("0"):  # E.164: at most 15 digits
-        raise PhoneProblem(f"has {len(digits)} digits after the country code check, expected 8 to 15")
+        raise PhoneProblem(
+            f"has {len(digits)} digits after the country code check, expected 8 to 15"
+        )
     return "+" + digits
 
 
@@ -156,7 +156,10 @@ class SmsChannel:
         problems += check_path(config, "to", "to_path")
         country = config.get("default_country")
         if country is not None and not (
-            isinstance(country, str) and country.isascii() and country.isdigit() and len(country) <= 3
+            isinstance(country, str)
+            and country.isascii()
+            and country.isdigit()
+            and len(country) <= 3
         ):
             problems.append("config.default_country: must be a calling code such as '55'")
             country = None
@@ -273,7 +276,12 @@ class SmsChannel:
         url = f"{base}/2010-04-01/Accounts/{quote(sid)}/Messages.json"
         body = urlencode(form).encode()
         result = await post(
-            self.ctx.session, url, body, headers, destination.timeout, credentials=("Authorization",)
+            self.ctx.session,
+            url,
+            body,
+            headers,
+            destination.timeout,
+            credentials=("Authorization",),
         )
         if result.ok:
             result = replace(result, provider_id=provider_id(result.response, "sid"))
@@ -291,7 +299,9 @@ class SmsChannel:
                 )
             except templates.TemplateProblem as exc:
                 return SendResult(
-                    False, error="template_error", message=f"template_error: config.body_template: {exc}"
+                    False,
+                    error="template_error",
+                    message=f"template_error: config.body_template: {exc}",
                 )
         else:
             payload = {"to": phone, "text": text}

@@ -175,7 +175,11 @@ def build_preset(name: str, config: dict[str, Any]) -> Preset:
         return Preset("token", token_headers=tuple(h.lower() for h in headers))
     if name == "twilio" and "url" in config:
         url = config["url"]
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
+        if (
+            not isinstance(url, str)
+            or not url.startswith(("http://", "https://"))
+            or len(url) > 2000
+        ):
             raise _bad("/preset_config/url", "the http(s) URL Twilio calls (its StatusCallback)")
     preset = PRESETS[name]
     if preset.kind in ("standard", "stripe") and tolerance != preset.tolerance:

@@ -345,8 +345,9 @@ class Inbound:
     async def _apply_receipts(
         self, tenant_id: str, events: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> None:
-        """Provider receipts (the WPP gateway's message.ack) move the delivery that sent the
-        message to `delivered` / `read` / `failed` (Twilio's SMS status callbacks) — forward only, however late or repeated they are."""
+        """Provider receipts (the WPP gateway's message.ack, Twilio's SMS status callbacks) move
+        the delivery that sent the message to `delivered` / `read` / `failed` — forward only,
+        however late or repeated they are."""
         for event, res in zip(events, results, strict=True):
             fields = RECEIPT_TYPES.get(event["type"])
             if fields is None or res["status"] != "accepted":

@@ -30,7 +30,16 @@ from switchboard.store.queries import (
 )
 
 OPEN = ("pending", "retrying", "sending")
-TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived", "suppressed", "failed")
+TERMINAL = (
+    "succeeded",
+    "delivered",
+    "read",
+    "dead",
+    "cancelled",
+    "archived",
+    "suppressed",
+    "failed",
+)
 # provider statuses only move forward: a late "delivered" never overwrites "read"
 PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
 PROVIDER_RANK["failed"] = 1  # the provider gave up (SMS undelivered): only after "succeeded"
@@ -664,7 +673,8 @@ class DeliveryStore:
         lower = [s for s, rank in PROVIDER_RANK.items() if rank < PROVIDER_RANK[status]]
         marks = ", ".join("?" * len(lower))
         return await self.sql.execute(
-            "UPDATE deliveries SET status = ?, updated_us = ?, last_error = COALESCE(?, last_error) "
+            "UPDATE deliveries SET status = ?, updated_us = ?, "
+            "last_error = COALESCE(?, last_error) "
             f"WHERE tenant_id = ? AND provider_id = ? AND status IN ({marks})",
             (status, now_us, error, tenant_id, provider_id, *lower),
         )
