@@ -389,3 +389,78 @@ async def test_config_problems_name_the_field(hub_api: Api) -> None:
             "POST", "/v1/destinations", key, {"name": "s", "kind": "sms", "config": config}
         )
         assert status == 422 and field_name in orjson.dumps(body).decode(), (config, body)
+
+
+@pytest.mark.security
+async def test_hostile_sms_configs_and_texts(hub_api: Api, twilio: FakeTwilio) -> None:
+    """A tenant's SMS destination goes through the egress guard, the template budget and the
+    segment limit: denied addresses refused when saved, a text too long or a runaway template
+    fails the delivery without anything sent."""
+    api = hub_api
+    _, key = await api.tenant()
+    for config, where in [
+        (_twilio_config(twilio, base_url="http://169.254.169.254/latest"), "config.base_url"),
+        (
+            {
+                "provider": "gateway",
+                "url": "http://10.0.0.7/send",
+                "to": "+5511987654321",
+                "template": "x",
+            },
+            "config.url",
+        ),
+    ]:
+        status, body, _ = await api.call(
+            "POST", "/v1/destinations", key, {"name": "s", "kind": "sms", "config": config}
+        )
+        assert status == 422 and where in orjson.dumps(body).decode(), body
+
+    await _setup(api, key, _twilio_config(twilio, template="{{ data.texto }}", max_segments=2))
+    delivery = await _emit(api, key, "h-1", {"telefone": "11987654321", "texto": "a" * 307})
+    assert delivery["status"] == "dead" and twilio.sent == []
+    assert "3 segments (GSM-7), over max_segments 2" in delivery["last_error"]
+
+    status, _, _ = await api.call(
+        "PATCH",
+        "/v1/destinations/sms",
+        key,
+        {"config": _twilio_config(twilio, template="{% for i in range(10**9) %}x{% endfor %}")},
+    )
+    assert status == 200
+    delivery = await _emit(api, key, "h-2", {"telefone": "11987654321"})
+    assert delivery["status"] == "dead" and twilio.sent == []
+    assert delivery["last_error"].startswith("template_error")
+
+
+@pytest.mark.security
+async def test_a_callback_cannot_move_another_tenants_delivery(
+    hub_api: Api, twilio: FakeTwilio
+) -> None:
+    """Tenant B signs a valid callback with its own token for tenant A's message: B's source
+    accepts it (it is B's event), A's delivery does not move."""
+    api = hub_api
+    _, key_a = await api.tenant()
+    _, key_b = await api.tenant()
+    await _setup(api, key_a, _twilio_config(twilio))
+    delivery = await _emit(api, key_a, "t-1", {"telefone": "11987654321", "nome": "A"})
+    assert delivery["status"] == "succeeded"
+    _, source, _ = await api.call(
+        "POST",
+        "/v1/sources",
+        key_b,
+        {"name": "twilio", "preset": "twilio", "secrets": ["b-token"], "mapping": "twilio-sms"},
+    )
+    url = f"{api.url}/v1/sources/{source['id']}/webhook"
+    params = {"MessageSid": delivery["provider_id"], "MessageStatus": "failed", "ErrorCode": "1"}
+    code, reply, _ = await api.call(
+        "POST",
+        f"/v1/sources/{source['id']}/webhook",
+        data=urlencode(params).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _sign(url, params, "b-token"),
+        },
+    )
+    assert code == 200, reply
+    _, found, _ = await api.call("GET", "/v1/events/t-1/deliveries", key_a)
+    assert found["data"][0]["status"] == "succeeded"
