@@ -6,6 +6,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from switchboard.channels.registry import check_destination_config
@@ -282,3 +284,43 @@ def test_the_preset_url_must_be_http() -> None:
     build_preset("twilio", {"url": "https://hub.example.com/sms"})
     with pytest.raises(BadRequest, match="preset_config/url"):
         build_preset("twilio", {"url": "ftp://x"})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_FIELDS = [
+    "provider",
+    "to",
+    "to_path",
+    "default_country",
+    "template",
+    "max_segments",
+    "account_sid",
+    "from",
+    "messaging_service_sid",
+    "status_callback",
+    "base_url",
+    "url",
+    "method",
+    "auth_header",
+    "body_template",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=10),
+    st.sampled_from(["twilio", "gateway", None]),
+)
+def test_any_config_gets_problems_naming_fields_never_an_exception(
+    config: dict[str, object], provider: str | None
+) -> None:
+    if provider is not None:
+        config = {**config, "provider": provider}
+    problems = check_destination_config("sms", config)
+    assert all(p.startswith("config.") for p in problems), problems
