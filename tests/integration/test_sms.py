@@ -464,3 +464,36 @@ async def test_a_callback_cannot_move_another_tenants_delivery(
     assert code == 200, reply
     _, found, _ = await api.call("GET", "/v1/events/t-1/deliveries", key_a)
     assert found["data"][0]["status"] == "succeeded"
+
+
+async def test_to_recipient_takes_the_profiles_phone(hub_api: Api, twilio: FakeTwilio) -> None:
+    api = hub_api
+    _, key = await api.tenant()
+    status, body, _ = await api.call(
+        "PUT", "/v1/recipients/cli_9", key, {"phone": "+55 31 99876-5432", "name": "Carla"}
+    )
+    assert status in (200, 201), body
+    config = _twilio_config(twilio, template="Oi {{ recipient.name }}, sua recompensa chegou.")
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/destinations",
+        key,
+        {"name": "sms", "kind": "sms", "secrets": [TOKEN], "config": config},
+    )
+    assert status == 201, body
+    route = {"name": "ofertas", "types": ["lembrete.*"], "destinations": ["sms"], "to": "recipient"}
+    status, body, _ = await api.call("POST", "/v1/routes", key, route)
+    assert status == 201, body
+    status, body, _ = await api.call(
+        "POST",
+        "/v1/events",
+        key,
+        {"id": "r-1", "type": "lembrete.oferta", "subject": "cli_9", "data": {"telefone": "1"}},
+    )
+    assert status == 202 and body["accepted"] == 1, body
+    await worker_for(api).drain()
+    _, found, _ = await api.call("GET", "/v1/events/r-1/deliveries", key)
+    assert found["data"][0]["status"] == "succeeded", found
+    # the profile's phone, not data.telefone (the destination's to_path)
+    assert twilio.sent[0]["To"] == "+5531998765432"
+    assert twilio.sent[0]["Body"] == "Oi Carla, sua recompensa chegou."
