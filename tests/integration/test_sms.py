@@ -210,7 +210,7 @@ async def test_an_undelivered_callback_fails_the_delivery_with_the_error(
     hub_api: Api, twilio: FakeTwilio
 ) -> None:
     api = hub_api
-    _, key = await api.tenant()
+    tid, key = await api.tenant()
     _, source, _ = await api.call(
         "POST",
         "/v1/sources",
@@ -257,6 +257,13 @@ async def test_an_undelivered_callback_fails_the_delivery_with_the_error(
     _, found, _ = await api.call("GET", "/v1/events/c-2/deliveries", key)
     assert found["data"][0]["status"] == "failed"
     assert "undelivered" in found["data"][0]["last_error"]
+    assert "30003" in found["data"][0]["last_error"]
+    # forward only: neither a late "delivered" nor a repeated failure moves it again
+    sid = delivery["provider_id"]
+    assert await api.hub.deliveries.provider_status(tid, sid, "delivered", 1) == 0
+    assert await api.hub.deliveries.provider_status(tid, sid, "failed", 1, error="again") == 0
+    _, found, _ = await api.call("GET", "/v1/events/c-2/deliveries", key)
+    assert found["data"][0]["status"] == "failed"
     assert "30003" in found["data"][0]["last_error"]
 
 
