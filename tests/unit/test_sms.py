@@ -63,6 +63,9 @@ def test_a_surrogate_pair_is_not_split_across_parts() -> None:
         ("+55 31 3222-1234", None, "+553132221234"),  # a landline keeps its 8 digits
         ("0044 20 7946 0018", "55", "+442079460018"),
         ("+1 415 555 0100", "55", "+14155550100"),
+        ("(415) 555-0100", "1", "+14155550100"),
+        ("14155550100", "1", "+14155550100"),
+        ("55 99876-5432", "55", "+5555998765432"),  # DDD 55 (Rio Grande do Sul)
         (5511987654321, "55", "+5511987654321"),
     ],
 )
@@ -198,6 +201,29 @@ ACCOUNT = "AC" + "0" * 32
 def test_config_problems_name_the_field(config: dict[str, object], field: str) -> None:
     problems = check_destination_config("sms", config)
     assert any(p.startswith(field + ":") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("sender", "ok"),
+    [
+        ("+15557122661", True),
+        ("Sorriso 1", True),  # an alphanumeric sender id: 1-11 letters, digits, spaces
+        ("Clinica Sorriso", False),  # 15 characters
+        ("12345", True),  # a short code
+        ("(11) 98765-4321", False),  # a national number: no country code
+        ("Clínica", False),  # not ASCII
+    ],
+)
+def test_senders(sender: str, ok: bool) -> None:
+    config = {
+        "provider": "twilio",
+        "account_sid": ACCOUNT,
+        "from": sender,
+        "to": "+15558675310",
+        "template": "x",
+    }
+    problems = check_destination_config("sms", config)
+    assert (problems == []) is ok, problems
 
 
 def test_good_configs() -> None:

@@ -40,6 +40,8 @@ _SID = {
     "account_sid": re.compile(r"^AC[0-9a-fA-F]{32}$"),
     "messaging_service_sid": re.compile(r"^MG[0-9a-fA-F]{32}$"),
 }
+_SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")  # an alphanumeric sender id
+_SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 _RESERVED_HEADERS = {"content-type", "content-length", "host"}
 
@@ -119,7 +121,10 @@ def to_e164(raw: Any, default_country: str | None = None) -> str:
         if not default_country:
             raise PhoneProblem("has no country code: write it with + or set config.default_country")
         national = digits[1:] if digits.startswith("0") else digits
-        if not (default_country == "55" and len(digits) in (12, 13) and digits.startswith("55")):
+        # already international: Brazil's 12-13 digits (a national one has 10-11, and DDD 55
+        # exists), elsewhere anything longer than the 10 digits of most national plans
+        longest = 11 if default_country == "55" else 10
+        if not (digits.startswith(default_country) and len(digits) > longest):
             digits = default_country + national
     if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
         digits = digits[:4] + "9" + digits[4:]  # a Brazilian mobile without the ninth digit
@@ -184,11 +189,17 @@ class SmsChannel:
         if has_from == has_service:
             problems.append("config.from: give either from (a number) or messaging_service_sid")
         elif has_from:
-            try:
-                to_e164(config["from"])
-            except PhoneProblem as exc:
-                if not (isinstance(config["from"], str) and config["from"].isalnum()):
-                    problems.append(f"config.from: {exc} (or an alphanumeric sender id)")
+            sender = config["from"]
+            if not (
+                isinstance(sender, str) and (_SENDER_ID.match(sender) or _SHORT_CODE.match(sender))
+            ):
+                try:
+                    to_e164(sender)
+                except PhoneProblem as exc:
+                    problems.append(
+                        f"config.from: {exc} (or a short code, or a sender id of 1 to 11 "
+                        "letters, digits and spaces)"
+                    )
         else:
             problems += _check_sid(config, "messaging_service_sid")
         if "status_callback" in config:
@@ -259,10 +270,13 @@ class SmsChannel:
             form["MessagingServiceSid"] = config["messaging_service_sid"]
         else:
             sender = str(config["from"])
-            try:
-                form["From"] = to_e164(sender)
-            except PhoneProblem:  # a short code or an alphanumeric sender id (check_config)
+            if _SENDER_ID.match(sender) or _SHORT_CODE.match(sender):
                 form["From"] = sender
+            else:
+                try:
+                    form["From"] = to_e164(sender)
+                except PhoneProblem as exc:  # check_config refuses it; a config from before
+                    return SendResult(False, error="other", message=f"config.from {exc}")
         if config.get("status_callback"):
             form["StatusCallback"] = config["status_callback"]
         basic = base64.b64encode(f"{sid}:{destination.secrets[0]}".encode()).decode()
