@@ -363,7 +363,7 @@ def _schemas() -> dict[str, Schema]:
             "next_attempt_at": _null(time),
             "ordering_key": _null(_s()),
             "replay_id": _null(_s()),
-            "provider_id": _null(_s("The provider's message id (WhatsApp gateway, Z-API, Twilio).")),
+            "provider_id": _null(_s("The provider's message id (WhatsApp gateways, Twilio).")),
             "last_error": _null(_s()),
             "created_at": time,
             "updated_at": time,
