@@ -133,7 +133,7 @@ def deliveries_list(
     status: Annotated[
         str | None,
         typer.Option(
-            help="pending, sending, retrying, succeeded, dead, cancelled, delivered, read."
+            help="pending, sending, retrying, succeeded, dead, cancelled, delivered, read, failed."
         ),
     ] = None,
     destination: DestinationOpt = None,
