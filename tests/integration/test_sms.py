@@ -503,3 +503,72 @@ async def test_to_recipient_takes_the_profiles_phone(hub_api: Api, twilio: FakeT
     # the profile's phone, not data.telefone (the destination's to_path)
     assert twilio.sent[0]["To"] == "+5531998765432"
     assert twilio.sent[0]["Body"] == "Oi Carla, sua recompensa chegou."
+
+
+async def test_a_wpp_gateway_error_ack_fails_the_whatsapp_delivery_too(hub_api: Api) -> None:
+    """The receipts path is shared: the WPP gateway's ack -1 ("failed") now moves its
+    delivery to failed, as Twilio's undelivered does."""
+    api = hub_api
+    _, key = await api.tenant()
+
+    async def messages(request: web.Request) -> web.Response:
+        return web.json_response({"id": "true_5511999990000@c.us_ERR1"})
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        config = {
+            "provider": "gateway",
+            "base_url": f"http://127.0.0.1:{port}",
+            "channel": "tenant-042",
+            "to_path": "data.telefone",
+            "template": "Oi",
+        }
+        status, body, _ = await api.call(
+            "POST",
+            "/v1/destinations",
+            key,
+            {"name": "sms", "kind": "whatsapp", "secrets": ["gw-secret"], "config": config},
+        )
+        assert status == 201, body
+        await api.call(
+            "POST",
+            "/v1/routes",
+            key,
+            {"name": "r", "types": ["lembrete.*"], "destinations": ["sms"]},
+        )
+        delivery = await _emit(api, key, "w-1", {"telefone": "5511999990000"})
+        assert delivery["status"] == "succeeded", delivery
+        _, source, _ = await api.call(
+            "POST",
+            "/v1/sources",
+            key,
+            {
+                "name": "gw",
+                "preset": "wpp_gateway",
+                "secrets": ["gw-secret"],
+                "mapping": "wpp-gateway",
+            },
+        )
+        payload = {
+            "event": "message.ack",
+            "channel": "tenant-042",
+            "data": {"id": delivery["provider_id"], "ack": -1, "timestamp": 1737980490},
+        }
+        code, reply, _ = await api.call(
+            "POST",
+            f"/v1/sources/{source['id']}/webhook",
+            data=orjson.dumps(payload),
+            headers={"Content-Type": "application/json", "X-Gateway-Secret": "gw-secret"},
+        )
+        assert code == 200, reply
+        _, found, _ = await api.call("GET", "/v1/events/w-1/deliveries", key)
+        assert found["data"][0]["status"] == "failed"
+        assert found["data"][0]["last_error"] == "provider: failed"
+    finally:
+        await runner.cleanup()
