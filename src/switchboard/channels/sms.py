@@ -128,10 +128,10 @@ def to_e164(raw: Any, default_country: str | None = None) -> str:
             digits = default_country + national
     if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
         digits = digits[:4] + "9" + digits[4:]  # a Brazilian mobile without the ninth digit
-    if not 8 <= len(digits) <= 15 or digits.startswith("0"):  # E.164: at most 15 digits
-        raise PhoneProblem(
-            f"has {len(digits)} digits after the country code check, expected 8 to 15"
-        )
+    if digits.startswith("0"):
+        raise PhoneProblem(f"has no country code after {'+' if raw.strip()[:1] == '+' else '00'}")
+    if not 8 <= len(digits) <= 15:  # E.164: at most 15 digits, country code included
+        raise PhoneProblem(f"has {len(digits)} digits with the country code, expected 8 to 15")
     return "+" + digits
 
 
