@@ -572,3 +572,23 @@ async def test_a_wpp_gateway_error_ack_fails_the_whatsapp_delivery_too(hub_api: 
         assert found["data"][0]["last_error"] == "provider: failed"
     finally:
         await runner.cleanup()
+
+
+async def test_the_receipt_endpoint_takes_failed(hub_api: Api, twilio: FakeTwilio) -> None:
+    """A provider the hub has no source for reports through POST /v1/deliveries/provider-status."""
+    api = hub_api
+    _, key = await api.tenant()
+    await _setup(api, key, _twilio_config(twilio, template="Oi"))
+    delivery = await _emit(api, key, "e-1", {"telefone": "11987654321"})
+    receipt = {"provider_id": delivery["provider_id"], "status": "failed", "error": "30005"}
+    status, body, _ = await api.call("POST", "/v1/deliveries/provider-status", key, receipt)
+    assert status == 200 and body == {"updated": 1}, body
+    status, body, _ = await api.call("POST", "/v1/deliveries/provider-status", key, receipt)
+    assert status == 200 and body == {"updated": 0}, body  # already failed
+    _, found, _ = await api.call("GET", "/v1/events/e-1/deliveries", key)
+    assert found["data"][0]["status"] == "failed"
+    assert found["data"][0]["last_error"] == "provider: 30005"
+    status, body, _ = await api.call(
+        "POST", "/v1/deliveries/provider-status", key, {**receipt, "error": "x" * 501}
+    )
+    assert status == 400 and body["error"]["details"][0]["path"] == "/error", body
