@@ -213,7 +213,8 @@ class Settings:
     public_url: str = _setting(
         "",
         _plain,
-        "The hub's address as recipients reach it, for unsubscribe links (empty: http://HOST:PORT).",
+        "The hub's address as recipients and providers reach it, for unsubscribe links and the "
+        "URL Twilio signs (empty: http://HOST:PORT).",
     )
     unsubscribe_secret: str = _setting(
         "",

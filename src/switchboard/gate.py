@@ -31,6 +31,7 @@ _TEMPLATE_TTL = (
 ADDRESSING = {
     "email": ("email", "to", "to_path"),
     "whatsapp": ("phone", "to", "to_path"),
+    "sms": ("phone", "to", "to_path"),
     "inbox": ("id", "recipient", "recipient_path"),
 }
 

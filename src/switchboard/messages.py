@@ -25,6 +25,7 @@ CHANNEL_FIELDS: dict[str, dict[str, str]] = {
     "whatsapp": {"text": "template", "buttons": "buttons"},
     "slack": {"text": "template", "blocks": "blocks_template"},
     "discord": {"text": "template"},
+    "sms": {"text": "template"},
     "inbox": {"title": "title_template", "body": "body_template", "link": "link_template"},
     # a webhook's body is not destination config: it takes the place of the route's transform
     "webhook": {"body": "transform"},

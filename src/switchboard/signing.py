@@ -2,9 +2,10 @@
 
 Outbound deliveries are signed the Standard Webhooks way (https://www.standardwebhooks.com, what
 Svix uses). Inbound provider webhooks are checked by a `Preset`: Standard Webhooks, Stripe, GitHub,
-a generic HMAC, a static token (Asaas, the WPP gateway, Z-API) or nothing. Every check takes the
-current time as an argument, compares in constant time, and accepts any of several secrets, so a
-secret can be rotated with the old and new one active side by side.
+a generic HMAC, a static token (Asaas, the WPP gateway, Z-API), Twilio's signature over the URL and
+the form, or nothing. Every check takes the current time as an argument, compares in constant
+time, and accepts any of several secrets, so a secret can be rotated with the old and new one
+active side by side.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import secrets as _secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from switchboard.errors import SwitchboardError
 from switchboard.masking import mask_headers  # re-exported: the channels and sources use it
@@ -42,6 +44,7 @@ __all__ = [
     "verify_standard",
     "verify_stripe",
     "verify_token",
+    "verify_twilio",
 ]
 
 SignatureReason = Literal[
@@ -325,6 +328,43 @@ def verify_token(
         raise SignatureError("bad_signature", "token does not match")
 
 
+MAX_TWILIO_PARAMS = 200  # a status callback carries about 15; more is not Twilio
+
+
+def twilio_signature(url: str, params: Sequence[tuple[str, str]], token: str) -> str:
+    """Twilio's ``X-Twilio-Signature``: base64 of HMAC-SHA1, keyed with the auth token, over the
+    full URL it called followed by every POST parameter's name and value, sorted by name."""
+    data = url + "".join(k + v for k, v in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), "sha1").digest()).decode()
+
+
+def verify_twilio(
+    headers: Mapping[str, str], body: bytes, secrets: Sequence[str], url: str
+) -> None:
+    """Check a Twilio callback (a form POST) against the URL Twilio was given to call."""
+    active = _active(secrets)
+    value = _get(_lower(headers), "x-twilio-signature")
+    if value is None:
+        raise SignatureError("missing_header", "missing header X-Twilio-Signature")
+    if not url:
+        raise SignatureError("no_secret", "the source has no URL to check Twilio's signature on")
+    given = _b64decode(value)
+    if given is None:
+        raise SignatureError("bad_format", "X-Twilio-Signature is not base64")
+    try:
+        params = parse_qsl(
+            body.decode(),
+            keep_blank_values=True,
+            strict_parsing=bool(body),
+            max_num_fields=MAX_TWILIO_PARAMS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SignatureError("bad_format", f"the body is not a form: {exc}") from None
+    expected = [base64.b64decode(twilio_signature(url, params, s)) for s in active]
+    if not _any_equal(expected, [given]):
+        raise SignatureError("bad_signature", "no signature matches")
+
+
 def check_ip(remote: str, allowlist: Sequence[str]) -> None:
     """Raise SignatureError('ip_not_allowed') unless `remote` is in one of the CIDRs.
 
@@ -351,7 +391,7 @@ def check_ip(remote: str, allowlist: Sequence[str]) -> None:
 class Preset:
     """How a source's inbound webhooks are verified."""
 
-    kind: Literal["standard", "stripe", "github", "hmac", "token", "none"]
+    kind: Literal["standard", "stripe", "github", "hmac", "token", "twilio", "none"]
     hmac: HmacSpec | None = None  # kind="hmac"
     token_headers: tuple[str, ...] = ()  # kind="token": any of these headers carries the token
     tolerance: int = 300  # standard and stripe timestamps
@@ -373,6 +413,7 @@ PRESETS: Mapping[str, Preset] = {
     "zapi": Preset("token", token_headers=("client-token",)),
     "whatsapp_cloud": Preset("github"),  # X-Hub-Signature-256 with the Meta app secret
     "pagarme": Preset("hmac", hmac=HmacSpec("x-hub-signature", "sha1", "hex", "sha1=")),
+    "twilio": Preset("twilio"),
     "none": Preset("none"),
 }
 """Named presets for the providers the seed systems use; sources refer to them by name."""
@@ -385,8 +426,10 @@ def verify(
     secrets: Sequence[str],
     *,
     now: int,
+    url: str = "",
 ) -> None:
-    """Verify an inbound webhook with `preset`; raise SignatureError on any failure."""
+    """Verify an inbound webhook with `preset`; raise SignatureError on any failure. `url` is
+    the address the provider called (Twilio signs it)."""
     match preset.kind:
         case "standard":
             verify_standard(headers, body, secrets, now=now, tolerance=preset.tolerance)
@@ -399,6 +442,8 @@ def verify(
             verify_hmac(preset.hmac, headers, body, secrets, now=now)
         case "token":
             verify_token(preset.token_headers, headers, secrets)
+        case "twilio":
+            verify_twilio(headers, body, secrets, url)
         case "none":
             return
 

@@ -334,7 +334,7 @@ def check(source: str) -> None:
         raise TemplateProblem("template refused: " + "; ".join(finder.problems))
 
 
-_LIFTED = ("recipient", "unsubscribe_url")  # what gate.py adds to a delivery's event
+_LIFTED = ("recipient", "unsubscribe_url", "sms")  # what gate.py (and the SMS gateway) add
 
 
 def scope(event: dict[str, Any]) -> dict[str, Any]:

@@ -570,8 +570,8 @@ async def test_template_errors_are_results_not_exceptions(ctx: ChannelContext) -
 
 
 def test_check_config_names_the_fields() -> None:
-    assert check_destination_config("sms", {}) == [
-        "kind: must be one of " + ", ".join(KINDS) + ", got 'sms'"
+    assert check_destination_config("fax", {}) == [
+        "kind: must be one of " + ", ".join(KINDS) + ", got 'fax'"
     ]
     slack = check_destination_config("slack", {"url": "ftp://x", "template": "{% if %}"})
     assert [p.split(":")[0] for p in slack] == ["config.url", "config.template"]

@@ -90,6 +90,7 @@ EXPECTED: dict[str, set[str]] = {
         "whatsapp.message_status",  # not named by the seed: the WhatsApp Cloud API's statuses
         "asaas.payment_received",
         "asaas.payment_overdue",
+        "sms.status",  # not in the seed: Twilio's status callbacks for the SMS channel
     },
     "legal-practice": {
         "auth.user_signed_up",

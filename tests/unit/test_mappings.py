@@ -216,6 +216,23 @@ def _wa_cloud(name: str) -> dict[str, Any]:
 
 
 # (mapping, payload, catalog folder, expected [(type, id)])
+# a Twilio SMS status callback, as the form arrives (tests/fixtures/twilio/status_callback.json)
+TWILIO_UNDELIVERED: dict[str, Any] = {
+    **{
+        k: v
+        for k, v in orjson.loads(
+            (ROOT / "tests/fixtures/twilio/status_callback.json").read_bytes()
+        ).items()
+        if k != "_comment"
+    },
+    "MessageSid": "SM0123456789abcdef0123456789abcdef",
+    "SmsSid": "SM0123456789abcdef0123456789abcdef",
+    "MessageStatus": "undelivered",
+    "SmsStatus": "undelivered",
+    "ErrorCode": "30003",
+    "To": "+5511987654321",
+}
+
 CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
     (
         "stripe",
@@ -398,6 +415,12 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
             ),
         ]
     ],
+    (
+        "twilio-sms",
+        TWILIO_UNDELIVERED,
+        "comms-hub",
+        [("sms.status", "SM0123456789abcdef0123456789abcdef:status:undelivered")],
+    ),
 ]
 
 
@@ -462,6 +485,19 @@ def test_whatsapp_cloud_status_and_reply_fields() -> None:
     other = {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "x"}]}]}
     assert _map("whatsapp-cloud", other) == []
     assert _map("whatsapp-cloud", {"object": "page", "entry": []}) == []
+
+
+def test_twilio_status_fields() -> None:
+    (event,) = _map("twilio-sms", TWILIO_UNDELIVERED)
+    assert event["subject"] == "5511987654321"
+    assert event["data"] == {
+        "message_sid": "SM0123456789abcdef0123456789abcdef",
+        "status": "undelivered",
+        "error_code": "30003",
+        "to": "+5511987654321",
+        "from": "+15557122661",
+        "account_sid": "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    }
 
 
 def test_stripe_payment_fields_and_envelope() -> None:

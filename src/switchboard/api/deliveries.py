@@ -451,7 +451,18 @@ class Receipt(Body):
     provider_id: Annotated[
         str, Meta(min_length=1, max_length=200, description="The provider's message id.")
     ]
-    status: Literal["delivered", "read"]
+    status: Literal["delivered", "read", "failed"]
+    error: (
+        Annotated[
+            str,
+            Meta(
+                max_length=500,
+                description="With failed: the provider's reason, kept as the "
+                "delivery's last error.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Updated(Model):
@@ -464,7 +475,7 @@ class Updated(Model):
     "deliveries",
     "Report a provider receipt",
     "A provider's delivery receipt (e.g. the WhatsApp gateway's message.ack) moves the "
-    "matching delivery to delivered or read.",
+    "matching delivery to delivered or read, or a succeeded one to failed; forward only.",
     scope="ingest",
     body=Receipt,
     ok={200: (Updated, "OK")},
@@ -473,7 +484,11 @@ async def provider_status(request: Request) -> Response:
     p = await principal(request, Scope.INGEST)
     body = await decode_body(request, Receipt, 65536)
     n = await hub(request).deliveries.provider_status(
-        p.tenant(), body.provider_id, body.status, now_us()
+        p.tenant(),
+        body.provider_id,
+        body.status,
+        now_us(),
+        error=f"provider: {body.error}" if body.status == "failed" and body.error else None,
     )
     return respond(Updated(updated=n))
 

@@ -20,6 +20,7 @@ DELIVERY_STATUSES = (
     "cancelled",
     "archived",
     "suppressed",
+    "failed",  # the provider reported it undelivered after accepting it (SMS)
 )
 INBOUND_STATUSES = (  # what became of a request to a source's public URL
     "processed",

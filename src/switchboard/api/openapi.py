@@ -226,7 +226,16 @@ def _destination() -> Schema:
             "id": _s(readOnly=True, examples=["dst_0196…"]),
             "name": _s(minLength=1),
             "kind": _s(
-                enum=["webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud"]
+                enum=[
+                    "webhook",
+                    "slack",
+                    "discord",
+                    "email",
+                    "whatsapp",
+                    "inbox",
+                    "whatsapp_cloud",
+                    "sms",
+                ]
             ),
             "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
             "secrets": {
@@ -366,7 +375,7 @@ def _schemas() -> dict[str, Schema]:
             "next_attempt_at": _null(time),
             "ordering_key": _null(_s()),
             "replay_id": _null(_s()),
-            "provider_id": _null(_s("The provider's message id (WhatsApp gateway, Z-API).")),
+            "provider_id": _null(_s("The provider's message id (WhatsApp gateways, Twilio).")),
             "last_error": _null(_s()),
             "created_at": time,
             "updated_at": time,
@@ -1753,7 +1762,9 @@ def _template_paths() -> list[Operation]:
         "type": "object",
         "required": ["channel", "locale"],
         "properties": {
-            "channel": _s(enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook"]),
+            "channel": _s(
+                enum=["email", "whatsapp", "slack", "discord", "inbox", "webhook", "sms"]
+            ),
             "locale": _s("A language tag: pt-BR, en, es…"),
         },
         "description": "Jinja2 templates per channel field: email subject/html/text, whatsapp "

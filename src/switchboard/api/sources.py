@@ -190,7 +190,7 @@ async def _receive_webhook(request: Request, h: Hub) -> Response:
     h.limiter.check_source(request.path_params["source_id"], remote)  # before any work
     body = await read_body(request, h.settings.max_body_bytes)
     reply = await inbound(request).receive(
-        request.path_params["source_id"], dict(request.headers), body, remote
+        request.path_params["source_id"], dict(request.headers), body, remote, url=_called(request)
     )
     return JSONResponse(reply.body, status_code=reply.status_code)
 
@@ -207,6 +207,16 @@ async def webhook_handshake(request: Request) -> Response:
         code = {400: "bad_request", 403: "forbidden", 404: "not_found"}[exc.status]
         return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=exc.status)
     return PlainTextResponse(challenge, headers={"x-content-type-options": "nosniff"})
+
+
+def _called(request: Request) -> str:
+    """The URL the provider called (Twilio signs it): under SWITCHBOARD_PUBLIC_URL when set (the
+    hub behind a proxy sees another address), else as this request arrived."""
+    public = hub(request).settings.public_url.rstrip("/")
+    if not public:
+        return str(request.url)
+    query = request.url.query
+    return public + request.url.path + (f"?{query}" if query else "")
 
 
 def _bool_param(request: Request, name: str) -> bool | None:

@@ -25,7 +25,7 @@ __all__ = [
     "public_config",
 ]
 
-KINDS = ("webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud")
+KINDS = ("webhook", "slack", "discord", "email", "whatsapp", "inbox", "whatsapp_cloud", "sms")
 
 
 def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
@@ -35,6 +35,7 @@ def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
     from switchboard.channels.email import EmailChannel
     from switchboard.channels.inbox import InboxChannel
     from switchboard.channels.slack import SlackChannel
+    from switchboard.channels.sms import SmsChannel
     from switchboard.channels.webhook import WebhookChannel
     from switchboard.channels.whatsapp import WhatsAppChannel
     from switchboard.channels.whatsapp_cloud import WhatsAppCloudChannel
@@ -47,6 +48,7 @@ def _classes() -> dict[str, Callable[[ChannelContext], Channel]]:
         "whatsapp": WhatsAppChannel,
         "inbox": InboxChannel,
         "whatsapp_cloud": WhatsAppCloudChannel,
+        "sms": SmsChannel,
     }
 
 

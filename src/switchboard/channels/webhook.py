@@ -43,6 +43,7 @@ async def post(
     headers: dict[str, str],
     seconds: float,
     credentials: Collection[str] = (),
+    method: str = "POST",
 ) -> SendResult:
     """POST and classify the outcome; never raises for transport problems. The attempt keeps
     the headers with credentials masked (by name, and every header named in `credentials`)."""
@@ -50,7 +51,8 @@ async def post(
     # the socket hook reads the destination's host name from here (egress.HOST)
     token = egress.HOST.set(urlsplit(url).hostname)
     try:
-        async with session.post(
+        async with session.request(
+            method,
             url,
             data=body,
             headers=headers,

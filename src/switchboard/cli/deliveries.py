@@ -38,7 +38,7 @@ deliveries_app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect, retry and archive dead deliveries.", no_args_is_help=True)
 
-FINAL = {"succeeded", "dead", "cancelled", "delivered", "read"}
+FINAL = {"succeeded", "dead", "cancelled", "delivered", "read", "failed"}
 DestinationOpt = Annotated[
     str | None, typer.Option(help="Only deliveries to this destination (name or id).")
 ]
@@ -133,7 +133,7 @@ def deliveries_list(
     status: Annotated[
         str | None,
         typer.Option(
-            help="pending, sending, retrying, succeeded, dead, cancelled, delivered, read."
+            help="pending, sending, retrying, succeeded, dead, cancelled, delivered, read, failed."
         ),
     ] = None,
     destination: DestinationOpt = None,

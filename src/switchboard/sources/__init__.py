@@ -43,6 +43,7 @@ PRESET_NAMES = (
     "zapi",
     "whatsapp_cloud",
     "pagarme",
+    "twilio",
     "none",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
@@ -79,7 +80,8 @@ class Source:
     tenant_id: str
     name: str
     preset: str  # a name of PRESET_NAMES
-    preset_config: dict[str, Any]  # hmac: HmacSpec fields; token: {"headers": [...]}; tolerance
+    # hmac: HmacSpec fields; token: {"headers": [...]}; twilio: {"url"}; tolerance
+    preset_config: dict[str, Any]
     secrets: tuple[str, ...]
     ip_allowlist: tuple[str, ...] = ()
     mapping: str | None = None  # mapping name; None stores requests without producing events
@@ -184,6 +186,14 @@ def build_preset(name: str, config: dict[str, Any]) -> Preset:
         return Preset("token", token_headers=tuple(h.lower() for h in headers))
     if name == "whatsapp_cloud":
         check_verify_token(config.get("verify_token"))
+    if name == "twilio" and "url" in config:
+        url = config["url"]
+        if (
+            not isinstance(url, str)
+            or not url.startswith(("http://", "https://"))
+            or len(url) > 2000
+        ):
+            raise _bad("/preset_config/url", "the http(s) URL Twilio calls (its StatusCallback)")
     preset = PRESETS[name]
     if preset.kind in ("standard", "stripe") and tolerance != preset.tolerance:
         return Preset(preset.kind, tolerance=tolerance)

@@ -49,6 +49,15 @@ FAILURE_RECEIPTS = {"whatsapp.message_status"}
 # event type → data field with the provider id of the message it replies to (WhatsApp Cloud's
 # `context.id`): the event's context gets `in_reply_to_delivery`, the delivery that sent it
 REPLY_TYPES = {"whatsapp.message_received": "in_reply_to"}
+RECEIPT_TYPES["sms.status"] = ("message_sid", "status")  # the twilio-sms mapping
+# a provider's status → the delivery's (the others, such as "sent", move nothing)
+RECEIPT_STATUSES = {
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+    "undelivered": "failed",
+}
 
 
 class Status(StrEnum):
@@ -124,6 +133,8 @@ def _masked(source: Source, headers: dict[str, str]) -> dict[str, str]:
     named: list[str] = list(preset.token_headers) if preset else []
     if preset and preset.hmac:
         named.append(preset.hmac.header)
+    if preset and preset.kind == "twilio":
+        named.append("x-twilio-signature")
     return mask_headers(headers, named, source.secrets)
 
 
@@ -146,8 +157,15 @@ class Inbound:
     # -- receiving ----------------------------------------------------------------------------
 
     async def receive(
-        self, source_id: str, headers: AbcMapping[str, str], body: bytes, remote_ip: str | None
+        self,
+        source_id: str,
+        headers: AbcMapping[str, str],
+        body: bytes,
+        remote_ip: str | None,
+        url: str = "",
     ) -> Reply:
+        """Verify, record and map one request to a source's public URL (`url`: the address it
+        was sent to, for presets that sign it; the source's ``preset_config.url`` wins)."""
         store = self.hub.store
         source = await sql.get_source(store, source_id)
         if source is None:
@@ -174,7 +192,14 @@ class Inbound:
             return _error_reply(Status.DISABLED, "not_found", "this source is disabled", request_id)
         try:
             check_ip(remote_ip or "", source.ip_allowlist)
-            verify(source.verifier(), header_dict, body, source.secrets, now=received // 10**6)
+            verify(
+                source.verifier(),
+                header_dict,
+                body,
+                source.secrets,
+                now=received // 10**6,
+                url=str(source.preset_config.get("url") or url),
+            )
         except SignatureError as exc:
             status = (
                 Status.FORBIDDEN if exc.reason == "ip_not_allowed" else Status.FAILED_VERIFICATION
@@ -370,8 +395,9 @@ class Inbound:
     async def _apply_receipts(
         self, tenant_id: str, events: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> None:
-        """Provider receipts (the WPP gateway's message.ack) move the delivery that sent the
-        message to `delivered` / `read` — forward only, however late or repeated they are."""
+        """Provider receipts (the WPP gateway's message.ack, Twilio's SMS status callbacks) move
+        the delivery that sent the message to `delivered` / `read` / `failed` — forward only,
+        however late or repeated they are."""
         for event, res in zip(events, results, strict=True):
             fields = RECEIPT_TYPES.get(event["type"])
             if fields is None or res["status"] != "accepted":
@@ -387,12 +413,18 @@ class Inbound:
                 await self.hub.deliveries.provider_failed(
                     tenant_id, str(provider_id), f"provider: failed {error}".strip(), now_us()
                 )
-            elif provider_id and status in ("delivered", "read", "played"):
+                continue
+            ours = RECEIPT_STATUSES.get(status) if isinstance(status, str) else None
+            if provider_id and ours:
+                code = data.get("error_code")
                 await self.hub.deliveries.provider_status(
                     tenant_id,
                     str(provider_id),
-                    "read" if status == "played" else status,
+                    ours,
                     now_us(),
+                    error=f"provider: {status}" + (f" (error {code})" if code else "")
+                    if ours == "failed"
+                    else None,
                 )
 
     async def _link_replies(self, tenant_id: str, events: list[dict[str, Any]]) -> None:

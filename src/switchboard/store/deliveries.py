@@ -30,9 +30,19 @@ from switchboard.store.queries import (
 )
 
 OPEN = ("pending", "retrying", "sending")
-TERMINAL = ("succeeded", "delivered", "read", "dead", "cancelled", "archived", "suppressed")
+TERMINAL = (
+    "succeeded",
+    "delivered",
+    "read",
+    "dead",
+    "cancelled",
+    "archived",
+    "suppressed",
+    "failed",
+)
 # provider statuses only move forward: a late "delivered" never overwrites "read"
 PROVIDER_RANK = {"succeeded": 0, "delivered": 1, "read": 2}
+PROVIDER_RANK["failed"] = 1  # the provider gave up (SMS undelivered): only after "succeeded"
 
 # A delivery holds a lease exactly while it is 'sending'. The index of leases is partial on
 # `lease_until_us IS NOT NULL`, not on the status (migration 0004): a finish by id must not match
@@ -675,15 +685,17 @@ class DeliveryStore:
         )
 
     async def provider_status(
-        self, tenant_id: str, provider_id: str, status: str, now_us: int
+        self, tenant_id: str, provider_id: str, status: str, now_us: int, error: str | None = None
     ) -> int:
-        """A provider callback (e.g. a WhatsApp ack) moves a delivery forward, never back."""
+        """A provider callback (e.g. a WhatsApp ack) moves a delivery forward, never back; a
+        failure keeps the provider's `error` as the delivery's last error."""
         lower = [s for s, rank in PROVIDER_RANK.items() if rank < PROVIDER_RANK[status]]
         marks = ", ".join("?" * len(lower))
         return await self.sql.execute(
-            "UPDATE deliveries SET status = ?, updated_us = ? "
+            "UPDATE deliveries SET status = ?, updated_us = ?, "
+            "last_error = COALESCE(?, last_error) "
             f"WHERE tenant_id = ? AND provider_id = ? AND status IN ({marks})",
-            (status, now_us, tenant_id, provider_id, *lower),
+            (status, now_us, error, tenant_id, provider_id, *lower),
         )
 
     async def provider_failed(
