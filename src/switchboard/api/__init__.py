@@ -39,6 +39,7 @@ from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
+from switchboard.metrics import Metrics
 from switchboard.store import Scope as KeyScope
 from switchboard.ui import routes as dashboard_routes
 
@@ -209,6 +210,7 @@ class SwitchboardApp(Starlette):
 
     # endpoint -> its route's path template, the `route` label of the request histogram
     templates: dict[Any, str]
+    metrics: Metrics  # the hub's (read once per request: `state` looks names up in Python)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -224,9 +226,7 @@ class SwitchboardApp(Starlette):
             try:
                 status = await self._ingest(scope, receive, send)
             finally:
-                self.state.hub.metrics.request(
-                    "POST", "/v1/events", status, time.perf_counter() - started
-                )
+                self.metrics.request("POST", "/v1/events", status, time.perf_counter() - started)
             return
 
         async def sending(message: Any) -> None:
@@ -247,9 +247,7 @@ class SwitchboardApp(Starlette):
                 await self._answer(scope, receive, sending)
         finally:
             route = self.templates.get(scope.get("endpoint"), "other")
-            self.state.hub.metrics.request(
-                scope["method"], route, status, time.perf_counter() - started
-            )
+            self.metrics.request(scope["method"], route, status, time.perf_counter() - started)
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> int:
         """POST /v1/events straight to its handler; the answer's status code."""
@@ -307,6 +305,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
         lifespan=lifespan,
     )
     app.state.hub = the_hub
+    app.metrics = the_hub.metrics
     app.templates = {
         r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"
     }
