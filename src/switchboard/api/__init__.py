@@ -222,9 +222,18 @@ class SwitchboardApp(Starlette):
             scope["method"] == "POST"
             and scope["path"] == "/v1/events"
             and not scope.get("root_path")
-        ):
+        ):  # straight to its handler (inline: one coroutine less per event sent)
             try:
-                status = await self._ingest(scope, receive, send)
+                scope["app"] = self
+                request = Request(scope, receive)
+                request._headers = IndexedHeaders(scope=scope)
+                try:
+                    response = await events.ingest(request)
+                except _HANDLED as exc:
+                    handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
+                    response = await handler(request, exc)
+                await response(scope, receive, send)
+                status = response.status_code
             finally:
                 self.metrics.request("POST", "/v1/events", status, time.perf_counter() - started)
             return
@@ -248,19 +257,6 @@ class SwitchboardApp(Starlette):
         finally:
             route = self.templates.get(scope.get("endpoint"), "other")
             self.metrics.request(scope["method"], route, status, time.perf_counter() - started)
-
-    async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """POST /v1/events straight to its handler; the answer's status code."""
-        scope["app"] = self
-        request = Request(scope, receive)
-        request._headers = IndexedHeaders(scope=scope)
-        try:
-            response = await events.ingest(request)
-        except _HANDLED as exc:
-            handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
-            response = await handler(request, exc)
-        await response(scope, receive, send)
-        return response.status_code
 
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
