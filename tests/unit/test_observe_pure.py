@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.alerts import Measures, judge
@@ -103,3 +104,38 @@ def test_two_hubs_in_one_process_count_apart() -> None:
         ]
         == 3
     )
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["one-process", "multiprocess-mode"])
+def test_counting_adds_what_the_clients_own_api_would(deferred: bool) -> None:
+    """The hub adds up the API's counts until a scrape (one process) or adds them at once (the
+    multiprocess mode's files), into its children's values directly; the page it answers is the
+    one prometheus-client's `inc`/`observe` would give, bucket bounds included, and a second
+    scrape counts nothing twice."""
+    ours, theirs = Metrics(), Metrics()
+    ours._deferred = deferred
+    latencies = (0.0, 0.001, 0.0010001, 0.003, 2.5, 29.999, 30.0, 30.5, 1e9)
+    for seconds in latencies:
+        ours.request("POST", "/v1/events", 202, seconds)
+        theirs.requests.labels("POST", "/v1/events", "202").observe(seconds)
+    ours.ingested("t", {("accepted", "other"): 3, ("duplicate", "other"): 1})
+    ours.ingested("t", {("accepted", "other"): 2})
+    theirs.ingest.labels("accepted", "other").inc(5)
+    theirs.ingest.labels("duplicate", "other").inc(1)
+    ours.attempt("t", "webhook", "retrying", False, 0.04)
+    theirs.deliveries.labels("retrying", "webhook").inc()
+    theirs.attempts.labels("webhook", "false").observe(0.04)
+
+    def counted(m: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {k: v for k, v in _samples(m.exposition([])).items() if "_created" not in k[0]}
+
+    got = counted(ours)
+    assert got == counted(theirs)
+    assert counted(ours) == got
+    ours.request("POST", "/v1/events", 202, 0.002)
+    theirs.requests.labels("POST", "/v1/events", "202").observe(0.002)
+    assert counted(ours) == counted(theirs)
+    le = frozenset({("method", "POST"), ("route", "/v1/events"), ("status", "202")})
+    assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "0.001")}] == 2
+    assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "30.0")}] == 7
+    assert got["switchboard_http_request_duration_seconds_count", le] == len(latencies)

@@ -39,6 +39,7 @@ from switchboard.config import Settings
 from switchboard.envelope import now_us
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
+from switchboard.metrics import Metrics
 from switchboard.store import Scope as KeyScope
 from switchboard.ui import routes as dashboard_routes
 
@@ -209,6 +210,7 @@ class SwitchboardApp(Starlette):
 
     # endpoint -> its route's path template, the `route` label of the request histogram
     templates: dict[Any, str]
+    metrics: Metrics  # the hub's (read once per request: `state` looks names up in Python)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -220,13 +222,20 @@ class SwitchboardApp(Starlette):
             scope["method"] == "POST"
             and scope["path"] == "/v1/events"
             and not scope.get("root_path")
-        ):
+        ):  # straight to its handler (inline: one coroutine less per event sent)
             try:
-                status = await self._ingest(scope, receive, send)
+                scope["app"] = self
+                request = Request(scope, receive)
+                request._headers = IndexedHeaders(scope=scope)
+                try:
+                    response = await events.ingest(request)
+                except _HANDLED as exc:
+                    handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
+                    response = await handler(request, exc)
+                await response(scope, receive, send)
+                status = response.status_code
             finally:
-                self.state.hub.metrics.request(
-                    "POST", "/v1/events", status, time.perf_counter() - started
-                )
+                self.metrics.request("POST", "/v1/events", status, time.perf_counter() - started)
             return
 
         async def sending(message: Any) -> None:
@@ -247,22 +256,7 @@ class SwitchboardApp(Starlette):
                 await self._answer(scope, receive, sending)
         finally:
             route = self.templates.get(scope.get("endpoint"), "other")
-            self.state.hub.metrics.request(
-                scope["method"], route, status, time.perf_counter() - started
-            )
-
-    async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """POST /v1/events straight to its handler; the answer's status code."""
-        scope["app"] = self
-        request = Request(scope, receive)
-        request._headers = IndexedHeaders(scope=scope)
-        try:
-            response = await events.ingest(request)
-        except _HANDLED as exc:
-            handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
-            response = await handler(request, exc)
-        await response(scope, receive, send)
-        return response.status_code
+            self.metrics.request(scope["method"], route, status, time.perf_counter() - started)
 
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
@@ -307,6 +301,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
         lifespan=lifespan,
     )
     app.state.hub = the_hub
+    app.metrics = the_hub.metrics
     app.templates = {
         r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"
     }
