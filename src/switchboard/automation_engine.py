@@ -227,7 +227,9 @@ def leading_sends(
     for op in auto.ops:
         if op.kind != "send" or op.destination not in destinations:
             break
-        route_id = send_route_id(auto.name, auto.version, op.id) if op.transform else None
+        # a route carries the step's transform and the consent the worker checks before sending
+        routed = op.transform or auto.requires_consent
+        route_id = send_route_id(auto.name, auto.version, op.id) if routed else None
         out.append(
             (
                 op.id,
