@@ -22,6 +22,7 @@ import orjson
 from switchboard.envelope import Event, format_us, new_id, now_us
 from switchboard.pii import erase
 from switchboard.store import Cursor, EventQuery
+from switchboard.store.automations import cancel_runs
 from switchboard.store.people import PeopleStore
 from switchboard.store.queries import dumps, load_json
 
@@ -161,24 +162,12 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
                 [now, now, tenant_id, *chunk],
             )
         )
-        work.append(
-            (
-                "",
-                "DELETE FROM automation_waits WHERE tenant_id = ? AND run_id IN (SELECT id FROM "
-                "automation_runs WHERE tenant_id = ? AND status = 'running' "
-                f"AND trigger_seq IN ({_marks(chunk)}))",
-                [tenant_id, tenant_id, *chunk],
-            )
+        # the same cancel as a consent withdrawal's: waits, digest items, a held key go too
+        *clear, cancel = cancel_runs(
+            tenant_id, f"trigger_seq IN ({_marks(chunk)})", chunk, "subject erased", now
         )
-        work.append(
-            (
-                "runs",
-                "UPDATE automation_runs SET status = 'cancelled', reason = 'subject erased', "
-                "due_us = NULL, rev = rev + 1, updated_us = ?, ended_us = ? "
-                f"WHERE tenant_id = ? AND status = 'running' AND trigger_seq IN ({_marks(chunk)})",
-                [now, now, tenant_id, *chunk],
-            )
-        )
+        work += [("", sql, params) for sql, params in clear]
+        work.append(("runs", *cancel))
     for chunk in _chunks(sorted(ids)):
         # business-dedup claims of its events hold its phone or email (a WhatsApp lead's number)
         work.append(

@@ -15,6 +15,8 @@ import pytest
 from switchboard.automations import SCHEDULE_EVENT_TYPE
 from switchboard.envelope import now_us
 from switchboard.hub import Hub
+from switchboard.store.automations import cancel_subject_runs
+from switchboard.subjects import erase_subject
 from tests.contract.test_automations_contract import (
     FEEDBACK,
     HOUR,
@@ -108,6 +110,20 @@ async def test_a_cancelled_digest_lets_go_of_its_key(hub: Hub) -> None:
     (run,) = await runs(hub, "acme", "bulk-reminder")
     assert await hub.automations.cancel("acme", run.id, "cancelled by request", now_us())
     await send(hub, "acme", reminder(2, "ana"))  # starts a new run, not joining the dead one
+    statuses = sorted(r.status for r in await runs(hub, "acme", "bulk-reminder"))
+    assert statuses == ["cancelled", "running"]
+
+
+async def test_an_erasure_cancels_the_subjects_digest_and_lets_go_of_its_key(hub: Hub) -> None:
+    """Erasure cancels the subject's running runs with the same statements as a consent
+    withdrawal (`cancel_runs`): the digest's items go, and its held key is free again."""
+    await apply(hub, "acme", BULK)
+    await send(hub, "acme", {**reminder(1, "ana"), "subject": "patient-42"})
+    receipt = await erase_subject(hub, "acme", "patient-42")
+    assert receipt.runs_cancelled == 1
+    items = await hub.store.fetch("SELECT count(*) FROM automation_digest_items", ())
+    assert [tuple(r) for r in items] == [(0,)]
+    await send(hub, "acme", reminder(2, "ana"))  # another subject, same key: a new run
     statuses = sorted(r.status for r in await runs(hub, "acme", "bulk-reminder"))
     assert statuses == ["cancelled", "running"]
 
@@ -222,26 +238,26 @@ async def test_deleting_a_scheduled_automation_removes_its_schedule(hub: Hub) ->
     assert await hub.automations.count_schedules("acme") == 0
 
 
-async def test_consent_withdrawal_cancels_the_subjects_runs_that_require_the_purpose(
-    hub: Hub,
-) -> None:
+async def test_a_subjects_cancel_ends_only_its_runs_of_the_named_automations(hub: Hub) -> None:
+    """`cancel_subject_runs` (what a consent withdrawal writes in its own transaction) ends the
+    subject's runs of the automations that require the purpose, and no other run."""
     await apply(hub, "acme", {**FEEDBACK, "requires_consent": ["marketing"]})
     other = {**FEEDBACK, "name": "service-notice"}
     await apply(hub, "acme", other)
     await send(hub, "acme", {**FEEDBACK_EVENT, "id": "s-1"})
     await send(hub, "acme", {**FEEDBACK_EVENT, "id": "s-2", "subject": "patient-7"})
-    cancelled = await hub.automations.cancel_runs_of_subject(
-        "acme", "patient-42", "consent:marketing", now_us(), purpose="marketing"
+    statements = cancel_subject_runs(
+        "acme", "patient-42", ["service-feedback"], "consent:marketing", now_us()
     )
-    assert len(cancelled) == 1
-    (gone,) = [r for r in await runs(hub, "acme") if r.id in cancelled]
-    assert gone.trigger["subject"] == "patient-42" and gone.reason == "consent:marketing"
+    await hub.store.batch(statements)
+    cancelled = [r for r in await runs(hub, "acme") if r.status == "cancelled"]
+    assert [(r.trigger["subject"], r.reason) for r in cancelled] == [
+        ("patient-42", "consent:marketing")
+    ]
     # the other automation (no such purpose) and the other patient keep running
     assert {r.status for r in await runs(hub, "acme", "service-notice")} == {"running"}
-    assert [r.status for r in await runs(hub, "acme") if r.id not in cancelled] == ["running"]
-    # without a purpose: every run of the subject
-    rest = await hub.automations.cancel_runs_of_subject("acme", "patient-42", "erased", now_us())
-    assert len(rest) == 1
+    assert [r.status for r in await runs(hub, "acme") if r not in cancelled] == ["running"]
+    assert cancel_subject_runs("acme", "patient-42", [], "consent:marketing", now_us()) == []
 
 
 FEEDBACK_EVENT: dict[str, Any] = {

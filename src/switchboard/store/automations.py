@@ -17,11 +17,9 @@ from switchboard import patterns
 from switchboard.automation_runs import Run
 from switchboard.automations import (
     MAX_DIGEST_BYTES,
-    AutomationError,
     Correlation,
     correlation_key,
     hold_key,
-    parse_automation,
     parse_schedule,
 )
 from switchboard.envelope import format_us
@@ -98,6 +96,31 @@ FIND_PAGE = 100  # candidate events read per query of a look-back
 FIND_MAX = 2_000  # a look-back reads at most this many candidates (beyond: not found)
 
 
+def cancel_runs(
+    tenant_id: str, condition: str, params: Sequence[Any], reason: str, now_us: int
+) -> list[Statement]:
+    """Cancel the running runs of `tenant_id` for which the SQL `condition` (over
+    automation_runs' columns, with `params`) holds, in the caller's transaction: their waits and
+    digest items go first (found through the runs still running), and the update releases a
+    held digest/debounce key, as a cancel by id does."""
+    where = f"tenant_id = ? AND status = 'running' AND {condition}"
+    return [
+        *(
+            (
+                f"DELETE FROM {table} WHERE tenant_id = ? AND run_id IN "
+                f"(SELECT id FROM automation_runs WHERE {where})",
+                (tenant_id, tenant_id, *params),
+            )
+            for table in ("automation_waits", "automation_digest_items")
+        ),
+        (
+            "UPDATE automation_runs SET status = 'cancelled', reason = ?, due_us = NULL, "
+            f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} WHERE {where}",
+            (reason, now_us, now_us, 1, tenant_id, *params),
+        ),
+    ]
+
+
 def cancel_subject_runs(
     tenant_id: str,
     subject: str,
@@ -112,30 +135,15 @@ def cancel_subject_runs(
     if not automations:
         return []
     names = ", ".join("?" for _ in automations)
-    where = (
-        f"tenant_id = ? AND status = 'running' AND automation IN ({names}) "
+    condition = (
+        f"automation IN ({names}) "
         "AND trigger_seq IN (SELECT seq FROM events WHERE tenant_id = ? AND subject = ?)"
     )
-    params = (tenant_id, *automations, tenant_id, subject)
-    guard, guard_params = (f" AND NOT ({unless[0]})", unless[1]) if unless[0] else ("", ())
-    # the waits and digest items go first (they are found through the runs still running);
-    # the update releases a held digest/debounce key, as a cancel by id does
-    return [
-        *(
-            (
-                f"DELETE FROM {table} WHERE tenant_id = ? AND run_id IN "
-                f"(SELECT id FROM automation_runs WHERE {where}{guard})",
-                (tenant_id, *params, *guard_params),
-            )
-            for table in ("automation_waits", "automation_digest_items")
-        ),
-        (
-            "UPDATE automation_runs SET status = 'cancelled', reason = ?, due_us = NULL, "
-            f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
-            f"WHERE {where}{guard}",
-            (reason, now_us, now_us, 1, *params, *guard_params),
-        ),
-    ]
+    params: tuple[Any, ...] = (*automations, tenant_id, subject)
+    if unless[0]:
+        condition += f" AND NOT ({unless[0]})"
+        params += tuple(unless[1])
+    return cancel_runs(tenant_id, condition, params, reason, now_us)
 
 
 @dataclass(frozen=True)
@@ -448,41 +456,6 @@ class AutomationStore:
             "SELECT count(*) FROM automation_schedules WHERE tenant_id = ?", (tenant_id,)
         )
         return int(rows[0][0])
-
-    # -- consent (issue 16) -----------------------------------------------------------------
-
-    async def cancel_runs_of_subject(
-        self,
-        tenant_id: str,
-        subject: str,
-        reason: str,
-        now_us: int,
-        purpose: str | None = None,
-    ) -> list[str]:
-        """Cancel the running runs whose trigger's subject is `subject` — only the runs of
-        automations (the version each run pinned) that declare `requires_consent: [purpose]`,
-        when `purpose` is given — with `reason` (such as `consent:marketing`); their ids. Each
-        cancel is durable and ends the run's waits, like POST /v1/runs/{id}/cancel."""
-        rows = await self.sql.fetch(
-            "SELECT r.id, a.spec FROM automation_runs r JOIN events e ON e.seq = r.trigger_seq "
-            "JOIN automations a ON a.tenant_id = r.tenant_id AND a.name = r.automation "
-            "AND a.version = r.version WHERE r.tenant_id = ? AND r.status = 'running' "
-            "AND e.subject = ?",
-            (tenant_id, subject),
-        )
-        out = []
-        for run_id, raw in rows:
-            if purpose is not None:
-                spec = load_json(raw) or {}
-                try:
-                    needs = parse_automation(spec).requires_consent
-                except AutomationError:
-                    needs = tuple(spec.get("requires_consent") or ())
-                if purpose not in needs:
-                    continue
-            if await self.cancel(tenant_id, run_id, reason, now_us):
-                out.append(run_id)
-        return out
 
     # -- runs -------------------------------------------------------------------------------
 
