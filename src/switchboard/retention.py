@@ -10,7 +10,6 @@ their own retention settings. The policy is pure (`parse_retention`, `event_cuto
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import SwitchboardError
-
-log = logging.getLogger("switchboard.retention")
 
 DAY_US = 86_400_000_000
 # A month counts as 31 days and a year as 366: a retention is a promise to keep data at least
