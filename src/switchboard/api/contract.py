@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.api.common import JSON_TYPES, read_body, text_problem
-from switchboard.errors import BadRequest, UnsupportedMedia
+from switchboard.api.common import JSON_TYPES, read_json
+from switchboard.errors import BadRequest
 
 __all__ = [
     "Body",
@@ -150,22 +149,10 @@ def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
 async def decode_body(
     request: Request, model: type[T], limit: int, types: tuple[str, ...] = JSON_TYPES
 ) -> T:
-    """The JSON body as `model`, after the checks every body gets (content type, size, NUL in
-    text, depth); a violation of the model is a 400 naming the field's JSON pointer."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in types:
-        raise UnsupportedMedia(
-            f"Content-Type must be {' or '.join(types)}, got {ctype or 'nothing'!r}"
-        )
-    raw = await read_body(request, limit)
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if (problem := text_problem(doc)) is not None:
-        raise BadRequest(
-            f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
-        )
+    """The JSON body as `model`, after the checks every body gets (`common.read_json`: content
+    type, size, NUL in text, depth); a violation of the model is a 400 naming the field's JSON
+    pointer."""
+    doc = await read_json(request, limit, types)
     try:
         return msgspec.convert(doc, type=model)
     except msgspec.ValidationError as exc:
