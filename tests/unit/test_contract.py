@@ -10,7 +10,14 @@ import pytest
 from starlette.requests import Request
 
 from switchboard.api.admin import KeyIn, RevokeQuery
-from switchboard.api.contract import Body, decode_body, decode_path, decode_query
+from switchboard.api.contract import (
+    Body,
+    Params,
+    decode_body,
+    decode_headers,
+    decode_path,
+    decode_query,
+)
 from switchboard.api.openapi import openapi_document
 from switchboard.errors import BadRequest
 
@@ -92,3 +99,38 @@ def test_the_document_describes_typed_endpoints_from_their_models() -> None:
     revoke = doc["paths"]["/v1/keys/{key_id}"]["delete"]
     names = {p.get("name") for p in revoke["parameters"]}
     assert {"key_id", "self"} <= names
+
+
+class Listing(Params):
+    type: list[Annotated[str, msgspec.Meta(max_length=5)]] = msgspec.field(default_factory=list)
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+
+
+def test_a_list_query_field_takes_every_value_of_its_repeated_name() -> None:
+    q = decode_query(_request(query="type=a&type=b&limit=3&limit=4"), Listing)
+    assert (q.type, q.limit) == (["a", "b"], 4)
+    with pytest.raises(BadRequest) as info:
+        decode_query(_request(query="type=a&type=toolong"), Listing)
+    assert info.value.details is not None
+    assert [d["path"] for d in info.value.details] == ["?type.1"]
+
+
+class Headers(Params):
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=4)] | None = None
+
+
+def test_headers_are_decoded_by_their_model_and_a_violation_names_the_header() -> None:
+    assert (
+        decode_headers(_with_header(b"idempotency-key", b"abc"), Headers).idempotency_key == "abc"
+    )
+    assert decode_headers(_request(), Headers).idempotency_key is None
+    with pytest.raises(BadRequest) as info:
+        decode_headers(_with_header(b"idempotency-key", b"toolong"), Headers)
+    assert info.value.details is not None
+    assert [d["path"] for d in info.value.details] == ["idempotency-key"]
+
+
+def _with_header(name: bytes, value: bytes) -> Request:
+    req = _request()
+    req.scope["headers"] = [*req.scope["headers"], (name, value)]
+    return req

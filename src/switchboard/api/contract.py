@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,11 +35,14 @@ from switchboard.api.common import JSON_TYPES, read_json
 from switchboard.errors import BadRequest
 
 __all__ = [
+    "PUBLIC",
     "Body",
     "Endpoint",
     "Model",
     "Params",
+    "Raw",
     "decode_body",
+    "decode_headers",
     "decode_path",
     "decode_query",
     "endpoint",
@@ -63,6 +67,23 @@ class Params(msgspec.Struct, kw_only=True):
 
 
 @dataclass(frozen=True)
+class Raw:
+    """A body that is not a JSON model: an HTML page, Prometheus text, an event stream, a file.
+    `schema` describes it (a string unless said otherwise)."""
+
+    media: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+# What an operation answers with: a model (or any type msgspec describes, such as
+# `list[Event]`), a Raw body, or None for no body.
+Reply = tuple[Any, str]
+PUBLIC = (
+    "public"  # the scope of an operation that takes no API key (a signed token, a health probe)
+)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One operation: its route and the models the document describes it with."""
 
@@ -71,12 +92,17 @@ class Endpoint:
     tag: str
     summary: str
     description: str
-    scope: str  # the API key scope it needs: ingest, read, manage or admin
+    scope: str  # the API key scope it needs: ingest, read, manage, pii, admin, or PUBLIC
     path: type[Params] | None = None
     query: type[Params] | None = None
-    body: type[Body] | None = None
-    ok: dict[int, tuple[type[Model] | None, str]] = field(default_factory=dict)  # no body: None
+    headers: type[Params] | None = None  # request headers the operation reads (beyond the key)
+    body: Any = None  # a Body model (or another type msgspec describes), or a Raw
+    body_media: tuple[str, ...] = ("application/json",)  # the media types `body` comes in
+    body_required: bool = True
+    ok: dict[int, Reply] = field(default_factory=dict)
     errors: tuple[int, ...] = ()  # beyond what every operation may answer (see openapi._op)
+    # another way in than a bearer key of `scope` (Segment's write key): OpenAPI security items
+    security: tuple[dict[str, list[str]], ...] = ()
 
     @property
     def method(self) -> str:
@@ -97,12 +123,32 @@ def endpoint(
     scope: str,
     path: type[Params] | None = None,
     query: type[Params] | None = None,
-    body: type[Body] | None = None,
-    ok: dict[int, tuple[type[Model] | None, str]],
+    headers: type[Params] | None = None,
+    body: Any = None,
+    body_media: tuple[str, ...] = ("application/json",),
+    body_required: bool = True,
+    ok: dict[int, Reply],
     errors: tuple[int, ...] = (),
+    security: tuple[dict[str, list[str]], ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Attach an Endpoint to its handler; `routes_of` serves it and openapi.py describes it."""
-    spec = Endpoint(route, op_id, tag, summary, description, scope, path, query, body, ok, errors)
+    spec = Endpoint(
+        route,
+        op_id,
+        tag,
+        summary,
+        description,
+        scope,
+        path,
+        query,
+        headers,
+        body,
+        body_media,
+        body_required,
+        ok,
+        errors,
+        security,
+    )
 
     def attach(handler: Handler) -> Handler:
         handler.endpoint = spec  # type: ignore[attr-defined]
@@ -163,16 +209,54 @@ async def decode_body(
 
 
 def decode_query(request: Request, model: type[T]) -> T:
-    """The query string as `model` (the last of repeated names); a violation is a 400 naming
-    `?name`."""
+    """The query string as `model`: a list field takes every value of its repeated name
+    (`?type=a&type=b`), any other field the last; a violation is a 400 naming `?name`."""
+    params = request.query_params
+    lists = _list_fields(model)
+    doc = {k: params.getlist(k) if k in lists else params[k] for k in params}
     try:
-        return msgspec.convert(dict(request.query_params), type=model, strict=False)
+        return msgspec.convert(doc, type=model, strict=False)
     except msgspec.ValidationError as exc:
         path, message = _problem(exc, "?")
         raise BadRequest(
             f"query parameter {path[1:]!r}: {message}",
             details=[{"path": path, "message": message}],
         ) from None
+
+
+def decode_headers(request: Request, model: type[T]) -> T:
+    """The request headers a model names (field `idempotency_key` ← header `Idempotency-Key`,
+    or the name a `msgspec.field(name=...)` gives); a violation is a 400 naming the header."""
+    doc = {}
+    for f in msgspec.structs.fields(model):  # type: ignore[arg-type]
+        value = request.headers.get(f.encode_name.replace("_", "-"))
+        if value is not None:
+            doc[f.encode_name] = value
+    try:
+        return msgspec.convert(doc, type=model, strict=False)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "")
+        path = path.replace("_", "-")  # the header's own name
+        raise BadRequest(
+            f"header {path!r}: {message}", details=[{"path": path, "message": message}]
+        ) from None
+
+
+_lists: dict[type[Any], frozenset[str]] = {}
+
+
+def _list_fields(model: type[Any]) -> frozenset[str]:
+    if (known := _lists.get(model)) is None:
+        info = msgspec.inspect.type_info(model)
+        fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+        known = _lists[model] = frozenset(f.encode_name for f in fields if _is_list(f.type))
+    return known
+
+
+def _is_list(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_list(u) for u in t.types)
+    return isinstance(t, msgspec.inspect.ListType | msgspec.inspect.SetType)
 
 
 def decode_path(request: Request, model: type[T]) -> T:

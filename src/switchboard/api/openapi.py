@@ -11,10 +11,26 @@ import functools
 from typing import Any
 
 import msgspec
+from starlette.routing import Route
 
-from switchboard.api import admin, deliveries
+from switchboard.api import (
+    admin,
+    audit,
+    automations,
+    catalog,
+    deliveries,
+    events,
+    messages,
+    observe,
+    purposes,
+    recipients,
+    retention,
+    sources,
+    subjects,
+)
+from switchboard.api import segment as segment_api
 from switchboard.api.common import MAX_TYPE_GLOBS
-from switchboard.api.contract import endpoints_of
+from switchboard.api.contract import PUBLIC, Endpoint, Raw, endpoints_of
 from switchboard.api.models import (
     CHANNEL_RE,
     DELIVERY_STATUSES,
@@ -2493,10 +2509,35 @@ def _privacy_retention_audit_paths() -> list[Operation]:
 
 
 # --- generated from typed endpoints (api/contract.py) ------------------------------------------
-# The handlers declared with @endpoint; their models are the schemas below. To convert an area:
-# declare its handlers with @endpoint and Body/Params/Model structs, serve them with
-# `routes_of(...)`, add them here and delete its `_<area>_paths()` and the schemas it used.
-TYPED = (*admin.HANDLERS, deliveries.provider_status)
+# Every route a resource module serves whose handler is declared with @endpoint; their models are
+# the schemas below. To convert an area: declare its handlers with @endpoint and Body/Params/Model
+# structs, serve them with `routes_of(...)` in the module's `routes`, and delete its
+# `_<area>_paths()` and the schemas only it used.
+MODULES = (
+    events,
+    catalog,
+    admin,
+    deliveries,
+    sources,
+    segment_api,
+    automations,
+    recipients,
+    messages,
+    purposes,
+    subjects,
+    observe,
+    audit,
+    retention,
+)
+
+
+def _typed_handlers() -> list[Any]:
+    return [
+        r.endpoint
+        for m in MODULES
+        for r in m.routes
+        if isinstance(r, Route) and hasattr(r.endpoint, "endpoint")
+    ]
 
 
 def _parameters(model: type[Any] | None, where: str) -> list[Schema]:
@@ -2518,30 +2559,75 @@ def _parameters(model: type[Any] | None, where: str) -> list[Schema]:
 
 def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
     """The operations of the typed endpoints and the component schemas of their models."""
-    specs = endpoints_of(TYPED)
-    models = {m for e in specs for m in (e.body, *(t for t, _ in e.ok.values())) if m is not None}
-    _, schemas = msgspec.json.schema_components(
-        sorted(models, key=lambda m: m.__name__), ref_template=REF
-    )
-    ops = [
-        _op(
-            e.route,
-            e.op_id,
-            e.tag,
-            e.summary,
-            e.description,
-            scope=e.scope,
-            params=[*_parameters(e.path, "path"), *_parameters(e.query, "query")],
-            body=_ref(e.body.__name__) if e.body else None,
-            ok={
-                status: {"description": text} if model is None else _ok(_ref(model.__name__), text)
-                for status, (model, text) in e.ok.items()
-            },
-            errors=e.errors,
-        )
-        for e in specs
+    specs = endpoints_of(_typed_handlers())
+    types: list[Any] = []
+    for e in specs:
+        for t in (e.body, *(t for t, _ in e.ok.values())):
+            if t is not None and not isinstance(t, Raw) and t not in types:
+                types.append(t)
+    refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    ref_of = dict(zip(map(_key, types), refs, strict=True))
+    return [_typed_op(e, ref_of) for e in specs], schemas
+
+
+def _key(t: Any) -> str:
+    return repr(t)  # types such as list[Event] are not hashable the same way every time
+
+
+def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
+    def media(t: Any, text: str) -> dict[str, Any]:
+        if t is None:
+            return {"description": text}
+        if isinstance(t, Raw):
+            return {"description": text, "content": {t.media: {"schema": t.schema}}}
+        return _json(ref_of[_key(t)], text)
+
+    params = [
+        *_parameters(e.path, "path"),
+        *_parameters(e.query, "query"),
+        *_parameters(e.headers, "header"),
     ]
-    return ops, schemas
+    content = None
+    if e.body is not None:
+        schema = e.body.schema if isinstance(e.body, Raw) else ref_of[_key(e.body)]
+        types = (e.body.media,) if isinstance(e.body, Raw) else e.body_media
+        content = {m: {"schema": schema} for m in types}
+    ok = {status: media(t, text) for status, (t, text) in e.ok.items()}
+    if e.scope == PUBLIC:
+        op: dict[str, Any] = {
+            "operationId": e.op_id,
+            "tags": [e.tag],
+            "summary": e.summary,
+            "description": e.description,
+            "security": [{}, *e.security] if e.security else [],
+        }
+        if params:
+            op["parameters"] = params
+        codes = {*e.errors, *((400,) if params else ())}
+        if content is not None:
+            op["requestBody"] = {"required": e.body_required, "content": content}
+            codes |= {400, 413, 415}
+        op["responses"] = {
+            **{str(status): response for status, response in ok.items()},
+            **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
+        }
+        return e.url, e.method.lower(), op
+    path, method, op = _op(
+        e.route,
+        e.op_id,
+        e.tag,
+        e.summary,
+        e.description,
+        scope=e.scope,
+        params=params,
+        content=content,
+        optional_body=not e.body_required,
+        ok=ok,
+        errors=e.errors,
+    )
+    if e.security:
+        op["security"] = [*op["security"], *e.security]
+    return path, method, op
 
 
 def _dashboard_paths() -> list[Operation]:
