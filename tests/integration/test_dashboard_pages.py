@@ -138,7 +138,9 @@ async def test_the_deliveries_page_filters_and_a_delivery_shows_its_attempts(
 
     status, page, _ = await b.request("GET", f"/ui/deliveries/{mine['id']}")
     assert status == 200 and "Every attempt, first to last" in page
-    assert re.search(r"<td>1</td><td>[^<]+</td><td>ok</td>\s*<td>200</td>", page), page
+    assert re.search(r"<td>1</td><td class=\"when\">[^<]+</td><td>ok</td>\s*<td>200</td>", page), (
+        page
+    )
     assert 'href="/ui/events/lead-1"' in page and 'href="/ui/traces/t-1"' in page
     status, page, _ = await b.request("GET", f"/ui/deliveries/{theirs['id']}")
     assert status == 404 and "their-1" not in page
