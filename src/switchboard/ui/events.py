@@ -22,7 +22,6 @@ from switchboard.ui.viewer import Pages, Viewer, page
 
 PAGE = 50  # events per page
 TIMELINE = 200  # events on a subject's timeline
-Id = Annotated[str, Meta(max_length=MAX_ID_LEN)]
 
 
 class EventSearch(Params):
