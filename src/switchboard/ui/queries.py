@@ -1,7 +1,8 @@
-"""The few counts the dashboard needs that the API's store functions do not give, as named SQL
-in `?` placeholders (each store renders its own). Every query is bound to one tenant, and a key
-limited by constraints counts only the deliveries of the events it may see (a join with their
-events, narrowed by the constraints' SQL as the DLQ listing is)."""
+"""The few counts (and the one look-up: a delivery's event) the dashboard needs that the API's
+store functions do not give, as named SQL in `?` placeholders (each store renders its own).
+Every query is bound to one tenant, and a key limited by constraints counts only the deliveries
+of the events it may see (a join with their events, narrowed by the constraints' SQL as the DLQ
+listing is)."""
 
 from __future__ import annotations
 
