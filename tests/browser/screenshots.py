@@ -41,8 +41,8 @@ async def receiver(status: int) -> tuple[web.AppRunner, str]:
 
 
 async def seed(api: Api, ok_url: str, failing_url: str) -> tuple[str, str]:
-    """The demo tenant: two destinations, two routes, a day of events. Returns (key, an event
-    id with a delivered webhook)."""
+    """The demo tenant: two destinations, two routes, an automation, a day of events. Returns
+    (key, an event id with a delivered webhook)."""
     _, key = await api.tenant("clinica-demo")
     for name, url, schedule in (("crm", ok_url, "0,1s"), ("billing", failing_url, "0")):
         body = {"name": name, "kind": "webhook", "config": {"url": url}, "retry_schedule": schedule}
@@ -82,6 +82,14 @@ async def seed(api: Api, ok_url: str, failing_url: str) -> tuple[str, str]:
         }
         status, answer, _ = await api.call("PUT", f"/v1/event-types/{name}", key, json=body)
         assert status in (200, 201), answer
+    welcome = {
+        "name": "welcome",
+        "description": "Greet a new lead, then check on them two hours later.",
+        "on": "lead.created",
+        "steps": [{"id": "greet", "send": {"destination": "crm"}}, {"wait": "2h"}],
+    }
+    status, answer, _ = await api.call("PUT", "/v1/automations/welcome", key, json=welcome)
+    assert status == 201, answer
     now = datetime.now(UTC)
     events = []
     for i in range(72):
@@ -124,6 +132,38 @@ async def seed(api: Api, ok_url: str, failing_url: str) -> tuple[str, str]:
     return key, "evt-000"
 
 
+async def seed_sources(api: Api, key: str) -> dict[str, str]:
+    """Two sources: site forms (no verification) with a few requests, and a GitHub one that
+    refused an unsigned request. Returns the pages of the first, its first request, a run of
+    the automation and a delivery of evt-000, by name."""
+    made = {}
+    for body in (
+        {"name": "site-forms", "preset": "none"},
+        {"name": "github", "preset": "github", "secrets": ["demo-github-secret"]},
+    ):
+        status, answer, _ = await api.call("POST", "/v1/sources", key, json=body)
+        assert status == 201, answer
+        made[body["name"]] = answer["id"]
+    for n, unit in enumerate(("Centro", "Savassi", "Centro")):
+        form = {"form": "contact", "unit": unit, "patient": f"patient-{n + 6}", "channel": "site"}
+        path = f"/v1/sources/{made['site-forms']}/webhook"
+        assert (await api.call("POST", path, json=form))[0] == 200
+    path = f"/v1/sources/{made['github']}/webhook"
+    assert (await api.call("POST", path, json={"zen": "unsigned"}))[0] == 401
+    _, log, _ = await api.call("GET", f"/v1/sources/{made['site-forms']}/requests", key)
+    _, runs, _ = await api.call("GET", "/v1/automations/welcome/runs?limit=1", key)
+    _, sent, _ = await api.call("GET", "/v1/events/evt-000/deliveries", key)
+    _, event, _ = await api.call("GET", "/v1/events/evt-000", key)
+    source = f"/ui/sources/{made['site-forms']}"
+    return {
+        "trace": f"/ui/traces/{event['trace_id']}",
+        "delivery": f"/ui/deliveries/{sent['data'][0]['id']}",
+        "source": source,
+        "request": f"{source}/requests/{log['data'][-1]['id']}",
+        "run": f"/ui/runs/{runs['data'][0]['id']}",
+    }
+
+
 def photograph(
     driver: Any, url: str, path: Path, ready: tuple[str, str], lo: int = 600, hi: int = 1600
 ) -> None:
@@ -145,7 +185,15 @@ def photograph(
     print(f"wrote {path}")
 
 
-def shoot(driver: Any, base: str, key: str, event_id: str, token: str, out: Path) -> None:
+def shoot(
+    driver: Any,
+    base: str,
+    key: str,
+    event_id: str,
+    more: dict[str, str],
+    token: str,
+    out: Path,
+) -> None:
     h1 = (By.TAG_NAME, "h1")
     photograph(driver, base + "/ui/sign-in", out / "dashboard-sign-in.png", (By.ID, "key"))
     driver.find_element(By.ID, "key").send_keys(key)
@@ -157,6 +205,15 @@ def shoot(driver: Any, base: str, key: str, event_id: str, token: str, out: Path
         ("/ui/live", "dashboard-live.png", (By.XPATH, "//p[starts-with(., 'Live:')]")),
         (f"/ui/events/{event_id}", "dashboard-event.png", (By.CSS_SELECTOR, "section.delivery")),
         ("/ui/subjects/patient-1", "dashboard-subject.png", (By.CSS_SELECTOR, "ol.timeline")),
+        (more["trace"], "dashboard-trace.png", (By.CSS_SELECTOR, "ol.trace")),
+        ("/ui/deliveries", "dashboard-deliveries.png", (By.CSS_SELECTOR, "table.deliveries")),
+        (more["delivery"], "dashboard-delivery.png", (By.CSS_SELECTOR, "table.attempts")),
+        ("/ui/sources", "dashboard-sources.png", (By.CSS_SELECTOR, "table.sources")),
+        (more["source"], "dashboard-source.png", (By.CSS_SELECTOR, "table.requests")),
+        (more["request"], "dashboard-source-request.png", (By.CSS_SELECTOR, "pre.json")),
+        ("/ui/automations", "dashboard-automations.png", (By.CSS_SELECTOR, "table.automations")),
+        ("/ui/automations/welcome", "dashboard-automation.png", (By.CSS_SELECTOR, "table.runs")),
+        (more["run"], "dashboard-run.png", (By.CSS_SELECTOR, "table.steps")),
         ("/ui/dlq", "dashboard-dlq.png", (By.ID, "retry")),
         ("/ui/destinations", "dashboard-destinations.png", h1),
         ("/ui/catalog", "dashboard-catalog.png", h1),
@@ -198,12 +255,13 @@ async def main(out: Path) -> None:
         try:
             async with serve(settings) as api:
                 key, event_id = await seed(api, ok_url, bad_url)
+                more = await seed_sources(api, key)
                 token = unsubscribe.token(
                     UNSUBSCRIBE_SECRET, "clinica-demo", "patient-1", "marketing", "email"
                 )
                 driver = await asyncio.to_thread(start_browser, WIDTH, 900)
                 try:
-                    await asyncio.to_thread(shoot, driver, api.url, key, event_id, token, out)
+                    await asyncio.to_thread(shoot, driver, api.url, key, event_id, more, token, out)
                 finally:
                     await asyncio.to_thread(driver.quit)
         finally:

@@ -210,6 +210,95 @@ async def test_sign_in_find_events_and_retry_a_dead_delivery(
     await asyncio.to_thread(refusals_and_sign_out)
 
 
+async def test_a_trace_the_deliveries_and_a_sources_request_log(
+    api: Api,
+    receivers: Any,
+    clean_browser: Any,
+) -> None:
+    receiver: Receiver = await receivers(default=200)
+    key, ids = await setup_tenant(api, receiver)
+    _, other_key = await api.tenant()
+    secret = {"id": "secret-1", "type": "lead.created", "trace_id": "trace-secret", "data": {}}
+    assert (await api.call("POST", "/v1/events", other_key, json=secret))[0] == 202
+    status, source, _ = await api.call(
+        "POST", "/v1/sources", key, json={"name": "forms", "preset": "none"}
+    )
+    assert status == 201, source
+    form = {"form": "contact", "order": "A-77"}
+    status, _, _ = await api.call("POST", f"/v1/sources/{source['id']}/webhook", json=form)
+    assert status == 200
+
+    async def delivered() -> bool:
+        status, body, _ = await api.call("GET", "/v1/deliveries?status=succeeded", key)
+        return status == 200 and len(body["data"]) == 3
+
+    await until(delivered, "the three deliveries to succeed")
+    driver = clean_browser
+    wait = waiter(driver)
+
+    def open_a_trace_and_its_delivery() -> None:
+        sign_in(driver, api.url, key)
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
+        driver.get(f"{api.url}/ui/events/{ids[0]}")
+        wait(ec.presence_of_element_located((By.ID, "trace-link"))).click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Trace trace-browser-1"))
+        # the three leads (and the hub's own events about their deliveries, in the same trace)
+        events = driver.find_elements(By.CSS_SELECTOR, "ol.trace li.kind-event")
+        assert {i for i in ids for e in events if f"lead.created {i}" in e.text} == set(ids)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "ol.trace li.kind-delivery")) >= 3
+        attempt = driver.find_element(By.CSS_SELECTOR, "ol.trace li.kind-attempt")
+        assert "attempt 1" in attempt.text and "ok" in attempt.text and "HTTP 200" in attempt.text
+        delivery = driver.find_element(By.CSS_SELECTOR, "ol.trace li.kind-delivery")
+        assert "to crm" in delivery.text and "succeeded" in delivery.text
+        delivery.find_element(By.PARTIAL_LINK_TEXT, "to crm").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Delivery"))
+        assert driver.find_element(By.ID, "delivery-status").text == "succeeded"
+        row = driver.find_element(By.CSS_SELECTOR, "table.attempts tbody tr")
+        assert "ok" in row.text and "200" in row.text
+
+    await asyncio.to_thread(open_a_trace_and_its_delivery)
+
+    def filter_the_deliveries() -> None:
+        from selenium.webdriver.support.ui import Select
+
+        driver.find_element(By.LINK_TEXT, "Deliveries").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Deliveries"))
+        Select(driver.find_element(By.ID, "status")).select_by_value("succeeded")
+        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        wait(ec.url_contains("status=succeeded"))
+        rows = driver.find_elements(By.CSS_SELECTOR, "table.deliveries tbody tr")
+        assert len(rows) == 3 and all("succeeded" in r.text for r in rows)
+        Select(driver.find_element(By.ID, "status")).select_by_value("dead")
+        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        wait(ec.url_contains("status=dead"))
+        (row,) = driver.find_elements(By.CSS_SELECTOR, "table.deliveries tbody tr")
+        assert row.text == "No deliveries match these filters."
+        driver.find_element(By.LINK_TEXT, "Clear").click()
+        wait(ec.presence_of_element_located((By.CSS_SELECTOR, "table.deliveries td a code")))
+        driver.find_element(By.CSS_SELECTOR, "table.deliveries td:last-child a").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Delivery"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "table.attempts tbody tr")) == 1
+
+    await asyncio.to_thread(filter_the_deliveries)
+
+    def see_the_sources_request_log() -> None:
+        driver.find_element(By.LINK_TEXT, "Sources").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Sources"))
+        driver.find_element(By.LINK_TEXT, "forms").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Source forms"))
+        (row,) = driver.find_elements(By.CSS_SELECTOR, "table.requests tbody tr")
+        assert "yes" in row.text  # verified (preset none)
+        row.find_element(By.CSS_SELECTOR, "td:last-child a").click()
+        wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Request"))
+        assert '"order": "A-77"' in driver.find_element(By.CSS_SELECTOR, "pre.json").text
+        # another tenant's trace answers not found
+        driver.get(f"{api.url}/ui/traces/trace-secret")
+        assert heading(driver) == "Not found"
+        assert "secret-1" not in driver.page_source
+
+    await asyncio.to_thread(see_the_sources_request_log)
+
+
 async def test_a_replay_is_dry_run_then_run_from_the_dashboard(
     api: Api,
     receivers: Any,
@@ -315,7 +404,16 @@ async def test_sign_in_and_moving_around_work_from_the_keyboard(
         assert active.get_attribute("id") == "key"
         active.send_keys(key, Keys.ENTER)
         wait(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
-        for path in ("/ui", "/ui/events", "/ui/dlq", "/ui/destinations", "/ui/replays"):
+        for path in (
+            "/ui",
+            "/ui/events",
+            "/ui/deliveries",
+            "/ui/dlq",
+            "/ui/destinations",
+            "/ui/sources",
+            "/ui/automations",
+            "/ui/replays",
+        ):
             driver.get(sqlite_api.url + path)
             wait(ec.presence_of_element_located((By.TAG_NAME, "h1")))
             assert len(driver.find_elements(By.TAG_NAME, "h1")) == 1, path

@@ -39,9 +39,10 @@ async def failing_echo() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def _populate(api: Api, manage: str, echo: str, failing: str) -> str:
+async def _populate(api: Api, manage: str, echo: str, failing: str) -> tuple[str, list[str]]:
     """A lead whose subject is an email, delivered to an echoing webhook and dead at a failing
-    one; returns the event's id."""
+    one, an automation run it started, and a source's request carrying the person's email and
+    phone; returns the event's id and the pages of its trace, deliveries, source and run."""
     status, body, _ = await api.call("PUT", "/v1/event-types/lead.created", manage, LEAD_TYPE)
     assert status in (200, 201), body
     for dest in (
@@ -52,19 +53,42 @@ async def _populate(api: Api, manage: str, echo: str, failing: str) -> str:
         assert status == 201, body
     route = {"name": "r", "types": ["lead.*"], "destinations": ["hook", "dead"]}
     assert (await api.call("POST", "/v1/routes", manage, route))[0] == 201
-    event = {"type": "lead.created", "subject": EMAIL, "data": LEAD}
+    nudge = {"name": "nudge", "on": "lead.created", "steps": [{"wait": "1h"}]}
+    assert (await api.call("PUT", "/v1/automations/nudge", manage, nudge))[0] == 201
+    status, source, _ = await api.call(
+        "POST", "/v1/sources", manage, {"name": "forms", "preset": "none"}
+    )
+    assert status == 201, source
+    form = {"contact": {"email": EMAIL, "phone": PHONE}}
+    status, _, _ = await api.call("POST", f"/v1/sources/{source['id']}/webhook", manage, form)
+    assert status == 200
+    event = {"type": "lead.created", "subject": EMAIL, "trace_id": "lead-trace", "data": LEAD}
     status, body, _ = await api.call("POST", "/v1/events", manage, [event])
     assert status == 202, body
     await worker_for(api).drain()
     _, dead, _ = await api.call("GET", "/v1/dlq", manage)
     assert len(dead["data"]) == 1, dead  # the page below has a row to show
-    return str(body["results"][0]["id"])
+    _, runs, _ = await api.call("GET", "/v1/automations/nudge/runs", manage)
+    _, log, _ = await api.call("GET", f"/v1/sources/{source['id']}/requests", manage)
+    more = [
+        "/ui/traces/lead-trace",
+        "/ui/deliveries",
+        f"/ui/deliveries/{dead['data'][0]['id']}",
+        "/ui/sources",
+        f"/ui/sources/{source['id']}",
+        f"/ui/sources/{source['id']}/requests/{log['data'][0]['id']}",
+        "/ui/automations",
+        "/ui/automations/nudge",
+        f"/ui/runs/{runs['data'][0]['id']}",
+    ]
+    return str(body["results"][0]["id"]), more
 
 
-async def _walk(b: Browser, event_id: str) -> dict[str, str]:
+async def _walk(b: Browser, event_id: str, more: list[str]) -> dict[str, str]:
     """Every page a `read` key can open, by path, with the replay screens of a `manage` key."""
     pages: dict[str, str] = {}
     for path in (
+        *more,
         "/ui",
         "/ui/events",
         "/ui/events?subject=" + quote(EMAIL, safe=""),
@@ -124,11 +148,11 @@ async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
     tenant, manage = await api.tenant(scopes=("ingest", "read", "manage"))
     _, read = await api.tenant(tenant, scopes=("read",))
     _, pii = await api.tenant(tenant, scopes=("read", "pii"))
-    event_id = await _populate(api, manage, echo, failing_echo)
+    event_id, more = await _populate(api, manage, echo, failing_echo)
 
     reader = Browser(api)
     assert (await reader.sign_in(read))[0] == 303
-    pages = await _walk(reader, event_id)
+    pages = await _walk(reader, event_id, more)
     pages["live tail"] = await _tail(api, reader, event_id)
     manager = Browser(api)  # a manage key without `pii` runs replays, masked the same
     assert (await manager.sign_in(manage))[0] == 303
@@ -148,12 +172,14 @@ async def test_a_read_key_sees_no_raw_pii_on_any_page_and_a_pii_key_sees_it(
 
     whole = Browser(api)
     assert (await whole.sign_in(pii))[0] == 303
-    seen = await _walk(whole, event_id)
+    seen = await _walk(whole, event_id, more)
     event = seen[f"/ui/events/{event_id}"]
     assert all(v in event for v in (NAME, EMAIL, PHONE, CPF)), event
     link = '<a href="/ui/subjects/' + quote(EMAIL, safe="") + '">'
     assert link in event and link in seen["/ui/events"]
     assert EMAIL in seen["/ui/events"] and EMAIL in seen["/ui/live"]
+    assert EMAIL in seen["/ui/traces/lead-trace"] and EMAIL in seen["/ui/automations/nudge"]
+    assert PHONE in seen[more[5]]  # the source's request, as received
     assert EMAIL in await _tail(api, whole, event_id)
 
 
@@ -172,6 +198,7 @@ async def _two_clinics(api: Api, manage: str, failing: str) -> str:
             "id": event_id,
             "type": "visit.done",
             "subject": "p-1",
+            "trace_id": "visit-trace",
             "context": {"clinic_id": clinic},
             "data": {},
         }
@@ -202,6 +229,15 @@ async def test_a_constrained_key_sees_only_its_clinic_on_every_page(
         assert THEIRS not in page, path
     assert MINE in pages["/ui/events"] and MINE in pages["/ui/dlq"] and MINE in pages["/ui/live"]
     assert MINE in pages["/ui/subjects/p-1"] and MINE in pages["/ui/events?type=visit.*"]
+    assert MINE in pages["/ui/traces/visit-trace"] and MINE in pages["/ui/deliveries"]
+    assert '<dd id="trace-deliveries">1</dd>' in pages["/ui/traces/visit-trace"]
+    # the API's trace narrows the same way
+    status, trace, _ = await api.call("GET", "/v1/traces/visit-trace", mine)
+    assert status == 200 and trace["events"] == 1 and trace["deliveries"] == 1, trace
+    _, dead, _ = await api.call("GET", "/v1/dlq", manage)
+    for d in dead["data"]:
+        status, page, _ = await b.request("GET", f"/ui/deliveries/{d['id']}")
+        assert status == (200 if d["event"]["id"] == MINE else 404), page
     overview = pages["/ui"]
     assert '<dd id="events-total">1</dd>' in overview and "0 succeeded, 1 failed." in overview
     assert (
@@ -261,6 +297,8 @@ async def _walk_ids(b: Browser) -> dict[str, str]:
         "/ui/events?type=visit.*",
         "/ui/events?subject=p-1",
         "/ui/subjects/p-1",
+        "/ui/traces/visit-trace",
+        "/ui/deliveries",
         "/ui/dlq",
         "/ui/destinations",
         "/ui/live",

@@ -11,14 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.api.common import JSONResponse, hub, principal, query_time
+from switchboard.auth import Principal, within_constraints
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import BadRequest, NotFound
 from switchboard.hub import Hub
 from switchboard.metrics import CONTENT_TYPE, Snapshot, gauges
 from switchboard.store import Scope
+from switchboard.store.observe import Trace
 
 _WINDOW_MAX_US = 31 * 86_400_000_000  # delivery statistics cover at most 31 days
-_TRACE_ID_MAX = 255
+TRACE_ID_MAX = 255
 
 
 async def _operator(request: Request) -> None:
@@ -93,16 +95,28 @@ async def status(request: Request) -> Response:
     )
 
 
-async def trace(request: Request) -> Response:
-    """GET /v1/traces/{trace_id}: the trace's events, deliveries, attempts and automation runs
-    as one timeline in time order (each item names its kind)."""
-    p = await principal(request, Scope.READ)
-    trace_id = request.path_params["trace_id"]
-    if len(trace_id) > _TRACE_ID_MAX:
-        raise BadRequest(f"path parameter 'trace_id' is longer than {_TRACE_ID_MAX} characters")
-    t = await hub(request).observe.trace(p.tenant(), trace_id)
-    if not t.events:
-        raise NotFound(f"no event with trace_id {trace_id!r} in this tenant")
+def narrowed(t: Trace, p: Principal) -> Trace:
+    """The part of a trace a key may see: the events its constraints match, and the
+    deliveries, attempts and runs of those events (the whole trace for a key without)."""
+    if p.constraint is None:
+        return t
+    events = [e for e in t.events if within_constraints(p, e)]
+    seqs = {e.seq for e in events}
+    deliveries = [d for d in t.deliveries if d.event_seq in seqs]
+    ids = {d.id for d in deliveries}
+    return Trace(
+        events,
+        deliveries,
+        [a for a in t.attempts if a.delivery_id in ids],
+        [r for r in t.runs if r["trigger_seq"] in seqs],
+        t.truncated,
+    )
+
+
+def timeline(t: Trace) -> list[dict[str, Any]]:
+    """The trace's events, deliveries, attempts and automation runs as one list in time order,
+    each item naming its kind (the answer of `GET /v1/traces/{trace_id}`, and the dashboard's
+    trace page)."""
     by_seq = {e.seq: e for e in t.events}
     by_id = {d.id: d for d in t.deliveries}
     items: list[tuple[int, int, dict[str, Any]]] = []
@@ -154,6 +168,24 @@ async def trace(request: Request) -> Response:
             )
         )
     items.sort(key=lambda i: (i[0], i[1]))
+    return [i[2] for i in items]
+
+
+def check_trace_id(trace_id: str) -> str:
+    if len(trace_id) > TRACE_ID_MAX:
+        raise BadRequest(f"path parameter 'trace_id' is longer than {TRACE_ID_MAX} characters")
+    return trace_id
+
+
+async def trace(request: Request) -> Response:
+    """GET /v1/traces/{trace_id}: the trace's events, deliveries, attempts and automation runs
+    as one timeline in time order (each item names its kind), those a key with constraints
+    may see."""
+    p = await principal(request, Scope.READ)
+    trace_id = check_trace_id(request.path_params["trace_id"])
+    t = narrowed(await hub(request).observe.trace(p.tenant(), trace_id), p)
+    if not t.events:
+        raise NotFound(f"no event with trace_id {trace_id!r} in this tenant")
     return JSONResponse(
         {
             "trace_id": trace_id,
@@ -162,7 +194,7 @@ async def trace(request: Request) -> Response:
             "attempts": len(t.attempts),
             "automation_runs": len(t.runs),
             "truncated": t.truncated,
-            "timeline": [i[2] for i in items],
+            "timeline": timeline(t),
         }
     )
 

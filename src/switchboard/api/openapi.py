@@ -2532,11 +2532,17 @@ MODULES = (
 
 
 def _typed_handlers() -> list[Any]:
+    # the dashboard's routes are built per app (from its settings); its handlers are not
+    from switchboard import ui
+
     return [
-        r.endpoint
-        for m in MODULES
-        for r in m.routes
-        if isinstance(r, Route) and hasattr(r.endpoint, "endpoint")
+        *(
+            r.endpoint
+            for m in MODULES
+            for r in m.routes
+            if isinstance(r, Route) and hasattr(r.endpoint, "endpoint")
+        ),
+        *ui.HANDLERS,
     ]
 
 
@@ -2630,220 +2636,6 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
     return path, method, op
 
 
-def _dashboard_paths() -> list[Operation]:
-    """The web dashboard (docs/dashboard.md): HTML pages for people, not an API. They take a
-    session cookie set by signing in with a tenant's key, never a bearer key."""
-    page = {"description": "An HTML page.", "content": {"text/html": {"schema": _s()}}}
-    to_sign_in = {"description": "Not signed in: a redirect to `/ui/sign-in`."}
-    after = {"description": "Done: a redirect to the page to show next."}
-    refused = {
-        "description": "An HTML page saying why: no session, a missing or stale CSRF "
-        "token, or a key without the scope."
-    }
-    event_id = _path("event_id", "The event's id (its idempotency id).")
-    subject = _path("subject", "Whom the events are about.")
-
-    def op(op_id: str, summary: str, description: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "operationId": op_id,
-            "tags": ["dashboard"],
-            "summary": summary,
-            "description": description,
-            "security": [],
-            **extra,
-        }
-
-    def view(op_id: str, summary: str, description: str, *params: Schema) -> dict[str, Any]:
-        more: dict[str, Any] = {"parameters": list(params)} if params else {}
-        return op(op_id, summary, description, responses={"200": page, "303": to_sign_in}, **more)
-
-    form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _s()}}}
-
-    def action(op_id: str, summary: str, description: str) -> dict[str, Any]:
-        return op(
-            op_id,
-            summary,
-            description + " The form carries the session's `csrf` token.",
-            requestBody=form,
-            responses={"303": after, "400": refused, "401": refused, "403": refused},
-        )
-
-    return [
-        (
-            "/ui",
-            "get",
-            view(
-                "uiOverview",
-                "Dashboard overview",
-                "Events per hour and delivery "
-                "attempts over the last 24 hours, the backlog and the DLQ size.",
-            ),
-        ),
-        (
-            "/ui/static/{name}",
-            "get",
-            op(
-                "uiStatic",
-                "Dashboard files",
-                "The stylesheet (`dashboard.css`) and the live tail's script (`live.js`).",
-                parameters=[_path("name", "`dashboard.css` or `live.js`.")],
-                responses={
-                    "200": {"description": "The file."},
-                    "404": {"description": "Not one of the dashboard's files."},
-                },
-            ),
-        ),
-        (
-            "/ui/live",
-            "get",
-            view("uiLive", "Live tail", "The newest events, kept current by `live.js`."),
-        ),
-        (
-            "/ui/live/stream",
-            "get",
-            op(
-                "uiLiveStream",
-                "Live tail stream",
-                "Server-sent events: one `ev` message per new event of the tenant (id: its "
-                "`seq`; `after` or `Last-Event-ID` says where to start). Ends after five "
-                "minutes; at most four open per key and process (429).",
-                parameters=[_query("after", "Send events after this seq.", _int())],
-                responses={
-                    "200": {
-                        "description": "The stream.",
-                        "content": {"text/event-stream": {"schema": _s()}},
-                    },
-                    "303": to_sign_in,
-                    "429": refused,
-                },
-            ),
-        ),
-        (
-            "/ui/sign-in",
-            "get",
-            op("uiSignInForm", "Sign-in form", "Asks for an API key.", responses={"200": page}),
-        ),
-        (
-            "/ui/sign-in",
-            "post",
-            op(
-                "uiSignIn",
-                "Sign in",
-                "Checks the key (a tenant's, with `read`) and sets an HttpOnly, SameSite=Strict "
-                "session cookie; a wrong key gets the form again with 401.",
-                requestBody=form,
-                responses={"303": after, "401": page, "403": refused},
-            ),
-        ),
-        ("/ui/sign-out", "post", action("uiSignOut", "Sign out", "Ends the session.")),
-        (
-            "/ui/events",
-            "get",
-            view(
-                "uiEvents",
-                "Event search",
-                "The tenant's events, newest "
-                "first, searched by type (or glob), subject and trace id.",
-            ),
-        ),
-        (
-            "/ui/events/{event_id}",
-            "get",
-            view(
-                "uiEvent",
-                "Event detail",
-                "One event with its deliveries and their attempts; "
-                "another tenant's id answers 404.",
-                event_id,
-            ),
-        ),
-        (
-            "/ui/subjects/{subject}",
-            "get",
-            view(
-                "uiSubject", "Subject timeline", "The latest 200 events about one subject.", subject
-            ),
-        ),
-        (
-            "/ui/dlq",
-            "get",
-            view(
-                "uiDlq",
-                "Dead-letter queue",
-                "Dead deliveries, with retry and archive for keys with `manage`.",
-            ),
-        ),
-        (
-            "/ui/dlq/retry",
-            "post",
-            action(
-                "uiDlqRetry",
-                "Retry dead deliveries",
-                "Requeues the selected deliveries (`manage`).",
-            ),
-        ),
-        (
-            "/ui/dlq/archive",
-            "post",
-            action(
-                "uiDlqArchive",
-                "Archive dead deliveries",
-                "Archives the selected deliveries (`manage`).",
-            ),
-        ),
-        (
-            "/ui/catalog",
-            "get",
-            view("uiCatalog", "Catalog browser", "The event types the tenant sees."),
-        ),
-        (
-            "/ui/catalog/{name}",
-            "get",
-            view(
-                "uiEventType",
-                "Event type",
-                "One type's versions, schemas and examples; another tenant's own type is 404.",
-                _path("name", "The event type's name."),
-            ),
-        ),
-        (
-            "/ui/replays",
-            "get",
-            view("uiReplayForm", "Replay form", "Choose the events to send again."),
-        ),
-        (
-            "/ui/replays",
-            "post",
-            action(
-                "uiReplay",
-                "Dry-run or run a replay",
-                "With `dry_run`: the counts and a sample, nothing sent; with `run`: starts the "
-                "replay and redirects to its progress page (`manage`).",
-            ),
-        ),
-        (
-            "/ui/replays/{replay_id}",
-            "get",
-            view(
-                "uiReplayProgress",
-                "Replay progress",
-                "A replay's status and counts; reloads itself while it runs.",
-                _path("replay_id", "The replay's id."),
-            ),
-        ),
-        (
-            "/ui/destinations",
-            "get",
-            view(
-                "uiDestinations",
-                "Destinations",
-                "Each destination's state, this process's circuit "
-                "breaker, how long it has been failing, its backlog and dead deliveries.",
-            ),
-        ),
-    ]
-
-
 def _wacloud_paths() -> list[Operation]:
     """The WhatsApp Cloud API's GET handshake on a source's receiving URL."""
 
@@ -2901,7 +2693,6 @@ def openapi_document() -> dict[str, Any]:
         *_subject_paths(),
         *_observe_paths(),
         *_privacy_retention_audit_paths(),
-        *_dashboard_paths(),
         *_wacloud_paths(),
     ):
         if method in paths.setdefault(path, {}):

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from switchboard.api.common import hub
+from switchboard.api.contract import Params, Raw, decode_query
 from switchboard.envelope import format_us
 from switchboard.errors import BadRequest, RateLimited
 from switchboard.store import EventQuery, Store
 from switchboard.store.deliveries import pattern_fragment
 from switchboard.ui.masking import plain, sees_raw, shown
-from switchboard.ui.viewer import Pages, Viewer
+from switchboard.ui.viewer import Pages, Viewer, page
 
 POLL_SECONDS = 1.0
 STREAM_SECONDS = 300.0
@@ -39,6 +41,14 @@ EVENTS_AFTER_NARROWED = (
     "WHERE e.tenant_id = ? AND e.seq > ? AND ({narrowed}) ORDER BY e.seq LIMIT ?"
 )
 NEWEST = "SELECT max(seq) FROM events"  # the key's last entry: one index lookup
+SEQ_MAX = 2**63 - 1
+
+
+class After(Params):
+    after: Annotated[
+        int,
+        Meta(ge=0, le=SEQ_MAX, description="Send events after this seq (`Last-Event-ID` wins)."),
+    ] = 0
 
 
 def row_doc(r: Any) -> dict[str, Any]:
@@ -65,7 +75,8 @@ async def shown_rows(request: Request, viewer: Viewer, rows: list[Any]) -> list[
     return masked
 
 
-async def page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
+@page("GET /ui/live", "uiLive", "Live tail", "The newest events, kept current by `live.js`.")
+async def live_page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     query = EventQuery(limit=20, pattern=viewer.constraint)
     events = await hub(request).store.list_events(viewer.tenant_id, query)
     after = max((e.seq for e in events), default=0)
@@ -76,9 +87,12 @@ async def page(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
 
 
 def _start(request: Request) -> int:
-    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isdigit() or len(raw) > 19:
-        raise BadRequest("after: a non-negative integer (an event's seq)")
+    after = decode_query(request, After).after
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        return after
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > SEQ_MAX:
+        raise BadRequest("Last-Event-ID: a non-negative integer (an event's seq)")
     return int(raw)
 
 
@@ -93,6 +107,17 @@ def _after(store: Store, viewer: Viewer, after: int) -> tuple[str, list[Any]]:
     return sql, [*params, BATCH]
 
 
+@page(
+    "GET /ui/live/stream",
+    "uiLiveStream",
+    "Live tail stream",
+    f"Server-sent events: one `ev` message per new event of the tenant (id: its `seq`; `after` "
+    f"or `Last-Event-ID` says where to start). Ends after {STREAM_SECONDS:.0f} seconds; at most "
+    f"{MAX_STREAMS} open per key and process (429).",
+    query=After,
+    ok=Raw("text/event-stream"),
+    refusals={429: f"the key already has {MAX_STREAMS} streams open in this process"},
+)
 async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response:
     after = _start(request)
     key_id = viewer.key.id
@@ -130,3 +155,6 @@ async def stream(dashboard: Pages, request: Request, viewer: Viewer) -> Response
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+HANDLERS = (live_page, stream)

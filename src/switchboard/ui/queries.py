@@ -1,16 +1,19 @@
-"""The few counts the dashboard needs that the API's store functions do not give, as named SQL
-in `?` placeholders (each store renders its own). Every query is bound to one tenant, and a key
-limited by constraints counts only the deliveries of the events it may see (a join with their
-events, narrowed by the constraints' SQL as the DLQ listing is)."""
+"""The few counts (and the one look-up: a delivery's event) the dashboard needs that the API's
+store functions do not give, as named SQL in `?` placeholders (each store renders its own).
+Every query is bound to one tenant, and a key limited by constraints counts only the deliveries
+of the events it may see (a join with their events, narrowed by the constraints' SQL as the DLQ
+listing is)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.envelope import Event
 from switchboard.patterns import Pattern
 from switchboard.store import Store
 from switchboard.store.deliveries import pattern_fragment
+from switchboard.store.queries import EVENT_COLUMNS, event_from_row
 
 # Attempts per hour bucket, split by outcome: the overview's delivery success chart.
 ATTEMPTS_BY_HOUR = (
@@ -78,3 +81,12 @@ async def open_deliveries(
         counts = out.setdefault(dest, {"backlog": 0, "dead": 0})
         counts["dead" if status == "dead" else "backlog"] += int(n)
     return {dest: Open(**counts) for dest, counts in out.items()}
+
+
+# One event by its position (a delivery's `event_seq`): the events table's key.
+EVENT_BY_SEQ = f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq = ?"
+
+
+async def event_by_seq(store: Store, tenant_id: str, seq: int) -> Event | None:
+    rows = await store.fetch(EVENT_BY_SEQ, [tenant_id, seq])
+    return event_from_row(rows[0]) if rows else None
