@@ -20,6 +20,7 @@ from switchboard.api import (
     catalog,
     deliveries,
     events,
+    health,
     messages,
     observe,
     purposes,
@@ -215,11 +216,21 @@ def _op(
         media = content or {"application/json": {"schema": body}}
         op["requestBody"] = {"required": not optional_body, "content": media}
         codes |= {400, 413, 415}
-    op["responses"] = {
-        **{str(status): response for status, response in ok.items()},
-        **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
-    }
+    op["responses"] = _responses(ok, codes)
     return path, method.lower(), op
+
+
+def _responses(ok: dict[int, dict[str, Any]], codes: set[int]) -> dict[str, Any]:
+    """The operation's own answers, then the shared errors it may give (its own answer for a
+    status, such as a webhook's 400 in its reply shape, wins over the shared one)."""
+    return {
+        **{str(status): response for status, response in ok.items()},
+        **{
+            str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"}
+            for c in sorted(codes)
+            if c not in ok
+        },
+    }
 
 
 def _version_query() -> Schema:
@@ -682,33 +693,6 @@ def _schemas() -> dict[str, Schema]:
                 _obj({"success": {"const": False}, "code": _s(), "message": _s()}),
             ]
         },
-        "Health": _obj(
-            {
-                "status": _s(enum=["ok", "degraded"]),
-                "store": _obj(
-                    {
-                        "backend": _s(enum=["sqlite", "postgres"]),
-                        "reachable": {"type": "boolean"},
-                        "migrations": _obj(
-                            {
-                                "current": _null(_s()),
-                                "head": _null(_s()),
-                                "up_to_date": {"type": "boolean"},
-                            }
-                        ),
-                        "counts": {"type": "object", "additionalProperties": n},
-                        "error": _s(),
-                    }
-                ),
-                "backlog": _obj(
-                    {
-                        "due": n,
-                        "oldest_due_seconds": {"type": "number", "minimum": 0},
-                    }
-                ),
-            },
-            "status",
-        ),
     }
 
 
@@ -1878,17 +1862,8 @@ def _template_paths() -> list[Operation]:
     ]
 
 
-def _health_paths() -> list[Operation]:
-    def op(op_id: str, summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "operationId": op_id,
-            "tags": ["health"],
-            "summary": summary,
-            "description": description,
-            "security": [],
-            "responses": ok,
-        }
-
+def _unsubscribe_paths() -> list[Operation]:
+    """The unsubscribe links (recipients): no API key, the token is signed."""
     token = _path(
         "token",
         "The signed token of the link (base64url, a dot, base64url).",
@@ -1931,71 +1906,7 @@ def _health_paths() -> list[Operation]:
             ),
         )
     ]
-    return [
-        *unsubscribe,
-        (
-            "/health",
-            "get",
-            op(
-                "health",
-                "Liveness",
-                "Answers while the process runs; touches nothing else.",
-                {"200": _ok(_obj({"status": {"const": "ok"}}, "status"))},
-            ),
-        ),
-        (
-            "/health/detailed",
-            "get",
-            op(
-                "healthDetailed",
-                "Store health",
-                "Store reachability and migration revision, for anyone; with an admin key "
-                "also the row counts (they span every tenant). Any other key is refused.",
-                {
-                    "200": _ok(_ref("Health"), "Healthy."),
-                    "503": _ok(_ref("Health"), "Degraded: the store is unreachable or behind."),
-                },
-            ),
-        ),
-        (
-            "/openapi.json",
-            "get",
-            op(
-                "openapi",
-                "This document",
-                "The OpenAPI 3.1 description of the API.",
-                {"200": _ok({"type": "object"})},
-            ),
-        ),
-        (
-            "/docs",
-            "get",
-            op(
-                "docs",
-                "API reference page",
-                "Swagger UI over /openapi.json.",
-                {"200": {"description": "HTML", "content": {"text/html": {"schema": _s()}}}},
-            ),
-        ),
-        (
-            "/docs/assets/{name}",
-            "get",
-            {
-                **op(
-                    "docsAsset",
-                    "API reference page assets",
-                    "Swagger UI's stylesheet, script and icon, served from the installed "
-                    "package (no third-party CDN): swagger-ui.css, swagger-ui-bundle.js, "
-                    "favicon-32x32.png.",
-                    {
-                        "200": {"description": "The file."},
-                        "404": {"description": "Not one of the page's assets."},
-                    },
-                ),
-                "parameters": [_path("name", "The asset's file name.")],
-            },
-        ),
-    ]
+    return unsubscribe
 
 
 def _automation_paths() -> list[Operation]:
@@ -2514,6 +2425,7 @@ def _privacy_retention_audit_paths() -> list[Operation]:
 # structs, serve them with `routes_of(...)` in the module's `routes`, and delete its
 # `_<area>_paths()` and the schemas only it used.
 MODULES = (
+    health,
     events,
     catalog,
     admin,
@@ -2563,11 +2475,25 @@ def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
     types: list[Any] = []
     for e in specs:
         for t in (e.body, *(t for t, _ in e.ok.values())):
-            if t is not None and not isinstance(t, Raw) and t not in types:
+            if t is not None and _raws(t) is None and t not in types:
                 types.append(t)
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
     ref_of = dict(zip(map(_key, types), refs, strict=True))
     return [_typed_op(e, ref_of) for e in specs], schemas
+
+
+def _raws(t: Any) -> tuple[Raw, ...] | None:
+    """A Raw body or answer, or a tuple of them (one per media type it comes in: a provider's
+    JSON or form, a stylesheet or an image); None for a model."""
+    if isinstance(t, Raw):
+        return (t,)
+    if isinstance(t, tuple) and t and all(isinstance(r, Raw) for r in t):
+        return t
+    return None
+
+
+def _content(raws: tuple[Raw, ...]) -> dict[str, Any]:
+    return {r.media: {"schema": r.schema} for r in raws}
 
 
 def _key(t: Any) -> str:
@@ -2578,8 +2504,8 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
     def media(t: Any, text: str) -> dict[str, Any]:
         if t is None:
             return {"description": text}
-        if isinstance(t, Raw):
-            return {"description": text, "content": {t.media: {"schema": t.schema}}}
+        if (raws := _raws(t)) is not None:
+            return {"description": text, "content": _content(raws)}
         return _json(ref_of[_key(t)], text)
 
     params = [
@@ -2588,10 +2514,10 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
         *_parameters(e.headers, "header"),
     ]
     content = None
-    if e.body is not None:
-        schema = e.body.schema if isinstance(e.body, Raw) else ref_of[_key(e.body)]
-        types = (e.body.media,) if isinstance(e.body, Raw) else e.body_media
-        content = {m: {"schema": schema} for m in types}
+    if (raws := _raws(e.body)) is not None:
+        content = _content(raws)
+    elif e.body is not None:
+        content = {m: {"schema": ref_of[_key(e.body)]} for m in e.body_media}
     ok = {status: media(t, text) for status, (t, text) in e.ok.items()}
     if e.scope == PUBLIC:
         op: dict[str, Any] = {
@@ -2607,10 +2533,7 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
         if content is not None:
             op["requestBody"] = {"required": e.body_required, "content": content}
             codes |= {400, 413, 415}
-        op["responses"] = {
-            **{str(status): response for status, response in ok.items()},
-            **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
-        }
+        op["responses"] = _responses(ok, codes)
         return e.url, e.method.lower(), op
     path, method, op = _op(
         e.route,
@@ -2896,7 +2819,7 @@ def openapi_document() -> dict[str, Any]:
         *_automation_paths(),
         *_recipient_paths(),
         *_template_paths(),
-        *_health_paths(),
+        *_unsubscribe_paths(),
         *_purpose_paths(),
         *_subject_paths(),
         *_observe_paths(),
