@@ -36,10 +36,9 @@ from switchboard.api.models import (
     CHANNEL_RE,
     DELIVERY_STATUSES,
     EVENT_STATUSES,
-    INBOUND_STATUSES,
 )
 from switchboard.envelope import TYPE_GLOB_RE
-from switchboard.sources import PRESET_NAMES, segment
+from switchboard.sources import segment
 
 __all__ = ["openapi_document"]
 
@@ -295,31 +294,6 @@ def _destination() -> Schema:
         },
         "name",
         "kind",
-    )
-
-
-def _source() -> Schema:
-    return _obj(
-        {
-            "id": _s(readOnly=True, examples=["src_…"]),
-            "name": _s(pattern=NAME_PATTERN),
-            "preset": _s(enum=list(PRESET_NAMES)),
-            "preset_config": {"type": "object"},
-            "secrets": {"type": "array", "items": _s(), "maxItems": 2},
-            "ip_allowlist": {"type": "array", "items": _s("A CIDR."), "maxItems": 100},
-            "mapping": _null(_s(maxLength=200)),
-            "mapping_version": _null(_s(maxLength=200)),
-            "event_source": _s(maxLength=200),
-            "dedup_window": _null(_int("Seconds; 0 turns business dedup off.", minimum=0)),
-            "enabled": {"type": "boolean", "default": True},
-            "url": _s("The public receiving URL.", readOnly=True),
-            "counters": {"readOnly": True, **_ref("SourceCounters")},
-            "secret": _s("A generated secret, shown once.", readOnly=True),
-            "created_us": _int(readOnly=True),
-            "updated_us": _int(readOnly=True),
-        },
-        "name",
-        "preset",
     )
 
 
@@ -620,50 +594,6 @@ def _schemas() -> dict[str, Schema]:
             "dry_run",
             "events",
             "deliveries",
-        ),
-        "Source": _source(),
-        "SourceCounters": _obj(
-            {"received": n, "verified": n, "failed_verification": n, "events_produced": n}
-        ),
-        "InboundRequest": _obj(
-            {
-                "id": _s(),
-                "source_id": _s(),
-                "received_us": _int(),
-                "remote_ip": _null(_s()),
-                "headers": {"type": "object", "description": "Secrets masked."},
-                "content_type": _null(_s()),
-                "verified": {"type": "boolean"},
-                "verification_error": _null(_s()),
-                "status": _s(enum=list(INBOUND_STATUSES)),
-                "mapping": _null(_s("name@version")),
-                "event_ids": {"type": "array", "items": _s()},
-                "error": _null(_s()),
-                "size": n,
-                "body": {"description": "The parsed JSON, or the text."},
-            },
-            "id",
-            "status",
-        ),
-        "WebhookReply": _obj(
-            {
-                "request_id": _s(),
-                "status": _s(enum=list(INBOUND_STATUSES)),
-                "events": {"type": "array", "items": {"type": "object"}},
-                "errors": {"type": "array", "items": _ref("ErrorDetail")},
-                "error": _obj({"code": _s(), "message": _s()}),
-            },
-        ),
-        "Mapping": _obj(
-            {
-                "name": _s(),
-                "version": _s(),
-                "description": _s(),
-                "origin": _s(enum=["shipped", "tenant"]),
-                "spec": {"type": "object", "description": "The mapping document."},
-            },
-            "name",
-            "version",
         ),
         "InboxItem": _obj(
             {"id": _s(), "created_at": time, "read_at": _null(time)},
@@ -1274,209 +1204,6 @@ def _delivery_paths() -> list[Operation]:
             params=[recipient],
             body=_ids_body("Inbox item ids."),
             ok={200: _ok(_count("marked", "Items marked."))},
-        ),
-    ]
-
-
-def _source_paths() -> list[Operation]:
-    source_id = _path("source_id", "The source id (src_…).")
-    tag = "sources"
-    time = _s(format="date-time")
-    return [
-        _op(
-            "POST /v1/sources",
-            "createSource",
-            tag,
-            "Create a source",
-            "A receiving endpoint for a provider's webhooks; a secret is generated (and "
-            "shown once) if none is sent.",
-            scope="manage",
-            body=_ref("Source"),
-            ok={201: _ok(_ref("Source"), "Created; `url` is the receiving URL.")},
-            errors=(409,),
-        ),
-        _op(
-            "GET /v1/sources",
-            "listSources",
-            tag,
-            "List sources",
-            "Every source of the tenant, with counters.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Source")))},
-        ),
-        _op(
-            "GET /v1/sources/{source_id}",
-            "getSource",
-            tag,
-            "Get a source",
-            "One source, secrets masked, with counters.",
-            scope="read",
-            params=[source_id],
-            ok={200: _ok(_ref("Source"))},
-            errors=(404,),
-        ),
-        _op(
-            "PATCH /v1/sources/{source_id}",
-            "updateSource",
-            tag,
-            "Change a source",
-            "Only the fields sent change (e.g. pin another mapping_version).",
-            scope="manage",
-            params=[source_id],
-            body=_writable(_source()),
-            ok={200: _ok(_ref("Source"))},
-            errors=(404,),
-        ),
-        _op(
-            "DELETE /v1/sources/{source_id}",
-            "deleteSource",
-            tag,
-            "Delete a source",
-            "Its receiving URL answers 404 afterwards.",
-            scope="manage",
-            params=[source_id],
-            ok={204: NO_CONTENT},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/sources/{source_id}/secrets",
-            "rotateSourceSecret",
-            tag,
-            "Rotate a source's secret",
-            "Adds a secret (given or generated) as the newest; the previous one stays valid "
-            "until the next rotation. The body may be empty.",
-            scope="manage",
-            params=[source_id],
-            body=_obj({"secret": _null(_s(minLength=1))}),
-            optional_body=True,
-            ok={200: _ok(_ref("Source"), "Rotated; a generated secret is in `secret`.")},
-            errors=(404,),
-        ),
-        (
-            "/v1/sources/{source_id}/webhook",
-            "post",
-            {
-                "operationId": "receiveWebhook",
-                "tags": [tag],
-                "summary": "Receive a provider webhook",
-                "description": "The public receiving URL: no API key; the source's preset "
-                "(signature, token, IP allowlist) authenticates it. JSON or form bodies, gzip "
-                "allowed, at most 1 MiB. Every request is logged.",
-                "security": [],
-                "parameters": [source_id],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {}},
-                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                    },
-                },
-                "responses": {
-                    "200": _ok(_ref("WebhookReply"), "Processed, partial or ignored."),
-                    "400": _ok(_ref("WebhookReply"), "The body is neither JSON nor a form."),
-                    "401": _ok(_ref("WebhookReply"), "Bad or missing signature or token."),
-                    "403": _ok(_ref("WebhookReply"), "The address is not in the allowlist."),
-                    "404": _ok(_ref("WebhookReply"), "No such source, or it is disabled."),
-                    "413": {"$ref": "#/components/responses/PayloadTooLarge"},
-                    "422": _ok(_ref("WebhookReply"), "Every event it produced was rejected."),
-                    "503": {"$ref": "#/components/responses/Unavailable"},
-                },
-            },
-        ),
-        _op(
-            "GET /v1/sources/{source_id}/requests",
-            "listSourceRequests",
-            tag,
-            "A source's request log",
-            "Received requests, newest first, with the source's counters.",
-            scope="read",
-            params=[
-                source_id,
-                _query("status", "Outcome.", _s(enum=list(INBOUND_STATUSES))),
-                _query("verified", "Verification passed.", {"type": "boolean"}),
-                _query("body", "Include bodies (default true).", {"type": "boolean"}),
-                _p("Cursor"),
-                _limit(50, 500),
-            ],
-            ok={
-                200: _ok(
-                    {
-                        "allOf": [
-                            _page(_ref("InboundRequest")),
-                            _obj({"counters": _ref("SourceCounters")}),
-                        ]
-                    }
-                )
-            },
-            errors=(400, 404),
-        ),
-        _op(
-            "GET /v1/sources/{source_id}/requests/{request_id}",
-            "getSourceRequest",
-            tag,
-            "Get a logged request",
-            "One received request with headers (secrets masked) and body.",
-            scope="read",
-            params=[source_id, _path("request_id", "The request id.")],
-            ok={200: _ok(_ref("InboundRequest"))},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/sources/{source_id}/reprocess",
-            "reprocessSource",
-            tag,
-            "Reprocess logged requests",
-            "Runs stored verified requests through a mapping version (dry run by default): "
-            "counts and sample events.",
-            scope="manage",
-            params=[source_id],
-            body=_obj(
-                {
-                    "mapping": _s("Default: the source's mapping."),
-                    "mapping_version": _s(),
-                    "from": time,
-                    "to": time,
-                    "dry_run": {"type": "boolean", "default": True},
-                    "limit": _int(minimum=1, maximum=100000, default=10000),
-                }
-            ),
-            ok={
-                200: _ok(
-                    _obj(
-                        {
-                            "mapping": _s("name@version"),
-                            "dry_run": {"type": "boolean"},
-                            "counts": {"type": "object", "additionalProperties": _int()},
-                            "samples": {"type": "array", "items": {"type": "object"}},
-                        }
-                    )
-                )
-            },
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/mappings",
-            "listMappings",
-            tag,
-            "List mappings",
-            "The shipped mappings and the tenant's own versions.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Mapping")))},
-        ),
-        _op(
-            "PUT /v1/mappings/{name}/{version}",
-            "putMapping",
-            tag,
-            "Store a mapping version",
-            "A tenant's own mapping version; versions are immutable (409 if it exists).",
-            scope="manage",
-            params=[_path("name", "Mapping name."), _path("version", "Mapping version.")],
-            body={
-                "type": "object",
-                "description": "The mapping document (see docs/sources.md).",
-            },
-            ok={201: _ok(_ref("Mapping"), "Stored.")},
-            errors=(409,),
         ),
     ]
 
@@ -2767,43 +2494,6 @@ def _dashboard_paths() -> list[Operation]:
     ]
 
 
-def _wacloud_paths() -> list[Operation]:
-    """The WhatsApp Cloud API's GET handshake on a source's receiving URL."""
-
-    def query(name: str, description: str) -> Schema:
-        return {"name": name, "in": "query", "description": description, "schema": _s()}
-
-    text = {"text/plain": {"schema": _s()}}
-    return [
-        (
-            "/v1/sources/{source_id}/webhook",
-            "get",
-            {
-                "operationId": "verifyWebhookSubscription",
-                "tags": ["sources"],
-                "summary": "Answer Meta's subscription handshake",
-                "description": "For a source with preset whatsapp_cloud: echoes hub.challenge "
-                "(as text) when hub.mode is subscribe and hub.verify_token is the source's "
-                "preset_config.verify_token. No API key.",
-                "security": [],
-                "parameters": [
-                    _path("source_id", "The source id (src_…)."),
-                    query("hub.mode", "subscribe"),
-                    query("hub.verify_token", "The verify token set in the Meta app."),
-                    query("hub.challenge", "Echoed back: letters, digits, '.', '_', '-'."),
-                ],
-                "responses": {
-                    "200": {"description": "The challenge, as the body.", "content": text},
-                    "400": _json(_ref("Error"), "hub.mode or hub.challenge is malformed."),
-                    "403": _json(_ref("Error"), "hub.verify_token does not match."),
-                    "404": _json(_ref("Error"), "No enabled whatsapp_cloud source with this id."),
-                    "429": {"$ref": "#/components/responses/RateLimited"},
-                },
-            },
-        )
-    ]
-
-
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2814,7 +2504,6 @@ def openapi_document() -> dict[str, Any]:
         *_event_paths(),
         *_catalog_paths(),
         *_delivery_paths(),
-        *_source_paths(),
         *_segment_paths(),
         *_automation_paths(),
         *_recipient_paths(),
@@ -2825,7 +2514,6 @@ def openapi_document() -> dict[str, Any]:
         *_observe_paths(),
         *_privacy_retention_audit_paths(),
         *_dashboard_paths(),
-        *_wacloud_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")
