@@ -24,14 +24,17 @@ from switchboard.api import (
     deliveries,
     events,
     health,
+    mappings,
     messages,
     observe,
     purposes,
     recipients,
     retention,
     segment,
+    source_requests,
     sources,
     subjects,
+    webhooks,
 )
 from switchboard.api.common import READ_METHODS, JSONResponse
 from switchboard.api.openapi import openapi_document
@@ -205,6 +208,9 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
             *admin.routes,
             *deliveries.routes,
             *sources.routes,
+            *webhooks.routes,
+            *source_requests.routes,
+            *mappings.routes,
             *segment.routes,
             *automations.routes,
             *recipients.routes,

@@ -21,13 +21,16 @@ from switchboard.api import (
     deliveries,
     events,
     health,
+    mappings,
     messages,
     observe,
     purposes,
     recipients,
     retention,
+    source_requests,
     sources,
     subjects,
+    webhooks,
 )
 from switchboard.api import segment as segment_api
 from switchboard.api.common import MAX_TYPE_GLOBS
@@ -2158,6 +2161,9 @@ MODULES = (
     admin,
     deliveries,
     sources,
+    webhooks,
+    source_requests,
+    mappings,
     segment_api,
     automations,
     recipients,

@@ -1,6 +1,6 @@
-"""Inbound sources: their configuration, the public receiving URL, the request log, reprocessing,
-and the mappings they can pin. Typed endpoints (see `api/contract.py`), described from these
-models."""
+"""Inbound sources: their configuration and secrets. Typed endpoints (see `api/contract.py`),
+described from these models. The public receiving URL is `api/webhooks.py`, the request log and
+reprocessing `api/source_requests.py`, the mappings `api/mappings.py`."""
 
 from __future__ import annotations
 
@@ -8,28 +8,24 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType, field
+from msgspec import UNSET, Meta, UnsetType
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
-from switchboard.api.common import hub, principal, read_body, within
+from switchboard.api.common import hub, principal
 from switchboard.api.contract import (
-    PUBLIC,
     Body,
     Model,
     Params,
-    Raw,
     decode_body,
     decode_path,
-    decode_query,
     endpoint,
     respond,
     routes_of,
 )
 from switchboard.api.models import INBOUND_STATUSES
-from switchboard.envelope import EnvelopeError, now_us, parse_time
-from switchboard.errors import BadRequest, Conflict, Forbidden, NotFound
-from switchboard.hub import Hub
+from switchboard.envelope import now_us
+from switchboard.errors import BadRequest, Conflict, NotFound
 from switchboard.sources import (
     MAX_SECRETS,
     NAME_RE,
@@ -43,17 +39,14 @@ from switchboard.sources import (
 from switchboard.sources import Source as SourceRecord
 from switchboard.sources.inbound import Inbound
 from switchboard.sources.mappings import (
-    MappingError,
     MappingLibrary,
     load_mapping_dir,
-    parse_mapping,
     shipped_dir,
 )
-from switchboard.sources.whatsapp_cloud import HandshakeRefused, answer_handshake
 from switchboard.store import Scope
 from switchboard.store import inbound as sql
 
-__all__ = ["inbound", "routes"]
+__all__ = ["SourceCounters", "SourcePath", "inbound", "own_source", "routes"]
 
 T = TypeVar("T")
 
@@ -241,14 +234,14 @@ def _source(s: SourceRecord, request: Request, secret: str | None = None) -> Sou
         dedup_window=s.dedup_window,
         enabled=s.enabled,
         url=f"{str(request.base_url).rstrip('/')}/v1/sources/{s.id}/webhook",
-        counters=_counters(s),
+        counters=counters(s),
         created_us=s.created_us,
         updated_us=s.updated_us,
         secret=secret if secret else UNSET,
     )
 
 
-def _counters(s: SourceRecord) -> SourceCounters:
+def counters(s: SourceRecord) -> SourceCounters:
     c = s.counters
     return SourceCounters(
         received=c.received,
@@ -269,7 +262,7 @@ def inbound(request: Request) -> Inbound:
     return found
 
 
-async def _own_source(request: Request, scope: Scope) -> SourceRecord:
+async def own_source(request: Request, scope: Scope) -> SourceRecord:
     p = await principal(request, scope)
     source_id = decode_path(request, SourcePath).source_id
     source = await sql.get_source(hub(request).store, source_id, p.tenant())
@@ -393,7 +386,7 @@ async def list_sources(request: Request) -> Response:
     errors=(404,),
 )
 async def get_source(request: Request) -> Response:
-    return respond(_source(await _own_source(request, Scope.READ), request))
+    return respond(_source(await own_source(request, Scope.READ), request))
 
 
 @endpoint(
@@ -409,7 +402,7 @@ async def get_source(request: Request) -> Response:
     errors=(404,),
 )
 async def update_source(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
+    source = await own_source(request, Scope.MANAGE)
     fields = parse_source(_sent(await _source_body(request, SourcePatch)), source)
     await _check_mapping(request, source.tenant_id, fields, source)
     updated = replace(source, updated_us=now_us(), **fields)
@@ -434,7 +427,7 @@ async def update_source(request: Request) -> Response:
     errors=(404,),
 )
 async def delete_source(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
+    source = await own_source(request, Scope.MANAGE)
     await sql.delete_source(hub(request).store, source.tenant_id, source.id)
     return Response(status_code=204)
 
@@ -456,7 +449,7 @@ async def delete_source(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     """Add a secret (given, or generated) as the newest; the previous one stays active until
     the next rotation, so the provider can be switched over without losing requests."""
-    source = await _own_source(request, Scope.MANAGE)
+    source = await own_source(request, Scope.MANAGE)
     sent = request.headers.get("content-length", "0") != "0"
     secret = (await decode_body(request, SourceSecretIn, 65536)).secret if sent else None
     generated = None
@@ -473,464 +466,6 @@ async def rotate_secret(request: Request) -> Response:
     return respond(_source(updated, request, generated))
 
 
-# --- the public receiving URL -------------------------------------------------------------------
-
-
-Header = str | UnsetType  # bounded by SWITCHBOARD_MAX_HEADER_BYTES, as every header (431)
-
-
-class ProviderHeaders(Params):
-    """The headers the presets read a signature or token from (docs/sources.md). The checks
-    are the preset's own (401 when they fail, and the request is logged); a source with preset
-    `hmac` or `token` names its own headers in `preset_config`."""
-
-    webhook_id: Annotated[Header, Meta(description="standard: the message id.")] = field(
-        name="webhook-id", default=UNSET
-    )
-    webhook_timestamp: Annotated[Header, Meta(description="standard: Unix seconds.")] = field(
-        name="webhook-timestamp", default=UNSET
-    )
-    webhook_signature: Annotated[Header, Meta(description="standard: `v1,<base64>` …")] = field(
-        name="webhook-signature", default=UNSET
-    )
-    svix_id: Annotated[Header, Meta(description="svix: the message id.")] = field(
-        name="svix-id", default=UNSET
-    )
-    svix_timestamp: Annotated[Header, Meta(description="svix: Unix seconds.")] = field(
-        name="svix-timestamp", default=UNSET
-    )
-    svix_signature: Annotated[Header, Meta(description="svix: `v1,<base64>` …")] = field(
-        name="svix-signature", default=UNSET
-    )
-    stripe_signature: Annotated[Header, Meta(description="stripe: `t=…,v1=<hex>`.")] = field(
-        name="Stripe-Signature", default=UNSET
-    )
-    x_hub_signature_256: Annotated[
-        Header, Meta(description="github, whatsapp_cloud: `sha256=<hex>` of the body.")
-    ] = field(name="X-Hub-Signature-256", default=UNSET)
-    x_hub_signature: Annotated[Header, Meta(description="pagarme: `sha1=<hex>` of the body.")] = (
-        field(name="X-Hub-Signature", default=UNSET)
-    )
-    asaas_access_token: Annotated[Header, Meta(description="asaas: the token.")] = field(
-        name="asaas-access-token", default=UNSET
-    )
-    x_asaas_access_token: Annotated[Header, Meta(description="asaas: the token.")] = field(
-        name="X-Asaas-Access-Token", default=UNSET
-    )
-    x_gateway_secret: Annotated[Header, Meta(description="wpp_gateway: the token.")] = field(
-        name="X-Gateway-Secret", default=UNSET
-    )
-    client_token: Annotated[Header, Meta(description="zapi: the token.")] = field(
-        name="Client-Token", default=UNSET
-    )
-    x_twilio_signature: Annotated[
-        Header, Meta(description="twilio: base64 HMAC-SHA1 of the URL and the form's fields.")
-    ] = field(name="X-Twilio-Signature", default=UNSET)
-    content_encoding: Annotated[
-        Header, Meta(description="`gzip`: the body is gunzipped, within the same size limit.")
-    ] = field(name="Content-Encoding", default=UNSET)
-
-
-class WebhookError(Model):
-    code: str
-    message: str
-
-
-class WebhookReply(Model):
-    """The answer to a provider: what became of its request (logged under `request_id`)."""
-
-    request_id: str | UnsetType = UNSET
-    status: InboundStatus | UnsetType = UNSET
-    events: Annotated[
-        list[dict[str, Any]] | UnsetType,
-        Meta(description="Per event produced: id, type, status, duplicate_of?"),
-    ] = UNSET
-    errors: Annotated[
-        list[dict[str, Any]] | UnsetType, Meta(description="Mapping problems: path, message.")
-    ] = UNSET
-    error: WebhookError | UnsetType = UNSET
-
-
-WEBHOOK_BODY = (
-    Raw("application/json", {"description": "The provider's JSON, as it sends it."}),
-    Raw(
-        "application/x-www-form-urlencoded",
-        {"type": "object", "description": "A form (Twilio): the last of a repeated field wins."},
-    ),
-)
-
-
-@endpoint(
-    "POST /v1/sources/{source_id}/webhook",
-    "receiveWebhook",
-    TAG,
-    "Receive a provider webhook",
-    "The public receiving URL: no API key; the source's preset (signature, token, IP "
-    "allowlist) authenticates it. JSON or form bodies, gzip allowed, at most 1 MiB "
-    "(SWITCHBOARD_MAX_BODY_BYTES). Every request is logged. Answered within "
-    "SWITCHBOARD_INGEST_TIMEOUT (503 after it: providers retry).",
-    scope=PUBLIC,
-    path=SourcePath,
-    headers=ProviderHeaders,
-    body=WEBHOOK_BODY,
-    ok={
-        200: (WebhookReply, "Processed, partial or ignored."),
-        400: (WebhookReply, "The body is neither JSON nor a form."),
-        401: (WebhookReply, "Bad or missing signature or token."),
-        403: (WebhookReply, "The address is not in the allowlist."),
-        404: (WebhookReply, "No such source, or it is disabled."),
-        422: (WebhookReply, "Every event it produced was rejected, or the mapping is missing."),
-    },
-    errors=(413, 429, 503),
-)
-async def receive_webhook(request: Request) -> Response:
-    """The public receiving URL: no API key; the source's preset authenticates the request.
-    Answered within SWITCHBOARD_INGEST_TIMEOUT (503 after it: providers retry)."""
-    h = hub(request)
-    source_id = decode_path(request, SourcePath).source_id
-    return await within(h.settings.ingest_timeout, _receive_webhook(request, h, source_id))
-
-
-async def _receive_webhook(request: Request, h: Hub, source_id: str) -> Response:
-    # the client address is the TCP peer, or what a trusted proxy says (server.server_config)
-    remote = request.client.host if request.client else None
-    h.limiter.check_source(source_id, remote)  # before any work
-    body = await read_body(request, h.settings.max_body_bytes)
-    # the preset reads the headers it needs (`hmac` and `token` name their own), and every
-    # header is logged: the pipeline takes them all, ProviderHeaders documents the presets'
-    reply = await inbound(request).receive(
-        source_id, dict(request.headers), body, remote, url=_called(request)
-    )
-    return respond(msgspec.convert(reply.body, WebhookReply), reply.status_code)
-
-
-class HandshakeQuery(Params):
-    mode: Annotated[Literal["subscribe"], Meta(description="subscribe")] = field(name="hub.mode")
-    verify_token: Annotated[
-        str, Meta(max_length=200, description="The verify token set in the Meta app.")
-    ] = field(name="hub.verify_token")
-    challenge: Annotated[
-        str,
-        Meta(
-            pattern=r"^[A-Za-z0-9._\-]{1,200}$",
-            description="Echoed back: 1 to 200 letters, digits, '.', '_' or '-'.",
-        ),
-    ] = field(name="hub.challenge")
-
-
-@endpoint(
-    "GET /v1/sources/{source_id}/webhook",
-    "verifyWebhookSubscription",
-    TAG,
-    "Answer Meta's subscription handshake",
-    "For a source with preset whatsapp_cloud: echoes hub.challenge (as text) when hub.mode is "
-    "subscribe and hub.verify_token is the source's preset_config.verify_token. No API key.",
-    scope=PUBLIC,
-    path=SourcePath,
-    query=HandshakeQuery,
-    ok={
-        200: (Raw("text/plain"), "The challenge, as the body."),
-        400: (Raw("application/json", ERROR), "hub.mode or hub.challenge is malformed."),
-        403: (Raw("application/json", ERROR), "hub.verify_token does not match."),
-        404: (Raw("application/json", ERROR), "No enabled whatsapp_cloud source with this id."),
-    },
-    errors=(429,),
-)
-async def webhook_handshake(request: Request) -> Response:
-    """The WhatsApp Cloud API's GET verification of the receiving URL: echo hub.challenge when
-    hub.verify_token is the source's verify token."""
-    h = hub(request)
-    source_id = decode_path(request, SourcePath).source_id
-    h.limiter.check_source(source_id, request.client.host if request.client else None)
-    q = decode_query(request, HandshakeQuery)
-    params = {"hub.mode": q.mode, "hub.verify_token": q.verify_token, "hub.challenge": q.challenge}
-    try:
-        challenge = answer_handshake(await sql.get_source(h.store, source_id), params)
-    except HandshakeRefused as exc:
-        raise {400: BadRequest, 403: Forbidden, 404: NotFound}[exc.status](str(exc)) from None
-    return PlainTextResponse(challenge, headers={"x-content-type-options": "nosniff"})
-
-
-def _called(request: Request) -> str:
-    """The URL the provider called (Twilio signs it): under SWITCHBOARD_PUBLIC_URL when set (the
-    hub behind a proxy sees another address), else as this request arrived."""
-    public = hub(request).settings.public_url.rstrip("/")
-    if not public:
-        return str(request.url)
-    query = request.url.query
-    return public + request.url.path + (f"?{query}" if query else "")
-
-
-# --- the request log and reprocessing ---------------------------------------------------------
-
-
-class InboundRequest(Model):
-    id: str
-    source_id: str
-    received_us: int
-    remote_ip: str | None
-    headers: Annotated[dict[str, str], Meta(description="Credentials masked.")]
-    content_type: str | None
-    verified: bool
-    verification_error: str | None
-    status: InboundStatus
-    mapping: Annotated[str | None, Meta(description="name@version")]
-    event_ids: list[str]
-    error: str | None
-    size: Annotated[int, Meta(ge=0, description="The body's size in bytes.")]
-    body_sha256: Annotated[
-        str | UnsetType, Meta(description="An unverified request's: only its first KiB is kept.")
-    ] = UNSET
-    body_truncated: bool | UnsetType = UNSET
-    body: Annotated[Any | UnsetType, Meta(description="The parsed JSON, or the text.")] = UNSET
-
-
-class InboundRequests(Model):
-    data: list[InboundRequest]
-    next_cursor: Annotated[str | None, Meta(description="Pass as `cursor` for the next page.")]
-    counters: SourceCounters
-
-
-class RequestsQuery(Params):
-    status: Annotated[InboundStatus | UnsetType, Meta(description="Outcome.")] = UNSET
-    verified: Annotated[bool | UnsetType, Meta(description="Verification passed.")] = UNSET
-    body: Annotated[bool, Meta(description="Include bodies (default true).")] = True
-    cursor: (
-        Annotated[
-            str,
-            Meta(max_length=100, pattern=ID_PATTERN, description="The next_cursor of a page."),
-        ]
-        | UnsetType
-    ) = UNSET
-    limit: Annotated[int, Meta(ge=1, le=500, description="Page size (default 50).")] = 50
-
-
-class RequestPath(SourcePath):
-    request_id: Annotated[
-        str, Meta(max_length=100, pattern=ID_PATTERN, description="The request id.")
-    ]
-
-
-@endpoint(
-    "GET /v1/sources/{source_id}/requests",
-    "listSourceRequests",
-    TAG,
-    "A source's request log",
-    "Received requests, newest first, with the source's counters.",
-    scope="read",
-    path=SourcePath,
-    query=RequestsQuery,
-    ok={200: (InboundRequests, "OK")},
-    errors=(400, 404),
-)
-async def list_requests(request: Request) -> Response:
-    source = await _own_source(request, Scope.READ)
-    q = decode_query(request, RequestsQuery)
-    found = await sql.list_requests(
-        hub(request).store,
-        source.tenant_id,
-        source.id,
-        status=None if q.status is UNSET else q.status,
-        verified=None if q.verified is UNSET else q.verified,
-        before_id=None if q.cursor is UNSET else q.cursor,
-        limit=q.limit,
-    )
-    return respond(
-        InboundRequests(
-            data=[msgspec.convert(r.public(q.body), InboundRequest) for r in found],
-            next_cursor=found[-1].id if len(found) == q.limit else None,
-            counters=_counters(source),
-        )
-    )
-
-
-@endpoint(
-    "GET /v1/sources/{source_id}/requests/{request_id}",
-    "getSourceRequest",
-    TAG,
-    "Get a logged request",
-    "One received request with headers (secrets masked) and body.",
-    scope="read",
-    path=RequestPath,
-    ok={200: (InboundRequest, "OK")},
-    errors=(404,),
-)
-async def get_request(request: Request) -> Response:
-    source = await _own_source(request, Scope.READ)
-    request_id = decode_path(request, RequestPath).request_id
-    found = await sql.get_request(hub(request).store, source.tenant_id, request_id)
-    if found is None or found.source_id != source.id:
-        raise NotFound("no request with that id on this source")
-    return respond(msgspec.convert(found.public(), InboundRequest))
-
-
-Time = Annotated[
-    str,
-    Meta(max_length=64, extra_json_schema={"format": "date-time"}),
-]
-
-
-class ReprocessIn(Body):
-    mapping: Annotated[Text | None, Meta(description="Default: the source's mapping.")] = None
-    mapping_version: Annotated[Text | None, Meta(description="Default: the newest.")] = None
-    from_: Annotated[Time | None, Meta(description="Requests received at or after (ISO 8601).")] = (
-        field(name="from", default=None)
-    )
-    to: Annotated[Time | None, Meta(description="Requests received before (ISO 8601).")] = None
-    dry_run: Annotated[bool, Meta(description="Count and sample, store nothing.")] = True
-    limit: Annotated[int, Meta(ge=1, le=100_000, description="Requests at most.")] = 10_000
-
-
-class ReprocessSample(Model):
-    request_id: str
-    result: dict[str, Any]
-    event: dict[str, Any]
-
-
-class ReprocessResult(Model):
-    mapping: Annotated[str, Meta(description="name@version")]
-    dry_run: bool
-    counts: dict[str, Annotated[int, Meta(ge=0)]]
-    samples: list[ReprocessSample]
-
-
-@endpoint(
-    "POST /v1/sources/{source_id}/reprocess",
-    "reprocessSource",
-    TAG,
-    "Reprocess logged requests",
-    "Runs stored verified requests through a mapping version (dry run by default): counts and "
-    "sample events. The mapping (the body's or the source's) must exist (404).",
-    scope="manage",
-    path=SourcePath,
-    body=ReprocessIn,
-    ok={200: (ReprocessResult, "OK")},
-    errors=(404,),
-)
-async def reprocess(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
-    body = await decode_body(request, ReprocessIn, 65536)
-    name = body.mapping or source.mapping
-    if name is None:
-        raise BadRequest(
-            "the source has no mapping: name one",
-            details=[{"path": "/mapping", "message": "is required: the source has none"}],
-        )
-    bounds: dict[str, int | None] = {}
-    for key, raw in (("from", body.from_), ("to", body.to)):
-        try:
-            bounds[key] = None if raw is None else parse_time(raw, f"/{key}")
-        except EnvelopeError as exc:
-            raise BadRequest(f"{key}: {exc.errors[0]['message']}", details=exc.errors) from None
-    pipeline = inbound(request)
-    mapping = await pipeline.mapping(source.tenant_id, name, body.mapping_version)
-    if mapping is None:
-        raise NotFound(f"mapping {name}@{body.mapping_version or 'latest'} does not exist")
-    tenant = await hub(request).tenant(source.tenant_id)
-    assert tenant is not None  # the source belongs to the caller's tenant
-    result = await pipeline.reprocess(
-        source,
-        tenant,
-        mapping,
-        from_us=bounds["from"],
-        to_us=bounds["to"],
-        dry_run=body.dry_run,
-        limit=body.limit,
-    )
-    return respond(msgspec.convert(result, ReprocessResult))
-
-
-# --- mappings ----------------------------------------------------------------------------------
-
-MappingPart = Annotated[str, Meta(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-
-
-class Mapping(Model):
-    name: str
-    version: str
-    description: str
-    origin: Annotated[
-        Literal["shipped", "tenant"], Meta(description="Shipped with the hub, or the tenant's.")
-    ]
-    spec: Annotated[dict[str, Any], Meta(description="The mapping document.")]
-
-
-class Mappings(Model):
-    data: list[Mapping]
-
-
-class MappingPath(Params):
-    name: Annotated[
-        MappingPart, Meta(description="Mapping name: letters, digits, '.', '_', '-' (at most 100).")
-    ]
-    version: Annotated[MappingPart, Meta(description="Mapping version: as the name (at most 100).")]
-
-
-MappingDoc = Annotated[
-    dict[str, Any],
-    Meta(
-        description="The mapping document (see docs/sources.md); its name and version are the "
-        "URL's. At most 256 KiB."
-    ),
-]
-
-
-def _mapping(spec: dict[str, Any], origin: Literal["shipped", "tenant"]) -> Mapping:
-    return Mapping(
-        name=str(spec.get("name")),
-        version=str(spec.get("version")),
-        description=str(spec.get("description", "")),
-        origin=origin,
-        spec=spec,
-    )
-
-
-@endpoint(
-    "GET /v1/mappings",
-    "listMappings",
-    TAG,
-    "List mappings",
-    "The shipped mappings and the tenant's own versions.",
-    scope="read",
-    ok={200: (Mappings, "OK")},
-)
-async def list_mappings(request: Request) -> Response:
-    p = await principal(request, Scope.READ)
-    shipped = [_mapping(m.spec, "shipped") for m in inbound(request).library.list()]
-    own = [_mapping(s, "tenant") for s in await sql.tenant_mappings(hub(request).store, p.tenant())]
-    return respond(Mappings(data=shipped + own))
-
-
-@endpoint(
-    "PUT /v1/mappings/{name}/{version}",
-    "putMapping",
-    TAG,
-    "Store a mapping version",
-    "A tenant's own mapping version; versions are immutable (409 if it exists, or if it is a "
-    "shipped one). The document is checked by the mapping parser (400 naming every problem).",
-    scope="manage",
-    path=MappingPath,
-    body=MappingDoc,
-    ok={201: (Mapping, "Stored.")},
-    errors=(409,),
-)
-async def put_mapping(request: Request) -> Response:
-    """Store a tenant's own mapping version (immutable: a change is a new version)."""
-    p = await principal(request, Scope.MANAGE)
-    where = decode_path(request, MappingPath)
-    name, version = where.name, where.version
-    body = {**await decode_body(request, MappingDoc, 262_144), "name": name, "version": version}
-    try:
-        parse_mapping(body, f"{name}@{version}")
-    except MappingError as exc:
-        raise BadRequest(str(exc), details=exc.errors) from None
-    if inbound(request).library.get(name, version) is not None:
-        raise Conflict(f"{name}@{version} is a shipped mapping; choose another version")
-    if not await sql.put_mapping(hub(request).store, p.tenant(), name, version, body, now_us()):
-        raise Conflict(f"{name}@{version} exists; mapping versions are immutable")
-    return respond(_mapping(body, "tenant"), 201)
-
-
 routes = routes_of(
     create_source,
     list_sources,
@@ -938,11 +473,4 @@ routes = routes_of(
     update_source,
     delete_source,
     rotate_secret,
-    receive_webhook,
-    webhook_handshake,
-    list_requests,
-    get_request,
-    reprocess,
-    list_mappings,
-    put_mapping,
 )
