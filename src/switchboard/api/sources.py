@@ -46,12 +46,23 @@ from switchboard.sources.mappings import (
 from switchboard.store import Scope
 from switchboard.store import inbound as sql
 
-__all__ = ["SourceCounters", "SourcePath", "inbound", "own_source", "routes"]
+# (the sibling modules of the receiving URL, the request log and mappings share these)
+__all__ = [
+    "ID_PATTERN",
+    "TAG",
+    "InboundStatus",
+    "SourceCounters",
+    "SourcePath",
+    "Text",
+    "counters",
+    "inbound",
+    "own_source",
+    "routes",
+]
 
 T = TypeVar("T")
 
 TAG = "sources"
-ERROR = {"$ref": "#/components/schemas/Error"}  # the API's error shape (openapi.py)
 MAX_TEXT = 200  # a mapping's name or version, an event source: as the event envelope's ids
 MAX_SECRET = 1024  # a provider's secret or token (Meta's app secret is 32 characters)
 MAX_CIDR = 100  # an IPv6 network with its prefix is at most 49 characters

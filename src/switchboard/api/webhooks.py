@@ -23,7 +23,6 @@ from switchboard.api.contract import (
     routes_of,
 )
 from switchboard.api.sources import (
-    ERROR,
     TAG,
     InboundStatus,
     SourcePath,
@@ -35,6 +34,8 @@ from switchboard.sources.whatsapp_cloud import HandshakeRefused, answer_handshak
 from switchboard.store import inbound as sql
 
 __all__ = ["routes"]
+
+ERROR = {"$ref": "#/components/schemas/Error"}  # the API's error shape (openapi.py)
 
 
 Header = str | UnsetType  # bounded by SWITCHBOARD_MAX_HEADER_BYTES, as every header (431)
