@@ -171,6 +171,8 @@ class HandshakeQuery(Params):
     verify_token: Annotated[
         str, Meta(max_length=200, description="The verify token set in the Meta app.")
     ] = field(name="hub.verify_token")
+    # Python's `$` (msgspec's pattern) also passes a trailing newline: answer_handshake's
+    # fullmatch is what refuses "42\n", so nothing but the plain challenge is echoed
     challenge: Annotated[
         str,
         Meta(
@@ -192,7 +194,7 @@ class HandshakeQuery(Params):
     query=HandshakeQuery,
     ok={
         200: (Raw("text/plain"), "The challenge, as the body."),
-        400: (Raw("application/json", ERROR), "hub.mode or hub.challenge is malformed."),
+        400: (Raw("application/json", ERROR), "A hub parameter is missing or malformed."),
         403: (Raw("application/json", ERROR), "hub.verify_token does not match."),
         404: (Raw("application/json", ERROR), "No enabled whatsapp_cloud source with this id."),
     },
