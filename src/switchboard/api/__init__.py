@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,103 +23,29 @@ from switchboard.api import (
     catalog,
     deliveries,
     events,
+    health,
+    mappings,
     messages,
     observe,
     purposes,
     recipients,
     retention,
     segment,
+    source_requests,
     sources,
     subjects,
+    webhooks,
 )
-from switchboard.api.common import READ_METHODS, JSONResponse, hub, principal
+from switchboard.api.common import READ_METHODS, JSONResponse
 from switchboard.api.openapi import openapi_document
 from switchboard.api.privacy import redact_answers
 from switchboard.config import Settings
-from switchboard.envelope import now_us
 from switchboard.errors import ApiError, StoreError, StoreUnavailable
 from switchboard.hub import Hub, tune_gc
 from switchboard.metrics import Metrics
-from switchboard.store import Scope as KeyScope
 from switchboard.ui import routes as dashboard_routes
 
 log = logging.getLogger("switchboard.api")
-
-# Swagger UI comes from the swagger-ui-bundle-v2 package and is served by the hub itself, so
-# /docs works on a network without Internet access and no visit is reported to a third party.
-DOCS_ASSETS = {
-    "swagger-ui.css": "text/css; charset=utf-8",
-    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-    "favicon-32x32.png": "image/png",
-}
-DOCS_HTML = """<!doctype html><html><head><title>Switchboard API</title>
-<meta charset="utf-8"><link rel="icon" href="/docs/assets/favicon-32x32.png">
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body>
-<div id="ui"></div><script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-<noscript>The raw document is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-</body></html>"""
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-async def health_detailed(request: Request) -> Response:
-    """Store health for anyone (load balancers, probes); row counts only for an admin key,
-    since they span every tenant, and counting is work no anonymous caller should cause."""
-    admin = False
-    if request.headers.get("authorization"):  # a key that is sent must be an admin key
-        await principal(request, KeyScope.ADMIN)
-        admin = True
-    h = await hub(request).store.health(counts=admin)
-    body = {
-        "status": "ok" if h.ok else "degraded",
-        "store": {
-            "backend": h.backend,
-            "reachable": h.error is None,
-            "migrations": {
-                "current": h.revision,
-                "head": h.head,
-                "up_to_date": h.revision == h.head,
-            },
-        },
-    }
-    if admin:
-        body["store"]["counts"] = h.counts  # type: ignore[index]
-    if admin and h.error is None:
-        # the due backlog (one indexed count), spanning every tenant like the counts
-        due, oldest = await hub(request).observe.backlog(now_us())
-        body["backlog"] = {
-            "due": due,
-            "oldest_due_seconds": round(max(0, now_us() - oldest) / 1e6, 3) if oldest else 0.0,
-        }
-    if h.error:
-        body["store"]["error"] = h.error  # type: ignore[index]
-    return JSONResponse(body, status_code=200 if h.ok else 503)
-
-
-async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
-
-
-async def docs(request: Request) -> Response:
-    return HTMLResponse(DOCS_HTML)
-
-
-async def docs_asset(request: Request) -> Response:
-    """One of Swagger UI's files, from the installed package (a fixed list: no path walking)."""
-    from swagger_ui_bundle import swagger_ui_path
-
-    name = request.path_params["name"]
-    if name not in DOCS_ASSETS:
-        raise HTTPException(404, "no such asset")
-    body = (swagger_ui_path / name).read_bytes()
-    return Response(
-        body,
-        media_type=DOCS_ASSETS[name],
-        headers={"Cache-Control": "public, max-age=86400"},
-    )
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -276,16 +202,15 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
 
     app = SwitchboardApp(
         routes=[
-            Route("/health", health),
-            Route("/health/detailed", health_detailed),
-            Route("/openapi.json", openapi),
-            Route("/docs", docs),
-            Route("/docs/assets/{name}", docs_asset),
+            *health.routes,
             *events.routes,
             *catalog.routes,
             *admin.routes,
             *deliveries.routes,
             *sources.routes,
+            *webhooks.routes,
+            *source_requests.routes,
+            *mappings.routes,
             *segment.routes,
             *automations.routes,
             *recipients.routes,
@@ -301,6 +226,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
         lifespan=lifespan,
     )
     app.state.hub = the_hub
+    app.state.openapi_document = openapi_document  # for GET /openapi.json (api/health.py)
     app.metrics = the_hub.metrics
     app.templates = {
         r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"

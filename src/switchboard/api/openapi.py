@@ -20,13 +20,17 @@ from switchboard.api import (
     catalog,
     deliveries,
     events,
+    health,
+    mappings,
     messages,
     observe,
     purposes,
     recipients,
     retention,
+    source_requests,
     sources,
     subjects,
+    webhooks,
 )
 from switchboard.api import segment as segment_api
 from switchboard.api.common import MAX_TYPE_GLOBS
@@ -35,10 +39,9 @@ from switchboard.api.models import (
     CHANNEL_RE,
     DELIVERY_STATUSES,
     EVENT_STATUSES,
-    INBOUND_STATUSES,
 )
 from switchboard.envelope import TYPE_GLOB_RE
-from switchboard.sources import PRESET_NAMES, segment
+from switchboard.sources import segment
 
 __all__ = ["openapi_document"]
 
@@ -215,11 +218,21 @@ def _op(
         media = content or {"application/json": {"schema": body}}
         op["requestBody"] = {"required": not optional_body, "content": media}
         codes |= {400, 413, 415}
-    op["responses"] = {
-        **{str(status): response for status, response in ok.items()},
-        **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
-    }
+    op["responses"] = _responses(ok, codes)
     return path, method.lower(), op
+
+
+def _responses(ok: dict[int, dict[str, Any]], codes: set[int]) -> dict[str, Any]:
+    """The operation's own answers, then the shared errors it may give (its own answer for a
+    status, such as a webhook's 400 in its reply shape, wins over the shared one)."""
+    return {
+        **{str(status): response for status, response in ok.items()},
+        **{
+            str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"}
+            for c in sorted(codes)
+            if c not in ok
+        },
+    }
 
 
 def _version_query() -> Schema:
@@ -284,31 +297,6 @@ def _destination() -> Schema:
         },
         "name",
         "kind",
-    )
-
-
-def _source() -> Schema:
-    return _obj(
-        {
-            "id": _s(readOnly=True, examples=["src_…"]),
-            "name": _s(pattern=NAME_PATTERN),
-            "preset": _s(enum=list(PRESET_NAMES)),
-            "preset_config": {"type": "object"},
-            "secrets": {"type": "array", "items": _s(), "maxItems": 2},
-            "ip_allowlist": {"type": "array", "items": _s("A CIDR."), "maxItems": 100},
-            "mapping": _null(_s(maxLength=200)),
-            "mapping_version": _null(_s(maxLength=200)),
-            "event_source": _s(maxLength=200),
-            "dedup_window": _null(_int("Seconds; 0 turns business dedup off.", minimum=0)),
-            "enabled": {"type": "boolean", "default": True},
-            "url": _s("The public receiving URL.", readOnly=True),
-            "counters": {"readOnly": True, **_ref("SourceCounters")},
-            "secret": _s("A generated secret, shown once.", readOnly=True),
-            "created_us": _int(readOnly=True),
-            "updated_us": _int(readOnly=True),
-        },
-        "name",
-        "preset",
     )
 
 
@@ -610,50 +598,6 @@ def _schemas() -> dict[str, Schema]:
             "events",
             "deliveries",
         ),
-        "Source": _source(),
-        "SourceCounters": _obj(
-            {"received": n, "verified": n, "failed_verification": n, "events_produced": n}
-        ),
-        "InboundRequest": _obj(
-            {
-                "id": _s(),
-                "source_id": _s(),
-                "received_us": _int(),
-                "remote_ip": _null(_s()),
-                "headers": {"type": "object", "description": "Secrets masked."},
-                "content_type": _null(_s()),
-                "verified": {"type": "boolean"},
-                "verification_error": _null(_s()),
-                "status": _s(enum=list(INBOUND_STATUSES)),
-                "mapping": _null(_s("name@version")),
-                "event_ids": {"type": "array", "items": _s()},
-                "error": _null(_s()),
-                "size": n,
-                "body": {"description": "The parsed JSON, or the text."},
-            },
-            "id",
-            "status",
-        ),
-        "WebhookReply": _obj(
-            {
-                "request_id": _s(),
-                "status": _s(enum=list(INBOUND_STATUSES)),
-                "events": {"type": "array", "items": {"type": "object"}},
-                "errors": {"type": "array", "items": _ref("ErrorDetail")},
-                "error": _obj({"code": _s(), "message": _s()}),
-            },
-        ),
-        "Mapping": _obj(
-            {
-                "name": _s(),
-                "version": _s(),
-                "description": _s(),
-                "origin": _s(enum=["shipped", "tenant"]),
-                "spec": {"type": "object", "description": "The mapping document."},
-            },
-            "name",
-            "version",
-        ),
         "InboxItem": _obj(
             {"id": _s(), "created_at": time, "read_at": _null(time)},
             "id",
@@ -682,33 +626,6 @@ def _schemas() -> dict[str, Schema]:
                 _obj({"success": {"const": False}, "code": _s(), "message": _s()}),
             ]
         },
-        "Health": _obj(
-            {
-                "status": _s(enum=["ok", "degraded"]),
-                "store": _obj(
-                    {
-                        "backend": _s(enum=["sqlite", "postgres"]),
-                        "reachable": {"type": "boolean"},
-                        "migrations": _obj(
-                            {
-                                "current": _null(_s()),
-                                "head": _null(_s()),
-                                "up_to_date": {"type": "boolean"},
-                            }
-                        ),
-                        "counts": {"type": "object", "additionalProperties": n},
-                        "error": _s(),
-                    }
-                ),
-                "backlog": _obj(
-                    {
-                        "due": n,
-                        "oldest_due_seconds": {"type": "number", "minimum": 0},
-                    }
-                ),
-            },
-            "status",
-        ),
     }
 
 
@@ -1294,209 +1211,6 @@ def _delivery_paths() -> list[Operation]:
     ]
 
 
-def _source_paths() -> list[Operation]:
-    source_id = _path("source_id", "The source id (src_…).")
-    tag = "sources"
-    time = _s(format="date-time")
-    return [
-        _op(
-            "POST /v1/sources",
-            "createSource",
-            tag,
-            "Create a source",
-            "A receiving endpoint for a provider's webhooks; a secret is generated (and "
-            "shown once) if none is sent.",
-            scope="manage",
-            body=_ref("Source"),
-            ok={201: _ok(_ref("Source"), "Created; `url` is the receiving URL.")},
-            errors=(409,),
-        ),
-        _op(
-            "GET /v1/sources",
-            "listSources",
-            tag,
-            "List sources",
-            "Every source of the tenant, with counters.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Source")))},
-        ),
-        _op(
-            "GET /v1/sources/{source_id}",
-            "getSource",
-            tag,
-            "Get a source",
-            "One source, secrets masked, with counters.",
-            scope="read",
-            params=[source_id],
-            ok={200: _ok(_ref("Source"))},
-            errors=(404,),
-        ),
-        _op(
-            "PATCH /v1/sources/{source_id}",
-            "updateSource",
-            tag,
-            "Change a source",
-            "Only the fields sent change (e.g. pin another mapping_version).",
-            scope="manage",
-            params=[source_id],
-            body=_writable(_source()),
-            ok={200: _ok(_ref("Source"))},
-            errors=(404,),
-        ),
-        _op(
-            "DELETE /v1/sources/{source_id}",
-            "deleteSource",
-            tag,
-            "Delete a source",
-            "Its receiving URL answers 404 afterwards.",
-            scope="manage",
-            params=[source_id],
-            ok={204: NO_CONTENT},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/sources/{source_id}/secrets",
-            "rotateSourceSecret",
-            tag,
-            "Rotate a source's secret",
-            "Adds a secret (given or generated) as the newest; the previous one stays valid "
-            "until the next rotation. The body may be empty.",
-            scope="manage",
-            params=[source_id],
-            body=_obj({"secret": _null(_s(minLength=1))}),
-            optional_body=True,
-            ok={200: _ok(_ref("Source"), "Rotated; a generated secret is in `secret`.")},
-            errors=(404,),
-        ),
-        (
-            "/v1/sources/{source_id}/webhook",
-            "post",
-            {
-                "operationId": "receiveWebhook",
-                "tags": [tag],
-                "summary": "Receive a provider webhook",
-                "description": "The public receiving URL: no API key; the source's preset "
-                "(signature, token, IP allowlist) authenticates it. JSON or form bodies, gzip "
-                "allowed, at most 1 MiB. Every request is logged.",
-                "security": [],
-                "parameters": [source_id],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {}},
-                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                    },
-                },
-                "responses": {
-                    "200": _ok(_ref("WebhookReply"), "Processed, partial or ignored."),
-                    "400": _ok(_ref("WebhookReply"), "The body is neither JSON nor a form."),
-                    "401": _ok(_ref("WebhookReply"), "Bad or missing signature or token."),
-                    "403": _ok(_ref("WebhookReply"), "The address is not in the allowlist."),
-                    "404": _ok(_ref("WebhookReply"), "No such source, or it is disabled."),
-                    "413": {"$ref": "#/components/responses/PayloadTooLarge"},
-                    "422": _ok(_ref("WebhookReply"), "Every event it produced was rejected."),
-                    "503": {"$ref": "#/components/responses/Unavailable"},
-                },
-            },
-        ),
-        _op(
-            "GET /v1/sources/{source_id}/requests",
-            "listSourceRequests",
-            tag,
-            "A source's request log",
-            "Received requests, newest first, with the source's counters.",
-            scope="read",
-            params=[
-                source_id,
-                _query("status", "Outcome.", _s(enum=list(INBOUND_STATUSES))),
-                _query("verified", "Verification passed.", {"type": "boolean"}),
-                _query("body", "Include bodies (default true).", {"type": "boolean"}),
-                _p("Cursor"),
-                _limit(50, 500),
-            ],
-            ok={
-                200: _ok(
-                    {
-                        "allOf": [
-                            _page(_ref("InboundRequest")),
-                            _obj({"counters": _ref("SourceCounters")}),
-                        ]
-                    }
-                )
-            },
-            errors=(400, 404),
-        ),
-        _op(
-            "GET /v1/sources/{source_id}/requests/{request_id}",
-            "getSourceRequest",
-            tag,
-            "Get a logged request",
-            "One received request with headers (secrets masked) and body.",
-            scope="read",
-            params=[source_id, _path("request_id", "The request id.")],
-            ok={200: _ok(_ref("InboundRequest"))},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/sources/{source_id}/reprocess",
-            "reprocessSource",
-            tag,
-            "Reprocess logged requests",
-            "Runs stored verified requests through a mapping version (dry run by default): "
-            "counts and sample events.",
-            scope="manage",
-            params=[source_id],
-            body=_obj(
-                {
-                    "mapping": _s("Default: the source's mapping."),
-                    "mapping_version": _s(),
-                    "from": time,
-                    "to": time,
-                    "dry_run": {"type": "boolean", "default": True},
-                    "limit": _int(minimum=1, maximum=100000, default=10000),
-                }
-            ),
-            ok={
-                200: _ok(
-                    _obj(
-                        {
-                            "mapping": _s("name@version"),
-                            "dry_run": {"type": "boolean"},
-                            "counts": {"type": "object", "additionalProperties": _int()},
-                            "samples": {"type": "array", "items": {"type": "object"}},
-                        }
-                    )
-                )
-            },
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/mappings",
-            "listMappings",
-            tag,
-            "List mappings",
-            "The shipped mappings and the tenant's own versions.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Mapping")))},
-        ),
-        _op(
-            "PUT /v1/mappings/{name}/{version}",
-            "putMapping",
-            tag,
-            "Store a mapping version",
-            "A tenant's own mapping version; versions are immutable (409 if it exists).",
-            scope="manage",
-            params=[_path("name", "Mapping name."), _path("version", "Mapping version.")],
-            body={
-                "type": "object",
-                "description": "The mapping document (see docs/sources.md).",
-            },
-            ok={201: _ok(_ref("Mapping"), "Stored.")},
-            errors=(409,),
-        ),
-    ]
-
-
 def _segment_body(kind: str) -> Schema:
     """A message at a call's own URL; a track call needs its event name."""
     if kind != "track":
@@ -1878,17 +1592,8 @@ def _template_paths() -> list[Operation]:
     ]
 
 
-def _health_paths() -> list[Operation]:
-    def op(op_id: str, summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "operationId": op_id,
-            "tags": ["health"],
-            "summary": summary,
-            "description": description,
-            "security": [],
-            "responses": ok,
-        }
-
+def _unsubscribe_paths() -> list[Operation]:
+    """The unsubscribe links (recipients): no API key, the token is signed."""
     token = _path(
         "token",
         "The signed token of the link (base64url, a dot, base64url).",
@@ -1931,71 +1636,7 @@ def _health_paths() -> list[Operation]:
             ),
         )
     ]
-    return [
-        *unsubscribe,
-        (
-            "/health",
-            "get",
-            op(
-                "health",
-                "Liveness",
-                "Answers while the process runs; touches nothing else.",
-                {"200": _ok(_obj({"status": {"const": "ok"}}, "status"))},
-            ),
-        ),
-        (
-            "/health/detailed",
-            "get",
-            op(
-                "healthDetailed",
-                "Store health",
-                "Store reachability and migration revision, for anyone; with an admin key "
-                "also the row counts (they span every tenant). Any other key is refused.",
-                {
-                    "200": _ok(_ref("Health"), "Healthy."),
-                    "503": _ok(_ref("Health"), "Degraded: the store is unreachable or behind."),
-                },
-            ),
-        ),
-        (
-            "/openapi.json",
-            "get",
-            op(
-                "openapi",
-                "This document",
-                "The OpenAPI 3.1 description of the API.",
-                {"200": _ok({"type": "object"})},
-            ),
-        ),
-        (
-            "/docs",
-            "get",
-            op(
-                "docs",
-                "API reference page",
-                "Swagger UI over /openapi.json.",
-                {"200": {"description": "HTML", "content": {"text/html": {"schema": _s()}}}},
-            ),
-        ),
-        (
-            "/docs/assets/{name}",
-            "get",
-            {
-                **op(
-                    "docsAsset",
-                    "API reference page assets",
-                    "Swagger UI's stylesheet, script and icon, served from the installed "
-                    "package (no third-party CDN): swagger-ui.css, swagger-ui-bundle.js, "
-                    "favicon-32x32.png.",
-                    {
-                        "200": {"description": "The file."},
-                        "404": {"description": "Not one of the page's assets."},
-                    },
-                ),
-                "parameters": [_path("name", "The asset's file name.")],
-            },
-        ),
-    ]
+    return unsubscribe
 
 
 def _automation_paths() -> list[Operation]:
@@ -2514,11 +2155,15 @@ def _privacy_retention_audit_paths() -> list[Operation]:
 # structs, serve them with `routes_of(...)` in the module's `routes`, and delete its
 # `_<area>_paths()` and the schemas only it used.
 MODULES = (
+    health,
     events,
     catalog,
     admin,
     deliveries,
     sources,
+    webhooks,
+    source_requests,
+    mappings,
     segment_api,
     automations,
     recipients,
@@ -2569,11 +2214,25 @@ def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
     types: list[Any] = []
     for e in specs:
         for t in (e.body, *(t for t, _ in e.ok.values())):
-            if t is not None and not isinstance(t, Raw) and t not in types:
+            if t is not None and _raws(t) is None and t not in types:
                 types.append(t)
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
     ref_of = dict(zip(map(_key, types), refs, strict=True))
     return [_typed_op(e, ref_of) for e in specs], schemas
+
+
+def _raws(t: Any) -> tuple[Raw, ...] | None:
+    """A Raw body or answer, or a tuple of them (one per media type it comes in: a provider's
+    JSON or form, a stylesheet or an image); None for a model."""
+    if isinstance(t, Raw):
+        return (t,)
+    if isinstance(t, tuple) and t and all(isinstance(r, Raw) for r in t):
+        return t
+    return None
+
+
+def _content(raws: tuple[Raw, ...]) -> dict[str, Any]:
+    return {r.media: {"schema": r.schema} for r in raws}
 
 
 def _key(t: Any) -> str:
@@ -2584,8 +2243,8 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
     def media(t: Any, text: str) -> dict[str, Any]:
         if t is None:
             return {"description": text}
-        if isinstance(t, Raw):
-            return {"description": text, "content": {t.media: {"schema": t.schema}}}
+        if (raws := _raws(t)) is not None:
+            return {"description": text, "content": _content(raws)}
         return _json(ref_of[_key(t)], text)
 
     params = [
@@ -2594,10 +2253,10 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
         *_parameters(e.headers, "header"),
     ]
     content = None
-    if e.body is not None:
-        schema = e.body.schema if isinstance(e.body, Raw) else ref_of[_key(e.body)]
-        types = (e.body.media,) if isinstance(e.body, Raw) else e.body_media
-        content = {m: {"schema": schema} for m in types}
+    if (raws := _raws(e.body)) is not None:
+        content = _content(raws)
+    elif e.body is not None:
+        content = {m: {"schema": ref_of[_key(e.body)]} for m in e.body_media}
     ok = {status: media(t, text) for status, (t, text) in e.ok.items()}
     if e.scope == PUBLIC:
         op: dict[str, Any] = {
@@ -2613,10 +2272,7 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
         if content is not None:
             op["requestBody"] = {"required": e.body_required, "content": content}
             codes |= {400, 413, 415}
-        op["responses"] = {
-            **{str(status): response for status, response in ok.items()},
-            **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
-        }
+        op["responses"] = _responses(ok, codes)
         return e.url, e.method.lower(), op
     path, method, op = _op(
         e.route,
@@ -2636,43 +2292,6 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
     return path, method, op
 
 
-def _wacloud_paths() -> list[Operation]:
-    """The WhatsApp Cloud API's GET handshake on a source's receiving URL."""
-
-    def query(name: str, description: str) -> Schema:
-        return {"name": name, "in": "query", "description": description, "schema": _s()}
-
-    text = {"text/plain": {"schema": _s()}}
-    return [
-        (
-            "/v1/sources/{source_id}/webhook",
-            "get",
-            {
-                "operationId": "verifyWebhookSubscription",
-                "tags": ["sources"],
-                "summary": "Answer Meta's subscription handshake",
-                "description": "For a source with preset whatsapp_cloud: echoes hub.challenge "
-                "(as text) when hub.mode is subscribe and hub.verify_token is the source's "
-                "preset_config.verify_token. No API key.",
-                "security": [],
-                "parameters": [
-                    _path("source_id", "The source id (src_…)."),
-                    query("hub.mode", "subscribe"),
-                    query("hub.verify_token", "The verify token set in the Meta app."),
-                    query("hub.challenge", "Echoed back: letters, digits, '.', '_', '-'."),
-                ],
-                "responses": {
-                    "200": {"description": "The challenge, as the body.", "content": text},
-                    "400": _json(_ref("Error"), "hub.mode or hub.challenge is malformed."),
-                    "403": _json(_ref("Error"), "hub.verify_token does not match."),
-                    "404": _json(_ref("Error"), "No enabled whatsapp_cloud source with this id."),
-                    "429": {"$ref": "#/components/responses/RateLimited"},
-                },
-            },
-        )
-    ]
-
-
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (cached: treat it as read-only)."""
@@ -2683,17 +2302,15 @@ def openapi_document() -> dict[str, Any]:
         *_event_paths(),
         *_catalog_paths(),
         *_delivery_paths(),
-        *_source_paths(),
         *_segment_paths(),
         *_automation_paths(),
         *_recipient_paths(),
         *_template_paths(),
-        *_health_paths(),
+        *_unsubscribe_paths(),
         *_purpose_paths(),
         *_subject_paths(),
         *_observe_paths(),
         *_privacy_retention_audit_paths(),
-        *_wacloud_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")

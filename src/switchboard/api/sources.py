@@ -1,43 +1,265 @@
-"""Inbound sources: their configuration, the public receiving URL, the request log, reprocessing,
-and the mappings they can pin."""
+"""Inbound sources: their configuration and secrets. Typed endpoints (see `api/contract.py`),
+described from these models. The public receiving URL is `api/webhooks.py`, the request log and
+reprocessing `api/source_requests.py`, the mappings `api/mappings.py`."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
-from switchboard.api.common import (
-    JSONResponse,
-    hub,
-    principal,
-    query_choice,
-    query_int,
-    read_body,
-    read_json,
-    within,
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import (
+    Body,
+    Model,
+    Params,
+    decode_body,
+    decode_path,
+    endpoint,
+    respond,
+    routes_of,
 )
 from switchboard.api.models import INBOUND_STATUSES
-from switchboard.envelope import EnvelopeError, now_us, parse_time
+from switchboard.envelope import now_us
 from switchboard.errors import BadRequest, Conflict, NotFound
-from switchboard.hub import Hub
-from switchboard.sources import MAX_SECRETS, Source, new_secret_for, new_source_id, parse_source
+from switchboard.sources import (
+    MAX_SECRETS,
+    NAME_RE,
+    PRESET_NAMES,
+    mask_secret,
+    new_secret_for,
+    new_source_id,
+    parse_source,
+    public_preset_config,
+)
+from switchboard.sources import Source as SourceRecord
 from switchboard.sources.inbound import Inbound
 from switchboard.sources.mappings import (
-    MappingError,
     MappingLibrary,
     load_mapping_dir,
-    parse_mapping,
     shipped_dir,
 )
-from switchboard.sources.whatsapp_cloud import HandshakeRefused, answer_handshake
 from switchboard.store import Scope
 from switchboard.store import inbound as sql
 
-__all__ = ["inbound", "routes"]
+# (the sibling modules of the receiving URL, the request log and mappings share these)
+__all__ = [
+    "ID_PATTERN",
+    "TAG",
+    "InboundStatus",
+    "SourceCounters",
+    "SourcePath",
+    "Text",
+    "counters",
+    "inbound",
+    "own_source",
+    "routes",
+]
+
+T = TypeVar("T")
+
+TAG = "sources"
+MAX_TEXT = 200  # a mapping's name or version, an event source: as the event envelope's ids
+MAX_SECRET = 1024  # a provider's secret or token (Meta's app secret is 32 characters)
+MAX_CIDR = 100  # an IPv6 network with its prefix is at most 49 characters
+MAX_ALLOWLIST = 100
+MAX_DEDUP_WINDOW = 90 * 86400
+ID_PATTERN = r"^[A-Za-z0-9_\-]+$"  # source and request ids: no text a store cannot compare
+
+PresetName = Literal[
+    "standard",
+    "svix",
+    "stripe",
+    "github",
+    "hmac",
+    "token",
+    "asaas",
+    "wpp_gateway",
+    "zapi",
+    "whatsapp_cloud",
+    "pagarme",
+    "twilio",
+    "none",
+]
+InboundStatus = Literal[
+    "processed",
+    "partial",
+    "rejected",
+    "ignored",
+    "invalid",
+    "failed_verification",
+    "forbidden",
+    "disabled",
+    "error",
+]
+# one vocabulary each: the models above publish the tuples the code checks against
+assert get_args(PresetName) == PRESET_NAMES
+assert get_args(InboundStatus) == INBOUND_STATUSES
+
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
+SourceName = Annotated[
+    str,
+    Meta(
+        pattern=NAME_RE.pattern,
+        description="Unique in the tenant: lowercase letters, digits, '.', '_' or '-' "
+        "(at most 63).",
+    ),
+]
+Preset = Annotated[
+    PresetName,
+    Meta(
+        description="How requests are verified (docs/sources.md); `none` only on trusted networks."
+    ),
+]
+PresetConfig = Annotated[
+    dict[str, Any],
+    Meta(
+        description="Per preset: `hmac` the HMAC fields (header, algorithm, encoding, prefix, "
+        'signed, timestamp_header); `token` `{"headers": [...]}`; `whatsapp_cloud` '
+        "`verify_token` (8 to 200 printable ASCII characters, masked in answers); `twilio` `url`; "
+        "`tolerance` (seconds, 1 to 86400, default 300) for `standard`, `svix` and `stripe`."
+    ),
+]
+Secret = Annotated[str, Meta(min_length=1, max_length=MAX_SECRET)]
+Secrets = Annotated[
+    list[Secret],
+    Meta(
+        max_length=MAX_SECRETS,
+        description="Up to two active secrets (the current one and the one being rotated out); "
+        "omitted, one is generated and shown once in `secret`.",
+    ),
+]
+IpAllowlist = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=MAX_CIDR)]],
+    Meta(
+        max_length=MAX_ALLOWLIST,
+        description="CIDRs allowed to call the receiving URL (others get 403); empty: any address.",
+    ),
+]
+MappingName = Annotated[Text, Meta(description="The mapping that turns payloads into events.")]
+MappingVersion = Annotated[Text, Meta(description="The pinned version; null: the newest.")]
+EventSource = Annotated[Text, Meta(description="The `source` of the events it produces.")]
+DedupWindow = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_DEDUP_WINDOW,
+        description="Seconds (at most 90 days); overrides the mapping's business-dedup windows, "
+        "0 turns business dedup off.",
+    ),
+]
+
+
+class SourceIn(Body):
+    name: SourceName
+    preset: Preset
+    preset_config: PresetConfig | UnsetType | None = UNSET
+    secrets: Secrets | UnsetType = UNSET
+    ip_allowlist: IpAllowlist | UnsetType = UNSET
+    mapping: MappingName | UnsetType | None = UNSET
+    mapping_version: MappingVersion | UnsetType | None = UNSET
+    event_source: Annotated[
+        EventSource | UnsetType, Meta(description="Default: the mapping's name, else `webhook`.")
+    ] = UNSET
+    dedup_window: DedupWindow | UnsetType | None = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class SourcePatch(Body):
+    """Only the fields sent change."""
+
+    name: SourceName | UnsetType = UNSET
+    preset: Preset | UnsetType = UNSET
+    preset_config: PresetConfig | UnsetType | None = UNSET
+    secrets: Secrets | UnsetType = UNSET
+    ip_allowlist: IpAllowlist | UnsetType = UNSET
+    mapping: MappingName | UnsetType | None = UNSET
+    mapping_version: MappingVersion | UnsetType | None = UNSET
+    event_source: EventSource | UnsetType = UNSET
+    dedup_window: DedupWindow | UnsetType | None = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+Count = Annotated[int, Meta(ge=0)]
+
+
+class SourceCounters(Model):
+    received: Annotated[Count, Meta(description="Every request that reached the URL.")]
+    verified: Annotated[Count, Meta(description="Requests whose checks passed.")]
+    failed_verification: Annotated[Count, Meta(description="Answered 401 or 403.")]
+    events_produced: Annotated[Count, Meta(description="Events stored from this source.")]
+
+
+class Source(Model):
+    id: Annotated[str, Meta(examples=["src_…"])]
+    name: str
+    preset: PresetName
+    preset_config: dict[str, Any]
+    secrets: Annotated[list[str], Meta(description="Masked: only their kind and last characters.")]
+    ip_allowlist: list[str]
+    mapping: str | None
+    mapping_version: str | None
+    event_source: str
+    dedup_window: int | None
+    enabled: bool
+    url: Annotated[str, Meta(description="The public receiving URL.")]
+    counters: SourceCounters
+    created_us: int
+    updated_us: int
+    secret: Annotated[str | UnsetType, Meta(description="A generated secret: shown once, now.")] = (
+        UNSET
+    )
+
+
+class Sources(Model):
+    data: list[Source]
+
+
+class SourcePath(Params):
+    source_id: Annotated[
+        str, Meta(max_length=100, pattern=ID_PATTERN, description="The source id (src_…).")
+    ]
+
+
+class SourceSecretIn(Body):
+    secret: (
+        Annotated[Secret, Meta(description="The new secret; omitted: one is generated.")] | None
+    ) = None
+
+
+def source_view(s: SourceRecord, request: Request, secret: str | None = None) -> Source:
+    return Source(
+        id=s.id,
+        name=s.name,
+        preset=s.preset,  # type: ignore[arg-type]
+        preset_config=public_preset_config(s.preset_config),
+        secrets=[mask_secret(x) for x in s.secrets],
+        ip_allowlist=list(s.ip_allowlist),
+        mapping=s.mapping,
+        mapping_version=s.mapping_version,
+        event_source=s.event_source,
+        dedup_window=s.dedup_window,
+        enabled=s.enabled,
+        url=f"{str(request.base_url).rstrip('/')}/v1/sources/{s.id}/webhook",
+        counters=counters(s),
+        created_us=s.created_us,
+        updated_us=s.updated_us,
+        secret=secret if secret else UNSET,
+    )
+
+
+def counters(s: SourceRecord) -> SourceCounters:
+    c = s.counters
+    return SourceCounters(
+        received=c.received,
+        verified=c.verified,
+        failed_verification=c.failed_verification,
+        events_produced=c.events_produced,
+    )
 
 
 def inbound(request: Request) -> Inbound:
@@ -51,20 +273,38 @@ def inbound(request: Request) -> Inbound:
     return found
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
-async def _own_source(request: Request, scope: Scope) -> Source:
+async def own_source(request: Request, scope: Scope) -> SourceRecord:
     p = await principal(request, scope)
-    source = await sql.get_source(hub(request).store, request.path_params["source_id"], p.tenant())
+    source_id = decode_path(request, SourcePath).source_id
+    source = await sql.get_source(hub(request).store, source_id, p.tenant())
     if source is None:
         raise NotFound("no source with that id in this tenant")
     return source
 
 
+async def _source_body(request: Request, model: type[T]) -> T:
+    try:
+        return await decode_body(request, model, 65536)
+    except BadRequest as exc:
+        if exc.details and exc.details[0]["path"] == "/preset":
+            # the vocabulary, and that `none` is asked for on purpose, say more than the model's
+            message = (
+                f"must be one of {', '.join(PRESET_NAMES)} ('none' only for trusted internal "
+                "networks)"
+            )
+            raise BadRequest(
+                f"preset: {message}", details=[{"path": "/preset", "message": message}]
+            ) from None
+        raise
+
+
+def _sent(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields a body carries (an update changes only those), as `parse_source` reads them."""
+    return {f: value for f in body.__struct_fields__ if (value := getattr(body, f)) is not UNSET}
+
+
 async def _check_mapping(
-    request: Request, tenant_id: str, fields: dict[str, Any], current: Source | None
+    request: Request, tenant_id: str, fields: dict[str, Any], current: SourceRecord | None
 ) -> None:
     name = fields.get("mapping", current.mapping if current else None)
     version = fields.get("mapping_version", current.mapping_version if current else None)
@@ -88,10 +328,23 @@ async def _check_mapping(
         )
 
 
+@endpoint(
+    "POST /v1/sources",
+    "createSource",
+    TAG,
+    "Create a source",
+    "A receiving endpoint for a provider's webhooks; a secret is generated (and shown once) "
+    "if none is sent. The preset's config, the CIDRs and the mapping (which must exist) are "
+    "checked by their own parsers (400 naming the field).",
+    scope="manage",
+    body=SourceIn,
+    ok={201: (Source, "Created; `url` is the receiving URL.")},
+    errors=(409,),
+)
 async def create_source(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    fields = parse_source(await read_json(request, 65536))
+    fields = parse_source(_sent(await _source_body(request, SourceIn)))
     tenant_id = p.tenant()
     await _check_mapping(request, tenant_id, fields, None)
     generated = None
@@ -104,7 +357,7 @@ async def create_source(request: Request) -> Response:
             details=[{"path": "/secrets", "message": "empty"}],
         )
     stamp = now_us()
-    source = Source(
+    source = SourceRecord(
         id=new_source_id(),
         tenant_id=tenant_id,
         created_us=stamp,
@@ -114,26 +367,54 @@ async def create_source(request: Request) -> Response:
     if any(s.name == source.name for s in await sql.list_sources(h.store, tenant_id)):
         raise Conflict(f"a source named {source.name!r} exists in this tenant")
     await sql.insert_source(h.store, source)
-    body = source.public(_base_url(request))
-    if generated:
-        body["secret"] = generated  # shown once, like an API key
-    return JSONResponse(body, status_code=201)
+    return respond(source_view(source, request, generated), 201)  # a generated secret: shown once
 
 
+@endpoint(
+    "GET /v1/sources",
+    "listSources",
+    TAG,
+    "List sources",
+    "Every source of the tenant, with counters.",
+    scope="read",
+    ok={200: (Sources, "OK")},
+)
 async def list_sources(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     found = await sql.list_sources(hub(request).store, p.tenant())
-    return JSONResponse({"data": [s.public(_base_url(request)) for s in found]})
+    return respond(Sources(data=[source_view(s, request) for s in found]))
 
 
+@endpoint(
+    "GET /v1/sources/{source_id}",
+    "getSource",
+    TAG,
+    "Get a source",
+    "One source, secrets masked, with counters.",
+    scope="read",
+    path=SourcePath,
+    ok={200: (Source, "OK")},
+    errors=(404,),
+)
 async def get_source(request: Request) -> Response:
-    source = await _own_source(request, Scope.READ)
-    return JSONResponse(source.public(_base_url(request)))
+    return respond(source_view(await own_source(request, Scope.READ), request))
 
 
+@endpoint(
+    "PATCH /v1/sources/{source_id}",
+    "updateSource",
+    TAG,
+    "Change a source",
+    "Only the fields sent change (e.g. pin another mapping_version).",
+    scope="manage",
+    path=SourcePath,
+    body=SourcePatch,
+    ok={200: (Source, "OK")},
+    errors=(404,),
+)
 async def update_source(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
-    fields = parse_source(await read_json(request, 65536), source)
+    source = await own_source(request, Scope.MANAGE)
+    fields = parse_source(_sent(await _source_body(request, SourcePatch)), source)
     await _check_mapping(request, source.tenant_id, fields, source)
     updated = replace(source, updated_us=now_us(), **fields)
     if updated.preset != "none" and not updated.secrets:
@@ -142,226 +423,65 @@ async def update_source(request: Request) -> Response:
             details=[{"path": "/secrets", "message": "empty"}],
         )
     await sql.update_source(hub(request).store, updated)
-    return JSONResponse(updated.public(_base_url(request)))
+    return respond(source_view(updated, request))
 
 
-async def rotate_secret(request: Request) -> Response:
-    """Add a secret (given, or generated) as the newest; the previous one stays active until
-    the next rotation, so the provider can be switched over without losing requests."""
-    source = await _own_source(request, Scope.MANAGE)
-    body = (
-        await read_json(request, 65536) if request.headers.get("content-length", "0") != "0" else {}
-    )
-    if not isinstance(body, dict):
-        raise BadRequest('the body must be {"secret": …} or empty')
-    secret = body.get("secret")
-    if secret is not None and (not isinstance(secret, str) or not secret):
-        raise BadRequest("secret must be a non-empty string")
-    generated = None
-    if secret is None:
-        secret = generated = new_secret_for(source.preset)
-        if secret is None:
-            raise BadRequest("preset 'none' takes no secret")
-    secrets = (secret, *source.secrets)[:MAX_SECRETS]
-    updated = replace(source, secrets=secrets, updated_us=now_us())
-    await sql.update_source(hub(request).store, updated)
-    out = updated.public(_base_url(request))
-    if generated:
-        out["secret"] = generated
-    return JSONResponse(out)
-
-
+@endpoint(
+    "DELETE /v1/sources/{source_id}",
+    "deleteSource",
+    TAG,
+    "Delete a source",
+    "Its receiving URL answers 404 afterwards.",
+    scope="manage",
+    path=SourcePath,
+    ok={204: (None, "Done; no body.")},
+    errors=(404,),
+)
 async def delete_source(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
+    source = await own_source(request, Scope.MANAGE)
     await sql.delete_source(hub(request).store, source.tenant_id, source.id)
     return Response(status_code=204)
 
 
-async def receive_webhook(request: Request) -> Response:
-    """The public receiving URL: no API key; the source's preset authenticates the request.
-    Answered within SWITCHBOARD_INGEST_TIMEOUT (503 after it: providers retry)."""
-    h = hub(request)
-    return await within(h.settings.ingest_timeout, _receive_webhook(request, h))
+@endpoint(
+    "POST /v1/sources/{source_id}/secrets",
+    "rotateSourceSecret",
+    TAG,
+    "Rotate a source's secret",
+    "Adds a secret (given or generated) as the newest; the previous one stays valid until the "
+    "next rotation. The body may be empty. A source with preset `none` takes no secret (400).",
+    scope="manage",
+    path=SourcePath,
+    body=SourceSecretIn,
+    body_required=False,
+    ok={200: (Source, "Rotated; a generated secret is in `secret`.")},
+    errors=(404,),
+)
+async def rotate_secret(request: Request) -> Response:
+    """Add a secret (given, or generated) as the newest; the previous one stays active until
+    the next rotation, so the provider can be switched over without losing requests."""
+    source = await own_source(request, Scope.MANAGE)
+    sent = request.headers.get("content-length", "0") != "0"
+    secret = (await decode_body(request, SourceSecretIn, 65536)).secret if sent else None
+    generated = None
+    if secret is None:
+        secret = generated = new_secret_for(source.preset)
+        if secret is None:
+            raise BadRequest(
+                "preset 'none' takes no secret",
+                details=[{"path": "/secret", "message": "the source's preset takes none"}],
+            )
+    secrets = (secret, *source.secrets)[:MAX_SECRETS]
+    updated = replace(source, secrets=secrets, updated_us=now_us())
+    await sql.update_source(hub(request).store, updated)
+    return respond(source_view(updated, request, generated))
 
 
-async def _receive_webhook(request: Request, h: Hub) -> Response:
-    # the client address is the TCP peer, or what a trusted proxy says (server.server_config)
-    remote = request.client.host if request.client else None
-    h.limiter.check_source(request.path_params["source_id"], remote)  # before any work
-    body = await read_body(request, h.settings.max_body_bytes)
-    reply = await inbound(request).receive(
-        request.path_params["source_id"], dict(request.headers), body, remote, url=_called(request)
-    )
-    return JSONResponse(reply.body, status_code=reply.status_code)
-
-
-async def webhook_handshake(request: Request) -> Response:
-    """The WhatsApp Cloud API's GET verification of the receiving URL: echo hub.challenge when
-    hub.verify_token is the source's verify token."""
-    h = hub(request)
-    source_id = request.path_params["source_id"]
-    h.limiter.check_source(source_id, request.client.host if request.client else None)
-    try:
-        challenge = answer_handshake(await sql.get_source(h.store, source_id), request.query_params)
-    except HandshakeRefused as exc:
-        code = {400: "bad_request", 403: "forbidden", 404: "not_found"}[exc.status]
-        return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=exc.status)
-    return PlainTextResponse(challenge, headers={"x-content-type-options": "nosniff"})
-
-
-def _called(request: Request) -> str:
-    """The URL the provider called (Twilio signs it): under SWITCHBOARD_PUBLIC_URL when set (the
-    hub behind a proxy sees another address), else as this request arrived."""
-    public = hub(request).settings.public_url.rstrip("/")
-    if not public:
-        return str(request.url)
-    query = request.url.query
-    return public + request.url.path + (f"?{query}" if query else "")
-
-
-def _bool_param(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"query parameter '{name}' must be true or false")
-
-
-async def list_requests(request: Request) -> Response:
-    source = await _own_source(request, Scope.READ)
-    limit = query_int(request, "limit", 50, 1, 500)
-    found = await sql.list_requests(
-        hub(request).store,
-        source.tenant_id,
-        source.id,
-        status=query_choice(request, "status", INBOUND_STATUSES),
-        verified=_bool_param(request, "verified"),
-        before_id=request.query_params.get("cursor"),
-        limit=limit,
-    )
-    with_body = _bool_param(request, "body") is not False
-    return JSONResponse(
-        {
-            "data": [r.public(with_body) for r in found],
-            "next_cursor": found[-1].id if len(found) == limit else None,
-            "counters": source.counters.to_json(),
-        }
-    )
-
-
-async def get_request(request: Request) -> Response:
-    source = await _own_source(request, Scope.READ)
-    found = await sql.get_request(
-        hub(request).store, source.tenant_id, request.path_params["request_id"]
-    )
-    if found is None or found.source_id != source.id:
-        raise NotFound("no request with that id on this source")
-    return JSONResponse(found.public())
-
-
-async def reprocess(request: Request) -> Response:
-    source = await _own_source(request, Scope.MANAGE)
-    body = await read_json(request, 65536)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be an object {mapping_version, from?, to?, dry_run}")
-    name = body.get("mapping", source.mapping)
-    version = body.get("mapping_version")
-    if not isinstance(name, str) or (version is not None and not isinstance(version, str)):
-        raise BadRequest(
-            "mapping and mapping_version must be strings",
-            details=[{"path": "/mapping_version", "message": "must be a string"}],
-        )
-    dry_run = body.get("dry_run", True)
-    if not isinstance(dry_run, bool):
-        raise BadRequest("dry_run must be true or false")
-    limit = body.get("limit", 10_000)
-    if not isinstance(limit, int) or not 1 <= limit <= 100_000:
-        raise BadRequest("limit must be an integer from 1 to 100000")
-    bounds: dict[str, int | None] = {}
-    for key in ("from", "to"):
-        raw = body.get(key)
-        if raw is None:
-            bounds[key] = None
-            continue
-        try:
-            bounds[key] = parse_time(raw, f"/{key}")
-        except EnvelopeError as exc:
-            raise BadRequest(f"{key}: {exc.errors[0]['message']}", details=exc.errors) from None
-    pipeline = inbound(request)
-    mapping = await pipeline.mapping(source.tenant_id, name, version)
-    if mapping is None:
-        raise NotFound(f"mapping {name}@{version or 'latest'} does not exist")
-    tenant = await hub(request).tenant(source.tenant_id)
-    assert tenant is not None  # the source belongs to the caller's tenant
-    result = await pipeline.reprocess(
-        source,
-        tenant,
-        mapping,
-        from_us=bounds["from"],
-        to_us=bounds["to"],
-        dry_run=dry_run,
-        limit=limit,
-    )
-    return JSONResponse(result)
-
-
-# --- mappings ----------------------------------------------------------------------------------
-
-
-def _mapping_json(spec: dict[str, Any], origin: str) -> dict[str, Any]:
-    return {
-        "name": spec.get("name"),
-        "version": str(spec.get("version")),
-        "description": spec.get("description", ""),
-        "origin": origin,
-        "spec": spec,
-    }
-
-
-async def list_mappings(request: Request) -> Response:
-    p = await principal(request, Scope.READ)
-    shipped = [_mapping_json(m.spec, "shipped") for m in inbound(request).library.list()]
-    own = [
-        _mapping_json(s, "tenant")
-        for s in await sql.tenant_mappings(hub(request).store, p.tenant())
-    ]
-    return JSONResponse({"data": shipped + own})
-
-
-async def put_mapping(request: Request) -> Response:
-    """Store a tenant's own mapping version (immutable: a change is a new version)."""
-    p = await principal(request, Scope.MANAGE)
-    name, version = request.path_params["name"], request.path_params["version"]
-    body = await read_json(request, 262_144)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a mapping document (JSON)")
-    body = {**body, "name": name, "version": version}
-    try:
-        parse_mapping(body, f"{name}@{version}")
-    except MappingError as exc:
-        raise BadRequest(str(exc), details=exc.errors) from None
-    if inbound(request).library.get(name, version) is not None:
-        raise Conflict(f"{name}@{version} is a shipped mapping; choose another version")
-    if not await sql.put_mapping(hub(request).store, p.tenant(), name, version, body, now_us()):
-        raise Conflict(f"{name}@{version} exists; mapping versions are immutable")
-    return JSONResponse(_mapping_json(body, "tenant"), status_code=201)
-
-
-routes = [
-    Route("/v1/sources", create_source, methods=["POST"]),
-    Route("/v1/sources", list_sources, methods=["GET"]),
-    Route("/v1/sources/{source_id}", get_source, methods=["GET"]),
-    Route("/v1/sources/{source_id}", update_source, methods=["PATCH"]),
-    Route("/v1/sources/{source_id}", delete_source, methods=["DELETE"]),
-    Route("/v1/sources/{source_id}/secrets", rotate_secret, methods=["POST"]),
-    Route("/v1/sources/{source_id}/webhook", receive_webhook, methods=["POST"]),
-    Route("/v1/sources/{source_id}/webhook", webhook_handshake, methods=["GET"]),
-    Route("/v1/sources/{source_id}/requests", list_requests, methods=["GET"]),
-    Route("/v1/sources/{source_id}/requests/{request_id}", get_request, methods=["GET"]),
-    Route("/v1/sources/{source_id}/reprocess", reprocess, methods=["POST"]),
-    Route("/v1/mappings", list_mappings, methods=["GET"]),
-    Route("/v1/mappings/{name}/{version}", put_mapping, methods=["PUT"]),
-]
+routes = routes_of(
+    create_source,
+    list_sources,
+    get_source,
+    update_source,
+    delete_source,
+    rotate_secret,
+)

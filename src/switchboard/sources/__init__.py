@@ -65,14 +65,6 @@ class Counters:
     failed_verification: int = 0  # answered 401 (bad signature) or 403 (IP not allowed)
     events_produced: int = 0  # events stored from this source (including business duplicates)
 
-    def to_json(self) -> dict[str, int]:
-        return {
-            "received": self.received,
-            "verified": self.verified,
-            "failed_verification": self.failed_verification,
-            "events_produced": self.events_produced,
-        }
-
 
 @dataclass(frozen=True)
 class Source:
@@ -96,29 +88,10 @@ class Source:
     def verifier(self) -> Preset:
         return build_preset(self.preset, self.preset_config)
 
-    def public(self, base_url: str = "") -> dict[str, Any]:
-        """The API shape: secrets masked, counters included."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "preset": self.preset,
-            "preset_config": public_preset_config(self.preset_config),
-            "secrets": [mask_secret(s) for s in self.secrets],
-            "ip_allowlist": list(self.ip_allowlist),
-            "mapping": self.mapping,
-            "mapping_version": self.mapping_version,
-            "event_source": self.event_source,
-            "dedup_window": self.dedup_window,
-            "enabled": self.enabled,
-            "url": f"{base_url}/v1/sources/{self.id}/webhook",
-            "counters": self.counters.to_json(),
-            "created_us": self.created_us,
-            "updated_us": self.updated_us,
-        }
-
 
 def public_preset_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The preset config as API answers show it: a verify token (WhatsApp Cloud) is masked."""
+    """The preset config as API answers show it (api/sources.py): a verify token (WhatsApp
+    Cloud) is masked."""
     if isinstance(config.get("verify_token"), str):
         return {**config, "verify_token": masking.mask_value(config["verify_token"])}
     return config

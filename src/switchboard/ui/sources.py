@@ -15,6 +15,7 @@ from starlette.responses import Response
 from switchboard.api.common import hub
 from switchboard.api.contract import Params, decode_path, decode_query
 from switchboard.api.models import INBOUND_STATUSES
+from switchboard.api.sources import source_view
 from switchboard.errors import BadRequest, NotFound
 from switchboard.sources import Source
 from switchboard.store import inbound as sql
@@ -60,8 +61,9 @@ async def _source(request: Request, viewer: Viewer, source_id: str) -> Source:
 )
 async def sources(d: Pages, request: Request, viewer: Viewer) -> Response:
     rows = await sql.list_sources(hub(request).store, viewer.tenant_id)
-    base = str(request.base_url).rstrip("/")
-    return d.render("sources.html", viewer, nav="sources", rows=[s.public(base) for s in rows])
+    return d.render(
+        "sources.html", viewer, nav="sources", rows=[source_view(s, request) for s in rows]
+    )
 
 
 @page(
@@ -100,7 +102,7 @@ async def source(d: Pages, request: Request, viewer: Viewer) -> Response:
         "source.html",
         viewer,
         nav="sources",
-        source=src.public(str(request.base_url).rstrip("/")),
+        source=source_view(src, request),
         requests=doc["data"],
         chosen=q.status,
         statuses=INBOUND_STATUSES,
@@ -133,7 +135,7 @@ async def inbound_request(d: Pages, request: Request, viewer: Viewer) -> Respons
         "source_request.html",
         viewer,
         nav="sources",
-        source=src.public(),
+        source=source_view(src, request),
         req=doc,
         body_is_text=isinstance(doc.get("body"), str),
     )
