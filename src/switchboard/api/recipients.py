@@ -263,7 +263,7 @@ async def get_recipient(request: Request) -> Response:
     path=RecipientPath,
     body=ProfileIn,
     ok={200: (Recipient, "Replaced."), 201: (Recipient, "Created.")},
-    errors=(422,),
+    errors=(404, 422),  # 404: an id no route matches (a line break)
 )
 async def put_recipient(request: Request) -> Response:
     h = hub(request)
@@ -358,6 +358,7 @@ async def delete_recipient(request: Request) -> Response:
     path=RecipientPath,
     query=ConsentQuery,
     ok={200: (Consents, "OK")},
+    errors=(404,),  # an id no route matches (a line break)
 )
 async def list_consents(request: Request) -> Response:
     p = await principal(request, Scope.READ)
@@ -399,7 +400,7 @@ def consent_record(body: ConsentIn, received_us: int) -> ConsentRecord:
     path=RecipientPath,
     body=ConsentIn,
     ok={201: (Consent, "Recorded.")},
-    errors=(422,),
+    errors=(404, 422),
 )
 async def add_consent(request: Request) -> Response:
     h = hub(request)
@@ -501,7 +502,7 @@ def _preferences(prefs: list[Preference]) -> Preferences:
     scope="read",
     path=RecipientPath,
     ok={200: (Preferences, "OK")},
-    errors=(404,),  # an id whose route does not match (a stray "/")
+    errors=(404,),  # an id no route matches (a stray "/", a line break)
 )
 async def get_preferences(request: Request) -> Response:
     p = await principal(request, Scope.READ)
@@ -520,7 +521,7 @@ async def get_preferences(request: Request) -> Response:
     path=RecipientPath,
     body=Preferences,
     ok={200: (Preferences, "OK")},
-    errors=(422,),
+    errors=(404, 422),
 )
 async def put_preferences(request: Request) -> Response:
     h = hub(request)

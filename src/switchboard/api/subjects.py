@@ -30,7 +30,8 @@ class SubjectPath(Params):
         Meta(
             min_length=1,
             max_length=RECIPIENT_ID_MAX,
-            description="The subject: the events' `subject`, the recipient id.",
+            pattern="^[^/]+$",  # a "/" (or %2F) ends the route's match: a 404
+            description="The subject: the events' `subject`, the recipient id (no '/').",
         ),
     ]
 
@@ -97,6 +98,7 @@ def _subject(request: Request) -> str:
     scope="read",
     path=SubjectPath,
     ok={200: (SubjectExport, "OK")},
+    errors=(404,),  # a subject no route matches
 )
 async def export_subject(request: Request) -> Response:
     """Everything held about the subject; masked like every answer unless the key has `pii`."""
@@ -117,6 +119,7 @@ async def export_subject(request: Request) -> Response:
     scope="manage",
     path=SubjectPath,
     ok={200: (ErasureReceipt, "The receipt: what was erased, as counts.")},
+    errors=(404,),  # a subject no route matches
 )
 async def erase_subject(request: Request) -> Response:
     p = await principal(request, Scope.MANAGE)
