@@ -475,6 +475,81 @@ async def test_recipient_id_over_the_limit_is_refused(api: Api) -> None:
     assert status == 400 and body["error"]["details"][0]["path"] == "id"
 
 
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "where"),
+    [
+        ("GET", "/v1/recipients/r/consents?limit=0", None, 400, "?limit"),
+        ("GET", "/v1/recipients/r/consents?limit=many", None, 400, "?limit"),
+        ("GET", "/v1/templates/t?version=0", None, 400, "?version"),
+        ("GET", "/v1/templates/T!", None, 400, "name"),
+        ("GET", "/v1/subjects/" + "s" * 201 + "/export", None, 400, "subject"),
+        ("DELETE", "/v1/consent-purposes/" + "m" * 41, None, 400, "name"),
+        ("PATCH", "/v1/recipients/r", {"email": 5}, 422, "/email"),
+        ("PUT", "/v1/recipients/r", {"phone": "call me"}, 422, "/phone"),
+        ("PUT", "/v1/recipients/r", {"locale": "portuguese please"}, 422, "/locale"),
+        (
+            "PUT",
+            "/v1/recipients/r/preferences",
+            {"preferences": [{"topic": "a"}]},
+            422,
+            "/preferences/0/enabled",
+        ),
+        (
+            "POST",
+            "/v1/recipients/r/consents",
+            {"purpose": "m", "action": "grant", "at": "soon"},
+            422,
+            "/at",
+        ),
+        (
+            "PUT",
+            "/v1/templates/t",
+            {
+                "description": "d" * 1001,
+                "variants": [{"channel": "email", "locale": "en", "text": "x"}],
+            },
+            422,
+            "/description",
+        ),
+        (
+            "POST",
+            "/v1/templates/t/preview",
+            {"event": {}, "recipient": "r" * 201},
+            400,
+            "/recipient",
+        ),
+        ("POST", "/v1/templates/t/preview", {"event": [], "locale": "en"}, 400, "/event"),
+        ("POST", "/v1/templates/t/preview", {"event": {}, "locale": "x" * 300}, 400, "/locale"),
+    ],
+)
+async def test_typed_parameters_and_bodies_name_the_field(
+    api: Api, method: str, path: str, body: Any, status: int, where: str
+) -> None:
+    _, key = await api.tenant()
+    got, answer, _ = await api.call(method, path, key, body)
+    assert got == status, answer
+    assert where in {d["path"] for d in answer["error"]["details"]}, answer
+    assert (await api.call("GET", "/v1/recipients/r", key))[0] == 404  # nothing written
+    assert (await api.call("GET", "/v1/templates", key))[1] == {"data": []}
+
+
+async def test_a_patch_changes_only_what_it_names_and_null_clears(api: Api) -> None:
+    _, key = await api.tenant()
+    first = {"email": "ana@example.com", "name": "Ana", "attributes": {"plan": "pro", "n": 1}}
+    assert (await api.call("PUT", "/v1/recipients/a/b", key, first))[0] == 201
+    change = {"name": None, "locale": "pt-BR", "attributes": {"n": None, "vip": True}}
+    status, after, _ = await api.call("PATCH", "/v1/recipients/a/b", key, change)
+    assert status == 200, after
+    assert after["id"] == "a/b" and after["email"] == "ana@example.com"
+    assert after["name"] is None and after["locale"] == "pt-BR"
+    assert after["attributes"] == {"plan": "pro", "vip": True}
+    # the answer goes back as a PUT (its `id` is ignored; the timestamps are not fields)
+    again = {k: after[k] for k in ("id", "email", "phone", "locale", "timezone", "name")}
+    status, replaced, _ = await api.call("PUT", "/v1/recipients/a/b", key, again)
+    assert status == 200 and replaced["attributes"] == {}, replaced
+
+
 SECRET = "s" * 40
 
 

@@ -1,30 +1,158 @@
-"""Message templates: `/v1/templates/{name}` (versioned documents) and `/preview`."""
+"""Message templates: `/v1/templates/{name}` (versioned documents) and `/preview`. Typed
+endpoints (see `api/contract.py`); `messages.parse_template` checks what a schema cannot (each
+field compiles, fields belong to their channel, one variant per channel and locale)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as HttpRoute
 
 from switchboard import messages
-from switchboard.api.common import JSONResponse, hub, principal, query_int, read_json
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import (
+    Body,
+    Model,
+    Params,
+    decode_body,
+    decode_path,
+    decode_query,
+    endpoint,
+    respond,
+    routes_of,
+)
+from switchboard.api.contract_extra import RecipientId, decode_invalid
 from switchboard.envelope import format_us, now_us
 from switchboard.errors import BadRequest, NotFound, Unprocessable
-from switchboard.people import recipient_problem
 from switchboard.store import Scope
 from switchboard.store.people import PeopleStore
 
+TAG = "templates"
 BODY_LIMIT = 262_144  # a whole template document, every variant
+PREVIEW_LIMIT = 65536
+MAX_DESCRIPTION = 1000  # characters of a template's description
+
+TemplateName = Annotated[
+    str,
+    Meta(
+        pattern=messages.NAME_RE.pattern,
+        description="A lowercase name such as client_welcome.",
+    ),
+]
+Locale = Annotated[
+    str, Meta(pattern=messages.LOCALE_RE.pattern, description="A language tag: pt-BR, en, es…")
+]
+Source = Annotated[
+    str,
+    Meta(
+        max_length=messages.MAX_SOURCE,
+        description=f"A Jinja2 template of at most {messages.MAX_SOURCE} characters.",
+    ),
+]
+Channel = Literal["email", "whatsapp", "slack", "discord", "inbox", "webhook", "sms"]
 
 
-def _name(request: Request) -> str:
-    name: str = request.path_params["name"]
-    if not messages.NAME_RE.match(name):
-        problem = "a lowercase name such as 'client_welcome'"
-        raise BadRequest(f"name: {problem}", details=[{"path": "name", "message": problem}])
-    return name
+class Button(Body):
+    id: Source
+    text: Source
+
+
+class Variant(Body, omit_defaults=True):
+    """Jinja2 templates per channel field: email subject/html/text, whatsapp text/buttons, slack
+    text/blocks, discord and sms text, inbox title/body/link, webhook body (JSON out, sent
+    instead of the route's transform). A field of another channel is a 422."""
+
+    channel: Channel
+    locale: Locale
+    subject: Source | UnsetType = UNSET
+    html: Source | UnsetType = UNSET
+    text: Source | UnsetType = UNSET
+    blocks: Source | UnsetType = UNSET
+    title: Source | UnsetType = UNSET
+    body: Source | UnsetType = UNSET
+    link: Source | UnsetType = UNSET
+    buttons: (
+        Annotated[list[Button], Meta(min_length=1, max_length=messages.MAX_BUTTONS)] | UnsetType
+    ) = UNSET
+
+
+Variants = Annotated[list[Variant], Meta(min_length=1, max_length=messages.MAX_VARIANTS)]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION)]
+
+
+class TemplateIn(Body, kw_only=True, omit_defaults=True):
+    """A template document; `version` and `created_at` are ignored, so a GET's answer can be
+    applied again as is."""
+
+    name: (
+        Annotated[TemplateName, Meta(description="The name in the URL (the default).")] | UnsetType
+    ) = UNSET
+    description: Description | UnsetType = UNSET
+    default_locale: (
+        Annotated[Locale, Meta(description="The end of the locale fallback chain.")] | UnsetType
+    ) = UNSET
+    variants: Variants
+    version: Annotated[int, Meta(description="Ignored.")] | UnsetType = UNSET
+    created_at: Annotated[str, Meta(description="Ignored.")] | UnsetType = UNSET
+
+
+class Template(Model):
+    name: str
+    description: str
+    default_locale: Annotated[str, Meta(description="The end of the locale fallback chain.")]
+    variants: list[Variant]
+    version: Annotated[int, Meta(description="Applied versions count up from 1.")]
+    created_at: Annotated[str, Meta(description="ISO 8601.")]
+
+
+class TemplateVersion(Model):
+    name: str
+    version: Annotated[int, Meta(description="The latest version.")]
+
+
+class TemplateList(Model):
+    data: list[TemplateVersion]
+
+
+class TemplatePath(Params):
+    name: TemplateName
+
+
+class VersionQuery(Params):
+    version: Annotated[int, Meta(ge=1, le=2**31 - 1, description="A version number.")] | None = None
+
+
+class PreviewIn(Body):
+    event: Annotated[
+        dict[str, Any],
+        Meta(description="The event to render for (`data` and `context` default to {})."),
+    ]
+    recipient: (
+        Annotated[
+            RecipientId | dict[str, Any],
+            Meta(description="A recipient id (its stored profile) or a profile object."),
+        ]
+        | None
+    ) = None
+    locale: Locale | None = None
+
+
+class Rendered(Model):
+    channel: str
+    locale: Annotated[str, Meta(description="The variant the chain chose.")]
+    rendered: dict[str, Any]
+    errors: list[str]
+
+
+class Preview(Model):
+    name: str
+    version: int
+    locale: str | None
+    chain: Annotated[list[str], Meta(description="The locales tried, most wanted first.")]
+    variants: list[Rendered]
 
 
 def _invalid(exc: messages.MessageError) -> Unprocessable:
@@ -34,98 +162,129 @@ def _invalid(exc: messages.MessageError) -> Unprocessable:
     )
 
 
-def _answer(name: str, version: int, spec: dict[str, Any], created_us: int) -> dict[str, Any]:
-    return {**spec, "name": name, "version": version, "created_at": format_us(created_us)}
+def _template(name: str, version: int, spec: dict[str, Any], created_us: int) -> Template:
+    doc = {**spec, "name": name, "version": version, "created_at": format_us(created_us)}
+    return msgspec.convert(doc, Template)
 
 
+@endpoint(
+    "PUT /v1/templates/{name}",
+    "putTemplate",
+    TAG,
+    "Apply a template",
+    "Stored as a new version when it changed (201), answered as is when not (200). "
+    "Every field must compile; problems name their path and line.",
+    scope="manage",
+    path=TemplatePath,
+    body=TemplateIn,
+    ok={201: (Template, "A new version."), 200: (Template, "Unchanged.")},
+    errors=(422,),
+)
 async def put_template(request: Request) -> Response:
     """Apply a template document: a new version if it changed, the same one if not."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    name = _name(request)
-    body = await read_json(request, BODY_LIMIT)
-    if isinstance(body, dict):
-        body = {k: v for k, v in body.items() if k not in ("version", "created_at")}
+    name = decode_path(request, TemplatePath).name
+    body = await decode_invalid(request, TemplateIn, BODY_LIMIT)
+    doc = msgspec.to_builtins(msgspec.structs.replace(body, version=UNSET, created_at=UNSET))
     try:
-        parsed = messages.parse_template(body, name)
+        parsed = messages.parse_template(doc, name)
     except messages.MessageError as exc:
         raise _invalid(exc) from None
     people = PeopleStore(h.store)
-    now = now_us()
-    version, changed = await people.put_template(p.tenant(), name, parsed.to_dict(), now)
+    version, changed = await people.put_template(p.tenant(), name, parsed.to_dict(), now_us())
     found = await people.template(p.tenant(), name, version)
     assert found is not None
-    return JSONResponse(_answer(name, *found), status_code=201 if changed else 200)
+    return respond(_template(name, *found), 201 if changed else 200)
 
 
+@endpoint(
+    "GET /v1/templates/{name}",
+    "getTemplate",
+    TAG,
+    "Get a template",
+    "The latest version, or `?version=N`.",
+    scope="read",
+    path=TemplatePath,
+    query=VersionQuery,
+    ok={200: (Template, "OK")},
+    errors=(404,),
+)
 async def get_template(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    name = _name(request)
-    version = None
-    if "version" in request.query_params:
-        version = query_int(request, "version", 1, 1, 2**31 - 1)
+    name = decode_path(request, TemplatePath).name
+    version = decode_query(request, VersionQuery).version
     found = await PeopleStore(hub(request).store).template(p.tenant(), name, version)
     if found is None:
         raise NotFound("no template (or version) with that name in this tenant")
-    return JSONResponse(_answer(name, *found))
+    return respond(_template(name, *found))
 
 
+@endpoint(
+    "GET /v1/templates",
+    "listTemplates",
+    TAG,
+    "List templates",
+    "Every template of the tenant with its latest version.",
+    scope="read",
+    ok={200: (TemplateList, "OK")},
+)
 async def list_templates(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     names = await PeopleStore(hub(request).store).template_names(p.tenant())
-    return JSONResponse({"data": [{"name": n, "version": v} for n, v in names]})
+    return respond(TemplateList(data=[TemplateVersion(name=n, version=v) for n, v in names]))
 
 
+@endpoint(
+    "POST /v1/templates/{name}/preview",
+    "previewTemplate",
+    TAG,
+    "Preview a template",
+    "Every channel's variant, chosen by the locale chain (the body's locale, else the "
+    "recipient's, else the event's context.locale), rendered for the event.",
+    scope="read",
+    path=TemplatePath,
+    body=PreviewIn,
+    ok={200: (Preview, "OK")},
+    errors=(404,),
+)
 async def preview_template(request: Request) -> Response:
     """Every channel's variant rendered for an event (and optionally a recipient, or a locale):
     the locale chosen by the fallback chain, the rendered fields, or the errors."""
     h = hub(request)
     p = await principal(request, Scope.READ)
-    name = _name(request)
-    body = await read_json(request, 65536)
-    if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
-        raise BadRequest(
-            'the body must be {"event": {…}, "recipient": "id" or {…}, "locale": "pt-BR"}',
-            details=[{"path": "/event", "message": "an event object"}],
-        )
+    name = decode_path(request, TemplatePath).name
+    body = await decode_body(request, PreviewIn, PREVIEW_LIMIT)
     people = PeopleStore(h.store)
     found = await people.template(p.tenant(), name)
     if found is None:
         raise NotFound("no template with that name in this tenant")
     template = messages.parse_template(found[1])
-    event = {"data": {}, "context": {}, **body["event"]}
-    recipient = body.get("recipient")
+    event = {"data": {}, "context": {}, **body.event}
+    recipient = body.recipient
     if isinstance(recipient, str):
-        if recipient_problem(recipient) is not None:
-            raise BadRequest("recipient: an id of 1 to 200 characters")
         recipient = await people.get(p.tenant(), recipient)
         if recipient is None:
             raise NotFound("no recipient with that id in this tenant")
-    if recipient is not None and not isinstance(recipient, dict):
-        raise BadRequest("recipient: a recipient id or a profile object")
     if recipient is not None:
         event["recipient"] = recipient
-    locale = body.get("locale")
+    locale: Any = body.locale
+    where = "/locale"
     if locale is None and recipient is not None:
-        locale = recipient.get("locale")
+        locale, where = recipient.get("locale"), "/recipient/locale"
     if locale is None and isinstance(event.get("context"), dict):
-        locale = event["context"].get("locale")
+        locale, where = event["context"].get("locale"), "/event/context/locale"
     if locale is not None and (not isinstance(locale, str) or not messages.LOCALE_RE.match(locale)):
-        raise BadRequest("locale: a language tag such as pt-BR")
-    return JSONResponse(
-        {
-            "name": name,
-            "version": found[0],
-            "locale": locale,
-            "chain": messages.locale_chain(locale, template.default_locale),
-            "variants": messages.preview(template, event, locale),
-        }
+        problem = "a language tag such as pt-BR"
+        raise BadRequest(f"locale: {problem}", details=[{"path": where, "message": problem}])
+    answer = Preview(
+        name=name,
+        version=found[0],
+        locale=locale,
+        chain=messages.locale_chain(locale, template.default_locale),
+        variants=msgspec.convert(messages.preview(template, event, locale), list[Rendered]),
     )
+    return respond(answer)
 
 
-routes = [
-    HttpRoute("/v1/templates", list_templates, methods=["GET"]),
-    HttpRoute("/v1/templates/{name}/preview", preview_template, methods=["POST"]),
-    HttpRoute("/v1/templates/{name}", get_template, methods=["GET"]),
-    HttpRoute("/v1/templates/{name}", put_template, methods=["PUT"]),
-]
+routes = routes_of(list_templates, preview_template, get_template, put_template)

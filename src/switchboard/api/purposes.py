@@ -1,52 +1,70 @@
 """Consent purposes declared per tenant: `/v1/consent-purposes` (list) and `/{name}` (declare,
 describe, undeclare), and the check the consent, route and automation endpoints share: once a
 tenant has declared a purpose, every purpose they name must be declared (a 422 naming the field).
+Typed endpoints (see `api/contract.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as HttpRoute
 
-from switchboard.api.common import JSONResponse, hub, principal, read_json
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import (
+    Body,
+    Model,
+    Params,
+    decode_path,
+    endpoint,
+    respond,
+    routes_of,
+)
+from switchboard.api.contract_extra import decode_invalid
 from switchboard.envelope import now_us
-from switchboard.errors import BadRequest, NotFound, Unprocessable
+from switchboard.errors import NotFound, Unprocessable
 from switchboard.people import PURPOSE_RE
 from switchboard.store import Scope, Store
 from switchboard.store.people import PeopleStore
 
+TAG = "recipients"
 BODY_LIMIT = 8192
 MAX_PURPOSES = 100  # declared by one tenant
 MAX_DESCRIPTION = 1000  # characters
 
+PurposeName = Annotated[
+    str,
+    Meta(
+        pattern=PURPOSE_RE.pattern,
+        description="A consent purpose: a lowercase word such as marketing (letters, digits, "
+        "'_'; at most 40).",
+    ),
+]
 
-class PurposeBody(msgspec.Struct, forbid_unknown_fields=True):
+
+class PurposeIn(Body):
     """`PUT /v1/consent-purposes/{name}`."""
 
-    description: str = ""
+    description: Annotated[str, Meta(max_length=MAX_DESCRIPTION)] = ""
 
 
-def _name(request: Request) -> str:
-    name: str = request.path_params["name"]
-    if not PURPOSE_RE.match(name):
-        problem = "a lowercase word such as 'marketing' (letters, digits, '_'; at most 40)"
-        raise BadRequest(f"name: {problem}", details=[{"path": "name", "message": problem}])
-    return name
+class Purpose(Model):
+    name: str
+    description: str
+    created_at: Annotated[str, Meta(description="ISO 8601.")]
+    updated_at: Annotated[str, Meta(description="ISO 8601.")]
 
 
-def _where(exc: msgspec.ValidationError) -> str:
-    """The JSON pointer of a msgspec validation error ("… - at `$.description`", or "… unknown
-    field `x`")."""
-    text = str(exc)
-    if "unknown field `" in text:
-        return "/" + text.split("unknown field `", 1)[1].split("`", 1)[0]
-    if "at `$." in text:
-        return "/" + text.split("at `$.", 1)[1].split("`", 1)[0].replace(".", "/")
-    return "/"
+class Purposes(Model):
+    data: list[Purpose]
+
+
+class PurposePath(Params):
+    name: PurposeName
 
 
 async def check_declared(store: Store, tenant_id: str, purposes: Sequence[str], path: str) -> None:
@@ -67,25 +85,39 @@ async def check_declared(store: Store, tenant_id: str, purposes: Sequence[str], 
     raise Unprocessable("; ".join(d["message"] for d in details), details=details)
 
 
+@endpoint(
+    "GET /v1/consent-purposes",
+    "listConsentPurposes",
+    TAG,
+    "The tenant's consent purposes",
+    "Empty while the tenant has declared none: then any purpose is accepted.",
+    scope="read",
+    ok={200: (Purposes, "OK")},
+)
 async def list_purposes(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    return JSONResponse({"data": await PeopleStore(hub(request).store).purposes(p.tenant())})
+    found = await PeopleStore(hub(request).store).purposes(p.tenant())
+    return respond(Purposes(data=msgspec.convert(found, list[Purpose])))
 
 
+@endpoint(
+    "PUT /v1/consent-purposes/{name}",
+    "putConsentPurpose",
+    TAG,
+    "Declare or describe a consent purpose",
+    "Once a tenant declares any purpose, consents, routes and automations may name only "
+    f"declared ones (422 naming the field). At most {MAX_PURPOSES} per tenant; a description "
+    f"of at most {MAX_DESCRIPTION} characters.",
+    scope="manage",
+    path=PurposePath,
+    body=PurposeIn,
+    ok={200: (Purpose, "Described again."), 201: (Purpose, "Declared.")},
+    errors=(422,),
+)
 async def put_purpose(request: Request) -> Response:
     p = await principal(request, Scope.MANAGE)
-    name = _name(request)
-    try:
-        body = msgspec.convert(await read_json(request, BODY_LIMIT), PurposeBody)
-    except msgspec.ValidationError as exc:
-        raise Unprocessable(
-            str(exc), details=[{"path": _where(exc), "message": str(exc)}]
-        ) from None
-    if len(body.description) > MAX_DESCRIPTION:
-        problem = f"at most {MAX_DESCRIPTION} characters"
-        raise Unprocessable(
-            f"description: {problem}", details=[{"path": "/description", "message": problem}]
-        )
+    name = decode_path(request, PurposePath).name
+    body = await decode_invalid(request, PurposeIn, BODY_LIMIT)
     people = PeopleStore(hub(request).store)
     current = await people.purposes(p.tenant())
     if len(current) >= MAX_PURPOSES and name not in {c["name"] for c in current}:
@@ -93,18 +125,26 @@ async def put_purpose(request: Request) -> Response:
         raise Unprocessable(problem, details=[{"path": "name", "message": problem}])
     created = await people.put_purpose(p.tenant(), name, body.description, now_us())
     [declared] = [d for d in await people.purposes(p.tenant()) if d["name"] == name]
-    return JSONResponse(declared, status_code=201 if created else 200)
+    return respond(msgspec.convert(declared, Purpose), 201 if created else 200)
 
 
+@endpoint(
+    "DELETE /v1/consent-purposes/{name}",
+    "deleteConsentPurpose",
+    TAG,
+    "Undeclare a consent purpose",
+    "The ledger keeps its records of the purpose.",
+    scope="manage",
+    path=PurposePath,
+    ok={204: (None, "Done; no body.")},
+    errors=(404,),
+)
 async def delete_purpose(request: Request) -> Response:
     p = await principal(request, Scope.MANAGE)
-    if not await PeopleStore(hub(request).store).delete_purpose(p.tenant(), _name(request)):
+    name = decode_path(request, PurposePath).name
+    if not await PeopleStore(hub(request).store).delete_purpose(p.tenant(), name):
         raise NotFound("no consent purpose with that name in this tenant")
     return Response(status_code=204)
 
 
-routes = [
-    HttpRoute("/v1/consent-purposes", list_purposes, methods=["GET"]),
-    HttpRoute("/v1/consent-purposes/{name}", put_purpose, methods=["PUT"]),
-    HttpRoute("/v1/consent-purposes/{name}", delete_purpose, methods=["DELETE"]),
-]
+routes = routes_of(list_purposes, put_purpose, delete_purpose)

@@ -1,128 +1,275 @@
-"""Recipients: `/v1/recipients/{id}` (profile), `/consents` (the ledger), `/preferences`."""
+"""Recipients: `/v1/recipients/{id}` (profile), `/consents` (the ledger), `/preferences`, and the
+public one-click unsubscribe link. Typed endpoints (see `api/contract.py`)."""
 
 from __future__ import annotations
 
-import re
 import zoneinfo
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+import orjson
+from msgspec import UNSET, Meta, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as HttpRoute
 
 from switchboard import unsubscribe
-from switchboard.api.common import (
-    JSONResponse,
-    hub,
-    principal,
-    query_int,
-    read_json,
-    type_glob_problem,
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import (
+    PUBLIC,
+    Body,
+    Model,
+    Params,
+    Raw,
+    decode_path,
+    decode_query,
+    endpoint,
+    respond,
+    routes_of,
 )
+from switchboard.api.contract_extra import RecipientId, decode_invalid, routes_taking_slashes
 from switchboard.api.models import CHANNEL_RE
-from switchboard.api.purposes import check_declared
-from switchboard.envelope import EnvelopeError, now_us, parse_time
+from switchboard.api.purposes import PurposeName, check_declared
+from switchboard.envelope import TYPE_GLOB_RE, EnvelopeError, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, Unprocessable
-from switchboard.people import (
-    ACTIONS,
-    CONSENT_FIELDS,
-    MAX_VALUE,
-    PROFILE_FIELDS,
-    PURPOSE_RE,
-    ConsentRecord,
-    Preference,
-    recipient_problem,
-)
+from switchboard.people import MAX_VALUE, PROFILE_FIELDS, ConsentRecord, Preference
 from switchboard.store import Scope
 from switchboard.store.people import PeopleStore, record_consent, upsert_profile
 
+TAG = "recipients"
 BODY_LIMIT = 65536
 MAX_ATTRIBUTES = 50  # keys of a recipient's attributes
 MAX_ATTRIBUTES_BYTES = 8192  # their JSON size
 MAX_PREFERENCES = 200  # per recipient
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-_PHONE = re.compile(r"^\+?[0-9 ().\-]{4,40}$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
-_CHANNEL = CHANNEL_RE
+MAX_TOKEN = 2048  # characters of an unsubscribe link's token
 
 
-def _invalid(problems: list[tuple[str, str]]) -> Unprocessable:
-    return Unprocessable(
-        "; ".join(f"{path}: {message}" for path, message in problems),
-        details=[{"path": path, "message": message} for path, message in problems],
+Email = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_VALUE,
+        pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$",
+        description="Contact email.",
+    ),
+]
+Phone = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_VALUE,
+        pattern=r"^\+?[0-9 ().\-]{4,40}$",
+        description="Phone / WhatsApp number.",
+    ),
+]
+Locale = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_VALUE,
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$",
+        description="Language tag, e.g. pt-BR.",
+    ),
+]
+TimeZone = Annotated[
+    str,
+    Meta(min_length=1, max_length=MAX_VALUE, description="IANA time zone, e.g. America/Sao_Paulo."),
+]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_VALUE)]
+Attributes = Annotated[
+    dict[str, Any],
+    Meta(
+        max_length=MAX_ATTRIBUTES,
+        description=f"Free-form attributes: at most {MAX_ATTRIBUTES} keys and "
+        f"{MAX_ATTRIBUTES_BYTES} bytes of JSON. In a PATCH they merge key by key, null removing "
+        "a key.",
+    ),
+]
+ConsentText = Annotated[str, Meta(max_length=MAX_VALUE)]
+Action = Literal["grant", "withdraw"]
+
+
+class ProfileIn(Body):
+    """A recipient's profile: in a PUT, absent fields are cleared; in a PATCH, absent fields
+    stay and null clears one."""
+
+    email: Email | UnsetType | None = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    locale: Locale | UnsetType | None = UNSET
+    timezone: TimeZone | UnsetType | None = UNSET
+    name: Name | UnsetType | None = UNSET
+    attributes: Attributes | UnsetType | None = UNSET
+    id: Annotated[str, Meta(description="Ignored: the URL names the recipient.")] | UnsetType = (
+        UNSET
     )
 
 
-def _recipient_id(request: Request) -> str:
-    rid: str = request.path_params["id"]
-    if (problem := recipient_problem(rid)) is not None:
-        raise BadRequest(problem, details=[{"path": "id", "message": problem}])
-    return rid
+class Recipient(Model):
+    id: str
+    email: str | None
+    phone: str | None
+    locale: str | None
+    timezone: str | None
+    name: str | None
+    attributes: dict[str, Any]
+    created_at: Annotated[str, Meta(description="ISO 8601.")]
+    updated_at: Annotated[str, Meta(description="ISO 8601.")]
 
 
-def parse_profile(body: Any) -> tuple[dict[str, str | None], dict[str, Any] | None]:
-    """(contact fields present in the body, attributes or None when absent); problems are
-    raised as one 422 naming every field."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    problems: list[tuple[str, str]] = []
-    for key in sorted(set(body) - {*PROFILE_FIELDS, "attributes", "id"}):
-        problems.append((f"/{key}", "unknown field"))
+class RecipientPath(Params):
+    id: RecipientId
+
+
+class ConsentIn(Body):
+    purpose: PurposeName
+    action: Action
+    at: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                description="When the person decided (default: now).",
+                extra_json_schema={"format": "date-time"},
+            ),
+        ]
+        | None
+    ) = None
+    terms_version: ConsentText | None = None
+    legal_basis: ConsentText | None = None
+    origin: ConsentText | None = None
+    ip: ConsentText | None = None
+    user_agent: ConsentText | None = None
+
+
+class Consent(Model):
+    id: str
+    purpose: str
+    action: Action
+    at: str
+    terms_version: str | None
+    legal_basis: str | None
+    origin: str | None
+    ip: str | None
+    user_agent: str | None
+    event_id: Annotated[str | None, Meta(description="The event that recorded it, if any.")]
+    recorded_at: str
+
+
+class Consents(Model):
+    state: Annotated[
+        dict[str, Literal["granted", "withdrawn"]],
+        Meta(description="Each purpose's current state."),
+    ]
+    data: Annotated[list[Consent], Meta(description="Every record, newest first.")]
+
+
+class ConsentQuery(Params):
+    limit: Annotated[int, Meta(ge=1, le=1000, description="Page size (default 100).")] = 100
+
+
+class PreferenceItem(Body, kw_only=True):
+    topic: Annotated[
+        str,
+        Meta(
+            pattern=TYPE_GLOB_RE.pattern,
+            max_length=200,
+            description="An event type, a glob of types, or a catalog category.",
+        ),
+    ]
+    channel: Annotated[
+        str,
+        Meta(
+            pattern=CHANNEL_RE.pattern,
+            description="A destination kind (email, whatsapp, inbox…) or *.",
+        ),
+    ] = "*"
+    enabled: bool
+
+
+class Preferences(Body):
+    """A recipient's opt-ins and opt-outs (the body of the PUT and every answer)."""
+
+    preferences: Annotated[list[PreferenceItem], Meta(max_length=MAX_PREFERENCES)]
+
+
+class TokenPath(Params):
+    token: Annotated[
+        str,
+        Meta(
+            max_length=MAX_TOKEN,
+            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+            description="The signed token of the link (base64url, a dot, base64url).",
+        ),
+    ]
+
+
+def _invalid(path: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def _recipient(found: dict[str, Any] | None) -> Recipient:
+    if found is None:
+        raise NotFound("no recipient with that id in this tenant")
+    return msgspec.convert(found, Recipient)
+
+
+def _rid(request: Request) -> str:
+    return decode_path(request, RecipientPath).id
+
+
+def _profile(body: ProfileIn) -> tuple[dict[str, str | None], dict[str, Any] | None]:
+    """(contact fields present in the body, attributes or None when absent or null), after the
+    checks a schema cannot state."""
     fields: dict[str, str | None] = {}
-    checks = {
-        "email": (_EMAIL, "an email address such as ana@example.com"),
-        "phone": (_PHONE, "a phone number such as +55 31 99876-5432"),
-        "locale": (_LOCALE, "a language tag such as pt-BR or en"),
-    }
     for name in PROFILE_FIELDS:
-        if name not in body:
-            continue
-        value = body[name]
-        if value is None:
-            fields[name] = None
-            continue
-        if not isinstance(value, str) or not value or len(value) > MAX_VALUE:
-            problems.append((f"/{name}", f"a string of 1 to {MAX_VALUE} characters, or null"))
-            continue
-        if name in checks and not checks[name][0].match(value):
-            problems.append((f"/{name}", checks[name][1]))
-        if name == "timezone":
-            try:
-                zoneinfo.ZoneInfo(value)
-            except (
-                zoneinfo.ZoneInfoNotFoundError,
-                ValueError,
-                OSError,
-            ):  # OSError: a name too long
-                problems.append(("/timezone", "an IANA time zone such as America/Sao_Paulo"))
-        fields[name] = value
-    attributes = body.get("attributes")
-    if attributes is not None:
-        import orjson
-
-        if not isinstance(attributes, dict) or len(attributes) > MAX_ATTRIBUTES:
-            problems.append(("/attributes", f"an object of at most {MAX_ATTRIBUTES} keys"))
-        elif len(orjson.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
-            problems.append(("/attributes", f"at most {MAX_ATTRIBUTES_BYTES} bytes of JSON"))
-    if problems:
-        raise _invalid(problems)
+        value = getattr(body, name)
+        if value is not UNSET:
+            fields[name] = value
+    if (zone := fields.get("timezone")) is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a long name
+            raise _invalid("/timezone", "an IANA time zone such as America/Sao_Paulo") from None
+    attributes = body.attributes if isinstance(body.attributes, dict) else None
+    if attributes is not None and len(orjson.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise _invalid("/attributes", f"at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
     return fields, attributes
 
 
+@endpoint(
+    "GET /v1/recipients/{id}",
+    "getRecipient",
+    TAG,
+    "Get a recipient",
+    "The profile: contact points, locale, time zone, attributes.",
+    scope="read",
+    path=RecipientPath,
+    ok={200: (Recipient, "OK")},
+    errors=(404,),
+)
 async def get_recipient(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    found = await PeopleStore(hub(request).store).get(p.tenant(), _recipient_id(request))
-    if found is None:
-        raise NotFound("no recipient with that id in this tenant")
-    return JSONResponse(found)
+    return respond(_recipient(await PeopleStore(hub(request).store).get(p.tenant(), _rid(request))))
 
 
+@endpoint(
+    "PUT /v1/recipients/{id}",
+    "putRecipient",
+    TAG,
+    "Create or replace a recipient",
+    "Fields absent from the body are cleared. Each text is 1 to 500 characters; `attributes` "
+    f"at most {MAX_ATTRIBUTES} keys and {MAX_ATTRIBUTES_BYTES} bytes of JSON.",
+    scope="manage",
+    path=RecipientPath,
+    body=ProfileIn,
+    ok={200: (Recipient, "Replaced."), 201: (Recipient, "Created.")},
+    errors=(404, 422),  # 404: an id no route matches (a line break)
+)
 async def put_recipient(request: Request) -> Response:
-    """Replace the profile: fields absent from the body are cleared."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    rid = _recipient_id(request)
-    fields, attributes = parse_profile(await read_json(request, BODY_LIMIT))
+    rid = _rid(request)
+    fields, attributes = _profile(await decode_invalid(request, ProfileIn, BODY_LIMIT))
     people = PeopleStore(h.store)
     existed = await people.get(p.tenant(), rid) is not None
     await people.run(
@@ -138,16 +285,27 @@ async def put_recipient(request: Request) -> Response:
             )
         ]
     )
-    return JSONResponse(await people.get(p.tenant(), rid), status_code=200 if existed else 201)
+    return respond(_recipient(await people.get(p.tenant(), rid)), 200 if existed else 201)
 
 
+@endpoint(
+    "PATCH /v1/recipients/{id}",
+    "patchRecipient",
+    TAG,
+    "Change a recipient",
+    "Only the fields in the body change; null clears one; attributes merge key by key (a null "
+    f"value removes the key; at most {MAX_ATTRIBUTES} keys in all).",
+    scope="manage",
+    path=RecipientPath,
+    body=ProfileIn,
+    ok={200: (Recipient, "OK")},
+    errors=(404, 422),
+)
 async def patch_recipient(request: Request) -> Response:
-    """Change the fields in the body (null clears one); attributes are merged key by key, a
-    null value removing the key."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    rid = _recipient_id(request)
-    fields, attributes = parse_profile(await read_json(request, BODY_LIMIT))
+    rid = _rid(request)
+    fields, attributes = _profile(await decode_invalid(request, ProfileIn, BODY_LIMIT))
     people = PeopleStore(h.store)
     current = await people.get(p.tenant(), rid)
     if current is None:
@@ -165,66 +323,91 @@ async def patch_recipient(request: Request) -> Response:
         else:
             attrs[key] = value
     if len(attrs) > MAX_ATTRIBUTES:
-        raise _invalid([("/attributes", f"at most {MAX_ATTRIBUTES} keys in all")])
+        raise _invalid("/attributes", f"at most {MAX_ATTRIBUTES} keys in all")
     await people.run(
         [upsert_profile(h.store.dialect, p.tenant(), rid, merged, attrs, now_us(), replace=True)]
     )
-    return JSONResponse(await people.get(p.tenant(), rid))
+    return respond(_recipient(await people.get(p.tenant(), rid)))
 
 
+@endpoint(
+    "DELETE /v1/recipients/{id}",
+    "deleteRecipient",
+    TAG,
+    "Delete a recipient",
+    "The profile and preferences are deleted; the consent ledger is kept as proof.",
+    scope="manage",
+    path=RecipientPath,
+    ok={204: (None, "Done; no body.")},
+    errors=(404,),
+)
 async def delete_recipient(request: Request) -> Response:
     p = await principal(request, Scope.MANAGE)
-    if not await PeopleStore(hub(request).store).delete(p.tenant(), _recipient_id(request)):
+    if not await PeopleStore(hub(request).store).delete(p.tenant(), _rid(request)):
         raise NotFound("no recipient with that id in this tenant")
     return Response(status_code=204)
 
 
+@endpoint(
+    "GET /v1/recipients/{id}/consents",
+    "listConsents",
+    TAG,
+    "The consent ledger of a recipient",
+    "Every grant and withdrawal, newest first, and the current state per purpose.",
+    scope="read",
+    path=RecipientPath,
+    query=ConsentQuery,
+    ok={200: (Consents, "OK")},
+    errors=(404,),  # an id no route matches (a line break)
+)
 async def list_consents(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    limit = query_int(request, "limit", 100, 1, 1000)
-    rows = await PeopleStore(hub(request).store).consents(p.tenant(), _recipient_id(request), limit)
-    state: dict[str, str] = {}
+    rid = _rid(request)
+    limit = decode_query(request, ConsentQuery).limit
+    rows = await PeopleStore(hub(request).store).consents(p.tenant(), rid, limit)
+    state: dict[str, Literal["granted", "withdrawn"]] = {}
     for r in rows:  # newest first: the first row of a purpose is its state
         state.setdefault(r["purpose"], "granted" if r["action"] == "grant" else "withdrawn")
-    return JSONResponse({"state": state, "data": rows})
+    return respond(Consents(state=state, data=msgspec.convert(rows, list[Consent])))
 
 
-def parse_consent(body: Any, received_us: int) -> ConsentRecord:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    problems: list[tuple[str, str]] = []
-    for key in sorted(set(body) - {"purpose", "action", "at", *CONSENT_FIELDS}):
-        problems.append((f"/{key}", "unknown field"))
-    purpose, action = body.get("purpose"), body.get("action")
-    if not isinstance(purpose, str) or not PURPOSE_RE.match(purpose):
-        problems.append(("/purpose", "a lowercase word such as 'marketing'"))
-    if action not in ACTIONS:
-        problems.append(("/action", "grant or withdraw"))
+def consent_record(body: ConsentIn, received_us: int) -> ConsentRecord:
     at_us = received_us
-    if body.get("at") is not None:
+    if body.at is not None:
         try:
-            at_us = parse_time(body["at"], "at")
+            at_us = parse_time(body.at, "at")
         except EnvelopeError as exc:
-            problems.append(("/at", exc.errors[0]["message"]))
-    values: dict[str, str | None] = {}
-    for name in CONSENT_FIELDS:
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_VALUE):
-            problems.append((f"/{name}", f"a string of at most {MAX_VALUE} characters"))
-        values[name] = value
-    if problems:
-        raise _invalid(problems)
-    return ConsentRecord(str(purpose), str(action), at_us, values)
+            raise _invalid("/at", exc.errors[0]["message"]) from None
+    values: dict[str, str | None] = {
+        "terms_version": body.terms_version,
+        "legal_basis": body.legal_basis,
+        "origin": body.origin,
+        "ip": body.ip,
+        "user_agent": body.user_agent,
+    }
+    return ConsentRecord(body.purpose, body.action, at_us, values)
 
 
+@endpoint(
+    "POST /v1/recipients/{id}/consents",
+    "addConsent",
+    TAG,
+    "Record a grant or a withdrawal",
+    "Appended to the ledger. A withdrawal cancels the recipient's deliveries still "
+    "waiting in routes that require the purpose (reason `consent:<purpose>`). Once the tenant "
+    "declares consent purposes, `purpose` must be one of them (422).",
+    scope="manage",
+    path=RecipientPath,
+    body=ConsentIn,
+    ok={201: (Consent, "Recorded.")},
+    errors=(404, 422),
+)
 async def add_consent(request: Request) -> Response:
-    """Append a grant or a withdrawal; a withdrawal cancels what still waits to go out to the
-    recipient through routes that require the purpose."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    rid = _recipient_id(request)
+    rid = _rid(request)
     now = now_us()
-    record = parse_consent(await read_json(request, BODY_LIMIT), now)
+    record = consent_record(await decode_invalid(request, ConsentIn, BODY_LIMIT), now)
     await check_declared(h.store, p.tenant(), [record.purpose], "/purpose")
     cancel: list[str] = []
     if record.action == "withdraw":
@@ -234,55 +417,40 @@ async def add_consent(request: Request) -> Response:
     people = PeopleStore(h.store)
     await people.run(record_consent(p.tenant(), rid, record, now, cancel_routes=cancel))
     latest = (await people.consents(p.tenant(), rid, 1))[0]
-    return JSONResponse(latest, status_code=201)
-
-
-def parse_preferences(body: Any) -> list[Preference]:
-    if not isinstance(body, dict) or not isinstance(body.get("preferences"), list):
-        raise BadRequest(
-            'the body must be {"preferences": [{"topic": …, "channel": …, "enabled": …}]}',
-            details=[{"path": "/preferences", "message": "a list"}],
-        )
-    raw = body["preferences"]
-    if len(raw) > MAX_PREFERENCES:
-        raise _invalid([("/preferences", f"at most {MAX_PREFERENCES} preferences")])
-    problems: list[tuple[str, str]] = []
-    out: dict[tuple[str, str], Preference] = {}
-    for i, item in enumerate(raw):
-        at = f"/preferences/{i}"
-        if not isinstance(item, dict):
-            problems.append((at, "an object with topic, channel and enabled"))
-            continue
-        for key in sorted(set(item) - {"topic", "channel", "enabled"}):
-            problems.append((f"{at}/{key}", "unknown field"))
-        topic, channel, enabled = item.get("topic"), item.get("channel", "*"), item.get("enabled")
-        if (problem := type_glob_problem(topic)) is not None or len(str(topic)) > 200:
-            problems.append((f"{at}/topic", problem or "at most 200 characters"))
-        if not isinstance(channel, str) or not _CHANNEL.match(channel):
-            problems.append((f"{at}/channel", "a channel kind such as email, or '*'"))
-        if not isinstance(enabled, bool):
-            problems.append((f"{at}/enabled", "true or false"))
-        if not problems:
-            out[(str(topic), str(channel))] = Preference(str(topic), str(channel), bool(enabled))
-    if problems:
-        raise _invalid(problems)
-    return list(out.values())
+    return respond(msgspec.convert(latest, Consent), 201)
 
 
 _PAGE = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width"><title>{title}</title></head><body>
 <p>{text}</p>{form}</body></html>"""
+HTML = Raw("text/html")
 
 
 def _unsubscribe_target(request: Request) -> tuple[str, str, str, str]:
-    found = unsubscribe.verify(
-        hub(request).settings.unsubscribe_secret, request.path_params["token"]
-    )
+    invalid = NotFound("this unsubscribe link is not valid")
+    try:  # a truncated or mangled link is as invalid as a forged one: the same 404
+        token = decode_path(request, TokenPath).token
+    except BadRequest:
+        raise invalid from None
+    found = unsubscribe.verify(hub(request).settings.unsubscribe_secret, token)
     if found is None:
-        raise NotFound("this unsubscribe link is not valid")
+        raise invalid
     return found
 
 
+@endpoint(
+    "GET /v1/unsubscribe/{token}",
+    "unsubscribePage",
+    TAG,
+    "Unsubscribe page",
+    "A link followed in a browser: a page with a button that POSTs. Changes nothing "
+    "(mail scanners prefetch links). No API key: the token is signed; one that is not valid "
+    "(forged, altered, truncated) is a 404.",
+    scope=PUBLIC,
+    path=TokenPath,
+    ok={200: (HTML, "An HTML page.")},
+    errors=(404, 431),
+)
 async def unsubscribe_page(request: Request) -> Response:
     """A link followed in a browser (or prefetched by a mail scanner) changes nothing: it shows
     a button that POSTs, as RFC 8058 asks."""
@@ -292,6 +460,19 @@ async def unsubscribe_page(request: Request) -> Response:
     return Response(body, media_type="text/html; charset=utf-8")
 
 
+@endpoint(
+    "POST /v1/unsubscribe/{token}",
+    "unsubscribe",
+    TAG,
+    "One-click unsubscribe (RFC 8058)",
+    "Opts the recipient out of the link's topic on its channel. Idempotent. The body (a mail "
+    "client's `List-Unsubscribe=One-Click`) is not read. No API key: the token is signed; one "
+    "that is not valid is a 404.",
+    scope=PUBLIC,
+    path=TokenPath,
+    ok={200: (HTML, "An HTML page.")},
+    errors=(404, 431),
+)
 async def unsubscribe_now(request: Request) -> Response:
     """The one-click POST (`List-Unsubscribe=One-Click`) or the page's button: the recipient's
     preference for (topic, channel) becomes opted out. Idempotent; no API key, only the token."""
@@ -304,40 +485,69 @@ async def unsubscribe_now(request: Request) -> Response:
     return Response(body, media_type="text/html; charset=utf-8")
 
 
-def _prefs_json(prefs: list[Preference]) -> dict[str, Any]:
-    return {
-        "preferences": [
-            {"topic": p.topic, "channel": p.channel, "enabled": p.enabled} for p in prefs
+def _preferences(prefs: list[Preference]) -> Preferences:
+    return Preferences(
+        preferences=[
+            PreferenceItem(topic=p.topic, channel=p.channel, enabled=p.enabled) for p in prefs
         ]
-    }
+    )
 
 
+@endpoint(
+    "GET /v1/recipients/{id}/preferences",
+    "getPreferences",
+    TAG,
+    "A recipient's preferences",
+    "Opt-ins and opt-outs per topic and channel.",
+    scope="read",
+    path=RecipientPath,
+    ok={200: (Preferences, "OK")},
+    errors=(404,),  # an id no route matches (a stray "/", a line break)
+)
 async def get_preferences(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    prefs = await PeopleStore(hub(request).store).preferences(p.tenant(), _recipient_id(request))
-    return JSONResponse(_prefs_json(prefs))
+    prefs = await PeopleStore(hub(request).store).preferences(p.tenant(), _rid(request))
+    return respond(_preferences(prefs))
 
 
+@endpoint(
+    "PUT /v1/recipients/{id}/preferences",
+    "putPreferences",
+    TAG,
+    "Replace a recipient's preferences",
+    "The most specific preference decides; types marked critical ignore opt-outs. At most "
+    f"{MAX_PREFERENCES}; a (topic, channel) given twice keeps the last.",
+    scope="manage",
+    path=RecipientPath,
+    body=Preferences,
+    ok={200: (Preferences, "OK")},
+    errors=(404, 422),
+)
 async def put_preferences(request: Request) -> Response:
-    """Replace the recipient's preferences."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    rid = _recipient_id(request)
-    prefs = parse_preferences(await read_json(request, BODY_LIMIT))
+    rid = _rid(request)
+    body = await decode_invalid(request, Preferences, BODY_LIMIT)
+    prefs = {
+        (i.topic, i.channel): Preference(i.topic, i.channel, i.enabled) for i in body.preferences
+    }
     people = PeopleStore(h.store)
-    await people.put_preferences(p.tenant(), rid, prefs, now_us())
-    return JSONResponse(_prefs_json(await people.preferences(p.tenant(), rid)))
+    await people.put_preferences(p.tenant(), rid, list(prefs.values()), now_us())
+    return respond(_preferences(await people.preferences(p.tenant(), rid)))
 
 
 routes = [
-    HttpRoute("/v1/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
-    HttpRoute("/v1/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
-    HttpRoute("/v1/recipients/{id:path}/consents", list_consents, methods=["GET"], name="consents"),
-    HttpRoute("/v1/recipients/{id:path}/consents", add_consent, methods=["POST"]),
-    HttpRoute("/v1/recipients/{id:path}/preferences", get_preferences, methods=["GET"]),
-    HttpRoute("/v1/recipients/{id:path}/preferences", put_preferences, methods=["PUT"]),
-    HttpRoute("/v1/recipients/{id:path}", get_recipient, methods=["GET"]),
-    HttpRoute("/v1/recipients/{id:path}", put_recipient, methods=["PUT"]),
-    HttpRoute("/v1/recipients/{id:path}", patch_recipient, methods=["PATCH"]),
-    HttpRoute("/v1/recipients/{id:path}", delete_recipient, methods=["DELETE"]),
+    *routes_of(unsubscribe_page, unsubscribe_now),
+    # the literal tails before the bare id, which takes "/" too
+    *routes_taking_slashes(
+        list_consents,
+        add_consent,
+        get_preferences,
+        put_preferences,
+        get_recipient,
+        put_recipient,
+        patch_recipient,
+        delete_recipient,
+        wide="id",
+    ),
 ]

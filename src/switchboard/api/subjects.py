@@ -1,36 +1,130 @@
 """Data subjects' rights: `GET /v1/subjects/{subject}/export` and `DELETE /v1/subjects/{subject}`
-(subjects.py does the work; the timeline lives with the other event reads in api/events.py)."""
+(subjects.py does the work; the timeline lives with the other event reads in api/events.py).
+Typed endpoints (see `api/contract.py`)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as HttpRoute
 
 from switchboard import subjects
-from switchboard.api.common import JSONResponse, hub, principal
-from switchboard.errors import BadRequest
-from switchboard.people import recipient_problem
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import Model, Params, decode_path, endpoint, respond, routes_of
+from switchboard.api.recipients import Consent, PreferenceItem, Recipient
+from switchboard.people import RECIPIENT_ID_MAX
 from switchboard.store import Scope
 
 log = logging.getLogger("switchboard.subjects")
+TAG = "subjects"
+Count = Annotated[int, Meta(ge=0)] | UnsetType  # absent from receipts older than the count
+
+
+class SubjectPath(Params):
+    subject: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=RECIPIENT_ID_MAX,
+            pattern="^[^/]+$",  # a "/" (or %2F) ends the route's match: a 404
+            description="The subject: the events' `subject`, the recipient id (no '/').",
+        ),
+    ]
+
+
+class ErasureReceipt(Model):
+    id: Annotated[str, Meta(description="The receipt's id; the export lists the subject's.")]
+    subject: str
+    erased_at: Annotated[str, Meta(description="ISO 8601.")]
+    events_scrubbed: Count = UNSET
+    recipient_deleted: bool | UnsetType = UNSET
+    preferences_deleted: Count = UNSET
+    consents_scrubbed: Count = UNSET
+    inbox_items_deleted: Count = UNSET
+    deliveries_cancelled: Count = UNSET
+    attempts_scrubbed: Count = UNSET
+    runs_cancelled: Count = UNSET
+    requests_scrubbed: Count = UNSET
+
+
+class ExportedDelivery(Model):
+    id: str
+    event_id: str | None
+    destination_id: str
+    status: str
+    attempts: int
+    created_at: str
+    updated_at: str
+
+
+class SubjectExport(Model):
+    subject: str
+    exported_at: Annotated[str, Meta(description="ISO 8601.")]
+    recipient: Annotated[Recipient | None, Meta(description="The profile, if any.")]
+    preferences: list[PreferenceItem]
+    consents: Annotated[list[Consent], Meta(description="The consent ledger, newest first.")]
+    inbox: Annotated[
+        list[dict[str, Any]],
+        Meta(description="The in-app items, as `GET /v1/inbox/{recipient}` lists them."),
+    ]
+    events: Annotated[
+        list[dict[str, Any]],
+        Meta(
+            description="The subject's events, newest first (at most 100,000).",
+            extra_json_schema={"items": {"$ref": "#/components/schemas/StoredEvent"}},
+        ),
+    ]
+    events_truncated: Annotated[bool, Meta(description="More events exist than were exported.")]
+    deliveries: Annotated[list[ExportedDelivery], Meta(description="The events' deliveries.")]
+    erasures: Annotated[list[ErasureReceipt], Meta(description="Earlier erasure receipts.")]
 
 
 def _subject(request: Request) -> str:
-    subject: str = request.path_params["subject"]
-    if (problem := recipient_problem(subject)) is not None:
-        raise BadRequest(problem, details=[{"path": "subject", "message": problem}])
-    return subject
+    return decode_path(request, SubjectPath).subject
 
 
+@endpoint(
+    "GET /v1/subjects/{subject}/export",
+    "exportSubject",
+    TAG,
+    "Everything held about a subject",
+    "The profile, preferences, consents, inbox, events (newest first, at most 100,000), "
+    "their deliveries and earlier erasure receipts, as one JSON document (LGPD art. 18 "
+    "II and V). PII is masked unless the key also has the `pii` scope.",
+    scope="read",
+    path=SubjectPath,
+    ok={200: (SubjectExport, "OK")},
+    errors=(404,),  # a subject no route matches
+)
 async def export_subject(request: Request) -> Response:
     """Everything held about the subject; masked like every answer unless the key has `pii`."""
     p = await principal(request, Scope.READ)
-    return JSONResponse(await subjects.export(hub(request), p.tenant(), _subject(request)))
+    found = await subjects.export(hub(request), p.tenant(), _subject(request))
+    # the events (up to 100,000) and inbox items are documents already shaped by their own
+    # areas: passed through, not converted value by value (10 times the cost of the answer)
+    passed = {"events": found.pop("events"), "inbox": found.pop("inbox")}
+    typed = msgspec.convert({**found, "events": [], "inbox": []}, SubjectExport)
+    return respond(msgspec.structs.replace(typed, **passed))
 
 
+@endpoint(
+    "DELETE /v1/subjects/{subject}",
+    "eraseSubject",
+    TAG,
+    "Erase a subject's personal data",
+    "Deletes the profile, preferences and inbox items, cancels pending deliveries and "
+    "running automations, clears receivers' answers and the raw provider requests of "
+    "the subject's events, and leaves the events as skeletons with their PII fields "
+    "null (LGPD art. 18 VI). Needs the `pii` scope as well.",
+    scope="manage",
+    path=SubjectPath,
+    ok={200: (ErasureReceipt, "The receipt: what was erased, as counts.")},
+    errors=(404,),  # a subject no route matches
+)
 async def erase_subject(request: Request) -> Response:
     p = await principal(request, Scope.MANAGE)
     p.require(Scope.PII)  # erasing is acting on personal data: both scopes
@@ -39,10 +133,7 @@ async def erase_subject(request: Request) -> Response:
         "subject erased",
         extra={"action": "subject_erased", "tenant_id": p.tenant(), "receipt_id": receipt.id},
     )
-    return JSONResponse(receipt.to_json())
+    return respond(msgspec.convert(receipt.to_json(), ErasureReceipt))
 
 
-routes = [
-    HttpRoute("/v1/subjects/{subject}/export", export_subject, methods=["GET"]),
-    HttpRoute("/v1/subjects/{subject}", erase_subject, methods=["DELETE"]),
-]
+routes = routes_of(export_subject, erase_subject)

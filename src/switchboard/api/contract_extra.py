@@ -1,0 +1,57 @@
+"""What `api/contract.py` lacks for the people endpoints (recipients, templates, purposes): a body
+decoded into its model where a violation is a 422, as these endpoints have always answered, and
+routes whose path parameter takes a "/" (recipient ids come from other systems). Both belong in
+contract.py; they are here until it grows them."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.routing import Route
+
+from switchboard.api.common import read_json
+from switchboard.api.contract import Handler, _problem, endpoint_of
+from switchboard.errors import Unprocessable
+from switchboard.people import RECIPIENT_ID_MAX
+
+T = TypeVar("T")
+
+RecipientId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=RECIPIENT_ID_MAX,
+        # a line break ends the route's match (Starlette's `path` is `.*`): such an id is a 404
+        pattern=r"^[^\n]+$",
+        description=f"The recipient: the `subject` of the events about them (1 to "
+        f"{RECIPIENT_ID_MAX} characters, '/' allowed, no line break).",
+    ),
+]
+
+
+async def decode_invalid(request: Request, model: type[T], limit: int) -> T:
+    """`contract.decode_body`, but a body that is well-formed JSON and violates the model is a
+    422 naming the field's JSON pointer (malformed JSON, a wrong content type or NUL stay 400)."""
+    doc = await read_json(request, limit)
+    try:
+        return msgspec.convert(doc, type=model)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "/")
+        raise Unprocessable(
+            f"{path}: {message}", details=[{"path": path, "message": message}]
+        ) from None
+
+
+def routes_taking_slashes(*handlers: Handler, wide: str) -> list[Route]:
+    """`contract.routes_of`, with the path parameter `wide` matching "/" too (`{id:path}`); the
+    document keeps the plain `{id}`."""
+    out = []
+    for h in handlers:
+        spec = endpoint_of(h)
+        out.append(
+            Route(spec.url.replace(f"{{{wide}}}", f"{{{wide}:path}}"), h, methods=[spec.method])
+        )
+    return out
