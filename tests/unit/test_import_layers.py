@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.logs",
             "switchboard.messages",
             "switchboard.unsubscribe",
+            "switchboard.engagement",
             "switchboard.records",
             "switchboard.resources",
             "switchboard.catalog",
