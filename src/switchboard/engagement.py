@@ -281,10 +281,10 @@ class Stamp:
         )
 
     def pixel_url(self) -> str:
-        return f"{self.base}/v1/track/open/{token(self.secret, self.mark('o'))}"
+        return f"{self.base}/v1/engagement/open/{token(self.secret, self.mark('o'))}"
 
     def link_url(self, link_id: str, url: str) -> str:
-        return f"{self.base}/v1/track/click/{token(self.secret, self.mark('c', link_id, url))}"
+        return f"{self.base}/v1/engagement/click/{token(self.secret, self.mark('c', link_id, url))}"
 
 
 def rewrite(body: str, stamp: Stamp) -> tuple[str, int]:

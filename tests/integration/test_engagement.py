@@ -109,9 +109,9 @@ async def test_opens_and_clicks_of_a_campaign_email_become_events_a_route_acts_o
     by_to = {e.rcpt_tos[0]: parse(e) for e in smtp.collector.envelopes}
     hrefs, pixel = links_of(by_to["ana@example.com"])
     click = hrefs[0]
-    assert click.startswith(f"{api.url}/v1/track/click/")
+    assert click.startswith(f"{api.url}/v1/engagement/click/")
     assert hrefs[1] == "mailto:oi@clinica.example"  # not rewritten
-    assert pixel.startswith(f"{api.url}/v1/track/open/")
+    assert pixel.startswith(f"{api.url}/v1/engagement/open/")
     assert (
         "clinica.example/agendar" not in by_to["ana@example.com"].get_body(("html",)).get_content()
     )
@@ -194,13 +194,13 @@ async def test_tracking_tokens_cannot_be_altered_or_used_for_another_url(
         ("a" * (engagement.MAX_TOKEN + 1), 400),
     ):
         async with api.session.get(
-            f"{api.url}/v1/track/click/{bad}", allow_redirects=False
+            f"{api.url}/v1/engagement/click/{bad}", allow_redirects=False
         ) as resp:
             assert resp.status == status, bad
             assert "Location" not in resp.headers
             if status == 400:
                 assert (await resp.json())["error"]["details"][0]["path"] == "token"
-    async with api.session.get(f"{api.url}/v1/track/open/{token}") as resp:
+    async with api.session.get(f"{api.url}/v1/engagement/open/{token}") as resp:
         assert resp.status == 404  # a link token is no pixel
     assert await events_of(api, key, "campaign_clicked") == []
     assert await events_of(api, other_key, "campaign_clicked") == []

@@ -79,7 +79,7 @@ def test_links_are_rewritten_to_signed_tokens_carrying_the_original_url() -> Non
         ("c", "agendar", "https://clinica.example/agendar?a=1&b=2"),
         ("c", "link_2", "http://clinica.example/x"),
     ]
-    assert all(u.startswith(f"{BASE}/v1/track/click/") for u in links[:2])
+    assert all(u.startswith(f"{BASE}/v1/engagement/click/") for u in links[:2])
     # the pixel goes before </body>
     pixel = re.search(r'<img src="([^"]*)"', out)
     assert pixel and out.index("<img") < out.index("</body>")

@@ -1,5 +1,5 @@
-"""Email engagement: the open pixel (`/v1/track/open/{token}`) and tracked links
-(`/v1/track/click/{token}`) that email destinations with `config.tracking` put in their messages.
+"""Email engagement: the open pixel (`/v1/engagement/open/{token}`) and tracked links
+(`/v1/engagement/click/{token}`) that email destinations with `config.tracking` put in their messages.
 
 No API key: the signed token (engagement.py) is the authority. Each records an event of the
 recipient through ingest (catalog, routing, automations); repeats within the token's window are
@@ -80,7 +80,7 @@ async def _record(request: Request, mark: engagement.Mark) -> None:
 
 
 @endpoint(
-    "GET /v1/track/open/{token}",
+    "GET /v1/engagement/open/{token}",
     "trackOpen",
     TAG,
     "Email open pixel",
@@ -98,7 +98,7 @@ async def track_open(request: Request) -> Response:
 
 
 @endpoint(
-    "GET /v1/track/click/{token}",
+    "GET /v1/engagement/click/{token}",
     "trackClick",
     TAG,
     "Tracked link",
