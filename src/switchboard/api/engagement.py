@@ -1,5 +1,6 @@
 """Email engagement: the open pixel (`/v1/engagement/open/{token}`) and tracked links
-(`/v1/engagement/click/{token}`) that email destinations with `config.tracking` put in their messages.
+(`/v1/engagement/click/{token}`) that email destinations with `config.tracking` put in their
+messages.
 
 No API key: the signed token (engagement.py) is the authority. Each records an event of the
 recipient through ingest (catalog, routing, automations); repeats within the token's window are
@@ -33,10 +34,11 @@ class TokenPath(Params):
     token: Annotated[
         str,
         Meta(
-            min_length=1,
+            min_length=3,
             max_length=engagement.MAX_TOKEN,
-            description=f"The signed token the hub wrote into the message "
-            f"(at most {engagement.MAX_TOKEN} characters).",
+            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+            description="The signed token the hub wrote into the message (base64url, a dot, "
+            f"base64url; at most {engagement.MAX_TOKEN} characters).",
         ),
     ]
 
@@ -90,7 +92,7 @@ async def _record(request: Request, mark: engagement.Mark) -> None:
     scope=PUBLIC,
     path=TokenPath,
     ok={200: (Raw("image/gif", {"type": "string", "format": "binary"}), "The GIF.")},
-    errors=(404,),
+    errors=(404, 431),
 )
 async def track_open(request: Request) -> Response:
     await _record(request, _mark(request, "o"))
@@ -109,7 +111,7 @@ async def track_open(request: Request) -> Response:
     scope=PUBLIC,
     path=TokenPath,
     ok={302: (None, "To the link's URL (`Location`).")},
-    errors=(404,),
+    errors=(404, 431),
 )
 async def track_click(request: Request) -> Response:
     mark = _mark(request, "c")
