@@ -58,6 +58,8 @@ _KEYS = {
     "campaign_path",
     "max_links",
 }
+# messaging channels (whatsapp, whatsapp_cloud, sms): replies to their messages
+_REPLY_KEYS = {"replies", "replied_type", "campaign_path"}
 # linear scans: an <a …> start tag, then its href and data-link-id attributes
 _ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"""\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
@@ -77,6 +79,8 @@ class Tracking:
     window: int = DEFAULT_WINDOW  # seconds: repeats within one window count once
     campaign_path: str = "data.campaign_id"
     max_links: int = DEFAULT_LINKS
+    replies: bool = False  # messaging channels: a reply to the message records `replied_type`
+    replied_type: str = "campaign_replied"
 
     @property
     def on(self) -> bool:
@@ -93,27 +97,31 @@ def _seconds(value: Any) -> int | None:
     return None
 
 
-def parse_tracking(raw: Any) -> tuple[Tracking | None, list[str]]:
-    """(the settings or None when absent, problems each naming its `config.tracking.*` field)."""
+def parse_tracking(raw: Any, *, email: bool = True) -> tuple[Tracking | None, list[str]]:
+    """(the settings or None when absent, problems each naming its `config.tracking.*` field).
+    An email destination tracks opens and clicks; a messaging one (`email=False`) replies."""
     if raw is None:
         return None, []
+    example = "{opens: true, clicks: true}" if email else "{replies: true}"
     if not isinstance(raw, dict):
-        return None, ["config.tracking: must be an object such as {opens: true, clicks: true}"]
+        return None, [f"config.tracking: must be an object such as {example}"]
+    known = _KEYS if email else _REPLY_KEYS
     problems = [
-        f"config.tracking.{k}: unknown field (known: {', '.join(sorted(_KEYS))})"
-        for k in sorted(set(raw) - _KEYS)
+        f"config.tracking.{k}: unknown field (known: {', '.join(sorted(known))})"
+        for k in sorted(set(raw) - known)
     ]
     values: dict[str, Any] = {}
-    for name in ("opens", "clicks"):
+    for name in ("opens", "clicks", "replies"):
         if name in raw:
             if not isinstance(raw[name], bool):
                 problems.append(f"config.tracking.{name}: true or false")
             else:
                 values[name] = raw[name]
-    for name in ("opened_type", "clicked_type"):
+    for name in ("opened_type", "clicked_type", "replied_type"):
         if name in raw:
             if not isinstance(raw[name], str) or not TYPE_RE.match(raw[name]):
-                problems.append(f"config.tracking.{name}: an event type name such as {name[:-5]}")
+                example = f"campaign_{name[:-5]}"
+                problems.append(f"config.tracking.{name}: an event type name such as {example}")
             else:
                 values[name] = raw[name]
     if "window" in raw:
@@ -353,3 +361,44 @@ def event_for(mark: Mark, now: int, user_agent: str | None) -> dict[str, Any]:
     if mark.subject:
         event["subject"] = mark.subject
     return event
+
+
+MAX_REPLY_TEXT = 4096  # characters of the reply kept in `message_text`
+
+
+def reply_event(
+    reply: dict[str, Any],
+    *,
+    delivery_id: str,
+    campaign_id: str,
+    replied_type: str,
+    channel: str,
+    recipient: str | None,
+) -> dict[str, Any]:
+    """The campaign event a reply to a campaign message records: of the campaign's recipient
+    (the delivered event's subject, else the reply's), caused by the reply. Its id comes from
+    the reply's, so a provider's retry or a reprocessing of the reply stores it once."""
+    raw = reply.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    subject = recipient or reply.get("subject")
+    out: dict[str, Any] = {
+        "id": "rpl_" + hashlib.sha256(f"{reply['id']}:{replied_type}".encode()).hexdigest()[:32],
+        "type": replied_type,
+        "data": {"campaign_id": campaign_id, "delivery_id": delivery_id, "channel": channel},
+        "actor": {"type": "customer", **({"id": subject} if subject else {})},
+        "causation_id": str(reply["id"]),
+        "context": {
+            "delivery_id": delivery_id,
+            "campaign_id": campaign_id,
+            "reply_event_id": str(reply["id"]),
+            **{k: v for k, v in reply.get("context", {}).items() if k == "inbound_request_id"},
+        },
+    }
+    text = data.get("text")
+    if isinstance(text, str) and text:
+        out["data"]["message_text"] = text[:MAX_REPLY_TEXT]
+    if subject:
+        out["subject"] = subject
+    if reply.get("time"):
+        out["time"] = reply["time"]
+    return out

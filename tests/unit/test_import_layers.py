@@ -80,6 +80,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.automation_sim",
             "switchboard.sources.dedup",
             "switchboard.sources.leads",
+            "switchboard.sources.replies",
         ),
     ),
     # the composition root, and what needs all of it
