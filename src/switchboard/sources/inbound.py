@@ -321,7 +321,14 @@ class Inbound:
                 event["context"]["duplicate_of"] = verdict.duplicate_of
             claims.append((event["type"], str(event["id"]), verdict.keys))
         # replies name the delivery they answer; those to a campaign message record its event
-        replies = Replies(self.hub.deliveries, self.hub.automations, self.hub.routes, tenant.id)
+        replies = Replies(
+            self.hub.store,
+            self.hub.deliveries,
+            self.hub.automations,
+            self.hub.routes,
+            tenant.id,
+            now_us(),
+        )
         campaigns = await replies.link(mapped.events)
         if dry_run:
             results = await self._validate(mapped.events, tenant, source)

@@ -12,7 +12,9 @@ from typing import Any
 
 from switchboard import engagement
 from switchboard.gate import AUTOMATION_ROUTE
+from switchboard.patterns import compile_pattern
 from switchboard.router import RouteCache
+from switchboard.store import EventQuery, Store
 from switchboard.store.automations import AutomationStore
 from switchboard.store.deliveries import Delivery, DeliveryStore
 
@@ -24,17 +26,26 @@ __all__ = ["REPLY_TYPES", "Replies"]
 REPLY_TYPES = {
     "whatsapp.message_received": "in_reply_to",
     "whatsapp.inbound": "in_reply_to",
+    "sms.inbound": "in_reply_to",  # none in the payload: the last text we sent (below)
 }
+# An SMS names nothing it answers: an inbound text answers the newest message the hub sent to
+# its sender from the number it was sent to, as the status callbacks (sms.status) recorded it,
+# if one was sent within this window.
+SMS_REPLY_WINDOW_US = 7 * 86400 * 1_000_000
 
 
 class Replies:
     def __init__(
         self,
+        store: Store,
         deliveries: DeliveryStore,
         automations: AutomationStore,
         routes: RouteCache,
         tenant_id: str,
+        now_us: int,
     ) -> None:
+        self.store = store
+        self.now_us = now_us
         self.deliveries = deliveries
         self.automations = automations
         self.routes = routes
@@ -50,6 +61,8 @@ class Replies:
             if field_name is None or not isinstance(data, dict):
                 continue
             answered = data.get(field_name)
+            if event["type"] == "sms.inbound" and not answered:
+                answered = await self._last_text_to(event)
             if not isinstance(answered, str) or not answered or len(answered) > 500:
                 continue
             delivery = await self.deliveries.by_provider_id(self.tenant_id, answered)
@@ -69,6 +82,24 @@ class Replies:
             if campaign is not None:
                 out.append((index, campaign))
         return out
+
+    async def _last_text_to(self, event: dict[str, Any]) -> str | None:
+        """The message sid of the newest text the hub sent to this sender from the number it
+        wrote to (an sms.status event of the same subject), within SMS_REPLY_WINDOW_US."""
+        data = event["data"]
+        ours, subject = data.get("to"), event.get("subject")
+        if not isinstance(ours, str) or not isinstance(subject, str) or len(ours) > 40:
+            return None
+        query = EventQuery(
+            types=("sms.status",),
+            subject=subject,
+            pattern=compile_pattern({"data": {"from": [ours]}}),
+            from_us=self.now_us - SMS_REPLY_WINDOW_US,
+            limit=1,
+        )
+        found = await self.store.list_events(self.tenant_id, query)
+        sid = found[0].data.get("message_sid") if found else None
+        return sid if isinstance(sid, str) else None
 
     async def _campaign(
         self, reply: dict[str, Any], delivery: Delivery, automation: str | None
