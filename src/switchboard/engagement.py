@@ -65,6 +65,7 @@ _ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"""\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 _DATA_ID = re.compile(r"""\sdata-link-id\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters: no URL has them
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
@@ -221,7 +222,8 @@ def verify(secret: str, text: str) -> Mark | None:
     if not secret or len(text) > MAX_TOKEN or text.count(".") != 1:
         return None
     payload, sig = text.split(".")
-    if not hmac.compare_digest(sig, _sign(secret, payload)):
+    # bytes: compare_digest refuses non-ASCII text with a TypeError
+    if not hmac.compare_digest(sig.encode(), _sign(secret, payload).encode()):
         return None
     try:
         v = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -241,7 +243,7 @@ def verify(secret: str, text: str) -> Mark | None:
 
 def safe_url(url: str) -> bool:
     """An absolute http(s) URL with a host, no control characters, within MAX_URL."""
-    if len(url) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+    if len(url) > MAX_URL or _CONTROL.search(url):
         return False
     try:
         parts = urlsplit(url)

@@ -117,6 +117,7 @@ def test_only_tokens_this_hub_signed_verify() -> None:
         "a" * (engagement.MAX_TOKEN + 1),
         "no-dot",
         "",
+        f"{payload}.ção",  # not ASCII: refused, not a TypeError
     ):
         assert engagement.verify(SECRET, bad) is None, bad
     assert engagement.verify("", good) is None  # no secret: nothing verifies
