@@ -238,3 +238,33 @@ async def test_a_bad_tracking_config_is_refused_naming_the_field(hub_api: Api) -
     assert status == 422, body
     text = str(body)
     assert "config.tracking.window" in text and "config.tracking.max_links" in text
+
+
+async def test_an_automations_email_is_tracked_under_the_automations_name(
+    tracked_api: Api,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    api = tracked_api
+    tenant, key = await api.tenant()
+    await setup(api, key, smtp.port, {"opens": True})
+    automation = {
+        "name": "boas-vindas",
+        "on": "cliente.criado",
+        "steps": [{"id": "mail", "send": {"destination": "mail"}}],
+    }
+    status, body, _ = await api.call("PUT", "/v1/automations/boas-vindas", key, automation)
+    assert status == 201, body
+    event = {
+        "id": "c1",
+        "type": "cliente.criado",
+        "subject": "ana",
+        "data": {"email": "a@x.example"},
+    }
+    assert (await api.call("POST", "/v1/events", key, [event]))[0] == 202
+    while await api.hub.engine.tick():
+        pass
+    await worker_for(api, public_url=api.url).drain()
+    _, pixel = links_of(parse(smtp.collector.envelopes[0]))
+    mark = engagement.verify(SECRET, pixel.rsplit("/", 1)[1])
+    assert mark is not None
+    assert (mark.tenant_id, mark.subject, mark.campaign_id) == (tenant, "ana", "boas-vindas")
