@@ -221,6 +221,12 @@ class Settings:
         _plain,
         "Key that signs one-click unsubscribe links (at least 32 characters; empty: no links).",
     )
+    tracking_secret: str = _setting(
+        "",
+        _plain,
+        "Key that signs email open pixels and tracked links, for destinations with "
+        "`config.tracking` (at least 32 characters; empty: messages go out untracked).",
+    )
     master_key: str = _setting(
         "",
         _plain,
@@ -405,6 +411,10 @@ class Settings:
         if 0 < len(self.unsubscribe_secret) < 32:
             raise ConfigError(
                 "SWITCHBOARD_UNSUBSCRIBE_SECRET must be at least 32 characters (or empty)"
+            )
+        if 0 < len(self.tracking_secret) < 32:
+            raise ConfigError(
+                "SWITCHBOARD_TRACKING_SECRET must be at least 32 characters (or empty)"
             )
 
     @classmethod

@@ -34,7 +34,7 @@ from switchboard.delivery_outcomes import STATUS, Recording
 from switchboard.envelope import Event, new_id
 from switchboard.gate import Cleared, Gate, Wait
 from switchboard.metrics import Metrics
-from switchboard.router import RouteCache
+from switchboard.router import Route, RouteCache
 from switchboard.shared import SharedLoads
 from switchboard.store import Store
 from switchboard.store.deliveries import Attempt, Delivery, DeliveryStore
@@ -522,11 +522,13 @@ class Worker(Recording):
             return
         transform = None
         cleared: Cleared | None = None
+        sent_by: Route | None = None
         if delivery.route_id:
             tenant = delivery.tenant_id
             for route in self.routes.cached(tenant) or await self.routes.routes(tenant):
                 if route.id == delivery.route_id:
                     transform = route.transform
+                    sent_by = route
                     # consent, preferences, address: asked right before the send (gate.py)
                     if route.checks_people:
                         verdict = await self.gate.clear(route, dest, event, self.clock())
@@ -547,6 +549,11 @@ class Worker(Recording):
         )
         if cleared is not None:
             dest = cleared.destination
+        if dest.kind == "email" and self.settings.tracking_secret and "tracking" in dest.config:
+            stamp = await self.gate.stamp(
+                dest, event, delivery.id, delivery.event_seq, sent_by, self.clock()
+            )
+            out = msgspec.structs.replace(out, stamp=stamp)
         started = self.clock()
         if self.tracing is not None and self.tracing.enabled:
             result, latency_ms = await self._traced_send(channel, dest, out, delivery, event)

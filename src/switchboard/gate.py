@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from switchboard import messages, unsubscribe
+from switchboard import engagement, messages, unsubscribe
 from switchboard.channels import Destination
 from switchboard.config import Settings
 from switchboard.envelope import Event
@@ -22,8 +22,10 @@ from switchboard.people import preference_allows, quiet_until
 from switchboard.registry import Registry
 from switchboard.router import Route
 from switchboard.store import Store
+from switchboard.store.automations import AutomationStore
 from switchboard.store.people import PeopleStore
 
+AUTOMATION_ROUTE = "automation:"  # route ids of automation send steps (automation_engine.py)
 _TEMPLATE_TTL = (
     5.0  # seconds a template version is trusted; a new version reaches workers within it
 )
@@ -57,6 +59,7 @@ class Wait:
 class Gate:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.people = PeopleStore(store)
+        self.automations = AutomationStore(store)
         self.registry = Registry(store)  # for a type's `critical` and `category`
         self.settings = settings
         self._templates: dict[tuple[str, str], tuple[float, messages.MessageTemplate | None]] = {}
@@ -142,3 +145,43 @@ class Gate:
                     headers["List-Unsubscribe"] = f"<{url}>"
                     headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return Cleared(destination, extra, headers, body)
+
+    async def stamp(
+        self,
+        destination: Destination,
+        event: Event,
+        delivery_id: str,
+        event_seq: int,
+        route: Route | None,
+        now: float,
+    ) -> engagement.Stamp | None:
+        """How to track an email's opens and clicks (its destination's `config.tracking`), or
+        None: not an email, not asked for, no SWITCHBOARD_TRACKING_SECRET, or no campaign."""
+        s = self.settings
+        if destination.kind != "email" or s is None or not s.tracking_secret:
+            return None
+        tracking, problems = engagement.parse_tracking(destination.config.get("tracking"))
+        if tracking is None or problems or not tracking.on:
+            return None
+        automation = None
+        route_name = route.name if route is not None else None
+        if route is not None and route.id.startswith(AUTOMATION_ROUTE):
+            automation, route_name = route.id.split(":")[1], None
+        elif delivery_id.startswith("dlv_"):  # an automation's send step without a route
+            found = await self.automations.sender_of_delivery(
+                event.tenant_id, event_seq, delivery_id
+            )
+            automation = found[1] if found is not None else None
+        campaign = engagement.campaign_of(event.to_json(), tracking, automation, route_name)
+        if campaign is None:
+            return None
+        return engagement.Stamp(
+            secret=s.tracking_secret,
+            base=s.public_url.rstrip("/") or f"http://{s.host}:{s.port}",
+            tenant_id=event.tenant_id,
+            subject=event.subject or None,
+            delivery_id=delivery_id,
+            campaign_id=campaign,
+            tracking=tracking,
+            sent=int(now),
+        )

@@ -39,7 +39,8 @@ def verify(secret: str, text: str) -> tuple[str, str, str, str] | None:
     if not secret or len(text) > MAX_TOKEN or text.count(".") != 1:
         return None
     payload, sig = text.split(".")
-    if not hmac.compare_digest(sig, _sign(secret, payload)):
+    # bytes: compare_digest refuses non-ASCII text with a TypeError (a 500 on a crafted link)
+    if not hmac.compare_digest(sig.encode(), _sign(secret, payload).encode()):
         return None
     try:
         value = orjson.loads(_unb64(payload))

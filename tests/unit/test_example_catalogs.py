@@ -91,6 +91,7 @@ EXPECTED: dict[str, set[str]] = {
         "asaas.payment_received",
         "asaas.payment_overdue",
         "sms.status",  # not in the seed: Twilio's status callbacks for the SMS channel
+        "sms.inbound",  # not in the seed: texts customers send to the SMS channel's numbers
     },
     "legal-practice": {
         "auth.user_signed_up",

@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.logs",
             "switchboard.messages",
             "switchboard.unsubscribe",
+            "switchboard.engagement",
             "switchboard.records",
             "switchboard.resources",
             "switchboard.catalog",
@@ -79,6 +80,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "switchboard.automation_sim",
             "switchboard.sources.dedup",
             "switchboard.sources.leads",
+            "switchboard.sources.replies",
         ),
     ),
     # the composition root, and what needs all of it

@@ -233,6 +233,19 @@ TWILIO_UNDELIVERED: dict[str, Any] = {
     "To": "+5511987654321",
 }
 
+TWILIO_INBOUND: dict[str, Any] = {
+    **{
+        k: v
+        for k, v in orjson.loads(
+            (ROOT / "tests/fixtures/twilio/inbound_message.json").read_bytes()
+        ).items()
+        if k != "_comment"
+    },
+    "MessageSid": "SM89abcdef0123456789abcdef01234567",
+    "SmsSid": "SM89abcdef0123456789abcdef01234567",
+    "SmsMessageSid": "SM89abcdef0123456789abcdef01234567",
+}
+
 CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
     (
         "stripe",
@@ -420,6 +433,12 @@ CASES: list[tuple[str, dict[str, Any], str, list[tuple[str, str | None]]]] = [
         TWILIO_UNDELIVERED,
         "comms-hub",
         [("sms.status", "SM0123456789abcdef0123456789abcdef:status:undelivered")],
+    ),
+    (
+        "twilio-sms",
+        TWILIO_INBOUND,
+        "comms-hub",
+        [("sms.inbound", "SM89abcdef0123456789abcdef01234567")],
     ),
 ]
 
@@ -780,3 +799,21 @@ def test_leads_block_is_validated() -> None:
     assert paths == {"/leads/colour", "/leads/phone", "/leads/type"}
     with pytest.raises(MappingError):
         parse_mapping({**base, "leads": ["whatsapp.inbound"]})
+
+
+def test_twilio_inbound_fields_and_v1_still_ignores_them() -> None:
+    (event,) = _map("twilio-sms", TWILIO_INBOUND)
+    assert event["subject"] == "5511987654321"
+    assert event["actor"] == {"id": "5511987654321", "type": "customer"}
+    assert event["data"] == {
+        "message_sid": "SM89abcdef0123456789abcdef01234567",
+        "from": "+5511987654321",
+        "to": "+15557122661",
+        "text": "Ok, confirmado",
+        "segments": "1",
+        "media_count": "0",
+        "from_country": "BR",
+        "account_sid": "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    }
+    v1 = MappingLibrary(SHIPPED).get("twilio-sms", "1")
+    assert v1 is not None and apply_mapping(v1, TWILIO_INBOUND, "d").events == []

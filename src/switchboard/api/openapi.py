@@ -19,6 +19,7 @@ from switchboard.api import (
     automations,
     catalog,
     deliveries,
+    engagement,
     events,
     health,
     mappings,
@@ -59,6 +60,7 @@ TAGS = [
     ("inbox", "The in-app notification channel's items, per recipient."),
     ("recipients", "The people events are about: profiles, the consent ledger, preferences."),
     ("templates", "Message templates as code: variants per channel and locale, previews."),
+    ("engagement", "Email open pixels and tracked links: signed, no key; they record events."),
     ("sources", "Inbound provider webhooks, their request log and mappings."),
     ("segment", "The Segment HTTP tracking API, for existing Segment clients."),
     (
@@ -1696,6 +1698,7 @@ MODULES = (
     segment_api,
     automations,
     recipients,
+    engagement,
     messages,
     purposes,
     subjects,

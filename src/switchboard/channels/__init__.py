@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from switchboard.egress import Policy
+from switchboard.engagement import Stamp
 from switchboard.records import Destination
 from switchboard.templates import Renderer
 
@@ -52,6 +53,7 @@ class Outbound(msgspec.Struct, frozen=True):
     replay: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # List-Unsubscribe (email)
     traceparent: str | None = None  # the attempt's span, when OpenTelemetry tracing is on
+    stamp: Stamp | None = None  # email opens and clicks to track (engagement.py), if any
 
 
 class Channel(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosmtplib
 
-from switchboard import egress, templates
+from switchboard import egress, engagement, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult, truncate
 from switchboard.channels.fields import (
     check_path,
@@ -85,6 +85,7 @@ class EmailChannel:
                 problems.append(f"config.to: at most {MAX_RECIPIENTS} addresses")
         for field in ("subject_template", "text_template", "html_template"):
             problems += check_template(config, field)
+        problems += engagement.parse_tracking(config.get("tracking"))[1]
         return problems
 
     def recipients(self, config: dict[str, Any], event: dict[str, Any]) -> list[str]:
@@ -112,6 +113,8 @@ class EmailChannel:
         html = None
         if config.get("html_template"):
             html = render_field(config, "html_template", event, html=True)
+            if out.stamp is not None:  # bounded: MAX_HTML characters, `max_links` links
+                html = engagement.rewrite(html, out.stamp)[0]
         text = None
         if config.get("text_template") or html is None:
             text = render_field(config, "text_template", event, default=DEFAULT_TEXT)

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import orjson
 from msgspec.structs import replace
 
-from switchboard import templates
+from switchboard import engagement, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
 from switchboard.channels.fields import check_path, check_template, lookup, render_field
 from switchboard.channels.webhook import check_url, post
@@ -152,6 +152,7 @@ class SmsChannel:
     def check_config(self, config: dict[str, Any]) -> list[str]:
         provider = config.get("provider")
         problems: list[str] = []
+        problems += engagement.parse_tracking(config.get("tracking"), email=False)[1]
         if provider not in PROVIDERS:
             problems.append(f"config.provider: must be one of {', '.join(PROVIDERS)}")
         if provider == "twilio":

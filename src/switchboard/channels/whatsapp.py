@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from msgspec.structs import replace
 
-from switchboard import templates
+from switchboard import engagement, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
 from switchboard.channels.fields import (
     check_path,
@@ -90,6 +90,7 @@ class WhatsAppChannel:
     def check_config(self, config: dict[str, Any]) -> list[str]:
         provider = config.get("provider")
         problems: list[str] = []
+        problems += engagement.parse_tracking(config.get("tracking"), email=False)[1]
         if provider not in PROVIDERS:
             problems.append(f"config.provider: must be one of {', '.join(PROVIDERS)}")
         if provider == "gateway":

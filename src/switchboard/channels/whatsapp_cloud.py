@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from msgspec.structs import replace
 
-from switchboard import templates
+from switchboard import engagement, templates
 from switchboard.channels import ChannelContext, Destination, Outbound, SendResult
 from switchboard.channels.fields import (
     check_path,
@@ -184,6 +184,7 @@ class WhatsAppCloudChannel:
 
     def check_config(self, config: dict[str, Any]) -> list[str]:
         problems: list[str] = []
+        problems += engagement.parse_tracking(config.get("tracking"), email=False)[1]
         if "base_url" in config:
             problems += check_url(config.get("base_url"), "base_url")
         version = config.get("api_version", API_VERSION)

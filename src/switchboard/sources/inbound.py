@@ -33,6 +33,7 @@ from switchboard.sources.mappings import (
     apply_mapping,
     parse_mapping,
 )
+from switchboard.sources.replies import Replies
 from switchboard.store import Tenant
 from switchboard.store import inbound as sql
 
@@ -46,9 +47,6 @@ RECEIPT_TYPES = {"whatsapp.message_ack": ("message_id", "status")}
 RECEIPT_TYPES["whatsapp.message_status"] = ("message_id", "status")  # WhatsApp Cloud API
 # receipts whose `failed` status marks the delivery dead with the provider's error
 FAILURE_RECEIPTS = {"whatsapp.message_status"}
-# event type → data field with the provider id of the message it replies to (WhatsApp Cloud's
-# `context.id`): the event's context gets `in_reply_to_delivery`, the delivery that sent it
-REPLY_TYPES = {"whatsapp.message_received": "in_reply_to"}
 RECEIPT_TYPES["sms.status"] = ("message_sid", "status")  # the twilio-sms mapping
 # a provider's status → the delivery's (the others, such as "sent", move nothing)
 RECEIPT_STATUSES = {
@@ -322,7 +320,16 @@ class Inbound:
             if verdict.duplicate_of is not None:
                 event["context"]["duplicate_of"] = verdict.duplicate_of
             claims.append((event["type"], str(event["id"]), verdict.keys))
-        await self._link_replies(tenant.id, mapped.events)
+        # replies name the delivery they answer; those to a campaign message record its event
+        replies = Replies(
+            self.hub.store,
+            self.hub.deliveries,
+            self.hub.automations,
+            self.hub.routes,
+            tenant.id,
+            now_us(),
+        )
+        campaigns = await replies.link(mapped.events)
         if dry_run:
             results = await self._validate(mapped.events, tenant, source)
         else:
@@ -340,6 +347,12 @@ class Inbound:
             for etype, eid, keys in claims:
                 if eid in rejected:
                     await dedup.release(etype, eid, keys)
+            if campaigns:
+                more, more_results = await self._campaigns(
+                    tenant, source, campaigns, mapped.events, results
+                )
+                mapped.events.extend(more)
+                results.extend(more_results)
             if mapping.leads is not None:
                 leads, lead_results = await self._leads(
                     mapping.leads, tenant, source, mapped.events, results
@@ -392,6 +405,29 @@ class Inbound:
                 await maker.release(lead["id"], lead["data"]["phone"])
         return leads, out
 
+    async def _campaigns(
+        self,
+        tenant: Tenant,
+        source: Source,
+        campaigns: list[tuple[int, dict[str, Any]]],
+        events: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The campaign events of the replies newly stored (a duplicate reply records nothing
+        new), ingested like any other event."""
+        fresh = [c for i, c in campaigns if results[i]["status"] == "accepted"]
+        if not fresh:
+            return [], []
+        ingested = await self.hub.ingestor.ingest(
+            [{**c, "context": dict(c["context"])} for c in fresh], tenant, source.event_source
+        )
+        out = []
+        for event, res in zip(fresh, ingested.results, strict=True):
+            item = {**res, "type": event["type"]}
+            item.pop("index", None)
+            out.append(item)
+        return fresh, out
+
     async def _apply_receipts(
         self, tenant_id: str, events: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> None:
@@ -426,28 +462,6 @@ class Inbound:
                     if ours == "failed"
                     else None,
                 )
-
-    async def _link_replies(self, tenant_id: str, events: list[dict[str, Any]]) -> None:
-        """A reply names the message it answers by the provider's id: its event's context gets
-        the delivery that sent that message (of the same tenant only), so rules can match on it."""
-        for event in events:
-            field_name = REPLY_TYPES.get(event["type"])
-            data = event.get("data")
-            if field_name is None or not isinstance(data, dict):
-                continue
-            answered = data.get(field_name)
-            if not isinstance(answered, str) or not answered:
-                continue
-            delivery = await self.hub.deliveries.by_provider_id(tenant_id, answered)
-            if delivery is not None:
-                event["context"]["in_reply_to_delivery"] = delivery.id
-                event["context"]["in_reply_to_destination"] = delivery.destination_id
-                if delivery.id.startswith("dlv_"):  # an automation's send step (effect_id)
-                    run_id = await self.hub.automations.run_of_delivery(
-                        tenant_id, delivery.event_seq, delivery.id
-                    )
-                    if run_id is not None:
-                        event["context"]["in_reply_to_run"] = run_id
 
     async def _validate(
         self, events: list[dict[str, Any]], tenant: Tenant, source: Source

@@ -673,16 +673,23 @@ class AutomationStore:
     async def run_of_delivery(self, tenant_id: str, event_seq: int, delivery_id: str) -> str | None:
         """The run whose send step made `delivery_id` (a delivery's event is its run's trigger),
         or None: the runs of that one trigger event are few, and their history names it."""
+        found = await self.sender_of_delivery(tenant_id, event_seq, delivery_id)
+        return None if found is None else found[0]
+
+    async def sender_of_delivery(
+        self, tenant_id: str, event_seq: int, delivery_id: str
+    ) -> tuple[str, str] | None:
+        """(run id, automation name) of the send step that made `delivery_id`, or None."""
         rows = await self.sql.fetch(
-            "SELECT id, state FROM automation_runs WHERE tenant_id = ? AND trigger_seq = ? "
-            "ORDER BY created_us LIMIT 100",
+            "SELECT id, state, automation FROM automation_runs "
+            "WHERE tenant_id = ? AND trigger_seq = ? ORDER BY created_us LIMIT 100",
             (tenant_id, event_seq),
         )
-        for run_id, raw in rows:
+        for run_id, raw, automation in rows:
             state = load_json(raw) or {}
             for entry in state.get("history") or ():
                 if isinstance(entry, dict) and entry.get("delivery_id") == delivery_id:
-                    return str(run_id)
+                    return str(run_id), str(automation)
         return None
 
     async def count_running(self, tenant_id: str) -> int:

@@ -574,6 +574,14 @@ class DeliveryStore:
         )
         return delivery_from_row(rows[0]) if rows else None
 
+    async def event_of(self, tenant_id: str, event_seq: int) -> Event | None:
+        """The event a delivery carries (its `event_seq`), of this tenant only."""
+        rows = await self.sql.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq = ?",
+            (tenant_id, event_seq),
+        )
+        return event_from_row(rows[0]) if rows else None
+
     async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
         rows = await self.sql.fetch(
             "SELECT delivery_id, n, tenant_id, started_us, latency_ms, ok, status_code, error, "
