@@ -45,12 +45,12 @@ def test_delivery_stats_group_by_destination_and_type() -> None:
         AttemptRow("d1", "a.b", "y", 1, True, 30.0),
         AttemptRow("d2", "a.b", "z", 1, True, 5.0),
     ]
-    out = {(r["destination_id"], r["type"]): r for r in delivery_stats(rows)}
+    out = {(r.destination_id, r.type): r for r in delivery_stats(rows)}
     d1 = out["d1", "a.b"]
-    assert (d1["deliveries"], d1["attempts"], d1["succeeded"], d1["retries"]) == (2, 3, 2, 1)
-    assert d1["success_rate"] == round(2 / 3, 4)
-    assert d1["latency_ms"] == {"p50": 20.0, "p95": 30.0, "mean": 20.0}
-    assert out["d2", "a.b"]["success_rate"] == 1.0
+    assert (d1.deliveries, d1.attempts, d1.succeeded, d1.retries) == (2, 3, 2, 1)
+    assert d1.success_rate == round(2 / 3, 4)
+    assert (d1.latency_ms.p50, d1.latency_ms.p95, d1.latency_ms.mean) == (20.0, 30.0, 20.0)
+    assert out["d2", "a.b"].success_rate == 1.0
 
 
 def _samples(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
