@@ -20,7 +20,6 @@ from switchboard.automations import (
     DEFAULT_DIGEST_EVENTS,
     MAX_CANCEL_ON,
     MAX_DIGEST_EVENTS,
-    MAX_DOCUMENT_BYTES,
     MAX_DURATION_US,
     MAX_MATCH_PATHS,
     MAX_STEPS,
@@ -43,6 +42,9 @@ DOCUMENT_REF = "#/components/schemas/AutomationDocument"
 _DURATION = r"^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?$"
 _PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}$"  # automations.PATH_RE
 MAX_TEXT = 200  # a destination name, a dotted path
+# well inside the document's own limit, so a longer one is a 422 naming it rather than a 413
+MAX_TEMPLATE = 16_384
+MAX_DESCRIPTION = 4_096
 
 Duration = (
     Annotated[
@@ -80,7 +82,7 @@ StepId = Annotated[
 FilterPattern = Annotated[dict[str, Any], Meta(description="A filter pattern (docs/filters.md).")]
 Template = Annotated[
     str,
-    Meta(min_length=1, max_length=MAX_DOCUMENT_BYTES, description="A Jinja2 template."),
+    Meta(min_length=1, max_length=MAX_TEMPLATE, description="A Jinja2 template."),
 ]
 Outcome = Annotated[
     Literal["continue", "stop"], Meta(description="What the run does next (default continue).")
@@ -246,7 +248,7 @@ class AutomationDocument(Body):
         ]
         | UnsetType
     ) = UNSET
-    description: Annotated[str, Meta(max_length=MAX_DOCUMENT_BYTES)] | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=MAX_DESCRIPTION)] | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
 
 
