@@ -139,3 +139,17 @@ def test_counting_adds_what_the_clients_own_api_would(deferred: bool) -> None:
     assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "0.001")}] == 2
     assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "30.0")}] == 7
     assert got["switchboard_http_request_duration_seconds_count", le] == len(latencies)
+
+
+def test_every_reference_of_the_document_resolves() -> None:
+    """The trace's timeline refers to the events and deliveries areas' own schemas by name
+    (`StoredEvent`, `Delivery`, `Attempt`): renaming one must not leave a dangling reference."""
+    import json
+    import re
+
+    from switchboard.api.openapi import openapi_document
+
+    doc = openapi_document()
+    refs = set(re.findall(r"#/components/(\w+)/(\w+)", json.dumps(doc)))
+    assert ("schemas", "StoredEvent") in refs
+    assert [r for r in refs if r[1] not in doc["components"][r[0]]] == []
