@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.api.openapi import openapi_document
 from switchboard.config import Settings
 from tests.conftest import LOOPBACK, Api, fresh_database, serve
 
@@ -38,7 +39,8 @@ SHARED_TOO = r"^/v1/event-types/\{name\}$"
 # fails the test instead of holding CI.
 WITHIN = 900.0
 # While working on one area: `SWITCHBOARD_FUZZ_PATHS='^/v1/recipients' pytest tests/fuzz` runs
-# only the tenant key's pass over the paths the regex matches.
+# only the tenant key's pass over the paths the regex matches (and the admin key's over the
+# admin-only ones it matches: `'^/v1/runs|^/status$'`).
 ONLY = os.environ.get("SWITCHBOARD_FUZZ_PATHS", "")
 
 
@@ -99,6 +101,19 @@ async def test_no_server_errors_and_no_schema_disagreements(backend: str, tmp_pa
             if ONLY:
                 print(backend, out)
                 assert code == 0, out
+                # ... and the admin key's pass over the admin-only paths the regex matches
+                admin = [p for p in openapi_document()["paths"] if re.search(ONLY, p)]
+                admin = [p for p in admin if re.search(ADMIN_ONLY, p)]
+                if admin:
+                    code, out = await _fuzz(
+                        api,
+                        tmp_path / "admin.xml",
+                        f"--header=Authorization: Bearer {api.admin_key}",
+                        f"--header=X-Switchboard-Tenant: {tenant}",
+                        f"--include-path-regex=^({'|'.join(map(re.escape, admin))})$",
+                    )
+                    print(backend, out)
+                    assert code == 0, out
                 return
             code2, out2 = await _fuzz(
                 api,

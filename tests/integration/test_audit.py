@@ -142,6 +142,22 @@ async def test_filters_and_pages(api: Api) -> None:
     assert status == 400 and "action" in body["error"]["message"]
     status, body, _ = await api.call("GET", "/v1/audit?from=yesterday", manage)
     assert status == 400 and "from" in body["error"]["message"]
+    for query, where in (
+        ("?action=a%20b", "?action"),
+        ("?limit=0", "?limit"),
+        ("?cursor=" + "c" * 101, "?cursor"),
+        ("?from=yesterday", "?from"),
+    ):
+        status, body, _ = await api.call("GET", "/v1/audit" + query, manage)
+        assert status == 400, (query, body)
+        assert [d["path"] for d in body["error"]["details"]] == [where], (query, body)
+    # a resource whose name holds a '-' is a filter like any other (a refused change is
+    # recorded too)
+    status, body, _ = await api.call("PUT", "/v1/event-types/a.b", manage, {})
+    assert status == 422, body
+    assert [e["action"] for e in await _entries(api, manage, "?action=event-types")] == [
+        "event-types.put"
+    ]
 
 
 async def test_retention_expires_old_entries_only(api: Api) -> None:

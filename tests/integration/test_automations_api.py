@@ -568,3 +568,30 @@ async def test_an_automation_saved_after_ingests_without_one_starts_on_the_next_
     assert cache.none_cached(tenant)
     _, runs, _ = await api.call("GET", "/v1/automations/service-feedback/runs", key)
     assert [r["trigger"]["id"] for r in runs["data"]] == ["svc-2"]
+
+
+@pytest.mark.security
+async def test_parameters_and_cancel_bodies_are_a_400_naming_them(hub_api: Api) -> None:
+    api = hub_api
+    key = await setup(api)
+    status, body, _ = await api.call("PUT", "/v1/automations/service-feedback", key, FEEDBACK)
+    assert status == 201, body
+    for path, where in (
+        ("/v1/automations/service-feedback/runs?limit=0", "?limit"),
+        ("/v1/automations/service-feedback/runs?limit=1001", "?limit"),
+        ("/v1/automations/service-feedback/runs?status=odd", "?status"),
+        ("/v1/automations/service-feedback?version=0", "?version"),
+        ("/v1/automations/service-feedback?version=x", "?version"),
+        ("/v1/automations/Not%20A%20Name", "name"),
+        ("/v1/automations/" + "a" * 64, "name"),
+        ("/v1/runs/" + "r" * 101, "run_id"),
+    ):
+        status, body, _ = await api.call("GET", path, key)
+        assert status == 400, (path, body)
+        assert [d["path"] for d in body["error"]["details"]] == [where], (path, body)
+    for cancel, where in (({"reason": "x" * 201}, "/reason"), ({"why": "x"}, "/why")):
+        status, body, _ = await api.call("POST", "/v1/runs/r-1/cancel", key, cancel)
+        assert status == 400, body
+        assert [d["path"] for d in body["error"]["details"]] == [where], body
+    # no body at all is fine: a run that does not exist
+    assert (await api.call("POST", "/v1/runs/r-1/cancel", key))[0] == 404

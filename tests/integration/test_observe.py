@@ -186,6 +186,15 @@ async def test_only_operators_scrape_and_a_trace_stays_in_its_tenant(api: Api) -
         "GET", "/v1/metrics/deliveries?from=2025-01-01T00:00:00Z&to=2025-06-01T00:00:00Z", key
     )
     assert status == 400 and "from" in body["error"]["message"]
+    for query, where in (
+        ("?from=yesterday", "?from"),
+        ("?to=" + "9" * 65, "?to"),
+        ("?destination_id=" + "d" * 201, "?destination_id"),
+        ("?from=2025-06-01T00:00:00Z&to=2025-01-01T00:00:00Z", "?from"),
+    ):
+        status, body, _ = await api.call("GET", "/v1/metrics/deliveries" + query, key)
+        assert status == 400, (query, body)
+        assert [d["path"] for d in body["error"]["details"]] == [where], (query, body)
 
 
 async def test_trace_is_one_timeline_in_time_order(api: Api, receivers: Any) -> None:

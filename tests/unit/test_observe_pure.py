@@ -45,12 +45,12 @@ def test_delivery_stats_group_by_destination_and_type() -> None:
         AttemptRow("d1", "a.b", "y", 1, True, 30.0),
         AttemptRow("d2", "a.b", "z", 1, True, 5.0),
     ]
-    out = {(r["destination_id"], r["type"]): r for r in delivery_stats(rows)}
+    out = {(r.destination_id, r.type): r for r in delivery_stats(rows)}
     d1 = out["d1", "a.b"]
-    assert (d1["deliveries"], d1["attempts"], d1["succeeded"], d1["retries"]) == (2, 3, 2, 1)
-    assert d1["success_rate"] == round(2 / 3, 4)
-    assert d1["latency_ms"] == {"p50": 20.0, "p95": 30.0, "mean": 20.0}
-    assert out["d2", "a.b"]["success_rate"] == 1.0
+    assert (d1.deliveries, d1.attempts, d1.succeeded, d1.retries) == (2, 3, 2, 1)
+    assert d1.success_rate == round(2 / 3, 4)
+    assert (d1.latency_ms.p50, d1.latency_ms.p95, d1.latency_ms.mean) == (20.0, 30.0, 20.0)
+    assert out["d2", "a.b"].success_rate == 1.0
 
 
 def _samples(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -139,3 +139,17 @@ def test_counting_adds_what_the_clients_own_api_would(deferred: bool) -> None:
     assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "0.001")}] == 2
     assert got["switchboard_http_request_duration_seconds_bucket", le | {("le", "30.0")}] == 7
     assert got["switchboard_http_request_duration_seconds_count", le] == len(latencies)
+
+
+def test_every_reference_of_the_document_resolves() -> None:
+    """The trace's timeline refers to the events and deliveries areas' own schemas by name
+    (`StoredEvent`, `Delivery`, `Attempt`): renaming one must not leave a dangling reference."""
+    import json
+    import re
+
+    from switchboard.api.openapi import openapi_document
+
+    doc = openapi_document()
+    refs = set(re.findall(r"#/components/(\w+)/(\w+)", json.dumps(doc)))
+    assert ("schemas", "StoredEvent") in refs
+    assert [r for r in refs if r[1] not in doc["components"][r[0]]] == []

@@ -11,27 +11,21 @@ after, both with credentials masked, then sends the answer on.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from msgspec import UNSET, Meta, UnsetType, field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from switchboard.api.common import (
-    AUDIT_MARK,
-    AUDIT_PEEK,
-    JSONResponse,
-    hub,
-    principal,
-    query_int,
-    query_time,
-)
+from switchboard.api.common import AUDIT_MARK, AUDIT_PEEK, hub, principal
+from switchboard.api.contract import Model, Params, decode_query, endpoint, respond, routes_of
+from switchboard.api.observe import TimeParam, query_time_of
 from switchboard.audit import action_name, mask_document
 from switchboard.auth import Principal
-from switchboard.envelope import new_id, now_us
-from switchboard.errors import BadRequest
+from switchboard.envelope import format_us, new_id, now_us
 from switchboard.hub import Hub
 from switchboard.store import Scope as KeyScope
 from switchboard.store import audit as sql
@@ -146,33 +140,112 @@ async def record(
         await send(message)
 
 
+class AuditQuery(Params):
+    from_: Annotated[TimeParam, Meta(description="Entries at or after.")] | UnsetType = field(
+        name="from", default=UNSET
+    )
+    to: Annotated[TimeParam, Meta(description="Entries before.")] | UnsetType = UNSET
+    action: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
+                description="An action (`keys.create`) or a resource (`keys`, `event-types`).",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    cursor: (
+        Annotated[
+            str,
+            Meta(min_length=1, max_length=100, description="The next_cursor of the previous page."),
+        ]
+        | UnsetType
+    ) = UNSET
+    limit: Annotated[int, Meta(ge=1, le=1000, description="Page size (default 100).")] = 100
+
+
+class AuditLogEntry(Model):
+    id: Annotated[str, Meta(description="Time-ordered id; the listing's cursor.")]
+    tenant_id: Annotated[
+        str | None, Meta(description="The tenant; null for operator actions such as tenants.")
+    ]
+    at: Annotated[
+        str,
+        Meta(description="When the change was made.", extra_json_schema={"format": "date-time"}),
+    ]
+    key_id: Annotated[str, Meta(description="The key that made it.")]
+    key_name: str | None
+    ip: Annotated[
+        str | None, Meta(description="The client address (a trusted proxy's X-Forwarded-For).")
+    ]
+    action: Annotated[
+        str, Meta(description="`<resource>.<verb>` such as `destinations.update`, `dlq.retry`.")
+    ]
+    method: str
+    path: str
+    status: Annotated[
+        int, Meta(description="The answer's status code (a refused change is recorded too).")
+    ]
+    before: Annotated[Any, Meta(description="The resource before, credentials masked; or null.")]
+    after: Annotated[Any, Meta(description="The answer, credentials masked; or null.")]
+
+
+class AuditLog(Model):
+    data: list[AuditLogEntry]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass as `cursor` for the next page; null on the last.")
+    ]
+
+
+def _entry(e: AuditEntry) -> AuditLogEntry:
+    return AuditLogEntry(
+        id=e.id,
+        tenant_id=e.tenant_id or None,
+        at=format_us(e.at_us),
+        key_id=e.key_id,
+        key_name=e.key_name,
+        ip=e.ip,
+        action=e.action,
+        method=e.method,
+        path=e.path,
+        status=e.status,
+        before=e.before,
+        after=e.after,
+    )
+
+
+@endpoint(
+    "GET /v1/audit",
+    "listAudit",
+    "tenants & keys",
+    "Read the audit log",
+    "Every change a manage or admin key made in the tenant, newest first. An admin key "
+    "without the tenant header reads the operator's own actions (creating tenants).",
+    scope="manage",
+    query=AuditQuery,
+    ok={200: (AuditLog, "OK")},
+)
 async def list_audit(request: Request) -> Response:
     """A tenant's audit log, newest first (manage; an admin key names the tenant with the
     tenant header, or without it reads the operator's own actions such as creating tenants)."""
     p = await principal(request, KeyScope.MANAGE)
-    tenant_id = p.tenant_id or ""
-    action = request.query_params.get("action")
-    if action is not None and not action.replace(".", "").replace("_", "").isalnum():
-        raise BadRequest(
-            "query parameter 'action' must be an action name such as keys.create, or a resource",
-            details=[{"path": "?action", "message": "not an action name"}],
-        )
-    limit = query_int(request, "limit", 100, 1, 1000)
+    q = decode_query(request, AuditQuery)
     found = await sql.list_entries(
         hub(request).store,
-        tenant_id,
-        from_us=query_time(request, "from"),
-        to_us=query_time(request, "to"),
-        action=action,
-        before_id=request.query_params.get("cursor"),
-        limit=limit,
+        p.tenant_id or "",
+        from_us=query_time_of(q.from_, "from"),
+        to_us=query_time_of(q.to, "to"),
+        action=q.action or None,
+        before_id=q.cursor or None,
+        limit=q.limit,
     )
-    return JSONResponse(
-        {
-            "data": [e.public() for e in found],
-            "next_cursor": found[-1].id if len(found) == limit else None,
-        }
+    return respond(
+        AuditLog(
+            data=[_entry(e) for e in found],
+            next_cursor=found[-1].id if len(found) == q.limit else None,
+        )
     )
 
 
-routes = [Route("/v1/audit", list_audit, methods=["GET"])]
+routes = routes_of(list_audit)

@@ -4,23 +4,218 @@ one trace's timeline and delivery statistics over a window."""
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from msgspec import UNSET, Meta, UnsetType, field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from switchboard.api.common import JSONResponse, hub, principal, query_time
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import (
+    Model,
+    Params,
+    Raw,
+    decode_path,
+    decode_query,
+    endpoint,
+    respond,
+    routes_of,
+)
 from switchboard.auth import Principal, within_constraints
-from switchboard.envelope import format_us, now_us
+from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound
 from switchboard.hub import Hub
 from switchboard.metrics import CONTENT_TYPE, Snapshot, gauges
 from switchboard.store import Scope
-from switchboard.store.observe import Trace
+from switchboard.store.observe import Trace as TraceRecord
 
 _WINDOW_MAX_US = 31 * 86_400_000_000  # delivery statistics cover at most 31 days
 TRACE_ID_MAX = 255
+_OPERATOR = "An admin key or SWITCHBOARD_METRICS_TOKEN as a bearer token."
+DateTime = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+Count = Annotated[int, Meta(ge=0)]
+
+
+# a query parameter holding an ISO 8601 time (read by `query_time_of`)
+TimeParam = Annotated[str, Meta(max_length=64, extra_json_schema={"format": "date-time"})]
+
+
+def query_time_of(value: str | UnsetType, name: str) -> int | None:
+    """A time query parameter in microseconds (a `+` of its offset may arrive as a space)."""
+    if isinstance(value, UnsetType):
+        return None
+    try:
+        return parse_time(value.replace(" ", "+"), name)
+    except EnvelopeError as exc:
+        message = exc.errors[0]["message"]
+        raise BadRequest(
+            f"query parameter '{name}' {message}",
+            details=[{"path": f"?{name}", "message": message}],
+        ) from None
+
+
+# --- /status ---------------------------------------------------------------------------------
+
+
+class StoreState(Model):
+    ok: bool
+    backend: str | UnsetType = UNSET
+    error: Annotated[str, Meta(description="Why the store could not be read.")] | UnsetType = UNSET
+
+
+class WorkersState(Model):
+    ok: bool
+    alive: Annotated[Count, Meta(description="Workers with a recent heartbeat.")]
+
+
+class BacklogState(Model):
+    ok: bool
+    due: Count
+    oldest_due_seconds: float
+    max_age_seconds: float
+
+
+class DlqState(Model):
+    ok: bool
+    size: Count
+    growth: Annotated[Count, Meta(description="Dead-lettered within the window.")]
+    window_seconds: float
+
+
+class DestinationsState(Model):
+    ok: Annotated[bool, Meta(description="Always true: a disabled destination is the tenant's.")]
+    disabled: Count
+
+
+class BreakersState(Model):
+    ok: bool
+    open: Count
+
+
+class Components(Model):
+    """Each component's state; without a store, only the store's."""
+
+    store: StoreState
+    workers: WorkersState | UnsetType = UNSET
+    backlog: BacklogState | UnsetType = UNSET
+    dlq: DlqState | UnsetType = UNSET
+    destinations: DestinationsState | UnsetType = UNSET
+    breakers: BreakersState | UnsetType = UNSET
+
+
+class HubStatus(Model):
+    status: Literal["ok", "failing"]
+    components: Components
+
+
+# --- traces ----------------------------------------------------------------------------------
+
+# The event, delivery and attempt shapes are the events and deliveries areas' own components.
+StoredEventJson = Annotated[
+    dict[str, Any], Meta(extra_json_schema={"$ref": "#/components/schemas/StoredEvent"})
+]
+DeliveryJson = Annotated[
+    dict[str, Any], Meta(extra_json_schema={"$ref": "#/components/schemas/Delivery"})
+]
+AttemptJson = Annotated[
+    dict[str, Any], Meta(extra_json_schema={"$ref": "#/components/schemas/Attempt"})
+]
+
+
+class TracePath(Params):
+    trace_id: Annotated[
+        str, Meta(min_length=1, max_length=TRACE_ID_MAX, description="The trace id.")
+    ]
+
+
+class TracedEvent(Model, tag_field="kind", tag="event"):
+    at: DateTime
+    event: StoredEventJson
+
+
+class TracedDelivery(Model, tag_field="kind", tag="delivery"):
+    at: DateTime
+    event_id: str
+    delivery: DeliveryJson
+
+
+class TracedAttempt(Model, tag_field="kind", tag="attempt"):
+    at: DateTime
+    delivery_id: str
+    destination_id: str
+    attempt: AttemptJson
+
+
+class TracedRun(Model):
+    id: str
+    automation: str
+    version: int
+    status: str
+    reason: str | None
+    event_id: Annotated[str, Meta(description="The event that started it.")]
+    ended_at: DateTime | None
+
+
+class TracedAutomationRun(Model, tag_field="kind", tag="automation_run"):
+    at: DateTime
+    run: TracedRun
+
+
+TimelineItem = TracedEvent | TracedDelivery | TracedAttempt | TracedAutomationRun
+
+
+class Trace(Model):
+    trace_id: str
+    events: Count
+    deliveries: Count
+    attempts: Count
+    automation_runs: Count
+    truncated: Annotated[bool, Meta(description="More events than one trace shows.")]
+    timeline: list[TimelineItem]
+
+
+# --- delivery statistics ---------------------------------------------------------------------
+
+
+class DeliveryMetricsQuery(Params):
+    from_: (
+        Annotated[
+            TimeParam, Meta(description="Attempts at or after (default: 24 hours before `to`).")
+        ]
+        | UnsetType
+    ) = field(name="from", default=UNSET)
+    to: Annotated[TimeParam, Meta(description="Attempts before (default: now).")] | UnsetType = (
+        UNSET
+    )
+    destination_id: (
+        Annotated[str, Meta(min_length=1, max_length=200, description="Only this destination.")]
+        | UnsetType
+    ) = UNSET
+
+
+class Latency(Model):
+    p50: float
+    p95: float
+    mean: float
+
+
+class DeliveryStats(Model):
+    destination_id: str
+    type: str
+    deliveries: Count
+    attempts: Count
+    succeeded: Count
+    failed: Count
+    success_rate: Annotated[float, Meta(ge=0, le=1)]
+    retries: Annotated[Count, Meta(description="Attempts after a delivery's first.")]
+    latency_ms: Latency
+
+
+class DeliveryMetrics(Model):
+    from_: DateTime = field(name="from")
+    to: DateTime
+    truncated: bool
+    data: list[DeliveryStats]
 
 
 async def _operator(request: Request) -> None:
@@ -43,6 +238,16 @@ async def snapshot(h: Hub) -> Snapshot:
     )
 
 
+@endpoint(
+    "GET /metrics",
+    "prometheusMetrics",
+    "health",
+    "Prometheus metrics",
+    "Counters and histograms of this process (of every local process with "
+    f"PROMETHEUS_MULTIPROC_DIR) and gauges read from the store. {_OPERATOR}",
+    scope="admin",
+    ok={200: (Raw("text/plain; version=0.0.4"), "The Prometheus text format.")},
+)
 async def metrics_page(request: Request) -> Response:
     await _operator(request)
     h = hub(request)
@@ -51,34 +256,47 @@ async def metrics_page(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE)
 
 
-def components(h: Hub, snap: Snapshot | None, error: str | None) -> dict[str, dict[str, Any]]:
+def components(h: Hub, snap: Snapshot | None, error: str | None) -> Components:
     """Each component's state for `/status`; `ok` False makes the answer 503."""
     if snap is None:
-        return {"store": {"ok": False, "error": error}}
+        return Components(store=StoreState(ok=False, error=error or "unknown"))
     s = h.settings
     age = snap.backlog_age()
     growth = sum(snap.dead_recent.values())
-    return {
-        "store": {"ok": True, "backend": h.store.backend},
-        "workers": {"ok": snap.workers_alive > 0, "alive": snap.workers_alive},
-        "backlog": {
-            "ok": age <= s.status_max_backlog_age,
-            "due": sum(snap.due.values()),
-            "oldest_due_seconds": round(age, 3),
-            "max_age_seconds": s.status_max_backlog_age,
-        },
-        "dlq": {
-            "ok": growth < s.alert_dlq_growth,
-            "size": sum(snap.dead.values()),
-            "growth": growth,
-            "window_seconds": s.alert_window,
-        },
+    return Components(
+        store=StoreState(ok=True, backend=h.store.backend),
+        workers=WorkersState(ok=snap.workers_alive > 0, alive=snap.workers_alive),
+        backlog=BacklogState(
+            ok=age <= s.status_max_backlog_age,
+            due=sum(snap.due.values()),
+            oldest_due_seconds=round(age, 3),
+            max_age_seconds=s.status_max_backlog_age,
+        ),
+        dlq=DlqState(
+            ok=growth < s.alert_dlq_growth,
+            size=sum(snap.dead.values()),
+            growth=growth,
+            window_seconds=s.alert_window,
+        ),
         # a disabled destination is the tenant's to fix: reported, never a 503
-        "destinations": {"ok": True, "disabled": sum(snap.disabled.values())},
-        "breakers": {"ok": True, "open": snap.open_breakers},
-    }
+        destinations=DestinationsState(ok=True, disabled=sum(snap.disabled.values())),
+        breakers=BreakersState(ok=True, open=snap.open_breakers),
+    )
 
 
+@endpoint(
+    "GET /status",
+    "status",
+    "health",
+    "Component status",
+    "The store, live workers (by heartbeat), the due backlog, DLQ growth, disabled "
+    f"destinations and open breakers; 503 when any is failing. {_OPERATOR}",
+    scope="admin",
+    ok={
+        200: (HubStatus, "Every component is ok."),
+        503: (HubStatus, "At least one component is failing."),
+    },
+)
 async def status(request: Request) -> Response:
     await _operator(request)
     h = hub(request)
@@ -89,13 +307,45 @@ async def status(request: Request) -> Response:
     except Exception as exc:  # any store failure is the store component's state
         error = f"{type(exc).__name__}: {exc}"[:300]
     parts = components(h, snap, error)
-    ok = all(p["ok"] for p in parts.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "failing", "components": parts}, status_code=200 if ok else 503
+    states = (getattr(parts, f) for f in parts.__struct_fields__)
+    ok = all(state.ok for state in states if state is not UNSET)
+    return respond(
+        HubStatus(status="ok" if ok else "failing", components=parts), 200 if ok else 503
     )
 
 
-def narrowed(t: Trace, p: Principal) -> Trace:
+@endpoint(
+    "GET /v1/traces/{trace_id}",
+    "getTrace",
+    "events",
+    "A trace's timeline",
+    "The events of one trace (the hub's own delivery events included), their deliveries, "
+    "attempts and the automation runs they started, in time order (each item names its kind).",
+    scope="read",
+    path=TracePath,
+    ok={200: (Trace, "OK")},
+    errors=(404,),
+)
+async def trace(request: Request) -> Response:
+    p = await principal(request, Scope.READ)
+    trace_id = decode_path(request, TracePath).trace_id
+    t = narrowed(await hub(request).observe.trace(p.tenant(), trace_id), p)
+    if not t.events:
+        raise NotFound(f"no event with trace_id {trace_id!r} in this tenant")
+    return respond(
+        Trace(
+            trace_id=trace_id,
+            events=len(t.events),
+            deliveries=len(t.deliveries),
+            attempts=len(t.attempts),
+            automation_runs=len(t.runs),
+            truncated=t.truncated,
+            timeline=timeline(t),
+        )
+    )
+
+
+def narrowed(t: TraceRecord, p: Principal) -> TraceRecord:
     """The part of a trace a key may see: the events its constraints match, and the
     deliveries, attempts and runs of those events (the whole trace for a key without)."""
     if p.constraint is None:
@@ -104,7 +354,7 @@ def narrowed(t: Trace, p: Principal) -> Trace:
     seqs = {e.seq for e in events}
     deliveries = [d for d in t.deliveries if d.event_seq in seqs]
     ids = {d.id for d in deliveries}
-    return Trace(
+    return TraceRecord(
         events,
         deliveries,
         [a for a in t.attempts if a.delivery_id in ids],
@@ -113,90 +363,45 @@ def narrowed(t: Trace, p: Principal) -> Trace:
     )
 
 
-def timeline(t: Trace) -> list[dict[str, Any]]:
+def timeline(t: TraceRecord) -> list[TimelineItem]:
     """The trace's events, deliveries, attempts and automation runs as one list in time order,
     each item naming its kind (the answer of `GET /v1/traces/{trace_id}`, and the dashboard's
     trace page)."""
     by_seq = {e.seq: e for e in t.events}
     by_id = {d.id: d for d in t.deliveries}
-    items: list[tuple[int, int, dict[str, Any]]] = []
+    items: list[tuple[int, int, TimelineItem]] = []
     for e in t.events:
         items.append(
-            (
-                e.received_us,
-                0,
-                {"kind": "event", "at": format_us(e.received_us), "event": e.to_json()},
-            )
+            (e.received_us, 0, TracedEvent(at=format_us(e.received_us), event=e.to_json()))
         )
     for d in t.deliveries:
-        items.append(
-            (
-                d.created_us,
-                1,
-                {
-                    "kind": "delivery",
-                    "at": format_us(d.created_us),
-                    "event_id": by_seq[d.event_seq].id,
-                    "delivery": d.to_json(),
-                },
-            )
+        item = TracedDelivery(
+            at=format_us(d.created_us), event_id=by_seq[d.event_seq].id, delivery=d.to_json()
         )
+        items.append((d.created_us, 1, item))
     for a in t.attempts:
-        d = by_id[a.delivery_id]
-        items.append(
-            (
-                a.started_us,
-                2,
-                {
-                    "kind": "attempt",
-                    "at": format_us(a.started_us),
-                    "delivery_id": a.delivery_id,
-                    "destination_id": d.destination_id,
-                    "attempt": a.to_json(),
-                },
-            )
+        attempt = TracedAttempt(
+            at=format_us(a.started_us),
+            delivery_id=a.delivery_id,
+            destination_id=by_id[a.delivery_id].destination_id,
+            attempt=a.to_json(),
         )
+        items.append((a.started_us, 2, attempt))
     for r in t.runs:
-        run = {k: v for k, v in r.items() if k not in ("created_us", "ended_us", "trigger_seq")}
-        run["event_id"] = by_seq[r["trigger_seq"]].id
-        run["ended_at"] = format_us(r["ended_us"]) if r["ended_us"] is not None else None
+        run = TracedRun(
+            id=r["id"],
+            automation=r["automation"],
+            version=r["version"],
+            status=r["status"],
+            reason=r["reason"],
+            event_id=by_seq[r["trigger_seq"]].id,
+            ended_at=format_us(r["ended_us"]) if r["ended_us"] is not None else None,
+        )
         items.append(
-            (
-                r["created_us"],
-                3,
-                {"kind": "automation_run", "at": format_us(r["created_us"]), "run": run},
-            )
+            (r["created_us"], 3, TracedAutomationRun(at=format_us(r["created_us"]), run=run))
         )
     items.sort(key=lambda i: (i[0], i[1]))
     return [i[2] for i in items]
-
-
-def check_trace_id(trace_id: str) -> str:
-    if len(trace_id) > TRACE_ID_MAX:
-        raise BadRequest(f"path parameter 'trace_id' is longer than {TRACE_ID_MAX} characters")
-    return trace_id
-
-
-async def trace(request: Request) -> Response:
-    """GET /v1/traces/{trace_id}: the trace's events, deliveries, attempts and automation runs
-    as one timeline in time order (each item names its kind), those a key with constraints
-    may see."""
-    p = await principal(request, Scope.READ)
-    trace_id = check_trace_id(request.path_params["trace_id"])
-    t = narrowed(await hub(request).observe.trace(p.tenant(), trace_id), p)
-    if not t.events:
-        raise NotFound(f"no event with trace_id {trace_id!r} in this tenant")
-    return JSONResponse(
-        {
-            "trace_id": trace_id,
-            "events": len(t.events),
-            "deliveries": len(t.deliveries),
-            "attempts": len(t.attempts),
-            "automation_runs": len(t.runs),
-            "truncated": t.truncated,
-            "timeline": timeline(t),
-        }
-    )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -207,7 +412,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def delivery_stats(rows: list[Any]) -> list[dict[str, Any]]:
+def delivery_stats(rows: list[Any]) -> list[DeliveryStats]:
     """Per (destination, event type): attempts, successes, success rate, retries (attempts
     after a delivery's first), deliveries, p50/p95/mean latency in milliseconds."""
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -218,50 +423,62 @@ def delivery_stats(rows: list[Any]) -> list[dict[str, Any]]:
         lat = sorted(r.latency_ms for r in rs)
         ok = sum(1 for r in rs if r.ok)
         out.append(
-            {
-                "destination_id": dest,
-                "type": etype,
-                "deliveries": len({r.delivery_id for r in rs}),
-                "attempts": len(rs),
-                "succeeded": ok,
-                "failed": len(rs) - ok,
-                "success_rate": round(ok / len(rs), 4),
-                "retries": sum(1 for r in rs if r.n > 1),
-                "latency_ms": {
-                    "p50": round(percentile(lat, 0.5), 2),
-                    "p95": round(percentile(lat, 0.95), 2),
-                    "mean": round(sum(lat) / len(lat), 2),
-                },
-            }
+            DeliveryStats(
+                destination_id=dest,
+                type=etype,
+                deliveries=len({r.delivery_id for r in rs}),
+                attempts=len(rs),
+                succeeded=ok,
+                failed=len(rs) - ok,
+                success_rate=round(ok / len(rs), 4),
+                retries=sum(1 for r in rs if r.n > 1),
+                latency_ms=Latency(
+                    p50=round(percentile(lat, 0.5), 2),
+                    p95=round(percentile(lat, 0.95), 2),
+                    mean=round(sum(lat) / len(lat), 2),
+                ),
+            )
         )
     return out
 
 
+@endpoint(
+    "GET /v1/metrics/deliveries",
+    "deliveryMetrics",
+    "deliveries",
+    "Delivery statistics",
+    "Attempts per destination and event type over a window (default: the last 24 hours, at "
+    "most 31 days): success rate, retries, p50/p95/mean latency.",
+    scope="read",
+    query=DeliveryMetricsQuery,
+    ok={200: (DeliveryMetrics, "OK")},
+)
 async def deliveries_metrics(request: Request) -> Response:
-    """GET /v1/metrics/deliveries: attempt statistics per destination and event type over a
-    window (default: the last 24 hours)."""
     p = await principal(request, Scope.READ)
-    to_us = query_time(request, "to") or now_us()
-    from_us = query_time(request, "from") or (to_us - 86_400_000_000)
+    q = decode_query(request, DeliveryMetricsQuery)
+    to_us = query_time_of(q.to, "to") or now_us()
+    from_us = query_time_of(q.from_, "from") or (to_us - 86_400_000_000)
     if from_us >= to_us:
-        raise BadRequest("query parameter 'from' must be before 'to'")
+        raise BadRequest(
+            "query parameter 'from' must be before 'to'",
+            details=[{"path": "?from", "message": "must be before 'to'"}],
+        )
     if to_us - from_us > _WINDOW_MAX_US:
-        raise BadRequest("query parameters 'from' and 'to' span more than 31 days")
-    dest = request.query_params.get("destination_id")
-    rows, truncated = await hub(request).observe.attempt_rows(p.tenant(), from_us, to_us, dest)
-    return JSONResponse(
-        {
-            "from": format_us(from_us),
-            "to": format_us(to_us),
-            "truncated": truncated,
-            "data": delivery_stats(rows),
-        }
+        raise BadRequest(
+            "query parameters 'from' and 'to' span more than 31 days",
+            details=[{"path": "?from", "message": "more than 31 days before 'to'"}],
+        )
+    rows, truncated = await hub(request).observe.attempt_rows(
+        p.tenant(), from_us, to_us, q.destination_id or None
+    )
+    return respond(
+        DeliveryMetrics(
+            from_=format_us(from_us),
+            to=format_us(to_us),
+            truncated=truncated,
+            data=delivery_stats(rows),
+        )
     )
 
 
-routes = [
-    Route("/metrics", metrics_page, methods=["GET"]),
-    Route("/status", status, methods=["GET"]),
-    Route("/v1/traces/{trace_id}", trace, methods=["GET"]),
-    Route("/v1/metrics/deliveries", deliveries_metrics, methods=["GET"]),
-]
+routes = routes_of(metrics_page, status, trace, deliveries_metrics)

@@ -1,70 +1,127 @@
 """How long the tenant's data is kept: `GET /v1/retention` (the policy in force) and
-`PUT /v1/retention` (the tenant's default event retention)."""
+`PUT /v1/retention` (the tenant's default event retention). Typed endpoints (`api/contract.py`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from switchboard.api.common import JSONResponse, hub, principal, read_body
-from switchboard.errors import BadRequest, Unprocessable, UnsupportedMedia
-from switchboard.retention import RetentionError, effective_days, parse_retention, type_retentions
+from switchboard.api.common import hub, principal
+from switchboard.api.contract import Body, Model, decode_body, endpoint, respond, routes_of
+from switchboard.errors import Unprocessable
+from switchboard.retention import (
+    MAX_DAYS,
+    RetentionError,
+    effective_days,
+    parse_retention,
+    type_retentions,
+)
 from switchboard.store import Scope
 from switchboard.store import retention as sql
 
-
-class RetentionBody(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of PUT /v1/retention."""
-
-    default: str | int | None  # "24 months", days, or null: keep events until told otherwise
+TAG = "tenants & keys"
+Days = Annotated[int, Meta(ge=1)]
 
 
+class RetentionIn(Body):
+    default: Annotated[
+        Annotated[
+            str,
+            Meta(
+                max_length=40,
+                description="A duration: `30 days`, `6 weeks`, `18 months`, `2 years`.",
+            ),
+        ]
+        | Annotated[int, Meta(ge=1, le=MAX_DAYS, description="Days.")]
+        | None,
+        Meta(
+            description="Null keeps events of types without their own retention forever; "
+            "at most 100 years, and not under the operator's floor."
+        ),
+    ]
+
+
+class TypeRetention(Model):
+    days: Days | None
+    effective_days: Days | None
+
+
+class RetentionPolicy(Model):
+    default_days: Annotated[
+        Days | None, Meta(description="The tenant's default event retention, as set.")
+    ]
+    floor_days: Annotated[
+        Days | None, Meta(description="The operator's floor (SWITCHBOARD_RETENTION_FLOOR_DAYS).")
+    ]
+    types: Annotated[
+        dict[str, TypeRetention],
+        Meta(description="Event types with a `retention` of their own in the catalog."),
+    ]
+    effective_default_days: Annotated[
+        Days | None, Meta(description="The default raised to the floor.")
+    ]
+    attempts_days: Days | None
+    inbound_requests_days: Days | None
+    audit_log_days: Days | None
+
+
+@endpoint(
+    "GET /v1/retention",
+    "getRetention",
+    TAG,
+    "How long data is kept",
+    "The retention in force: the tenant's default, each event type's own, the floor, and the "
+    "retention of attempts, inbound requests and the audit log (null: forever).",
+    scope="read",
+    ok={200: (RetentionPolicy, "OK")},
+)
 async def get_retention(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    return JSONResponse(await _policy(request, p.tenant()))
+    return respond(await _policy(request, p.tenant()))
 
 
-async def _policy(request: Request, tenant_id: str) -> dict[str, Any]:
+async def _policy(request: Request, tenant_id: str) -> RetentionPolicy:
     h = hub(request)
     s = h.settings
     floor = s.retention_floor_days
     default = await sql.get_tenant_retention(h.store, tenant_id)
     types = type_retentions(await h.store.list_types(("*", tenant_id)))
-    return {
-        "default_days": default,
-        "floor_days": floor or None,
-        "types": {
-            name: {"days": days, "effective_days": effective_days(days, floor)}
+    return RetentionPolicy(
+        default_days=default,
+        floor_days=floor or None,
+        types={
+            name: TypeRetention(days=days, effective_days=effective_days(days, floor))
             for name, days in sorted(types.items())
         },
-        "effective_default_days": effective_days(default, floor),
-        "attempts_days": s.attempt_retention_days or None,
-        "inbound_requests_days": s.inbound_retention_days or None,
-        "audit_log_days": s.audit_retention_days or None,
-    }
+        effective_default_days=effective_days(default, floor),
+        attempts_days=s.attempt_retention_days or None,
+        inbound_requests_days=s.inbound_retention_days or None,
+        audit_log_days=s.audit_retention_days or None,
+    )
 
 
+@endpoint(
+    "PUT /v1/retention",
+    "putRetention",
+    TAG,
+    "Set the tenant's default event retention",
+    "`default` is a duration (`24 months`, `400 days`) or days, or null to keep events of "
+    "types without their own retention forever; it may not be under the floor.",
+    scope="manage",
+    body=RetentionIn,
+    ok={200: (RetentionPolicy, "OK")},
+    errors=(422,),
+)
 async def put_retention(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise UnsupportedMedia(f"Content-Type must be application/json, got {ctype or 'nothing'!r}")
-    try:
-        body = msgspec.json.decode(await read_body(request, 65536), type=RetentionBody)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(
-            f"invalid retention: {exc}", details=[{"path": "/default", "message": str(exc)}]
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    body = await decode_body(request, RetentionIn, 65536)
     days = None
     if body.default is not None:
-        try:
+        try:  # the text's grammar, and its size in days, are the parser's
             days = parse_retention(body.default)
         except RetentionError as exc:
             raise Unprocessable(
@@ -78,10 +135,7 @@ async def put_retention(request: Request) -> Response:
                 details=[{"path": "/default", "message": message}],
             )
     await sql.set_tenant_retention(h.store, p.tenant(), days)
-    return JSONResponse(await _policy(request, p.tenant()))
+    return respond(await _policy(request, p.tenant()))
 
 
-routes = [
-    Route("/v1/retention", get_retention, methods=["GET"]),
-    Route("/v1/retention", put_retention, methods=["PUT"]),
-]
+routes = routes_of(get_retention, put_retention)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.envelope import format_us
 from switchboard.store.queries import Sql, dumps, load_json
 
 _COLUMNS = "id, tenant_id, at_us, key_id, key_name, ip, action, method, path, status, before, after"
@@ -29,22 +28,6 @@ class AuditEntry:
     status: int
     before: Any  # the resource before the change, secrets masked (None for a creation)
     after: Any  # the answer to the change, secrets masked
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id or None,
-            "at": format_us(self.at_us),
-            "key_id": self.key_id,
-            "key_name": self.key_name,
-            "ip": self.ip,
-            "action": self.action,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "before": self.before,
-            "after": self.after,
-        }
 
 
 def _row(r: Any) -> AuditEntry:

@@ -22,7 +22,6 @@ from switchboard.automations import (
     hold_key,
     parse_schedule,
 )
-from switchboard.envelope import format_us
 from switchboard.store.deliveries import DELIVERY_COLUMNS, pattern_fragment
 from switchboard.store.queries import EVENT_COLUMNS, Sql, dumps, event_from_row, load_json
 
@@ -277,30 +276,6 @@ def run_from_row(r: Sequence[Any], trigger: dict[str, Any]) -> Run:
         created_us=r[10],
         ended_us=r[11],
     )
-
-
-def run_json(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "automation": run.automation,
-        "version": run.version,
-        "status": run.status,
-        "reason": run.reason,
-        "trigger": {
-            "id": run.trigger.get("id"),
-            "type": run.trigger.get("type"),
-            "subject": run.trigger.get("subject"),
-        },
-        "next_step_at": format_us(run.due_us) if run.due_us is not None else None,
-        "waiting_until": format_us(until) if (until := run.deadline_us or run.until_us) else None,
-        "steps": [
-            {**{k: v for k, v in h.items() if k != "at_us"}, "at": format_us(h["at_us"])}
-            for h in run.history
-        ],
-        "matched": run.matched,
-        "created_at": format_us(run.created_us),
-        "ended_at": format_us(run.ended_us) if run.ended_us is not None else None,
-    }
 
 
 def _correlation_pattern(corr: Correlation, key: str) -> patterns.Pattern | None:

@@ -8,18 +8,18 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
+import msgspec
 from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from switchboard.api.automations import automation_json
+from switchboard.api.automations import run_view, stored_automation
 from switchboard.api.common import hub
 from switchboard.api.contract import Params, decode_path, decode_query
 from switchboard.automation_runs import Run, Status
 from switchboard.automations import NAME_RE
 from switchboard.errors import BadRequest, NotFound
 from switchboard.patterns import match
-from switchboard.store.automations import run_json
 from switchboard.ui.masking import shown
 from switchboard.ui.viewer import Pages, Viewer, page
 
@@ -55,7 +55,7 @@ def _sees(viewer: Viewer, run: Run) -> bool:
 async def automations(d: Pages, request: Request, viewer: Viewer) -> Response:
     rows = await hub(request).automations.current(viewer.tenant_id)
     return d.render(
-        "automations.html", viewer, nav="automations", rows=[automation_json(*r) for r in rows]
+        "automations.html", viewer, nav="automations", rows=[stored_automation(*r) for r in rows]
     )
 
 
@@ -82,13 +82,13 @@ async def automation(d: Pages, request: Request, viewer: Viewer) -> Response:
         request,
         viewer,
         f"/v1/automations/{quote(name, safe='')}/runs",
-        {"data": [run_json(r) for r in runs if _sees(viewer, r)]},
+        {"data": [msgspec.to_builtins(run_view(r)) for r in runs if _sees(viewer, r)]},
     )
     return d.render(
         "automation.html",
         viewer,
         nav="automations",
-        automation=automation_json(name, *got),
+        automation=stored_automation(name, *got),
         runs=doc["data"],
         chosen=status,
         statuses=STATUSES,
@@ -108,7 +108,9 @@ async def run(d: Pages, request: Request, viewer: Viewer) -> Response:
     found = await hub(request).automations.load(run_id, viewer.tenant_id)
     if found is None or not _sees(viewer, found):
         raise NotFound(f"no run with id {run_id!r} in this tenant")
-    doc = await shown(request, viewer, f"/v1/runs/{quote(run_id, safe='')}", run_json(found))
+    doc = await shown(
+        request, viewer, f"/v1/runs/{quote(run_id, safe='')}", msgspec.to_builtins(run_view(found))
+    )
     return d.render("run.html", viewer, nav="automations", run=doc)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
+import msgspec
 from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,7 +45,7 @@ async def trace(d: Pages, request: Request, viewer: Viewer) -> Response:
         request,
         viewer,
         f"/v1/traces/{quote(trace_id, safe='')}",
-        {"trace_id": trace_id, "timeline": timeline(t)},
+        {"trace_id": trace_id, "timeline": msgspec.to_builtins(timeline(t))},
     )
     names = {x.id: x.name for x in await h.deliveries.list_destinations(viewer.tenant_id)}
     return d.render(
