@@ -1,0 +1,250 @@
+"""The shapes of POST /v1/events: each way an event may be submitted, and the answer.
+
+The ingest fast path does not decode through these models: `envelope.build_event` checks each
+event by hand (faster, and a batch answers each event at its own index instead of refusing the
+whole request). The models state the same rules for the published document, and
+`tests/unit/test_event_shapes.py` holds them to the parser on a set of samples.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType, field
+
+from switchboard.api.contract import Model, Params
+from switchboard.api.models import ErrorDetail
+from switchboard.envelope import MAX_ID_LEN, TYPE_RE
+
+MAX_BATCH = 1000  # Settings.max_batch_events' default, as the document quotes it
+
+TypeName = Annotated[
+    str,
+    Meta(
+        pattern=TYPE_RE.pattern,
+        description="The catalog type name: lowercase letters, digits, '.', '_' and '-'.",
+        examples=["purchase_made"],
+    ),
+]
+NonEmpty = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LEN)]
+# Ids and names in an envelope: a non-empty text of at most 200 characters; a JSON number is
+# taken as its text (`"id": 42` is the id "42"), as the systems behind the legacy shapes send.
+Text = NonEmpty | int | float
+Time = Annotated[
+    datetime,
+    Meta(tz=True, description="ISO 8601 with a timezone, e.g. 2026-01-05T10:00:00-03:00."),
+]
+Payload = dict[str, Any]
+
+
+class Actor(Struct, kw_only=True):
+    """Who caused an event."""
+
+    id: Annotated[Text, Meta(description="The actor's id.")] | None = None
+    type: Annotated[Text, Meta(description="Its kind: user, system, clinic…")] | None = None
+
+
+class Envelope(Struct, kw_only=True):
+    """The native event envelope; fields it does not name are ignored."""
+
+    type: TypeName
+    data: Annotated[Payload, Meta(description="The payload, validated by the catalog.")]
+    id: (
+        Annotated[Text, Meta(description="Unique per (tenant, source); a UUIDv7 if absent.")] | None
+    ) = None
+    version: (
+        Annotated[
+            Text, Meta(description="The catalog version; the newest that validates if absent.")
+        ]
+        | None
+    ) = None
+    time: Annotated[Time, Meta(description="When it happened (default: when received).")] | None = (
+        None
+    )
+    source: (
+        Annotated[Text, Meta(description="The system that emitted it (default: the key's source).")]
+        | None
+    ) = None
+    subject: (
+        Annotated[Text, Meta(description="Who or what it is about, e.g. a customer id.")] | None
+    ) = None
+    actor: (
+        Annotated[Actor | NonEmpty, Meta(description="Who caused it; a string is the actor's id.")]
+        | None
+    ) = None
+    trace_id: Annotated[Text, Meta(description="Generated if absent.")] | None = None
+    correlation_id: Annotated[Text, Meta(description="Defaults to the event id.")] | None = None
+    causation_id: (
+        Annotated[Text, Meta(description="The id of the event that caused this one.")] | None
+    ) = None
+    context: (
+        Annotated[Payload, Meta(description="Request metadata: ip, user_agent, utm_*…")] | None
+    ) = None
+
+
+class BaseEventMetadata(Struct, kw_only=True):
+    """BaseEvent's metadata: it becomes the context (ipAddress → ip, userAgent → user_agent,
+    requestId → request_id); its `source` is the event's source when the event names none."""
+
+    source: Text | None = None
+
+
+class BaseEvent(Struct, kw_only=True):
+    """The legal-practice plan's BaseEvent, read when a body has `eventType` and `payload` and
+    no `type`; fields it does not name are ignored."""
+
+    eventType: TypeName
+    payload: Annotated[Payload, Meta(description="Becomes `data`.")]
+    eventId: Annotated[Text, Meta(description="Becomes `id`.")] | None = None
+    eventVersion: Annotated[Text, Meta(description="Becomes `version`.")] | None = None
+    timestamp: Time | None = None
+    actor: Annotated[Text, Meta(description="The actor's id.")] | None = None
+    actorType: Annotated[Text, Meta(description="The actor's kind.")] | None = None
+    organizationId: (
+        Annotated[Text, Meta(description="Becomes `subject` and context.organization_id.")] | None
+    ) = None
+    source: Text | None = None
+    metadata: BaseEventMetadata | None = None
+    trace_id: Text | None = None
+    correlation_id: Text | None = None
+    causation_id: Text | None = None
+
+
+class EmitEvent(Struct, kw_only=True):
+    """The clinic checklist's emitEvent({...}) arguments, read when a body has `eventType` and
+    neither `type` nor `payload`; fields it does not name are ignored."""
+
+    eventType: TypeName
+    actor: (
+        Annotated[
+            Text,
+            Meta(
+                description="The actor's kind (clinic, system, customer, ai); with clinic or "
+                "customer, clinicId or customerId is the actor's id."
+            ),
+        ]
+        | None
+    ) = None
+    clinicId: Annotated[Text, Meta(description="Becomes context.clinic_id.")] | None = None
+    customerId: Annotated[Text, Meta(description="Becomes `subject`.")] | None = None
+    timestamp: Time | None = None
+    eventId: Annotated[Text, Meta(description="Becomes `id`.")] | None = None
+    version: Text | None = None
+    source: Text | None = None
+    metadata: Annotated[Payload, Meta(description="Becomes `data`.")] | None = None
+    context: Payload | None = None
+    trace_id: Text | None = None
+    correlation_id: Text | None = None
+    causation_id: Text | None = None
+
+
+class CloudEvent(Struct, kw_only=True):
+    """A CloudEvents 1.0 event in structured mode. `data` that is not an object is kept as
+    {"value": …} and `data_base64` as {"data_base64": …}; extension attributes go to the
+    context (a W3C `traceparent` also sets the trace id, `correlationid` and `causationid`
+    the correlation and causation ids)."""
+
+    specversion: Literal["1.0"]
+    id: NonEmpty
+    source: NonEmpty
+    type: TypeName
+    time: Time | None = None
+    subject: NonEmpty | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = None
+    data_base64: str | None = None
+    traceparent: str | None = None
+
+
+# Which shape a body is read as: `type` makes it native; else `eventType` with `payload` a
+# BaseEvent, `eventType` alone an emitEvent. The schemas say so, so no body fits two.
+NATIVE = Annotated[
+    Envelope,
+    Meta(
+        examples=[
+            {
+                "type": "purchase_made",
+                "subject": "cust-42",
+                "actor": {"id": "clinic-7", "type": "clinic"},
+                "data": {
+                    "value": 480.0,
+                    "currency": "BRL",
+                    "items": [{"categoria": "estetica_facial", "qty": 1, "price": 480.0}],
+                },
+            }
+        ]
+    ),
+]
+LEGAL = Annotated[BaseEvent, Meta(extra_json_schema={"not": {"required": ["type"]}})]
+CLINIC = Annotated[
+    EmitEvent,
+    Meta(extra_json_schema={"not": {"anyOf": [{"required": ["type"]}, {"required": ["payload"]}]}}),
+]
+# A batch answers each event at its own index, so an item in any shape (or a broken one) does
+# not refuse the request: the document says what an item should be, the answer which ones were.
+EventBatch = Annotated[
+    list[
+        Annotated[
+            Any,
+            Meta(
+                description="An event in one of the shapes; a malformed one is "
+                "rejected at its index."
+            ),
+        ]
+    ],
+    Meta(min_length=1, max_length=MAX_BATCH, description="A batch of events."),
+]
+CloudEventBatch = Annotated[
+    list[
+        Annotated[Any, Meta(description="A CloudEvent; a malformed one is rejected at its index.")]
+    ],
+    Meta(max_length=MAX_BATCH, description="A CloudEvents batch."),
+]
+
+
+class IngestHeaders(Params):
+    idempotency_key: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=255,
+                description="Replays the stored response for 24 h instead of ingesting again.",
+            ),
+        ]
+        | UnsetType
+    ) = field(name="Idempotency-Key", default=UNSET)
+    ce_specversion: (
+        Annotated[
+            Literal["1.0"],
+            Meta(
+                description="CloudEvents binary mode: the body is the data, attributes are "
+                "ce-* headers (ce-id, ce-source, ce-type, ce-time, …)."
+            ),
+        ]
+        | UnsetType
+    ) = field(name="ce-specversion", default=UNSET)
+
+
+class IngestResult(Model):
+    index: Annotated[int, Meta(ge=0, description="Position in the request.")]
+    status: Literal["accepted", "duplicate", "rejected"]
+    id: str | None = None
+    original_received_at: (
+        Annotated[
+            str, Meta(description="For a duplicate.", extra_json_schema={"format": "date-time"})
+        ]
+        | None
+    ) = None
+    errors: list[ErrorDetail] | None = None
+    validation: Literal["warned", "quarantined"] | None = None
+    warnings: list[ErrorDetail] | None = None
+
+
+class IngestResponse(Model):
+    results: list[IngestResult]
+    accepted: Annotated[int, Meta(ge=0)]
+    duplicates: Annotated[int, Meta(ge=0)]
+    rejected: Annotated[int, Meta(ge=0)]
