@@ -16,6 +16,7 @@ from switchboard.api.events import stored_event
 from switchboard.api.openapi import openapi_document
 from switchboard.envelope import EnvelopeError, Event, build_event
 from switchboard.pii import PiiClass
+from switchboard.sources import cloudevents
 
 T = "2026-01-05T10:00:00-03:00"
 LONG = "x" * 201
@@ -123,9 +124,12 @@ SAMPLES: list[tuple[str, Any, bool]] = [
 ]
 
 
+_WHERE: dict[str, Any] = {"tenant_id": "t", "default_source": "s", "received_us": 1}
+
+
 def _parser_accepts(doc: Any) -> bool:
     try:
-        build_event(doc, tenant_id="t", default_source="s", received_us=1)
+        build_event(doc, **_WHERE)
     except EnvelopeError:
         return False
     return True
@@ -160,9 +164,14 @@ def test_the_parser_the_models_and_the_document_agree(name: str, doc: Any, valid
     assert _published().is_valid(doc) is valid, "document"
 
 
-def test_a_batch_answers_each_item_so_any_item_is_published_as_allowed() -> None:
-    assert _published().is_valid([{"type": "a", "data": {}}, 5])
+def test_a_batch_publishes_each_item_as_one_of_the_shapes() -> None:
+    items = [doc for _, doc, valid in SAMPLES if valid]
+    assert _published().is_valid(items)
+    for _, doc, valid in SAMPLES:
+        if not valid:
+            assert not _published().is_valid([items[0], doc]), doc
     assert not _published().is_valid([])
+    assert not _published().is_valid([items[0]] * 1001)
 
 
 def test_the_stored_event_model_is_the_same_shape_as_to_json() -> None:
@@ -192,3 +201,46 @@ def test_the_stored_event_model_is_the_same_shape_as_to_json() -> None:
 
 def test_the_catalog_model_names_every_pii_class() -> None:
     assert set(PiiClassName.__args__) == {c.value for c in PiiClass}  # type: ignore[attr-defined]
+
+
+CE = {"specversion": "1.0", "id": "c1", "source": "/shop", "type": "order.created"}
+CLOUD_SAMPLES: list[tuple[str, Any, bool]] = [
+    ("minimal", CE, True),
+    (
+        "every attribute",
+        {
+            **CE,
+            "time": T,
+            "subject": "cust-1",
+            "datacontenttype": "application/json",
+            "data": {"n": 1},
+            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+            "myextension": 5,
+        },
+        True,
+    ),
+    ("data not an object", {**CE, "data": [1, 2]}, True),
+    ("binary data", {**CE, "data_base64": "AAEC"}, True),
+    ("a number subject", {**CE, "subject": 7}, True),
+    ("another specversion", {**CE, "specversion": "0.3"}, False),
+    ("no id", {k: v for k, v in CE.items() if k != "id"}, False),
+    ("empty source", {**CE, "source": ""}, False),
+    ("type not a name", {**CE, "type": "Order Created"}, False),
+    ("id too long", {**CE, "id": LONG}, False),
+    ("time without a zone", {**CE, "time": "2026-01-05T10:00:00"}, False),
+    ("not an object", [CE], False),
+]
+
+
+@pytest.mark.parametrize(("name", "doc", "valid"), CLOUD_SAMPLES, ids=[s[0] for s in CLOUD_SAMPLES])
+def test_cloudevents_parser_and_document_agree(name: str, doc: Any, valid: bool) -> None:
+    try:
+        build_event(cloudevents.from_structured(doc), **_WHERE)
+        parsed = True
+    except EnvelopeError:
+        parsed = False
+    document = openapi_document()
+    media = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]
+    schema = {**media[cloudevents.STRUCTURED]["schema"], "components": document["components"]}
+    published = jsonschema_rs.Draft202012Validator(schema, validate_formats=True).is_valid(doc)
+    assert (parsed, published) == (valid, valid)

@@ -150,12 +150,12 @@ class CloudEvent(Struct, kw_only=True):
     source: NonEmpty
     type: TypeName
     time: Time | None = None
-    subject: NonEmpty | None = None
-    datacontenttype: str | None = None
-    dataschema: str | None = None
+    subject: Text | None = None
+    datacontenttype: Annotated[Any, Meta(description="Kept in the context.")] = None
+    dataschema: Annotated[Any, Meta(description="Kept in the context.")] = None
     data: Any = None
-    data_base64: str | None = None
-    traceparent: str | None = None
+    data_base64: Annotated[Any, Meta(description="Base64 of binary data.")] = None
+    traceparent: Annotated[Any, Meta(description="W3C trace context: sets the trace id.")] = None
 
 
 # Which shape a body is read as: `type` makes it native; else `eventType` with `payload` a
@@ -177,20 +177,27 @@ NATIVE = Annotated[
         ]
     ),
 ]
-LEGAL = Annotated[BaseEvent, Meta(extra_json_schema={"not": {"required": ["type"]}})]
-CLINIC = Annotated[
-    EmitEvent,
-    Meta(extra_json_schema={"not": {"anyOf": [{"required": ["type"]}, {"required": ["payload"]}]}}),
-]
-# A batch answers each event at its own index, so an item in any shape (or a broken one) does
-# not refuse the request: the document says what an item should be, the answer which ones were.
+_NOT_NATIVE = {"not": {"required": ["type"]}}
+_NOT_LEGAL = {"not": {"anyOf": [{"required": ["type"]}, {"required": ["payload"]}]}}
+LEGAL = Annotated[BaseEvent, Meta(extra_json_schema=_NOT_NATIVE)]
+CLINIC = Annotated[EmitEvent, Meta(extra_json_schema=_NOT_LEGAL)]
+_REF = "#/components/schemas/{}"  # the components generated from the models above
+# A batch answers each event at its own index, so a malformed item is rejected there while the
+# others go on (a 202; a 422 only when every one is rejected).
 EventBatch = Annotated[
     list[
         Annotated[
             Any,
             Meta(
-                description="An event in one of the shapes; a malformed one is "
-                "rejected at its index."
+                description="An event in one of the shapes; a malformed one is rejected at its "
+                "index.",
+                extra_json_schema={
+                    "anyOf": [
+                        {"$ref": _REF.format("Envelope")},
+                        {"$ref": _REF.format("BaseEvent"), **_NOT_NATIVE},
+                        {"$ref": _REF.format("EmitEvent"), **_NOT_LEGAL},
+                    ]
+                },
             ),
         ]
     ],
@@ -198,9 +205,15 @@ EventBatch = Annotated[
 ]
 CloudEventBatch = Annotated[
     list[
-        Annotated[Any, Meta(description="A CloudEvent; a malformed one is rejected at its index.")]
+        Annotated[
+            Any,
+            Meta(
+                description="A CloudEvent; a malformed one is rejected at its index.",
+                extra_json_schema={"$ref": _REF.format("CloudEvent")},
+            ),
+        ]
     ],
-    Meta(max_length=MAX_BATCH, description="A CloudEvents batch."),
+    Meta(min_length=1, max_length=MAX_BATCH, description="A CloudEvents batch."),
 ]
 
 
