@@ -256,6 +256,7 @@ def _listing(request: Request, model: type[L]) -> L:
         return msgspec.convert(doc, type=model, strict=False)
     except msgspec.ValidationError as exc:
         path, message = _problem(exc, "?")
+        path = path.split(".")[0]  # `?type`, not which of its values
         raise BadRequest(
             f"query parameter {path[1:]!r}: {message}",
             details=[{"path": path, "message": message}],
@@ -298,6 +299,7 @@ def _detail(d: dict[str, Any]) -> ErrorDetail:
         422: (IngestResponse, "Every event was rejected; see each result."),
     },
     errors=(400, 404, 413, 415, 429),
+    body_required=False,  # a CloudEvent in binary mode may have no data
 )
 async def ingest(request: Request) -> Response:
     """POST /v1/events, answered within SWITCHBOARD_INGEST_TIMEOUT: when the store cannot
@@ -540,6 +542,9 @@ async def _page(request: Request, p: Principal, query: EventQuery) -> Response:
 
 
 PAGE = (EventPage, "A page of events, newest first.")
+# each parameter is bounded, but together they can make a request line over
+# SWITCHBOARD_MAX_HEADER_BYTES, which the edge answers with a 431
+LONG_QUERY = (431,)
 
 
 @endpoint(
@@ -551,6 +556,7 @@ PAGE = (EventPage, "A page of events, newest first.")
     scope="read",
     query=EventsQuery,
     ok={200: PAGE},
+    errors=LONG_QUERY,
 )
 async def list_events(request: Request) -> Response:
     p = await principal(request, Scope.READ)
@@ -589,6 +595,7 @@ async def get_event(request: Request) -> Response:
     path=SubjectPath,
     query=TimelineQuery,
     ok={200: PAGE},
+    errors=LONG_QUERY,
 )
 async def subject_timeline(request: Request) -> Response:
     p = await principal(request, Scope.READ)
@@ -607,6 +614,7 @@ async def subject_timeline(request: Request) -> Response:
     path=ActorPath,
     query=TimelineQuery,
     ok={200: PAGE},
+    errors=LONG_QUERY,
 )
 async def actor_timeline(request: Request) -> Response:
     p = await principal(request, Scope.READ)
@@ -667,6 +675,7 @@ async def metrics(request: Request) -> Response:
     scope="read",
     query=QuarantineQuery,
     ok={200: PAGE},
+    errors=LONG_QUERY,
 )
 async def list_quarantine(request: Request) -> Response:
     p = await principal(request, Scope.READ)
