@@ -218,6 +218,12 @@ CloudEventBatch = Annotated[
 
 
 class IngestHeaders(Params):
+    """The headers ingest reads beyond the key. CloudEvents binary mode (a `ce-specversion`
+    header, the other attributes in `ce-*` headers, the body the data) is said in the
+    operation's description and its `*/*` body, not as a parameter: the document cannot tie
+    the JSON bodies' schema to a header's presence, so a fuzzer would send the header with a
+    JSON body and take the data for a violation."""
+
     idempotency_key: (
         Annotated[
             str,
@@ -229,16 +235,6 @@ class IngestHeaders(Params):
         ]
         | UnsetType
     ) = field(name="Idempotency-Key", default=UNSET)
-    ce_specversion: (
-        Annotated[
-            Literal["1.0"],
-            Meta(
-                description="CloudEvents binary mode: the body is the data, attributes are "
-                "ce-* headers (ce-id, ce-source, ce-type, ce-time, …)."
-            ),
-        ]
-        | UnsetType
-    ) = field(name="ce-specversion", default=UNSET)
 
 
 class IngestResult(Model):

@@ -281,14 +281,17 @@ def _detail(d: dict[str, Any]) -> ErrorDetail:
     "Send events",
     f"Accept one event or a batch (at most {MAX_BATCH} events, 1 MiB): native envelopes, the "
     "legacy BaseEvent/emitEvent shapes, or CloudEvents (structured, batch or binary mode). "
-    "Each event is answered at its index; 422 when every one is rejected.",
+    "Each event is answered at its index; 422 when every one is rejected. CloudEvents binary "
+    "mode: a `ce-specversion: 1.0` header, the other attributes as `ce-*` headers "
+    "(percent-encoded; ce-id, ce-source and ce-type required), the body (any media type, or "
+    "none) the event's data.",
     scope="ingest",
     headers=IngestHeaders,
     body={
         "application/json": (NATIVE, LEGAL, CLINIC, EventBatch),
         cloudevents.STRUCTURED: CloudEvent,
         cloudevents.BATCH: CloudEventBatch,
-        "*/*": Raw("*/*", {"description": "CloudEvents binary mode: the data, ce-* headers."}),
+        "*/*": Raw("*/*", {"description": "CloudEvents binary mode: the data, with ce-* headers."}),
     },
     ok={
         202: (
@@ -299,7 +302,6 @@ def _detail(d: dict[str, Any]) -> ErrorDetail:
         422: (IngestResponse, "Every event was rejected; see each result."),
     },
     errors=(400, 404, 413, 415, 429),
-    body_required=False,  # a CloudEvent in binary mode may have no data
 )
 async def ingest(request: Request) -> Response:
     """POST /v1/events, answered within SWITCHBOARD_INGEST_TIMEOUT: when the store cannot
