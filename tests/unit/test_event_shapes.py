@@ -11,8 +11,7 @@ import msgspec
 import pytest
 
 from switchboard.api.catalog import PiiClassName
-from switchboard.api.event_shapes import BaseEvent, EmitEvent, Envelope
-from switchboard.api.events import stored_event
+from switchboard.api.event_shapes import BaseEvent, EmitEvent, Envelope, stored_event
 from switchboard.api.openapi import openapi_document
 from switchboard.envelope import EnvelopeError, Event, build_event
 from switchboard.pii import PiiClass

@@ -1,4 +1,5 @@
-"""The shapes of POST /v1/events: each way an event may be submitted, and the answer.
+"""The shapes of the event endpoints: each way an event may be submitted to POST /v1/events
+and its answer, then the parameters and answers of the reads (listings, timelines, metrics).
 
 The ingest fast path does not decode through these models: `envelope.build_event` checks each
 event by hand (faster, and a batch answers each event at its own index instead of refusing the
@@ -11,13 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
+from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import Model, Params
-from switchboard.api.models import ErrorDetail
-from switchboard.envelope import MAX_ID_LEN, TYPE_RE
+from switchboard.api.models import ErrorDetail, EventStatus
+from switchboard.envelope import MAX_ID_LEN, TYPE_RE, Event, format_us
 
 MAX_BATCH = 1000  # Settings.max_batch_events' default, as the document quotes it
+MAX_FILTER = 8192  # characters of a `filter` pattern (the request line is bounded anyway)
 
 TypeName = Annotated[
     str,
@@ -257,3 +261,188 @@ class IngestResponse(Model):
     accepted: Annotated[int, Meta(ge=0)]
     duplicates: Annotated[int, Meta(ge=0)]
     rejected: Annotated[int, Meta(ge=0)]
+
+
+# --- the reads -----------------------------------------------------------------------------------
+
+Id = Annotated[str, Meta(max_length=MAX_ID_LEN)]
+TimeText = Annotated[
+    str,
+    Meta(max_length=64, extra_json_schema={"format": "date-time"}),
+]
+
+
+class Listing(Params):
+    """The filters every listing of events takes."""
+
+    type: Annotated[
+        list[Annotated[str, Meta(max_length=2000, pattern=r"^[a-z0-9_.*?,\-]*$")]],
+        Meta(
+            max_length=MAX_TYPE_GLOBS,
+            description="Event types (repeat or comma-separate; globs such as lead.*); at most "
+            f"{MAX_TYPE_GLOBS}.",
+        ),
+    ] = field(default_factory=list)
+    source: Annotated[Id, Meta(description="Exact source.")] | UnsetType = UNSET
+    trace_id: Annotated[Id, Meta(description="Exact trace id.")] | UnsetType = UNSET
+    correlation_id: Annotated[Id, Meta(description="Exact correlation id.")] | UnsetType = UNSET
+    from_: Annotated[TimeText, Meta(description="Events at or after (ISO 8601).")] | UnsetType = (
+        field(name="from", default=UNSET)
+    )
+    to: Annotated[TimeText, Meta(description="Events before (ISO 8601).")] | UnsetType = UNSET
+    filter: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_FILTER,
+                description='A JSON filter pattern, e.g. {"data.method":["pix"]} (see '
+                f"docs/filters.md); at most {MAX_FILTER} characters.",
+                extra_json_schema={"contentMediaType": "application/json"},
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    cursor: (
+        Annotated[str, Meta(max_length=200, description="The next_cursor of the previous page.")]
+        | UnsetType
+    ) = UNSET
+    limit: Annotated[int, Meta(ge=1, le=1000, description="Page size (default 100).")] = 100
+
+
+Status = Annotated[EventStatus, Meta(description="Validation outcome.")]
+
+
+class TimelineQuery(Listing):
+    status: Status | UnsetType = UNSET
+
+
+class QuarantineQuery(Listing):
+    subject: Annotated[Id, Meta(description="Exact subject.")] | UnsetType = UNSET
+    actor: Annotated[Id, Meta(description="Exact actor id.")] | UnsetType = UNSET
+
+
+class EventsQuery(QuarantineQuery):
+    status: Status | UnsetType = UNSET
+
+
+class EventPath(Params):
+    event_id: Annotated[Id, Meta(description="The event's id.")]
+
+
+class SourceQuery(Params):
+    source: (
+        Annotated[Id, Meta(description="The event's source, when one id exists under several.")]
+        | UnsetType
+    ) = UNSET
+
+
+class SubjectPath(Params):
+    subject: Annotated[Id, Meta(description="The subject.")]
+
+
+class ActorPath(Params):
+    actor: Annotated[Id, Meta(description="The actor id.")]
+
+
+class MetricsQuery(Params):
+    granularity: Annotated[Literal["minute", "hour", "day"], Meta(description="Bucket size.")] = (
+        "hour"
+    )
+    from_: Annotated[TimeText, Meta(description="Events at or after (ISO 8601).")] | UnsetType = (
+        field(name="from", default=UNSET)
+    )
+    to: Annotated[TimeText, Meta(description="Events before (ISO 8601).")] | UnsetType = UNSET
+
+
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+
+
+class EventActor(Model):
+    id: str | None
+    type: str | None
+
+
+class StoredEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A stored event with its validation outcome."""
+
+    id: str
+    type: str
+    version: Annotated[str | None, Meta(description="The catalog version it validated against.")]
+    time: Timestamp
+    received_at: Timestamp
+    source: str
+    subject: str | None
+    actor: EventActor | None
+    trace_id: str
+    correlation_id: str | None
+    causation_id: str | None
+    context: dict[str, Any]
+    data: dict[str, Any]
+    status: EventStatus
+    validation_errors: list[ErrorDetail] | None = None  # only when there are some
+
+
+class EventPage(Model):
+    data: list[StoredEvent]
+    next_cursor: (
+        Annotated[str, Meta(description="Pass as ?cursor= for the next page; null at the end.")]
+        | None
+    )
+
+
+class TypeCount(Model):
+    total: Annotated[int, Meta(ge=0)]
+    by_outcome: dict[str, Annotated[int, Meta(ge=0)]]
+
+
+class Bucket(Model):
+    start: Timestamp
+    total: Annotated[int, Meta(ge=0)]
+    by_type: dict[str, TypeCount]
+
+
+class Metrics(Model):
+    granularity: Literal["minute", "hour", "day"]
+    from_: Timestamp = field(name="from")
+    to: Timestamp
+    buckets: list[Bucket]
+
+
+class Resubmitted(Model):
+    id: str
+    status: Literal["accepted", "warned"]
+    version: str | None
+
+
+class StillQuarantined(Model):
+    id: str
+    status: Literal["quarantined"]
+    errors: list[ErrorDetail]
+
+
+def stored_event(e: Event) -> StoredEvent:
+    """The public shape of a stored event (the same as `Event.to_json`, which the delivery
+    payloads use; tests/unit/test_event_shapes.py holds the two together)."""
+    return StoredEvent(
+        id=e.id,
+        type=e.type,
+        version=e.version,
+        time=format_us(e.time_us),
+        received_at=format_us(e.received_us),
+        source=e.source,
+        subject=e.subject,
+        actor=EventActor(id=e.actor_id, type=e.actor_type)
+        if (e.actor_id or e.actor_type)
+        else None,
+        trace_id=e.trace_id,
+        correlation_id=e.correlation_id,
+        causation_id=e.causation_id,
+        context=e.context,
+        data=e.data,
+        status=e.status,  # type: ignore[arg-type]  # the store holds only these
+        validation_errors=[error_detail(d) for d in e.errors] if e.errors else None,
+    )
+
+
+def error_detail(d: dict[str, Any]) -> ErrorDetail:
+    return ErrorDetail(path=str(d.get("path", "")), message=str(d.get("message", "")))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType, field
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,8 +22,6 @@ from switchboard.api.common import (
     within,
 )
 from switchboard.api.contract import (
-    Model,
-    Params,
     Raw,
     _problem,
     decode_headers,
@@ -38,15 +36,32 @@ from switchboard.api.event_shapes import (
     LEGAL,
     MAX_BATCH,
     NATIVE,
+    ActorPath,
+    Bucket,
     CloudEvent,
     CloudEventBatch,
     EventBatch,
+    EventPage,
+    EventPath,
+    EventsQuery,
     IngestHeaders,
     IngestResponse,
+    Listing,
+    Metrics,
+    MetricsQuery,
+    QuarantineQuery,
+    Resubmitted,
+    SourceQuery,
+    StillQuarantined,
+    StoredEvent,
+    SubjectPath,
+    TimelineQuery,
+    TypeCount,
+    error_detail,
+    stored_event,
 )
-from switchboard.api.models import ErrorDetail, EventStatus
 from switchboard.auth import Principal, within_constraints
-from switchboard.envelope import MAX_ID_LEN, EnvelopeError, Event, format_us, now_us, parse_time
+from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
@@ -58,190 +73,9 @@ TAG = "events"
 GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 # the range asked without `from`: a day of minutes, else a week
 DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
-MAX_FILTER = 8192  # characters of a `filter` pattern (the request line is bounded anyway)
 T = TypeVar("T")
-L = TypeVar("L", bound="_Listing")
+L = TypeVar("L", bound=Listing)
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-# --- models -------------------------------------------------------------------------------------
-
-Id = Annotated[str, Meta(max_length=MAX_ID_LEN)]
-TimeText = Annotated[
-    str,
-    Meta(max_length=64, extra_json_schema={"format": "date-time"}),
-]
-
-
-class _Listing(Params):
-    """The filters every listing of events takes."""
-
-    type: Annotated[
-        list[Annotated[str, Meta(max_length=2000, pattern=r"^[a-z0-9_.*?,\-]*$")]],
-        Meta(
-            max_length=MAX_TYPE_GLOBS,
-            description="Event types (repeat or comma-separate; globs such as lead.*); at most "
-            f"{MAX_TYPE_GLOBS}.",
-        ),
-    ] = field(default_factory=list)
-    source: Annotated[Id, Meta(description="Exact source.")] | UnsetType = UNSET
-    trace_id: Annotated[Id, Meta(description="Exact trace id.")] | UnsetType = UNSET
-    correlation_id: Annotated[Id, Meta(description="Exact correlation id.")] | UnsetType = UNSET
-    from_: Annotated[TimeText, Meta(description="Events at or after (ISO 8601).")] | UnsetType = (
-        field(name="from", default=UNSET)
-    )
-    to: Annotated[TimeText, Meta(description="Events before (ISO 8601).")] | UnsetType = UNSET
-    filter: (
-        Annotated[
-            str,
-            Meta(
-                max_length=MAX_FILTER,
-                description='A JSON filter pattern, e.g. {"data.method":["pix"]} (see '
-                f"docs/filters.md); at most {MAX_FILTER} characters.",
-                extra_json_schema={"contentMediaType": "application/json"},
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
-    cursor: (
-        Annotated[str, Meta(max_length=200, description="The next_cursor of the previous page.")]
-        | UnsetType
-    ) = UNSET
-    limit: Annotated[int, Meta(ge=1, le=1000, description="Page size (default 100).")] = 100
-
-
-Status = Annotated[EventStatus, Meta(description="Validation outcome.")]
-
-
-class TimelineQuery(_Listing):
-    status: Status | UnsetType = UNSET
-
-
-class QuarantineQuery(_Listing):
-    subject: Annotated[Id, Meta(description="Exact subject.")] | UnsetType = UNSET
-    actor: Annotated[Id, Meta(description="Exact actor id.")] | UnsetType = UNSET
-
-
-class EventsQuery(QuarantineQuery):
-    status: Status | UnsetType = UNSET
-
-
-class EventPath(Params):
-    event_id: Annotated[Id, Meta(description="The event's id.")]
-
-
-class SourceQuery(Params):
-    source: (
-        Annotated[Id, Meta(description="The event's source, when one id exists under several.")]
-        | UnsetType
-    ) = UNSET
-
-
-class SubjectPath(Params):
-    subject: Annotated[Id, Meta(description="The subject.")]
-
-
-class ActorPath(Params):
-    actor: Annotated[Id, Meta(description="The actor id.")]
-
-
-class MetricsQuery(Params):
-    granularity: Annotated[Literal["minute", "hour", "day"], Meta(description="Bucket size.")] = (
-        "hour"
-    )
-    from_: Annotated[TimeText, Meta(description="Events at or after (ISO 8601).")] | UnsetType = (
-        field(name="from", default=UNSET)
-    )
-    to: Annotated[TimeText, Meta(description="Events before (ISO 8601).")] | UnsetType = UNSET
-
-
-Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
-
-
-class EventActor(Model):
-    id: str | None
-    type: str | None
-
-
-class StoredEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A stored event with its validation outcome."""
-
-    id: str
-    type: str
-    version: Annotated[str | None, Meta(description="The catalog version it validated against.")]
-    time: Timestamp
-    received_at: Timestamp
-    source: str
-    subject: str | None
-    actor: EventActor | None
-    trace_id: str
-    correlation_id: str | None
-    causation_id: str | None
-    context: dict[str, Any]
-    data: dict[str, Any]
-    status: EventStatus
-    validation_errors: list[ErrorDetail] | None = None  # only when there are some
-
-
-class EventPage(Model):
-    data: list[StoredEvent]
-    next_cursor: (
-        Annotated[str, Meta(description="Pass as ?cursor= for the next page; null at the end.")]
-        | None
-    )
-
-
-class TypeCount(Model):
-    total: Annotated[int, Meta(ge=0)]
-    by_outcome: dict[str, Annotated[int, Meta(ge=0)]]
-
-
-class Bucket(Model):
-    start: Timestamp
-    total: Annotated[int, Meta(ge=0)]
-    by_type: dict[str, TypeCount]
-
-
-class Metrics(Model):
-    granularity: Literal["minute", "hour", "day"]
-    from_: Timestamp = field(name="from")
-    to: Timestamp
-    buckets: list[Bucket]
-
-
-class Resubmitted(Model):
-    id: str
-    status: Literal["accepted", "warned"]
-    version: str | None
-
-
-class StillQuarantined(Model):
-    id: str
-    status: Literal["quarantined"]
-    errors: list[ErrorDetail]
-
-
-def stored_event(e: Event) -> StoredEvent:
-    """The public shape of a stored event (the same as `Event.to_json`, which the delivery
-    payloads use; tests/unit/test_event_shapes.py holds the two together)."""
-    return StoredEvent(
-        id=e.id,
-        type=e.type,
-        version=e.version,
-        time=format_us(e.time_us),
-        received_at=format_us(e.received_us),
-        source=e.source,
-        subject=e.subject,
-        actor=EventActor(id=e.actor_id, type=e.actor_type)
-        if (e.actor_id or e.actor_type)
-        else None,
-        trace_id=e.trace_id,
-        correlation_id=e.correlation_id,
-        causation_id=e.causation_id,
-        context=e.context,
-        data=e.data,
-        status=e.status,  # type: ignore[arg-type]  # the store holds only these
-        validation_errors=[_detail(d) for d in e.errors] if e.errors else None,
-    )
 
 
 def _listing(request: Request, model: type[L]) -> L:
@@ -265,10 +99,6 @@ def _listing(request: Request, model: type[L]) -> L:
 
 def _opt(value: T | UnsetType) -> T | None:
     return None if isinstance(value, UnsetType) else value
-
-
-def _detail(d: dict[str, Any]) -> ErrorDetail:
-    return ErrorDetail(path=str(d.get("path", "")), message=str(d.get("message", "")))
 
 
 # --- ingest ---------------------------------------------------------------------------------------
@@ -507,7 +337,7 @@ def _filter(raw: str | None) -> Pattern | None:
     return pattern
 
 
-def _event_query(q: _Listing, **fixed: Any) -> EventQuery:
+def _event_query(q: Listing, **fixed: Any) -> EventQuery:
     cursor = None
     if q.cursor:
         try:
@@ -718,7 +548,7 @@ async def resubmit(request: Request) -> Response:
         msgspec.structs.replace(event, version=None), tenant.unknown_types
     )
     if verdict.status in ("rejected", "quarantined"):
-        errors = [_detail(d) for d in verdict.errors]
+        errors = [error_detail(d) for d in verdict.errors]
         return respond(StillQuarantined(id=event.id, status="quarantined", errors=errors), 422)
     await h.store.set_event_status(
         tenant.id, event.seq, verdict.status, verdict.errors, verdict.version
