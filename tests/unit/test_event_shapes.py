@@ -243,3 +243,9 @@ def test_cloudevents_parser_and_document_agree(name: str, doc: Any, valid: bool)
     schema = {**media[cloudevents.STRUCTURED]["schema"], "components": document["components"]}
     published = jsonschema_rs.Draft202012Validator(schema, validate_formats=True).is_valid(doc)
     assert (parsed, published) == (valid, valid)
+
+
+def test_the_catalog_body_names_every_pii_class_it_takes() -> None:
+    schema = openapi_document()["components"]["schemas"]["EventTypeIn"]
+    described = schema["properties"]["pii_classes"]["anyOf"][0]["description"]
+    assert all(c.value in described for c in PiiClass), described

@@ -61,9 +61,11 @@ class _TypeFields(Struct, kw_only=True):
     pii: list[DataPath] | None = None
     pii_classes: (
         Annotated[
-            dict[str, PiiClassName],
+            # the class is checked by the catalog's parser, whose answer names the path
+            dict[str, Annotated[str, Meta(max_length=40)]],
             Meta(
-                description="A pii path → its masking class, where the path's name does not say it."
+                description="A pii path → its masking class (email, phone, cpf, cnpj, name, ip or "
+                "free_text), where the path's name does not say it."
             ),
         ]
         | None
