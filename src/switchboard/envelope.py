@@ -212,9 +212,15 @@ def _from_base_event(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _from_emit_event(doc: dict[str, Any]) -> dict[str, Any]:
     """The clinic checklist's emitEvent({...}) arguments → native."""
-    context = dict(doc.get("context") or {})
+    context = doc.get("context") or {}
+    if not isinstance(context, dict):
+        raise EnvelopeError([{"path": "/context", "message": "must be an object"}])
+    context = dict(context)
     if doc.get("clinicId") is not None:
-        context["clinic_id"] = doc["clinicId"]
+        errors: list[dict[str, str]] = []
+        context["clinic_id"] = _text(doc, "clinicId", errors)
+        if errors:
+            raise EnvelopeError(errors)
     actor_type = doc.get("actor")
     actor = None
     if actor_type is not None:
@@ -338,7 +344,7 @@ def build_event(
         actor_id = _text(actor, "id", errors, "/actor")
         actor_type = _text(actor, "type", errors, "/actor")
     elif isinstance(actor, str):
-        actor_id = actor
+        actor_id = _text(doc, "actor", errors)  # an id: bounded like every other
     elif actor is not None:
         errors.append({"path": "/actor", "message": "must be an object {id, type}"})
     time_us = received_us

@@ -4,42 +4,135 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from switchboard.api.common import (
+    MAX_TYPE_GLOBS,
     JSONResponse,
     hub,
     principal,
-    query_choice,
-    query_filter,
-    query_int,
-    query_time,
-    query_types,
     read_body,
     read_json,
+    type_glob_problem,
     within,
 )
-from switchboard.api.models import EVENT_STATUSES
+from switchboard.api.contract import (
+    Raw,
+    _problem,
+    decode_headers,
+    decode_path,
+    decode_query,
+    endpoint,
+    respond,
+    routes_of,
+)
+from switchboard.api.event_shapes import (
+    CLINIC,
+    LEGAL,
+    MAX_BATCH,
+    NATIVE,
+    ActorPath,
+    Bucket,
+    CloudEvent,
+    CloudEventBatch,
+    EventBatch,
+    EventPage,
+    EventPath,
+    EventsQuery,
+    IngestHeaders,
+    IngestResponse,
+    Listing,
+    Metrics,
+    MetricsQuery,
+    QuarantineQuery,
+    Resubmitted,
+    SourceQuery,
+    StillQuarantined,
+    StoredEvent,
+    SubjectPath,
+    TimelineQuery,
+    TypeCount,
+    error_detail,
+    stored_event,
+)
 from switchboard.auth import Principal, within_constraints
-from switchboard.envelope import MAX_ID_LEN, EnvelopeError, format_us, now_us
+from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
-from switchboard.patterns import Pattern, both
+from switchboard.patterns import Pattern, PatternError, both, check_queryable, parse_pattern
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
+TAG = "events"
 GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 # the range asked without `from`: a day of minutes, else a week
 DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
+T = TypeVar("T")
+L = TypeVar("L", bound=Listing)
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
+def _listing(request: Request, model: type[L]) -> L:
+    """`decode_query` for the listings, whose `type` is a list with a description: contract's
+    list detection does not look through the description's `Metadata` yet (to move there), so
+    `?type=` is handed over as the list of its values here."""
+    params = request.query_params
+    doc: dict[str, Any] = {k: params[k] for k in params}
+    if "type" in params:
+        doc["type"] = params.getlist("type")
+    try:
+        return msgspec.convert(doc, type=model, strict=False)
+    except msgspec.ValidationError as exc:
+        path, message = _problem(exc, "?")
+        path = path.split(".")[0]  # `?type`, not which of its values
+        raise BadRequest(
+            f"query parameter {path[1:]!r}: {message}",
+            details=[{"path": path, "message": message}],
+        ) from None
+
+
+def _opt(value: T | UnsetType) -> T | None:
+    return None if isinstance(value, UnsetType) else value
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+
+@endpoint(
+    "POST /v1/events",
+    "ingestEvents",
+    TAG,
+    "Send events",
+    f"Accept one event or a batch (at most {MAX_BATCH} events, 1 MiB): native envelopes, the "
+    "legacy BaseEvent/emitEvent shapes, or CloudEvents (structured, batch or binary mode). "
+    "Each event is answered at its index; 422 when every one is rejected. CloudEvents binary "
+    "mode: a `ce-specversion: 1.0` header, the other attributes as `ce-*` headers "
+    "(percent-encoded; ce-id, ce-source and ce-type required), the body (any media type, or "
+    "none) the event's data.",
+    scope="ingest",
+    headers=IngestHeaders,
+    body={
+        "application/json": (NATIVE, LEGAL, CLINIC, EventBatch),
+        cloudevents.STRUCTURED: CloudEvent,
+        cloudevents.BATCH: CloudEventBatch,
+        "*/*": Raw("*/*", {"description": "CloudEvents binary mode: the data, with ce-* headers."}),
+    },
+    ok={
+        202: (
+            IngestResponse,
+            "Processed; see each result. A stored response for a repeated Idempotency-Key "
+            "carries the header `Idempotent-Replayed: true`.",
+        ),
+        422: (IngestResponse, "Every event was rejected; see each result."),
+    },
+    errors=(400, 404, 413, 415, 429),
+)
 async def ingest(request: Request) -> Response:
     """POST /v1/events, answered within SWITCHBOARD_INGEST_TIMEOUT: when the store cannot
     confirm the commit in time (a silent network partition, say) the client gets a 503 and
@@ -54,11 +147,10 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
     tenant = await h.tenant(tenant_id)
     if tenant is None:
         raise NotFound(f"tenant {tenant_id!r} does not exist")
-    idem_key = request.headers.get("idempotency-key")
-    if idem_key is None:
-        return await _ingest(request, h, p, tenant)
-    if len(idem_key) > 255:
-        raise BadRequest("the Idempotency-Key header is longer than 255 characters")
+    if "idempotency-key" not in request.headers:
+        return await _ingest(request, h, p, tenant)  # the fast path: no header to decode
+    idem_key = _opt(decode_headers(request, IngestHeaders).idempotency_key)
+    assert idem_key is not None  # the header is there
     # One request per key at a time in this process; the stored response answers the rest.
     lock = _idempotency_locks.setdefault((tenant_id, idem_key), asyncio.Lock())
     async with lock:
@@ -95,6 +187,8 @@ async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Respon
         )
     h.limiter.check(p.key.id, tenant.id, len(raws))
     source = p.key.source or "default"
+    # The answer is IngestResponse's shape; the result dicts are encoded as they are (the hot
+    # path), and tests/unit/test_event_shapes.py holds them to the model.
     if not h.tracing.enabled:
         result = await _ingest_mapped(h, raws, tenant, source, constraint=p.constraint)
         return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
@@ -199,36 +293,76 @@ async def _ingest_mapped(
     )
 
 
-def _event_query(request: Request, **fixed: Any) -> EventQuery:
-    q = request.query_params
-    types = query_types(request)
-    pattern = query_filter(request)
+# --- reads ----------------------------------------------------------------------------------------
+
+
+def _types(values: list[str]) -> tuple[str, ...]:
+    """`?type=`, repeated or comma-separated: each an event type or a glob of one."""
+    types = tuple(t for raw in values for t in raw.split(",") if t)
+    if len(types) > MAX_TYPE_GLOBS:
+        _bad("type", f"{len(types)} types or globs; at most {MAX_TYPE_GLOBS}")
+    for t in types:
+        if (problem := type_glob_problem(t)) is not None:
+            _bad("type", problem)
+    return types
+
+
+def _bad(name: str, message: str) -> None:
+    raise BadRequest(
+        f"query parameter {name!r}: {message}", details=[{"path": f"?{name}", "message": message}]
+    )
+
+
+def _time(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value.replace(" ", "+"), name)  # a `+` unescaped in the URL
+    except EnvelopeError as exc:
+        _bad(name, exc.errors[0]["message"])
+        raise  # unreachable: _bad raises
+
+
+def _filter(raw: str | None) -> Pattern | None:
+    """A pattern both stores can answer as a query (no `time` or `cidr` conditions)."""
+    if not raw:
+        return None
+    try:
+        pattern = parse_pattern(raw)
+        check_queryable(pattern)
+    except PatternError as exc:
+        raise BadRequest(
+            f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
+        ) from None
+    return pattern
+
+
+def _event_query(q: Listing, **fixed: Any) -> EventQuery:
     cursor = None
-    if q.get("cursor"):
+    if q.cursor:
         try:
-            cursor = Cursor.decode(q["cursor"])
+            cursor = Cursor.decode(str(q.cursor))
         except ValueError as exc:
-            raise BadRequest(f"query parameter 'cursor': {exc}") from None
+            _bad("cursor", str(exc))
     params: dict[str, Any] = {
-        "types": types,
-        "source": q.get("source"),
-        "subject": q.get("subject"),
-        "actor_id": q.get("actor"),
-        "trace_id": q.get("trace_id"),
-        "correlation_id": q.get("correlation_id"),
-        "status": query_choice(request, "status", EVENT_STATUSES),
-        "from_us": query_time(request, "from"),
-        "to_us": query_time(request, "to"),
-        "pattern": pattern,
+        "types": _types(q.type),
+        "source": _opt(q.source),
+        "subject": _opt(getattr(q, "subject", UNSET)),
+        "actor_id": _opt(getattr(q, "actor", UNSET)),
+        "trace_id": _opt(q.trace_id),
+        "correlation_id": _opt(q.correlation_id),
+        "status": _opt(getattr(q, "status", UNSET)),
+        "from_us": _time(_opt(q.from_), "from"),
+        "to_us": _time(_opt(q.to), "to"),
+        "pattern": _filter(_opt(q.filter)),
         "cursor": cursor,
-        "limit": query_int(request, "limit", 100, 1, 1000),
+        "limit": q.limit,
     }
     params.update(fixed)
     return EventQuery(**params)
 
 
-async def _page(request: Request, query: EventQuery) -> Response:
-    p = await principal(request, Scope.READ)
+async def _page(request: Request, p: Principal, query: EventQuery) -> Response:
     if p.constraint is not None:  # a key limited inside its tenant reads only its part
         query = dataclasses.replace(query, pattern=both(query.pattern, p.constraint))
     events = await hub(request).store.list_events(p.tenant(), query)
@@ -236,112 +370,200 @@ async def _page(request: Request, query: EventQuery) -> Response:
     if len(events) == query.limit:
         last = events[-1]
         next_cursor = Cursor(last.time_us, last.seq).encode()
-    return JSONResponse({"data": [e.to_json() for e in events], "next_cursor": next_cursor})
+    return respond(EventPage(data=[stored_event(e) for e in events], next_cursor=next_cursor))
 
 
+PAGE = (EventPage, "A page of events, newest first.")
+# each parameter is bounded, but together they can make a request line over
+# SWITCHBOARD_MAX_HEADER_BYTES, which the edge answers with a 431
+LONG_QUERY = (431,)
+
+
+@endpoint(
+    "GET /v1/events",
+    "listEvents",
+    TAG,
+    "List events",
+    "Stored events matching every given filter, newest first.",
+    scope="read",
+    query=EventsQuery,
+    ok={200: PAGE},
+    errors=LONG_QUERY,
+)
 async def list_events(request: Request) -> Response:
-    return await _page(request, _event_query(request))
+    p = await principal(request, Scope.READ)
+    return await _page(request, p, _event_query(_listing(request, EventsQuery)))
 
 
+@endpoint(
+    "GET /v1/events/{event_id}",
+    "getEvent",
+    TAG,
+    "Get an event",
+    "One stored event with its validation status.",
+    scope="read",
+    path=EventPath,
+    query=SourceQuery,
+    ok={200: (StoredEvent, "OK")},
+    errors=(404,),
+)
 async def get_event(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    event_id = request.path_params["event_id"]
-    event = await hub(request).store.get_event(
-        p.tenant(), event_id, request.query_params.get("source")
-    )
+    event_id = decode_path(request, EventPath).event_id
+    source = _opt(decode_query(request, SourceQuery).source)
+    event = await hub(request).store.get_event(p.tenant(), event_id, source)
     if event is None or not within_constraints(p, event):
         raise NotFound(f"no event with id {event_id!r} in this tenant")
-    return JSONResponse(event.to_json())
+    return respond(stored_event(event))
 
 
-def _id_param(request: Request, name: str) -> str:
-    """A path parameter naming a subject or an actor: at most MAX_ID_LEN, as stored."""
-    value: str = request.path_params[name]
-    if len(value) > MAX_ID_LEN:
-        raise BadRequest(
-            f"path parameter '{name}' is longer than {MAX_ID_LEN} characters",
-            details=[{"path": name, "message": f"at most {MAX_ID_LEN} characters"}],
-        )
-    return value
-
-
+@endpoint(
+    "GET /v1/subjects/{subject}/timeline",
+    "subjectTimeline",
+    TAG,
+    "A subject's timeline",
+    "Every event about one subject (e.g. a customer), newest first.",
+    scope="read",
+    path=SubjectPath,
+    query=TimelineQuery,
+    ok={200: PAGE},
+    errors=LONG_QUERY,
+)
 async def subject_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, subject=_id_param(request, "subject")))
+    p = await principal(request, Scope.READ)
+    subject = decode_path(request, SubjectPath).subject
+    query = _event_query(_listing(request, TimelineQuery), subject=subject)
+    return await _page(request, p, query)
 
 
+@endpoint(
+    "GET /v1/actors/{actor}/timeline",
+    "actorTimeline",
+    TAG,
+    "An actor's timeline",
+    "Every event one actor caused, newest first.",
+    scope="read",
+    path=ActorPath,
+    query=TimelineQuery,
+    ok={200: PAGE},
+    errors=LONG_QUERY,
+)
 async def actor_timeline(request: Request) -> Response:
-    return await _page(request, _event_query(request, actor_id=_id_param(request, "actor")))
+    p = await principal(request, Scope.READ)
+    actor = decode_path(request, ActorPath).actor
+    query = _event_query(_listing(request, TimelineQuery), actor_id=actor)
+    return await _page(request, p, query)
 
 
+@endpoint(
+    "GET /v1/metrics/events",
+    "eventMetrics",
+    TAG,
+    "Event counts",
+    "Counts per time bucket, type and outcome (default: the last 7 days by hour; at most "
+    "10,000 buckets).",
+    scope="read",
+    query=MetricsQuery,
+    ok={200: (Metrics, "OK")},
+)
 async def metrics(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    granularity = request.query_params.get("granularity", "hour")
-    if granularity not in GRANULARITY_US:
-        raise BadRequest("query parameter 'granularity' must be 'minute', 'hour' or 'day'")
-    bucket = GRANULARITY_US[granularity]
-    to_us = query_time(request, "to") or now_us()
-    from_us = query_time(request, "from") or (to_us - DEFAULT_RANGE_US[granularity])
+    q = decode_query(request, MetricsQuery)
+    bucket = GRANULARITY_US[q.granularity]
+    to_us = _time(_opt(q.to), "to") or now_us()
+    from_us = _time(_opt(q.from_), "from") or (to_us - DEFAULT_RANGE_US[q.granularity])
     if from_us >= to_us:
-        raise BadRequest("query parameter 'from' must be before 'to'")
+        _bad("from", "must be before 'to'")
     if (to_us - from_us) // bucket > 10_000:
         raise BadRequest("the range holds more than 10,000 buckets: widen the granularity")
     rows = await hub(request).store.metrics(p.tenant(), bucket, from_us, to_us, p.constraint)
-    buckets: dict[int, dict[str, Any]] = {}
+    buckets: dict[int, Bucket] = {}
     for r in rows:
-        b = buckets.setdefault(
-            r.bucket_us, {"start": format_us(r.bucket_us), "total": 0, "by_type": {}}
+        b = buckets.get(r.bucket_us)
+        if b is None:
+            b = buckets[r.bucket_us] = Bucket(start=format_us(r.bucket_us), total=0, by_type={})
+        t = b.by_type.get(r.type)
+        if t is None:
+            t = b.by_type[r.type] = TypeCount(total=0, by_outcome={})
+        t.total += r.count
+        t.by_outcome[r.status] = t.by_outcome.get(r.status, 0) + r.count
+        b.total += r.count
+    return respond(
+        Metrics(
+            granularity=q.granularity,
+            from_=format_us(from_us),
+            to=format_us(to_us),
+            buckets=[buckets[k] for k in sorted(buckets)],
         )
-        t = b["by_type"].setdefault(r.type, {"total": 0, "by_outcome": {}})
-        t["total"] += r.count
-        t["by_outcome"][r.status] = t["by_outcome"].get(r.status, 0) + r.count
-        b["total"] += r.count
-    return JSONResponse(
-        {
-            "granularity": granularity,
-            "from": format_us(from_us),
-            "to": format_us(to_us),
-            "buckets": [buckets[k] for k in sorted(buckets)],
-        }
     )
 
 
+@endpoint(
+    "GET /v1/quarantine",
+    "listQuarantine",
+    TAG,
+    "List quarantined events",
+    "Events stored but not routed because they failed a quarantine-mode type.",
+    scope="read",
+    query=QuarantineQuery,
+    ok={200: PAGE},
+    errors=LONG_QUERY,
+)
 async def list_quarantine(request: Request) -> Response:
-    return await _page(request, _event_query(request, status="quarantined"))
+    p = await principal(request, Scope.READ)
+    query = _event_query(_listing(request, QuarantineQuery), status="quarantined")
+    return await _page(request, p, query)
 
 
+@endpoint(
+    "POST /v1/quarantine/{event_id}/resubmit",
+    "resubmitQuarantined",
+    TAG,
+    "Validate a quarantined event again",
+    "After a schema fix: if the event passes now it becomes accepted (stored payloads are "
+    "immutable; send a corrected event with a new id to change data).",
+    scope="manage",
+    path=EventPath,
+    query=SourceQuery,
+    ok={
+        200: (Resubmitted, "Accepted now."),
+        422: (StillQuarantined, "Still invalid; stays quarantined."),
+    },
+    errors=(404,),
+)
 async def resubmit(request: Request) -> Response:
     """Validate a quarantined event again against the current catalog (after a schema fix);
     if it passes now it becomes an accepted event. Stored payloads are immutable: to correct
     the data itself, send a corrected event with a new id."""
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
+    event_id = decode_path(request, EventPath).event_id
+    source = _opt(decode_query(request, SourceQuery).source)
     tenant = await h.tenant(p.tenant())
     assert tenant is not None
-    event = await h.store.get_event(
-        tenant.id, request.path_params["event_id"], request.query_params.get("source")
-    )
+    event = await h.store.get_event(tenant.id, event_id, source)
     if event is None or event.status != "quarantined" or not within_constraints(p, event):
         raise NotFound("no quarantined event with that id in this tenant")
     verdict = await h.registry.validate(
         msgspec.structs.replace(event, version=None), tenant.unknown_types
     )
     if verdict.status in ("rejected", "quarantined"):
-        return JSONResponse(
-            {"id": event.id, "status": "quarantined", "errors": verdict.errors}, status_code=422
-        )
+        errors = [error_detail(d) for d in verdict.errors]
+        return respond(StillQuarantined(id=event.id, status="quarantined", errors=errors), 422)
     await h.store.set_event_status(
         tenant.id, event.seq, verdict.status, verdict.errors, verdict.version
     )
-    return JSONResponse({"id": event.id, "status": verdict.status, "version": verdict.version})
+    status: Literal["accepted", "warned"] = "warned" if verdict.status == "warned" else "accepted"
+    return respond(Resubmitted(id=event.id, status=status, version=verdict.version))
 
 
-routes = [
-    Route("/v1/events", ingest, methods=["POST"]),
-    Route("/v1/events", list_events, methods=["GET"]),
-    Route("/v1/events/{event_id}", get_event, methods=["GET"]),
-    Route("/v1/subjects/{subject}/timeline", subject_timeline, methods=["GET"]),
-    Route("/v1/actors/{actor}/timeline", actor_timeline, methods=["GET"]),
-    Route("/v1/metrics/events", metrics, methods=["GET"]),
-    Route("/v1/quarantine", list_quarantine, methods=["GET"]),
-    Route("/v1/quarantine/{event_id}/resubmit", resubmit, methods=["POST"]),
-]
+routes = routes_of(
+    ingest,
+    list_events,
+    get_event,
+    subject_timeline,
+    actor_timeline,
+    metrics,
+    list_quarantine,
+    resubmit,
+)

@@ -4,11 +4,15 @@ and by `openapi.py` that publishes them, so the document cannot say what the cod
 from __future__ import annotations
 
 import re
+from typing import Annotated, Literal, get_args
+
+import msgspec
 
 # a channel kind (email, whatsapp, …) or "*" in a recipient's preferences
 CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
 
-EVENT_STATUSES = ("accepted", "warned", "quarantined")  # an event's validation outcome
+EventStatus = Literal["accepted", "warned", "quarantined"]  # an event's validation outcome
+EVENT_STATUSES: tuple[str, ...] = get_args(EventStatus)
 DELIVERY_STATUSES = (
     "pending",
     "retrying",
@@ -33,3 +37,12 @@ INBOUND_STATUSES = (  # what became of a request to a source's public URL
     "disabled",
     "error",
 )
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """One problem of a request or an event."""
+
+    path: Annotated[
+        str, msgspec.Meta(description="A JSON pointer, or ?param.", examples=["/data/email"])
+    ]
+    message: str

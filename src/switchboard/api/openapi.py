@@ -38,10 +38,8 @@ from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import PUBLIC, Endpoint, Raw, endpoints_of
 from switchboard.api.models import (
     DELIVERY_STATUSES,
-    EVENT_STATUSES,
 )
 from switchboard.envelope import TYPE_GLOB_RE
-from switchboard.sources import segment
 
 __all__ = ["openapi_document"]
 
@@ -301,53 +299,8 @@ def _destination() -> Schema:
 
 
 def _schemas() -> dict[str, Schema]:
-    text = _s(maxLength=200, minLength=1)
     time = _s("ISO 8601 with a timezone.", format="date-time")
     pattern = {"type": "object", "description": "A filter pattern (see docs/filters.md)."}
-    actor = _obj({"id": _null(_s()), "type": _null(_s(examples=["user", "system", "clinic"]))})
-    envelope_props: dict[str, Schema] = {
-        "id": _s(
-            "Unique per (tenant, source); generated (UUIDv7) if absent.", maxLength=200, minLength=1
-        ),
-        "type": _s("The catalog type name.", pattern=TYPE_PATTERN),
-        "version": _s(
-            "The catalog version; the newest that validates if absent.", maxLength=200, minLength=1
-        ),
-        "time": _s("When it happened (default: when received).", format="date-time"),
-        "source": _s(
-            "The system that emitted it (default: the key's source).", maxLength=200, minLength=1
-        ),
-        "subject": _s("Who or what it is about, e.g. a customer id.", maxLength=200, minLength=1),
-        "actor": {
-            "description": "Who caused it; a plain string is the actor's id.",
-            "oneOf": [_ref("Actor"), text],
-        },
-        "trace_id": _s("Generated if absent.", maxLength=200, minLength=1),
-        "correlation_id": _s("Defaults to the event id.", maxLength=200, minLength=1),
-        "causation_id": _s("The id of the event that caused this one.", maxLength=200, minLength=1),
-        "context": {"type": "object", "description": "Request metadata: ip, user_agent, utm_*…"},
-        "data": {"type": "object", "description": "The payload, validated by the catalog."},
-    }
-    stored = {
-        **envelope_props,
-        "actor": _null(_ref("Actor")),
-        "version": _null(_s("The catalog version it validated against.")),
-        "subject": _null(_s("Who or what it is about.")),
-        "causation_id": _null(_s("The id of the event that caused this one.")),
-        "time": time,
-        "received_at": time,
-        "status": _s(enum=list(EVENT_STATUSES)),
-        "validation_errors": {"type": "array", "items": _ref("ErrorDetail")},
-    }
-    version = _obj(
-        {
-            "version": _s("MAJOR.MINOR or MAJOR.MINOR.PATCH.", examples=["1.0"]),
-            "schema": {"type": "object", "description": "A JSON Schema for `data`."},
-            "examples": {"type": "array", "items": {"type": "object"}},
-        },
-        "version",
-        "schema",
-    )
     destination = _destination()
     route = _obj(
         {
@@ -432,75 +385,6 @@ def _schemas() -> dict[str, Schema]:
             },
             "error",
         ),
-        "ErrorDetail": _obj(
-            {"path": _s("A JSON pointer, or ?param.", examples=["/data/email"]), "message": _s()},
-            "path",
-            "message",
-        ),
-        "Actor": actor,
-        "Envelope": _obj(
-            envelope_props,
-            "type",
-            "data",
-            description="The native event envelope.",
-            examples=[
-                {
-                    "type": "purchase_made",
-                    "subject": "cust-42",
-                    "actor": {"id": "clinic-7", "type": "clinic"},
-                    "data": {
-                        "value": 480.0,
-                        "currency": "BRL",
-                        "items": [{"categoria": "estetica_facial", "qty": 1, "price": 480.0}],
-                    },
-                }
-            ],
-        ),
-        "CloudEvent": _obj(
-            {
-                "specversion": _s(enum=["1.0"]),
-                "id": _s(),
-                "source": _s(),
-                "type": _s(),
-                "time": time,
-                "subject": _s(),
-                "datacontenttype": _s(),
-                "data": {},
-                "data_base64": _s(contentEncoding="base64"),
-                "traceparent": _s("W3C trace context; its trace id becomes trace_id."),
-            },
-            "specversion",
-            "id",
-            "source",
-            "type",
-            description="A CloudEvents 1.0 event; extension attributes go to context.",
-        ),
-        "StoredEvent": _obj(stored, "id", "type", "time", "received_at", "source", "data"),
-        "IngestResult": _obj(
-            {
-                "index": _int("Position in the request.", minimum=0),
-                "status": _s(enum=["accepted", "duplicate", "rejected"]),
-                "id": _s(),
-                "original_received_at": _s("For a duplicate.", format="date-time"),
-                "errors": {"type": "array", "items": _ref("ErrorDetail")},
-                "validation": _s("warned or quarantined", enum=["warned", "quarantined"]),
-                "warnings": {"type": "array", "items": _ref("ErrorDetail")},
-            },
-            "index",
-            "status",
-        ),
-        "IngestResponse": _obj(
-            {
-                "results": {"type": "array", "items": _ref("IngestResult")},
-                "accepted": n,
-                "duplicates": n,
-                "rejected": n,
-            },
-            "results",
-            "accepted",
-            "duplicates",
-            "rejected",
-        ),
         "Page": _obj(
             {
                 "data": {"type": "array", "items": {}},
@@ -508,55 +392,6 @@ def _schemas() -> dict[str, Schema]:
             },
             "data",
             "next_cursor",
-        ),
-        "Metrics": _obj(
-            {
-                "granularity": _s(enum=["minute", "hour", "day"]),
-                "from": time,
-                "to": time,
-                "buckets": {
-                    "type": "array",
-                    "items": _obj(
-                        {
-                            "start": time,
-                            "total": n,
-                            "by_type": {
-                                "type": "object",
-                                "additionalProperties": _obj(
-                                    {
-                                        "total": n,
-                                        "by_outcome": {"type": "object", "additionalProperties": n},
-                                    }
-                                ),
-                            },
-                        }
-                    ),
-                },
-            },
-        ),
-        "EventType": _obj(
-            {
-                "name": _s(pattern=TYPE_PATTERN, examples=["billing.payment_received"]),
-                "description": _s(),
-                "owner": _null(_s()),
-                "mode": _s(enum=["enforce", "warn", "quarantine"], default="enforce"),
-                "pii": {"type": "array", "items": _s("A dotted data path.")},
-                "pii_classes": {
-                    "type": "object",
-                    "description": "A pii path → its masking class, where the path's name "
-                    "does not say it.",
-                    "additionalProperties": _s(
-                        enum=["email", "phone", "cpf", "cnpj", "name", "ip", "free_text"]
-                    ),
-                },
-                "index": {"type": "array", "items": _s("A dotted data path.")},
-                "versions": {"type": "array", "items": version, "minItems": 1},
-                "scope": _s(enum=["shared", "tenant"], readOnly=True),
-                "catalog": _s(readOnly=True),
-                "indexed": {"readOnly": True, "description": "On PUT: index paths now built."},
-            },
-            "name",
-            "versions",
         ),
         "Destination": destination,
         "Route": route,
@@ -603,29 +438,6 @@ def _schemas() -> dict[str, Schema]:
             "id",
             description="The rendered item (title, body, …) plus these fields.",
         ),
-        "SegmentMessage": _obj(
-            {
-                "type": _s(enum=list(segment.TYPES)),
-                "event": _s(
-                    "track: the event name, normalised (Order Completed → order_completed)"
-                ),
-                "userId": _s(),
-                "anonymousId": _s(),
-                "messageId": _s(),
-                "timestamp": time,
-                "properties": {"type": "object"},
-                "traits": {"type": "object"},
-                "context": {"type": "object"},
-                "writeKey": _s("The write key, if not in Authorization."),
-            },
-            description="A Segment message (at most 32 KB).",
-        ),
-        "SegmentError": {
-            "allOf": [
-                _ref("Error"),
-                _obj({"success": {"const": False}, "code": _s(), "message": _s()}),
-            ]
-        },
     }
 
 
@@ -695,224 +507,6 @@ def _components() -> dict[str, Any]:
 
 
 # --- paths, one function per resource module ---------------------------------------------------
-
-
-def _event_paths() -> list[Operation]:
-    event_id = _path("event_id", "The event's id.", maxLength=200)
-    listing = [
-        _p("Type"),
-        _query("source", "Exact source.", _s()),
-        _query("subject", "Exact subject.", _s()),
-        _query("actor", "Exact actor id.", _s()),
-        _query("trace_id", "Exact trace id.", _s()),
-        _query("correlation_id", "Exact correlation id.", _s()),
-        _query("status", "Validation outcome.", _s(enum=list(EVENT_STATUSES))),
-        _p("From"),
-        _p("To"),
-        _p("Filter"),
-        _p("Cursor"),
-        _limit(100, 1000),
-    ]
-    page = _ok(_page(_ref("StoredEvent")), "A page of events, newest first.")
-    ce_headers = [
-        {
-            "name": h,
-            "in": "header",
-            "description": "CloudEvents binary mode: the body is data, attributes are headers.",
-            "schema": _s(),
-        }
-        for h in ("ce-specversion", "ce-id", "ce-source", "ce-type")
-    ]
-    many = {"type": "array", "items": _ref("Envelope"), "minItems": 1, "maxItems": 1000}
-    ingest = _op(
-        "POST /v1/events",
-        "ingestEvents",
-        "events",
-        "Send events",
-        "Accept one event or a batch (at most 1000 events, 1 MiB): native envelopes, the "
-        "legacy BaseEvent/emitEvent shapes, or CloudEvents (structured, batch or binary mode). "
-        "Each event is answered at its index; 422 when every one is rejected.",
-        scope="ingest",
-        params=[
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "description": "Replays the stored response for 24 h instead of ingesting again.",
-                "schema": _s(maxLength=255),
-            },
-            *ce_headers,
-        ],
-        ok={
-            202: {
-                "description": "Processed; see each result.",
-                "headers": {
-                    "Idempotent-Replayed": {
-                        "description": "true when this is a stored response.",
-                        "schema": _s(enum=["true"]),
-                    }
-                },
-                "content": {"application/json": {"schema": _ref("IngestResponse")}},
-            },
-            422: _ok(_ref("IngestResponse"), "Every event was rejected; see each result."),
-        },
-        errors=(400, 404, 413, 415, 429),
-        content={
-            "application/json": {"schema": {"oneOf": [_ref("Envelope"), many]}},
-            "application/cloudevents+json": {"schema": _ref("CloudEvent")},
-            "application/cloudevents-batch+json": {
-                "schema": {"type": "array", "items": _ref("CloudEvent"), "maxItems": 1000}
-            },
-            "*/*": {"schema": {"description": "CloudEvents binary mode: the data, ce-* headers."}},
-        },
-    )
-    timeline_params = [p for p in listing if p.get("name") not in ("subject", "actor")]
-    return [
-        ingest,
-        _op(
-            "GET /v1/events",
-            "listEvents",
-            "events",
-            "List events",
-            "Stored events matching every given filter, newest first.",
-            scope="read",
-            params=listing,
-            ok={200: page},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/events/{event_id}",
-            "getEvent",
-            "events",
-            "Get an event",
-            "One stored event with its validation status.",
-            scope="read",
-            params=[event_id, _p("EventSource")],
-            ok={200: _ok(_ref("StoredEvent"))},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/subjects/{subject}/timeline",
-            "subjectTimeline",
-            "events",
-            "A subject's timeline",
-            "Every event about one subject (e.g. a customer), newest first.",
-            scope="read",
-            params=[_path("subject", "The subject.", maxLength=200), *timeline_params],
-            ok={200: page},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/actors/{actor}/timeline",
-            "actorTimeline",
-            "events",
-            "An actor's timeline",
-            "Every event one actor caused, newest first.",
-            scope="read",
-            params=[_path("actor", "The actor id.", maxLength=200), *timeline_params],
-            ok={200: page},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/metrics/events",
-            "eventMetrics",
-            "events",
-            "Event counts",
-            "Counts per time bucket, type and outcome (default: the last 7 days by hour; at "
-            "most 10,000 buckets).",
-            scope="read",
-            params=[
-                _query(
-                    "granularity",
-                    "Bucket size.",
-                    _s(enum=["minute", "hour", "day"], default="hour"),
-                ),
-                _p("From"),
-                _p("To"),
-            ],
-            ok={200: _ok(_ref("Metrics"))},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/quarantine",
-            "listQuarantine",
-            "events",
-            "List quarantined events",
-            "Events stored but not routed because they failed a quarantine-mode type.",
-            scope="read",
-            params=[p for p in listing if p.get("name") != "status"],
-            ok={200: page},
-            errors=(400,),
-        ),
-        _op(
-            "POST /v1/quarantine/{event_id}/resubmit",
-            "resubmitQuarantined",
-            "events",
-            "Validate a quarantined event again",
-            "After a schema fix: if the event passes now it becomes accepted (stored payloads "
-            "are immutable; send a corrected event with a new id to change data).",
-            scope="manage",
-            params=[event_id, _p("EventSource")],
-            ok={
-                200: _ok(
-                    _obj({"id": _s(), "status": _s(), "version": _null(_s())}),
-                    "Accepted now.",
-                ),
-                422: _ok(
-                    _obj(
-                        {
-                            "id": _s(),
-                            "status": {"const": "quarantined"},
-                            "errors": {"type": "array", "items": _ref("ErrorDetail")},
-                        }
-                    ),
-                    "Still invalid; stays quarantined.",
-                ),
-            },
-            errors=(404,),
-        ),
-    ]
-
-
-def _catalog_paths() -> list[Operation]:
-    name = _path("name", "The event type name.", pattern=TYPE_PATTERN)
-    return [
-        _op(
-            "GET /v1/event-types",
-            "listEventTypes",
-            "catalog",
-            "List event types",
-            "The tenant's types and the shared catalog's.",
-            scope="read",
-            ok={200: _ok(_list(_ref("EventType")))},
-        ),
-        _op(
-            "GET /v1/event-types/{name}",
-            "getEventType",
-            "catalog",
-            "Get an event type",
-            "The tenant's type of that name, else the shared one.",
-            scope="read",
-            params=[name],
-            ok={200: _ok(_ref("EventType"))},
-            errors=(404,),
-        ),
-        _op(
-            "PUT /v1/event-types/{name}",
-            "putEventType",
-            "catalog",
-            "Create or extend an event type",
-            "Stored versions must not change incompatibly (409). `?shared=true` writes "
-            "the shared catalog and needs the `admin` scope.",
-            scope="manage",
-            params=[
-                name,
-                _query("shared", "Write the shared catalog.", {"type": "boolean"}),
-            ],
-            body=_ref("EventType"),
-            ok={200: _ok(_ref("EventType"), "Stored.")},
-            errors=(409, 422),
-        ),
-    ]
 
 
 def _delivery_paths() -> list[Operation]:
@@ -1211,90 +805,6 @@ def _delivery_paths() -> list[Operation]:
     ]
 
 
-def _segment_body(kind: str) -> Schema:
-    """A message at a call's own URL; a track call needs its event name."""
-    if kind != "track":
-        return _ref("SegmentMessage")
-    return {
-        "allOf": [
-            _ref("SegmentMessage"),
-            {"required": ["event"], "properties": {"event": {"type": "string", "minLength": 1}}},
-        ]
-    }
-
-
-def _segment_paths() -> list[Operation]:
-    def error(description: str) -> dict[str, Any]:
-        return _ok(_ref("SegmentError"), description)
-
-    def op(op_id: str, summary: str, description: str, body: Schema, limit: str) -> dict[str, Any]:
-        return {
-            "operationId": op_id,
-            "tags": ["segment"],
-            "summary": summary,
-            "description": description
-            + f" Body at most {limit}, gzip allowed. The write key is an API key with the "
-            "`ingest` scope: Basic-auth username, Bearer token, or `writeKey` in the body.",
-            "security": [{"segmentWriteKey": []}, {"bearerAuth": ["ingest"]}, {}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {
-                "200": _ok(_obj({"success": {"const": True}}, "success"), "Accepted."),
-                "400": error("Malformed JSON or message."),
-                "401": error("No write key, or an unknown one."),
-                "403": error("The key lacks the ingest scope."),
-                "404": error("The key's tenant does not exist."),
-                "413": error("Over the size limit."),
-                "429": {
-                    **error("Over the rate limit."),
-                    "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
-                },
-                "503": {"$ref": "#/components/responses/Unavailable"},
-            },
-        }
-
-    out: list[Operation] = []
-    for kind in segment.TYPES:
-        for path, suffix in ((kind, ""), (kind[0], "Short")):
-            out.append(
-                (
-                    f"/v1/{path}",
-                    "post",
-                    op(
-                        f"segment{kind.title()}{suffix}",
-                        f"Segment {kind}" + (f" (analytics.js /v1/{path})" if suffix else ""),
-                        f"One Segment {kind} call, mapped onto an event; a message the catalog "
-                        "rejects is logged, the answer stays 200 like Segment's.",
-                        _segment_body(kind),
-                        "32 KB",
-                    ),
-                )
-            )
-    batch = _obj(
-        {
-            "batch": {"type": "array", "items": _ref("SegmentMessage")},
-            "context": {"type": "object", "description": "Merged into every message."},
-            "integrations": {"type": "object"},
-            "writeKey": _s(),
-        },
-        "batch",
-    )
-    for path, op_id in (("batch", "segmentBatch"), ("b", "segmentBatchShort")):
-        out.append(
-            (
-                f"/v1/{path}",
-                "post",
-                op(
-                    op_id,
-                    "Segment batch" + (" (analytics.js)" if path == "b" else ""),
-                    "Many Segment messages at once; rejected ones are logged, not answered.",
-                    batch,
-                    "500 KB (32 KB per message)",
-                ),
-            )
-        )
-    return out
-
-
 # --- generated from typed endpoints (api/contract.py) ------------------------------------------
 # Every route a resource module serves whose handler is declared with @endpoint; their models are
 # the schemas below. To convert an area: declare its handlers with @endpoint and Body/Params/Model
@@ -1360,7 +870,7 @@ def _typed_paths() -> tuple[list[Operation], dict[str, Schema]]:
     specs = endpoints_of(_typed_handlers())
     types: list[Any] = []
     for e in specs:
-        for t in (e.body, *(t for t, _ in e.ok.values())):
+        for t in (*_body_types(e.body), *(t for t, _ in e.ok.values())):
             if t is not None and _raws(t) is None and t not in types:
                 types.append(t)
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
@@ -1382,6 +892,28 @@ def _content(raws: tuple[Raw, ...]) -> dict[str, Any]:
     return {r.media: {"schema": r.schema} for r in raws}
 
 
+# An Endpoint's `body` may also be a map of media type → body when each media type carries its
+# own shape (POST /v1/events), and a tuple of models (anyOf) when a JSON body may come in shapes
+# msgspec cannot tell apart by a tag.
+def _body_types(body: Any) -> list[Any]:
+    """The models a body declaration names."""
+    bodies = body.values() if isinstance(body, dict) else (body,)
+    out: list[Any] = []
+    for b in bodies:
+        if b is None or _raws(b) is not None:
+            continue
+        out.extend(b if isinstance(b, tuple) else (b,))
+    return out
+
+
+def _body_schema(body: Any, ref_of: dict[str, Schema]) -> Schema:
+    if isinstance(body, Raw):
+        return body.schema
+    if isinstance(body, tuple):
+        return {"anyOf": [ref_of[_key(t)] for t in body]}
+    return ref_of[_key(body)]
+
+
 def _key(t: Any) -> str:
     return repr(t)  # types such as list[Event] are not hashable the same way every time
 
@@ -1400,10 +932,12 @@ def _typed_op(e: Endpoint, ref_of: dict[str, Schema]) -> Operation:
         *_parameters(e.headers, "header"),
     ]
     content = None
-    if (raws := _raws(e.body)) is not None:
+    if isinstance(e.body, dict):
+        content = {m: {"schema": _body_schema(b, ref_of)} for m, b in e.body.items()}
+    elif (raws := _raws(e.body)) is not None:
         content = _content(raws)
     elif e.body is not None:
-        content = {m: {"schema": ref_of[_key(e.body)]} for m in e.body_media}
+        content = {m: {"schema": _body_schema(e.body, ref_of)} for m in e.body_media}
     ok = {status: media(t, text) for status, (t, text) in e.ok.items()}
     if e.scope == PUBLIC:
         op: dict[str, Any] = {
@@ -1446,10 +980,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for path, method, op in (
         *typed,
-        *_event_paths(),
-        *_catalog_paths(),
         *_delivery_paths(),
-        *_segment_paths(),
     ):
         if method in paths.setdefault(path, {}):
             raise ValueError(f"{method.upper()} {path} is described twice")
