@@ -33,7 +33,6 @@ from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import PUBLIC, Endpoint, Raw, endpoints_of
 from switchboard.api.models import (
     CHANNEL_RE,
-    DELIVERY_STATUSES,
     EVENT_STATUSES,
     INBOUND_STATUSES,
 )
@@ -144,18 +143,6 @@ def _json(schema: Schema, description: str = "") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _count(field: str, what: str) -> Schema:
-    return _obj({field: _int(what, minimum=0)}, field)
-
-
-def _ids_body(what: str) -> Schema:
-    return _obj(
-        {"ids": {"type": "array", "items": {"type": "string"}, "maxItems": 10000}},
-        "ids",
-        description=what,
-    )
-
-
 def _path(name: str, description: str, **schema: Any) -> Schema:
     return {
         "name": name,
@@ -236,57 +223,6 @@ NO_CONTENT = {"description": "Done; no body."}
 # --- components ------------------------------------------------------------------------------
 
 
-def _destination() -> Schema:
-    return _obj(
-        {
-            "id": _s(readOnly=True, examples=["dst_0196…"]),
-            "name": _s(minLength=1),
-            "kind": _s(
-                enum=[
-                    "webhook",
-                    "slack",
-                    "discord",
-                    "email",
-                    "whatsapp",
-                    "inbox",
-                    "whatsapp_cloud",
-                    "sms",
-                ]
-            ),
-            "config": {"type": "object", "description": "Per kind; see docs/channels.md."},
-            "secrets": {
-                "type": "array",
-                "items": _s(),
-                "maxItems": 2,
-                "description": "Signing or provider secrets; masked except on create.",
-            },
-            "timeout": {
-                "type": "number",
-                "minimum": 0.1,
-                "default": 10,
-                "description": "Seconds per attempt, at most SWITCHBOARD_MAX_DESTINATION_TIMEOUT "
-                "(30 unless the operator sets it).",
-            },
-            "concurrency": _int(
-                "Most attempts in flight, at most SWITCHBOARD_MAX_DESTINATION_CONCURRENCY "
-                "(100 unless the operator sets it).",
-                minimum=1,
-                default=10,
-            ),
-            "rate_per_second": _null({"type": "number", "minimum": 0.001}),
-            "rate_per_minute": _null({"type": "number", "minimum": 0.001}),
-            "retry_schedule": {
-                "description": 'Delays, e.g. "0,5s,5m,30m,2h" (null: the default schedule).',
-                "type": ["string", "array", "null"],
-            },
-            "enabled": {"type": "boolean", "default": True},
-            "disabled_reason": _null(_s(readOnly=True)),
-        },
-        "name",
-        "kind",
-    )
-
-
 def _source() -> Schema:
     return _obj(
         {
@@ -315,7 +251,6 @@ def _source() -> Schema:
 def _schemas() -> dict[str, Schema]:
     text = _s(maxLength=200, minLength=1)
     time = _s("ISO 8601 with a timezone.", format="date-time")
-    pattern = {"type": "object", "description": "A filter pattern (see docs/filters.md)."}
     actor = _obj({"id": _null(_s()), "type": _null(_s(examples=["user", "system", "clinic"]))})
     envelope_props: dict[str, Schema] = {
         "id": _s(
@@ -359,74 +294,6 @@ def _schemas() -> dict[str, Schema]:
         },
         "version",
         "schema",
-    )
-    destination = _destination()
-    route = _obj(
-        {
-            "id": _s(readOnly=True, examples=["rte_0196…"]),
-            "name": _s(minLength=1),
-            "types": {"type": "array", "items": _s(), "default": ["*"], "description": "Globs."},
-            "sources": {"type": "array", "items": _s()},
-            "filter": pattern,
-            "destinations": {"type": "array", "items": _s(), "minItems": 1},
-            "priority": _s(enum=["high", "normal", "low"], default="normal"),
-            "transform": _s("A template producing the delivered body."),
-            "ordering_key": _s("A dotted path, e.g. subject or data.invoice_id."),
-            "enabled": {"type": "boolean", "default": True},
-            "destination_ids": {"type": "array", "items": _s(), "readOnly": True},
-        },
-        "name",
-        "destinations",
-    )
-    delivery = _obj(
-        {
-            "id": _s(),
-            "event_seq": _int(),
-            "event_id": _s("On the per-event listing."),
-            "destination_id": _s(),
-            "route_id": _null(_s()),
-            "status": _s(enum=list(DELIVERY_STATUSES)),
-            "priority": _s(enum=["high", "normal", "low"]),
-            "attempts": _int(minimum=0),
-            "next_attempt_at": _null(time),
-            "ordering_key": _null(_s()),
-            "replay_id": _null(_s()),
-            "provider_id": _null(_s("The provider's message id (WhatsApp gateways, Twilio).")),
-            "last_error": _null(_s()),
-            "created_at": time,
-            "updated_at": time,
-            "event": _obj(
-                {"id": _s(), "type": _s(), "time": time, "subject": _null(_s())},
-                description="On listings: a summary of the event.",
-            ),
-        },
-        "id",
-        "status",
-    )
-    attempt = _obj(
-        {
-            "n": _int(minimum=1),
-            "started_at": time,
-            "latency_ms": {"type": "number"},
-            "ok": {"type": "boolean"},
-            "status_code": _null(_int()),
-            "error": _null(_s(examples=["timeout", "connection"])),
-            "message": _null(_s()),
-            "response": _null(_s("The start of the receiver's answer.")),
-            "request_headers": _null({"type": "object", "additionalProperties": _s()}),
-        },
-        "n",
-        "ok",
-    )
-    replay_spec = _obj(
-        {
-            "from_us": _null(_int()),
-            "to_us": _null(_int()),
-            "types": {"type": "array", "items": _s()},
-            "filter": _null(pattern),
-            "route_ids": {"type": "array", "items": _s()},
-            "destination_ids": {"type": "array", "items": _s()},
-        }
     )
     n = _int(minimum=0)
     return {
@@ -570,46 +437,6 @@ def _schemas() -> dict[str, Schema]:
             "name",
             "versions",
         ),
-        "Destination": destination,
-        "Route": route,
-        "Delivery": delivery,
-        "Attempt": attempt,
-        "Replay": _obj(
-            {
-                "id": _s(examples=["rpl_0196…"]),
-                "status": _s(enum=["running", "done", "failed"]),
-                "total": _null(_int("Events the replay covers.")),
-                "scanned": n,
-                "events": _int("Events that produced deliveries.", minimum=0),
-                "deliveries": _int("Deliveries created.", minimum=0),
-                "error": _null(_s()),
-                "spec": replay_spec,
-            },
-            "id",
-            "status",
-        ),
-        "ReplayDryRun": _obj(
-            {
-                "dry_run": {"const": True},
-                "events": n,
-                "deliveries": n,
-                "sample": {
-                    "type": "array",
-                    "items": _obj(
-                        {
-                            "event_id": _s(),
-                            "type": _s(),
-                            "time": time,
-                            "destination_id": _s(),
-                            "route_id": _null(_s()),
-                        }
-                    ),
-                },
-            },
-            "dry_run",
-            "events",
-            "deliveries",
-        ),
         "Source": _source(),
         "SourceCounters": _obj(
             {"received": n, "verified": n, "failed_verification": n, "events_produced": n}
@@ -653,11 +480,6 @@ def _schemas() -> dict[str, Schema]:
             },
             "name",
             "version",
-        ),
-        "InboxItem": _obj(
-            {"id": _s(), "created_at": time, "read_at": _null(time)},
-            "id",
-            description="The rendered item (title, body, …) plus these fields.",
         ),
         "SegmentMessage": _obj(
             {
@@ -994,302 +816,6 @@ def _catalog_paths() -> list[Operation]:
             body=_ref("EventType"),
             ok={200: _ok(_ref("EventType"), "Stored.")},
             errors=(409, 422),
-        ),
-    ]
-
-
-def _delivery_paths() -> list[Operation]:
-    dr = "destinations & routes"
-    ref = _path("ref", "The id or the name.")
-    delivery_id = _path("delivery_id", "The delivery id.")
-    listing = [
-        _query("destination", "A destination id or name.", _s()),
-        _p("Type"),
-        _p("From"),
-        _p("To"),
-        _p("Filter"),
-        _query("replay", "Only deliveries a replay created.", _s()),
-        _p("Cursor"),
-        _limit(100, 1000),
-    ]
-    status = _query("status", "Delivery status.", _s(enum=list(DELIVERY_STATUSES)))
-    ids = _ids_body("Delivery ids (at most 10,000).")
-    replay_body = _obj(
-        {
-            "from": _null(_s(format="date-time")),
-            "to": _null(_s(format="date-time")),
-            "types": {
-                "type": ["array", "string"],
-                "items": _s(pattern=TYPE_GLOB_PATTERN),
-                "maxItems": MAX_TYPE_GLOBS,
-                "pattern": TYPE_GLOB_PATTERN,
-            },
-            "filter": {"type": ["object", "null"], "description": "A filter pattern."},
-            "routes": {"type": "array", "items": _s("A route id or name.")},
-            "destinations": {"type": "array", "items": _s("A destination id or name.")},
-            "dry_run": {"type": "boolean", "default": False},
-        },
-        description="Without routes or destinations: every enabled route. Destinations alone: "
-        "sent directly, even ones created after the events.",
-    )
-    recipient = _path("recipient", "The recipient (e.g. a user id).")
-    return [
-        _op(
-            "POST /v1/destinations",
-            "createDestination",
-            dr,
-            "Create a destination",
-            "A webhook is given a signing secret if none is sent; it is shown unmasked in this "
-            "answer only. Credentials sent are write-only: every answer masks them.",
-            scope="manage",
-            body=_ref("Destination"),
-            ok={201: _ok(_ref("Destination"), "Created.")},
-            errors=(422,),
-        ),
-        _op(
-            "GET /v1/destinations",
-            "listDestinations",
-            dr,
-            "List destinations",
-            "Every destination of the tenant, secrets masked.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Destination")))},
-        ),
-        _op(
-            "GET /v1/destinations/{ref}",
-            "getDestination",
-            dr,
-            "Get a destination",
-            "By id or name, secrets masked.",
-            scope="read",
-            params=[ref],
-            ok={200: _ok(_ref("Destination"))},
-            errors=(404,),
-        ),
-        _op(
-            "PATCH /v1/destinations/{ref}",
-            "updateDestination",
-            dr,
-            "Change a destination",
-            "Only the fields sent change (re-enable with enabled: true). Credentials are "
-            "write-only: answers mask them, and a masked value sent back keeps the stored one.",
-            scope="manage",
-            params=[ref],
-            body=_writable(_destination()),
-            ok={200: _ok(_ref("Destination"))},
-            errors=(404, 422),
-        ),
-        _op(
-            "DELETE /v1/destinations/{ref}",
-            "deleteDestination",
-            dr,
-            "Delete a destination",
-            "Removes it by id or name.",
-            scope="manage",
-            params=[ref],
-            ok={204: NO_CONTENT},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/routes",
-            "putRoutes",
-            dr,
-            "Create or replace routes",
-            "One route (201; same name replaces it), or a routes file {routes: [...]} "
-            "applied at once (200).",
-            scope="manage",
-            body={
-                "oneOf": [
-                    _ref("Route"),
-                    _obj({"routes": {"type": "array", "items": _ref("Route")}}, "routes"),
-                ]
-            },
-            ok={
-                201: _ok(_ref("Route"), "Stored."),
-                200: _ok(_list(_ref("Route")), "Every route of the file stored."),
-            },
-            errors=(422,),
-        ),
-        _op(
-            "GET /v1/routes",
-            "listRoutes",
-            dr,
-            "List routes",
-            "Every route of the tenant.",
-            scope="read",
-            ok={200: _ok(_list(_ref("Route")))},
-        ),
-        _op(
-            "DELETE /v1/routes/{ref}",
-            "deleteRoute",
-            dr,
-            "Delete a route",
-            "By id or name; new events stop matching it.",
-            scope="manage",
-            params=[ref],
-            ok={204: NO_CONTENT},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/events/{event_id}/deliveries",
-            "eventDeliveries",
-            "deliveries",
-            "An event's deliveries",
-            "Where one event went, and how each delivery stands.",
-            scope="read",
-            params=[_path("event_id", "The event's id.", maxLength=200), _p("EventSource")],
-            ok={200: _ok(_list(_ref("Delivery")))},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/deliveries",
-            "listDeliveries",
-            "deliveries",
-            "List deliveries",
-            "Deliveries with a summary of their event, most recently updated first.",
-            scope="read",
-            params=[status, *listing],
-            ok={200: _ok(_page(_ref("Delivery")))},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/deliveries/{delivery_id}",
-            "getDelivery",
-            "deliveries",
-            "Get a delivery",
-            "One delivery and its status.",
-            scope="read",
-            params=[delivery_id],
-            ok={200: _ok(_ref("Delivery"))},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/deliveries/{delivery_id}/attempts",
-            "deliveryAttempts",
-            "deliveries",
-            "A delivery's attempts",
-            "Every attempt: status code, latency, error and the start of the answer.",
-            scope="read",
-            params=[delivery_id],
-            ok={200: _ok(_list(_ref("Attempt")))},
-            errors=(404,),
-        ),
-        _op(
-            "POST /v1/deliveries/{delivery_id}/retry",
-            "retryDelivery",
-            "deliveries",
-            "Retry a delivery",
-            "Requeues a dead or cancelled delivery now.",
-            scope="manage",
-            params=[delivery_id],
-            ok={200: _ok(_count("requeued", "1"))},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/dlq",
-            "listDead",
-            "dlq",
-            "List dead deliveries",
-            "Deliveries that used up their retries, with a summary of their event.",
-            scope="read",
-            params=listing,
-            ok={200: _ok(_page(_ref("Delivery")))},
-            errors=(400,),
-        ),
-        _op(
-            "GET /v1/dlq/stats",
-            "dlqStats",
-            "dlq",
-            "Count dead deliveries",
-            "Totals by event type and by destination.",
-            scope="read",
-            ok={
-                200: _ok(
-                    _obj(
-                        {
-                            "total": _int(minimum=0),
-                            "by_type": {"type": "object", "additionalProperties": _int()},
-                            "by_destination": {
-                                "type": "object",
-                                "additionalProperties": _int(),
-                            },
-                        },
-                        "total",
-                    )
-                )
-            },
-        ),
-        _op(
-            "POST /v1/dlq/retry",
-            "retryDead",
-            "dlq",
-            "Retry dead deliveries",
-            "Requeues the given dead deliveries (ids that are not dead are skipped).",
-            scope="manage",
-            body=ids,
-            ok={200: _ok(_count("requeued", "Deliveries requeued."))},
-        ),
-        _op(
-            "POST /v1/dlq/archive",
-            "archiveDead",
-            "dlq",
-            "Archive dead deliveries",
-            "Takes them out of the dead-letter listing for good.",
-            scope="manage",
-            body=ids,
-            ok={200: _ok(_count("archived", "Deliveries archived."))},
-        ),
-        _op(
-            "POST /v1/replays",
-            "createReplay",
-            "replays",
-            "Start a replay",
-            "Creates low-priority deliveries for stored events by time, type and filter; "
-            "`dry_run` answers with the count and a sample instead.",
-            scope="manage",
-            body=replay_body,
-            ok={
-                202: _ok(_ref("Replay"), "Started."),
-                200: _ok(_ref("ReplayDryRun"), "The dry run's answer."),
-            },
-            errors=(422,),
-        ),
-        _op(
-            "GET /v1/replays/{replay_id}",
-            "getReplay",
-            "replays",
-            "Get a replay",
-            "Its progress: scanned, events matched, deliveries created.",
-            scope="read",
-            params=[_path("replay_id", "The replay id.")],
-            ok={200: _ok(_ref("Replay"))},
-            errors=(404,),
-        ),
-        _op(
-            "GET /v1/inbox/{recipient}",
-            "listInbox",
-            "inbox",
-            "A recipient's inbox",
-            "Items the inbox channel delivered, newest first.",
-            scope="read",
-            params=[
-                recipient,
-                _query("unread", "Only unread items.", {"type": "boolean"}),
-                _limit(50, 500),
-            ],
-            ok={200: _ok(_list(_ref("InboxItem")))},
-            errors=(400,),
-        ),
-        _op(
-            "POST /v1/inbox/{recipient}/read",
-            "markInboxRead",
-            "inbox",
-            "Mark inbox items read",
-            "Marks the given unread items of this recipient.",
-            scope="manage",
-            params=[recipient],
-            body=_ids_body("Inbox item ids."),
-            ok={200: _ok(_count("marked", "Items marked."))},
         ),
     ]
 
@@ -2890,7 +2416,6 @@ def openapi_document() -> dict[str, Any]:
         *typed,
         *_event_paths(),
         *_catalog_paths(),
-        *_delivery_paths(),
         *_source_paths(),
         *_segment_paths(),
         *_automation_paths(),
