@@ -65,9 +65,10 @@ def test_the_models_vocabularies_are_the_hubs() -> None:
         ("status=lost", "?status"),
         ("cursor=" + "1" * 201, "?cursor"),
         ("destination=" + "d" * 201, "?destination"),
-        ("filter=" + "x" * 16_385, "?filter"),
+        ("filter=" + "x" * 1025, "?filter"),
         ("from=" + "2" * 65, "?from"),
-        ("&".join(["type=a"] * 101), "?type"),
+        ("&".join(["type=a"] * 51), "?type"),
+        ("type=" + "a" * 201, "?type"),
     ],
 )
 def test_a_listing_query_violating_its_model_is_a_400_naming_the_parameter(
@@ -75,7 +76,8 @@ def test_a_listing_query_violating_its_model_is_a_400_naming_the_parameter(
 ) -> None:
     with pytest.raises(BadRequest) as caught:
         _listing_query(_request(query=query), DeliveryQuery)
-    assert [d["path"] for d in caught.value.details] == [path]
+    (detail,) = caught.value.details
+    assert detail["path"] == path or detail["path"].startswith(path + "."), detail
 
 
 def test_parameters_left_out_are_unset_and_the_limit_defaults() -> None:

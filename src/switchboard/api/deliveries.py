@@ -628,10 +628,12 @@ async def _listing(request: Request, q: DeadQuery, status: str | None) -> Respon
     "List deliveries",
     "Deliveries with a summary of their event, most recently updated first. `filter` is "
     "checked by its own parser, `cursor` must be one this API returned and `destination` one "
-    "of the tenant's (400 naming the parameter).",
+    "of the tenant's (400 naming the parameter). The query string counts toward "
+    "SWITCHBOARD_MAX_HEADER_BYTES (431 over it).",
     scope="read",
     query=DeliveryQuery,
     ok={200: (DeliveryPage, "A page of deliveries.")},
+    errors=(431,),
 )
 async def list_deliveries(request: Request) -> Response:
     q = _listing_query(request, DeliveryQuery)
@@ -645,10 +647,12 @@ async def list_deliveries(request: Request) -> Response:
     "List dead deliveries",
     "Deliveries that used up their retries, with a summary of their event. `filter` is "
     "checked by its own parser, `cursor` must be one this API returned and `destination` one "
-    "of the tenant's (400 naming the parameter).",
+    "of the tenant's (400 naming the parameter). The query string counts toward "
+    "SWITCHBOARD_MAX_HEADER_BYTES (431 over it).",
     scope="read",
     query=DeadQuery,
     ok={200: (DeliveryPage, "A page of dead deliveries.")},
+    errors=(431,),
 )
 async def list_dead(request: Request) -> Response:
     return await _listing(request, _listing_query(request, DeadQuery), "dead")
@@ -831,7 +835,7 @@ async def create_replay(request: Request) -> Response:
     h = hub(request)
     p = await principal(request, Scope.MANAGE)
     tenant = p.tenant()
-    body = await decode_body(request, ReplayIn, 65536)
+    body = await decode_body(request, ReplayIn, 262144)
     names: dict[str, str] = {}
     for d in await h.deliveries.list_destinations(tenant):
         names[d.name] = names[d.id] = d.id

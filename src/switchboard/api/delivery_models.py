@@ -25,13 +25,19 @@ MAX_NAME = 200  # a destination's or route's name, as the event envelope's ids
 MAX_REF = 200  # an id or a name in a path or a query
 MAX_RECIPIENT = 1000  # an inbox recipient: a user id, possibly read from the event's data
 MAX_IDS = 10_000  # ids in one DLQ or inbox action
-MAX_FILTER = 16_384  # characters of a `filter` query parameter (a JSON pattern)
-MAX_TEMPLATE = 65_536  # characters of a route transform (templates have their own budgets)
-MAX_LIST = 1000  # destinations or sources one route names; routes in one routes file
-MAX_SECRET = 4096  # characters of one destination secret
+# A listing's query string, every parameter at its maximum, fits SWITCHBOARD_MAX_HEADER_BYTES'
+# default (16 KiB) even with the filter's JSON punctuation percent-encoded.
+MAX_FILTER = 1024  # characters of a `filter` query parameter (a JSON pattern)
+MAX_TYPE_VALUES = 50  # `type` values in a listing's query (each may hold comma-separated globs)
+MAX_TEMPLATE = 16_384  # characters of a route transform (templates have their own budgets)
+MAX_NAMES = 100  # destinations or sources one route names; routes or destinations a replay names
+MAX_ROUTES = 1000  # routes in one routes file
+MAX_SECRET = 1000  # characters of one destination secret
+# The maxima are chosen so that a body one item or character over any of them is still under
+# its body limit: the answer names the field (400), never only the size (413).
+ID = r"^[A-Za-z0-9_.:\-]{1,64}$"  # the ids the hub makes (UUIDv7, with a prefix)
 
 Ref = Annotated[str, Meta(min_length=1, max_length=MAX_REF, description="An id or a name.")]
-Text = Annotated[str, Meta(max_length=MAX_REF)]
 Time = Annotated[
     str,
     Meta(
@@ -169,7 +175,7 @@ class RefPath(Params):
 
 # --- routes -------------------------------------------------------------------------------------
 
-Names = Annotated[list[Annotated[str, Meta(max_length=MAX_NAME)]], Meta(max_length=MAX_LIST)]
+Names = Annotated[list[Annotated[str, Meta(max_length=MAX_NAME)]], Meta(max_length=MAX_NAMES)]
 Globs = Annotated[list[Annotated[str, Meta(max_length=200)]], Meta(max_length=MAX_TYPE_GLOBS)]
 Purposes = Annotated[list[Annotated[str, Meta(pattern=PURPOSE_RE.pattern)]], Meta(max_length=10)]
 
@@ -253,7 +259,7 @@ class RoutesIn(RouteChange):
     routes: (
         Annotated[
             list[NewRoute],
-            Meta(max_length=MAX_LIST, description="A routes file, applied at once."),
+            Meta(max_length=MAX_ROUTES, description="A routes file, applied at once."),
         ]
         | UnsetType
     ) = UNSET
@@ -379,11 +385,11 @@ class DeadQuery(Params):
     ) = UNSET
     type: (
         Annotated[
-            list[Annotated[str, Meta(max_length=200 * MAX_TYPE_GLOBS)]],
+            list[Annotated[str, Meta(max_length=200)]],
             Meta(
-                max_length=MAX_TYPE_GLOBS,
-                description="Event types (repeat or comma-separate; globs such as lead.*), "
-                f"at most {MAX_TYPE_GLOBS} in all.",
+                max_length=MAX_TYPE_VALUES,
+                description="Event types (repeat or comma-separate; globs such as lead.*): at "
+                f"most {MAX_TYPE_VALUES} values of 200 characters, {MAX_TYPE_GLOBS} globs in all.",
             ),
         ]
         | UnsetType
@@ -426,7 +432,7 @@ class DeliveryQuery(DeadQuery):
 
 class Ids(Body):
     ids: Annotated[
-        list[Annotated[str, Meta(max_length=MAX_REF)]],
+        list[Annotated[str, Meta(pattern=ID)]],
         Meta(max_length=MAX_IDS, description=f"At most {MAX_IDS:,}."),
     ]
 
@@ -503,11 +509,11 @@ class ReplayIn(Body):
     ) = None
     routes: Annotated[
         list[Annotated[str, Meta(max_length=MAX_NAME)]],
-        Meta(max_length=MAX_LIST, description="Route names or ids."),
+        Meta(max_length=MAX_NAMES, description="Route names or ids."),
     ] = field(default_factory=list)
     destinations: Annotated[
         list[Annotated[str, Meta(max_length=MAX_NAME)]],
-        Meta(max_length=MAX_LIST, description="Destination names or ids."),
+        Meta(max_length=MAX_NAMES, description="Destination names or ids."),
     ] = field(default_factory=list)
     dry_run: Annotated[
         bool, Meta(description="Answer with the counts and a sample instead of starting.")
