@@ -99,7 +99,7 @@ async def test_an_admin_creating_a_key_in_a_tenant_that_does_not_exist_gets_a_40
         ({"destinations": [{}]}, 400, "/destinations/0"),
         ({"destinations": 5}, 400, "/destinations"),
         ({"destinations": [["x"]]}, 400, "/destinations/0"),
-        ({"destinations": ["nowhere"]}, 422, "/destinations"),
+        ({"destinations": ["nowhere"]}, 422, "/destinations/0"),
         ({"routes": {"a": 1}}, 400, "/routes"),
         ({"filter": {"time": [{"prefix": "2026"}]}}, 422, "/filter"),
         ({"filter": {"data": {"ip": [{"cidr": "10.0.0.0/8"}]}}}, 422, "/filter"),
@@ -336,3 +336,29 @@ async def test_a_time_zone_name_longer_than_a_file_name_is_a_422(api: Api, metho
     status, body, _ = await api.call(method, "/v1/recipients/r1", key, {"timezone": "0" * 400})
     assert status == 422, body
     assert body["error"]["details"][0]["path"] == "/timezone"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("POST", "/v1/routes", {"name": "r", "destinations": ["d"], "priorty": "low"}, "/priorty"),
+        ("POST", "/v1/routes", {"routes": [], "name": "r"}, "/name"),
+        ("POST", "/v1/replays", {"destination": ["d"]}, "/destination"),
+        ("POST", "/v1/dlq/retry", {"ids": ["dlv 1"]}, "/ids/0"),
+        ("POST", "/v1/inbox/u1/read", {"ids": [], "all": True}, "/all"),
+        ("GET", "/v1/inbox/" + "u" * 1001, None, "recipient"),
+        ("GET", "/v1/dlq?limit=0", None, "?limit"),
+        ("GET", "/v1/deliveries?status=lost", None, "?status"),
+        ("GET", "/v1/events/e1/deliveries?source=" + "s" * 201, None, "?source"),
+    ],
+)
+async def test_a_request_the_delivery_models_refuse_is_a_400_naming_the_field(
+    api: Api, method: str, path: str, body: Any, where: str
+) -> None:
+    """A misspelt field is refused rather than ignored or stored, and nothing is changed."""
+    _, key = await api.tenant()
+    status, answer, _ = await api.call(method, path, key, json=body)
+    assert status == 400, answer
+    assert _paths(answer) == [where] or _paths(answer)[0].startswith(where + "."), answer
+    status, routes, _ = await api.call("GET", "/v1/routes", key)
+    assert (status, routes["data"]) == (200, [])

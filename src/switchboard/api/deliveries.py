@@ -4,6 +4,7 @@ typed endpoints (see `api/contract.py`) whose models are in `api/delivery_models
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -125,6 +126,17 @@ def _sent(body: msgspec.Struct) -> dict[str, Any]:
     """The fields a request set (those left UNSET were not sent), as JSON values."""
     doc: dict[str, Any] = msgspec.to_builtins(body)
     return doc
+
+
+_WHERE = re.compile(r"([a-z_]+)(?:\[(\d+)\])?")
+
+
+def _pointer(problem: str) -> str:
+    """The JSON pointer of a checker's "field[i]: …" problem: `/field/i`."""
+    where = _WHERE.match(problem)
+    if where is None:
+        return "/"
+    return f"/{where[1]}/{where[2]}" if where[2] else f"/{where[1]}"
 
 
 def destination_model(d: DestinationRecord, reveal: bool = False) -> Destination:
@@ -375,10 +387,7 @@ async def put_route(h: Hub, tenant_id: str, route: NewRoute) -> Route:
     except RouteError as exc:
         raise Unprocessable(
             f"invalid route: {exc}",
-            details=[
-                {"path": "/" + p.split(":")[0].split(".")[0].split("[")[0], "message": p}
-                for p in exc.problems
-            ],
+            details=[{"path": _pointer(p), "message": p} for p in exc.problems],
         ) from None
     await check_declared(h.store, tenant_id, parsed.requires_consent, "/requires_consent")
     stored = {**spec, "destination_ids": list(parsed.destinations)}
@@ -801,7 +810,7 @@ def _replay_spec(
     if problems:
         raise Unprocessable(
             "invalid replay: " + "; ".join(problems),
-            details=[{"path": "/" + p.split(":")[0].split("[")[0], "message": p} for p in problems],
+            details=[{"path": _pointer(p), "message": p} for p in problems],
         )
     types = [spec.types] if isinstance(spec.types, str) else spec.types
     return (
