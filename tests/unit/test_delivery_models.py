@@ -11,7 +11,7 @@ import pytest
 from starlette.requests import Request
 
 from switchboard.api.contract import decode_body, decode_path, decode_query
-from switchboard.api.deliveries import _listing_query, parse_destination
+from switchboard.api.deliveries import _listing_query
 from switchboard.api.delivery_models import (
     DeliveryQuery,
     DestinationChange,
@@ -23,6 +23,7 @@ from switchboard.api.delivery_models import (
     RoutesIn,
     Status,
 )
+from switchboard.api.destinations import parse_destination
 from switchboard.api.models import DELIVERY_STATUSES
 from switchboard.api.openapi import openapi_document
 from switchboard.channels.registry import KINDS
