@@ -474,14 +474,14 @@ async def test_destination_and_route_errors_name_fields(hub_api: Api) -> None:
     status, body, _ = await api.call(
         "POST", "/v1/destinations", key, {"name": "x", "kind": "carrier-pigeon", "config": {}}
     )
-    assert status == 422 and "kind" in body["error"]["message"]
+    assert status == 400 and "kind" in body["error"]["message"]
     status, body, _ = await api.call(
         "POST",
         "/v1/destinations",
         key,
         {"name": "x", "kind": "webhook", "config": {"url": "http://a"}, "timeot": 5},
     )
-    assert status == 422 and "timeot" in body["error"]["message"]
+    assert status == 400 and "timeot" in body["error"]["message"]
     status, body, _ = await api.call(
         "POST",
         "/v1/routes",

@@ -22,23 +22,24 @@ def _paths(body: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("change", "path"),
+    ("change", "refusal", "path"),
     [
-        ({"retry_schedule": [None]}, "/retry_schedule"),
-        ({"retry_schedule": [[1]]}, "/retry_schedule"),
-        ({"kind": ["webhook"]}, "/kind"),
-        ({"config": {"url": "http://[::1"}}, "/config/url"),
-        ({"name": "d" * 201}, "/name"),
+        ({"retry_schedule": [None]}, 400, "/retry_schedule"),
+        ({"retry_schedule": [[1]]}, 400, "/retry_schedule"),
+        ({"kind": ["webhook"]}, 400, "/kind"),
+        ({"config": {"url": "http://[::1"}}, 422, "/config/url"),
+        ({"name": "d" * 201}, 400, "/name"),
     ],
 )
-async def test_odd_destination_fields_are_a_422_naming_them(
-    api: Api, change: dict[str, Any], path: str
+async def test_odd_destination_fields_are_refused_naming_them(
+    api: Api, change: dict[str, Any], refusal: int, path: str
 ) -> None:
+    """The model refuses a wrong shape (400); the channel refuses a bad config (422)."""
     _, key = await api.tenant()
     status, body, _ = await api.call(
         "POST", "/v1/destinations", key, json={"name": "d", **HOOK, **change}
     )
-    assert status == 422, body
+    assert status == refusal, body
     assert any(p.startswith(path) for p in _paths(body)), body
 
 
@@ -93,22 +94,23 @@ async def test_an_admin_creating_a_key_in_a_tenant_that_does_not_exist_gets_a_40
 
 
 @pytest.mark.parametrize(
-    ("body", "path"),
+    ("body", "refusal", "path"),
     [
-        ({"destinations": [{}]}, "/destinations"),
-        ({"destinations": 5}, "/destinations"),
-        ({"destinations": [["x"]]}, "/destinations"),
-        ({"routes": {"a": 1}}, "/routes"),
-        ({"filter": {"time": [{"prefix": "2026"}]}}, "/filter"),
-        ({"filter": {"data": {"ip": [{"cidr": "10.0.0.0/8"}]}}}, "/filter"),
+        ({"destinations": [{}]}, 400, "/destinations/0"),
+        ({"destinations": 5}, 400, "/destinations"),
+        ({"destinations": [["x"]]}, 400, "/destinations/0"),
+        ({"destinations": ["nowhere"]}, 422, "/destinations/0"),
+        ({"routes": {"a": 1}}, 400, "/routes"),
+        ({"filter": {"time": [{"prefix": "2026"}]}}, 422, "/filter"),
+        ({"filter": {"data": {"ip": [{"cidr": "10.0.0.0/8"}]}}}, 422, "/filter"),
     ],
 )
-async def test_odd_replays_are_a_422_naming_the_field(
-    api: Api, body: dict[str, Any], path: str
+async def test_odd_replays_are_refused_naming_the_field(
+    api: Api, body: dict[str, Any], refusal: int, path: str
 ) -> None:
     _, key = await api.tenant()
     status, answer, _ = await api.call("POST", "/v1/replays", key, json=body)
-    assert status == 422, answer
+    assert status == refusal, answer
     assert path in _paths(answer), answer
 
 
@@ -120,7 +122,7 @@ async def test_odd_replays_are_a_422_naming_the_field(
         ({"destinations": [[]]}, "/destinations"),
     ],
 )
-async def test_odd_routes_are_a_422_naming_the_field(
+async def test_odd_routes_are_a_400_naming_the_field(
     api: Api, change: dict[str, Any], path: str
 ) -> None:
     _, key = await api.tenant()
@@ -128,7 +130,7 @@ async def test_odd_routes_are_a_422_naming_the_field(
     assert status == 201, body
     route = {"name": "r", "types": ["a.b"], "destinations": ["d"], **change}
     status, body, _ = await api.call("POST", "/v1/routes", key, json=route)
-    assert status == 422, body
+    assert status == 400, body
     assert any(p.startswith(path) for p in _paths(body)), body
 
 
@@ -276,7 +278,7 @@ async def test_thousands_of_type_globs_are_a_400_or_422_not_a_503(api: Api) -> N
     for dry_run in (True, False):
         replay = {"types": globs * 2, "dry_run": dry_run}
         status, body, _ = await api.call("POST", "/v1/replays", key, json=replay)
-        assert status == 422, body
+        assert status == 400, body
         assert _paths(body) == ["/types"]
 
 
@@ -334,3 +336,29 @@ async def test_a_time_zone_name_longer_than_a_file_name_is_a_422(api: Api, metho
     status, body, _ = await api.call(method, "/v1/recipients/r1", key, {"timezone": "0" * 400})
     assert status == 422, body
     assert body["error"]["details"][0]["path"] == "/timezone"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("POST", "/v1/routes", {"name": "r", "destinations": ["d"], "priorty": "low"}, "/priorty"),
+        ("POST", "/v1/routes", {"routes": [], "name": "r"}, "/name"),
+        ("POST", "/v1/replays", {"destination": ["d"]}, "/destination"),
+        ("POST", "/v1/dlq/retry", {"ids": ["dlv 1"]}, "/ids/0"),
+        ("POST", "/v1/inbox/u1/read", {"ids": [], "all": True}, "/all"),
+        ("GET", "/v1/inbox/" + "u" * 1001, None, "recipient"),
+        ("GET", "/v1/dlq?limit=0", None, "?limit"),
+        ("GET", "/v1/deliveries?status=lost", None, "?status"),
+        ("GET", "/v1/events/e1/deliveries?source=" + "s" * 201, None, "?source"),
+    ],
+)
+async def test_a_request_the_delivery_models_refuse_is_a_400_naming_the_field(
+    api: Api, method: str, path: str, body: Any, where: str
+) -> None:
+    """A misspelt field is refused rather than ignored or stored, and nothing is changed."""
+    _, key = await api.tenant()
+    status, answer, _ = await api.call(method, path, key, json=body)
+    assert status == 400, answer
+    assert _paths(answer) == [where] or _paths(answer)[0].startswith(where + "."), answer
+    status, routes, _ = await api.call("GET", "/v1/routes", key)
+    assert (status, routes["data"]) == (200, [])

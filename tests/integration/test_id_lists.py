@@ -34,4 +34,5 @@ async def test_one_id_more_than_the_most_is_a_400(api: Api) -> None:
     ids = [f"dlv_{i}" for i in range(MOST + 1)]
     status, body, _ = await api.call("POST", "/v1/dlq/archive", key, json={"ids": ids})
     assert status == 400, body
-    assert "10,000" in body["error"]["message"]
+    assert [d["path"] for d in body["error"]["details"]] == ["/ids"], body
+    assert "10000" in body["error"]["message"]

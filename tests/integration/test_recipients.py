@@ -705,11 +705,11 @@ async def test_a_bad_quiet_hours_window_is_refused(api: Api) -> None:
         {"name": "h", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x"}},
     )
     assert status == 201, body
-    for quiet in (
-        {"start": "25:00", "end": "08:00"},
-        {"start": "21:00", "end": "08:00", "timezone": "Nowhere/X"},
-        "always",
+    for quiet, refusal in (
+        ({"start": "25:00", "end": "08:00"}, 422),
+        ({"start": "21:00", "end": "08:00", "timezone": "Nowhere/X"}, 422),
+        ("always", 400),  # not an object: the route's model refuses it
     ):
         route = {"name": "r", "destinations": ["h"], "quiet_hours": quiet}
         status, body, _ = await api.call("POST", "/v1/routes", key, route)
-        assert status == 422 and "quiet_hours" in body["error"]["message"], body
+        assert status == refusal and "quiet_hours" in body["error"]["message"], body
