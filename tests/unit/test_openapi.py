@@ -136,3 +136,15 @@ def test_error_schema_matches_the_api_error_shape() -> None:
         assert name in schemas
     for name in ("Delivery", "Attempt", "Replay"):
         assert name in schemas
+
+
+def test_every_app_route_is_a_typed_endpoint() -> None:
+    """A route cannot exist without its models: each handler carries an `@endpoint`, from which
+    its operation is generated (nothing in the document is written by hand)."""
+    app = create_app(Settings(database_url="sqlite:///:memory:"))
+    untyped = [
+        route.path
+        for route in app.routes
+        if isinstance(route, Route) and not hasattr(route.endpoint, "endpoint")
+    ]
+    assert not untyped, f"routes without @endpoint: {untyped}"

@@ -1,8 +1,10 @@
-"""The OpenAPI 3.1 document for every HTTP route, built once from plain dicts.
+"""The OpenAPI 3.1 document, generated: every operation from an `@endpoint` handler's route
+metadata and the msgspec models that decode its requests and encode its answers
+(`api/contract.py`); only what every operation shares (the error answers, the tenant header,
+the security schemes, tags) is written here.
 
-`tests/unit/test_openapi.py` checks it against the app's routes, so a new route fails the tests
-until it is described here. The limits quoted are the defaults of `Settings`. The module is long
-because it is data: components first, then one function of operations per resource module.
+`tests/unit/test_openapi.py` checks the document against the app's routes: a route whose
+handler has no `@endpoint` fails it. The limits quoted are the defaults of `Settings`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ from switchboard.api import (
     webhooks,
 )
 from switchboard.api import segment as segment_api
-from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import PUBLIC, Endpoint, Raw, endpoints_of
-from switchboard.envelope import TYPE_GLOB_RE
 
 __all__ = ["openapi_document"]
 
@@ -68,11 +68,7 @@ TAGS = [
     ("dashboard", "The web dashboard's HTML pages, signed in with a session cookie."),
 ]
 
-TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,199}$"
-TYPE_GLOB_PATTERN = TYPE_GLOB_RE.pattern  # a type, or a glob of one with * and ?
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
-SCOPES = ("ingest", "read", "manage", "pii")
 ERRORS = {
     400: ("BadRequest", "Malformed JSON, body or parameters; `details` name the fields."),
     401: ("Unauthorized", "No API key, or an unknown or revoked one."),
@@ -124,46 +120,12 @@ def _int(description: str = "", **extra: Any) -> Schema:
     return schema
 
 
-def _list(items: Schema) -> Schema:
-    return _obj({"data": {"type": "array", "items": items}}, "data")
-
-
-def _page(items: Schema) -> Schema:
-    return {"allOf": [_ref("Page"), _obj({"data": {"type": "array", "items": items}})]}
-
-
-def _writable(schema: Schema) -> Schema:
-    """A PATCH body: the writable properties of `schema`, none required."""
-    props = schema["properties"].items()
-    return _obj({k: v for k, v in props if not v.get("readOnly")})
-
-
 def _json(schema: Schema, description: str = "") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _path(name: str, description: str, **schema: Any) -> Schema:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", **schema},
-    }
-
-
-def _query(name: str, description: str, schema: Schema) -> Schema:
-    return {"name": name, "in": "query", "description": description, "schema": schema}
-
-
 def _p(name: str) -> Schema:
     return {"$ref": f"#/components/parameters/{name}"}
-
-
-def _limit(default: int, hi: int) -> Schema:
-    return _query(
-        "limit", f"Page size (default {default}).", _int(minimum=1, maximum=hi, default=default)
-    )
 
 
 def _op(
@@ -218,17 +180,6 @@ def _responses(ok: dict[int, dict[str, Any]], codes: set[int]) -> dict[str, Any]
     }
 
 
-def _version_query() -> Schema:
-    return _query("version", "A version number.", _int(minimum=1, maximum=2**31 - 1))
-
-
-def _ok(schema: Schema, description: str = "OK") -> dict[str, Any]:
-    return _json(schema, description)
-
-
-NO_CONTENT = {"description": "Done; no body."}
-
-
 # --- components ------------------------------------------------------------------------------
 
 
@@ -281,29 +232,6 @@ def _components() -> dict[str, Any]:
                 "description": "Only with an admin key: the tenant to act in.",
                 "schema": _s(pattern=TENANT_PATTERN),
             },
-            "Type": {
-                "name": "type",
-                "in": "query",
-                "description": "Event types (repeat or comma-separate; globs such as lead.*).",
-                "schema": {
-                    "type": "array",
-                    "items": _s(pattern=TYPE_GLOB_PATTERN),
-                    "maxItems": MAX_TYPE_GLOBS,
-                },
-                "style": "form",
-                "explode": True,
-            },
-            "From": _query("from", "Events at or after (ISO 8601).", _s(format="date-time")),
-            "To": _query("to", "Events before (ISO 8601).", _s(format="date-time")),
-            "Filter": _query(
-                "filter",
-                'A JSON filter pattern, e.g. {"data.method":["pix"]} (see docs/filters.md).',
-                _s(contentMediaType="application/json"),
-            ),
-            "Cursor": _query("cursor", "The next_cursor of the previous page.", _s()),
-            "EventSource": _query(
-                "source", "The event's source, when one id exists under several.", _s()
-            ),
         },
         "securitySchemes": {
             "bearerAuth": {
@@ -322,9 +250,6 @@ def _components() -> dict[str, Any]:
             },
         },
     }
-
-
-# --- paths, one function per resource module ---------------------------------------------------
 
 
 # --- generated from typed endpoints (api/contract.py) ------------------------------------------

@@ -94,6 +94,7 @@ class Dashboard:
             request.scope[SCOPE_KEY] = self
             return await handler(request)
 
+        serve.endpoint = spec  # type: ignore[attr-defined]  # the route is as typed as its handler
         return Route(spec.url, serve, methods=[spec.method])
 
     # -- plumbing ------------------------------------------------------------------------------
