@@ -389,6 +389,43 @@ async def test_runs_past_the_tenants_limit_are_recorded_failed_with_the_reason(h
     assert (await runs(hub, "acme"))[0].history == []
 
 
+async def count_calls(hub: Hub) -> list[str]:
+    """The tenants whose running runs the store counted from now on (the real count runs)."""
+    calls: list[str] = []
+    count = hub.automations.count_running
+
+    async def counted(tenant_id: str) -> int:
+        calls.append(tenant_id)
+        return await count(tenant_id)
+
+    hub.automations.count_running = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_concurrent_triggers_share_one_count_of_the_running_runs(hub: Hub) -> None:
+    await apply(hub, "acme", FEEDBACK)
+    calls = await count_calls(hub)
+    # 20 ingests find the count expired together: one query answers them all (with 100,000
+    # waiting runs, one count per concurrent ingest took most of ingest's time)
+    await asyncio.gather(*(send(hub, "acme", completed(n, f"svc-{n}")) for n in range(20)))
+    assert calls == ["acme"]
+    assert len(await runs(hub, "acme")) == 20
+
+
+async def test_an_event_that_only_wakes_runs_does_not_count_the_running_runs(hub: Hub) -> None:
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the run now waits for feedback.received
+    hub.automation_cache.forget("acme")  # the next ingest would have to count again
+    calls = await count_calls(hub)
+    await send(hub, "acme", {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}})
+    assert calls == []  # the limit is on starting runs; waking one needs no count
+    assert await hub.engine.tick() == 1
+    assert (await runs(hub, "acme"))[0].status == "stopped"
+
+
 async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:
     await apply(hub, "acme", FEEDBACK)
     await send(hub, "acme", completed(1))
