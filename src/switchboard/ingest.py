@@ -18,7 +18,7 @@ from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_pro
 from switchboard.records import NewDelivery
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
-from switchboard.store import CommitHook, Store, Tenant
+from switchboard.store import Planned, Store, Tenant
 from switchboard.store.people import Effect, record_consent, upsert_profile
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class AutomationPlans(Protocol):
     """The runs a batch starts and wakes, written in its commit (`automation_engine.AutomationCache`
     in the hub; declared here so ingest does not import the engine that runs above it)."""
 
-    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]: ...
+    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]: ...
 
     def none_cached(self, tenant_id: str) -> bool:
         """Known (within the cache's expiry) to have no automation: nothing to plan."""
@@ -201,7 +201,7 @@ class Ingestor:
                     ),
                 )
             )
-        plans: list[list[NewDelivery | CommitHook]] | None = None
+        plans: list[list[Planned]] | None = None
         routes: list[Route] = []
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)

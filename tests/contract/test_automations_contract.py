@@ -181,6 +181,41 @@ async def test_an_arriving_event_wakes_the_waiting_run_at_once(hub: Hub) -> None
     assert rows[0][0] == 0  # an ended run keeps no waits
 
 
+async def test_one_commit_wakes_exactly_the_runs_its_events_await(hub: Hub) -> None:
+    # 300 keys in one commit: more than one look-up of the waits (at most 256 keys each)
+    spec = {
+        "name": "reply",
+        "on": "a.start",
+        "steps": [{"id": "r", "wait_for": {"type": "a.reply", "match": "data.k", "within": "1h"}}],
+    }
+    await apply(hub, "acme", spec)
+    await apply(hub, "other", spec)
+    acme = await hub.store.get_tenant("acme")
+    other = await hub.store.get_tenant("other")
+    assert acme is not None and other is not None
+    starts = [{"id": f"s-{n}", "type": "a.start", "data": {"k": n}} for n in range(320)]
+    await hub.ingestor.ingest(starts, acme, "ops")
+    await hub.ingestor.ingest(starts[:5], other, "ops")
+    await drain(hub.engine)  # every run registered its wait
+    assert await hub.engine.tick() == 0
+    # one request, one commit: replies for 300 of acme's keys (one of them twice, one for no
+    # run at all), none for the other tenant's runs with the same keys
+    replies = [{"id": f"r-{n}", "type": "a.reply", "data": {"k": n}} for n in range(300)]
+    replies += [{"id": "r-again", "type": "a.reply", "data": {"k": 7}}]
+    replies += [{"id": "r-none", "type": "a.reply", "data": {"k": 10_000}}]
+    result = await hub.ingestor.ingest(replies, acme, "ops")
+    assert result.accepted == len(replies)
+    await drain(hub.engine)
+    by_key = {
+        r.trigger["data"]["k"]: r for r in await hub.automations.runs("acme", "reply", None, 1000)
+    }
+    assert len(by_key) == 320
+    assert {k for k, r in by_key.items() if r.status == "completed"} == set(range(300))
+    assert all(r.matched["r"]["id"] == f"r-{k}" for k, r in by_key.items() if k < 300)
+    assert all(r.status == "running" for k, r in by_key.items() if k >= 300)
+    assert [r.status for r in await runs(hub, "other", "reply")] == ["running"] * 5
+
+
 @pytest.mark.security
 async def test_waits_never_match_another_tenants_events(hub: Hub) -> None:
     await apply(hub, "acme", FEEDBACK)
