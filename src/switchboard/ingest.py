@@ -15,7 +15,7 @@ from switchboard.envelope import EnvelopeError, Event, build_event, format_us, n
 from switchboard.metrics import OTHER
 from switchboard.patterns import Pattern, match
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
-from switchboard.records import NewDelivery
+from switchboard.records import NewDelivery, Wake
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import Planned, Store, Tenant
@@ -116,13 +116,15 @@ class Ingestor:
         automations: AutomationPlans | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        on_woken: Callable[[], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.tracing = tracing
         self.store = store
         self.registry = registry
         self.routes = routes
-        self.on_routed = on_routed
+        self.on_routed = on_routed  # new deliveries or runs were committed
+        self.on_woken = on_woken  # only wake-ups of waiting runs were (the engine looks, alone)
         self.automations = automations
 
     async def ingest(
@@ -223,8 +225,13 @@ class Ingestor:
             if any(starts):
                 plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
-        if plans and any(plans) and self.on_routed is not None:
-            self.on_routed()
+        if plans and any(plans):
+            # a commit that only woke waiting runs has no delivery for the worker to claim
+            if all(isinstance(h, Wake) for p in plans for h in p):
+                if self.on_woken is not None:
+                    self.on_woken()
+            elif self.on_routed is not None:
+                self.on_routed()
         accepted = duplicates = 0
         for (index, event), res, label in zip(to_store, appended, labels, strict=True):
             outcome = event.status if res.status == "accepted" else "duplicate"

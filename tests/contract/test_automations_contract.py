@@ -461,6 +461,26 @@ async def test_an_event_that_only_wakes_runs_does_not_count_the_running_runs(hub
     assert (await runs(hub, "acme"))[0].status == "stopped"
 
 
+async def test_an_event_that_only_wakes_runs_wakes_the_engine_not_the_delivery_worker(
+    hub: Hub,
+) -> None:
+    assert hub.worker is not None
+    await apply(hub, "acme", FEEDBACK)
+    hub.worker.wakeup.clear()
+    hub.engine.wakeup.clear()
+    await send(hub, "acme", completed(1))  # a new run: the engine looks now
+    assert hub.engine.wakeup.is_set()
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the wpp send made a delivery; the run waits for the reply
+    hub.worker.wakeup.clear()
+    hub.engine.wakeup.clear()
+    await send(hub, "acme", {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}})
+    # the commit only woke the run: nothing for the delivery worker to claim
+    assert hub.engine.wakeup.is_set() and not hub.worker.wakeup.is_set()
+    assert await hub.engine.tick() == 1
+
+
 async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:
     await apply(hub, "acme", FEEDBACK)
     await send(hub, "acme", completed(1))
