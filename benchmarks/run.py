@@ -1,6 +1,6 @@
 """`make bench`: every figure of the benchmark beside its ceiling, measured in the same run.
 
-    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 15 min)
+    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 20 min)
     python -m benchmarks.run --quick    1 run, small counts (< 2 min)
     python -m benchmarks.run --profile  no figures: py-spy profiles of the hub's hot paths
 
