@@ -11,8 +11,10 @@
   a real HTTP receiver on 127.0.0.1 (the delivery worker running): the time from the ingest call
   to the receiver's request (p50, p99).
 
-Run: ``python -m benchmarks.automations DATABASE_URL [TIMERS] [WAITING] [EVENTS]``; prints JSON
-lines. The database should be fresh (a new SQLite file, or an empty PostgreSQL database).
+Run: ``python -m benchmarks.automations DATABASE_URL [TIMERS] [WAITING] [EVENTS] [SECONDS]``
+(SECONDS: of due timers, and of triggers; 5 by default); prints JSON lines. The database should
+be fresh (a new SQLite file, or an empty PostgreSQL database). `make bench` runs it once per run
+and store on a fresh database (benchmarks/run.py).
 """
 
 from __future__ import annotations
@@ -293,7 +295,7 @@ async def first_send(hub: Hub, rate: int = 500, seconds: float = 5.0) -> dict[st
     }
 
 
-async def main(url: str, n_timers: int, waiting: int, events: int) -> None:
+async def main(url: str, n_timers: int, waiting: int, events: int, seconds: float) -> None:
     settings = Settings(
         database_url=url, key_rate=0, tenant_rate=0, internal_events="", egress_allow="127.0.0.0/8"
     )
@@ -302,13 +304,13 @@ async def main(url: str, n_timers: int, waiting: int, events: int) -> None:
     try:
         print(json.dumps(await timers(hub, n_timers)), flush=True)
         print(json.dumps(await ingest(hub, waiting, events)), flush=True)
-        print(json.dumps(await lateness(hub)), flush=True)
+        print(json.dumps(await lateness(hub, seconds=seconds)), flush=True)
     finally:
         await hub.close()
     hub = Hub(settings)
     await hub.open(worker=True)  # the delivery worker and the engine, as `switchboard serve`
     try:
-        print(json.dumps(await first_send(hub)), flush=True)
+        print(json.dumps(await first_send(hub, seconds=seconds)), flush=True)
     finally:
         await hub.close()
 
@@ -321,5 +323,6 @@ if __name__ == "__main__":
             int(args[1]) if len(args) > 1 else 20_000,
             int(args[2]) if len(args) > 2 else 100_000,
             int(args[3]) if len(args) > 3 else 5_000,
+            float(args[4]) if len(args) > 4 else 5.0,
         )
     )

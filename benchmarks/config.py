@@ -20,9 +20,19 @@ class Config:
     scan_events: int  # events stored for the replay scan and the disk figure
     scan_backend: str  # where the replay scan runs
     scan_timeout: float  # seconds one dry run may take before the figure is called failed
+    auto_timers: int  # due runs the automation engine fires (against a raw claim+update)
+    auto_waiting: int  # runs waiting on the ingested type in the automations' ingest figure
+    auto_events: int  # single-event ingests per round of that figure
+    auto_seconds: float  # seconds of due timers (lateness) and of triggers (first send)
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
-            return cls(True, 1, 3, 64, 16, 20_000, 3_000, 64, 1000, 3, 50_000, "sqlite", 30)
-        return cls(False, 3, 10, 64, 16, 200_000, 10_000, 64, 1000, 10, 1_000_000, "postgres", 120)
+            return cls(
+                True, 1, 3, 64, 16, 20_000, 3_000, 64, 1000, 3, 50_000, "sqlite", 30,
+                *(1_000, 5_000, 500, 1.0),
+            )  # fmt: skip
+        return cls(
+            False, 3, 10, 64, 16, 200_000, 10_000, 64, 1000, 10, 1_000_000, "postgres", 120,
+            *(20_000, 100_000, 3_000, 5.0),
+        )  # fmt: skip

@@ -1,6 +1,6 @@
 """`make bench`: every figure of the benchmark beside its ceiling, measured in the same run.
 
-    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 15 min)
+    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 20 min)
     python -m benchmarks.run --quick    1 run, small counts (< 2 min)
     python -m benchmarks.run --profile  no figures: py-spy profiles of the hub's hot paths
 
@@ -254,6 +254,87 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
     return figs
 
 
+def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
+    """`benchmarks/automations.py` once per run and store, each on a fresh database: timers
+    against a raw claim+update, ingest with waiting runs against ingest without automations
+    (both in its process, in turns), timer lateness and trigger → first send."""
+    out = []
+    for kind in backends:
+        name = _name(kind)
+        timers = Figure(
+            f"automation_timers_{kind}",
+            f"automation timers fired, {cfg.auto_timers:,} due, {name}",
+            "runs/s",
+            "ratio >= 0.50",
+            ceiling_label="raw claim + UPDATE of the same rows",
+            paired=True,
+        )
+        ingest_fig = Figure(
+            f"automation_ingest_{kind}",
+            f"ingest (in process, 1 event/call) with {cfg.auto_waiting:,} runs waiting on its "
+            f"type, {name}",
+            "events/s",
+            "ratio >= 0.90",
+            ceiling_label="the same ingest in a tenant without automations",
+            paired=True,
+        )
+        late = Figure(
+            f"automation_lateness_{kind}",
+            f"timer lateness at 1,000 due/s, {name}",
+            "ms",
+            "p99 <= 1000 ms",
+        )
+        first = Figure(
+            f"automation_first_send_{kind}",
+            f"trigger → first send received at 500 triggers/s, {name}",
+            "ms",
+            "p99 <= 50 ms",
+        )
+        figs = [timers, ingest_fig, late, first]
+
+        def measure(kind: str = kind, figs: list[Figure] = figs) -> None:
+            timers, ingest_fig, late, first = figs
+            for run in range(cfg.runs):
+                with h.fresh_database(kind, work, f"auto_{kind}_{run}") as db:
+                    got = _automation_run(cfg, db)
+                t, i = got["timers"], got["ingest_with_waiting_runs"]
+                timers.values.append(t["engine_per_s"])
+                timers.ceilings.append(t["raw_claim_update_per_s"])
+                ingest_fig.values.append(i["with_waiting_per_s"])
+                ingest_fig.ceilings.append(i["plain_per_s"])
+                for fig, key in ((late, "timer_lateness"), (first, "trigger_to_first_send")):
+                    fig.values.append(got[key]["p99_ms"])
+                    fig.extra.setdefault("p50", []).append(got[key]["p50_ms"])
+                h.say(
+                    f"automations {kind}, run {run + 1}: timers {t['ratio']:.3f}, ingest "
+                    f"{i['ratio']:.3f}, lateness p99 {late.values[-1]:.0f} ms, first send p99 "
+                    f"{first.values[-1]:.0f} ms"
+                )
+
+        _attempt(timers, measure)
+        for fig in figs[1:]:
+            fig.skipped = fig.skipped or timers.skipped
+        out += figs
+    return out
+
+
+def _automation_run(cfg: Config, db: str) -> dict[str, dict[str, Any]]:
+    argv = [str(h.BIN / "python"), "-m", "benchmarks.automations", db]
+    argv += [str(cfg.auto_timers), str(cfg.auto_waiting), str(cfg.auto_events)]
+    done = subprocess.run(
+        [*argv, str(cfg.auto_seconds)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=str(h.ROOT),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmarks.automations exited {done.returncode}: {done.stderr[-300:]}")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {line["figure"]: line for line in lines}
+
+
 def scan_figure(cfg: Config, work: Path, kind: str) -> Figure:
     fig = Figure(
         f"replay_scan_{kind}",
@@ -423,7 +504,7 @@ def markdown(report: dict[str, Any]) -> str:
         # three decimals: 0.598 must not read as a pass of ">= 0.60"
         ratio = f"{f['ratio']:.3f}" if f["ratio"] is not None else "—"
         value = _cell(f["value"], f["unit"]) + f" {f['unit']}"
-        if f["key"].startswith("latency"):
+        if f["key"].startswith(("latency", "automation_lateness", "automation_first_send")):
             p50 = statistics.median(f["extra"]["p50"])
             value = f"p99 {value}, p50 {p50:.1f} ms"
         result = {True: "pass", False: "**fail**", None: "—"}[f["pass"]]
@@ -437,7 +518,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"100, {cfg['duration']:.0f} s after a 1 s warm-up, a fresh database per run; rate "
         "limits off. Deliveries: a pre-loaded queue drained by `switchboard worker` into a "
         "local receiver, internal delivery events off. Latency: an open-loop generator, "
-        "receiver arrival minus the client's 202. See benchmarks/README.md.",
+        "receiver arrival minus the client's 202. Automations: `benchmarks/automations.py` in "
+        "one process per run on a fresh database (its ingest figure calls ingest directly, 64 "
+        "concurrent calls of one event, no HTTP). See benchmarks/README.md.",
         "",
     ]
     return "\n".join(lines)
@@ -481,6 +564,7 @@ def main() -> None:
         backends = ["sqlite", "postgres"] if has_pg else ["sqlite"]
         figures = ingest_figures(cfg, work, backends)
         figures += delivery_figures(cfg, work, backends)
+        figures += automation_figures(cfg, work, backends)
         scan_kind = cfg.scan_backend if has_pg else "sqlite"
         scan = scan_figure(cfg, work, scan_kind)
         figures.append(scan)

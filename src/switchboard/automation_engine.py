@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard import patterns
 from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
 from switchboard.automations import (
     SCHEDULE_EVENT_TYPE,
@@ -25,13 +26,13 @@ from switchboard.automations import (
     parse_automation,
 )
 from switchboard.envelope import Event, format_us, new_id, now_us
+from switchboard.records import Wake
 from switchboard.router import Route
 from switchboard.shared import SharedLoads
-from switchboard.store import CommitHook
+from switchboard.store import Planned
 from switchboard.store.automations import (
     AutomationStore,
     RunStart,
-    Wake,
     dedupe_key,
     held_key,
 )
@@ -92,9 +93,11 @@ class AutomationCache:
         self._current: dict[str, tuple[float, list[Automation]]] = {}
         self._loads: SharedLoads[str, list[Automation]] = SharedLoads()
         self._running: dict[str, tuple[float, int]] = {}  # tenant → (expires, running runs)
+        self._counts: SharedLoads[str, int] = SharedLoads()
         self._routes: dict[str, list[Route]] = {}  # tenant → its send steps' transforms
         self._destinations: dict[str, dict[str, str]] = {}  # tenant → destination name → id
         self._versions: dict[tuple[str, str, int], Automation | None] = {}
+        self._planners: dict[str, Planner] = {}
 
     async def _load(self, tenant_id: str) -> list[Automation]:
         self._routes[tenant_id] = await self._transform_routes(tenant_id)
@@ -138,6 +141,7 @@ class AutomationCache:
         self._current.pop(tenant_id, None)
         self._running.pop(tenant_id, None)
         self._loads.forget(tenant_id)
+        self._counts.forget(tenant_id)
 
     async def version(self, tenant_id: str, name: str, version: int) -> Automation | None:
         key = (tenant_id, name, version)
@@ -188,26 +192,41 @@ class AutomationCache:
         return out
 
     async def running(self, tenant_id: str) -> int:
-        """The tenant's running runs, counted at most every second."""
+        """The tenant's running runs, counted at most every second, by one query however many
+        ingests find the count expired together (the count reads every running run's index
+        entry: with 100,000 waiting, 64 concurrent counts took most of ingest's time)."""
         now = time.monotonic()
         hit = self._running.get(tenant_id)
         if hit is None or hit[0] <= now:
-            hit = (now + _TTL, await self.store.count_running(tenant_id))
+            count = await self._counts.get(tenant_id, lambda: self.store.count_running(tenant_id))
+            hit = (time.monotonic() + _TTL, count)
             self._running[tenant_id] = hit
         return hit[1]
 
-    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]:
+    def planner(self, tenant_id: str, autos: list[Automation]) -> Planner:
+        """The planner of the tenant's current automations (rebuilt when they are reloaded)."""
+        planner = self._planners.get(tenant_id)
+        if planner is None or planner.automations is not autos:
+            planner = self._planners[tenant_id] = Planner(autos)
+        return planner
+
+    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]:
         autos = await self.automations(tenant_id)
         if not autos:
             return [[] for _ in events]
-        refused = None
-        if (running := await self.running(tenant_id)) >= self.max_running:
+        names = self._destinations.get(tenant_id, {})
+        planner = self.planner(tenant_id, autos)
+        planned = [planner.plan(e, None, names) for e in events]
+        # the running-runs limit only matters to events that start runs: an event that only
+        # wakes waiting runs (or starts nothing) does not wait for the count
+        starts = any(isinstance(h, RunStart) for hooks in planned for h in hooks)
+        if starts and (running := await self.running(tenant_id)) >= self.max_running:
             refused = (
                 f"the tenant has {running} runs running; the limit is {self.max_running} "
                 "(SWITCHBOARD_AUTOMATION_MAX_RUNNING)"
             )
-        names = self._destinations.get(tenant_id, {})
-        return [plan_event(autos, e, refused, names) for e in events]
+            planned = [planner.plan(e, refused, names) for e in events]
+        return planned
 
     async def store_destinations(self, tenant_id: str) -> list[Any]:
         """The tenant's destinations (their ids, for send steps planned at ingest)."""
@@ -242,63 +261,119 @@ def leading_sends(
     return tuple(out)
 
 
-def plan_event(
-    automations: list[Automation],
-    event: Event,
-    refused: str | None = None,
-    destinations: dict[str, str] | None = None,
-) -> list[CommitHook]:
-    """The runs an event starts (with their leading sends) and the waiting runs it wakes,
-    written in its commit."""
-    if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
-        return []
-    doc = event.match_doc()
-    hooks: list[CommitHook] = []
-    for auto in automations:
-        if not auto.triggered_by(doc):
-            continue
-        dedupe, digest_limit, debounce = None, 0, None
-        if auto.dedupe_path is not None:
-            dedupe = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, event.received_us)
-        elif (digest := auto.digest) is not None:
-            dedupe = held_key(doc, digest.key_path)
-            digest_limit = digest.max_events
-        elif auto.debounce is not None:
-            dedupe = held_key(doc, auto.debounce.path)
-            debounce = (auto.debounce.period_us, auto.debounce.max_wait_us)
-        cancel = []
-        for corr in auto.cancel_on:
-            key = correlation_key(doc, corr.paths)
-            if key is not None:
-                cancel.append((corr.type, key))
-        run_id = new_id()
-        sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
-        if destinations and debounce is None and not digest_limit and refused is None:
-            sends = leading_sends(auto, run_id, destinations)
-        hooks.append(
-            RunStart(
-                run_id,
-                event.tenant_id,
-                auto.name,
-                auto.version,
-                dedupe,
-                tuple(cancel),
-                refused,
-                digest_limit,
-                debounce,
-                sends,
+# the fields of match_doc() that are the event's attributes unchanged (it formats `time` and
+# builds `actor`)
+_DIRECT = frozenset(
+    [
+        "id",
+        "type",
+        "version",
+        "source",
+        "subject",
+        "trace_id",
+        "correlation_id",
+        "causation_id",
+        "context",
+        "data",
+    ]
+)
+_Plan = tuple[tuple[Automation, ...], tuple[tuple[str, ...], ...], tuple[str, ...] | None]
+
+
+class Planner:
+    """A tenant's automations indexed by event type: which start on a type, and which
+    correlations of it runs may wait on. An event of a type no automation starts on or waits
+    for costs a look-up; one that only wakes runs costs its correlation keys."""
+
+    MAX_TYPES = 1_000  # event types remembered (types are tenant input): beyond, start afresh
+
+    def __init__(self, automations: list[Automation]) -> None:
+        self.automations = automations
+        self._types: dict[str, _Plan] = {}
+
+    def of_type(self, etype: str) -> _Plan:
+        """(automations an event of this type starts if it passes their filters, the distinct
+        correlation paths runs may wait on this type with, and the envelope fields those paths
+        read when match_doc() passes them through unchanged, else None)."""
+        hit = self._types.get(etype)
+        if hit is None:
+            starts = tuple(a for a in self.automations if a.triggered_by_type(etype))
+            awaited = tuple(
+                dict.fromkeys(
+                    c.paths for a in self.automations for c in a.awaited() if c.type == etype
+                )
             )
-        )
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    for auto in automations:
-        for corr in auto.awaited():
-            if corr.type != event.type or (corr.type, corr.paths) in seen:
+            roots = {path.split(".", 1)[0] for paths in awaited for path in paths}
+            hit = (starts, awaited, tuple(roots) if roots <= _DIRECT else None)
+            if len(self._types) >= self.MAX_TYPES:
+                self._types.clear()
+            self._types[etype] = hit
+        return hit
+
+    def plan(
+        self, event: Event, refused: str | None = None, destinations: dict[str, str] | None = None
+    ) -> list[Planned]:
+        """The runs an event starts (with their leading sends) and the waiting runs it wakes,
+        written in its commit."""
+        if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
+            return []
+        starts, awaited, roots = self.of_type(event.type)
+        if not starts and not awaited:
+            return []
+        if not starts and roots is not None:  # only wakes: the fields its keys read suffice
+            doc = {root: getattr(event, root) for root in roots}
+        else:
+            doc = event.match_doc()
+        hooks: list[Planned] = []
+        for auto in starts:
+            if auto.filter is not None and not patterns.match(auto.filter, doc):
                 continue
-            seen.add((corr.type, corr.paths))
-            key = correlation_key(doc, corr.paths)
+            hooks.append(run_start(auto, event, doc, refused, destinations))
+        for paths in awaited:
+            key = correlation_key(doc, paths)
             if key is not None:
                 hooks.append(Wake(event.tenant_id, event.type, key))
-    return hooks
+        return hooks
+
+
+def run_start(
+    auto: Automation,
+    event: Event,
+    doc: dict[str, Any],
+    refused: str | None,
+    destinations: dict[str, str] | None,
+) -> RunStart:
+    """The run of `auto` that `event` (`doc` its match_doc()) starts."""
+    dedupe, digest_limit, debounce = None, 0, None
+    if auto.dedupe_path is not None:
+        dedupe = dedupe_key(doc, auto.dedupe_path, auto.dedupe_window_us, event.received_us)
+    elif (digest := auto.digest) is not None:
+        dedupe = held_key(doc, digest.key_path)
+        digest_limit = digest.max_events
+    elif auto.debounce is not None:
+        dedupe = held_key(doc, auto.debounce.path)
+        debounce = (auto.debounce.period_us, auto.debounce.max_wait_us)
+    cancel = []
+    for corr in auto.cancel_on:
+        key = correlation_key(doc, corr.paths)
+        if key is not None:
+            cancel.append((corr.type, key))
+    run_id = new_id()
+    sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
+    if destinations and debounce is None and not digest_limit and refused is None:
+        sends = leading_sends(auto, run_id, destinations)
+    return RunStart(
+        run_id,
+        event.tenant_id,
+        auto.name,
+        auto.version,
+        dedupe,
+        tuple(cancel),
+        refused,
+        digest_limit,
+        debounce,
+        sends,
+    )
 
 
 class Host(Protocol):

@@ -149,14 +149,17 @@ class Automation:
 
     def triggered_by(self, doc: dict[str, Any]) -> bool:
         """Does an event (its `match_doc()`) start a run of this automation?"""
-        etype = doc.get("type") or ""
+        if not self.triggered_by_type(doc.get("type") or ""):
+            return False
+        return self.filter is None or patterns.match(self.filter, doc)
+
+    def triggered_by_type(self, etype: str) -> bool:
+        """Does an event of this type start a run, if it passes the filter?"""
         if etype.startswith("switchboard.") and not any(
             t.startswith("switchboard.") for t in self.types
         ):
             return False  # the hub's own events start only automations that name them
-        if not any(t == etype or fnmatch.fnmatchcase(etype, t) for t in self.types):
-            return False
-        return self.filter is None or patterns.match(self.filter, doc)
+        return any(t == etype or fnmatch.fnmatchcase(etype, t) for t in self.types)
 
     def awaited(self) -> list[Correlation]:  # (delivery-status waits are polled, not woken)
         """Every correlation a run of this automation may wait on (for wake-ups at ingest)."""

@@ -74,6 +74,7 @@ class Hub:
             self.routes,
             self._wake_worker,
             self.automation_cache,
+            on_woken=self.engine.wakeup.set,
             metrics=self.metrics,
             tracing=self.tracing,
         )

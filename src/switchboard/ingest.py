@@ -15,10 +15,10 @@ from switchboard.envelope import EnvelopeError, Event, build_event, format_us, n
 from switchboard.metrics import OTHER
 from switchboard.patterns import Pattern, match
 from switchboard.people import PeopleSpec, consent_of, profile_of, recipient_problem
-from switchboard.records import NewDelivery
+from switchboard.records import NewDelivery, Wake
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
-from switchboard.store import CommitHook, Store, Tenant
+from switchboard.store import Planned, Store, Tenant
 from switchboard.store.people import Effect, record_consent, upsert_profile
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class AutomationPlans(Protocol):
     """The runs a batch starts and wakes, written in its commit (`automation_engine.AutomationCache`
     in the hub; declared here so ingest does not import the engine that runs above it)."""
 
-    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[CommitHook]]: ...
+    async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]: ...
 
     def none_cached(self, tenant_id: str) -> bool:
         """Known (within the cache's expiry) to have no automation: nothing to plan."""
@@ -116,13 +116,15 @@ class Ingestor:
         automations: AutomationPlans | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        on_woken: Callable[[], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.tracing = tracing
         self.store = store
         self.registry = registry
         self.routes = routes
-        self.on_routed = on_routed
+        self.on_routed = on_routed  # new deliveries or runs were committed
+        self.on_woken = on_woken  # only wake-ups of waiting runs were (the engine looks, alone)
         self.automations = automations
 
     async def ingest(
@@ -201,7 +203,7 @@ class Ingestor:
                     ),
                 )
             )
-        plans: list[list[NewDelivery | CommitHook]] | None = None
+        plans: list[list[Planned]] | None = None
         routes: list[Route] = []
         if self.routes is not None and to_store:
             routes = await self.routes.routes(tenant.id)
@@ -223,8 +225,13 @@ class Ingestor:
             if any(starts):
                 plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
-        if plans and any(plans) and self.on_routed is not None:
-            self.on_routed()
+        if plans and any(plans):
+            # a commit that only woke waiting runs has no delivery for the worker to claim
+            if all(isinstance(h, Wake) for p in plans for h in p):
+                if self.on_woken is not None:
+                    self.on_woken()
+            elif self.on_routed is not None:
+                self.on_routed()
         accepted = duplicates = 0
         for (index, event), res, label in zip(to_store, appended, labels, strict=True):
             outcome = event.status if res.status == "accepted" else "duplicate"

@@ -1,5 +1,6 @@
 """Records several layers share: a destination (the store keeps it, channels send to it, the API
-shows it) and a delivery about to be made (routing plans it, the store inserts it).
+shows it), a delivery about to be made (routing plans it, the store inserts it) and a wake-up of
+waiting automation runs (the automation planner makes it, the store writes it).
 
 They live below all of those layers, so the store never imports a channel nor a channel the store.
 """
@@ -7,7 +8,7 @@ They live below all of those layers, so the store never imports a channel nor a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,14 @@ class NewDelivery:
     ordering_key: str | None
     due_us: int
     replay_id: str | None = None
+
+
+class Wake(NamedTuple):
+    """Make the runs waiting on (tenant, type, key) due now, if the event is stored as new. The
+    store writes the wake-ups of a whole group commit together (store/automations.py). A tuple:
+    one is made per ingested event of an awaited type, and a frozen dataclass costs more to make
+    than the planning of the event."""
+
+    tenant_id: str
+    type: str
+    key: str  # the event's values at the awaited correlation paths (`correlation_key`)

@@ -181,6 +181,41 @@ async def test_an_arriving_event_wakes_the_waiting_run_at_once(hub: Hub) -> None
     assert rows[0][0] == 0  # an ended run keeps no waits
 
 
+async def test_one_commit_wakes_exactly_the_runs_its_events_await(hub: Hub) -> None:
+    # 300 keys in one commit: more than one look-up of the waits (at most 256 keys each)
+    spec = {
+        "name": "reply",
+        "on": "a.start",
+        "steps": [{"id": "r", "wait_for": {"type": "a.reply", "match": "data.k", "within": "1h"}}],
+    }
+    await apply(hub, "acme", spec)
+    await apply(hub, "other", spec)
+    acme = await hub.store.get_tenant("acme")
+    other = await hub.store.get_tenant("other")
+    assert acme is not None and other is not None
+    starts = [{"id": f"s-{n}", "type": "a.start", "data": {"k": n}} for n in range(320)]
+    await hub.ingestor.ingest(starts, acme, "ops")
+    await hub.ingestor.ingest(starts[:5], other, "ops")
+    await drain(hub.engine)  # every run registered its wait
+    assert await hub.engine.tick() == 0
+    # one request, one commit: replies for 300 of acme's keys (one of them twice, one for no
+    # run at all), none for the other tenant's runs with the same keys
+    replies = [{"id": f"r-{n}", "type": "a.reply", "data": {"k": n}} for n in range(300)]
+    replies += [{"id": "r-again", "type": "a.reply", "data": {"k": 7}}]
+    replies += [{"id": "r-none", "type": "a.reply", "data": {"k": 10_000}}]
+    result = await hub.ingestor.ingest(replies, acme, "ops")
+    assert result.accepted == len(replies)
+    await drain(hub.engine)
+    by_key = {
+        r.trigger["data"]["k"]: r for r in await hub.automations.runs("acme", "reply", None, 1000)
+    }
+    assert len(by_key) == 320
+    assert {k for k, r in by_key.items() if r.status == "completed"} == set(range(300))
+    assert all(r.matched["r"]["id"] == f"r-{k}" for k, r in by_key.items() if k < 300)
+    assert all(r.status == "running" for k, r in by_key.items() if k >= 300)
+    assert [r.status for r in await runs(hub, "other", "reply")] == ["running"] * 5
+
+
 @pytest.mark.security
 async def test_waits_never_match_another_tenants_events(hub: Hub) -> None:
     await apply(hub, "acme", FEEDBACK)
@@ -387,6 +422,63 @@ async def test_runs_past_the_tenants_limit_are_recorded_failed_with_the_reason(h
     assert "the limit is 2" in (by_service[3].reason or "")
     await drain(hub.engine)  # the refused run is never advanced
     assert (await runs(hub, "acme"))[0].history == []
+
+
+async def count_calls(hub: Hub) -> list[str]:
+    """The tenants whose running runs the store counted from now on (the real count runs)."""
+    calls: list[str] = []
+    count = hub.automations.count_running
+
+    async def counted(tenant_id: str) -> int:
+        calls.append(tenant_id)
+        return await count(tenant_id)
+
+    hub.automations.count_running = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_concurrent_triggers_share_one_count_of_the_running_runs(hub: Hub) -> None:
+    await apply(hub, "acme", FEEDBACK)
+    calls = await count_calls(hub)
+    # 20 ingests find the count expired together: one query answers them all (with 100,000
+    # waiting runs, one count per concurrent ingest took most of ingest's time)
+    await asyncio.gather(*(send(hub, "acme", completed(n, f"svc-{n}")) for n in range(20)))
+    assert calls == ["acme"]
+    assert len(await runs(hub, "acme")) == 20
+
+
+async def test_an_event_that_only_wakes_runs_does_not_count_the_running_runs(hub: Hub) -> None:
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the run now waits for feedback.received
+    hub.automation_cache.forget("acme")  # the next ingest would have to count again
+    calls = await count_calls(hub)
+    await send(hub, "acme", {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}})
+    assert calls == []  # the limit is on starting runs; waking one needs no count
+    assert await hub.engine.tick() == 1
+    assert (await runs(hub, "acme"))[0].status == "stopped"
+
+
+async def test_an_event_that_only_wakes_runs_wakes_the_engine_not_the_delivery_worker(
+    hub: Hub,
+) -> None:
+    assert hub.worker is not None
+    await apply(hub, "acme", FEEDBACK)
+    hub.worker.wakeup.clear()
+    hub.engine.wakeup.clear()
+    await send(hub, "acme", completed(1))  # a new run: the engine looks now
+    assert hub.engine.wakeup.is_set()
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the wpp send made a delivery; the run waits for the reply
+    hub.worker.wakeup.clear()
+    hub.engine.wakeup.clear()
+    await send(hub, "acme", {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}})
+    # the commit only woke the run: nothing for the delivery worker to claim
+    assert hub.engine.wakeup.is_set() and not hub.worker.wakeup.is_set()
+    assert await hub.engine.tick() == 1
 
 
 async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:

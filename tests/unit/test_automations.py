@@ -469,3 +469,61 @@ async def test_a_digest_on_a_fake_clock_collects_from_its_first_event() -> None:
         "+1h21m digest of 1 event for b (batch)",
         "+2h11m digest of 1 event for a (batch)",
     ]
+
+
+def planned_event(raw: dict[str, Any]) -> Any:
+    from switchboard.envelope import build_event
+
+    return build_event(raw, tenant_id="acme", default_source="app", received_us=1_000_000)
+
+
+def test_the_planner_keys_wake_ups_exactly_as_the_events_document_would() -> None:
+    from switchboard.automation_engine import Planner
+    from switchboard.records import Wake
+
+    spec = {
+        "name": "w",
+        "on": "a.start",
+        "steps": [
+            {"wait_for": {"type": "a.reply", "match": ["data.k", "subject"], "within": "1h"}},
+            {"wait_for": {"type": "a.reply", "match": ["data.k", "subject"], "within": "1h"}},
+        ],
+        "cancel_on": [{"type": "a.reply", "match": "actor.id"}, {"type": "a.other", "match": "id"}],
+    }
+    planner = Planner([parse_automation(spec, name="w", version=1)])
+    event = planned_event(
+        {"type": "a.reply", "subject": "s-1", "actor": {"id": "u-1"}, "data": {"k": 1}}
+    )
+    doc = event.match_doc()
+    # the two identical waits make one wake-up; `actor` is built by match_doc, `data` is not
+    assert planner.plan(event) == [
+        Wake("acme", "a.reply", str(correlation_key(doc, ("actor.id",)))),
+        Wake("acme", "a.reply", str(correlation_key(doc, ("data.k", "subject")))),
+    ]
+    assert planner.plan(planned_event({"type": "a.unrelated", "data": {"k": 1}})) == []
+    # a value missing at a path wakes nothing for that correlation
+    assert planner.plan(planned_event({"type": "a.reply", "data": {}})) == []
+
+
+def test_the_planner_starts_runs_by_type_glob_and_filter() -> None:
+    from switchboard.automation_engine import Planner
+    from switchboard.store.automations import RunStart
+
+    spec = {
+        "name": "g",
+        "on": ["lead.*"],
+        "filter": {"data": {"channel": ["whatsapp"]}},
+        "steps": [{"wait": "1h"}],
+    }
+    planner = Planner([parse_automation(spec, name="g", version=1)])
+    started = planner.plan(planned_event({"type": "lead.created", "data": {"channel": "whatsapp"}}))
+    assert [type(h) for h in started] == [RunStart]
+    assert planner.plan(planned_event({"type": "lead.created", "data": {"channel": "email"}})) == []
+    assert (
+        planner.plan(planned_event({"type": "order.created", "data": {"channel": "whatsapp"}}))
+        == []
+    )
+    # the hub's own events start only automations that name them, even through a glob
+    star_spec = {"name": "s", "on": "*", "steps": [{"wait": "1h"}]}
+    star = Planner([parse_automation(star_spec, name="s", version=1)])
+    assert star.plan(planned_event({"type": "switchboard.schedule", "data": {}})) == []

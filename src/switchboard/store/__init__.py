@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from switchboard.crypto import Vault
 from switchboard.envelope import Event, format_us
-from switchboard.records import NewDelivery
+from switchboard.records import NewDelivery, Wake
 
 
 class Scope(StrEnum):
@@ -141,16 +141,20 @@ class Health:
 
 class CommitHook(Protocol):
     """Rows to write with an event in its group commit, only if the event is new (an
-    automation run it starts, waiting runs it wakes: store/automations.py)."""
+    automation run it starts: store/automations.py)."""
 
     def statements(self, seq: int, received_us: int) -> list[tuple[str, tuple[Any, ...]]]: ...
+
+
+# what a commit writes with a new event: its routed deliveries, its automations' rows, wake-ups
+Planned = NewDelivery | CommitHook | Wake
 
 
 def group_statements(
     statements: list[tuple[str, tuple[Any, ...]]],
 ) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Statements grouped by their SQL, in order of first appearance, for `executemany`: a
-    commit's hooks write many rows of few shapes (a run before its waits, then wake-ups)."""
+    commit's hooks write many rows of few shapes (a run before its waits)."""
     groups: dict[str, list[tuple[Any, ...]]] = {}
     for sql, params in statements:
         groups.setdefault(sql, []).append(params)
@@ -179,7 +183,7 @@ class Store(Protocol):
     vault: Vault  # seals credentials at rest (crypto.py)
 
     async def append(
-        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[Planned]] | None = None
     ) -> list[Appended]:
         """Store events durably (group commit); return once committed, in input order.
 

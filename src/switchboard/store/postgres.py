@@ -24,19 +24,20 @@ from switchboard.config import Settings
 from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.errors import StoreError, StoreUnavailable
-from switchboard.records import NewDelivery
+from switchboard.records import NewDelivery, Wake
 from switchboard.store import (
     ApiKey,
     Appended,
-    CommitHook,
     EventQuery,
     Health,
     MetricRow,
+    Planned,
     StoredType,
     Tenant,
     group_statements,
 )
 from switchboard.store import migrate as migrations
+from switchboard.store.automations import WAKE_ALL_POSTGRES, wake_arrays, wake_targets
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
@@ -92,9 +93,8 @@ _TYPE_COLUMNS = "scope, name, catalog, spec, updated_us"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}$")
 
 _Key = tuple[str, str, str]  # (tenant_id, source, id)
-_Planned = NewDelivery | CommitHook  # a routed delivery, or an automation's rows (CommitHook)
 _Pending = tuple[
-    list[Event], "Sequence[Sequence[_Planned]] | None", "asyncio.Future[list[Appended]]"
+    list[Event], "Sequence[Sequence[Planned]] | None", "asyncio.Future[list[Appended]]"
 ]
 
 _INSERT_DELIVERY = render(INSERT_DELIVERY)
@@ -322,7 +322,7 @@ class PostgresStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: Sequence[Sequence[_Planned]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[Planned]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -368,7 +368,7 @@ class PostgresStore:
 
     async def _commit(self, batch: list[_Pending]) -> list[list[Appended]]:
         events = [e for evs, _, _ in batch for e in evs]
-        planned: dict[_Key, Sequence[_Planned]] = {}
+        planned: dict[_Key, Sequence[Planned]] = {}
         for evs, plans, _ in batch:
             for i, e in enumerate(evs):
                 if plans and plans[i]:
@@ -413,7 +413,7 @@ class PostgresStore:
         return out
 
     async def _write_batch(
-        self, events: list[Event], planned: dict[_Key, Sequence[_Planned]]
+        self, events: list[Event], planned: dict[_Key, Sequence[Planned]]
     ) -> dict[_Key, tuple[int, int, bool]]:
         """Insert the first occurrence of each key, and the deliveries routed from the new ones
         (routing is atomic with acceptance); map every key → (seq, received_us, inserted)."""
@@ -428,10 +428,14 @@ class PostgresStore:
             async with self._connection() as conn, conn.transaction():
                 deliveries: list[tuple[Any, ...]] = []
                 hooks: list[tuple[str, tuple[Any, ...]]] = []
+                wakes: list[tuple[Wake, int]] = []
                 for r in await conn.fetch(_INSERT, *columns):
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
                     for d in planned.get(key, ()):
+                        if isinstance(d, Wake):
+                            wakes.append((d, unique[key].received_us))
+                            continue
                         if not isinstance(d, NewDelivery):
                             hooks += d.statements(r["seq"], unique[key].received_us)
                             continue
@@ -444,6 +448,8 @@ class PostgresStore:
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
                 for sql, rows in group_statements(hooks):
                     await conn.executemany(render(sql), rows)
+                if wakes:  # after the commit's runs and their waits: later events wake them too
+                    await conn.execute(WAKE_ALL_POSTGRES, *wake_arrays(wake_targets(wakes)))
                 missing = [k for k in unique if k not in found]
                 if missing:
                     t, s, i = (list(col) for col in zip(*missing, strict=True))

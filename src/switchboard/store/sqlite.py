@@ -22,19 +22,20 @@ from switchboard.config import Settings
 from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.errors import StoreError, StoreUnavailable
-from switchboard.records import NewDelivery
+from switchboard.records import NewDelivery, Wake
 from switchboard.store import (
     ApiKey,
     Appended,
-    CommitHook,
     EventQuery,
     Health,
     MetricRow,
+    Planned,
     StoredType,
     Tenant,
     group_statements,
 )
 from switchboard.store import migrate as migrations
+from switchboard.store.automations import WAKE_RUN, wake_probes, wake_rows, wake_targets, woken
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
@@ -76,7 +77,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 _Queued = tuple[
     list[Event],
     list[tuple[Any, ...]],
-    Sequence[Sequence[NewDelivery | CommitHook]] | None,
+    Sequence[Sequence[Planned]] | None,
     asyncio.Future[list[Appended]],
 ]
 
@@ -206,7 +207,7 @@ class SqliteStore:
     # -- group commit --------------------------------------------------------------------------
 
     async def append(
-        self, events: list[Event], plans: Sequence[Sequence[NewDelivery | CommitHook]] | None = None
+        self, events: list[Event], plans: Sequence[Sequence[Planned]] | None = None
     ) -> list[Appended]:
         if not events:
             return []
@@ -268,6 +269,7 @@ class SqliteStore:
                 }
             deliveries = []
             hooks: list[tuple[str, tuple[Any, ...]]] = []
+            wakes: list[tuple[Wake, int]] = []
             for events, _, plans, _ in batch:
                 results = []
                 for n, e in enumerate(events):
@@ -283,6 +285,8 @@ class SqliteStore:
                                 deliveries.append(
                                     delivery_params(replace(d, event_seq=seq), e.received_us)
                                 )
+                            elif isinstance(d, Wake):
+                                wakes.append((d, e.received_us))
                             else:
                                 hooks += d.statements(seq, e.received_us)
                     else:
@@ -295,6 +299,12 @@ class SqliteStore:
                 conn.executemany(INSERT_DELIVERY, deliveries)
             for sql, rows in group_statements(hooks):
                 conn.executemany(sql.replace("?j", "?"), rows)
+            if wakes:  # after the commit's runs and their waits: later events wake them too
+                found: dict[str, int] = {}
+                for keys, (sql, params) in wake_probes(wake_targets(wakes)):
+                    woken(found, keys, conn.execute(sql, params).fetchall())
+                if found:
+                    conn.executemany(WAKE_RUN, wake_rows(found))
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------
