@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -52,6 +53,7 @@ from switchboard.signing import generate_secret
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 SYSTEMS = ("hub", "celery", "procrastinate")
 CONCURRENCY = 64  # the hub destination's concurrency = each peer worker's
+SETTLE = 120  # seconds the latency and SIGKILL runs wait for the last acknowledged events
 REDIS_URL = os.environ.get("SWITCHBOARD_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
@@ -110,6 +112,7 @@ def _peer_env(kind: str, db: str, token: str, target: str, secret: str, tag: str
         "PEER_SECRET": secret,
         "PEER_BROKER": REDIS_URL,
         "PEER_QUEUE": tag,
+        "PYTHONPATH": str(h.ROOT),  # console scripts (procrastinate) do not put the cwd on the path
     }
 
 
@@ -282,6 +285,18 @@ def _open_loop(u: Up, s: Settings, tag: str, out: Path) -> list[str]:
     return [sys.executable, "-m", "benchmarks.open_loop", *args]
 
 
+def _settle(receiver: str, n: int, quiet: float = 15, within: float = SETTLE) -> None:
+    """Wait until the receiver has `n` events, or none arrived for `quiet` s, or `within` s."""
+    seen, still, deadline = -1, time.monotonic(), time.monotonic() + within
+    while time.monotonic() < deadline and time.monotonic() - still < quiet:
+        count = h.http("GET", receiver + "/_stats")[1]["count"]
+        if count >= n:
+            return
+        if count != seen:
+            seen, still = count, time.monotonic()
+        time.sleep(0.2)
+
+
 def latency(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
     name = f"latency_{system}_{run}"
     acks_file = work / f"{name}-acks.json"
@@ -291,20 +306,29 @@ def latency(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
         h.wait_count(receiver, 200, within=60)
         h.http("POST", receiver + "/_reset?keep_bodies=1")
         cpu0, redis0 = _cpu_snapshot(u), _redis_cpu()
-        summary = h.run_module(*_open_loop(u, s, f"l{run}", acks_file)[2:], timeout=s.seconds + 90)
+        try:
+            summary = h.run_module(
+                *_open_loop(u, s, f"l{run}", acks_file)[2:], timeout=s.seconds + 90
+            )
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"not sustained: {s.rate}/s offered ({exc.stderr[-200:]})") from exc
         acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
-        h.wait_count(receiver, len(acks), within=120)
+        _settle(receiver, len(acks))
         cpu1, redis1 = _cpu_snapshot(u), _redis_cpu()
         time.sleep(0.2)
         _, arrivals = h.http("GET", receiver + "/_arrivals")
     waits = [(a["at"] - acks[a["event_id"]]) * 1000 for a in arrivals.values()
              if a["event_id"] in acks]  # fmt: skip
     if summary["errors"] or not waits:
-        raise RuntimeError(f"{name}: {summary}")
+        raise RuntimeError(f"not sustained: {s.rate}/s offered: {summary}")
     cpu = sum(max(0.0, t - cpu0.get(pid, 0.0)) for pid, t in cpu1.items())
+    # an acknowledged event that never arrived (within SETTLE s) waited longer than any that did
+    missing = len(acks) - len(waits)
+    p50, p99 = (_percentile(waits + [math.inf] * missing, q) for q in (0.50, 0.99))
     return {
-        "p50": _percentile(waits, 0.50),
-        "p99": _percentile(waits, 0.99),
+        "p50": p50 if p50 < math.inf else None,
+        "p99": p99 if p99 < math.inf else None,
+        "missing": missing,
         "events": len(waits),
         "late_sends": summary["late"],
         "cpu_us_per_event": cpu / len(waits) * 1e6,
@@ -312,9 +336,13 @@ def latency(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
     }
 
 
-def killed(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
-    """Events acknowledged but never received when the API process is SIGKILLed once."""
+def killed(system: str, s: Settings, work: Path, run: int, ingest: float | None) -> dict[str, Any]:
+    """Events acknowledged but never received when the API process is SIGKILLed once. Offered at
+    `--rate`, or at half the system's ingest measured in this run if that is lower: a rate it
+    cannot accept would leave nothing acknowledged to lose."""
     name = f"kill_{system}_{run}"
+    if ingest is not None and ingest / 2 < s.rate:
+        s = Settings(**dict(s.__dict__, rate=max(1, int(ingest / 2))))
     acks_file = work / f"{name}-acks.json"
     with h.receiver(work) as (receiver, _), up(system, work, name, receiver, worker=True) as u:
         h.http("POST", receiver + "/_reset?keep_bodies=1")
@@ -335,21 +363,13 @@ def killed(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
         finally:
             gen.stop()
         acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
-        # wait until every acknowledged event arrived, or nothing more arrives for 15 s
-        seen, still, deadline = -1, time.monotonic(), time.monotonic() + 120
-        while time.monotonic() < deadline and time.monotonic() - still < 15:
-            _, stats = h.http("GET", receiver + "/_stats")
-            if stats["count"] >= len(acks):
-                break
-            if stats["count"] != seen:
-                seen, still = stats["count"], time.monotonic()
-            time.sleep(0.5)
+        _settle(receiver, len(acks))
         _, arrivals = h.http("GET", receiver + "/_arrivals")
     received = {a["event_id"] for a in arrivals.values()}
     lost = [e for e in acks if e not in received]
     if not acks:
         raise RuntimeError(f"{name}: no event was acknowledged: {gen.tail(500)}")
-    return {"acknowledged": len(acks), "lost": len(lost), "lost_sample": lost[:5]}
+    return {"acknowledged": len(acks), "lost": len(lost), "lost_sample": lost[:5], "rate": s.rate}
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -368,7 +388,11 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
         for what, fn in (("ingest", ingest), ("deliveries", deliveries), ("latency", latency),
                          ("killed", killed)):  # fmt: skip
             try:
-                out = fn(system, s, work, run)
+                out = (
+                    killed(system, s, work, run, r.get("ingest"))
+                    if fn is killed
+                    else fn(system, s, work, run)
+                )
             except Exception as exc:  # a failure is recorded, the run goes on
                 errors.append(f"{what}: {str(exc)[:300]}")
                 h.say(f"{system} {what}, run {run + 1} FAILED: {exc}")
@@ -378,13 +402,14 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
             elif what == "deliveries":
                 r["deliveries"] = out["value"]
             elif what == "latency":
-                r.update({k: out[k] for k in ("p50", "p99", "cpu_us_per_event")})
+                r.update({k: out[k] for k in ("p50", "p99", "missing", "cpu_us_per_event")})
                 r["redis_cpu_us_per_event"] = out["redis_cpu_us_per_event"]
             else:
-                r.update(acknowledged=out["acknowledged"], lost=out["lost"])
+                r.update(acknowledged=out["acknowledged"], lost=out["lost"], kill_rate=out["rate"])
             h.say(f"{system} {what}, run {run + 1}: {out}")
         runs.append(r)
-    keys = ("ingest", "deliveries", "p50", "p99", "cpu_us_per_event", "redis_cpu_us_per_event")
+    keys = ("ingest", "deliveries", "p50", "p99", "missing", "cpu_us_per_event")
+    keys += ("redis_cpu_us_per_event", "kill_rate")
     summary: dict[str, Any] = {k: _median(runs, k) for k in keys}
     summary["lost"] = sum(r.get("lost", 0) for r in runs)
     summary["acknowledged"] = sum(r.get("acknowledged", 0) for r in runs)
@@ -413,13 +438,16 @@ def markdown(report: dict[str, Any]) -> str:
         cpu = _fmt(m["cpu_us_per_event"], ",.0f") + " µs"
         if r["system"] == "celery" and m["redis_cpu_us_per_event"] is not None:
             cpu += f" (+ Redis {m['redis_cpu_us_per_event']:,.0f} µs)"
+        wait = f"{_fmt(m['p50'], '.1f')} / {_fmt(m['p99'], '.1f')} ms"
+        if m["p99"] is None and m["missing"]:
+            wait = f"p99 > {SETTLE} s ({m['missing']:,.0f} acknowledged never arrived)"
         lines.append(
             f"| {LABELS[r['system']]} | {_fmt(m['ingest'], ',.0f')} | "
-            f"{_fmt(m['deliveries'], ',.0f')} | {_fmt(m['p50'], '.1f')} / "
-            f"{_fmt(m['p99'], '.1f')} ms | {cpu} | {m['lost']} of {m['acknowledged']:,} |"
+            f"{_fmt(m['deliveries'], ',.0f')} | {wait} | {cpu} | "
+            f"{m['lost']} of {m['acknowledged']:,} (at {_fmt(m['kill_rate'], ',.0f')}/s) |"
         )
     for r in report["systems"]:
-        lines += [f"\n{r['system']} failed: {e}" for e in r["errors"]]
+        lines += [f"\n{r['system']}: {' '.join(e.split())[:160]}" for e in r["errors"]]
     hub = next((r["summary"] for r in report["systems"] if r["system"] == "hub"), None)
     if hub:
         lines += ["", "Hub vs each peer (goal: ingest and deliveries ≥ 3×, p99 ≤ ⅓, nothing lost):"]
