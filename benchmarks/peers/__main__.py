@@ -117,21 +117,21 @@ def _peer_env(kind: str, db: str, token: str, target: str, secret: str, tag: str
     }
 
 
-def _redis_cleanup(prefix: str) -> None:
+def _redis_cleanup(tag: str) -> None:
+    """Remove the run's Redis keys: its queue and kombu's bindings for it (`_kombu.binding.…`),
+    and its entries in kombu's table of unacknowledged messages, if any are left."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        keys = list(client.scan_iter(match=f"*{tag}*", count=1000))
         if keys:
             client.delete(*keys)
-        # kombu's bookkeeping for unacknowledged messages: only this run's entries
-        for name in ("unacked", "unacked_index"):
-            with contextlib.suppress(redis.ResponseError):
-                if client.type(name) == b"hash":
-                    mine = [k for k in client.hkeys(name) if prefix.encode() in k]
-                    if mine:
-                        client.hdel(name, *mine)
+        if client.type("unacked") == b"hash":
+            mine = [k for k, v in client.hscan_iter("unacked") if tag.encode() in v]
+            if mine:
+                client.hdel("unacked", *mine)
+                client.zrem("unacked_index", *mine)
     finally:
         client.close()
 
