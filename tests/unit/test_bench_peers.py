@@ -30,7 +30,7 @@ def test_a_peer_delivery_verifies_with_the_hubs_standard_webhooks_check(
 
 def _system(name: str, **summary: Any) -> dict[str, Any]:
     keys = ("ingest", "deliveries", "p50", "p99", "missing", "cpu_us_per_event")
-    base = dict.fromkeys((*keys, "redis_cpu_us_per_event", "kill_rate"))
+    base = dict.fromkeys((*keys, "redis_cpu_us_per_event", "pg_cpu_us_per_event", "kill_rate"))
     return {"system": name, "summary": {**base, "lost": 0, "acknowledged": 0, **summary},
             "errors": []}  # fmt: skip
 
