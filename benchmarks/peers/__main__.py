@@ -415,6 +415,7 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
                 r["pg_cpu_us_per_event"] = out["pg_cpu_us_per_event"]
             else:
                 r.update(acknowledged=out["acknowledged"], lost=out["lost"], kill_rate=out["rate"])
+                r["lost_sample"] = out["lost_sample"]
             h.say(f"{system} {what}, run {run + 1}: {out}")
         runs.append(r)
     keys = ("ingest", "deliveries", "p50", "p99", "missing", "cpu_us_per_event")
