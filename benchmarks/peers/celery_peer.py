@@ -28,6 +28,10 @@ app.conf.update(
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # kombu's Redis pool holds 10 connections by default: 64 greenlets acknowledging at once
+    # ran out ("Couldn't ack … Too many connections") and acknowledged events went missing
+    # (benchmarks/README.md); 200 was measured without a loss
+    broker_transport_options={"max_connections": 200},
 )
 
 session = requests.Session()
