@@ -3,7 +3,7 @@ acknowledged after it ran, so a worker that dies mid-task has it redelivered), r
 Celery's exponential backoff on any ``requests`` error or non-2xx answer.
 
 Sending is ``requests`` (a module-level ``Session``, keep-alive pool of 64): a Celery task is a
-plain function, and ``requests`` is what Celery's own examples and most task code call; under the
+plain function, and ``requests`` is what most task code calls; under the
 gevent pool (Celery's documented choice for I/O-bound tasks) its sockets are cooperative. Run:
 ``celery -A benchmarks.peers.celery_peer worker -P gevent -c 64``.
 """
