@@ -299,6 +299,20 @@ def _settle(receiver: str, n: int, quiet: float = 15, within: float = SETTLE) ->
         time.sleep(0.2)
 
 
+def _unreceived(receiver: str, ids: set[str], quiet: float = 15) -> list[str]:
+    """The ids among `ids` the receiver has not had once none of them arrived for `quiet` s (or
+    SETTLE s passed). By id, not by count: a request cut off by the kill may have been stored and
+    delivered without its 202, and would stand in for an acknowledged event still on its way."""
+    missing, still, deadline = set(ids), time.monotonic(), time.monotonic() + SETTLE
+    while missing and time.monotonic() < deadline and time.monotonic() - still < quiet:
+        _, arrivals = h.http("GET", receiver + "/_arrivals")
+        left = missing - {a["event_id"] for a in arrivals.values()}
+        if left != missing:
+            missing, still = left, time.monotonic()
+        time.sleep(0.5)
+    return sorted(missing)
+
+
 def latency(system: str, s: Settings, work: Path, run: int) -> dict[str, Any]:
     name = f"latency_{system}_{run}"
     acks_file = work / f"{name}-acks.json"
@@ -371,13 +385,32 @@ def killed(system: str, s: Settings, work: Path, run: int, ingest: float | None)
         finally:
             gen.stop()
         acks: dict[str, float] = json.loads(acks_file.read_text())["acks"]
-        _settle(receiver, len(acks))
-        _, arrivals = h.http("GET", receiver + "/_arrivals")
-    received = {a["event_id"] for a in arrivals.values()}
-    lost = [e for e in acks if e not in received]
+        lost = _unreceived(receiver, set(acks))
+        jobs = _jobs(u, lost) if lost and system == "procrastinate" else None
     if not acks:
         raise RuntimeError(f"{name}: no event was acknowledged: {gen.tail(500)}")
-    return {"acknowledged": len(acks), "lost": len(lost), "lost_sample": lost[:5], "rate": s.rate}
+    out = {"acknowledged": len(acks), "lost": len(lost), "lost_sample": lost[:5], "rate": s.rate}
+    return out | ({"lost_jobs": jobs} if jobs is not None else {})
+
+
+def _jobs(u: Up, ids: list[str]) -> list[dict[str, Any]]:
+    """Where the lost events' Procrastinate jobs stand (a retry still waiting is late, not lost)."""
+    import asyncpg
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(u.db)
+        try:
+            rows = await conn.fetch(
+                "SELECT args->'event'->>'id' AS id, status::text, attempts, "
+                "scheduled_at > now() AS waiting FROM procrastinate_jobs "
+                "WHERE args->'event'->>'id' = ANY($1::text[])",
+                ids,
+            )
+        finally:
+            await conn.close()
+        return [dict(r) for r in rows]
+
+    return asyncio.run(fetch())
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -416,6 +449,8 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
             else:
                 r.update(acknowledged=out["acknowledged"], lost=out["lost"], kill_rate=out["rate"])
                 r["lost_sample"] = out["lost_sample"]
+                if "lost_jobs" in out:
+                    r["lost_jobs"] = out["lost_jobs"]
             h.say(f"{system} {what}, run {run + 1}: {out}")
         runs.append(r)
     keys = ("ingest", "deliveries", "p50", "p99", "missing", "cpu_us_per_event")
