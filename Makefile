@@ -50,8 +50,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# The peers of issue 21 (FastAPI, Celery, Procrastinate, ...) are installed for the benchmark only.
+PEERS_STAMP := $(VENV)/.peers-installed
+$(PEERS_STAMP): $(STAMP) benchmarks/peers/requirements.txt
+	@echo "==> Installing the benchmark's peers (benchmarks/peers/requirements.txt)"
+	$(BIN)/pip install -q -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.peers
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
