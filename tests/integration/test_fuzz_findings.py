@@ -59,6 +59,22 @@ async def test_renaming_a_destination_to_a_used_name_is_a_409(api: Api) -> None:
     assert (status, body["name"]) == (200, "second")
 
 
+async def test_renaming_a_source_to_a_used_name_is_a_409(api: Api) -> None:
+    _, key = await api.tenant()
+    ids = []
+    for name in ("first", "second"):
+        status, body, _ = await api.call(
+            "POST", "/v1/sources", key, json={"name": name, "preset": "standard"}
+        )
+        assert status == 201, body
+        ids.append(body["id"])
+    status, body, _ = await api.call("PATCH", f"/v1/sources/{ids[1]}", key, json={"name": "first"})
+    assert status == 409, body
+    assert _paths(body) == ["/name"]
+    status, body, _ = await api.call("GET", f"/v1/sources/{ids[1]}", key)
+    assert (status, body["name"]) == (200, "second")
+
+
 @pytest.mark.parametrize(
     ("body", "path"),
     [

@@ -189,7 +189,9 @@ def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
         parts.append(missing.group(1))
     if prefix == "/":
         return "/" + "/".join(parts), message
-    return prefix + ".".join(parts), message  # "?limit", or a path parameter's own name
+    # a parameter is named by itself (`?type`, not the item of a repeated one), or a path
+    # parameter by its own name
+    return prefix + (parts[0] if parts else ""), message
 
 
 async def decode_body(
@@ -254,6 +256,8 @@ def _list_fields(model: type[Any]) -> frozenset[str]:
 
 
 def _is_list(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.Metadata):  # Annotated[list[...], Meta(...)]
+        return _is_list(t.type)
     if isinstance(t, msgspec.inspect.UnionType):
         return any(_is_list(u) for u in t.types)
     return isinstance(t, msgspec.inspect.ListType | msgspec.inspect.SetType)

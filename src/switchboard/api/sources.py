@@ -410,7 +410,7 @@ async def get_source(request: Request) -> Response:
     path=SourcePath,
     body=SourcePatch,
     ok={200: (Source, "OK")},
-    errors=(404,),
+    errors=(404, 409),
 )
 async def update_source(request: Request) -> Response:
     source = await own_source(request, Scope.MANAGE)
@@ -421,6 +421,14 @@ async def update_source(request: Request) -> Response:
         raise BadRequest(
             f"preset {updated.preset!r} needs a secret",
             details=[{"path": "/secrets", "message": "empty"}],
+        )
+    if updated.name != source.name and any(
+        s.name == updated.name and s.id != source.id
+        for s in await sql.list_sources(hub(request).store, source.tenant_id)
+    ):
+        raise Conflict(
+            f"a source named {updated.name!r} exists in this tenant",
+            details=[{"path": "/name", "message": "the name of another source"}],
         )
     await sql.update_source(hub(request).store, updated)
     return respond(source_view(updated, request))
