@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from benchmarks import harness as h
 from benchmarks.delivery import _NO_INTERNAL, _preload, _wire
 from benchmarks.ingest_cpu import _provision
-from benchmarks.ingest_instructions import _callgrind
+from benchmarks.ingest_instructions import _callgrind, callgrind_total
 from switchboard.signing import generate_secret
 
 _WARM = 200
@@ -70,13 +68,7 @@ def measure(tree: Path, kind: str, deliveries: int) -> dict[str, object]:
                     h.wait_count(receiver, _WARM + deliveries, within=1800)
                     _callgrind("off", worker.pid)
                     worker.stop(grace=600)  # callgrind writes its file as the process exits
-        report = subprocess.run(
-            ["callgrind_annotate", str(out)], check=True, capture_output=True, text=True
-        ).stdout
-    found = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report)
-    if found is None:
-        raise RuntimeError("callgrind_annotate printed no total")
-    total = int(found.group(1).replace(",", ""))
+        total = callgrind_total(out)
     return {
         "tree": str(tree),
         "kind": kind,

@@ -60,6 +60,17 @@ async def _send(url: str, key: str, count: int, connections: int, tag: str) -> N
         raise RuntimeError(f"{len(refused)} requests answered {sorted(set(refused))}")
 
 
+def callgrind_total(out: Path) -> int:
+    """The instructions a callgrind output file counts, in all."""
+    report = subprocess.run(
+        ["callgrind_annotate", str(out)], check=True, capture_output=True, text=True
+    ).stdout
+    found = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report)
+    if found is None:
+        raise RuntimeError("callgrind_annotate printed no total")
+    return int(found.group(1).replace(",", ""))
+
+
 def _callgrind(command: str, pid: int) -> None:
     subprocess.run(["callgrind_control", "-i", command, str(pid)], check=True, capture_output=True)
 
@@ -98,13 +109,7 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(120)
-        report = subprocess.run(
-            ["callgrind_annotate", str(out)], check=True, capture_output=True, text=True
-        ).stdout
-    found = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report)
-    if found is None:
-        raise RuntimeError("callgrind_annotate printed no total")
-    total = int(found.group(1).replace(",", ""))
+        total = callgrind_total(out)
     return {
         "tree": str(tree),
         "kind": kind,

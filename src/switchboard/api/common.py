@@ -280,7 +280,11 @@ def query_types(request: Request) -> tuple[str, ...]:
 def query_filter(request: Request) -> Pattern | None:
     """The `filter` query parameter: a pattern that both stores can answer as a query (no
     `time` or `cidr` conditions); a 400 naming `?filter` otherwise."""
-    raw = request.query_params.get("filter")
+    return filter_of(request.query_params.get("filter"))
+
+
+def filter_of(raw: str | None) -> Pattern | None:
+    """A `filter` query parameter's text as a queryable pattern (see `query_filter`)."""
     if not raw:
         return None
     try:

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, UnsetType, field
 
 from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import Body, Model, Params
+from switchboard.api.models import DeliveryStatus as Status
 from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.messages import NAME_RE
 from switchboard.people import PURPOSE_RE
@@ -52,19 +53,6 @@ TypeGlob = Annotated[
         pattern=TYPE_GLOB_RE.pattern,
         description="An event type, or a glob of one with * and ?.",
     ),
-]
-Status = Literal[
-    "pending",
-    "retrying",
-    "sending",
-    "succeeded",
-    "delivered",
-    "read",
-    "dead",
-    "cancelled",
-    "archived",
-    "suppressed",
-    "failed",
 ]
 Priority = Literal["high", "normal", "low"]
 

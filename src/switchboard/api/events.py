@@ -14,6 +14,7 @@ from starlette.responses import Response
 from switchboard.api.common import (
     MAX_TYPE_GLOBS,
     JSONResponse,
+    filter_of,
     hub,
     principal,
     read_body,
@@ -65,7 +66,7 @@ from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
-from switchboard.patterns import Pattern, PatternError, both, check_queryable, parse_pattern
+from switchboard.patterns import Pattern, both
 from switchboard.sources import cloudevents
 from switchboard.store import Cursor, EventQuery, Scope
 
@@ -323,20 +324,6 @@ def _time(value: str | None, name: str) -> int | None:
         raise  # unreachable: _bad raises
 
 
-def _filter(raw: str | None) -> Pattern | None:
-    """A pattern both stores can answer as a query (no `time` or `cidr` conditions)."""
-    if not raw:
-        return None
-    try:
-        pattern = parse_pattern(raw)
-        check_queryable(pattern)
-    except PatternError as exc:
-        raise BadRequest(
-            f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
-        ) from None
-    return pattern
-
-
 def _event_query(q: Listing, **fixed: Any) -> EventQuery:
     cursor = None
     if q.cursor:
@@ -354,7 +341,7 @@ def _event_query(q: Listing, **fixed: Any) -> EventQuery:
         "status": _opt(getattr(q, "status", UNSET)),
         "from_us": _time(_opt(q.from_), "from"),
         "to_us": _time(_opt(q.to), "to"),
-        "pattern": _filter(_opt(q.filter)),
+        "pattern": filter_of(_opt(q.filter)),
         "cursor": cursor,
         "limit": q.limit,
     }

@@ -13,7 +13,7 @@ CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
 
 EventStatus = Literal["accepted", "warned", "quarantined"]  # an event's validation outcome
 EVENT_STATUSES: tuple[str, ...] = get_args(EventStatus)
-DELIVERY_STATUSES = (
+DeliveryStatus = Literal[
     "pending",
     "retrying",
     "sending",
@@ -25,8 +25,9 @@ DELIVERY_STATUSES = (
     "archived",
     "suppressed",
     "failed",  # the provider reported it undelivered after accepting it (SMS)
-)
-INBOUND_STATUSES = (  # what became of a request to a source's public URL
+]
+DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
+InboundStatus = Literal[  # what became of a request to a source's public URL
     "processed",
     "partial",
     "rejected",
@@ -36,7 +37,8 @@ INBOUND_STATUSES = (  # what became of a request to a source's public URL
     "forbidden",
     "disabled",
     "error",
-)
+]
+INBOUND_STATUSES: tuple[str, ...] = get_args(InboundStatus)
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True):

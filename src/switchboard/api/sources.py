@@ -5,7 +5,7 @@ reprocessing `api/source_requests.py`, the mappings `api/mappings.py`."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -23,13 +23,14 @@ from switchboard.api.contract import (
     respond,
     routes_of,
 )
-from switchboard.api.models import INBOUND_STATUSES
+from switchboard.api.models import InboundStatus
 from switchboard.envelope import now_us
 from switchboard.errors import BadRequest, Conflict, NotFound
 from switchboard.sources import (
     MAX_SECRETS,
     NAME_RE,
     PRESET_NAMES,
+    PresetName,
     mask_secret,
     new_secret_for,
     new_source_id,
@@ -70,35 +71,6 @@ MAX_ALLOWLIST = 100
 MAX_DEDUP_WINDOW = 90 * 86400
 ID_PATTERN = r"^[A-Za-z0-9_\-]+$"  # source and request ids: no text a store cannot compare
 
-PresetName = Literal[
-    "standard",
-    "svix",
-    "stripe",
-    "github",
-    "hmac",
-    "token",
-    "asaas",
-    "wpp_gateway",
-    "zapi",
-    "whatsapp_cloud",
-    "pagarme",
-    "twilio",
-    "none",
-]
-InboundStatus = Literal[
-    "processed",
-    "partial",
-    "rejected",
-    "ignored",
-    "invalid",
-    "failed_verification",
-    "forbidden",
-    "disabled",
-    "error",
-]
-# one vocabulary each: the models above publish the tuples the code checks against
-assert get_args(PresetName) == PRESET_NAMES
-assert get_args(InboundStatus) == INBOUND_STATUSES
 
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 SourceName = Annotated[

@@ -12,7 +12,7 @@ import ipaddress
 import re
 import secrets as _secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from switchboard import masking
 from switchboard.errors import BadRequest
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 MAX_SECRETS = 2  # the current secret and the one being rotated out
-PRESET_NAMES = (
+PresetName = Literal[
     "standard",
     "svix",
     "stripe",
@@ -45,7 +45,8 @@ PRESET_NAMES = (
     "pagarme",
     "twilio",
     "none",
-)
+]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 _HMAC_FIELDS = {
     "header",
