@@ -189,9 +189,10 @@ def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
         parts.append(missing.group(1))
     if prefix == "/":
         return "/" + "/".join(parts), message
-    # a parameter is named by itself (`?type`, not the item of a repeated one), or a path
-    # parameter by its own name
-    return prefix + (parts[0] if parts else ""), message
+    # a parameter is named by itself (`?type`, not the item of a repeated one; a name may hold
+    # dots, as `hub.verify_token` does), or a path parameter by its own name
+    name = missing.group(1) if missing else where.removeprefix(".").split("[", 1)[0]
+    return prefix + name, message
 
 
 async def decode_body(
