@@ -16,11 +16,13 @@ from msgspec import UNSET, Meta, UnsetType, field
 
 from switchboard.api.common import MAX_TYPE_GLOBS
 from switchboard.api.contract import Body, Model, Params
+from switchboard.api.event_shapes import MAX_FILTER
 from switchboard.api.models import DeliveryStatus as Status
 from switchboard.envelope import TYPE_GLOB_RE
 from switchboard.messages import NAME_RE
 from switchboard.people import PURPOSE_RE
 from switchboard.retry import MAX_DELAY, MAX_ITEMS
+from switchboard.templates import MAX_SOURCE
 
 MAX_NAME = 200  # a destination's or route's name, as the event envelope's ids
 MAX_REF = 200  # an id or a name in a path or a query
@@ -28,9 +30,8 @@ MAX_RECIPIENT = 1000  # an inbox recipient: a user id, possibly read from the ev
 MAX_IDS = 10_000  # ids in one DLQ or inbox action
 # A listing's query string, every parameter at its maximum, fits SWITCHBOARD_MAX_HEADER_BYTES'
 # default (16 KiB) even with the filter's JSON punctuation percent-encoded.
-MAX_FILTER = 1024  # characters of a `filter` query parameter (a JSON pattern)
 MAX_TYPE_VALUES = 50  # `type` values in a listing's query (each may hold comma-separated globs)
-MAX_TEMPLATE = 16_384  # characters of a route transform (templates have their own budgets)
+MAX_TEMPLATE = MAX_SOURCE  # characters of a route transform: a template's own bound
 MAX_NAMES = 100  # destinations or sources one route names; routes or destinations a replay names
 MAX_ROUTES = 1000  # routes in one routes file
 MAX_SECRET = 1000  # characters of one destination secret
