@@ -11,7 +11,6 @@ import pytest
 from starlette.requests import Request
 
 from switchboard.api.contract import decode_body, decode_path, decode_query
-from switchboard.api.deliveries import _listing_query
 from switchboard.api.delivery_models import (
     DeliveryQuery,
     DestinationChange,
@@ -77,13 +76,13 @@ def test_a_listing_query_violating_its_model_is_a_400_naming_the_parameter(
     query: str, path: str
 ) -> None:
     with pytest.raises(BadRequest) as caught:
-        _listing_query(_request(query=query), DeliveryQuery)
+        decode_query(_request(query=query), DeliveryQuery)
     (detail,) = caught.value.details
     assert detail["path"] == path or detail["path"].startswith(path + "."), detail
 
 
 def test_parameters_left_out_are_unset_and_the_limit_defaults() -> None:
-    q = _listing_query(_request(query="type=a.b&type=c.*&from=2026-01-01T00:00:00Z"), DeliveryQuery)
+    q = decode_query(_request(query="type=a.b&type=c.*&from=2026-01-01T00:00:00Z"), DeliveryQuery)
     assert q.type == ["a.b", "c.*"] and q.from_ == "2026-01-01T00:00:00Z"
     assert q.limit == 100 and q.status is msgspec.UNSET and q.cursor is msgspec.UNSET
     assert decode_query(_request(query="unread=true&limit=500"), InboxQuery).limit == 500

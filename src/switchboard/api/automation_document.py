@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
 # (contract's reading of a msgspec error as a JSON pointer: to be public there)
-from switchboard.api.contract import Body, _problem
+from switchboard.api.contract import Body, convert
 from switchboard.automations import (
     DEFAULT_DIGEST_EVENTS,
     MAX_CANCEL_ON,
@@ -259,11 +258,5 @@ def check_document(spec: Any, name: str) -> Automation:
         auto = parse_automation(spec, name=name)
     except AutomationError as exc:
         raise Unprocessable(f"invalid automation: {exc}", details=exc.problems) from None
-    try:
-        msgspec.convert(spec, type=AutomationDocument)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "/")
-        raise Unprocessable(
-            f"invalid automation: {path}: {message}", details=[{"path": path, "message": message}]
-        ) from None
+    convert(spec, AutomationDocument, Unprocessable, "invalid automation: ")
     return auto

@@ -14,7 +14,7 @@ from switchboard.api.common import hub, principal, read_json
 from switchboard.api.contract import (
     Model,
     Params,
-    _problem,
+    convert,
     decode_path,
     decode_query,
     endpoint,
@@ -223,13 +223,8 @@ async def put_type(request: Request) -> Response:
     p = await principal(request, Scope.ADMIN if shared else Scope.MANAGE)
     name = decode_path(request, TypePath).name
     body = await read_json(request, h.settings.max_body_bytes)
-    try:  # the catalog's own answer to a document that breaks its rules is a 422, as below
-        typed = msgspec.convert(body, EventTypeIn)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "/")
-        raise Unprocessable(
-            f"{path}: {message}", details=[{"path": path, "message": message}]
-        ) from None
+    # the catalog's own answer to a document that breaks its rules is a 422, as below
+    typed = convert(body, EventTypeIn, Unprocessable)
     if typed.name is not None and typed.name != name:
         raise BadRequest(f"the body's name {typed.name!r} differs from the URL's {name!r}")
     try:

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.api.common import JSON_TYPES, read_json
-from switchboard.errors import BadRequest
+from switchboard.errors import ApiError, BadRequest
 
 __all__ = [
     "PUBLIC",
@@ -41,6 +41,7 @@ __all__ = [
     "Model",
     "Params",
     "Raw",
+    "convert",
     "decode_body",
     "decode_headers",
     "decode_path",
@@ -201,13 +202,18 @@ async def decode_body(
     """The JSON body as `model`, after the checks every body gets (`common.read_json`: content
     type, size, NUL in text, depth); a violation of the model is a 400 naming the field's JSON
     pointer."""
-    doc = await read_json(request, limit, types)
+    return convert(await read_json(request, limit, types), model)
+
+
+def convert(doc: Any, model: type[T], error: type[ApiError] = BadRequest, prefix: str = "") -> T:
+    """`doc` (parsed JSON) as `model`; a violation is `error` (a 400 unless said otherwise)
+    naming the field's JSON pointer, its message after `prefix`."""
     try:
         return msgspec.convert(doc, type=model)
     except msgspec.ValidationError as exc:
         path, message = _problem(exc, "/")
-        raise BadRequest(
-            f"{path}: {message}", details=[{"path": path, "message": message}]
+        raise error(
+            f"{prefix}{path}: {message}", details=[{"path": path, "message": message}]
         ) from None
 
 

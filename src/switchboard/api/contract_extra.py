@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, TypeVar
 
-import msgspec
 from msgspec import Meta
 from starlette.requests import Request
 from starlette.routing import Route
 
 from switchboard.api.common import read_json
-from switchboard.api.contract import Handler, _problem, endpoint_of
+from switchboard.api.contract import Handler, convert, endpoint_of
 from switchboard.errors import Unprocessable
 from switchboard.people import RECIPIENT_ID_MAX
 
@@ -35,14 +34,7 @@ RecipientId = Annotated[
 async def decode_invalid(request: Request, model: type[T], limit: int) -> T:
     """`contract.decode_body`, but a body that is well-formed JSON and violates the model is a
     422 naming the field's JSON pointer (malformed JSON, a wrong content type or NUL stay 400)."""
-    doc = await read_json(request, limit)
-    try:
-        return msgspec.convert(doc, type=model)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "/")
-        raise Unprocessable(
-            f"{path}: {message}", details=[{"path": path, "message": message}]
-        ) from None
+    return convert(await read_json(request, limit), model, Unprocessable)
 
 
 def routes_taking_slashes(*handlers: Handler, wide: str) -> list[Route]:

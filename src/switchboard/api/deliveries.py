@@ -15,7 +15,7 @@ from switchboard import replay
 from switchboard.api import destinations
 from switchboard.api.common import hub, principal, query_filter, query_time, query_types
 from switchboard.api.contract import (
-    _problem,
+    convert,
     decode_body,
     decode_path,
     decode_query,
@@ -53,7 +53,7 @@ from switchboard.api.delivery_models import (
     Requeued,
     Updated,
 )
-from switchboard.api.destinations import convert_doc, problem_pointer
+from switchboard.api.destinations import problem_pointer
 from switchboard.auth import Principal, within_constraints
 from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
 from switchboard.errors import BadRequest, NotFound, Unprocessable
@@ -64,24 +64,6 @@ from switchboard.store.deliveries import Attempt as AttemptRecord
 from switchboard.store.deliveries import Delivery as DeliveryRecord
 
 T = TypeVar("T")
-
-
-def _listing_query(request: Request, model: type[T]) -> T:
-    """`decode_query` for a model whose list field carries its own `Meta` (a description, a
-    most): contract's list detection does not look inside the Meta yet, so `type` is given
-    every value of its repeated name here. TODO(contract): unwrap `inspect.Metadata` there."""
-    params = request.query_params
-    doc: dict[str, Any] = {k: params[k] for k in params}
-    if "type" in params:
-        doc["type"] = params.getlist("type")
-    try:
-        return msgspec.convert(doc, type=model, strict=False)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "?")
-        raise BadRequest(
-            f"query parameter {path[1:]!r}: {message}",
-            details=[{"path": path, "message": message}],
-        ) from None
 
 
 def _given(value: T | msgspec.UnsetType) -> T | None:
@@ -273,7 +255,7 @@ async def _listing(request: Request, q: DeadQuery, status: str | None) -> Respon
     errors=(431,),
 )
 async def list_deliveries(request: Request) -> Response:
-    q = _listing_query(request, DeliveryQuery)
+    q = decode_query(request, DeliveryQuery)
     return await _listing(request, q, _given(q.status))
 
 
@@ -292,7 +274,7 @@ async def list_deliveries(request: Request) -> Response:
     errors=(431,),
 )
 async def list_dead(request: Request) -> Response:
-    return await _listing(request, _listing_query(request, DeadQuery), "dead")
+    return await _listing(request, decode_query(request, DeadQuery), "dead")
 
 
 @endpoint(
@@ -408,7 +390,7 @@ def _replay_spec(
 ) -> tuple[replay.ReplaySpec, bool]:
     """The replay a body asks for, after what its model cannot say: times, the filter, and
     the routes and destinations named (a 422 naming each). The dashboard's form sends a dict."""
-    spec = body if isinstance(body, ReplayIn) else convert_doc(body, ReplayIn)
+    spec = body if isinstance(body, ReplayIn) else convert(body, ReplayIn)
     problems: list[str] = []
     times: dict[str, int | None] = {}
     for f, value in (("from", spec.from_), ("to", spec.to)):

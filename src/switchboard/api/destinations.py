@@ -14,7 +14,7 @@ from starlette.responses import Response
 from switchboard import retry
 from switchboard.api.common import hub, principal
 from switchboard.api.contract import (
-    _problem,
+    convert,
     decode_body,
     decode_path,
     endpoint,
@@ -52,18 +52,6 @@ from switchboard.store import Scope
 KINDS_WITH_SIGNING = {"webhook"}
 DESTINATIONS = "destinations & routes"
 T = TypeVar("T")
-
-
-def convert_doc(doc: Any, model: type[T]) -> T:
-    """`doc` (parsed JSON) as `model`, a violation a 400 naming its JSON pointer, as
-    `decode_body` answers (for callers that hold the document, not the request)."""
-    try:
-        return msgspec.convert(doc, type=model)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "/")
-        raise BadRequest(
-            f"{path}: {message}", details=[{"path": path, "message": message}]
-        ) from None
 
 
 def sent_fields(body: msgspec.Struct) -> dict[str, Any]:
@@ -365,7 +353,7 @@ async def create_route(request: Request) -> Response:
                 f"/{extra[0]}: {message}", details=[{"path": f"/{extra[0]}", "message": message}]
             )
         return respond(Routes(data=[await put_route(h, p.tenant(), r) for r in body.routes]))
-    return respond(await put_route(h, p.tenant(), convert_doc(sent, NewRoute)), 201)
+    return respond(await put_route(h, p.tenant(), convert(sent, NewRoute)), 201)
 
 
 @endpoint(

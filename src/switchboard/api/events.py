@@ -24,7 +24,6 @@ from switchboard.api.common import (
 )
 from switchboard.api.contract import (
     Raw,
-    _problem,
     decode_headers,
     decode_path,
     decode_query,
@@ -75,27 +74,7 @@ GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000
 # the range asked without `from`: a day of minutes, else a week
 DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
 T = TypeVar("T")
-L = TypeVar("L", bound=Listing)
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-
-def _listing(request: Request, model: type[L]) -> L:
-    """`decode_query` for the listings, whose `type` is a list with a description: contract's
-    list detection does not look through the description's `Metadata` yet (to move there), so
-    `?type=` is handed over as the list of its values here."""
-    params = request.query_params
-    doc: dict[str, Any] = {k: params[k] for k in params}
-    if "type" in params:
-        doc["type"] = params.getlist("type")
-    try:
-        return msgspec.convert(doc, type=model, strict=False)
-    except msgspec.ValidationError as exc:
-        path, message = _problem(exc, "?")
-        path = path.split(".")[0]  # `?type`, not which of its values
-        raise BadRequest(
-            f"query parameter {path[1:]!r}: {message}",
-            details=[{"path": path, "message": message}],
-        ) from None
 
 
 def _opt(value: T | UnsetType) -> T | None:
@@ -379,7 +358,7 @@ LONG_QUERY = (431,)
 )
 async def list_events(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    return await _page(request, p, _event_query(_listing(request, EventsQuery)))
+    return await _page(request, p, _event_query(decode_query(request, EventsQuery)))
 
 
 @endpoint(
@@ -419,7 +398,7 @@ async def get_event(request: Request) -> Response:
 async def subject_timeline(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     subject = decode_path(request, SubjectPath).subject
-    query = _event_query(_listing(request, TimelineQuery), subject=subject)
+    query = _event_query(decode_query(request, TimelineQuery), subject=subject)
     return await _page(request, p, query)
 
 
@@ -438,7 +417,7 @@ async def subject_timeline(request: Request) -> Response:
 async def actor_timeline(request: Request) -> Response:
     p = await principal(request, Scope.READ)
     actor = decode_path(request, ActorPath).actor
-    query = _event_query(_listing(request, TimelineQuery), actor_id=actor)
+    query = _event_query(decode_query(request, TimelineQuery), actor_id=actor)
     return await _page(request, p, query)
 
 
@@ -498,7 +477,7 @@ async def metrics(request: Request) -> Response:
 )
 async def list_quarantine(request: Request) -> Response:
     p = await principal(request, Scope.READ)
-    query = _event_query(_listing(request, QuarantineQuery), status="quarantined")
+    query = _event_query(decode_query(request, QuarantineQuery), status="quarantined")
     return await _page(request, p, query)
 
 
