@@ -41,10 +41,10 @@ MAX_KEY_CHARS = 200  # a digest/debounce/dedupe key longer than this is kept as 
 MIN_SCHEDULE_INTERVAL_US = 5 * 60_000_000  # a schedule fires at most every 5 minutes
 MAX_SCHEDULES = 20  # scheduled automations per tenant (checked when one is applied)
 SCHEDULE_EVENT_TYPE = "switchboard.schedule"  # the event a schedule's fire stores (its trigger)
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}(?!\n)$")
+PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}(?!\n)$")
 _DURATION_RE = re.compile(
-    r"^(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$"
+    r"^(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?(?!\n)$"
 )
 _UNIT_US = (7 * 86_400_000_000, 86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000)
 

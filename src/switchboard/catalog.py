@@ -26,9 +26,9 @@ Mode = Literal["enforce", "warn", "quarantine"]
 MODES: tuple[Mode, ...] = ("enforce", "warn", "quarantine")
 SCHEMA_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
-_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
-_DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*$")  # Unicode letters: "gênero"
+_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?!\n)$")
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(?!\n)$")
+_DATA_PATH = re.compile(r"^[^\W\d]\w*(\.[^\W\d]\w*)*(?!\n)$")  # Unicode letters: "gênero"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _TYPE_KEYS = {"name", "description", "owner", "mode", "pii", "pii_classes", "index", "versions"}
 _TYPE_KEYS |= {"profile", "consent", "critical", "category", "preferences"}  # people.py's

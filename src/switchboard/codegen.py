@@ -19,7 +19,7 @@ from typing import Any
 
 from switchboard.catalog import CatalogSpec, EventTypeSpec
 
-_TS_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_TS_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(?!\n)$")
 # Names the generated modules use themselves: a type called "record" or "any" gets a suffix.
 _TS_TAKEN = {"Events", "EventType", "Record", "Array", "Object", "String", "Number", "Boolean"}
 _PY_TAKEN = {"Any", "Literal", "NotRequired", "Protocol", "TypedDict", "Final", "Emitter"}

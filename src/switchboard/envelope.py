@@ -22,10 +22,10 @@ import orjson
 import uuid_utils
 
 MAX_ID_LEN = 200
-TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,199}$")
+TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,199}(?!\n)$")
 # A type or a glob of types (`billing.*`, `lead.?`), as listings and replays take them. Types are
 # lowercase, so anything else could match only by accident (SQLite's LIKE ignores case).
-TYPE_GLOB_RE = re.compile(r"^[a-z0-9_.*?\-]{1,200}$")
+TYPE_GLOB_RE = re.compile(r"^[a-z0-9_.*?\-]{1,200}(?!\n)$")
 _TEXT_FIELDS = ("subject", "trace_id", "correlation_id", "causation_id")
 _ENVELOPE_TEXTS = ("id", "source", "version", *_TEXT_FIELDS)
 

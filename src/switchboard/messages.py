@@ -13,8 +13,8 @@ from typing import Any
 
 from switchboard import templates
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}$")
-LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}(?!\n)$")
+LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}(?!\n)$")
 MAX_VARIANTS = 50
 MAX_SOURCE = 20_000  # characters of one template field
 MAX_BUTTONS = 3

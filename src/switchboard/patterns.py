@@ -649,7 +649,7 @@ _COLUMNS = {
 }
 _JSON_COLUMNS = ("data", "context")
 _MARK = re.compile("\x00(\\d+)\x00")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?!\n)$")
 
 
 class _Params:

@@ -16,13 +16,13 @@ from typing import Any
 PROFILE_FIELDS = ("email", "phone", "locale", "timezone", "name")  # columns of a recipient
 CONSENT_FIELDS = ("terms_version", "legal_basis", "origin", "ip", "user_agent")
 ACTIONS = ("grant", "withdraw")
-PURPOSE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+PURPOSE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}(?!\n)$")
 RECIPIENT_ID_MAX = 200  # characters of a recipient id (an event subject)
-_PATH = re.compile(r"^(subject|(data|context)(\.[^\W\d]\w*)+)$")
+_PATH = re.compile(r"^(subject|(data|context)(\.[^\W\d]\w*)+)(?!\n)$")
 MAX_PROFILE_KEYS = 20
 MAX_VALUE = 500  # characters kept of one profile or consent value taken from an event
 _PEOPLE_KEYS = {"profile", "consent", "critical", "category", "preferences"}
-_CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")  # a destination kind, or '*'
+_CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})(?!\n)$")  # a destination kind, or '*'
 MAX_DEFAULTS = 20  # channels of a type's default preferences
 _TRUE = {True, "true", "sim", "yes", "1"}  # 1 == True in a set
 _FALSE = {False, "false", "nao", "não", "no", "0"}
@@ -278,7 +278,7 @@ class QuietHours:
     timezone: str
 
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?!\n)$")
 
 
 def parse_quiet_hours(raw: Any) -> QuietHours:

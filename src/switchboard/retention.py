@@ -22,7 +22,7 @@ DAY_US = 86_400_000_000
 # A month counts as 31 days and a year as 366: a retention is a promise to keep data at least
 # that long, so the rounding keeps a little more, never less.
 _UNITS = {"day": 1, "week": 7, "month": 31, "year": 366}
-_TEXT = re.compile(r"^\s*(\d{1,5})\s*(day|week|month|year)s?\s*$", re.IGNORECASE)
+_TEXT = re.compile(r"^\s*(\d{1,5})\s*(day|week|month|year)s?\s*(?!\n)$", re.IGNORECASE)
 MAX_DAYS = 36_600  # a hundred years: anything longer is "forever" and should be left unset
 
 

@@ -20,7 +20,7 @@ from switchboard.errors import ConfigError
 from switchboard.signing import traceparent
 
 INSTALL = "pip install 'switchboard[otel]'"
-TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?!\n)$")
 
 
 class Tracing:

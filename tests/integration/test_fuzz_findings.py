@@ -378,3 +378,24 @@ async def test_a_request_the_delivery_models_refuse_is_a_400_naming_the_field(
     assert _paths(answer) == [where] or _paths(answer)[0].startswith(where + "."), answer
     status, routes, _ = await api.call("GET", "/v1/routes", key)
     assert (status, routes["data"]) == (200, [])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("POST", "/v1/sources", {"name": "forms\n", "preset": "none"}, "/name"),
+        ("POST", "/v1/destinations", {"name": "d", **HOOK, "channel": "webhook\n"}, None),
+        ("GET", "/v1/events?type=order.created%0A", None, "?type"),
+        ("PUT", "/v1/automations/x%0A", {"on": "a.b", "steps": [{"wait": "1h"}]}, "name"),
+    ],
+)
+async def test_a_name_with_a_final_newline_is_a_400(
+    api: Api, method: str, path: str, body: dict[str, Any] | None, where: str | None
+) -> None:
+    """Python's `$` matches before a final newline: `^name$` took "name\\n" until the patterns
+    ended `(?!\\n)$` (tests/unit/test_anchors.py)."""
+    _, key = await api.tenant()
+    status, answer, _ = await api.call(method, path, key, json=body)
+    assert status == 400, answer
+    if where is not None:
+        assert where in _paths(answer), answer

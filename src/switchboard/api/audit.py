@@ -149,7 +149,7 @@ class AuditQuery(Params):
         Annotated[
             str,
             Meta(
-                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
+                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}(?!\n)$",
                 description="An action (`keys.create`) or a resource (`keys`, `event-types`).",
             ),
         ]

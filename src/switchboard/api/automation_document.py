@@ -38,8 +38,8 @@ NAME_PATTERN = NAME_RE.pattern
 DOCUMENT_REF = "#/components/schemas/AutomationDocument"
 # the parser's duration grammar (`automations.parse_duration`) with ASCII digits, so that the
 # published pattern and the check mean the same in every regex dialect
-_DURATION = r"^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?$"
-_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}$"  # automations.PATH_RE
+_DURATION = r"^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,7}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?(?!\n)$"
+_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,7}(?!\n)$"  # automations.PATH_RE
 MAX_TEXT = 200  # a destination name, a dotted path
 # well inside the document's own limit, so a longer one is a 422 naming it rather than a 413
 MAX_TEMPLATE = 16_384
@@ -69,7 +69,7 @@ DottedPath = Annotated[
 ]
 EventType = Annotated[
     str,
-    Meta(pattern=r"^[a-z0-9_.\-]{1,200}$", description="An event type (no globs)."),
+    Meta(pattern=r"^[a-z0-9_.\-]{1,200}(?!\n)$", description="An event type (no globs)."),
 ]
 TypeGlob = Annotated[
     str, Meta(pattern=TYPE_GLOB_RE.pattern, description="An event type, or a glob of one.")

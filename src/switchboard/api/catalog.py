@@ -31,7 +31,7 @@ MAX_TEXT = 10_000  # a type's description
 TypeName = Annotated[
     str,
     Meta(
-        pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$",
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(?!\n)$",
         max_length=200,
         description="A lowercase dotted name.",
         examples=["billing.payment_received"],
@@ -46,7 +46,8 @@ PiiClassName = Literal[  # pii.PiiClass (tests/unit/test_event_shapes.py)
 
 class TypeVersion(Struct, kw_only=True, forbid_unknown_fields=True):
     version: Annotated[
-        str, Meta(pattern=r"^\d+\.\d+(\.\d+)?$", description="MAJOR.MINOR or MAJOR.MINOR.PATCH.")
+        str,
+        Meta(pattern=r"^\d+\.\d+(\.\d+)?(?!\n)$", description="MAJOR.MINOR or MAJOR.MINOR.PATCH."),
     ]
     schema: Annotated[dict[str, Any], Meta(description="A JSON Schema (2020-12) for `data`.")]
     examples: list[dict[str, Any]] | None = None
@@ -151,7 +152,8 @@ class EventTypes(Model):
 
 class TypePath(Params):
     name: Annotated[
-        str, Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,199}$", description="The event type name.")
+        str,
+        Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,199}(?!\n)$", description="The event type name."),
     ]
 
 

@@ -28,7 +28,7 @@ from switchboard.patterns import Pattern, PatternError, check_queryable, parse_p
 from switchboard.store import Scope
 
 JSON_TYPES = ("application/json",)
-TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}(?!\n)$")
 log = logging.getLogger("switchboard.api")
 _abandoned: set[asyncio.Task[Any]] = set()
 

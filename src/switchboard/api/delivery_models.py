@@ -37,7 +37,7 @@ MAX_ROUTES = 1000  # routes in one routes file
 MAX_SECRET = 1000  # characters of one destination secret
 # The maxima are chosen so that a body one item or character over any of them is still under
 # its body limit: the answer names the field (400), never only the size (413).
-ID = r"^[A-Za-z0-9_.:\-]{1,64}$"  # the ids the hub makes (UUIDv7, with a prefix)
+ID = r"^[A-Za-z0-9_.:\-]{1,64}(?!\n)$"  # the ids the hub makes (UUIDv7, with a prefix)
 
 Ref = Annotated[str, Meta(min_length=1, max_length=MAX_REF, description="An id or a name.")]
 Time = Annotated[

@@ -36,7 +36,7 @@ class TokenPath(Params):
         Meta(
             min_length=3,
             max_length=engagement.MAX_TOKEN,
-            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?!\n)$",
             description="The signed token the hub wrote into the message (base64url, a dot, "
             f"base64url; at most {engagement.MAX_TOKEN} characters).",
         ),

@@ -276,7 +276,7 @@ class Listing(Params):
     """The filters every listing of events takes."""
 
     type: Annotated[
-        list[Annotated[str, Meta(max_length=2000, pattern=r"^[a-z0-9_.*?,\-]*$")]],
+        list[Annotated[str, Meta(max_length=2000, pattern=r"^[a-z0-9_.*?,\-]*(?!\n)$")]],
         Meta(
             max_length=MAX_TYPE_GLOBS,
             description="Event types (repeat or comma-separate; globs such as lead.*); at most "

@@ -32,7 +32,7 @@ from switchboard.store import inbound as sql
 __all__ = ["routes"]
 
 
-MappingPart = Annotated[str, Meta(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+MappingPart = Annotated[str, Meta(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(?!\n)$")]
 
 
 class Mapping(Model):

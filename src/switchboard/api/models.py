@@ -9,7 +9,7 @@ from typing import Annotated, Literal, get_args
 import msgspec
 
 # a channel kind (email, whatsapp, …) or "*" in a recipient's preferences
-CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})$")
+CHANNEL_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,39})(?!\n)$")
 
 EventStatus = Literal["accepted", "warned", "quarantined"]  # an event's validation outcome
 EVENT_STATUSES: tuple[str, ...] = get_args(EventStatus)

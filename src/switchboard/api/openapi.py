@@ -68,7 +68,7 @@ TAGS = [
     ("dashboard", "The web dashboard's HTML pages, signed in with a session cookie."),
 ]
 
-TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}(?!\n)$"
 ERRORS = {
     400: ("BadRequest", "Malformed JSON, body or parameters; `details` name the fields."),
     401: ("Unauthorized", "No API key, or an unknown or revoked one."),

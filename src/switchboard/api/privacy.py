@@ -28,7 +28,7 @@ _MAX_REFERRED = 500  # events an answer refers to that are read to learn their r
 # answers about a person: their profile and consent fields are PII whatever the catalog says
 _PEOPLE_PATHS = re.compile(r"^/v1/(recipients|inbox|subjects)/")
 _PEOPLE_KEYS = {"email", "phone", "name", "ip", "user_agent"}
-_DELIVERY_PATH = re.compile(r"^/v1/deliveries/([^/]+)(?:/attempts)?$")
+_DELIVERY_PATH = re.compile(r"^/v1/deliveries/([^/]+)(?:/attempts)?(?!\n)$")
 # answers that are the tenant's configuration, not data about people: shown as stored, so a
 # GET → edit → PUT round trip never writes a mask back (an email destination's `from`)
 _CONFIGURATION = re.compile(

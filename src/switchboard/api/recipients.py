@@ -48,7 +48,7 @@ Email = Annotated[
     Meta(
         min_length=1,
         max_length=MAX_VALUE,
-        pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$",
+        pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}(?!\n)$",
         description="Contact email.",
     ),
 ]
@@ -57,7 +57,7 @@ Phone = Annotated[
     Meta(
         min_length=1,
         max_length=MAX_VALUE,
-        pattern=r"^\+?[0-9 ().\-]{4,40}$",
+        pattern=r"^\+?[0-9 ().\-]{4,40}(?!\n)$",
         description="Phone / WhatsApp number.",
     ),
 ]
@@ -66,7 +66,7 @@ Locale = Annotated[
     Meta(
         min_length=1,
         max_length=MAX_VALUE,
-        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$",
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}(?!\n)$",
         description="Language tag, e.g. pt-BR.",
     ),
 ]
@@ -197,7 +197,7 @@ class TokenPath(Params):
         str,
         Meta(
             max_length=MAX_TOKEN,
-            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+            pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?!\n)$",
             description="The signed token of the link (base64url, a dot, base64url).",
         ),
     ]

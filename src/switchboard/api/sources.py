@@ -69,7 +69,7 @@ MAX_SECRET = 1024  # a provider's secret or token (Meta's app secret is 32 chara
 MAX_CIDR = 100  # an IPv6 network with its prefix is at most 49 characters
 MAX_ALLOWLIST = 100
 MAX_DEDUP_WINDOW = 90 * 86400
-ID_PATTERN = r"^[A-Za-z0-9_\-]+$"  # source and request ids: no text a store cannot compare
+ID_PATTERN = r"^[A-Za-z0-9_\-]+(?!\n)$"  # source and request ids: no text a store cannot compare
 
 
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]

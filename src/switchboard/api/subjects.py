@@ -30,7 +30,7 @@ class SubjectPath(Params):
         Meta(
             min_length=1,
             max_length=RECIPIENT_ID_MAX,
-            pattern="^[^/]+$",  # a "/" (or %2F) ends the route's match: a 404
+            pattern=r"^[^/]+(?!\n)$",  # a "/" (or %2F) ends the route's match: a 404
             description="The subject: the events' `subject`, the recipient id (no '/').",
         ),
     ]

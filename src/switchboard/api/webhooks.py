@@ -176,7 +176,7 @@ class HandshakeQuery(Params):
     challenge: Annotated[
         str,
         Meta(
-            pattern=r"^[A-Za-z0-9._\-]{1,200}$",
+            pattern=r"^[A-Za-z0-9._\-]{1,200}(?!\n)$",
             description="Echoed back: 1 to 200 letters, digits, '.', '_' or '-'.",
         ),
     ] = field(name="hub.challenge")

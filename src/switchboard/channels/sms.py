@@ -37,12 +37,12 @@ TWILIO_URL = "https://api.twilio.com"
 MAX_SEGMENTS = 10  # Twilio refuses bodies over 1600 characters: 10 GSM-7 parts
 TEXT_LIMIT = 1600  # characters rendered at most, before counting
 _SID = {
-    "account_sid": re.compile(r"^AC[0-9a-fA-F]{32}$"),
-    "messaging_service_sid": re.compile(r"^MG[0-9a-fA-F]{32}$"),
+    "account_sid": re.compile(r"^AC[0-9a-fA-F]{32}(?!\n)$"),
+    "messaging_service_sid": re.compile(r"^MG[0-9a-fA-F]{32}(?!\n)$"),
 }
-_SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")  # an alphanumeric sender id
-_SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}(?!\n)$")  # an alphanumeric sender id
+_SHORT_CODE = re.compile(r"^[0-9]{3,8}(?!\n)$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}(?!\n)$")
 _RESERVED_HEADERS = {"content-type", "content-length", "host"}
 
 # GSM 03.38: the basic alphabet (one septet each) and its extension table (escape + one septet)

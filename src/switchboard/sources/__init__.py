@@ -47,7 +47,7 @@ PresetName = Literal[
     "none",
 ]
 PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}(?!\n)$")
 _HMAC_FIELDS = {
     "header",
     "algorithm",

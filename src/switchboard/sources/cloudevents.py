@@ -32,7 +32,7 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _REQUIRED = ("id", "source", "type")
 _MAPPED = {"specversion", "id", "source", "type", "time", "subject", "data", "data_base64"}
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?!\n)$")
 
 
 def _fail(path: str, message: str) -> EnvelopeError:

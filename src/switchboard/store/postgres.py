@@ -90,7 +90,7 @@ _ORIGINALS = (
     "JOIN events e ON e.tenant_id = k.tenant_id AND e.source = k.source AND e.id = k.id"
 )
 _TYPE_COLUMNS = "scope, name, catalog, spec, updated_us"
-_SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}(?!\n)$")
 
 _Key = tuple[str, str, str]  # (tenant_id, source, id)
 _Pending = tuple[
