@@ -362,12 +362,12 @@ async def test_catalog_types(store: Store) -> None:
 
 async def test_idempotency_keys(store: Store) -> None:
     assert await store.get_idempotent("acme", "k", T0) is None
-    await store.put_idempotent("acme", "k", 202, b'{"ok":true}', T0 + 100)
-    assert await store.get_idempotent("acme", "k", T0) == (202, b'{"ok":true}')
+    await store.put_idempotent("acme", "k", 202, b'{"ok":true}', T0 + 100, "ab" * 32)
+    assert await store.get_idempotent("acme", "k", T0) == (202, b'{"ok":true}', "ab" * 32)
     assert await store.get_idempotent("beta", "k", T0) is None
     assert await store.get_idempotent("acme", "k", T0 + 100) is None  # expired
-    await store.put_idempotent("acme", "k", 207, b"\x00\xff", T0 + 500)
-    assert await store.get_idempotent("acme", "k", T0 + 100) == (207, b"\x00\xff")
+    await store.put_idempotent("acme", "k", 207, b"\x00\xff", T0 + 500, "cd" * 32)
+    assert await store.get_idempotent("acme", "k", T0 + 100) == (207, b"\x00\xff", "cd" * 32)
 
 
 async def test_health_reports_the_head_revision(store: Store) -> None:

@@ -267,6 +267,41 @@ async def test_idempotency_key_replays_the_same_response(api: Api) -> None:
     assert len(listing["data"]) == 1
 
 
+async def test_an_idempotency_key_used_for_another_request_is_a_409(api: Api) -> None:
+    """The key stands for one request: another body under it is refused, not answered with the
+    first body's stored 202 (which would drop the second event without a word)."""
+    _, key = await api.tenant()
+    headers = {"Idempotency-Key": "req-78"}
+    first = {"type": "a.b", "data": {"n": 1}}
+    assert (await api.call("POST", "/v1/events", key, first, headers=headers))[0] == 202
+    status, body, _ = await api.call(
+        "POST", "/v1/events", key, {"type": "a.b", "data": {"n": 2}}, headers=headers
+    )
+    assert status == 409, body
+    assert [d["path"] for d in body["error"]["details"]] == ["Idempotency-Key"]
+    status, _, h = await api.call("POST", "/v1/events", key, first, headers=headers)
+    assert (status, h["Idempotent-Replayed"]) == (202, "true")
+    # another tenant's key of the same name is its own
+    _, other = await api.tenant()
+    second = {"type": "c.d", "data": {}}
+    assert (await api.call("POST", "/v1/events", other, second, headers=headers))[0] == 202
+    _, listing, _ = await api.call("GET", "/v1/events", key)
+    assert [e["data"] for e in listing["data"]] == [{"n": 1}]
+
+
+async def test_an_idempotency_key_tells_binary_cloudevents_apart_by_their_headers(
+    api: Api,
+) -> None:
+    _, key = await api.tenant()
+    base = {"Idempotency-Key": "ce-1", "ce-specversion": "1.0", "ce-source": "/crm"}
+    base["ce-type"] = "a.b"
+    for ce_id, expected in (("one", 202), ("one", 202), ("two", 409)):
+        status, body, _ = await api.call(
+            "POST", "/v1/events", key, {"n": 1}, headers={**base, "ce-id": ce_id}
+        )
+        assert status == expected, body
+
+
 async def test_rate_limit_answers_429_with_retry_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'h.db'}", key_rate=1, key_burst=3, tenant_rate=0

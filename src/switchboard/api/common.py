@@ -180,8 +180,9 @@ def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | Non
     return None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body (gunzipped when ``Content-Encoding: gzip``), at most `limit` bytes."""
+async def read_raw(request: Request, limit: int) -> bytes:
+    """The body as sent (still gzipped, if it was), at most `limit` bytes. Later reads of the
+    same request get these bytes again (Starlette replays a body it has read)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
@@ -194,7 +195,13 @@ async def read_body(request: Request, limit: int) -> bytes:
             chunks.append(chunk)
     except ClientDisconnect:  # the server's body timeout closed it, or the client left
         raise RequestTimeout() from None
-    body = b"".join(chunks)
+    request._body = body = b"".join(chunks)
+    return body
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body (gunzipped when ``Content-Encoding: gzip``), at most `limit` bytes."""
+    body = await read_raw(request, limit)
     if request.headers.get("content-encoding", "").strip().lower() == "gzip":
         # a bounded decompression: a small bomb must not expand past the limit in memory
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -19,6 +20,7 @@ from switchboard.api.common import (
     principal,
     read_body,
     read_json,
+    read_raw,
     type_glob_problem,
     within,
 )
@@ -62,7 +64,7 @@ from switchboard.api.event_shapes import (
 )
 from switchboard.auth import Principal, within_constraints
 from switchboard.envelope import EnvelopeError, format_us, now_us, parse_time
-from switchboard.errors import BadRequest, NotFound, PayloadTooLarge
+from switchboard.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from switchboard.hub import Hub
 from switchboard.ingest import IngestResult
 from switchboard.patterns import Pattern, both
@@ -107,11 +109,12 @@ def _opt(value: T | UnsetType) -> T | None:
         202: (
             IngestResponse,
             "Processed; see each result. A stored response for a repeated Idempotency-Key "
-            "carries the header `Idempotent-Replayed: true`.",
+            "carries the header `Idempotent-Replayed: true`; the same key with another request "
+            "(body, media type or ce-* headers) within its time to live is a 409.",
         ),
         422: (IngestResponse, "Every event was rejected; see each result."),
     },
-    errors=(400, 404, 413, 415, 429),
+    errors=(400, 404, 409, 413, 415, 429),
 )
 async def ingest(request: Request) -> Response:
     """POST /v1/events, answered within SWITCHBOARD_INGEST_TIMEOUT: when the store cannot
@@ -135,8 +138,20 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
     lock = _idempotency_locks.setdefault((tenant_id, idem_key), asyncio.Lock())
     async with lock:
         try:
+            fingerprint = await _fingerprint(request, h.settings.max_body_bytes)
             stored = await h.store.get_idempotent(tenant_id, idem_key, now_us())
             if stored is not None:
+                if stored[2] is not None and stored[2] != fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was used for a different request within "
+                        f"{h.settings.idempotency_ttl} s: send this one with a new key",
+                        details=[
+                            {
+                                "path": "Idempotency-Key",
+                                "message": "used before with another body or other ce-* headers",
+                            }
+                        ],
+                    )
                 return Response(
                     stored[1],
                     status_code=stored[0],
@@ -150,11 +165,26 @@ async def _ingest_request(request: Request, h: Hub) -> Response:
                 response.status_code,
                 bytes(response.body),
                 now_us() + h.settings.idempotency_ttl * 1_000_000,
+                fingerprint,
             )
             return response
         finally:
             if not lock._waiters:
                 _idempotency_locks.pop((tenant_id, idem_key), None)
+
+
+async def _fingerprint(request: Request, limit: int) -> str:
+    """What makes two requests the same request: the media type, the encoding, the CloudEvents
+    `ce-*` headers (binary mode's attributes) and the body as sent. Reads the body once; the
+    ingest after it reads the same bytes again."""
+    digest = hashlib.sha256()
+    for name in ("content-type", "content-encoding"):
+        digest.update(request.headers.get(name, "").encode("latin-1") + b"\n")
+    for name, value in sorted(request.scope["headers"]):
+        if name.startswith(b"ce-"):
+            digest.update(name + b":" + value + b"\n")
+    digest.update(await read_raw(request, limit))
+    return digest.hexdigest()
 
 
 async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Response:

@@ -229,7 +229,16 @@ class Store(Protocol):
 
     async def get_idempotent(
         self, tenant_id: str, key: str, now_us: int
-    ) -> tuple[int, bytes] | None: ...
+    ) -> tuple[int, bytes, str | None] | None:
+        """(status, body, the request's SHA-256) stored for an unexpired key."""
+        ...
+
     async def put_idempotent(
-        self, tenant_id: str, key: str, status: int, body: bytes, expires_us: int
+        self,
+        tenant_id: str,
+        key: str,
+        status: int,
+        body: bytes,
+        expires_us: int,
+        request_sha256: str,
     ) -> None: ...

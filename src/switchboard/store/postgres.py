@@ -653,28 +653,36 @@ class PostgresStore:
 
     async def get_idempotent(
         self, tenant_id: str, key: str, now_us: int
-    ) -> tuple[int, bytes] | None:
+    ) -> tuple[int, bytes, str | None] | None:
         rows = await self._fetch(
-            "SELECT status, body FROM idempotency_keys "
+            "SELECT status, body, request_sha256 FROM idempotency_keys "
             "WHERE tenant_id = $1 AND key = $2 AND expires_us > $3",
             tenant_id,
             key,
             now_us,
         )
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
+        return (rows[0][0], bytes(rows[0][1]), rows[0][2]) if rows else None
 
     async def put_idempotent(
-        self, tenant_id: str, key: str, status: int, body: bytes, expires_us: int
+        self,
+        tenant_id: str,
+        key: str,
+        status: int,
+        body: bytes,
+        expires_us: int,
+        request_sha256: str,
     ) -> None:
         await self._execute(
-            "INSERT INTO idempotency_keys (tenant_id, key, status, body, expires_us) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, key) DO UPDATE SET "
-            "status = excluded.status, body = excluded.body, expires_us = excluded.expires_us",
+            "INSERT INTO idempotency_keys (tenant_id, key, status, body, expires_us, "
+            "request_sha256) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, key) DO "
+            "UPDATE SET status = excluded.status, body = excluded.body, "
+            "expires_us = excluded.expires_us, request_sha256 = excluded.request_sha256",
             tenant_id,
             key,
             status,
             body,
             expires_us,
+            request_sha256,
         )
 
 
