@@ -178,3 +178,27 @@ async def test_a_provider_request_is_masked_by_its_events_and_cleared_with_its_s
     _, log, _ = await api.call("GET", requests, eraser)
     text = orjson.dumps(log).decode()
     assert NAME not in text and EMAIL not in text and "Quero" not in text
+
+
+async def test_a_subject_holding_a_slash_has_its_timeline_export_and_erasure(api: Api) -> None:
+    """Subjects come from other systems ("org-3/patient-42"): every path that names one takes a
+    "/" (sent as %2F, which the server decodes before routing), as recipients' paths do."""
+    tenant, key = await api.tenant(scopes=("ingest", "read", "manage", "pii"))
+    subject = "org-3/patient-42"
+    event = {"type": "lead.created", "subject": subject, "data": LEAD}
+    assert (await api.call("POST", "/v1/events", key, [event]))[0] == 202
+    other = {"type": "lead.created", "subject": "org-3", "data": {"name": "Ana"}}
+    assert (await api.call("POST", "/v1/events", key, [other]))[0] == 202
+    path = "/v1/subjects/org-3%2Fpatient-42"
+    status, page, _ = await api.call("GET", f"{path}/timeline", key)
+    assert status == 200, page
+    assert [e["subject"] for e in page["data"]] == [subject]
+    status, export, _ = await api.call("GET", f"{path}/export", key)
+    assert status == 200, export
+    assert [e["subject"] for e in export["events"]] == [subject]
+    status, receipt, _ = await api.call("DELETE", path, key)
+    assert (status, receipt["subject"], receipt["events_scrubbed"]) == (200, subject, 1), receipt
+    status, page, _ = await api.call("GET", "/v1/subjects/org-3/timeline", key)
+    assert [e["data"] for e in page["data"]] == [{"name": "Ana"}]  # the other subject is intact
+    status, body, _ = await api.call("GET", "/v1/subjects/a%0Ab/timeline", key)
+    assert status in (400, 404), body  # a line break: never a 500

@@ -29,7 +29,7 @@ def test_every_dashboard_route_is_served_from_its_declaration() -> None:
     assert len(served) == len(declared)
     for route, spec in zip(served, declared, strict=True):
         assert isinstance(route, Route)
-        assert route.path == spec.url and spec.method in (route.methods or set())
+        assert route.path == spec.served_url and spec.method in (route.methods or set())
         assert spec.scope == PUBLIC and spec.tag == "dashboard"
     assert {(s.url, s.method.lower()) for s in declared} == set(_ui_operations())
 

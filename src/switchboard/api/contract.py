@@ -113,6 +113,27 @@ class Endpoint:
     def url(self) -> str:
         return self.route.split(" ")[1]
 
+    @property
+    def served_url(self) -> str:
+        """The route's path as Starlette matches it: a path field whose Meta carries
+        `extra={"slashes": True}` (see `SLASHES`) takes "/" too, as `{name:path}`; the document
+        keeps the plain `{name}`."""
+        url = self.url
+        if self.path is not None:
+            for f in msgspec.structs.fields(self.path):
+                if any(
+                    getattr(m, "extra", None) == SLASHES
+                    for m in getattr(f.type, "__metadata__", ())
+                ):
+                    url = url.replace(f"{{{f.encode_name}}}", f"{{{f.encode_name}:path}}")
+        return url
+
+
+# The `extra` of a path field's Meta that lets it hold "/" (ids that come from other systems:
+# recipients, subjects). Starlette's `path` convertor is `.*`, so a line break still ends the
+# match: give such a field a pattern without one.
+SLASHES = {"slashes": True}
+
 
 def endpoint(
     route: str,
@@ -159,7 +180,11 @@ def endpoint(
 
 
 def routes_of(*handlers: Handler) -> list[Route]:
-    return [Route(spec.url, h, methods=[spec.method]) for h in handlers if (spec := endpoint_of(h))]
+    return [
+        Route(spec.served_url, h, methods=[spec.method])
+        for h in handlers
+        if (spec := endpoint_of(h))
+    ]
 
 
 def endpoint_of(handler: Handler) -> Endpoint:

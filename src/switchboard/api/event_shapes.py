@@ -336,10 +336,6 @@ class SourceQuery(Params):
     ) = UNSET
 
 
-class SubjectPath(Params):
-    subject: Annotated[Id, Meta(description="The subject.")]
-
-
 class ActorPath(Params):
     actor: Annotated[Id, Meta(description="The actor id.")]
 

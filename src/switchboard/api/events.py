@@ -33,6 +33,7 @@ from switchboard.api.contract import (
     respond,
     routes_of,
 )
+from switchboard.api.contract_extra import SubjectPath
 from switchboard.api.event_shapes import (
     CLINIC,
     LEGAL,
@@ -56,7 +57,6 @@ from switchboard.api.event_shapes import (
     SourceQuery,
     StillQuarantined,
     StoredEvent,
-    SubjectPath,
     TimelineQuery,
     TypeCount,
     error_detail,

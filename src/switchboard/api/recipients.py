@@ -26,7 +26,7 @@ from switchboard.api.contract import (
     respond,
     routes_of,
 )
-from switchboard.api.contract_extra import RecipientId, decode_invalid, routes_taking_slashes
+from switchboard.api.contract_extra import RecipientId, decode_invalid
 from switchboard.api.models import CHANNEL_RE
 from switchboard.api.purposes import PurposeName, check_declared
 from switchboard.envelope import TYPE_GLOB_RE, EnvelopeError, now_us, parse_time
@@ -536,18 +536,16 @@ async def put_preferences(request: Request) -> Response:
     return respond(_preferences(await people.preferences(p.tenant(), rid)))
 
 
-routes = [
-    *routes_of(unsubscribe_page, unsubscribe_now),
+routes = routes_of(
+    unsubscribe_page,
+    unsubscribe_now,
     # the literal tails before the bare id, which takes "/" too
-    *routes_taking_slashes(
-        list_consents,
-        add_consent,
-        get_preferences,
-        put_preferences,
-        get_recipient,
-        put_recipient,
-        patch_recipient,
-        delete_recipient,
-        wide="id",
-    ),
-]
+    list_consents,
+    add_consent,
+    get_preferences,
+    put_preferences,
+    get_recipient,
+    put_recipient,
+    patch_recipient,
+    delete_recipient,
+)

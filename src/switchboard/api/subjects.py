@@ -14,26 +14,14 @@ from starlette.responses import Response
 
 from switchboard import subjects
 from switchboard.api.common import hub, principal
-from switchboard.api.contract import Model, Params, decode_path, endpoint, respond, routes_of
+from switchboard.api.contract import Model, decode_path, endpoint, respond, routes_of
+from switchboard.api.contract_extra import SubjectPath
 from switchboard.api.recipients import Consent, PreferenceItem, Recipient
-from switchboard.people import RECIPIENT_ID_MAX
 from switchboard.store import Scope
 
 log = logging.getLogger("switchboard.subjects")
 TAG = "subjects"
 Count = Annotated[int, Meta(ge=0)] | UnsetType  # absent from receipts older than the count
-
-
-class SubjectPath(Params):
-    subject: Annotated[
-        str,
-        Meta(
-            min_length=1,
-            max_length=RECIPIENT_ID_MAX,
-            pattern=r"^[^/]+(?!\n)$",  # a "/" (or %2F) ends the route's match: a 404
-            description="The subject: the events' `subject`, the recipient id (no '/').",
-        ),
-    ]
 
 
 class ErasureReceipt(Model):

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from switchboard.api.common import hub, type_glob_problem
 from switchboard.api.contract import Params, decode_path, decode_query
+from switchboard.api.contract_extra import SubjectPath
 from switchboard.auth import within_constraints
 from switchboard.envelope import MAX_ID_LEN
 from switchboard.errors import BadRequest, NotFound
@@ -37,10 +38,6 @@ class EventSearch(Params):
 
 class EventPath(Params):
     event_id: Annotated[str, Meta(max_length=MAX_ID_LEN, description="The event's id.")]
-
-
-class SubjectPath(Params):
-    subject: Annotated[str, Meta(max_length=MAX_ID_LEN, description="Whom the events are about.")]
 
 
 @page(

@@ -95,7 +95,7 @@ class Dashboard:
             return await handler(request)
 
         serve.endpoint = spec  # type: ignore[attr-defined]  # the route is as typed as its handler
-        return Route(spec.url, serve, methods=[spec.method])
+        return Route(spec.served_url, serve, methods=[spec.method])
 
     # -- plumbing ------------------------------------------------------------------------------
 
