@@ -183,7 +183,7 @@ async def test_a_provider_request_is_masked_by_its_events_and_cleared_with_its_s
 async def test_a_subject_holding_a_slash_has_its_timeline_export_and_erasure(api: Api) -> None:
     """Subjects come from other systems ("org-3/patient-42"): every path that names one takes a
     "/" (sent as %2F, which the server decodes before routing), as recipients' paths do."""
-    tenant, key = await api.tenant(scopes=("ingest", "read", "manage", "pii"))
+    _, key = await api.tenant(scopes=("ingest", "read", "manage", "pii"))
     subject = "org-3/patient-42"
     event = {"type": "lead.created", "subject": subject, "data": LEAD}
     assert (await api.call("POST", "/v1/events", key, [event]))[0] == 202
