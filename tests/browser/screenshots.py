@@ -233,8 +233,8 @@ def shoot(
         f"{base}/v1/unsubscribe/{token}",
         out / "unsubscribe.png",
         (By.TAG_NAME, "button"),
-        lo=200,
-        hi=200,
+        lo=440,
+        hi=440,
     )
 
 

@@ -3,7 +3,10 @@ public one-click unsubscribe link. Typed endpoints (see `api/contract.py`)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import zoneinfo
+from html import escape
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -420,10 +423,64 @@ async def add_consent(request: Request) -> Response:
     return respond(msgspec.convert(latest, Consent), 201)
 
 
-_PAGE = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width"><title>{title}</title></head><body>
-<p>{text}</p>{form}</body></html>"""
 HTML = Raw("text/html")
+# The page a recipient reaches from an email's footer: one card, readable on a phone, in the
+# seeds' language, with no script and nothing loaded from elsewhere (its CSP allows only this
+# style, by hash, and a form posting back to itself).
+_STYLE = """
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;
+background:#f3f4f6;color:#1f2937;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{background:#fff;max-width:28rem;margin:1rem;padding:2rem;border-radius:12px;
+box-shadow:0 1px 3px rgba(0,0,0,.08),0 8px 24px rgba(0,0,0,.06)}
+.from{margin:0 0 .25rem;color:#6b7280;font-size:.875rem}
+h1{margin:0 0 1rem;font-size:1.375rem;line-height:1.3}
+p{margin:0 0 1.25rem}
+button{font:inherit;font-weight:600;color:#fff;background:#b91c1c;border:0;border-radius:8px;
+padding:.75rem 1.25rem;cursor:pointer;width:100%}
+button:hover{background:#991b1b}
+button:focus-visible{outline:3px solid #fca5a5;outline-offset:2px}
+small{display:block;margin-top:1rem;color:#6b7280}
+"""
+_CSP = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+    + "'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_CHANNELS = {
+    "email": "e-mail",
+    "whatsapp": "WhatsApp",
+    "whatsapp_cloud": "WhatsApp",
+    "sms": "SMS",
+    "inbox": "notificações no aplicativo",
+    "*": "todos os canais",
+}
+
+
+def _page(title: str, sender: str, heading: str, text: str, rest: str = "") -> Response:
+    """An unsubscribe page: every tenant-given text escaped, `rest` is the page's own markup."""
+    body = (
+        '<!doctype html><html lang="pt-BR"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<meta name="robots" content="noindex"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><main>"
+        f'<p class="from">{escape(sender)}</p><h1>{escape(heading)}</h1><p>{escape(text)}</p>'
+        f"{rest}</main></body></html>"
+    )
+    headers = {
+        "Content-Security-Policy": _CSP,
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+async def _what(request: Request, tenant_id: str, topic: str, channel: str) -> tuple[str, str]:
+    """(who sends, what stops) in the recipient's words."""
+    tenant = await hub(request).tenant(tenant_id)
+    sender = tenant.name if tenant is not None and tenant.name else tenant_id
+    topic_text = "todas as mensagens" if topic == "*" else f"as mensagens de “{topic}”"
+    return sender, f"{topic_text} por {_CHANNELS.get(channel, channel)}"
 
 
 def _unsubscribe_target(request: Request) -> tuple[str, str, str, str]:
@@ -454,10 +511,11 @@ def _unsubscribe_target(request: Request) -> tuple[str, str, str, str]:
 async def unsubscribe_page(request: Request) -> Response:
     """A link followed in a browser (or prefetched by a mail scanner) changes nothing: it shows
     a button that POSTs, as RFC 8058 asks."""
-    _unsubscribe_target(request)
+    tenant, _, topic, channel = _unsubscribe_target(request)
+    sender, what = await _what(request, tenant, topic, channel)
     form = '<form method="post"><button type="submit">Cancelar inscrição</button></form>'
-    body = _PAGE.format(title="Cancelar inscrição", text="Não quer mais receber?", form=form)
-    return Response(body, media_type="text/html; charset=utf-8")
+    text = f"Você deixará de receber {what}."
+    return _page("Cancelar inscrição", sender, "Não quer mais receber?", text, form)
 
 
 @endpoint(
@@ -480,9 +538,10 @@ async def unsubscribe_now(request: Request) -> Response:
     await PeopleStore(hub(request).store).set_preference(
         tenant, recipient, Preference(topic, channel, False), now_us()
     )
-    done = "Pronto: você não receberá mais estas mensagens por este canal."
-    body = _PAGE.format(title="Inscrição cancelada", text=done, form="")
-    return Response(body, media_type="text/html; charset=utf-8")
+    sender, what = await _what(request, tenant, topic, channel)
+    text = f"Você não receberá mais {what}."
+    note = "<small>Pode fechar esta página. Nada mais é preciso.</small>"
+    return _page("Inscrição cancelada", sender, "Pronto, inscrição cancelada", text, note)
 
 
 def _preferences(prefs: list[Preference]) -> Preferences:
