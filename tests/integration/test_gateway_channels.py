@@ -78,7 +78,9 @@ async def _events(api: Api, key: str, etype: str) -> list[dict[str, Any]]:
 async def test_a_channel_is_created_scanned_and_reports_its_connection(
     hub_api: Api,
     providers: Providers,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)  # what the hub logs about it, checked for the secret below
     api, gateway = hub_api, providers.gateway
     _, key = await _tenant(api)
     await _destination(api, key, f"{providers.url}/wpp")
@@ -156,6 +158,7 @@ async def test_a_channel_is_created_scanned_and_reports_its_connection(
         if s.path.startswith("/wpp")
     )
     assert GATEWAY_SECRET not in orjson.dumps(answers).decode()
+    assert "gateway channel created" in caplog.text and GATEWAY_SECRET not in caplog.text
 
 
 async def test_the_webhook_url_is_under_the_public_url(

@@ -180,7 +180,11 @@ async def create_channel(request: Request) -> Response:
         raise _failed(d, exc) from None
     log.info(
         "gateway channel created" if created else "gateway channel exists",
-        extra={"action": "gateway_channel_create", "destination_id": d.id, "created": created},
+        extra={
+            "action": "gateway_channel_create",
+            "destination_id": d.id,
+            "channel_created": created,
+        },
     )
     model = (
         _channel_model(d, state.status, phone=state.phone, gateway_status=state.raw_status)
