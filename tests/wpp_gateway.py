@@ -42,6 +42,8 @@ class WppGateway:
     channels: dict[str, Channel] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each call
     qr_padding: int = 0  # hostile gateway: pad every QR answer with this many bytes
+    qr_endless: bool = False  # hostile gateway: a chunked QR answer that never ends
+    streamed: int = 0  # bytes of the endless answer written before the reader hung up
     posted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # webhook answers
 
     def mount(self, app: web.Application, prefix: str = "") -> None:
@@ -125,6 +127,8 @@ class WppGateway:
         c = self.channels.get(request.match_info["channel"])
         if c is None:
             return web.json_response({"success": False, "error": "channel not found"}, status=404)
+        if self.qr_endless:
+            return await self._endless(request)
         if c.status == "connected":
             return web.json_response({"success": True, "channel": c.id, "status": "connected"})
         image = io.BytesIO()
@@ -139,6 +143,21 @@ class WppGateway:
         if self.qr_padding:
             answer["padding"] = "x" * self.qr_padding
         return web.json_response(answer)
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        """No Content-Length, and a QR text that goes on until the reader stops (or 64 MiB)."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b'{"status": "qr", "qr": "2@')
+        chunk = b"A" * 16384
+        try:
+            while self.streamed < 64 << 20:
+                await resp.write(chunk)
+                self.streamed += len(chunk)
+        except (ConnectionError, RuntimeError):  # the reader hung up
+            pass
+        return resp
 
     async def _webhook(self, request: web.Request) -> web.Response:
         if refused := await self._allowed(request):

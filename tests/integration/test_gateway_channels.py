@@ -307,6 +307,13 @@ async def test_an_oversize_qr_answer_is_refused(
         assert status == 502, answer
         assert answer["error"]["code"] == "provider_error"
         assert f"at most {QR_LIMIT}" in answer["error"]["message"]
+    # without a Content-Length, and never ending: read up to the bound, then dropped
+    providers.gateway.qr_padding = 0
+    providers.gateway.qr_endless = True
+    status, answer, _ = await api.call("GET", "/v1/destinations/wpp/channel/qr", key)
+    assert status == 502 and f"over {QR_LIMIT} bytes" in answer["error"]["message"]
+    assert providers.gateway.streamed < 64 << 20  # the hub stopped reading long before the end
+    providers.gateway.qr_endless = False
     # a QR text too long for any phone's pairing code is refused too
     providers.gateway.qr_padding = 0
     providers.gateway.channels[CHANNEL].qr = "2@" + "A" * 2000  # a QR code, not a pairing code

@@ -28,8 +28,9 @@ from switchboard.channels.wpp_gateway import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_status_words_are_the_mappings_table() -> None:
-    doc = yaml.safe_load((ROOT / "mappings" / "wpp-gateway" / "1.yaml").read_text("utf-8"))
+@pytest.mark.parametrize("mapping", ["wpp-gateway", "wpp-gateway-leads"])
+def test_status_words_are_the_mappings_table(mapping: str) -> None:
+    doc = yaml.safe_load((ROOT / "mappings" / mapping / "1.yaml").read_text("utf-8"))
     (rule,) = [r for r in doc["rules"] if r["type"] == "whatsapp.connection_updated"]
     table = re.search(r"`(\{.*\})`", rule["data"]["status"], re.S)
     assert table is not None
