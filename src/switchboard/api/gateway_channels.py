@@ -117,9 +117,9 @@ async def _gateway(request: Request, scope: Scope) -> tuple[Hub, DestinationReco
     else:
         if why := check_channel_id(config.get("channel")):
             problems.append(("/config/channel", why))
-        problems += [
-            (f"/config/{p.split(':')[0].removeprefix('config.')}", p)
-            for p in check_destination_egress(config, h.egress)
+        problems += [  # "config.base_url: …" → /config/base_url
+            ("/" + problem.split(":")[0].replace(".", "/"), problem)
+            for problem in check_destination_egress(config, h.egress)
         ]
         if not d.secrets or not d.secrets[0]:
             problems.append(
