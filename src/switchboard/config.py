@@ -213,8 +213,9 @@ class Settings:
     public_url: str = _setting(
         "",
         _plain,
-        "The hub's address as recipients and providers reach it, for unsubscribe links and the "
-        "URL Twilio signs (empty: http://HOST:PORT).",
+        "The hub's address as recipients and providers reach it, for unsubscribe links, the "
+        "URL Twilio signs and the webhook URL a gateway channel is given (empty: http://HOST:PORT; "
+        "for the webhook, the address the request came to).",
     )
     unsubscribe_secret: str = _setting(
         "",

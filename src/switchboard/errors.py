@@ -15,7 +15,8 @@
           ├── PayloadTooLarge   413: body or batch over the configured limit
           ├── UnsupportedMedia  415: the content type is not JSON
           ├── Unprocessable     422: well-formed but invalid (schema violations)
-          └── RateLimited       429: the key or tenant is over its rate limit
+          ├── RateLimited       429: the key or tenant is over its rate limit
+          └── ProviderFailed    502: a provider the hub called for the request failed
 
 Each leaf's docstring is its default message.
 """
@@ -140,3 +141,10 @@ class RateLimited(ApiError):
 
     status = 429
     code = "rate_limited"
+
+
+class ProviderFailed(ApiError):
+    """The provider the hub called for this request failed or answered an error."""
+
+    status = 502
+    code = "provider_error"

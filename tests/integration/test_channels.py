@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from switchboard.channels.slack import SlackChannel
 from switchboard.channels.whatsapp import WhatsAppChannel, normalize_phone
 from switchboard.egress import Policy, connector
 from tests.conftest import LOOPBACK
+from tests.wpp_gateway import WppGateway
 
 GATEWAY_SECRET = "gw-secret-0123456789"
 ZAPI_TOKEN = "zapi-token-abcdef"
@@ -80,11 +82,13 @@ class Providers:
     url: str
     seen: list[Seen] = field(default_factory=list)
     slack_throttle: int = 0  # answer this many Slack requests with 429
+    # the WPP Gateway under /wpp: messages, and channels, QR codes and webhooks to set them up
+    gateway: WppGateway = field(default_factory=lambda: WppGateway(GATEWAY_SECRET))
 
 
 async def _record(providers: Providers, request: web.Request) -> Seen:
     raw = await request.read()
-    seen = Seen(request.path, dict(request.headers), orjson.loads(raw))
+    seen = Seen(request.path, dict(request.headers), orjson.loads(raw) if raw else None)
     providers.seen.append(seen)
     return seen
 
@@ -108,12 +112,6 @@ async def providers() -> AsyncIterator[Providers]:
         await _record(state, request)
         return web.json_response({"message": "rate limited", "retry_after": 1.5}, status=429)
 
-    async def gateway(request: web.Request) -> web.Response:
-        await _record(state, request)
-        if request.headers.get("X-Gateway-Secret") != GATEWAY_SECRET:
-            return web.json_response({"error": "unauthorized"}, status=401)
-        return web.json_response({"success": True, "id": "wamid-1"})
-
     async def zapi(request: web.Request) -> web.Response:
         await _record(state, request)
         if request.match_info["token"] != ZAPI_TOKEN:
@@ -126,7 +124,8 @@ async def providers() -> AsyncIterator[Providers]:
     app.router.add_post("/slack/hook", slack)
     app.router.add_post("/discord/hook", discord)
     app.router.add_post("/discord/limited", discord_limited)
-    app.router.add_post("/wpp/api/messages", gateway)
+    state.gateway.record = functools.partial(_record, state)
+    state.gateway.mount(app, "/wpp")
     app.router.add_post("/instances/{instance}/token/{token}/{action}", zapi)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard import replay
-from switchboard.api import destinations
+from switchboard.api import destinations, gateway_channels
 from switchboard.api.common import hub, principal, query_filter, query_time, query_types
 from switchboard.api.contract import (
     convert,
@@ -534,6 +534,7 @@ async def inbox_read(request: Request) -> Response:
 # literal paths before the `{param}` ones they would otherwise match
 routes = [
     *destinations.routes,
+    *gateway_channels.routes,
     *routes_of(
         event_deliveries,
         list_deliveries,

@@ -6,7 +6,8 @@ The provider's message id becomes ``SendResult.provider_id``, so later status ca
 (``message.ack`` from the gateway, Z-API's ``MessageStatusCallback``) can find the delivery.
 
 - gateway: ``POST {base_url}/api/messages`` with ``X-Gateway-Secret: <secrets[0]>`` and
-  ``{"channel", "to", "text"[, "buttons": [{"id", "text"}]]}``; one gateway channel per tenant.
+  ``{"channel", "to", "text"[, "buttons": [{"id", "text"}]]}``; one gateway channel per tenant,
+  created and connected through ``channels/wpp_gateway.py``.
 - zapi: ``POST {base_url}/instances/{instance}/token/{secrets[0]}/send-text`` with
   ``Client-Token`` (``secrets[1]`` or ``config.client_token``) and ``{"phone", "message"}``; with
   buttons ``…/send-button-list`` and ``{"phone", "message", "buttonList": {"buttons": [{"id",

@@ -4,9 +4,9 @@
 - database commands that open SWITCHBOARD_DATABASE_URL directly (`catalog`, `tenants`, `keys`,
   `crypto`), usable before any hub runs: cli/admin.py, cli/crypto.py;
 - hub commands that call a running hub's API at SWITCHBOARD_URL with SWITCHBOARD_API_KEY
-  (`emit`, `events`, `routes`, `destinations`, `sources`, `deliveries`, `dlq`, `replay`,
-  `automations`, `templates`, `subjects`): cli/events.py, cli/routing.py, cli/deliveries.py,
-  cli/automations.py, cli/templates.py, cli/subjects.py.
+  (`emit`, `events`, `routes`, `destinations`, `channels`, `sources`, `deliveries`, `dlq`,
+  `replay`, `automations`, `templates`, `subjects`): cli/events.py, cli/routing.py,
+  cli/channels.py, cli/deliveries.py, cli/automations.py, cli/templates.py, cli/subjects.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from switchboard.cli import (
     admin,
     audit,
     automations,
+    channels,
     crypto,
     deliveries,
     events,
@@ -72,6 +73,7 @@ app.command(rich_help_panel=HUB_PANEL)(events.emit)
 app.add_typer(events.events_app, name="events", rich_help_panel=HUB_PANEL)
 app.add_typer(routing.routes_app, name="routes", rich_help_panel=HUB_PANEL)
 app.add_typer(routing.destinations_app, name="destinations", rich_help_panel=HUB_PANEL)
+app.add_typer(channels.channels_app, name="channels", rich_help_panel=HUB_PANEL)
 app.add_typer(routing.sources_app, name="sources", rich_help_panel=HUB_PANEL)
 app.add_typer(deliveries.deliveries_app, name="deliveries", rich_help_panel=HUB_PANEL)
 app.add_typer(deliveries.dlq_app, name="dlq", rich_help_panel=HUB_PANEL)
