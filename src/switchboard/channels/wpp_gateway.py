@@ -64,7 +64,7 @@ MAX_TIMEOUT = 30.0  # an API request waits at most this long for the gateway
 PNG_SCALE = 8  # pixels per module: a version-40 code (the largest) is 1,480 px square
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # a channel id goes into the gateway's URL path: no '/', '?', '%' or spaces, and not '.' or '..'
-CHANNEL_RE = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:@\-]{1,100}$")
+CHANNEL_RE = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:@\-]{1,100}(?!\n)$")
 
 
 class GatewayProblem(Exception):
