@@ -30,6 +30,7 @@ from switchboard.store.backends import open_store
 from switchboard.store.deliveries import DeliveryStore
 from switchboard.store.observe import ObserveStore
 from switchboard.store.sealed import check_keys
+from switchboard.store.unit import detached
 from switchboard.templates import Budget, Renderer
 from switchboard.tracing import Tracing
 
@@ -165,7 +166,7 @@ class Hub:
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background job owned by the hub (cancelled on close)."""
-        task = asyncio.create_task(coro)
+        task = detached(coro)  # never inside the transaction of the change that started it
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
         return task

@@ -6,6 +6,11 @@ the app (so a new endpoint cannot forget it), and `GET /v1/audit` to read it.
 (the client address, as the trusted-proxy rules in server.py give it), what (the action and
 path), the resource before (read through its own GET route, where it has one) and the answer
 after, both with credentials masked, then sends the answer on.
+
+The entry is written in the change's own transaction (store/audit.py `audited`): the handler runs
+inside a unit of the store that a manage/admin change joins, the entry is inserted last and the
+whole commits before the answer leaves. A change whose entry cannot be written is rolled back
+and answered 503; an acknowledged change always has its entry, even if the process dies at once.
 """
 
 from __future__ import annotations
@@ -109,35 +114,62 @@ async def record(
         name == b"authorization" for name, _ in scope.get("headers", [])
     ):
         before = await _before(app, routes, scope)
-    status, messages = await _collect(app, scope, receive)
-    p: Principal | None = scope.get(AUDIT_MARK)
-    if p is not None:
-        path_template = _template(routes, scope) or scope["path"]
-        client = scope.get("client")
-        entry = AuditEntry(
-            id=new_id(),
-            tenant_id=p.tenant_id or "",
-            at_us=now_us(),
-            key_id=p.key.id,
-            key_name=p.key.name,
-            ip=client[0] if client else None,
-            action=action_name(method, path_template),
-            method=method,
-            path=scope["path"],
-            status=status,
-            before=before,
-            after=_document(*_body(messages)),
+    answered = False
+    try:
+        async with sql.audited(the_hub.store, joined=False) as change:
+            status, messages = await _collect(app, scope, receive)
+            answered = True
+            p: Principal | None = scope.get(AUDIT_MARK)
+            if p is not None:
+                path_template = _template(routes, scope) or scope["path"]
+                client = scope.get("client")
+                change.entry = AuditEntry(
+                    id=new_id(),
+                    tenant_id=p.tenant_id or "",
+                    at_us=now_us(),
+                    key_id=p.key.id,
+                    key_name=p.key.name,
+                    ip=client[0] if client else None,
+                    action=action_name(method, path_template),
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    before=before,
+                    after=_document(*_body(messages)),
+                )
+    except Exception:
+        if not answered:  # the handler failed: its writes are rolled back, uvicorn says 500
+            raise
+        # the entry (or the COMMIT) failed: the change is rolled back with it, never unaudited
+        log.error(
+            "audit entry not written; the change is rolled back",
+            extra={"action": "audit_write_failed", "method": method, "path": scope["path"]},
+            exc_info=True,
         )
-        try:
-            await sql.append(the_hub.store, entry)
-        except Exception:  # the change is committed: its answer must still go out
-            log.error(
-                "audit entry not written",
-                extra={"action": "audit_write_failed", "audit_action": entry.action},
-                exc_info=True,
-            )
+        messages = _not_committed()
     for message in messages:
         await send(message)
+
+
+def _not_committed() -> list[Message]:
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "audit_failed",
+                "message": "the change could not be committed with its audit log entry, so it "
+                "was not made; retry",
+            }
+        }
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"5"),
+    ]
+    return [
+        {"type": "http.response.start", "status": 503, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    ]
 
 
 class AuditQuery(Params):

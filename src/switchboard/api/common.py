@@ -26,6 +26,7 @@ from switchboard.errors import (
 from switchboard.hub import Hub
 from switchboard.patterns import Pattern, PatternError, check_queryable, parse_pattern
 from switchboard.store import Scope
+from switchboard.store.unit import join
 
 JSON_TYPES = ("application/json",)
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}(?!\n)$")
@@ -95,7 +96,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def principal(request: Request, scope: Scope) -> Principal:
     """The caller, who must hold `scope`. A change made with the manage or admin scope is
-    marked for the audit log (api/audit.py records it once the handler answers)."""
+    marked for the audit log (api/audit.py records it once the handler answers, in the same
+    transaction as the change)."""
     named = request.headers.get("x-switchboard-tenant")
     if named is not None and not TENANT_ID_RE.match(named):
         raise BadRequest(
@@ -113,6 +115,7 @@ async def principal(request: Request, scope: Scope) -> Principal:
     p.require(scope)
     if scope in (Scope.MANAGE, Scope.ADMIN) and request.method not in READ_METHODS:
         request.scope[AUDIT_MARK] = p
+        join()  # the change's statements from here on share its audit entry's transaction
     return p
 
 

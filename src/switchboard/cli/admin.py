@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,33 +55,46 @@ keys_app = typer.Typer(
 TenantOpt = Annotated[str | None, typer.Option(help="The tenant's id (see `tenants list`).")]
 
 
-async def _audit(store: Store, tenant: str | None, action: str, command: str, after: Any) -> None:
-    """An audit log entry for a change made with a database command: the operator at the
-    machine, not an API key (`key_id` is `cli`, the user name the OS gives, no address)."""
+@dataclass
+class _Noted:
+    """What a database command's audit entry says it did (`after`), or that it did nothing."""
+
+    after: Any = None
+    changed: bool = True
+
+
+@asynccontextmanager
+async def _audited(
+    store: Store, tenant: str | None, action: str, command: str
+) -> AsyncIterator[_Noted]:
+    """Make a change with a database command in the block, and its audit log entry in the same
+    transaction: the operator at the machine, not an API key (`key_id` is `cli`, the user name
+    the OS gives, no address)."""
     from switchboard.audit import mask_document
-    from switchboard.store.audit import AuditEntry, append
+    from switchboard.store.audit import AuditEntry, audited
 
     try:
         user: str | None = getpass.getuser()
     except (KeyError, OSError):  # no user name for this uid (a bare container)
         user = None
-    await append(
-        store,
-        AuditEntry(
-            id=new_id(),
-            tenant_id=tenant or "",
-            at_us=now_us(),
-            key_id="cli",
-            key_name=user,
-            ip=None,
-            action=action,
-            method="CLI",
-            path=f"switchboard {command}",
-            status=0,
-            before=None,
-            after=mask_document(after),
-        ),
-    )
+    noted = _Noted()
+    async with audited(store) as change:
+        yield noted
+        if noted.changed:
+            change.entry = AuditEntry(
+                id=new_id(),
+                tenant_id=tenant or "",
+                at_us=now_us(),
+                key_id="cli",
+                key_name=user,
+                ip=None,
+                action=action,
+                method="CLI",
+                path=f"switchboard {command}",
+                status=0,
+                before=None,
+                after=mask_document(noted.after),
+            )
 
 
 async def _tenant_exists(store: Store, tenant: str | None) -> None:
@@ -97,8 +113,10 @@ def catalog_apply(
 
     async def run(store: Store, _: Settings) -> dict[str, Any]:
         await _tenant_exists(store, tenant)
-        report = await Registry(store).apply(tenant or SHARED, load_catalog(directory))
-        await _audit(store, tenant, "event-types.apply", f"catalog apply {directory}", report)
+        command = f"catalog apply {directory}"
+        async with _audited(store, tenant, "event-types.apply", command) as noted:
+            report = await Registry(store).apply(tenant or SHARED, load_catalog(directory))
+            noted.after = report
         return report
 
     report = with_store(run)
@@ -163,11 +181,12 @@ def tenants_create(
         fail(f"--unknown-types {unknown_types!r}: reject or accept", 2)
 
     async def run(store: Store, _: Settings) -> Tenant:
-        created = await store.create_tenant(
-            Tenant(tenant_id, name or tenant_id, unknown_types, now_us())
-        )
-        after = {"id": created.id, "name": created.name, "unknown_types": unknown_types}
-        await _audit(store, None, "tenants.create", f"tenants create {tenant_id}", after)
+        command = f"tenants create {tenant_id}"
+        async with _audited(store, None, "tenants.create", command) as noted:
+            created = await store.create_tenant(
+                Tenant(tenant_id, name or tenant_id, unknown_types, now_us())
+            )
+            noted.after = {"id": created.id, "name": created.name, "unknown_types": unknown_types}
         return created
 
     with_store(run)
@@ -236,8 +255,9 @@ def keys_create(
 
     async def run(store: Store, _: Settings) -> None:
         await _tenant_exists(store, tenant)
-        await store.create_key(record)
-        await _audit(store, tenant, "keys.create", "keys create", record.public())
+        async with _audited(store, tenant, "keys.create", "keys create") as noted:
+            await store.create_key(record)
+            noted.after = record.public()
 
     with_store(run)
     err.print(f"key id {record.id} ({', '.join(record.scopes)}); shown once:")
@@ -283,9 +303,9 @@ def keys_revoke(
 
     async def run(store: Store, _: Settings) -> bool:
         owner = next((k.tenant_id for k in await store.list_keys(tenant) if k.id == key_id), None)
-        revoked = await store.revoke_key(tenant, key_id, now_us())
-        if revoked:
-            await _audit(store, owner, "keys.delete", f"keys revoke {key_id}", {"id": key_id})
+        async with _audited(store, owner, "keys.delete", f"keys revoke {key_id}") as noted:
+            revoked = await store.revoke_key(tenant, key_id, now_us())
+            noted.after, noted.changed = {"id": key_id}, revoked
         return revoked
 
     if not with_store(run):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from switchboard.crypto import Vault
 from switchboard.envelope import Event, format_us
 from switchboard.records import NewDelivery, Wake
+from switchboard.store.unit import Unit
 
 
 class Scope(StrEnum):
@@ -226,6 +228,11 @@ class Store(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     async def batch(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]: ...
     async def batch_many(self, groups: list[tuple[str, list[Sequence[Any]]]]) -> None: ...
+    def transaction(self, *, joined: bool = True) -> AbstractAsyncContextManager[Unit]:
+        """One transaction for a whole change (store/unit.py): every statement of this context
+        (reads too) goes into it once joined; committed when the block ends, rolled back when
+        it raises."""
+        ...
 
     async def get_idempotent(
         self, tenant_id: str, key: str, now_us: int

@@ -1,15 +1,23 @@
 """The audit log, written once for both backends on the stores' generic SQL.
 
-Append-only by construction: this module offers `append`, `list_entries` and the retention job's
-`expire` (rows older than a cutoff, in chunks) and nothing that updates or deletes a given row.
+An entry is written in the same transaction as the change it records (`audited`): both are
+committed, or neither. Append-only: this module offers `append`, `list_entries` and the retention
+job's `expire` (rows older than a cutoff, in chunks) and nothing that updates or deletes a given
+row, and the database refuses UPDATE and DELETE on the table (migration 0016's triggers) except
+the retention's DELETE of rows older than the cutoff it declares in its own transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.store.queries import Sql, dumps, load_json
+
+if TYPE_CHECKING:
+    from switchboard.store import Store
 
 _COLUMNS = "id, tenant_id, at_us, key_id, key_name, ip, action, method, path, status, before, after"
 
@@ -67,6 +75,27 @@ async def append(sql: Sql, entry: AuditEntry) -> None:
     )
 
 
+@dataclass
+class Change:
+    """A change in progress: the entry to commit with it (None: nothing to record)."""
+
+    entry: AuditEntry | None = None
+
+
+@asynccontextmanager
+async def audited(store: Store, *, joined: bool = True) -> AsyncIterator[Change]:
+    """The block's writes and the entry it sets on the yielded `Change` in one transaction of
+    `store` (store/unit.py): committed together when the block ends, neither when it or the
+    entry's insert raises. `joined=False` (the API's wrapper) lets only a manage/admin key's
+    change join the transaction (`unit.join`); other requests keep their own transactions."""
+    change = Change()
+    async with store.transaction(joined=joined) as unit:
+        yield change
+        if change.entry is not None:
+            unit.joined = True
+            await append(store, change.entry)
+
+
 async def list_entries(
     sql: Sql,
     tenant_id: str,
@@ -100,11 +129,27 @@ async def list_entries(
     return [_row(r) for r in rows]
 
 
+# The one DELETE the append-only triggers let through: the retention's, of rows older than the
+# cutoff it declares first in the same transaction (PostgreSQL: a transaction-local setting;
+# SQLite, which has none: a row of audit_expiry that the transaction inserts and removes, so no
+# other connection ever sees it).
+_DECLARE = {
+    "postgres": "SELECT set_config('switchboard.audit_expire_before', ?::text, true)",
+    "sqlite": "INSERT INTO audit_expiry (before_us) VALUES (?)",
+}
+_DELETE = (
+    "DELETE FROM audit_log WHERE id IN "
+    "(SELECT id FROM audit_log WHERE at_us < ? ORDER BY at_us LIMIT ?)"
+)
+
+
 async def expire(sql: Sql, cutoff_us: int, chunk: int) -> int:
     """Delete up to `chunk` entries recorded before `cutoff_us` (the audit retention); the
     number deleted. The retention job calls it until it returns less than `chunk`."""
-    return await sql.execute(
-        "DELETE FROM audit_log WHERE id IN "
-        "(SELECT id FROM audit_log WHERE at_us < ? ORDER BY at_us LIMIT ?)",
-        (cutoff_us, chunk),
-    )
+    statements: list[tuple[str, Sequence[Any]]] = [
+        (_DECLARE[sql.dialect], (str(cutoff_us) if sql.dialect == "postgres" else cutoff_us,)),
+        (_DELETE, (cutoff_us, chunk)),
+    ]
+    if sql.dialect == "sqlite":
+        statements.append(("DELETE FROM audit_expiry WHERE before_us = ?", (cutoff_us,)))
+    return (await sql.batch(statements))[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -53,6 +54,9 @@ from switchboard.store.queries import (
     take_batch,
     type_from_row,
 )
+from switchboard.store.unit import CURRENT, Unit, current
+
+log = logging.getLogger("switchboard.store")
 
 # Seconds one statement may run: a cut connection must not hang a request forever.
 COMMAND_TIMEOUT = 10.0
@@ -149,6 +153,13 @@ def data_index_name(path: str) -> str:
     return name
 
 
+class _Unit(Unit):
+    """A change's transaction on one pooled connection, taken at its first statement."""
+
+    conn: Any = None
+    tx: Any = None
+
+
 class PostgresStore:
     backend = "postgres"
 
@@ -165,10 +176,23 @@ class PostgresStore:
     # -- connections ---------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection; driver errors leave as StoreError/StoreUnavailable."""
+    async def _connection(self, *, detached: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection; driver errors leave as StoreError/StoreUnavailable. Inside a
+        change's unit (store/unit.py) it is the unit's connection, each use in a savepoint of
+        its transaction (so a refused statement, such as a unique violation the caller answers
+        with a 409, leaves the change usable); `detached` takes a pooled one anyway."""
         if self._pool is None or self._closed:
             raise StoreUnavailable("the store is closed")
+        unit = None if detached else current(self)
+        if unit is not None:
+            async with unit.lock:
+                try:
+                    conn = await self._unit_connection(unit)
+                    async with conn.transaction():
+                        yield conn
+                except _DRIVER as exc:
+                    raise _translate(exc) from exc
+            return
         pool = self._pool
         try:
             async with pool.acquire(timeout=COMMAND_TIMEOUT) as conn:
@@ -180,6 +204,61 @@ class PostgresStore:
                 # instead of failing one request per stale connection.
                 await pool.expire_connections()
             raise error from exc
+
+    async def _unit_connection(self, unit: Unit) -> Any:
+        """The unit's connection, taken from the pool and BEGUN at its first statement."""
+        assert isinstance(unit, _Unit)
+        if unit.done:
+            raise StoreError("the change's transaction has already ended")
+        if unit.conn is None:
+            conn = await self._pool.acquire(timeout=COMMAND_TIMEOUT)
+            try:
+                tx = conn.transaction()
+                await tx.start()
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            unit.conn, unit.tx = conn, tx
+        return unit.conn
+
+    @asynccontextmanager
+    async def transaction(self, *, joined: bool = True) -> AsyncIterator[Unit]:
+        """A unit for one change (store/unit.py): committed when the block ends, rolled back
+        when it raises; `joined=False` arms it for `unit.join()` to take."""
+        unit = _Unit(self)
+        unit.joined = joined
+        token = CURRENT.set(unit)
+        try:
+            yield unit
+        except BaseException:
+            await self._end(unit, commit=False)
+            raise
+        else:
+            await self._end(unit, commit=True)
+        finally:
+            CURRENT.reset(token)
+            unit.ended.set()
+
+    async def _end(self, unit: _Unit, *, commit: bool) -> None:
+        async with unit.lock:
+            unit.done = True
+            if unit.conn is None:
+                return
+            conn, pool = unit.conn, self._pool
+            try:
+                if commit:
+                    await unit.tx.commit()
+                else:
+                    await unit.tx.rollback()
+            except _DRIVER as exc:
+                if commit:
+                    raise _translate(exc) from exc
+                log.warning("a change's rollback failed; its connection is dropped", exc_info=True)
+            finally:
+                try:
+                    await pool.release(conn)
+                except _DRIVER:
+                    conn.terminate()
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """A read; retried once when the connection was lost (reads are safe to repeat)."""
@@ -331,6 +410,9 @@ class PostgresStore:
         if self._committer is None or self._committer.done():
             raise StoreUnavailable("the store's committer has stopped")
         fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        if current(self) is not None:  # inside a change's unit: in its transaction
+            [results] = await self._commit([(events, plans if plans and any(plans) else None, fut)])
+            return results
         self._pending.append((events, plans if plans and any(plans) else None, fut))
         self._wakeup.set()
         return await fut
@@ -630,7 +712,8 @@ class PostgresStore:
                 f"cannot index data path {path!r}: use dotted letters, digits and underscores"
             )
         name = data_index_name(path)
-        async with self._connection() as conn:
+        # never inside a change's unit: CREATE INDEX CONCURRENTLY cannot run in a transaction
+        async with self._connection(detached=True) as conn:
             valid = await conn.fetchval(
                 "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                 "WHERE c.relname = $1",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -50,6 +50,7 @@ from switchboard.store.queries import (
     take_batch,
     type_from_row,
 )
+from switchboard.store.unit import CURRENT, Unit, current
 
 T = TypeVar("T")
 _INSERT = (
@@ -62,14 +63,27 @@ _ORIGINAL = "SELECT seq, received_us FROM events WHERE tenant_id = ? AND source 
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     """A write transaction taken at once (BEGIN IMMEDIATE): committed if the block ends,
-    rolled back if it raises."""
-    conn.execute("BEGIN IMMEDIATE")
+    rolled back if it raises. Inside a change's unit (store/unit.py) it is a savepoint of it."""
+    begin, end, undo = (
+        ("SAVEPOINT batch", "RELEASE batch", "ROLLBACK TO batch; RELEASE batch")
+        if conn.in_transaction
+        else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+    )
+    conn.execute(begin)
     try:
         yield
-        conn.execute("COMMIT")
+        conn.execute(end)
     except BaseException:
-        conn.execute("ROLLBACK")
+        for statement in undo.split("; "):
+            conn.execute(statement)
         raise
+
+
+class _Unit(Unit):
+    """A change's transaction on the writer connection; BEGIN at its first statement, which
+    takes the writer from everything else until COMMIT or ROLLBACK."""
+
+    begun = False
 
 
 # one append() waiting for the group commit: its events, their rows (made on the event loop,
@@ -96,6 +110,9 @@ class SqliteStore:
         self._wakeup: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
+        # one user of the writer connection at a time: a statement, a group commit, or a
+        # change's whole unit (store/unit.py) from its first statement to its COMMIT
+        self._writer_lock = asyncio.Lock()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -113,6 +130,80 @@ class SqliteStore:
         return conn
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on a connection of `pool`: the writer's under the writer lock, or inside the
+        change's unit (on the writer, reads included) when one has joined this context."""
+        unit = current(self)
+        if unit is not None:
+            return await self._in_unit(unit, fn)
+        if pool is self._writer:
+            async with self._writer_lock:
+                return await self._call(pool, fn)
+        return await self._call(pool, fn)
+
+    async def _in_unit(self, unit: Unit, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert isinstance(unit, _Unit)
+
+        def within(c: sqlite3.Connection) -> T:
+            if not c.in_transaction:  # SQLite rolled the whole transaction back (disk full, …)
+                raise StoreUnavailable("SQLite: the change's transaction was rolled back")
+            return fn(c)
+
+        async with unit.lock:
+            if unit.done:
+                raise StoreError("the change's transaction has already ended")
+            if not unit.begun:
+                await self._writer_lock.acquire()
+                try:
+                    await self._call(self._writer, lambda c: c.execute("BEGIN IMMEDIATE"))
+                except BaseException:
+                    self._writer_lock.release()
+                    raise
+                unit.begun = True
+            return await self._call(self._writer, within)
+
+    @asynccontextmanager
+    async def transaction(self, *, joined: bool = True) -> AsyncIterator[Unit]:
+        """A unit for one change (store/unit.py): committed when the block ends, rolled back
+        when it raises; `joined=False` arms it for `unit.join()` to take."""
+        unit = _Unit(self)
+        unit.joined = joined
+        token = CURRENT.set(unit)
+        try:
+            yield unit
+        except BaseException:
+            await self._end(unit, commit=False)
+            raise
+        else:
+            await self._end(unit, commit=True)
+        finally:
+            CURRENT.reset(token)
+            unit.ended.set()
+
+    async def _end(self, unit: _Unit, *, commit: bool) -> None:
+        def finish(c: sqlite3.Connection) -> None:
+            if not commit:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                return
+            if not c.in_transaction:
+                raise StoreUnavailable("SQLite: the change's transaction was rolled back")
+            try:
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+        async with unit.lock:
+            unit.done = True
+            if not unit.begun:
+                return
+            try:
+                await self._call(self._writer, finish)
+            finally:
+                self._writer_lock.release()
+
+    async def _call(self, pool: ThreadPoolExecutor, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             try:
                 return fn(self._connect())
@@ -215,6 +306,10 @@ class SqliteStore:
             raise StoreUnavailable("the store is closed")
         fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         rows = [insert_row(e) for e in events]
+        if current(self) is not None:  # inside a change's unit, which holds the writer
+            queued = (events, rows, plans if plans and any(plans) else None, fut)
+            [results] = await self._run(self._writer, partial(self._commit, batch=[queued]))
+            return results
         self._pending.append((events, rows, plans if plans and any(plans) else None, fut))
         self._wakeup.set()
         return await fut

@@ -207,8 +207,9 @@ PICKED: dict[str, Any] = {
 async def dlq_retry(d: Pages, request: Request, viewer: Viewer, form: Form) -> Response:
     h = hub(request)
     ids = await _picked(request, viewer, form)
-    n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us()) if ids else 0
-    await actions.audited(request, viewer, "/v1/dlq/retry", {"ids": ids, "requeued": n})
+    async with actions.audited_action(request, viewer, "/v1/dlq/retry") as after:
+        n = await h.deliveries.requeue(viewer.tenant_id, ids, now_us()) if ids else 0
+        after.update(ids=ids, requeued=n)
     if h.worker is not None:
         h.worker.wakeup.set()
     return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} requeued"}), 303)
@@ -225,8 +226,9 @@ async def dlq_retry(d: Pages, request: Request, viewer: Viewer, form: Form) -> R
 async def dlq_archive(d: Pages, request: Request, viewer: Viewer, form: Form) -> Response:
     h = hub(request)
     ids = await _picked(request, viewer, form)
-    n = await h.deliveries.archive(viewer.tenant_id, ids, now_us()) if ids else 0
-    await actions.audited(request, viewer, "/v1/dlq/archive", {"ids": ids, "archived": n})
+    async with actions.audited_action(request, viewer, "/v1/dlq/archive") as after:
+        n = await h.deliveries.archive(viewer.tenant_id, ids, now_us()) if ids else 0
+        after.update(ids=ids, archived=n)
     return RedirectResponse("/ui/dlq?" + urlencode({"done": f"{n} archived"}), 303)
 
 

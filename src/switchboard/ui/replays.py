@@ -120,8 +120,9 @@ async def submit(dashboard: Pages, request: Request, viewer: Viewer, form: Form)
     if dry:
         plan = await shown(request, viewer, "/v1/replays", await replay.dry_run(h, spec))
         return await _render(dashboard, request, viewer, values, plan, "")
-    started = await replay.start(h, spec)
-    await actions.audited(request, viewer, "/v1/replays", {"id": started["id"]})
+    async with actions.audited_action(request, viewer, "/v1/replays") as after:
+        started = await replay.start(h, spec)
+        after["id"] = started["id"]
     return RedirectResponse(f"/ui/replays/{started['id']}", status_code=303)
 
 
