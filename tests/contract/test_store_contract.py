@@ -652,8 +652,7 @@ async def test_a_claims_generic_plan_reads_no_table_whole(pg_url: str) -> None:
             empty = {
                 r[0]
                 for r in await conn.fetch(
-                    "SELECT relname FROM pg_class WHERE relkind = 'r' "
-                    "AND pg_relation_size(oid) = 0"
+                    "SELECT relname FROM pg_class WHERE relkind = 'r' AND pg_relation_size(oid) = 0"
                 )
             }
             assert _scanned_tables(plan) - empty == set(), (skipped, plan)
