@@ -80,11 +80,12 @@ async def expire_events(
     of_events = f"SELECT id FROM deliveries WHERE tenant_id = ? AND event_seq IN ({marks})"
     keys: list[tuple[str, tuple[Any, ...]]] = []
     if sql.dialect == "postgres":
-        pairs = ", ".join("(?, ?, ?)" for _ in rows)
         keys.append(
             (
-                f"DELETE FROM event_keys WHERE tenant_id = ? AND (id, source, seq) IN ({pairs})",
-                (tenant_id, *(v for r in rows for v in (r[1], r[2], int(r[0])))),
+                "DELETE FROM event_keys x USING unnest(?::text[], ?::text[], ?::bigint[]) "
+                "AS k(id, source, seq) WHERE x.tenant_id = ? AND x.id = k.id "
+                "AND x.source = k.source AND x.seq = k.seq",
+                ([r[1] for r in rows], [r[2] for r in rows], seqs, tenant_id),
             )
         )
     counts = await sql.batch(
