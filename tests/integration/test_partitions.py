@@ -6,6 +6,7 @@ month that mixes retentions to the chunked deletes, and the months ahead are cre
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,75 @@ def test_names_of_months() -> None:
         1_767_225_600_000_000,
     )
     assert month_index(m.end_us - 1) == month_index(m.start_us)
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = []
+    stack = [plan]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "Node Type" in item:
+                nodes.append(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return nodes
+
+
+async def test_reads_by_id_and_by_seq_use_indexes_in_every_month(pg_store: PostgresStore) -> None:
+    """GET /v1/events/{id} goes through the key's row to one month; a read by seq (deliveries,
+    the UI, exports) probes each month's primary key; neither scans a month that has rows."""
+    from switchboard.store.postgres import _BY_ID
+    from switchboard.store.queries import EVENT_COLUMNS, render
+
+    last = months_ago(1)
+    async with pg_store.connection() as conn:
+        await ensure_month(conn, last)
+    for received in (last.start_us, now_us()):
+        for start in range(0, 3000, 500):
+            await pg_store.append(
+                [event("t1", f"{received}-{n}", received + n) for n in range(start, start + 500)]
+            )
+    async with pg_store.connection() as conn:
+        await conn.execute("ANALYZE")
+        full = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' AND pg_relation_size(oid) > 0"
+            )
+        }
+        reads = [
+            (_BY_ID + " ORDER BY k.seq DESC LIMIT 1", "t1", f"{last.start_us}-7"),
+            (
+                render(f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq = ?"),
+                "t1",
+                9,
+            ),
+            (
+                render(
+                    "SELECT d.id FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id "
+                    "AND e.seq = d.event_seq WHERE d.tenant_id = ? LIMIT 50"
+                ),
+                "t1",
+            ),
+        ]
+        for sql_text, *params in reads:
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql_text, *params)
+            nodes = _plan_nodes(json.loads(plan))
+            scanned = {n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}
+            assert not scanned & full, (sql_text, scanned & full)
+        by_id = _plan_nodes(
+            json.loads(
+                await conn.fetchval(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + _BY_ID, "t1", f"{last.start_us}-7"
+                )
+            )
+        )
+        # one month read: the others' scans are never executed (run-time pruning)
+        ran = {
+            n["Relation Name"]
+            for n in by_id
+            if n.get("Relation Name", "").startswith("events_") and n.get("Actual Loops", 0) > 0
+        }
+        assert ran == {last.name}
