@@ -11,6 +11,8 @@ PostgreSQL backend's own CPU per event (utime + stime of its process, from /proc
 count time spent waiting for the CPU, so it moves less with the load). Prints one JSON line: the
 medians and their ratio (partitioned / plain), and the disk bytes per event of each (the events
 table with every partition and index, plus `event_keys` with its index, after VACUUM ANALYZE).
+A third database at head takes the same events into the months without any dedup key (the 0012
+statement without ON CONFLICT, `event_keys` left empty): what the months cost by themselves.
 
 Run: ``python -m benchmarks.partitions [EVENTS] [BATCH] [ROUNDS]`` (200000, 100, 10).
 """
@@ -40,11 +42,14 @@ _PLAIN_INSERT = (
 )
 
 
-def _plain_insert() -> str:
+def _plain_insert(dedup: bool = True) -> str:
+    """The statement before 0013; without `dedup`, the same without ON CONFLICT (for the
+    partitioned table with no key table: what the months cost by themselves)."""
     from switchboard.store.postgres import _ARRAYS, _COLUMN_TYPES, _NAMES
 
     selected = ", ".join(f"{c}::jsonb" if _COLUMN_TYPES.get(c) == "jsonb" else c for c in _NAMES)
-    return _PLAIN_INSERT.format(cols=INSERT_COLUMNS, selected=selected, arrays=_ARRAYS)
+    sql = _PLAIN_INSERT.format(cols=INSERT_COLUMNS, selected=selected, arrays=_ARRAYS)
+    return sql if dedup else sql.replace(" ON CONFLICT (tenant_id, source, id) DO NOTHING", "")
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -69,16 +74,21 @@ async def _size(conn: Any) -> int:
 
 
 async def _run(
-    plain_url: str, parted_url: str, events: int, batch: int, rounds: int
+    plain_url: str, parted_url: str, bare_url: str, events: int, batch: int, rounds: int
 ) -> dict[str, Any]:
     import asyncpg
 
     from switchboard.store.postgres import _INSERT
 
-    statements = {"plain": _plain_insert(), "partitioned": _INSERT}
+    statements = {
+        "plain": _plain_insert(),
+        "partitioned": _INSERT,
+        "months_only": _plain_insert(dedup=False),
+    }
     conns = {
         "plain": await asyncpg.connect(plain_url),
         "partitioned": await asyncpg.connect(parted_url),
+        "months_only": await asyncpg.connect(bare_url),
     }
     try:
         pids = {k: await c.fetchval("SELECT pg_backend_pid()") for k, c in conns.items()}
@@ -96,7 +106,8 @@ async def _run(
                 ]
                 n += batch
                 columns = [list(c) for c in zip(*rows, strict=True)]
-                for kind in ("plain", "partitioned") if n % 2 else ("partitioned", "plain"):
+                kinds = list(conns)
+                for kind in kinds[n // batch % 3 :] + kinds[: n // batch % 3]:  # in turn first
                     conn = conns[kind]
                     c0, t0 = _cpu_seconds(pids[kind]), time.perf_counter()
                     async with conn.transaction():
@@ -123,6 +134,7 @@ async def _run(
             "cpu_ratio": med_cpu["partitioned"] / med_cpu["plain"],
             "bytes_per_event": sizes,
             "disk_ratio": sizes["partitioned"] / sizes["plain"],
+            "months_only_cpu_ratio": med_cpu["months_only"] / med_cpu["plain"],
             "load_average": os.getloadavg(),
         }
     finally:
@@ -142,10 +154,12 @@ def main() -> None:
         tempfile.TemporaryDirectory() as work,
         fresh_database("postgres", Path(work), "plain") as plain,
         fresh_database("postgres", Path(work), "parted") as parted,
+        fresh_database("postgres", Path(work), "bare") as bare,
     ):
         command.upgrade(_config(plain), "0012")
         command.upgrade(_config(parted), "head")
-        figure = asyncio.run(_run(plain, parted, events, batch, rounds))
+        command.upgrade(_config(bare), "head")
+        figure = asyncio.run(_run(plain, parted, bare, events, batch, rounds))
     print(json.dumps(figure))
 
 
