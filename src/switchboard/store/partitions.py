@@ -10,7 +10,9 @@ Each pass of the retention job (`upkeep`):
 
 1. creates the current month and the next AHEAD months if missing (an empty table attached
    under SHARE UPDATE EXCLUSIVE, which ingest does not wait for; rows of that month that went to
-   the DEFAULT partition meanwhile are moved into it in the same transaction);
+   the DEFAULT partition meanwhile are moved into it in the same transaction, which locks that
+   partition, so the whole step waits at most LOCK_TIMEOUT_MS for its locks, else the next pass
+   tries again);
 2. for each month that ended more than a day ago, drops it whole when every row in it is past
    its retention: for every (tenant, type) with rows in the month, the newest `time` there is
    before that tenant and type's cutoff, and no row is still waited for (a delivery pending,
@@ -96,7 +98,7 @@ async def months(conn: Any) -> list[Month]:
 async def ensure_month(conn: Any, m: Month) -> bool:
     """Create and attach the partition of month `m` unless it exists; True if it was made."""
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS * 10}")
+        await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         if any(p.name == m.name for p in await months(conn)):
             return False
         await conn.execute(
@@ -254,7 +256,10 @@ async def upkeep(
         try:
             current = month_index(now_us)
             for index in range(current, current + ahead + 1):
-                await ensure_month(conn, month(index))
+                try:
+                    await ensure_month(conn, month(index))
+                except asyncpg.LockNotAvailableError:  # readers held the default partition
+                    log.info("partition not created yet", extra={"action": "partition_wait"})
             for m in await months(conn):
                 if m.end_us > now_us - SETTLE_US:
                     break
