@@ -119,8 +119,9 @@ def with_destination(url: str, key: str) -> None:
 
 
 def disk(db: str) -> dict[str, Any]:
-    """pg_total_relation_size('events') / count(*), beside the mean size of the stored events
-    as JSON (the envelope `GET /v1/events` returns) and as the client sent them."""
+    """The bytes of the events (every month, every index, and the dedup keys) / count(*),
+    beside the mean size of the stored events as JSON (the envelope `GET /v1/events` returns)
+    and as the client sent them."""
     from benchmarks.events import document
     from switchboard.store.queries import EVENT_COLUMNS, event_from_row
 
@@ -129,14 +130,21 @@ def disk(db: str) -> dict[str, Any]:
 
         conn = await asyncpg.connect(db)
         try:
-            await conn.execute("VACUUM (ANALYZE) events")
+            await conn.execute("VACUUM (ANALYZE) events, event_keys")
+            # events is partitioned by month (migration 0013): its size is its months', and the
+            # dedup keys live in event_keys
             total, heap, indexes, count = await conn.fetchrow(
-                "SELECT pg_total_relation_size('events'), pg_table_size('events'), "
-                "pg_indexes_size('events'), (SELECT count(*) FROM events)"
+                "SELECT (sum(pg_total_relation_size(relid)) "
+                "+ pg_total_relation_size('event_keys'))::bigint, "
+                "(sum(pg_table_size(relid)) + pg_table_size('event_keys'))::bigint, "
+                "(sum(pg_indexes_size(relid)) + pg_indexes_size('event_keys'))::bigint, "
+                "(SELECT count(*) FROM events) FROM pg_partition_tree('events') WHERE isleaf"
             )
             index_sizes = await conn.fetch(
-                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) "
-                "FROM pg_index WHERE indrelid = 'events'::regclass ORDER BY 2 DESC"
+                "SELECT indexrelid::regclass::text, coalesce((SELECT sum(pg_relation_size(relid)) "
+                "FROM pg_partition_tree(indexrelid)), pg_relation_size(indexrelid))::bigint "
+                "FROM pg_index WHERE indrelid IN ('events'::regclass, 'event_keys'::regclass) "
+                "ORDER BY 2 DESC"
             )
             sample = await conn.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq LIMIT 10000"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from switchboard.config import Settings
 from switchboard.envelope import now_us as clock_us
-from switchboard.retention import DAY_US, Pace, event_cutoffs, type_retentions
+from switchboard.errors import StoreError
+from switchboard.retention import DAY_US, Cutoffs, Pace, event_cutoffs, type_retentions
 from switchboard.store import Store
+from switchboard.store import partitions as months
 from switchboard.store import retention as sql
 from switchboard.store.audit import expire as expire_audit
 
@@ -32,9 +34,19 @@ async def run_once(hub: Host, now_us: int) -> dict[str, int]:
     budget = settings.retention_chunk_ms / 1000 if store.backend == "sqlite" else 0.0
     pace = Pace(max(1, settings.retention_chunk), budget)
     deleted = {"events": 0, "attempts": 0, "inbound_requests": 0, "audit_log": 0}
+    rules: dict[str, Cutoffs] = {}
     for tenant_id, tenant_days in await sql.tenant_retentions(store):
         type_days = type_retentions(await store.list_types(("*", tenant_id)))
-        cutoffs = event_cutoffs(now_us, type_days, tenant_days, settings.retention_floor_days)
+        rules[tenant_id] = event_cutoffs(
+            now_us, type_days, tenant_days, settings.retention_floor_days
+        )
+    if store.backend == "postgres":
+        # whole months first (store/partitions.py): what is left is deleted row by row below
+        try:
+            deleted["events"] += await months.upkeep(cast(Any, store), now_us, rules)
+        except StoreError:  # the chunked deletes below still run; the months at the next pass
+            log.exception("partition upkeep failed", extra={"action": "retention_failed"})
+    for tenant_id, cutoffs in rules.items():
         for name, cutoff in cutoffs.by_type.items():
             deleted["events"] += await pace.drain(
                 sql.expire_events, store, tenant_id, cutoff, type_=name

@@ -648,6 +648,13 @@ async def test_a_claims_generic_plan_reads_no_table_whole(pg_url: str) -> None:
             finally:
                 await tx.rollback()
             assert plan[0]["Plan"]["Actual Rows"] == 192
-            assert _scanned_tables(plan) == set(), (skipped, plan)
+            # the months of the partitioned events table created ahead have no page to read
+            empty = {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT relname FROM pg_class WHERE relkind = 'r' AND pg_relation_size(oid) = 0"
+                )
+            }
+            assert _scanned_tables(plan) - empty == set(), (skipped, plan)
     finally:
         await conn.close()

@@ -165,9 +165,16 @@ async def _referred_events(hub: Hub, tenant_id: str, ids: set[str], seqs: set[in
         if not values:
             continue
         marks = ", ".join("?" * len(values))
+        where, params = f"{column} IN ({marks})", [tenant_id, *values]
+        if column == "id" and hub.store.dialect == "postgres":
+            # events are partitioned by month there (migration 0013): their keys find them
+            where = (
+                "(seq, received_us) IN (SELECT seq, received_us FROM event_keys "
+                f"WHERE tenant_id = ? AND id IN ({marks}))"
+            )
+            params = [tenant_id, *params]
         rows = await hub.store.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {column} IN ({marks})",
-            [tenant_id, *values],
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {where}", params
         )
         found += [event_from_row(r) for r in rows]
     return found

@@ -3,7 +3,7 @@
 An entry is written in the same transaction as the change it records (`audited`): both are
 committed, or neither. Append-only: this module offers `append`, `list_entries` and the retention
 job's `expire` (rows older than a cutoff, in chunks) and nothing that updates or deletes a given
-row, and the database refuses UPDATE and DELETE on the table (migration 0016's triggers) except
+row, and the database refuses UPDATE and DELETE on the table (migration 0014's triggers) except
 the retention's DELETE of rows older than the cutoff it declares in its own transaction.
 """
 

@@ -2,8 +2,10 @@
 
 Concurrent ``append`` calls queue their events; one committer task writes everything queued in
 one transaction (one ``INSERT … SELECT FROM unnest(…)``) and resolves every caller after COMMIT.
-Idempotency holds across processes because the unique index on ``(tenant_id, source, id)`` decides:
-``ON CONFLICT DO NOTHING`` waits for a concurrent inserter of the same id and then skips the row.
+Idempotency holds across processes because the primary key of ``event_keys`` on
+``(tenant_id, id, source)`` decides: ``ON CONFLICT DO NOTHING`` waits for a concurrent inserter of
+the same id and then skips the row. (The events table itself is partitioned by month, which a
+unique index across it would have to include; `partitions.py` keeps the months.)
 """
 
 from __future__ import annotations
@@ -77,13 +79,26 @@ _ARRAYS = ", ".join(
     f"${i}::{'bigint' if _COLUMN_TYPES.get(c) == 'bigint' else 'text'}[]"
     for i, c in enumerate(_NAMES, start=1)
 )
-_SELECTED = ", ".join(f"{c}::jsonb" if _COLUMN_TYPES.get(c) == "jsonb" else c for c in _NAMES)
-# One statement for the whole batch; WITH ORDINALITY + ORDER BY gives seq in input order.
+_SELECTED = ", ".join(
+    f"u.{c}::jsonb" if _COLUMN_TYPES.get(c) == "jsonb" else f"u.{c}" for c in _NAMES
+)
+# One statement for the whole batch. The events table is partitioned by month (migration 0013)
+# and a unique index on it would have to hold the month, so the dedup key lives in `event_keys`:
+# the batch's keys go in first, in input order (so seq follows it), and only the rows whose key
+# went in become events, under the seq their key drew. ``ON CONFLICT DO NOTHING`` there waits for
+# a concurrent inserter of the same key and then skips the row, as it did on the events table.
 _INSERT = (
-    f"INSERT INTO events ({INSERT_COLUMNS}) "
-    f"SELECT {_SELECTED} FROM unnest({_ARRAYS}) WITH ORDINALITY AS u({INSERT_COLUMNS}, ord) "
-    "ORDER BY ord "
-    "ON CONFLICT (tenant_id, source, id) DO NOTHING "
+    f"WITH u AS MATERIALIZED (SELECT * FROM unnest({_ARRAYS}) WITH ORDINALITY "
+    f"AS u({INSERT_COLUMNS}, ord)), "
+    "k AS (INSERT INTO event_keys (tenant_id, id, source, seq, received_us) "
+    "SELECT u.tenant_id, u.id, u.source, nextval('events_seq_seq'), u.received_us "
+    "FROM u ORDER BY u.ord "
+    "ON CONFLICT (tenant_id, id, source) DO NOTHING "
+    "RETURNING tenant_id, id, source, seq) "
+    f"INSERT INTO events (seq, {INSERT_COLUMNS}) "
+    f"SELECT k.seq, {_SELECTED} FROM k JOIN u "
+    "ON u.tenant_id = k.tenant_id AND u.id = k.id AND u.source = k.source "
+    "ORDER BY k.seq "
     "RETURNING seq, tenant_id, source, id"
 )
 # The originals of the rows the INSERT skipped; a new statement, so under READ COMMITTED it sees
@@ -91,7 +106,24 @@ _INSERT = (
 _ORIGINALS = (
     "SELECT k.tenant_id, k.source, k.id, e.seq, e.received_us "
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, source, id) "
-    "JOIN events e ON e.tenant_id = k.tenant_id AND e.source = k.source AND e.id = k.id"
+    "JOIN event_keys e ON e.tenant_id = k.tenant_id AND e.id = k.id AND e.source = k.source"
+)
+# GET /v1/events/{id}: the key's row names the event's seq and month, so one partition is read
+_BY_ID = (
+    f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
+    "FROM event_keys k JOIN events e ON e.seq = k.seq AND e.received_us = k.received_us "
+    "WHERE k.tenant_id = $1 AND k.id = $2 AND e.tenant_id = $1"
+)
+# Each partition of events, the name of its part of data index $1 (the partition's name and
+# suffix $2), whether that part is valid (NULL: not there) and whether it is attached to $1.
+_DATA_INDEX_PARTS = (
+    "SELECT p.relname, p.relname || '_' || $2, c.indisvalid, "
+    "EXISTS (SELECT 1 FROM pg_inherits a JOIN pg_class pc ON pc.oid = a.inhparent "
+    "WHERE a.inhrelid = c.indexrelid AND pc.relname = $1) "
+    "FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhrelid "
+    "LEFT JOIN (SELECT x.indisvalid, x.indexrelid, xc.relname FROM pg_index x "
+    "JOIN pg_class xc ON xc.oid = x.indexrelid) c ON c.relname = p.relname || '_' || $2 "
+    "WHERE h.inhparent = 'events'::regclass ORDER BY p.relname"
 )
 _TYPE_COLUMNS = "scope, name, catalog, spec, updated_us"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,63}(?!\n)$")
@@ -260,6 +292,13 @@ class PostgresStore:
                 except _DRIVER:
                     conn.terminate()
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection for work the generic SQL cannot express (DDL under a
+        lock timeout, advisory locks: `partitions.py`), never a change's unit's."""
+        async with self._connection(detached=True) as conn:
+            yield conn
+
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """A read; retried once when the connection was lost (reads are safe to repeat)."""
         for attempt in (1, 2):
@@ -378,7 +417,9 @@ class PostgresStore:
                 return Health(revision == head, self.backend, revision, head)
             small = await self._fetch(
                 "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM event_types), "
-                "(SELECT reltuples::bigint FROM pg_class WHERE oid = 'events'::regclass)"
+                # the months' estimates: a partitioned table has none of its own (0013)
+                "(SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass)"
             )
             tenants, types, estimate = small[0]
             # reltuples is -1 before the first ANALYZE and rough on small tables; a small table
@@ -634,12 +675,12 @@ class PostgresStore:
     # -- events --------------------------------------------------------------------------------
 
     async def get_event(self, tenant_id: str, event_id: str, source: str | None) -> Event | None:
-        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2"
+        sql = _BY_ID
         params: list[Any] = [tenant_id, event_id]
         if source is not None:
-            sql += " AND source = $3"
+            sql += " AND k.source = $3"
             params.append(source)
-        rows = await self._fetch(sql + " ORDER BY seq DESC LIMIT 1", *params)
+        rows = await self._fetch(sql + " ORDER BY k.seq DESC LIMIT 1", *params)
         return event_from_row(rows[0]) if rows else None
 
     async def list_events(self, tenant_id: str, query: EventQuery) -> list[Event]:
@@ -701,7 +742,13 @@ class PostgresStore:
         return [type_from_row(r) for r in rows]
 
     async def ensure_data_index(self, path: str) -> bool:
-        """CREATE INDEX CONCURRENTLY on (tenant_id, data #>> '{a,b}'), so ingest keeps writing.
+        """An index on (tenant_id, data #>> '{a,b}') that ingest keeps writing through.
+
+        The events table is partitioned (migration 0013), where CREATE INDEX CONCURRENTLY cannot
+        go; so the index is declared on the parent alone (invalid, and instant), built
+        CONCURRENTLY on each month's partition and attached, and becomes valid when every
+        partition has it. Partitions created later get it with their other indexes. Each step
+        is repeatable, so an interrupted build is finished by the next call.
 
         The path is validated segment by segment (letters, digits, underscore) because it is
         spliced into DDL, where parameters cannot go.
@@ -712,6 +759,8 @@ class PostgresStore:
                 f"cannot index data path {path!r}: use dotted letters, digits and underscores"
             )
         name = data_index_name(path)
+        columns = f"(tenant_id, (data #>> '{{{','.join(segments)}}}'))"
+        suffix = hashlib.sha256(name.encode()).hexdigest()[:12]
         # never inside a change's unit: CREATE INDEX CONCURRENTLY cannot run in a transaction
         async with self._connection(detached=True) as conn:
             valid = await conn.fetchval(
@@ -721,15 +770,25 @@ class PostgresStore:
             )
             if valid is True:
                 return True
-            if valid is False:  # a concurrent build that was interrupted leaves an invalid index
-                await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             # UniqueViolation: another process created the same index at the same moment
-            with contextlib.suppress(asyncpg.UniqueViolationError):
-                await conn.execute(
-                    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} "
-                    f"ON events (tenant_id, (data #>> '{{{','.join(segments)}}}'))",
-                    timeout=INDEX_TIMEOUT,
-                )
+            with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON ONLY events {columns}")
+            parts = await conn.fetch(_DATA_INDEX_PARTS, name, suffix)
+            for partition, child, child_valid, attached in parts:
+                if child_valid is False:  # a concurrent build that was interrupted
+                    await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {child}")
+                if not child_valid:
+                    with contextlib.suppress(
+                        asyncpg.UniqueViolationError, asyncpg.DuplicateTableError
+                    ):
+                        await conn.execute(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {child} "
+                            f"ON {partition} {columns}",
+                            timeout=INDEX_TIMEOUT,
+                        )
+                if not attached:
+                    with contextlib.suppress(asyncpg.ObjectInUseError):
+                        await conn.execute(f"ALTER INDEX {name} ATTACH PARTITION {child}")
         return True
 
     # -- idempotency keys ----------------------------------------------------------------------

@@ -67,8 +67,10 @@ async def expire_events(
     if protected:
         where.append(f"seq NOT IN ({', '.join('?' * len(protected))})")
         params.extend(int(r[0]) for r in protected)
+    # PostgreSQL keeps the dedup keys apart from the partitioned events (migration 0013)
+    columns = "seq, id, source" if sql.dialect == "postgres" else "seq"
     rows = await sql.fetch(
-        f"SELECT seq FROM events WHERE {' AND '.join(where)} ORDER BY time_us, seq LIMIT ?",
+        f"SELECT {columns} FROM events WHERE {' AND '.join(where)} ORDER BY time_us, seq LIMIT ?",
         (*params, chunk),
     )
     seqs = [int(r[0]) for r in rows]
@@ -76,8 +78,19 @@ async def expire_events(
         return 0
     marks = ", ".join("?" * len(seqs))
     of_events = f"SELECT id FROM deliveries WHERE tenant_id = ? AND event_seq IN ({marks})"
+    keys: list[tuple[str, tuple[Any, ...]]] = []
+    if sql.dialect == "postgres":
+        keys.append(
+            (
+                "DELETE FROM event_keys x USING unnest(?::text[], ?::text[], ?::bigint[]) "
+                "AS k(id, source, seq) WHERE x.tenant_id = ? AND x.id = k.id "
+                "AND x.source = k.source AND x.seq = k.seq",
+                ([r[1] for r in rows], [r[2] for r in rows], seqs, tenant_id),
+            )
+        )
     counts = await sql.batch(
         [
+            *keys,
             (f"DELETE FROM attempts WHERE delivery_id IN ({of_events})", (tenant_id, *seqs)),
             (f"DELETE FROM inbox_items WHERE delivery_id IN ({of_events})", (tenant_id, *seqs)),
             (

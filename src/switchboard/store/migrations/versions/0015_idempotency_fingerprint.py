@@ -2,11 +2,10 @@
 CloudEvents `ce-*` headers and body), so the same key sent with another request is refused
 instead of answered with the first request's stored response.
 
-Revision ID: 0017
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-04
 
-(`down_revision` names 0012, the head when this was written; a merge re-chains it.)
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

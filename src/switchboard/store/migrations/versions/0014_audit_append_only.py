@@ -8,11 +8,10 @@ statement trigger refuses TRUNCATE. SQLite has no session settings: the retentio
 cutoff into `audit_expiry` and removes it in the same transaction (SQLite has one writer, and no
 other connection sees an uncommitted row), and the DELETE trigger checks that table.
 
-Revision ID: 0016
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-04
 
-(`down_revision` names 0012, the head when this branch was cut; the merge re-chains it.)
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

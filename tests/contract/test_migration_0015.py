@@ -1,4 +1,4 @@
-"""Migration 0017 on a database that already holds idempotency keys: a key stored before it has
+"""Migration 0015 on a database that already holds idempotency keys: a key stored before it has
 no request fingerprint and keeps replaying its stored answer; the downgrade keeps the keys."""
 
 from __future__ import annotations
