@@ -37,7 +37,12 @@ from switchboard.store import (
     group_statements,
 )
 from switchboard.store import migrate as migrations
-from switchboard.store.automations import WAKE_ALL_POSTGRES, wake_arrays, wake_targets
+from switchboard.store.automations import (
+    WAKE_ALL_POSTGRES,
+    RunStart,
+    wake_arrays,
+    wake_targets,
+)
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
@@ -429,6 +434,7 @@ class PostgresStore:
                 deliveries: list[tuple[Any, ...]] = []
                 hooks: list[tuple[str, tuple[Any, ...]]] = []
                 wakes: list[tuple[Wake, int]] = []
+                notify = False  # the commit makes deliveries: routed, or an automation's sends
                 for r in await conn.fetch(_INSERT, *columns):
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
@@ -438,12 +444,14 @@ class PostgresStore:
                             continue
                         if not isinstance(d, NewDelivery):
                             hooks += d.statements(r["seq"], unique[key].received_us)
+                            notify = notify or (isinstance(d, RunStart) and d.delivers)
                             continue
                         deliveries.append(
                             delivery_params(replace(d, event_seq=r["seq"]), unique[key].received_us)
                         )
                 if deliveries:
                     await conn.executemany(_INSERT_DELIVERY, deliveries)
+                if deliveries or notify:
                     # wakes workers in other processes, delivered at COMMIT (and only then)
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
                 for sql, rows in group_statements(hooks):
