@@ -211,10 +211,18 @@ class PostgresStore:
         """Rows of a query written with `?` (and `?j` for JSON text) placeholders."""
         return [tuple(r) for r in await self._fetch(render(sql), *params)]
 
-    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a writing statement (UPDATE … RETURNING); never retried."""
+    async def fetch_write(
+        self, sql: str, params: Sequence[Any] = (), *, durable: bool = True
+    ) -> list[Any]:
+        """Rows of a writing statement (UPDATE … RETURNING); never retried. `durable=False`:
+        in a transaction with `synchronous_commit = off` (the commit does not wait for the WAL
+        flush; a later synchronous commit flushes it with its own)."""
         async with self._connection() as conn:
-            return [tuple(r) for r in await conn.fetch(render(sql), *params)]
+            if durable:
+                return [tuple(r) for r in await conn.fetch(render(sql), *params)]
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                return [tuple(r) for r in await conn.fetch(render(sql), *params)]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         status = await self._execute(render(sql), *params)
