@@ -252,23 +252,30 @@ class _Receiver:
         await self._runner.cleanup()
 
 
-def _claims(hub: Hub) -> dict[str, int]:
-    """When the worker's claims return each delivery (delivery id → µs): the worker's own
-    claim, timed around; nothing else of it changes."""
-    assert hub.worker is not None
-    deliveries = hub.worker.deliveries
-    claim = deliveries.claim
-    at: dict[str, int] = {}
+class _Claims:
+    """When the worker's claims return each delivery (delivery id → µs), and how many claim
+    statements ran (how many came back empty): the worker's own claim, timed around."""
 
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        got = await claim(*args, **kwargs)
-        t = now_us()
-        for delivery, _ in got:
-            at[delivery.id] = t
-        return got
+    def __init__(self, hub: Hub) -> None:
+        assert hub.worker is not None
+        deliveries = hub.worker.deliveries
+        claim = deliveries.claim
+        self.at: dict[str, int] = {}
+        self.calls = self.empty = 0
+        self.took: list[int] = []  # each claim statement's time, µs
 
-    deliveries.claim = timed  # type: ignore[method-assign]
-    return at
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = now_us()
+            got = await claim(*args, **kwargs)
+            t = now_us()
+            self.took.append(t - t0)
+            self.calls += 1
+            self.empty += not got
+            for delivery, _ in got:
+                self.at[delivery.id] = t
+            return got
+
+        deliveries.claim = timed  # type: ignore[method-assign]
 
 
 async def _first_send_setup(hub: Hub, receiver: _Receiver) -> None:
@@ -302,7 +309,7 @@ async def _paced(
     rate: int,
     seconds: float,
     receiver: _Receiver,
-    claims: dict[str, int],
+    claimed: _Claims,
 ) -> dict[str, Any]:
     """Ingest `rate` triggers a second for `seconds` (the i-th at i / rate s, each its own call)
     and wait for the receiver; the pieces of each trigger's wait, p50/p99 in ms."""
@@ -315,6 +322,8 @@ async def _paced(
     sent: dict[str, int] = {}
     acked: dict[str, int] = {}
     cpu0 = time.process_time()
+    calls0, empty0 = claimed.calls, claimed.empty
+    claimed.took.clear()
     t0 = time.perf_counter()
     lag: list[int] = []  # how late the client's loop started each call (the machine, not us)
 
@@ -337,6 +346,8 @@ async def _paced(
         await asyncio.wait_for(receiver.everything.wait(), 60)
     received = dict(receiver.received)
     cpu_us = (time.process_time() - cpu0) * 1_000_000 / n
+    calls, empty = claimed.calls - calls0, claimed.empty - empty0
+    claims = claimed.at
     await hub.worker.deliveries.writer.flush()
     rows = await hub.store.fetch(
         "SELECT e.id, d.id, d.created_us, a.started_us FROM deliveries d "
@@ -367,6 +378,12 @@ async def _paced(
         "client_lag_p99_ms": _percentiles(lag)["p99_ms"],
         # the process's CPU (every thread: client, hub, receiver) per trigger
         "cpu_us_per_trigger": round(cpu_us),
+        "claims": calls,  # claim statements the worker ran in the round
+        "empty_claims": empty,
+        "claim_statement_ms": [
+            _percentiles(claimed.took)["p50_ms"],
+            _percentiles(claimed.took)["p99_ms"],
+        ],
     }
     for name, values in pieces.items():
         if values:
@@ -387,7 +404,7 @@ async def first_send(
     await receiver.start()
     try:
         await _first_send_setup(hub, receiver)
-        claims = _claims(hub)
+        claims = _Claims(hub)
         out = []
         for round_ in range(rounds):
             for figure, tenant in (("trigger_to_first_send", "first"), ("route", "routed")):
