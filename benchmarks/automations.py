@@ -278,7 +278,7 @@ class _Claims:
         deliveries.claim = timed  # type: ignore[method-assign]
 
 
-async def _first_send_setup(hub: Hub, receiver: _Receiver) -> None:
+async def _first_send_setup(hub: Hub, receiver: _Receiver, concurrency: int) -> None:
     """Tenant `first`: an automation whose first step sends to the receiver; tenant `routed`:
     a plain route of the same type to the same receiver."""
     from switchboard.channels import Destination
@@ -287,7 +287,10 @@ async def _first_send_setup(hub: Hub, receiver: _Receiver) -> None:
     for tenant in ("first", "routed"):
         await hub.store.create_tenant(Tenant(tenant, tenant, "accept", now_us()))
         await hub.deliveries.put_destination(
-            Destination(f"dst_{tenant}", tenant, "hook", "webhook", {"url": url}), now_us()
+            Destination(
+                f"dst_{tenant}", tenant, "hook", "webhook", {"url": url}, concurrency=concurrency
+            ),
+            now_us(),
         )
     await _apply(
         hub, "first", {"name": "go", "on": "bench.go", "steps": [{"send": {"destination": "hook"}}]}
@@ -393,7 +396,7 @@ async def _paced(
 
 
 async def first_send(
-    hub: Hub, rate: int = 500, seconds: float = 5.0, rounds: int = 1
+    hub: Hub, rate: int = 500, seconds: float = 5.0, rounds: int = 1, concurrency: int = 10
 ) -> list[dict[str, Any]]:
     """Trigger → first send received, with the delivery worker and the engine running, and in
     turns with it the same ingest → received through a plain route (same receiver, same rate):
@@ -403,7 +406,7 @@ async def first_send(
     receiver = _Receiver()
     await receiver.start()
     try:
-        await _first_send_setup(hub, receiver)
+        await _first_send_setup(hub, receiver, concurrency)
         claims = _Claims(hub)
         out = []
         for round_ in range(rounds):
@@ -411,7 +414,9 @@ async def first_send(
                 got = await _paced(
                     hub, tenant, f"{tenant}{round_}", rate, seconds, receiver, claims
                 )
-                out.append({"figure": figure, "round": round_ + 1, **got})
+                out.append(
+                    {"figure": figure, "round": round_ + 1, "concurrency": concurrency, **got}
+                )
                 await asyncio.sleep(0.5)  # the engine completes the runs; the writer drains
         return out
     finally:
@@ -437,11 +442,14 @@ def _settings(url: str) -> Settings:
     )
 
 
-async def first_sends(settings: Settings, rounds: int, seconds: float) -> None:
+async def first_sends(
+    settings: Settings, rounds: int, seconds: float, concurrency: int = 10
+) -> None:
     hub = Hub(settings)
     await hub.open(worker=True)  # the delivery worker and the engine, as `switchboard serve`
     try:
-        for line in await first_send(hub, seconds=seconds, rounds=rounds):
+        got = await first_send(hub, seconds=seconds, rounds=rounds, concurrency=concurrency)
+        for line in got:
             print(json.dumps(line), flush=True)
     finally:
         await hub.close()
@@ -449,12 +457,14 @@ async def first_sends(settings: Settings, rounds: int, seconds: float) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if len(args) > 1 and args[1] == "--first-send":  # URL --first-send [ROUNDS] [SECONDS]
+    if len(args) > 1 and args[1] == "--first-send":
+        # URL --first-send [ROUNDS] [SECONDS] [CONCURRENCY (the destination's; 10 by default)]
         asyncio.run(
             first_sends(
                 _settings(args[0]),
                 int(args[2]) if len(args) > 2 else 3,
                 float(args[3]) if len(args) > 3 else 5.0,
+                int(args[4]) if len(args) > 4 else 10,
             )
         )
         sys.exit(0)
