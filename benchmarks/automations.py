@@ -220,85 +220,211 @@ async def lateness(hub: Hub, rate: int = 1000, seconds: float = 5.0) -> dict[str
     return {"figure": "timer_lateness", "timers": n, "due_per_s": rate, **_percentiles(late)}
 
 
-async def first_send(hub: Hub, rate: int = 500, seconds: float = 5.0) -> dict[str, Any]:
-    """Trigger → first send received, with the delivery worker and the engine running."""
-    from aiohttp import web
+class _Receiver:
+    """An aiohttp receiver on 127.0.0.1 that timestamps each request by its event id."""
 
+    def __init__(self) -> None:
+        self.received: dict[str, int] = {}
+        self.expected = 0
+        self.everything = asyncio.Event()
+        self.port = 0
+        self._runner: Any = None
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.received.setdefault(body["id"], now_us())
+            if len(self.received) >= self.expected:
+                self.everything.set()
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/hook", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+class _Claims:
+    """When the worker's claims return each delivery (delivery id → µs), and how many claim
+    statements ran (how many came back empty): the worker's own claim, timed around."""
+
+    def __init__(self, hub: Hub) -> None:
+        assert hub.worker is not None
+        deliveries = hub.worker.deliveries
+        claim = deliveries.claim
+        self.at: dict[str, int] = {}
+        self.calls = self.empty = 0
+        self.took: list[int] = []  # each claim statement's time, µs
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = now_us()
+            got = await claim(*args, **kwargs)
+            t = now_us()
+            self.took.append(t - t0)
+            self.calls += 1
+            self.empty += not got
+            for delivery, _ in got:
+                self.at[delivery.id] = t
+            return got
+
+        deliveries.claim = timed  # type: ignore[method-assign]
+
+
+async def _first_send_setup(hub: Hub, receiver: _Receiver, concurrency: int) -> None:
+    """Tenant `first`: an automation whose first step sends to the receiver; tenant `routed`:
+    a plain route of the same type to the same receiver."""
     from switchboard.channels import Destination
 
-    received: dict[str, int] = {}
-    n = int(rate * seconds)
-    everything = asyncio.Event()
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.json()
-        received[body["id"]] = now_us()
-        if len(received) >= n:
-            everything.set()
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await hub.store.create_tenant(Tenant("first", "first", "accept", now_us()))
-    await hub.deliveries.put_destination(
-        Destination(
-            "dst_first", "first", "hook", "webhook", {"url": f"http://127.0.0.1:{port}/hook"}
-        ),
-        now_us(),
-    )
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    for tenant in ("first", "routed"):
+        await hub.store.create_tenant(Tenant(tenant, tenant, "accept", now_us()))
+        await hub.deliveries.put_destination(
+            Destination(
+                f"dst_{tenant}", tenant, "hook", "webhook", {"url": url}, concurrency=concurrency
+            ),
+            now_us(),
+        )
     await _apply(
         hub, "first", {"name": "go", "on": "bench.go", "steps": [{"send": {"destination": "hook"}}]}
     )
-    tenant = await hub.store.get_tenant("first")
-    assert tenant is not None
-    sent: dict[str, int] = {}
-    t0 = time.perf_counter()
+    await hub.deliveries.put_route(
+        "routed",
+        "rt_routed",
+        "all",
+        {"name": "all", "types": ["bench.go"], "destination_ids": ["dst_routed"]},
+        now_us(),
+    )
+    hub.routes.forget("routed")
 
-    async def one(i: int) -> None:
-        event_id = f"go-{i}"
+
+async def _paced(
+    hub: Hub,
+    tenant_id: str,
+    prefix: str,
+    rate: int,
+    seconds: float,
+    receiver: _Receiver,
+    claimed: _Claims,
+) -> dict[str, Any]:
+    """Ingest `rate` triggers a second for `seconds` (the i-th at i / rate s, each its own call)
+    and wait for the receiver; the pieces of each trigger's wait, p50/p99 in ms."""
+    tenant = await hub.store.get_tenant(tenant_id)
+    assert tenant is not None and hub.worker is not None
+    n = int(rate * seconds)
+    receiver.received.clear()
+    receiver.expected = n
+    receiver.everything.clear()
+    sent: dict[str, int] = {}
+    acked: dict[str, int] = {}
+    cpu0 = time.process_time()
+    calls0, empty0 = claimed.calls, claimed.empty
+    claimed.took.clear()
+    t0 = time.perf_counter()
+    lag: list[int] = []  # how late the client's loop started each call (the machine, not us)
+
+    async def one(i: int, due: float) -> None:
+        event_id = f"{prefix}-{i}"
         sent[event_id] = now_us()
+        lag.append(int(max(0.0, time.perf_counter() - due) * 1_000_000))
         await hub.ingestor.ingest([{"id": event_id, "type": "bench.go", "data": {}}], tenant, "b")
+        acked[event_id] = now_us()
 
     tasks = []
     for i in range(n):  # paced: the i-th trigger at i / rate seconds
-        delay = t0 + i / rate - time.perf_counter()
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(everything.wait(), 60)
-    await runner.cleanup()
-    waits = [received[k] - sent[k] for k in sent if k in received]
-    # where the time goes: trigger → delivery row (ingest and engine), row → received (worker)
+        await asyncio.wait_for(receiver.everything.wait(), 60)
+    received = dict(receiver.received)
+    cpu_us = (time.process_time() - cpu0) * 1_000_000 / n
+    calls, empty = claimed.calls - calls0, claimed.empty - empty0
+    claims = claimed.at
+    await hub.worker.deliveries.writer.flush()
     rows = await hub.store.fetch(
-        "SELECT e.id, d.created_us FROM deliveries d JOIN events e ON e.seq = d.event_seq "
-        "WHERE d.tenant_id = 'first'",
-        (),
+        "SELECT e.id, d.id, d.created_us, a.started_us FROM deliveries d "
+        "JOIN events e ON e.seq = d.event_seq "
+        "LEFT JOIN attempts a ON a.delivery_id = d.id AND a.n = 1 "
+        "WHERE d.tenant_id = ? AND e.id LIKE ?",
+        (tenant_id, prefix + "-%"),
     )
-    made = {r[0]: r[1] for r in rows}
-    engine = [made[k] - sent[k] for k in sent if k in made]
-    worker = [received[k] - made[k] for k in made if k in received]
-    return {
-        "figure": "trigger_to_first_send",
+    pieces: dict[str, list[int]] = {
+        "call_to_ack": [],
+        "ack_to_claimed": [],
+        "claimed_to_send": [],
+        "send_to_received": [],
+    }
+    for event_id, delivery_id, _created, started in rows:
+        if event_id not in received or delivery_id not in claims or started is None:
+            continue
+        pieces["call_to_ack"].append(acked[event_id] - sent[event_id])
+        pieces["ack_to_claimed"].append(max(0, claims[delivery_id] - acked[event_id]))
+        pieces["claimed_to_send"].append(started - claims[delivery_id])
+        pieces["send_to_received"].append(received[event_id] - started)
+    waits = [received[k] - sent[k] for k in sent if k in received]
+    out: dict[str, Any] = {
         "triggers": n,
         "per_s": rate,
         "received": len(received),
         **_percentiles(waits),
-        "to_delivery_row_p99_ms": _percentiles(engine)["p99_ms"],
-        "row_to_received_p99_ms": _percentiles(worker)["p99_ms"],
+        "client_lag_p99_ms": _percentiles(lag)["p99_ms"],
+        # the process's CPU (every thread: client, hub, receiver) per trigger
+        "cpu_us_per_trigger": round(cpu_us),
+        "claims": calls,  # claim statements the worker ran in the round
+        "empty_claims": empty,
+        "claim_statement_ms": [
+            _percentiles(claimed.took)["p50_ms"],
+            _percentiles(claimed.took)["p99_ms"],
+        ],
     }
+    for name, values in pieces.items():
+        if values:
+            got = _percentiles(values)
+            out[name + "_ms"] = [got["p50_ms"], got["p99_ms"]]
+    return out
+
+
+async def first_send(
+    hub: Hub, rate: int = 500, seconds: float = 5.0, rounds: int = 1, concurrency: int = 10
+) -> list[dict[str, Any]]:
+    """Trigger → first send received, with the delivery worker and the engine running, and in
+    turns with it the same ingest → received through a plain route (same receiver, same rate):
+    if both are slow the time is the delivery worker's, if only the first, the automation's.
+    Each figure is split into its pieces: the ingest call until it returns (the commit),
+    until the worker's claim returns the delivery, until its send starts, until received."""
+    receiver = _Receiver()
+    await receiver.start()
+    try:
+        await _first_send_setup(hub, receiver, concurrency)
+        claims = _Claims(hub)
+        out = []
+        for round_ in range(rounds):
+            for figure, tenant in (("trigger_to_first_send", "first"), ("route", "routed")):
+                got = await _paced(
+                    hub, tenant, f"{tenant}{round_}", rate, seconds, receiver, claims
+                )
+                out.append(
+                    {"figure": figure, "round": round_ + 1, "concurrency": concurrency, **got}
+                )
+                await asyncio.sleep(0.5)  # the engine completes the runs; the writer drains
+        return out
+    finally:
+        await receiver.stop()
 
 
 async def main(url: str, n_timers: int, waiting: int, events: int, seconds: float) -> None:
-    settings = Settings(
-        database_url=url, key_rate=0, tenant_rate=0, internal_events="", egress_allow="127.0.0.0/8"
-    )
+    settings = _settings(url)
     hub = Hub(settings)
     await hub.open(worker=False)
     try:
@@ -307,16 +433,41 @@ async def main(url: str, n_timers: int, waiting: int, events: int, seconds: floa
         print(json.dumps(await lateness(hub, seconds=seconds)), flush=True)
     finally:
         await hub.close()
+    await first_sends(settings, 1, seconds)
+
+
+def _settings(url: str) -> Settings:
+    return Settings(
+        database_url=url, key_rate=0, tenant_rate=0, internal_events="", egress_allow="127.0.0.0/8"
+    )
+
+
+async def first_sends(
+    settings: Settings, rounds: int, seconds: float, concurrency: int = 10
+) -> None:
     hub = Hub(settings)
     await hub.open(worker=True)  # the delivery worker and the engine, as `switchboard serve`
     try:
-        print(json.dumps(await first_send(hub, seconds=seconds)), flush=True)
+        got = await first_send(hub, seconds=seconds, rounds=rounds, concurrency=concurrency)
+        for line in got:
+            print(json.dumps(line), flush=True)
     finally:
         await hub.close()
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if len(args) > 1 and args[1] == "--first-send":
+        # URL --first-send [ROUNDS] [SECONDS] [CONCURRENCY (the destination's; 10 by default)]
+        asyncio.run(
+            first_sends(
+                _settings(args[0]),
+                int(args[2]) if len(args) > 2 else 3,
+                float(args[3]) if len(args) > 3 else 5.0,
+                int(args[4]) if len(args) > 4 else 10,
+            )
+        )
+        sys.exit(0)
     asyncio.run(
         main(
             args[0],

@@ -115,13 +115,16 @@ class Worker(Recording):
 
     async def _loop(self) -> None:
         while not self._stopping:
+            # cleared before the claim, never after: a commit landing while the claim is under
+            # way (its look for due tenants already taken) leaves the wake-up set, and the
+            # wait below returns at once instead of sleeping a whole poll on new deliveries
+            self.wakeup.clear()
             try:
                 claimed = await self.claim_once()
             except Exception:  # the store is down: keep the loop alive and try again
                 log.exception("claim failed", extra={"action": "claim_failed"})
                 claimed = 0
             if claimed == 0:
-                self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.settings.worker_poll)
 

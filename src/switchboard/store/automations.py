@@ -178,6 +178,12 @@ class RunStart:
     # destination name, destination id, route id of the step's transform or None)
     sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
 
+    @property
+    def delivers(self) -> bool:
+        """Whether its statements make deliveries (the leading sends of a run not refused):
+        the commit then wakes the delivery workers of other processes, as a route's does."""
+        return bool(self.sends) and self.refused is None
+
     def statements(self, seq: int, received_us: int) -> list[Statement]:
         failed = self.refused is not None
         held = not failed and self.dedupe_key is not None

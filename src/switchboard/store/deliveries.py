@@ -423,7 +423,14 @@ class DeliveryStore:
         gone) is put in `unreadable` with the reason, for the caller to finish: it is claimed
         all the same, so it must not be left 'sending'. Without the list, such a row raises."""
         params = (lease_until_us, now_us, tenant_id, now_us, *skip_destinations, limit)
-        rows = await self.sql.fetch_write(claim_sql(self.pg, len(skip_destinations)), params)
+        # the claim need not reach the disk before the sends start: lost in a power cut, the
+        # deliveries are due again when the store comes back (at-least-once, as a lease lost
+        # with its worker); the next durable commit flushes it. One fsync less between a
+        # trigger's commit and its send (4-15 ms on the shared disk measured), and the SQLite
+        # writer, which the ingest commits wait for, spends none on claims.
+        rows = await self.sql.fetch_write(
+            claim_sql(self.pg, len(skip_destinations)), params, durable=False
+        )
         events: dict[int, Event | str] = {}
         if self.pg:  # each row: the delivery's columns, then its event's
             deliveries = []

@@ -40,7 +40,12 @@ from switchboard.store import (
     group_statements,
 )
 from switchboard.store import migrate as migrations
-from switchboard.store.automations import WAKE_ALL_POSTGRES, wake_arrays, wake_targets
+from switchboard.store.automations import (
+    WAKE_ALL_POSTGRES,
+    RunStart,
+    wake_arrays,
+    wake_targets,
+)
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
@@ -324,10 +329,18 @@ class PostgresStore:
         """Rows of a query written with `?` (and `?j` for JSON text) placeholders."""
         return [tuple(r) for r in await self._fetch(render(sql), *params)]
 
-    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a writing statement (UPDATE … RETURNING); never retried."""
+    async def fetch_write(
+        self, sql: str, params: Sequence[Any] = (), *, durable: bool = True
+    ) -> list[Any]:
+        """Rows of a writing statement (UPDATE … RETURNING); never retried. `durable=False`:
+        in a transaction with `synchronous_commit = off` (the commit does not wait for the WAL
+        flush; a later synchronous commit flushes it with its own)."""
         async with self._connection() as conn:
-            return [tuple(r) for r in await conn.fetch(render(sql), *params)]
+            if durable:
+                return [tuple(r) for r in await conn.fetch(render(sql), *params)]
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                return [tuple(r) for r in await conn.fetch(render(sql), *params)]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         status = await self._execute(render(sql), *params)
@@ -552,6 +565,7 @@ class PostgresStore:
                 deliveries: list[tuple[Any, ...]] = []
                 hooks: list[tuple[str, tuple[Any, ...]]] = []
                 wakes: list[tuple[Wake, int]] = []
+                notify = False  # the commit makes deliveries: routed, or an automation's sends
                 for r in await conn.fetch(_INSERT, *columns):
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
@@ -561,12 +575,14 @@ class PostgresStore:
                             continue
                         if not isinstance(d, NewDelivery):
                             hooks += d.statements(r["seq"], unique[key].received_us)
+                            notify = notify or (isinstance(d, RunStart) and d.delivers)
                             continue
                         deliveries.append(
                             delivery_params(replace(d, event_seq=r["seq"]), unique[key].received_us)
                         )
                 if deliveries:
                     await conn.executemany(_INSERT_DELIVERY, deliveries)
+                if deliveries or notify:
                     # wakes workers in other processes, delivered at COMMIT (and only then)
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
                 for sql, rows in group_statements(hooks):

@@ -231,10 +231,24 @@ class SqliteStore:
         """Rows of a query written with `?` (and `?j` for JSON text) placeholders."""
         return await self._read(sql.replace("?j", "?"), params)
 
-    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a writing statement (UPDATE … RETURNING), on the writer connection."""
+    async def fetch_write(
+        self, sql: str, params: Sequence[Any] = (), *, durable: bool = True
+    ) -> list[Any]:
+        """Rows of a writing statement (UPDATE … RETURNING), on the writer connection.
+        `durable=False`: committed with `synchronous=NORMAL` (no fsync of the WAL; the next
+        FULL commit's fsync covers its frames too, the WAL being written in order)."""
         q = sql.replace("?j", "?")
-        return await self._run(self._writer, lambda c: c.execute(q, params).fetchall())
+        if durable or self.settings.sqlite_synchronous == "NORMAL":
+            return await self._run(self._writer, lambda c: c.execute(q, params).fetchall())
+
+        def run(c: sqlite3.Connection) -> list[Any]:
+            c.execute("PRAGMA synchronous=NORMAL")
+            try:
+                return c.execute(q, params).fetchall()
+            finally:  # the writer's other commits (ingest's among them) stay FULL
+                c.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
+
+        return await self._run(self._writer, run)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self._write(sql.replace("?j", "?"), params)
