@@ -86,6 +86,60 @@ class Run:
 _RUN_FIELDS = frozenset(f.name for f in fields(Run))
 
 
+class TriggerNotLoaded(dict[str, Any]):
+    """A run's `trigger` when the engine did not load it: its pinned version never reads the
+    trigger (`Automation.reads_trigger`). Reading it anyway is a bug, and fails loudly rather
+    than seeing an empty event."""
+
+    def _refuse(self, *_: Any) -> Any:
+        raise AssertionError("the run's trigger was not loaded (Automation.reads_trigger)")
+
+    __getitem__ = __iter__ = __contains__ = get = keys = items = values = _refuse
+
+
+NOT_LOADED: dict[str, Any] = TriggerNotLoaded()
+
+
+def stored_run(
+    run_id: str,
+    tenant_id: str,
+    automation: str,
+    version: int,
+    trigger: dict[str, Any],
+    trigger_seq: int,
+    status: str,
+    reason: str | None,
+    state: dict[str, Any],
+    rev: int,
+    due_us: int | None,
+    created_us: int,
+    ended_us: int | None,
+) -> Run:
+    """A run as the store keeps it (`state` its state column), without the dataclass's
+    per-field __init__ (the engine builds one per claimed run)."""
+    new = object.__new__(Run)
+    new.__dict__.update(
+        id=run_id,
+        tenant_id=tenant_id,
+        automation=automation,
+        version=version,
+        trigger=trigger,
+        trigger_seq=trigger_seq,
+        status=status,
+        reason=reason,
+        pc=state.get("pc", 0),
+        until_us=state.get("until_us"),
+        deadline_us=state.get("deadline_us"),
+        matched=state.get("matched", {}),
+        history=state.get("history", []),
+        due_us=due_us,
+        rev=rev,
+        created_us=created_us,
+        ended_us=ended_us,
+    )
+    return new
+
+
 class Env(Protocol):
     """The effects a run's steps have; the engine and the simulator implement it."""
 
@@ -125,6 +179,11 @@ def _with(run: Run, **changes: Any) -> Run:
             raise TypeError(f"Run has no field {key!r}")
     new.__dict__.update(changes)
     return new
+
+
+def with_trigger(run: Run, trigger: dict[str, Any]) -> Run:
+    """The run with its trigger event loaded (its match_doc())."""
+    return _with(run, trigger=trigger)
 
 
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
