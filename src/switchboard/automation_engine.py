@@ -575,11 +575,15 @@ class Engine:
             return 0
         pending = self.env.pending if isinstance(self.env, StoreEnv) else {}
         pending.clear()
-        cache = self.cache
+        pinned: dict[tuple[str, str, int], Automation | None] = {}  # this batch's versions
         versions = []
         wanted = set()
         for run, _ in claimed:
-            auto = await cache.version(run.tenant_id, run.automation, run.version)
+            key = (run.tenant_id, run.automation, run.version)
+            if key in pinned:
+                auto = pinned[key]
+            else:
+                auto = pinned[key] = await self.cache.version(*key)
             versions.append(auto)
             if auto is not None and auto.reads_trigger:
                 wanted.add(run.trigger_seq)

@@ -172,12 +172,10 @@ class Env(Protocol):
 def _with(run: Run, **changes: Any) -> Run:
     """`dataclasses.replace` for a run, without its per-field __init__ (the engine makes a few
     of these per step of every run it advances; replace was half of its time)."""
+    if not changes.keys() <= _RUN_FIELDS:
+        raise TypeError(f"Run has no field {sorted(changes.keys() - _RUN_FIELDS)}")
     new = object.__new__(Run)
-    new.__dict__.update(run.__dict__)
-    for key in changes:
-        if key not in _RUN_FIELDS:
-            raise TypeError(f"Run has no field {key!r}")
-    new.__dict__.update(changes)
+    new.__dict__.update(run.__dict__, **changes)
     return new
 
 
@@ -268,16 +266,17 @@ async def check_cancel(automation: Automation, run: Run, now_us: int, env: Env) 
 
 async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Run:
     """Run operations from `run.pc` until the run waits or ends; the changed run."""
-    if run.ended:
+    if run.status != Status.RUNNING:
         return run
     # a debounce's quiet period is over (or max_wait reached): from now on a new trigger starts
     # a new run; if one arrived since the claim, it moved this run and the engine comes back
     debounced = automation.debounce is not None and run.pc == 0 and not run.history
     if debounced and not await env.release(run):
         return run
-    cancelled = await check_cancel(automation, run, now_us, env)
-    if cancelled is not None:
-        return cancelled
+    if automation.cancel_on:
+        cancelled = await check_cancel(automation, run, now_us, env)
+        if cancelled is not None:
+            return cancelled
     ops = automation.ops
     for _ in range(len(ops) + 1):  # no backward jumps: each operation runs at most once
         if run.pc >= len(ops):
@@ -294,22 +293,25 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
                 str(exc),
                 now_us,
             )
-        if run.ended or run.due_us is not None:
+        if run.due_us is not None or run.status != Status.RUNNING:
             return run
     raise AssertionError("the program jumped backwards")
 
 
 async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
     """One operation: the run moved past it (due_us None), waiting in it (due_us set), or
-    ended."""
-    run = _with(run, due_us=None)
+    ended. (A run's first operation after its claim still has the claim's due_us: each
+    outcome sets it, and a wait, the commonest step, in the same copy.)"""
     if op.kind == "wait":
         until = run.until_us
         if until is None:
             until = _wait_until(op, run, now_us)
         if until > now_us:
             return _with(run, until_us=until, due_us=until)
-        return _with(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
+        history = _log(run, op, now_us)
+        return _with(run, until_us=None, pc=run.pc + 1, history=history, due_us=None)
+    if run.due_us is not None:
+        run = _with(run, due_us=None)
     if op.kind == "wait_for":
         return await _wait_for(op, run, now_us, env)
     if op.kind == "digest":
