@@ -604,9 +604,9 @@ class Engine:
                     "automation run failed to advance",
                     extra={"action": "automation_error", "run_id": run.id},
                 )
-        sends = [pending.pop(run.id, []) for run, *_ in results]
+        sends = [pending.pop(run.id, []) for run, *_ in results] if pending else None
         saved = await self.store.save_many(results, self.clock.now_us(), sends)
-        if any(sends):
+        if sends and any(sends):
             self.hub._wake_worker()  # the hub's one wake-up for new deliveries
         if logged:
             for (run, *_), ok, trace in zip(results, saved, traces, strict=True):

@@ -278,10 +278,26 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
         if cancelled is not None:
             return cancelled
     ops = automation.ops
-    for _ in range(len(ops) + 1):  # no backward jumps: each operation runs at most once
-        if run.pc >= len(ops):
+    end = len(ops)
+    for _ in range(end + 1):  # no backward jumps: each operation runs at most once
+        if run.pc >= end:
             return _end(run, Status.COMPLETED, None, now_us)
         op = ops[run.pc]
+        until = run.until_us
+        if op.kind == "wait" and run.pc + 1 == end and until is not None and until <= now_us:
+            # the last step is a wait whose time has come: the run completes, in one copy (the
+            # commonest timer of all; the same outcome as the wait, then the end)
+            return _with(
+                run,
+                pc=end,
+                history=_log(run, op, now_us),
+                status=Status.COMPLETED,
+                reason=None,
+                due_us=None,
+                until_us=None,
+                deadline_us=None,
+                ended_us=now_us,
+            )
         try:
             run = await _execute(op, run, now_us, env)
         except Superseded:
