@@ -120,12 +120,13 @@ def measure(tree: Path, kind: str, n: int, keep: Path | None = None) -> dict[str
                 *(sys.executable, __file__, "--child", db, str(n)),
             ]
             env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+            errors = (work / "child.log").open("w")
             proc = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=errors,
                 text=True,
             )
             assert proc.stdin is not None and proc.stdout is not None
@@ -135,7 +136,9 @@ def measure(tree: Path, kind: str, n: int, keep: Path | None = None) -> dict[str
                 # on between them made callgrind's later summaries wrap around)
                 for n_phase in range(2):
                     if proc.stdout.readline().strip() != "ready":
-                        raise RuntimeError("the child did not get ready")
+                        errors.flush()
+                        tail = (work / "child.log").read_text()[-2000:]
+                        raise RuntimeError(f"the child did not get ready:\n{tail}")
                     _control("--instr=on" if n_phase == 0 else "--dump", proc.pid)
                     proc.stdin.write("\n")
                     proc.stdin.flush()

@@ -55,8 +55,9 @@ T = TypeVar("T")
 # sqlite3 binds int, float, str and bytes directly, and sends anything else, None included,
 # through its adapter protocol: two failed attribute look-ups, each formatting an
 # AttributeError message, for every NULL parameter (about 3,000 instructions each, 2 of a timer
-# run's 9 parameters). With an adapter registered for None the look-up is one dict hit.
-sqlite3.register_adapter(type(None), lambda value: value)
+# run's 9 parameters). With an adapter registered for None the look-up is one dict hit; the
+# adapter is `{}.get`, which answers None for any argument without a Python frame.
+sqlite3.register_adapter(type(None), {}.get)
 _INSERT = (
     f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
     "ON CONFLICT (tenant_id, source, id) DO NOTHING"
@@ -157,8 +158,13 @@ class SqliteStore:
         """Run statements in one transaction; their row counts."""
 
         def run(c: sqlite3.Connection) -> list[int]:
+            plain: dict[str, str] = {}  # each distinct statement rewritten once (a batch of
+            # timer saves repeats one statement hundreds of times)
             with _immediate(c):
-                return [c.execute(q.replace("?j", "?"), p).rowcount for q, p in statements]
+                return [
+                    c.execute(plain.get(q) or plain.setdefault(q, q.replace("?j", "?")), p).rowcount
+                    for q, p in statements
+                ]
 
         return await self._run(self._writer, run)
 
