@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from switchboard.config import Settings
 from switchboard.crypto import Vault
@@ -57,7 +57,8 @@ T = TypeVar("T")
 # AttributeError message, for every NULL parameter (about 3,000 instructions each, 2 of a timer
 # run's 9 parameters). With an adapter registered for None the look-up is one dict hit; the
 # adapter is `{}.get`, which answers None for any argument without a Python frame.
-sqlite3.register_adapter(type(None), {}.get)
+_NO_ADAPTERS: dict[None, None] = {}
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", _NO_ADAPTERS.get))
 _INSERT = (
     f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
     "ON CONFLICT (tenant_id, source, id) DO NOTHING"
