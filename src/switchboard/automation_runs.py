@@ -84,6 +84,11 @@ class Run:
 
 
 _RUN_FIELDS = frozenset(f.name for f in fields(Run))
+# a Run is frozen: its copies are made without its __init__ and __setattr__ (`_with`)
+_new = object.__new__
+_set = object.__setattr__
+_RUNNING = Status.RUNNING  # an enum member read from the class costs more than a global
+_COMPLETED = Status.COMPLETED
 
 
 class TriggerNotLoaded(dict[str, Any]):
@@ -117,25 +122,29 @@ def stored_run(
 ) -> Run:
     """A run as the store keeps it (`state` its state column), without the dataclass's
     per-field __init__ (the engine builds one per claimed run)."""
-    new = object.__new__(Run)
-    new.__dict__.update(
-        id=run_id,
-        tenant_id=tenant_id,
-        automation=automation,
-        version=version,
-        trigger=trigger,
-        trigger_seq=trigger_seq,
-        status=status,
-        reason=reason,
-        pc=state.get("pc", 0),
-        until_us=state.get("until_us"),
-        deadline_us=state.get("deadline_us"),
-        matched=state.get("matched", {}),
-        history=state.get("history", []),
-        due_us=due_us,
-        rev=rev,
-        created_us=created_us,
-        ended_us=ended_us,
+    new = _new(Run)
+    _set(
+        new,
+        "__dict__",
+        {
+            "id": run_id,
+            "tenant_id": tenant_id,
+            "automation": automation,
+            "version": version,
+            "trigger": trigger,
+            "trigger_seq": trigger_seq,
+            "status": status,
+            "reason": reason,
+            "pc": state.get("pc", 0),
+            "until_us": state.get("until_us"),
+            "deadline_us": state.get("deadline_us"),
+            "matched": state.get("matched", {}),
+            "history": state.get("history", []),
+            "due_us": due_us,
+            "rev": rev,
+            "created_us": created_us,
+            "ended_us": ended_us,
+        },
     )
     return new
 
@@ -172,10 +181,10 @@ class Env(Protocol):
 def _with(run: Run, **changes: Any) -> Run:
     """`dataclasses.replace` for a run, without its per-field __init__ (the engine makes a few
     of these per step of every run it advances; replace was half of its time)."""
-    if not changes.keys() <= _RUN_FIELDS:
+    if not _RUN_FIELDS.issuperset(changes):
         raise TypeError(f"Run has no field {sorted(changes.keys() - _RUN_FIELDS)}")
-    new = object.__new__(Run)
-    new.__dict__.update(run.__dict__, **changes)
+    new = _new(Run)
+    _set(new, "__dict__", run.__dict__ | changes)  # one merged dict (half the time of update)
     return new
 
 
@@ -266,7 +275,7 @@ async def check_cancel(automation: Automation, run: Run, now_us: int, env: Env) 
 
 async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Run:
     """Run operations from `run.pc` until the run waits or ends; the changed run."""
-    if run.status != Status.RUNNING:
+    if run.status != _RUNNING:
         return run
     # a debounce's quiet period is over (or max_wait reached): from now on a new trigger starts
     # a new run; if one arrived since the claim, it moved this run and the engine comes back
@@ -291,7 +300,7 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
                 run,
                 pc=end,
                 history=_log(run, op, now_us),
-                status=Status.COMPLETED,
+                status=_COMPLETED,
                 reason=None,
                 due_us=None,
                 until_us=None,
@@ -309,7 +318,7 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
                 str(exc),
                 now_us,
             )
-        if run.due_us is not None or run.status != Status.RUNNING:
+        if run.due_us is not None or run.status != _RUNNING:
             return run
     raise AssertionError("the program jumped backwards")
 
