@@ -1,7 +1,8 @@
 """Automation figures, in one process and one run (ratios, not absolute goals):
 
-- timers: N due runs fired by the engine (claim, load, advance, save) against a raw
-  claim-and-update of the same rows (the claim statement, then one UPDATE per row);
+- timers: N due runs fired by the engine (claim, advance, save) against a raw
+  claim-and-update of the same rows (the claim statement, then one UPDATE per row), three
+  rounds of each in turns on the same rows; the round with the median ratio;
 - ingest: single-event ingests while W runs wait on the ingested type (each event runs its
   wake-up statement in the group commit) against the same ingests in a tenant without
   automations;
@@ -74,47 +75,59 @@ async def _due_runs(hub: Hub, tenant: str, name: str, seq: int, n: int, state: A
     return ids
 
 
-async def timers(hub: Hub, n: int) -> dict[str, Any]:
+async def timers(hub: Hub, n: int, rounds: int = 3) -> dict[str, Any]:
+    """The engine against the raw claim-and-update on the same rows, in turns (`rounds` of
+    each, the rows made due again before each), so a machine whose load drifts hits both alike;
+    the figure is the round with the median ratio."""
     await hub.store.create_tenant(Tenant("timers", "timers", "accept", now_us()))
     seq = await _trigger_seq(hub, "timers", "bench.timer")  # before the automation: no run
     await _apply(hub, "timers", TIMER)
     state = {"pc": 0, "until_us": now_us() - 5_000_000, "matched": {}, "history": []}
     await _due_runs(hub, "timers", "timer", seq, n, state)
     engine = hub.engine
-    engine.clock = FakeClock(now_us())
     engine.batch = 500
-    t0 = time.perf_counter()
-    fired = 0
-    while claimed := await engine.tick():
-        fired += claimed
-    engine_s = time.perf_counter() - t0
-    # the raw baseline on the same rows: due again, claimed, one UPDATE each
-    await hub.store.execute(
-        "UPDATE automation_runs SET status = 'running', due_us = ?, ended_us = NULL "
-        "WHERE tenant_id = 'timers'",
-        (now_us() - 1_000_000,),
+    due_again = (
+        "UPDATE automation_runs SET status = 'running', due_us = ?, ended_us = NULL, state = ?j "
+        "WHERE tenant_id = 'timers'"
     )
-    t0 = time.perf_counter()
-    raw = 0
-    while claimed_rows := await hub.automations.claim(now_us(), 60_000_000, 500):
-        await hub.store.batch(
-            [
-                (
-                    "UPDATE automation_runs SET status = 'completed', due_us = NULL, rev = rev + 1 "
-                    "WHERE id = ? AND rev = ?",
-                    (run_id, rev),
-                )
-                for run_id, rev in claimed_rows
-            ]
-        )
-        raw += len(claimed_rows)
-    raw_s = time.perf_counter() - t0
+    measured = []
+    for round_ in range(rounds):
+        if round_:  # every run due again, at its wait, as written
+            await hub.store.execute(due_again, (now_us() - 1_000_000, dumps(state)))
+        engine.clock = FakeClock(now_us())
+        t0 = time.perf_counter()
+        fired = 0
+        while claimed := await engine.tick():
+            fired += claimed
+        engine_s = time.perf_counter() - t0
+        # the raw baseline on the same rows: due again, claimed, one UPDATE each
+        await hub.store.execute(due_again, (now_us() - 1_000_000, dumps(state)))
+        t0 = time.perf_counter()
+        raw = 0
+        while claimed_rows := await hub.automations.claim(now_us(), 60_000_000, 500):
+            await hub.store.batch(
+                [
+                    (
+                        "UPDATE automation_runs SET status = 'completed', due_us = NULL, "
+                        "rev = rev + 1 WHERE id = ? AND rev = ?",
+                        (run_id, rev),
+                    )
+                    for run_id, rev in claimed_rows
+                ]
+            )
+            raw += len(claimed_rows)
+        raw_s = time.perf_counter() - t0
+        if fired != n or raw != n:
+            raise RuntimeError(f"fired {fired} and {raw} of {n} due runs")
+        measured.append((fired / engine_s / (raw / raw_s), fired / engine_s, raw / raw_s))
+    ratio, engine_per_s, raw_per_s = sorted(measured)[len(measured) // 2]
     return {
         "figure": "timers",
         "timers": n,
-        "engine_per_s": round(fired / engine_s),
-        "raw_claim_update_per_s": round(raw / raw_s),
-        "ratio": round((fired / engine_s) / (raw / raw_s), 3),
+        "rounds": [round(r, 3) for r, _, _ in measured],
+        "engine_per_s": round(engine_per_s),
+        "raw_claim_update_per_s": round(raw_per_s),
+        "ratio": round(ratio, 3),
     }
 
 

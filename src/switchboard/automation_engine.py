@@ -15,7 +15,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard import patterns
-from switchboard.automation_runs import Env, Run, StepFailed, advance, effect_id, waiting_on
+from switchboard.automation_runs import (
+    Env,
+    Run,
+    StepFailed,
+    advance,
+    effect_id,
+    waiting_on,
+    with_trigger,
+)
 from switchboard.automations import (
     SCHEDULE_EVENT_TYPE,
     Automation,
@@ -555,64 +563,97 @@ class Engine:
         return fired + await self.advance_due()
 
     async def advance_due(self) -> int:
-        claimed = await self.store.claim(self.clock.now_us(), self.lease_us, self.batch)
+        """Claim a batch of due runs (returned whole by the claim), load the trigger events of
+        those whose pinned version reads them, advance each, and save them all in one write
+        transaction; how many were claimed."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        logged = log.isEnabledFor(logging.INFO)
+        claimed = await self.store.claim_runs(
+            self.clock.now_us(), self.lease_us, self.batch, trace=logged
+        )
         if not claimed:
             return 0
-        runs = await self.store.load_many([run_id for run_id, _ in claimed])
         pending = self.env.pending if isinstance(self.env, StoreEnv) else {}
         pending.clear()
+        pinned: dict[tuple[str, str, int], Automation | None] = {}  # this batch's versions
+        versions = []
+        wanted = set()
+        for run, _ in claimed:
+            key = (run.tenant_id, run.automation, run.version)
+            if key in pinned:
+                auto = pinned[key]
+            else:
+                auto = pinned[key] = await self.cache.version(*key)
+            versions.append(auto)
+            if auto is not None and auto.reads_trigger:
+                wanted.add(run.trigger_seq)
+        triggers = await self.store.triggers(sorted(wanted)) if wanted else {}
         results: list[tuple[Run, int, bool, bool]] = []
-        for run_id, rev in claimed:
-            run = runs.get(run_id)
-            if run is None or run.rev != rev:
-                continue  # changed since the claim (cancelled, woken): whoever changed it decides
+        traces: list[tuple[str, str] | None] = []
+        for (run, trace), auto in zip(claimed, versions, strict=True):
+            if auto is not None and auto.reads_trigger:
+                trigger = triggers.get(run.trigger_seq)
+                if trigger is None:  # the trigger event is gone (retention): as before, no run
+                    continue
+                run = with_trigger(run, trigger)
             try:
-                results.append(await self.advance(run, rev))
+                results.append(await self.advance_on(auto, run))
+                traces.append(trace)
             except Exception:  # a bug or an outage: the claim's lease brings the run back
                 log.exception(
                     "automation run failed to advance",
-                    extra={"action": "automation_error", "run_id": run_id},
+                    extra={"action": "automation_error", "run_id": run.id},
                 )
-        sends = [pending.pop(run.id, []) for run, *_ in results]
+        sends = [pending.pop(run.id, []) for run, *_ in results] if pending else None
         saved = await self.store.save_many(results, self.clock.now_us(), sends)
-        if any(sends):
+        if sends and any(sends):
             self.hub._wake_worker()  # the hub's one wake-up for new deliveries
-        debug = log.isEnabledFor(logging.DEBUG)
-        for (run, *_), ok in zip(results, saved, strict=True):
-            if debug:
-                log.debug(
-                    "automation run advanced",
-                    extra={
-                        "action": "automation_step",
-                        "run_id": run.id,
-                        "tenant_id": run.tenant_id,
-                        "automation": run.automation,
-                        "status": run.status,
-                        "saved": ok,
-                        "event_id": run.trigger.get("id"),
-                        "trace_id": run.trigger.get("trace_id"),
-                    },
-                )
-            if run.ended and ok:
-                log.info(
-                    "automation run ended",
-                    extra={
-                        "action": "automation_end",
-                        "run_id": run.id,
-                        "tenant_id": run.tenant_id,
-                        "automation": run.automation,
-                        "status": run.status,
-                        "reason": run.reason,
-                        "trace_id": run.trigger.get("trace_id"),
-                    },
-                )
+        if logged:
+            for (run, *_), ok, trace in zip(results, saved, traces, strict=True):
+                event_id, trace_id = trace or (None, None)
+                if debug:
+                    log.debug(
+                        "automation run advanced",
+                        extra={
+                            "action": "automation_step",
+                            "run_id": run.id,
+                            "tenant_id": run.tenant_id,
+                            "automation": run.automation,
+                            "status": run.status,
+                            "saved": ok,
+                            "event_id": event_id,
+                            "trace_id": trace_id,
+                        },
+                    )
+                if run.ended and ok:
+                    log.info(
+                        "automation run ended",
+                        extra={
+                            "action": "automation_end",
+                            "run_id": run.id,
+                            "tenant_id": run.tenant_id,
+                            "automation": run.automation,
+                            "status": run.status,
+                            "reason": run.reason,
+                            "trace_id": trace_id,
+                        },
+                    )
         return len(claimed)
 
     async def advance(self, run: Run, rev: int) -> tuple[Run, int, bool, bool]:
         """The run advanced on its pinned version: (run, claimed rev, waits for an event now,
         may have wait rows to delete)."""
-        now = self.clock.now_us()
         auto = await self.cache.version(run.tenant_id, run.automation, run.version)
+        return await self.advance_on(auto, run, rev)
+
+    async def advance_on(
+        self, auto: Automation | None, run: Run, rev: int | None = None
+    ) -> tuple[Run, int, bool, bool]:
+        """`advance` with the pinned version at hand (None: it cannot be read); `rev` defaults
+        to the run's own (the one its claim gave it)."""
+        now = self.clock.now_us()
+        if rev is None:
+            rev = run.rev
         if auto is None:
             failed = f"version {run.version} cannot be read"
             return (
@@ -626,12 +667,8 @@ class Engine:
         except StepFailed as exc:  # a failure outside a step (the cancel look-back)
             advanced = replace(run, status="failed", reason=str(exc), due_us=None, ended_us=now)
         # rows exist only for cancel_on, a wait_for the run was (or now is) in, and a digest
-        had = (
-            bool(auto.cancel_on)
-            or auto.digest is not None
-            or any(op.awaited is not None for op in auto.ops)
-        )
-        return advanced, rev, waiting_on(auto, advanced) is not None, had
+        had = auto.keeps_wait_rows
+        return advanced, rev, had and waiting_on(auto, advanced) is not None, had
 
 
 def schedule_event(tenant_id: str, auto: Automation, fire_us: int, now: int) -> Event:

@@ -84,6 +84,69 @@ class Run:
 
 
 _RUN_FIELDS = frozenset(f.name for f in fields(Run))
+# a Run is frozen: its copies are made without its __init__ and __setattr__ (`_with`)
+_new = object.__new__
+_set = object.__setattr__
+_RUNNING = Status.RUNNING  # an enum member read from the class costs more than a global
+_COMPLETED = Status.COMPLETED
+
+
+class TriggerNotLoaded(dict[str, Any]):
+    """A run's `trigger` when the engine did not load it: its pinned version never reads the
+    trigger (`Automation.reads_trigger`). Reading it anyway is a bug, and fails loudly rather
+    than seeing an empty event."""
+
+    def _refuse(self, *_: Any) -> Any:
+        raise AssertionError("the run's trigger was not loaded (Automation.reads_trigger)")
+
+    __getitem__ = __iter__ = __contains__ = get = keys = items = values = _refuse
+
+
+NOT_LOADED: dict[str, Any] = TriggerNotLoaded()
+
+
+def stored_run(
+    run_id: str,
+    tenant_id: str,
+    automation: str,
+    version: int,
+    trigger: dict[str, Any],
+    trigger_seq: int,
+    status: str,
+    reason: str | None,
+    state: dict[str, Any],
+    rev: int,
+    due_us: int | None,
+    created_us: int,
+    ended_us: int | None,
+) -> Run:
+    """A run as the store keeps it (`state` its state column), without the dataclass's
+    per-field __init__ (the engine builds one per claimed run)."""
+    new = _new(Run)
+    _set(
+        new,
+        "__dict__",
+        {
+            "id": run_id,
+            "tenant_id": tenant_id,
+            "automation": automation,
+            "version": version,
+            "trigger": trigger,
+            "trigger_seq": trigger_seq,
+            "status": status,
+            "reason": reason,
+            "pc": state.get("pc", 0),
+            "until_us": state.get("until_us"),
+            "deadline_us": state.get("deadline_us"),
+            "matched": state.get("matched", {}),
+            "history": state.get("history", []),
+            "due_us": due_us,
+            "rev": rev,
+            "created_us": created_us,
+            "ended_us": ended_us,
+        },
+    )
+    return new
 
 
 class Env(Protocol):
@@ -118,13 +181,16 @@ class Env(Protocol):
 def _with(run: Run, **changes: Any) -> Run:
     """`dataclasses.replace` for a run, without its per-field __init__ (the engine makes a few
     of these per step of every run it advances; replace was half of its time)."""
-    new = object.__new__(Run)
-    new.__dict__.update(run.__dict__)
-    for key in changes:
-        if key not in _RUN_FIELDS:
-            raise TypeError(f"Run has no field {key!r}")
-    new.__dict__.update(changes)
+    if not _RUN_FIELDS.issuperset(changes):
+        raise TypeError(f"Run has no field {sorted(changes.keys() - _RUN_FIELDS)}")
+    new = _new(Run)
+    _set(new, "__dict__", run.__dict__ | changes)  # one merged dict (half the time of update)
     return new
+
+
+def with_trigger(run: Run, trigger: dict[str, Any]) -> Run:
+    """The run with its trigger event loaded (its match_doc())."""
+    return _with(run, trigger=trigger)
 
 
 def effect_id(run_id: str, op_id: str, prefix: str) -> str:
@@ -209,21 +275,38 @@ async def check_cancel(automation: Automation, run: Run, now_us: int, env: Env) 
 
 async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Run:
     """Run operations from `run.pc` until the run waits or ends; the changed run."""
-    if run.ended:
+    if run.status != _RUNNING:
         return run
     # a debounce's quiet period is over (or max_wait reached): from now on a new trigger starts
     # a new run; if one arrived since the claim, it moved this run and the engine comes back
     debounced = automation.debounce is not None and run.pc == 0 and not run.history
     if debounced and not await env.release(run):
         return run
-    cancelled = await check_cancel(automation, run, now_us, env)
-    if cancelled is not None:
-        return cancelled
+    if automation.cancel_on:
+        cancelled = await check_cancel(automation, run, now_us, env)
+        if cancelled is not None:
+            return cancelled
     ops = automation.ops
-    for _ in range(len(ops) + 1):  # no backward jumps: each operation runs at most once
-        if run.pc >= len(ops):
+    end = len(ops)
+    for _ in range(end + 1):  # no backward jumps: each operation runs at most once
+        if run.pc >= end:
             return _end(run, Status.COMPLETED, None, now_us)
         op = ops[run.pc]
+        until = run.until_us
+        if op.kind == "wait" and run.pc + 1 == end and until is not None and until <= now_us:
+            # the last step is a wait whose time has come: the run completes, in one copy (the
+            # commonest timer of all; the same outcome as the wait, then the end)
+            return _with(
+                run,
+                pc=end,
+                history=_log(run, op, now_us),
+                status=_COMPLETED,
+                reason=None,
+                due_us=None,
+                until_us=None,
+                deadline_us=None,
+                ended_us=now_us,
+            )
         try:
             run = await _execute(op, run, now_us, env)
         except Superseded:
@@ -235,22 +318,25 @@ async def advance(automation: Automation, run: Run, now_us: int, env: Env) -> Ru
                 str(exc),
                 now_us,
             )
-        if run.ended or run.due_us is not None:
+        if run.due_us is not None or run.status != _RUNNING:
             return run
     raise AssertionError("the program jumped backwards")
 
 
 async def _execute(op: Op, run: Run, now_us: int, env: Env) -> Run:
     """One operation: the run moved past it (due_us None), waiting in it (due_us set), or
-    ended."""
-    run = _with(run, due_us=None)
+    ended. (A run's first operation after its claim still has the claim's due_us: each
+    outcome sets it, and a wait, the commonest step, in the same copy.)"""
     if op.kind == "wait":
         until = run.until_us
         if until is None:
             until = _wait_until(op, run, now_us)
         if until > now_us:
             return _with(run, until_us=until, due_us=until)
-        return _with(run, until_us=None, pc=run.pc + 1, history=_log(run, op, now_us))
+        history = _log(run, op, now_us)
+        return _with(run, until_us=None, pc=run.pc + 1, history=history, due_us=None)
+    if run.due_us is not None:
+        run = _with(run, due_us=None)
     if op.kind == "wait_for":
         return await _wait_for(op, run, now_us, env)
     if op.kind == "digest":

@@ -15,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -167,6 +168,27 @@ class Automation:
 
     def destinations(self) -> set[str]:
         return {op.destination for op in self.ops if op.destination}
+
+    @cached_property
+    def reads_trigger(self) -> bool:
+        """Whether advancing a run may read its trigger event. Only a program of fixed `wait`s,
+        `send`s and jumps, without `cancel_on`, never does (a send's transform is the delivery
+        worker's); every other step, and any kind added later, counts as reading it, so the
+        engine loads and decodes the trigger only for runs that need it."""
+        return bool(self.cancel_on) or any(
+            not (op.kind in ("send", "jump") or (op.kind == "wait" and op.until_path is None))
+            for op in self.ops
+        )
+
+    @cached_property
+    def keeps_wait_rows(self) -> bool:
+        """Whether a run may have rows in automation_waits or automation_digest_items (for
+        cancel_on, a wait_for, a digest): only then does its save delete them."""
+        return (
+            bool(self.cancel_on)
+            or self.digest is not None
+            or any(op.awaited is not None for op in self.ops)
+        )
 
     @property
     def digest(self) -> Op | None:

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
+
 from switchboard import patterns
-from switchboard.automation_runs import Run
+from switchboard.automation_runs import NOT_LOADED, Run, stored_run
 from switchboard.automations import (
     MAX_DIGEST_BYTES,
     Correlation,
@@ -76,6 +78,17 @@ _RELEASED_IF_ENDED = (
     "dedupe_key = CASE WHEN CAST(? AS INTEGER) = 1 AND dedupe_key LIKE 'hold:%' THEN NULL "
     "ELSE dedupe_key END"
 )
+# a run's save after its advance: only if nobody changed it since its claim (`rev`)
+_SAVE_RUN = (
+    "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
+    f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
+    "WHERE id = ? AND rev = ?"
+)
+# … and its wait and digest rows, once it is saved (the rev its save gave it)
+_MINE = "EXISTS (SELECT 1 FROM automation_runs WHERE id = ? AND rev = ?)"
+_DELETE_WAITS = f"DELETE FROM automation_waits WHERE run_id = ? AND {_MINE}"
+_DELETE_DIGEST_ITEMS = f"DELETE FROM automation_digest_items WHERE run_id = ? AND {_MINE}"
+_DELETE_STEP_WAIT = f"DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' AND {_MINE}"
 _INSERT_WAIT_IF_RUN = (
     "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
     "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM automation_runs WHERE id = ?)"
@@ -106,6 +119,7 @@ _RUN_COLUMNS = (
     "r.id, r.tenant_id, r.automation, r.version, r.trigger_seq, r.status, r.reason, r.state, "
     "r.rev, r.due_us, r.created_us, r.ended_us"
 )
+_CLAIMED = _RUN_COLUMNS.replace("r.", "")  # the same columns, as a claim's RETURNING names them
 _E = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
 FIND_PAGE = 100  # candidate events read per query of a look-back
 FIND_MAX = 2_000  # a look-back reads at most this many candidates (beyond: not found)
@@ -327,32 +341,18 @@ def wake_arrays(targets: WakeTargets) -> tuple[list[str], list[str], list[str], 
 
 
 def run_from_row(r: Sequence[Any], trigger: dict[str, Any]) -> Run:
-    state = load_json(r[7]) or {}
-    return Run(
-        id=r[0],
-        tenant_id=r[1],
-        automation=r[2],
-        version=r[3],
-        trigger=trigger,
-        trigger_seq=r[4],
-        status=r[5],
-        reason=r[6],
-        pc=state.get("pc", 0),
-        until_us=state.get("until_us"),
-        deadline_us=state.get("deadline_us"),
-        matched=state.get("matched", {}),
-        history=state.get("history", []),
-        due_us=r[9],
-        rev=r[8],
-        created_us=r[10],
-        ended_us=r[11],
-    )
+    """A `_RUN_COLUMNS` row → Run."""
+    state = r[7]
+    return stored_run(
+        r[0], r[1], r[2], r[3], trigger, r[4], r[5], r[6],
+        # a tuple, not `str | bytes`, which builds a union object per call
+        (orjson.loads(state) if isinstance(state, (str, bytes)) else state) or {},
+        r[8], r[9], r[10], r[11],
+    )  # fmt: skip
 
 
 def _correlation_pattern(corr: Correlation, key: str) -> patterns.Pattern | None:
     """The correlation as a filter pattern, so the store narrows the look-back in SQL."""
-    import orjson
-
     spec: dict[str, Any] = {}
     for path, value in zip(corr.paths, orjson.loads(key), strict=True):
         node = spec
@@ -516,6 +516,37 @@ class AutomationStore:
         )
         return [(r[0], r[1]) for r in rows]
 
+    async def claim_runs(
+        self, now_us: int, lease_us: int, limit: int, trace: bool = False
+    ) -> list[tuple[Run, tuple[str, str] | None]]:
+        """`claim`, returning the claimed runs whole (one statement: no second read of the
+        rows), their trigger not loaded (`NOT_LOADED`: see `triggers`). With `trace`, each run
+        comes with its trigger's (id, trace_id), for the engine's logs."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
+        ids = (
+            ", (SELECT e.id FROM events e WHERE e.seq = automation_runs.trigger_seq), "
+            "(SELECT e.trace_id FROM events e WHERE e.seq = automation_runs.trigger_seq)"
+            if trace
+            else ""
+        )
+        rows = await self.sql.fetch_write(
+            "UPDATE automation_runs SET due_us = ?, rev = rev + 1 WHERE id IN (SELECT id FROM "
+            f"automation_runs WHERE due_us <= ? ORDER BY due_us LIMIT ?{lock}) "
+            f"RETURNING {_CLAIMED}{ids}",
+            (now_us + lease_us, now_us, limit),
+        )
+        return [(run_from_row(r, NOT_LOADED), (r[12], r[13]) if trace else None) for r in rows]
+
+    async def triggers(self, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Trigger events by seq, as their match_doc(), in one query."""
+        if not seqs:
+            return {}
+        marks = ", ".join("?" * len(seqs))
+        rows = await self.sql.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({marks})", list(seqs)
+        )
+        return {r[0]: event_from_row(r).match_doc() for r in rows}
+
     async def next_due_us(self) -> int | None:
         rows = await self.sql.fetch(
             "SELECT min(due_us) FROM automation_runs WHERE due_us IS NOT NULL"
@@ -570,54 +601,47 @@ class AutomationStore:
         if not runs:
             return []
         statements: list[tuple[str, Sequence[Any]]] = []
-        sizes, firsts = [], []
+        updates = []  # where each run's UPDATE is in `statements`
         for n, (run, claimed_rev, waiting, has_waits) in enumerate(runs):
-            before = len(statements)
-            statements += effects[n] if effects else []
-            firsts.append(len(statements) - before)
+            if effects and effects[n]:
+                statements += effects[n]
+            updates.append(len(statements))
+            ended = run.status != "running"
+            state = {
+                "pc": run.pc,
+                "until_us": run.until_us,
+                "deadline_us": run.deadline_us,
+                "matched": run.matched,
+                "history": run.history,
+            }  # Run.state(), inlined: this loop runs once per advanced run
             statements.append(
                 (
-                    "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
-                    f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
-                    "WHERE id = ? AND rev = ?",
+                    _SAVE_RUN,
                     (
-                        run.status,
+                        # a plain str: the interpreter's Status members are a str subclass,
+                        # which sqlite3 binds through its adapter protocol (failed look-ups)
+                        str(run.status),
                         run.reason,
-                        dumps(run.state()),
+                        orjson.dumps(state).decode(),
                         run.due_us,
                         now_us,
                         run.ended_us,
-                        int(run.ended),
+                        int(ended),
                         run.id,
                         claimed_rev,
                     ),
                 )
             )
+            if not has_waits:
+                continue
             # the deletes only touch the run's own rows, and only once it is saved
-            mine = "EXISTS (SELECT 1 FROM automation_runs WHERE id = ? AND rev = ?)"
-            if run.ended and has_waits:
-                for table in ("automation_waits", "automation_digest_items"):
-                    statements.append(
-                        (
-                            f"DELETE FROM {table} WHERE run_id = ? AND {mine}",
-                            (run.id, run.id, claimed_rev + 1),
-                        )
-                    )
-            elif has_waits and not waiting:
-                statements.append(
-                    (
-                        "DELETE FROM automation_waits WHERE run_id = ? AND slot = 'step' "
-                        f"AND {mine}",
-                        (run.id, run.id, claimed_rev + 1),
-                    )
-                )
-            sizes.append(len(statements) - before)
+            mine = (run.id, run.id, claimed_rev + 1)
+            if ended:
+                statements += [(_DELETE_WAITS, mine), (_DELETE_DIGEST_ITEMS, mine)]
+            elif not waiting:
+                statements.append((_DELETE_STEP_WAIT, mine))
         counts = await self.sql.batch(statements)
-        saved, at = [], 0
-        for size, first in zip(sizes, firsts, strict=True):
-            saved.append(counts[at + first] == 1)
-            at += size
-        return saved
+        return [counts[at] == 1 for at in updates]
 
     async def release(self, run: Run) -> bool:
         """Let go of a digest's or debounce's key (the next trigger starts a new run); False
