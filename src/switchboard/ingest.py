@@ -223,7 +223,11 @@ class Ingestor:
             # the runs the events start (and the runs they wake) commit with them, as routes do
             starts = await autos.plans(tenant.id, [e for _, e in to_store])
             if any(starts):
-                plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
+                plans = (
+                    starts
+                    if plans is None
+                    else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
+                )
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
         if plans and any(plans):
             # a commit that only woke waiting runs has no delivery for the worker to claim
