@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import orjson
 
+from switchboard import logs
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
 from switchboard.metrics import OTHER
 from switchboard.patterns import Pattern, match
@@ -258,9 +259,10 @@ class Ingestor:
         rejected = len(raws) - accepted - duplicates
         if self.metrics is not None:
             self.metrics.ingested(tenant.id, counts)
-        log.info(
+        logs.info(
+            log,
             "ingested",
-            extra={
+            {
                 "action": "ingest",
                 "tenant_id": tenant.id,
                 "accepted": accepted,
