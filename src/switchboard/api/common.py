@@ -84,6 +84,9 @@ class JSONResponse(Response):
 
 
 def hub(request: Request) -> Hub:
+    found: Hub | None = getattr(request.scope["app"], "switchboard_hub", None)
+    if found is not None:  # the app create_app made (Starlette's `state` is a Python look-up)
+        return found
     h: Hub = request.app.state.hub
     return h
 
