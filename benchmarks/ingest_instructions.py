@@ -9,9 +9,13 @@ The count covers every thread of the server (the event loop, the SQLite writer, 
 writer), not PostgreSQL. With one connection every request is its own group commit, so the
 count repeats closely; with more, the group commits' sizes follow timing and the count with them.
 
-``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C]`` (a tree is a folder
-holding `.venv/`, e.g. this checkout or an older commit unpacked with its own virtualenv; KIND is
-sqlite or postgres). Prints one JSON line. Needs `valgrind`. About a minute per 1,000 requests.
+``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--floor]`` (a tree is
+a folder holding `.venv/`, e.g. this checkout or an older commit unpacked with its own
+virtualenv; KIND is sqlite or postgres). With ``--floor`` the server counted is the tree's
+`benchmarks.bare_ingest` (the durable floor of the 1 event/request figure) instead of
+`switchboard serve`, driven the same way: the hub's count over the floor's is the share of the
+floor's work the hub adds, whatever the machine's load. Prints one JSON line. Needs `valgrind`.
+About a minute per 1,000 requests.
 """
 
 from __future__ import annotations
@@ -75,7 +79,9 @@ def _callgrind(command: str, pid: int) -> None:
     subprocess.run(["callgrind_control", "-i", command, str(pid)], check=True, capture_output=True)
 
 
-def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str, object]:
+def measure(
+    tree: Path, kind: str, requests: int, connections: int, floor: bool = False
+) -> dict[str, object]:
     with h.workdir() as tmp:
         work = Path(tmp)
         out = work / "callgrind.out"
@@ -83,14 +89,23 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
             key = _provision(tree, db)
             port = h.free_port()
             url = f"http://127.0.0.1:{port}"
+            server = (
+                ("-m", "benchmarks.bare_ingest", db, "bench", str(port))
+                if floor
+                else (str(tree / ".venv/bin/switchboard"), "serve")
+            )
             argv = [
                 *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
                 f"--callgrind-out-file={out}",
-                *(str(tree / ".venv/bin/python"), str(tree / ".venv/bin/switchboard"), "serve"),
+                *(str(tree / ".venv/bin/python"), *server),
             ]
             with (work / "server.log").open("wb") as log:
                 proc = subprocess.Popen(
-                    argv, env={**os.environ, **h.hub_env(db, port)}, stdout=log, stderr=log
+                    argv,
+                    env={**os.environ, **h.hub_env(db, port)},
+                    stdout=log,
+                    stderr=log,
+                    cwd=tree,
                 )
             try:
                 deadline = time.monotonic() + 600  # valgrind starts Python slowly
@@ -115,6 +130,7 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
         "kind": kind,
         "requests": requests,
         "connections": connections,
+        "server": "bare_ingest" if floor else "switchboard serve",
         "instructions_per_request": round(total / requests),
     }
 
@@ -125,8 +141,10 @@ def main() -> None:
     parser.add_argument("kind", choices=["sqlite", "postgres"])
     parser.add_argument("requests", type=int, nargs="?", default=1000)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--floor", action="store_true", help="count benchmarks.bare_ingest")
     args = parser.parse_args()
-    print(json.dumps(measure(args.tree.resolve(), args.kind, args.requests, args.connections)))
+    tree = args.tree.resolve()
+    print(json.dumps(measure(tree, args.kind, args.requests, args.connections, args.floor)))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 from switchboard.envelope import Event, new_id, now_us
 from switchboard.errors import Forbidden, RateLimited, Unauthorized
 from switchboard.patterns import Pattern, PatternError, compile_pattern, match, to_sql
+from switchboard.shared import SharedLoads
 from switchboard.store import ApiKey, Scope, Store
 
 KEY_PREFIX_LEN = 11  # "sb_" + 8 characters, kept in clear to find and show the key
@@ -119,6 +120,24 @@ class Authenticator:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        # one look-up per key however many requests find its entry expired together
+        self._loads: SharedLoads[str, ApiKey | None] = SharedLoads()
+        self._generation = 0  # bumped by forget(): a look-up begun before is not cached
+
+    async def _lookup(self, token: str, digest: str) -> ApiKey | None:
+        """Find the key and cache the answer before the callers sharing the look-up resume (a
+        request arriving in between finds it cached, not a second look-up to run)."""
+        generation = self._generation
+        now = time.monotonic()
+        key = None
+        for candidate in await self.store.keys_by_prefix(token[:KEY_PREFIX_LEN]):
+            if hmac.compare_digest(candidate.hash, digest) and candidate.revoked_us is None:
+                key = candidate
+        if self._generation == generation:  # no key was revoked meanwhile
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + _CACHE_SECONDS, key)
+        return key
 
     async def authenticate(self, authorization: str | None, admin_tenant: str | None) -> Principal:
         if not authorization:
@@ -133,13 +152,7 @@ class Authenticator:
         if hit is not None and hit[0] > now:
             key = hit[1]
         else:
-            key = None
-            for candidate in await self.store.keys_by_prefix(token[:KEY_PREFIX_LEN]):
-                if hmac.compare_digest(candidate.hash, digest) and candidate.revoked_us is None:
-                    key = candidate
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + _CACHE_SECONDS, key)
+            key = await self._loads.get(digest, lambda: self._lookup(token, digest))
         if key is None:
             raise Unauthorized("unknown or revoked API key")
         if key.tenant_id is None:
@@ -148,6 +161,8 @@ class Authenticator:
 
     def forget(self) -> None:
         self._cache.clear()
+        self._generation += 1
+        self._loads.forget_if(lambda _: True)
 
 
 @dataclass

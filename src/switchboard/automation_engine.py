@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from switchboard import patterns
 from switchboard.automation_runs import (
     Env,
@@ -219,7 +221,10 @@ class AutomationCache:
         return planner
 
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]:
-        autos = await self.automations(tenant_id)
+        hit = self._current.get(tenant_id)  # `automations`, without a coroutine when cached
+        autos = hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        if autos is None:
+            autos = await self.automations(tenant_id)
         if not autos:
             return [[] for _ in events]
         names = self._destinations.get(tenant_id, {})
@@ -285,7 +290,9 @@ _DIRECT = frozenset(
         "data",
     ]
 )
-_Plan = tuple[tuple[Automation, ...], tuple[tuple[str, ...], ...], tuple[str, ...] | None]
+# a correlation's paths as (envelope field, the keys below it), read off the event directly
+_Direct = tuple[tuple[str, tuple[str, ...]], ...]
+_Plan = tuple[tuple[Automation, ...], tuple[tuple[str, ...], ...], tuple[_Direct, ...] | None]
 
 
 class Planner:
@@ -301,8 +308,9 @@ class Planner:
 
     def of_type(self, etype: str) -> _Plan:
         """(automations an event of this type starts if it passes their filters, the distinct
-        correlation paths runs may wait on this type with, and the envelope fields those paths
-        read when match_doc() passes them through unchanged, else None)."""
+        correlation paths runs may wait on this type with, and those paths split into envelope
+        field and keys when every field they read is one match_doc() passes through unchanged,
+        else None)."""
         hit = self._types.get(etype)
         if hit is None:
             starts = tuple(a for a in self.automations if a.triggered_by_type(etype))
@@ -311,8 +319,12 @@ class Planner:
                     c.paths for a in self.automations for c in a.awaited() if c.type == etype
                 )
             )
-            roots = {path.split(".", 1)[0] for paths in awaited for path in paths}
-            hit = (starts, awaited, tuple(roots) if roots <= _DIRECT else None)
+            direct = tuple(
+                tuple((parts[0], tuple(parts[1:])) for parts in (p.split(".") for p in paths))
+                for paths in awaited
+            )
+            roots = {root for paths in direct for root, _ in paths}
+            hit = (starts, awaited, direct if roots <= _DIRECT else None)
             if len(self._types) >= self.MAX_TYPES:
                 self._types.clear()
             self._types[etype] = hit
@@ -325,13 +337,17 @@ class Planner:
         written in its commit."""
         if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
             return []
-        starts, awaited, roots = self.of_type(event.type)
+        starts, awaited, direct = self.of_type(event.type)
         if not starts and not awaited:
             return []
-        if not starts and roots is not None:  # only wakes: the fields its keys read suffice
-            doc = {root: getattr(event, root) for root in roots}
-        else:
-            doc = event.match_doc()
+        if not starts and direct is not None:  # only wakes: its keys read off the event
+            woken: list[Planned] = []
+            for split in direct:
+                key = direct_key(event, split)
+                if key is not None:
+                    woken.append(Wake(event.tenant_id, event.type, key))
+            return woken
+        doc = event.match_doc()
         hooks: list[Planned] = []
         for auto in starts:
             if auto.filter is not None and not patterns.match(auto.filter, doc):
@@ -342,6 +358,22 @@ class Planner:
             if key is not None:
                 hooks.append(Wake(event.tenant_id, event.type, key))
         return hooks
+
+
+def direct_key(event: Event, paths: _Direct) -> str | None:
+    """`correlation_key(event.match_doc(), paths)` for paths whose first part is an envelope
+    field match_doc() passes through unchanged, without building the document."""
+    values = []
+    for root, keys in paths:
+        node = getattr(event, root)
+        for part in keys:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        if node is None or isinstance(node, dict | list):
+            return None
+        values.append(node)
+    return orjson.dumps(values).decode()
 
 
 def run_start(

@@ -24,6 +24,7 @@ from switchboard.metrics import Metrics
 from switchboard.registry import Registry
 from switchboard.replay import resume_replays
 from switchboard.router import Route, RouteCache, parse_route
+from switchboard.shared import SharedLoads
 from switchboard.store import Store, Tenant
 from switchboard.store.automations import AutomationStore
 from switchboard.store.backends import open_store
@@ -100,6 +101,7 @@ class Hub:
         self._jobs: set[asyncio.Task[Any]] = set()
         self.running_replays: set[str] = set()  # replay jobs this process is running
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
+        self._tenant_loads: SharedLoads[str, Tenant | None] = SharedLoads()
 
     async def open(self, *, worker: bool | None = None) -> None:
         await self.store.open()
@@ -199,6 +201,12 @@ class Hub:
         hit = self._tenants.get(tenant_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        # one query however many requests find the entry expired together
+        return await self._tenant_loads.get(tenant_id, lambda: self._load_tenant(tenant_id))
+
+    async def _load_tenant(self, tenant_id: str) -> Tenant | None:
+        """Read the tenant and cache it before the callers sharing the load resume."""
+        now = time.monotonic()
         tenant = await self.store.get_tenant(tenant_id)
         self._tenants[tenant_id] = (now + _TENANT_TTL, tenant)
         return tenant

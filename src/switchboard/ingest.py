@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import orjson
 
+from switchboard import logs
 from switchboard.envelope import EnvelopeError, Event, build_event, format_us, now_us
 from switchboard.metrics import OTHER
 from switchboard.patterns import Pattern, match
@@ -223,7 +224,11 @@ class Ingestor:
             # the runs the events start (and the runs they wake) commit with them, as routes do
             starts = await autos.plans(tenant.id, [e for _, e in to_store])
             if any(starts):
-                plans = [[*(plans[i] if plans else ()), *s] for i, s in enumerate(starts)]
+                plans = (
+                    starts
+                    if plans is None
+                    else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
+                )
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
         if plans and any(plans):
             # a commit that only woke waiting runs has no delivery for the worker to claim
@@ -254,9 +259,10 @@ class Ingestor:
         rejected = len(raws) - accepted - duplicates
         if self.metrics is not None:
             self.metrics.ingested(tenant.id, counts)
-        log.info(
+        logs.info(
+            log,
             "ingested",
-            extra={
+            {
                 "action": "ingest",
                 "tenant_id": tenant.id,
                 "accepted": accepted,

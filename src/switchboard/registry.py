@@ -11,6 +11,7 @@ from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
 from switchboard.errors import Conflict, Unprocessable
 from switchboard.people import PeopleSpec
+from switchboard.shared import SharedLoads
 from switchboard.store import Store, StoredType
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
@@ -44,6 +45,9 @@ class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache: dict[tuple[str, str], tuple[float, _Entry | None]] = {}
+        # one query per expired entry, however many ingests find it expired together
+        self._loads: SharedLoads[tuple[str, str], _Entry | None] = SharedLoads()
+        self._generation = 0  # bumped when a type changes: a load begun before is not cached
 
     async def lookup(self, tenant_id: str, name: str) -> cat.EventTypeSpec | None:
         entry = await self._entry(tenant_id, name)
@@ -53,16 +57,25 @@ class Registry:
         """The tenant's type, else the shared one; unknown names are cached too, so a flood of
         them costs no queries."""
         now = time.monotonic()
-        hit = self._cache.get((tenant_id, name))
+        key = (tenant_id, name)
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        return await self._loads.get(key, lambda: self._load(tenant_id, name))
+
+    async def _load(self, tenant_id: str, name: str) -> _Entry | None:
+        """Read the type and cache it before the callers sharing the load resume (a request
+        arriving in between finds it cached, not a second load to run)."""
+        generation = self._generation
+        now = time.monotonic()
         stored = await self.store.get_type(tenant_id, name) or await self.store.get_type(
             SHARED, name
         )
         entry = _Entry(cat.parse_event_type(stored.spec, where=name), {}) if stored else None
-        if len(self._cache) > 50_000:
-            self._cache.clear()
-        self._cache[(tenant_id, name)] = (now + _TTL, entry)
+        if self._generation == generation:  # no type changed meanwhile
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[(tenant_id, name)] = (now + _TTL, entry)
         return entry
 
     async def validate(self, event: Event, unknown_types: str) -> Verdict:
@@ -127,6 +140,8 @@ class Registry:
             StoredType(scope, spec.name, catalog_name, cat.event_type_to_dict(spec), now_us())
         )
         self._cache = {k: v for k, v in self._cache.items() if k[1] != spec.name}
+        self._generation += 1
+        self._loads.forget_if(lambda k: k[1] == spec.name)
         indexed = []
         for path in spec.index:
             if await self.store.ensure_data_index(path):

@@ -30,6 +30,11 @@ class SharedLoads(Generic[K, V]):
         """Callers from now on start a fresh load (the data changed under the running one)."""
         self._running.pop(key, None)
 
+    def forget_if(self, which: Callable[[K], bool]) -> None:
+        """`forget` every key for which `which` holds."""
+        for key in [k for k in self._running if which(k)]:
+            del self._running[key]
+
     def _done(self, key: K, fut: asyncio.Future[V]) -> None:
         if self._running.get(key) is fut:
             del self._running[key]

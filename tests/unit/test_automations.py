@@ -505,6 +505,44 @@ def test_the_planner_keys_wake_ups_exactly_as_the_events_document_would() -> Non
     assert planner.plan(planned_event({"type": "a.reply", "data": {}})) == []
 
 
+def test_wake_ups_read_off_the_event_key_exactly_as_the_events_document_would() -> None:
+    from switchboard.automation_engine import Planner
+    from switchboard.records import Wake
+
+    spec = {
+        "name": "d",
+        "on": "a.start",
+        "steps": [
+            {
+                "wait_for": {
+                    "type": "a.reply",
+                    "match": ["data.order.id", "subject"],
+                    "within": "1h",
+                }
+            },
+            {"wait_for": {"type": "a.reply", "match": "context.thread", "within": "1h"}},
+        ],
+    }
+    planner = Planner([parse_automation(spec, name="d", version=1)])
+    for raw in (
+        {"subject": "s-1", "data": {"order": {"id": 7}}, "context": {"thread": "t-9"}},
+        {"subject": "s-1", "data": {"order": {"id": "é-x"}}, "context": {"thread": 1.5}},
+        {"subject": "s-1", "data": {"order": {"id": [1]}}},  # a list matches nothing
+        {"subject": "s-1", "data": {"order": {"id": {"a": 1}}}},  # nor does an object
+        {"subject": "s-1", "data": {"order": 3}},  # the path ends at a scalar
+        {"data": {"order": {"id": 7}}, "context": {"thread": True}},  # no subject
+        {"subject": "s-1", "data": {}},
+    ):
+        event = planned_event({"type": "a.reply", **raw})
+        doc = event.match_doc()
+        expected = [
+            Wake("acme", "a.reply", key)
+            for paths in (("data.order.id", "subject"), ("context.thread",))
+            if (key := correlation_key(doc, paths)) is not None
+        ]
+        assert planner.plan(event) == expected, raw
+
+
 def test_the_planner_starts_runs_by_type_glob_and_filter() -> None:
     from switchboard.automation_engine import Planner
     from switchboard.store.automations import RunStart

@@ -8,9 +8,11 @@ import queue
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from switchboard import logs
 from switchboard.logs import _QueueHandler, _timestamp, _Writer
 
 
@@ -64,3 +66,80 @@ def test_timestamps_match_isoformat_to_the_millisecond(created: float) -> None:
 def test_a_timestamp_in_its_second() -> None:
     assert _timestamp(1_795_479_579.8541) == "2026-11-24T00:19:39.854+00:00"
     assert _timestamp(1_795_479_580.0) == "2026-11-24T00:19:40.000+00:00"
+
+
+def test_the_direct_lane_writes_the_line_the_logging_module_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records: queue.SimpleQueue[logging.LogRecord | logs.Fields | None] = queue.SimpleQueue()
+    out = io.StringIO()
+    writer = _Writer(records, out)
+    handler = _QueueHandler(records)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [handler])  # as setup() leaves it
+    monkeypatch.setattr(root, "level", logging.INFO)
+    monkeypatch.setattr(logs, "_LANE", (handler, records))
+    logger = logging.getLogger("switchboard.test_lane")
+    extra = {"action": "ingest", "tenant_id": "t1", "event_ids": ["e1", "e2"], "api_key": "sb_x"}
+    quiet = logging.getLogger("switchboard.test_lane.quiet")
+    quiet.setLevel(logging.WARNING)
+    logs.info(logger, "ingested", extra)
+    first = records.get()
+    assert isinstance(first, logs.Fields)  # the direct lane: no LogRecord made
+    records.put(first)
+    writer.start()
+    try:
+        logger.info("ingested", extra=extra)  # the same through the logging module
+        logs.info(quiet, "not at this level", extra)
+    finally:
+        writer.stop()
+        quiet.setLevel(logging.NOTSET)
+    direct, logged = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert direct.pop("ts")[:19] == logged.pop("ts")[:19]
+    assert direct == logged
+    assert direct == {
+        "level": "info",
+        "logger": "switchboard.test_lane",
+        "msg": "ingested",
+        "action": "ingest",
+        "tenant_id": "t1",
+        "event_ids": ["e1", "e2"],
+        "api_key": "***",
+    }
+
+
+def test_the_direct_lane_steps_aside_for_any_other_handler_or_filter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records: queue.SimpleQueue[logging.LogRecord | logs.Fields | None] = queue.SimpleQueue()
+    handler = _QueueHandler(records)
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.INFO)
+    monkeypatch.setattr(logs, "_LANE", (handler, records))
+    parent = logging.getLogger("switchboard.test_aside")
+    logger = logging.getLogger("switchboard.test_aside.child")
+    for configure in (
+        lambda: monkeypatch.setattr(root, "handlers", [handler, Collect()]),  # e.g. caplog's
+        lambda: monkeypatch.setattr(parent, "handlers", [Collect()]),
+        lambda: monkeypatch.setattr(logger, "filters", [logging.Filter("other")]),
+        lambda: monkeypatch.setattr(parent, "propagate", False),
+    ):
+        monkeypatch.setattr(root, "handlers", [handler])
+        configure()
+        logs.info(logger, "ingested", {"n": 1})
+        monkeypatch.undo()
+        monkeypatch.setattr(root, "level", logging.INFO)
+        monkeypatch.setattr(logs, "_LANE", (handler, records))
+    queued = []
+    while not records.empty():
+        queued.append(records.get())
+    # never the direct lane: a LogRecord went through logging (to the queue, the collector, or
+    # nowhere when filtered out or not propagated), never Fields
+    assert not any(isinstance(r, logs.Fields) for r in queued)
+    assert len(seen) == 2 and all(r.n == 1 for r in seen)  # type: ignore[attr-defined]

@@ -138,6 +138,7 @@ class SwitchboardApp(Starlette):
     # endpoint -> its route's path template, the `route` label of the request histogram
     templates: dict[Any, str]
     metrics: Metrics  # the hub's (read once per request: `state` looks names up in Python)
+    switchboard_hub: Hub  # app.state.hub, read by `common.hub` without `state`'s look-up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -230,6 +231,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
     app.state.hub = the_hub
     app.state.openapi_document = openapi_document  # for GET /openapi.json (api/health.py)
     app.metrics = the_hub.metrics
+    app.switchboard_hub = the_hub
     app.templates = {
         r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"
     }

@@ -85,6 +85,9 @@ class JSONResponse(Response):
 
 
 def hub(request: Request) -> Hub:
+    found: Hub | None = getattr(request.scope["app"], "switchboard_hub", None)
+    if found is not None:  # the app create_app made (Starlette's `state` is a Python look-up)
+        return found
     h: Hub = request.app.state.hub
     return h
 
@@ -189,17 +192,7 @@ async def read_raw(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:  # the server's body timeout closed it, or the client left
-        raise RequestTimeout() from None
-    request._body = body = b"".join(chunks)
-    return body
+    return await _received(request, limit)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -214,6 +207,50 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"the body is not valid gzip: {exc}") from None
         if len(body) > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(f"the decompressed body is over the limit of {limit} bytes")
+    return body
+
+
+async def _received(request: Request, limit: int) -> bytes:
+    """The body's bytes as they arrive, at most `limit`. The ASGI messages are read here rather
+    than through Starlette's `stream()` (an async generator per request, on the ingest path);
+    the body is kept as `request.body()` keeps it, so a later reader gets it again."""
+    if hasattr(request, "_body") or request._stream_consumed:
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # the server's body timeout closed it, or the client left
+            raise RequestTimeout() from None
+        return b"".join(chunks)
+    receive = request.receive
+    message = await receive()
+    if message["type"] != "http.request":  # http.disconnect: the server's body timeout closed
+        request._is_disconnected = True  # the connection, or the client left
+        raise RequestTimeout()
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    if message.get("more_body", False):
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                request._is_disconnected = True
+                raise RequestTimeout()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+    request._stream_consumed = True
+    request._body = body
     return body
 
 

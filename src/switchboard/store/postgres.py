@@ -40,12 +40,7 @@ from switchboard.store import (
     group_statements,
 )
 from switchboard.store import migrate as migrations
-from switchboard.store.automations import (
-    WAKE_ALL_POSTGRES,
-    RunStart,
-    wake_arrays,
-    wake_targets,
-)
+from switchboard.store.automations import WAKE_ALL_POSTGRES, RunStart, wake_json, wake_targets
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
 from switchboard.store.queries import (
     EVENT_COLUMNS,
@@ -588,7 +583,7 @@ class PostgresStore:
                 for sql, rows in group_statements(hooks):
                     await conn.executemany(render(sql), rows)
                 if wakes:  # after the commit's runs and their waits: later events wake them too
-                    await conn.execute(WAKE_ALL_POSTGRES, *wake_arrays(wake_targets(wakes)))
+                    await conn.execute(WAKE_ALL_POSTGRES, wake_json(wake_targets(wakes)))
                 missing = [k for k in unique if k not in found]
                 if missing:
                     t, s, i = (list(col) for col in zip(*missing, strict=True))
