@@ -412,7 +412,7 @@ def disk_figure(cfg: Config, work: Path, measured: dict[str, Any] | None) -> Fig
 
 
 # rounds, seconds of wrk per ingest run, deliveries per drain (full, quick)
-SCALEOUT = {False: (2, 5.0, 20_000), True: (1, 3.0, 5_000)}
+SCALEOUT = {False: (2, 4.0, 12_000), True: (1, 3.0, 5_000)}
 
 
 def scaleout_figures(cfg: Config, work: Path) -> list[Figure]:
