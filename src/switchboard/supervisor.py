@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from switchboard.config import Settings
 
-__all__ = ["Supervisor", "bind_sockets"]
+__all__ = ["Supervisor", "as_child", "bind_sockets"]
 
 log = logging.getLogger("switchboard.supervisor")
 
@@ -94,13 +94,17 @@ class Child:
         return f"{self.role} {self.slot}"
 
 
-def _child_setup() -> None:
-    """In the child between fork and exec: take the default signal mask back (the supervisor
-    blocks the signals it waits for, and a mask survives exec) and, on Linux, ask for SIGTERM
-    when the supervisor dies, so no child outlives it holding the port."""
+def as_child() -> None:
+    """Called first thing by a supervised child (`serve --fd`, `worker --supervised`): take the
+    default signal mask back (the supervisor blocks the signals it waits for, and a mask
+    survives exec) and, on Linux, ask for SIGTERM when the supervisor dies, so no child outlives
+    it holding the port. Done in the child rather than between fork and exec: the supervisor
+    runs a log-writing thread, and Python code there is not safe with threads."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the supervisor died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _prctl() -> Callable[[int, int], int] | None:
@@ -144,7 +148,8 @@ class Supervisor:
             argv = [*python, "serve", "--fd", str(fd)]
             self.children.append(Child("api", slot + 1, argv, api_env, (fd,)))
         for slot in range(self.workers):
-            self.children.append(Child("worker", slot + 1, [*python, "worker"], dict(env)))
+            argv = [*python, "worker", "--supervised"]
+            self.children.append(Child("worker", slot + 1, argv, dict(env)))
 
     # -- starting and restarting -------------------------------------------------------------
 
@@ -154,7 +159,6 @@ class Supervisor:
             env=child.env,
             pass_fds=child.fds,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_child_setup,  # the supervisor runs no threads
         )
         child.started = time.monotonic()
         log.info(

@@ -69,6 +69,10 @@ def serve(
 ) -> None:
     """Run the HTTP API and a delivery worker (migrating the database first); with
     --processes N, N API processes on one port and the delivery workers beside them."""
+    if fd is not None:
+        from switchboard.supervisor import as_child
+
+        as_child()
     s = settings()
     overrides: dict[str, Any] = {}
     for name, value in (
@@ -132,11 +136,20 @@ def _supervise(s: Settings) -> int:
     return Supervisor(s, sockets, workers).run()
 
 
-def worker() -> None:
+def worker(
+    supervised: Annotated[
+        bool, typer.Option(hidden=True, help="Started by `serve --processes` (supervised).")
+    ] = False,
+) -> None:
     """Run a delivery worker without the API (any number can run against PostgreSQL)."""
     import signal
 
     from switchboard.hub import Hub, tune_gc
+
+    if supervised:
+        from switchboard.supervisor import as_child
+
+        as_child()
 
     s = settings()
     logs.setup(s.log_level)
