@@ -57,9 +57,10 @@ $(PEERS_STAMP): $(STAMP) benchmarks/peers/requirements.txt
 	$(BIN)/pip install -q -r benchmarks/peers/requirements.txt
 	touch $(PEERS_STAMP)
 
+# the hub's figures, the scale-out across processes, then the peers (benchmarks.run runs
+# `python -m benchmarks.peers` itself and puts its rows in the table); < 20 minutes
 bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m benchmarks.run
-	$(BIN)/python -m benchmarks.peers
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick

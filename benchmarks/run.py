@@ -1,10 +1,13 @@
 """`make bench`: every figure of the benchmark beside its ceiling, measured in the same run.
 
-    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned (< 20 min)
-    python -m benchmarks.run --quick    1 run, small counts (< 2 min)
+    python -m benchmarks.run            full: 3 runs of each figure, 1M events scanned, the
+                                        scale-out and the peers (< 20 min)
+    python -m benchmarks.run --quick    1 run, small counts, no scale-out or peers (< 2 min)
+    python -m benchmarks.run --quick --scaleout --peers   the quick run with both
     python -m benchmarks.run --profile  no figures: py-spy profiles of the hub's hot paths
 
-Writes benchmarks/results/latest.json and latest.md (or quick.json / quick.md with --quick).
+Writes benchmarks/results/latest.json and latest.md (or quick.json / quick.md with --quick); the
+peers' own table is in results/peers.json and peers.md too (quick-peers.* with --quick).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import platform
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import delivery, ingest, storage
+from benchmarks import delivery, ingest, scaleout, storage
 from benchmarks import harness as h
 from benchmarks.config import Config
 from benchmarks.profiling import Profiler
@@ -31,6 +35,8 @@ from benchmarks.profiling import Profiler
 RESULTS = Path(__file__).resolve().parent / "results"
 # the goal of a figure that has none: it is measured to show what bounds another one
 REFERENCE = "reference"
+# the goal of a figure that has none: it is measured to show what more processes bring
+MEASURED = "measured"
 
 
 @dataclass
@@ -64,7 +70,7 @@ class Figure:
         return statistics.median(self.values) / statistics.median(self.ceilings)
 
     def passed(self) -> bool | None:
-        if not self.values or self.goal == REFERENCE:
+        if not self.values or self.goal in (REFERENCE, MEASURED):
             return None
         kind, op, bound = self.goal.split()[:3]
         x = self.ratio() if kind == "ratio" else statistics.median(self.values)
@@ -405,6 +411,111 @@ def disk_figure(cfg: Config, work: Path, measured: dict[str, Any] | None) -> Fig
     return fig
 
 
+# rounds, seconds of wrk per ingest run, deliveries per drain (full, quick)
+SCALEOUT = {False: (2, 4.0, 12_000), True: (1, 3.0, 5_000)}
+
+
+def scaleout_figures(cfg: Config, work: Path) -> list[Figure]:
+    """`benchmarks/scaleout.py`: ingest with `serve --processes 1` and 2, deliveries with 1 and 2
+    worker processes, each round in turns with its ceiling (PostgreSQL only)."""
+    rounds, seconds, count = SCALEOUT[cfg.quick]
+    figs = {}
+    for what, unit, ceiling in (
+        ("ingest", "events/s", "same uvicorn answering 202 after parsing, 1 process"),
+        ("deliveries", "deliveries/s", "raw aiohttp client, same signed requests"),
+    ):
+        for n in scaleout.PROCESSES:
+            label = (
+                f"ingest, 1 event/request, PostgreSQL, `serve --processes {n}`"
+                if what == "ingest"
+                else f"webhook deliveries, PostgreSQL, {n} `switchboard worker` process"
+                + ("es" if n > 1 else "")
+            )
+            figs[what, n] = Figure(
+                f"scaleout_{what}_{n}_postgres", label, unit, MEASURED, ceiling_label=ceiling,
+                paired=True,
+            )  # fmt: skip
+
+    def measure() -> None:
+        result = scaleout.measure(rounds, seconds, count, work)
+        for what, rows in result.items():
+            for row in rows:
+                for n in scaleout.PROCESSES:
+                    figs[what, n].values.append(row[n]["value"])
+                    figs[what, n].ceilings.append(row["ceiling"])
+            for n, fig in ((n, figs[what, n]) for n in scaleout.PROCESSES):
+                fig.extra = {k: [row[n][k] for row in rows] for k in rows[0][n]}
+            two = figs[what, 2]
+            two.extra["speedup"] = statistics.median(r[2]["value"] / r[1]["value"] for r in rows)
+
+    first = figs["ingest", 1]
+    _attempt(first, measure)
+    for fig in figs.values():
+        fig.skipped = fig.skipped or first.skipped
+    return list(figs.values())
+
+
+PEER_LABELS = {
+    "celery": "FastAPI + asyncpg + Celery/Redis",
+    "procrastinate": "FastAPI + asyncpg + Procrastinate",
+}
+
+
+def peer_figures(cfg: Config) -> tuple[list[Figure], str]:
+    """`python -m benchmarks.peers` (a subprocess: the peers' packages load there only), then
+    the hub against each peer as figures with issue 21's goals; and the peers' own table."""
+    lost = Figure("peers_lost_hub", "hub: acknowledged events lost when its API is SIGKILLed "
+                  "(peers run)", "events", "lost <= 0")  # fmt: skip
+    argv = [str(h.BIN / "python"), "-m", "benchmarks.peers"] + (["--quick"] if cfg.quick else [])
+    stem = "quick-peers" if cfg.quick else "peers"
+    table = ""
+    try:
+        # its progress lines stream to the terminal; its errors are kept for the table
+        done = subprocess.run(argv, stderr=subprocess.PIPE, text=True, timeout=900,
+                              cwd=str(h.ROOT), check=False)  # fmt: skip
+        if done.returncode != 0:
+            hint = " (`make bench` installs the peers)" if "ModuleNotFound" in done.stderr else ""
+            raise RuntimeError(f"benchmarks.peers exited {done.returncode}{hint}: "
+                               f"{done.stderr.strip()[-300:]}")  # fmt: skip
+        report = json.loads((RESULTS / f"{stem}.json").read_text())
+        table = (RESULTS / f"{stem}.md").read_text()
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        h.say(f"peers FAILED: {exc}")
+        lost.skipped = f"failed: {str(exc)[:300]}"
+        return [lost], table
+    return peer_rows(report, lost), table
+
+
+def peer_rows(report: dict[str, Any], lost: Figure) -> list[Figure]:
+    """The hub against each peer, from the peers' report: ingest and deliveries (goal ≥ 3×),
+    p99 (goal ≤ ⅓ of theirs), and what the hub lost (goal: nothing)."""
+    figs: list[Figure] = []
+    systems = {r["system"]: r["summary"] for r in report["systems"]}
+    hub = systems.get("hub", {})
+    rate = report["settings"]["rate"]
+    for peer, name in PEER_LABELS.items():
+        theirs = systems.get(peer)
+        for key, label, unit, goal in (
+            ("ingest", "ingest events/s", "events/s", "ratio >= 3.0"),
+            ("deliveries", "deliveries/s", "deliveries/s", "ratio >= 3.0"),
+            ("p99", f"accepted → received p99 at {rate:,}/s", "ms", "ratio <= 0.333"),
+        ):
+            fig = Figure(f"peers_{key}_{peer}", f"{label}: the hub against {name}", unit, goal,
+                         ceiling_label=f"{name}, same run")  # fmt: skip
+            if theirs is None or hub.get(key) is None or theirs.get(key) is None:
+                fig.skipped = "not measured (see the peers' table)"
+            else:
+                fig.values.append(hub[key])
+                fig.ceilings.append(theirs[key])
+            figs.append(fig)
+    if hub.get("acknowledged"):
+        lost.values.append(hub["lost"])
+        lost.extra = {"acknowledged": hub["acknowledged"], "kill_rate": hub["kill_rate"]}
+    else:
+        lost.skipped = "not measured (see the peers' table)"
+    return [*figs, lost]
+
+
 def _name(kind: str) -> str:
     return {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
 
@@ -485,7 +596,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Switchboard benchmark ({'quick' if cfg['quick'] else 'full'} run)",
         "",
         f"`{report['command']}` — {report['finished']}, {report['seconds']:.0f} s, "
-        f"{'median of ' + str(cfg['runs']) + ' runs (min–max)' if cfg['runs'] > 1 else '1 run'}.",
+        f"{'median of ' + str(cfg['runs']) + ' runs (min–max)' if cfg['runs'] > 1 else '1 run'}"
+        + (
+            f"; load average {report['load_start']} at the start, {report['load']} at the end."
+            if "load" in report
+            else "."
+        ),
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
         f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or 'absent'}, {m['wrk']}; "
@@ -507,9 +623,15 @@ def markdown(report: dict[str, Any]) -> str:
         if f["key"].startswith(("latency", "automation_lateness", "automation_first_send")):
             p50 = statistics.median(f["extra"]["p50"])
             value = f"p99 {value}, p50 {p50:.1f} ms"
+        if "speedup" in f["extra"]:
+            value += f", {f['extra']['speedup']:.2f}× one process"
+        if f["key"] == "peers_lost_hub" and f["extra"]:
+            value += f" of {f['extra']['acknowledged']:,}"
         result = {True: "pass", False: "**fail**", None: "—"}[f["pass"]]
         if f["goal"] == REFERENCE:
             result = "(bound)"
+        elif f["goal"] == MEASURED:
+            result = "(measured)"
         lines.append(f"| {f['label']} | {value} | {ceiling} | {ratio} | {f['goal']} | {result} |")
     lines += [
         "",
@@ -520,9 +642,16 @@ def markdown(report: dict[str, Any]) -> str:
         "local receiver, internal delivery events off. Latency: an open-loop generator, "
         "receiver arrival minus the client's 202. Automations: `benchmarks/automations.py` in "
         "one process per run on a fresh database (its ingest figure calls ingest directly, 64 "
-        "concurrent calls of one event, no HTTP). See benchmarks/README.md.",
+        "concurrent calls of one event, no HTTP). Scale-out: `benchmarks/scaleout.py`, ingest "
+        "with `serve --processes N` and deliveries with N worker processes, in turns with the "
+        "ceilings; the ratio is against the one-process ceiling. Peers: `python -m "
+        "benchmarks.peers`, each peer's figure as the ceiling column, issue 21's goals. See "
+        "benchmarks/README.md.",
         "",
     ]
+    if report.get("peers_table"):
+        lines += ["## Beside its peers (the same run)", ""]
+        lines += report["peers_table"].splitlines()[2:]  # its own title and blank line dropped
     return "\n".join(lines)
 
 
@@ -548,10 +677,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run, small counts, < 2 min")
     parser.add_argument("--profile", action="store_true", help="py-spy profiles, no figures")
+    parser.add_argument("--scaleout", action="store_true", help="with --quick: the scale-out too")
+    parser.add_argument("--peers", action="store_true", help="with --quick: the peers too")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     h.ensure_wrk()
     started = time.time()
+    load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with h.workdir() as tmp:
         work = Path(tmp)
         if args.profile:
@@ -570,13 +702,22 @@ def main() -> None:
         figures.append(scan)
         if has_pg:
             figures.append(disk_figure(cfg, work, scan.extra.get("disk")))
+        if has_pg and (not args.quick or args.scaleout):
+            figures += scaleout_figures(cfg, work)
+        peers_table = ""
+        if has_pg and (not args.quick or args.peers):
+            peers, peers_table = peer_figures(cfg)
+            figures += peers
     report = {
-        "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started,
         "machine": machine(),
         "config": cfg.__dict__,
+        "load_start": load_start,
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "figures": [f.to_json() for f in figures],
+        "peers_table": peers_table,
     }
     stem = "quick" if args.quick else "latest"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -11,6 +11,9 @@ from typing import Any, TypeVar
 from switchboard.errors import ConfigError
 
 T = TypeVar("T")
+# processes one `serve` supervises of each kind: each holds SWITCHBOARD_DB_POOL_SIZE connections,
+# and PostgreSQL's default max_connections is 100
+MAX_PROCESSES = 64
 
 
 def _int(name: str, raw: str) -> int:
@@ -157,6 +160,19 @@ class Settings:
     )
     run_worker: int = _setting(
         1, _int, "1: `serve` also runs the delivery worker in its process; 0: API only."
+    )
+    processes: int = _setting(
+        1,
+        _int,
+        "API processes `serve` runs on one port (PostgreSQL only, at most 64): above 1, `serve` "
+        "supervises them and SWITCHBOARD_WORKER_PROCESSES delivery workers, restarting any that "
+        "dies.",
+    )
+    worker_processes: int = _setting(
+        1,
+        _int,
+        "With SWITCHBOARD_PROCESSES above 1: `switchboard worker` processes `serve` runs beside "
+        "the API processes (at most 64; 0, or SWITCHBOARD_RUN_WORKER=0: none).",
     )
     worker_concurrency: int = _setting(
         512, _int, "Most deliveries a worker holds at once: claimed, waiting in line or being sent."
@@ -405,6 +421,16 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        for name, value in (
+            ("PROCESSES", self.processes),
+            ("WORKER_PROCESSES", self.worker_processes),
+        ):
+            if value > MAX_PROCESSES:
+                raise ConfigError(
+                    f"SWITCHBOARD_{name} must be at most {MAX_PROCESSES}, got {value}"
+                )
+        if self.processes < 1:
+            raise ConfigError("SWITCHBOARD_PROCESSES must be at least 1")
         if 0 < len(self.ui_secret) < 32:
             raise ConfigError("SWITCHBOARD_UI_SECRET must be at least 32 characters (or empty)")
         if self.ui_session_hours < 1:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.run import REFERENCE, Figure
+from typing import Any
+
+from benchmarks.run import MEASURED, REFERENCE, Figure, peer_rows
 
 
 def test_paired_runs_give_the_median_of_each_runs_ratio() -> None:
@@ -28,3 +30,47 @@ def test_a_reference_figure_has_a_ratio_and_no_verdict() -> None:
     fig.ceilings += [4.0]
     assert fig.ratio() == 0.75
     assert fig.passed() is None
+
+
+def test_a_measured_figure_has_a_ratio_and_no_verdict() -> None:
+    fig = Figure("k", "label", "events/s", MEASURED, paired=True)
+    fig.values += [3.0]
+    fig.ceilings += [4.0]
+    assert fig.ratio() == 0.75
+    assert fig.passed() is None
+
+
+def _peers_report(hub_lost: int, celery_p99: float | None) -> dict[str, Any]:
+    def system(name: str, ingest: float, deliveries: float, p99: float | None, lost: int) -> Any:
+        summary = {"ingest": ingest, "deliveries": deliveries, "p99": p99, "lost": lost,
+                   "acknowledged": 900, "kill_rate": 1000}  # fmt: skip
+        return {"system": name, "summary": summary}
+
+    return {
+        "settings": {"rate": 1000},
+        "systems": [
+            system("hub", 2100.0, 2600.0, 15.0, hub_lost),
+            system("celery", 450.0, 1000.0, celery_p99, 0),
+            system("procrastinate", 300.0, 150.0, 900.0, 0),
+        ],
+    }
+
+
+def test_the_hub_against_each_peer_is_judged_by_issue_21s_goals() -> None:
+    lost = Figure("peers_lost_hub", "lost", "events", "lost <= 0")
+    figs = {f.key: f for f in peer_rows(_peers_report(0, 80.0), lost)}
+    assert figs["peers_ingest_celery"].ratio() == 2100.0 / 450.0
+    assert figs["peers_ingest_celery"].passed() is True
+    assert figs["peers_deliveries_celery"].passed() is False  # 2.6×, under the 3× goal
+    assert figs["peers_p99_celery"].ratio() == 15.0 / 80.0
+    assert figs["peers_p99_celery"].passed() is True
+    assert figs["peers_p99_procrastinate"].passed() is True
+    assert figs["peers_lost_hub"].passed() is True
+
+
+def test_a_lost_event_or_an_unmeasured_peer_shows() -> None:
+    lost = Figure("peers_lost_hub", "lost", "events", "lost <= 0")
+    figs = {f.key: f for f in peer_rows(_peers_report(1, None), lost)}
+    assert figs["peers_lost_hub"].passed() is False
+    assert figs["peers_p99_celery"].skipped is not None
+    assert figs["peers_p99_celery"].passed() is None

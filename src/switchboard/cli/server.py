@@ -50,25 +50,106 @@ def load_catalog(path: Path) -> cat.CatalogSpec:
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides SWITCHBOARD_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides SWITCHBOARD_PORT.")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="API processes on the one port (PostgreSQL only), supervised with "
+            "SWITCHBOARD_WORKER_PROCESSES delivery workers beside them. Overrides "
+            "SWITCHBOARD_PROCESSES."
+        ),
+    ] = None,
+    worker_processes: Annotated[
+        int | None,
+        typer.Option(help="With --processes above 1: overrides SWITCHBOARD_WORKER_PROCESSES."),
+    ] = None,
+    fd: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="Serve on this inherited listening socket (supervised)."),
+    ] = None,
 ) -> None:
-    """Run the HTTP API and a delivery worker (migrating the database first)."""
+    """Run the HTTP API and a delivery worker (migrating the database first); with
+    --processes N, N API processes on one port and the delivery workers beside them."""
+    if fd is not None:
+        from switchboard.supervisor import as_child
+
+        as_child()
+    s = settings()
+    overrides: dict[str, Any] = {}
+    for name, value in (
+        ("host", host),
+        ("port", port),
+        ("processes", processes),
+        ("worker_processes", worker_processes),
+    ):
+        if value is not None:
+            overrides[name] = value
+    if overrides:
+        try:
+            s = Settings.from_env(**overrides)
+        except SwitchboardError as exc:
+            fail(f"configuration: {exc}", 2)
+    logs.setup(s.log_level)
+    if s.processes > 1 and fd is None:
+        sys.exit(_supervise(s))
     import uvicorn
 
     from switchboard.api import create_app
     from switchboard.server import server_config
 
-    s = settings()
-    if host is not None or port is not None:
-        s = Settings.from_env(host=host or s.host, port=port if port is not None else s.port)
-    logs.setup(s.log_level)
-    uvicorn.Server(server_config(create_app(s, freeze=True), s)).run()
+    server = uvicorn.Server(server_config(create_app(s, freeze=True), s))
+    if fd is None:
+        server.run()
+        return
+    import socket
+
+    server.run(sockets=[socket.socket(fileno=fd)])
 
 
-def worker() -> None:
+def _supervise(s: Settings) -> int:
+    """`serve --processes N`: migrate once, bind the port, run and supervise the children."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from switchboard.supervisor import Supervisor, bind_sockets
+
+    if not s.is_postgres:
+        fail(
+            f"--processes {s.processes} needs PostgreSQL: SQLite has one writer, so one process "
+            f"serves it ({shown_url(s.database_url)}); run `serve` without --processes, or set "
+            "SWITCHBOARD_DATABASE_URL to a postgresql:// URL",
+            2,
+        )
+    try:  # once, here: N children migrating at the same moment would race on the schema
+        migrations.upgrade_sync(s.database_url)
+    except (SwitchboardError, SQLAlchemyError, OSError) as exc:
+        reason = str(exc).splitlines()[0]
+        fail(f"cannot migrate {shown_url(s.database_url)}: {reason}")
+    try:
+        sockets = bind_sockets(s.host, s.port, s.processes)
+    except OSError as exc:
+        fail(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}")
+    workers = s.worker_processes if s.run_worker else 0
+    err.print(
+        f"serving http://{s.host}:{sockets[0].getsockname()[1]} with {s.processes} API processes "
+        f"and {workers} delivery worker processes; SIGTERM or Ctrl-C stops them all",
+        soft_wrap=True,
+    )
+    return Supervisor(s, sockets, workers).run()
+
+
+def worker(
+    supervised: Annotated[
+        bool, typer.Option(hidden=True, help="Started by `serve --processes` (supervised).")
+    ] = False,
+) -> None:
     """Run a delivery worker without the API (any number can run against PostgreSQL)."""
     import signal
 
     from switchboard.hub import Hub, tune_gc
+
+    if supervised:
+        from switchboard.supervisor import as_child
+
+        as_child()
 
     s = settings()
     logs.setup(s.log_level)
@@ -249,4 +330,4 @@ def quickstart(
     err.print(f"API reference: {base}/docs    Every command: switchboard --help\n")
     sys.stderr.flush()
     if serve_after:
-        serve(None, None)
+        serve()
