@@ -193,3 +193,23 @@ async def test_retention_still_expires_old_entries(api: Api) -> None:
     if api.hub.store.dialect == "sqlite":
         assert await api.hub.store.fetch("SELECT count(*) FROM audit_expiry") == [(0,)]
     assert await expire(api.hub.store, now - days * DAY_US, 10) == 1
+
+
+async def test_a_change_holds_no_transaction_until_its_first_write(api: Api) -> None:
+    """A change that reads, then waits on something outside (a WhatsApp gateway setting up a
+    channel can take its whole timeout), holds neither SQLite's single writer nor a PostgreSQL
+    connection in a transaction meanwhile: ingest answers while it waits. Its first write begins
+    the transaction, and the commit keeps the write."""
+    store = api.hub.store
+    tenant, key = await api.tenant()
+    async with store.transaction() as unit:
+        assert await store.list_keys(tenant)
+        assert getattr(unit, "conn", None) is None and not getattr(unit, "begun", False)
+        # the change "waits on a gateway": another request must get through meanwhile
+        status, body, _ = await asyncio.wait_for(
+            api.call("POST", "/v1/events", key, {"type": "a.b", "data": {}}), 30
+        )
+        assert status == 202, body
+        await store.execute("UPDATE tenants SET name = ? WHERE id = ?", ("renamed", tenant))
+        assert getattr(unit, "conn", None) is not None or getattr(unit, "begun", False)
+    assert (await store.get_tenant(tenant)).name == "renamed"  # type: ignore[union-attr]

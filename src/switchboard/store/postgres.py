@@ -300,10 +300,14 @@ class PostgresStore:
             yield conn
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        """A read; retried once when the connection was lost (reads are safe to repeat)."""
+        """A read; retried once when the connection was lost (reads are safe to repeat). Before
+        a change's first write the read takes a pooled connection of its own: the change has
+        nothing to see yet, and its transaction should not stay open while it calls out."""
+        unit = current(self)
+        before_writes = isinstance(unit, _Unit) and unit.conn is None
         for attempt in (1, 2):
             try:
-                async with self._connection() as conn:
+                async with self._connection(detached=before_writes) as conn:
                     rows: list[Any] = await conn.fetch(sql, *args)
                     return rows
             except StoreUnavailable:

@@ -87,7 +87,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 class _Unit(Unit):
-    """A change's transaction on the writer connection; BEGIN at its first statement, which
+    """A change's transaction on the writer connection; BEGIN at its first write, which
     takes the writer from everything else until COMMIT or ROLLBACK."""
 
     begun = False
@@ -138,9 +138,12 @@ class SqliteStore:
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on a connection of `pool`: the writer's under the writer lock, or inside the
-        change's unit (on the writer, reads included) when one has joined this context."""
+        change's unit (on the writer, reads included) when one has joined this context. Reads
+        before the unit's first write go to the readers: there is nothing of the change to see
+        yet, and a change that reads, then calls out (a gateway, say), must not hold the single
+        writer while it waits."""
         unit = current(self)
-        if unit is not None:
+        if unit is not None and (pool is self._writer or (isinstance(unit, _Unit) and unit.begun)):
             return await self._in_unit(unit, fn)
         if pool is self._writer:
             async with self._writer_lock:

@@ -1,15 +1,17 @@
 """One transaction for a whole change: what a request writes and the audit entry that records it.
 
 `Store.transaction()` opens a unit for the running task (and the tasks it starts while the unit
-is open): once `join()`ed, every statement the store runs for that context — reads included, so
-the change sees its own writes — goes to the unit's one connection and transaction, until the
-block commits (it ended) or rolls back (it raised). The audit log uses it (store/audit.py
-`audited`): the change and its entry commit together or not at all.
+is open): once `join()`ed, every statement the store runs for that context from its first write
+on — reads included, so the change sees its own writes — goes to the unit's one connection and
+transaction, until the block commits (it ended) or rolls back (it raised). The audit log uses
+it (store/audit.py `audited`): the change and its entry commit together or not at all.
 
 A unit begins armed but not joined: a request that may change something opens one before its
 handler runs, and only a manage/admin key's change (`api.common.principal`) joins it, so ingest,
 public webhooks and the like keep their own transactions and the group commit. Nothing is held
-until the first statement: the unit takes its connection (SQLite: the single writer) then.
+until the change's first write: the unit takes its connection (SQLite: the single writer) then,
+and reads before it run outside, so a change that reads and then calls out (a WhatsApp gateway
+setting up a channel) holds no transaction while it waits.
 
 Background jobs started during a change (`Hub.spawn`) run `detached`: they outlive the request
 and must not write into its transaction.
