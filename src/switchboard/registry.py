@@ -11,6 +11,7 @@ from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
 from switchboard.errors import Conflict, Unprocessable
 from switchboard.people import PeopleSpec
+from switchboard.pii import PiiClass
 from switchboard.store import Store, StoredType
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
@@ -48,6 +49,11 @@ class Registry:
     async def lookup(self, tenant_id: str, name: str) -> cat.EventTypeSpec | None:
         entry = await self._entry(tenant_id, name)
         return entry.spec if entry else None
+
+    async def pii_classes(self, tenant_id: str, name: str) -> dict[str, PiiClass]:
+        """The type's PII paths with their classes ({} for none, or an unknown type)."""
+        entry = await self._entry(tenant_id, name)
+        return entry.spec.pii_fields() if entry is not None and entry.spec.pii else {}
 
     async def _entry(self, tenant_id: str, name: str) -> _Entry | None:
         """The tenant's type, else the shared one; unknown names are cached too, so a flood of

@@ -166,7 +166,7 @@ class Scanner:
         rows = await self.hub.store.fetch(
             f"SELECT {_E} FROM events e WHERE {where} ORDER BY e.seq LIMIT ?", [*params, limit]
         )
-        return [event_from_row(r) for r in rows]
+        return await self.hub.store.subject_keys.open([event_from_row(r) for r in rows])
 
     async def count(self) -> int:
         where, params = self._where(0)

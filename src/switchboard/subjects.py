@@ -50,6 +50,7 @@ class Receipt:
     attempts_scrubbed: int
     runs_cancelled: int
     requests_scrubbed: int
+    key_destroyed: bool
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +218,9 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
             )
         )
     work += [
+        # crypto-shredding: the key that sealed the subject's PII, in this database and every
+        # backup of it (store/subject_keys.py)
+        ("key", *store.subject_keys.shred_statement(tenant_id, subject)),
         (
             "recipient",
             "DELETE FROM recipients WHERE tenant_id = ? AND id = ?",
@@ -251,6 +255,7 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
         attempts_scrubbed=n.get("attempts", 0),
         runs_cancelled=n.get("runs", 0),
         requests_scrubbed=n.get("requests", 0),
+        key_destroyed=n["key"] > 0,
     )
     await store.execute(
         "INSERT INTO subject_erasures (id, tenant_id, subject, erased_us, receipt) "

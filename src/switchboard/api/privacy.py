@@ -169,7 +169,7 @@ async def _referred_events(hub: Hub, tenant_id: str, ids: set[str], seqs: set[in
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {column} IN ({marks})",
             [tenant_id, *values],
         )
-        found += [event_from_row(r) for r in rows]
+        found += await hub.store.subject_keys.open([event_from_row(r) for r in rows])
     return found
 
 
