@@ -13,6 +13,7 @@ from switchboard.errors import Conflict, Unprocessable
 from switchboard.people import PeopleSpec
 from switchboard.pii import PiiClass
 from switchboard.store import Store, StoredType
+from switchboard.store.subject_keys import CONTEXT_PII
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
 _TTL = 5.0  # seconds a cached type is trusted; other nodes' catalog changes show up within it
@@ -45,6 +46,7 @@ class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache: dict[tuple[str, str], tuple[float, _Entry | None]] = {}
+        self._pii: dict[str, tuple[float, dict[str, frozenset[PiiClass]]]] = {}
 
     async def lookup(self, tenant_id: str, name: str) -> cat.EventTypeSpec | None:
         entry = await self._entry(tenant_id, name)
@@ -133,6 +135,7 @@ class Registry:
             StoredType(scope, spec.name, catalog_name, cat.event_type_to_dict(spec), now_us())
         )
         self._cache = {k: v for k, v in self._cache.items() if k[1] != spec.name}
+        self._pii.clear()
         indexed = []
         for path in spec.index:
             if await self.store.ensure_data_index(path):
@@ -180,6 +183,27 @@ class Registry:
             "types": len(catalog.types),
             "indexed": sorted(set(indexed)),
         }
+
+    async def tenant_pii(self, tenant_id: str) -> dict[str, frozenset[PiiClass]]:
+        """Every PII path of the types a tenant sees, as a filter names it (``data.email``),
+        with its classes; plus the context fields sealed with them. Cached like the types."""
+        now = time.monotonic()
+        hit = self._pii.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found: dict[str, set[PiiClass]] = {}
+        for stored in await self.list(tenant_id):
+            spec = cat.parse_event_type(stored.spec, where=stored.name)
+            for path, cls in spec.pii_fields().items():
+                found.setdefault(f"data.{path}", set()).add(cls)
+        if found:
+            for name, cls in CONTEXT_PII.items():
+                found.setdefault(f"context.{name}", set()).add(cls)
+        out = {path: frozenset(classes) for path, classes in found.items()}
+        if len(self._pii) > 10_000:
+            self._pii.clear()
+        self._pii[tenant_id] = (now + _TTL, out)
+        return out
 
     async def list(self, tenant_id: str) -> list[StoredType]:
         """The types a tenant sees: its own, then shared ones it does not override."""

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -34,6 +35,7 @@ from tests.integration.test_privacy_masking import (
     test_a_read_key_never_sees_raw_pii_and_a_pii_key_sees_it,
 )
 from tests.integration.test_privacy_subjects import test_export_then_erasure_leaves_no_pii_anywhere
+from tests.integration.test_sources import test_lead_form_dedups_on_phone_within_the_window
 
 pytestmark = pytest.mark.security
 
@@ -226,3 +228,84 @@ async def test_without_a_master_key_pii_is_stored_as_sent(database: str) -> None
         data, _ = await _stored(api, tenant, event_id)
         assert data == LEAD
         assert await api.hub.store.fetch("SELECT count(*) FROM subject_keys") == [(0,)]
+
+
+async def test_equality_filters_on_pii_compare_blind_tags(sealed_api: Api) -> None:
+    api = sealed_api
+    _, key = await api.tenant()
+    [joana, ana] = await _leads(
+        api,
+        key,
+        _lead("patient-42"),
+        _lead("patient-7", name="Ana Lima", email="ana@lima.org", phone="+55 11 91234-0000"),
+    )
+
+    async def listed(spec: dict[str, Any]) -> list[str]:
+        filt = quote(orjson.dumps(spec).decode())
+        status, body, _ = await api.call("GET", f"/v1/events?filter={filt}", key)
+        assert status == 200, body
+        return [e["id"] for e in body["data"]]
+
+    # equality on a sealed field, on its normalized value (emails fold case, phones are digits)
+    assert await listed({"data": {"email": [EMAIL]}}) == [joana]
+    assert await listed({"data": {"email": [EMAIL.upper()]}}) == [joana]
+    assert await listed({"data.phone": ["5531998765432"]}) == [joana]
+    assert await listed({"$or": [{"data": {"name": [NAME]}}, {"data": {"phone": ["x"]}}]}) == [
+        joana
+    ]
+    assert await listed({"data": {"email": ["ana@lima.org", EMAIL]}}) == [ana, joana]
+    assert await listed({"data": {"email": ["nobody@lima.org"]}}) == []
+    assert await listed({"data": {"email": [{"exists": True}]}, "data.plan": ["gold"]}) == [
+        ana,
+        joana,
+    ]
+    # another tenant's tags differ: its filter finds nothing of this tenant
+    _, other = await api.tenant()
+    await _leads(api, other, _lead("patient-1", email="x@y.org"))
+    filt = quote(orjson.dumps({"data": {"email": [EMAIL]}}).decode())
+    status, body, _ = await api.call("GET", f"/v1/events?filter={filt}", other)
+    assert status == 200 and body["data"] == []
+    # what a ciphertext cannot answer is refused, naming the field
+    for op in ({"prefix": "joana"}, {"wildcard": "*@exemplo.com.br"}, {"anything-but": EMAIL}):
+        filt = quote(orjson.dumps({"data": {"email": [op]}}).decode())
+        for path in ("/v1/events", "/v1/deliveries"):
+            status, body, _ = await api.call("GET", f"{path}?filter={filt}", key)
+            assert status == 400, body
+            assert body["error"]["details"][0]["path"] == "?filter", body
+            assert "data.email" in body["error"]["details"][0]["message"], body
+    # a prefix on a field that is not PII still works
+    assert await listed({"data": {"plan": [{"prefix": "go"}]}}) == [ana, joana]
+
+
+async def test_a_replay_filter_on_pii_matches_and_is_kept_without_the_value(
+    sealed_api: Api, receivers: Any
+) -> None:
+    api = sealed_api
+    _, key = await api.tenant()
+    await _leads(api, key, _lead("patient-42"), _lead("patient-7", email="ana@lima.org"))
+    rcv = await receivers()
+    dest = {"name": "late", "kind": "webhook", "config": {"url": rcv.url}}
+    assert (await api.call("POST", "/v1/destinations", key, dest))[0] == 201
+    query = {"types": ["lead.*"], "destinations": ["late"], "filter": {"data": {"email": [EMAIL]}}}
+    status, dry, _ = await api.call("POST", "/v1/replays", key, {**query, "dry_run": True})
+    assert status == 200 and dry["events"] == 1, dry
+    status, job, _ = await api.call("POST", "/v1/replays", key, query)
+    assert status == 202, job
+    bad = {**query, "filter": {"data": {"email": [{"suffix": "exemplo.com.br"}]}}}
+    status, body, _ = await api.call("POST", "/v1/replays", key, bad)
+    assert status == 400 and body["error"]["details"][0]["path"] == "/filter", body
+    assert "data.email" in body["error"]["details"][0]["message"]
+    dump = await _dump(api.hub.store.settings.database_url)
+    for secret in SECRETS:
+        assert secret.encode() not in dump, secret
+
+
+async def test_business_dedup_claims_hold_blind_tags(sealed_api: Api) -> None:
+    """The lead form's dedup (phone written differently, same person) with a master key: the
+    claims table holds a tag, never the number or the email."""
+    await test_lead_form_dedups_on_phone_within_the_window(sealed_api)
+    rows = await sealed_api.hub.store.fetch("SELECT key FROM dedup_keys")
+    assert rows and all(r[0].split(":", 1)[1].startswith("#") for r in rows), rows
+    text = " ".join(r[0] for r in rows)
+    for raw in ("998765432", "91234-5678", "912345678", "ana@example.com", "joana"):
+        assert raw not in text.lower(), rows

@@ -358,3 +358,59 @@ class SubjectKeys:
         if isinstance(value, list):
             return [self._opened(v, e, aead, path) for v in value]
         return value
+
+
+# -- filters on sealed fields ---------------------------------------------------------------------
+
+# what SQL can still test on a sealed value: equality (by its blind tag) and presence
+_REFUSED = ("prefix", "suffix", "wildcard", "equals-ignore-case", "anything-but", "numeric", "cidr")
+
+
+def blind_spec(
+    spec: Mapping[str, Any],
+    pii: Mapping[str, frozenset[PiiClass]],
+    index_key: bytes,
+    keep_plain: bool,
+    prefix: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A filter pattern's spec whose string equalities on PII paths also (or, without
+    `keep_plain`, only) match the blind tag of the value: an alternative ``{"prefix":
+    "sbpii1.<tag>."}``, which SQL answers on the sealed text and which never matches a
+    plaintext. What a ciphertext cannot answer (prefix, suffix, wildcard, case folding,
+    anything-but, numeric ranges) on a PII path raises PatternError naming the field. The spec
+    has been compiled once already (patterns.compile_pattern), so its shape is known good."""
+    from switchboard.patterns import PatternError
+
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key == "$or":
+            out[key] = [blind_spec(b, pii, index_key, keep_plain, prefix) for b in value]
+            continue
+        path = (*prefix, *key.split("."))
+        if isinstance(value, Mapping):
+            out[key] = blind_spec(value, pii, index_key, keep_plain, path)
+            continue
+        dotted = ".".join(path)
+        classes = pii.get(dotted)
+        if classes is None:
+            out[key] = value
+            continue
+        items: list[Any] = []
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Mapping):
+                refused = [op for op in item if op in _REFUSED]
+                if refused:
+                    raise PatternError(
+                        f"{dotted}: {refused[0]!r} cannot be tested on a PII field, which is "
+                        "sealed at rest; only equality and exists are (docs/privacy.md)"
+                    )
+                items.append(item)
+                continue
+            if keep_plain or not isinstance(item, str):
+                items.append(item)
+            if isinstance(item, str):
+                for cls in sorted(classes):
+                    tag = blind_tag(index_key, dotted.removeprefix("data."), normalize(item, cls))
+                    items.append({"prefix": f"{PREFIX}{tag}."})
+        out[key] = items
+    return out
