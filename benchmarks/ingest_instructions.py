@@ -9,9 +9,15 @@ The count covers every thread of the server (the event loop, the SQLite writer, 
 writer), not PostgreSQL. With one connection every request is its own group commit, so the
 count repeats closely; with more, the group commits' sizes follow timing and the count with them.
 
-``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C]`` (a tree is a folder
-holding `.venv/`, e.g. this checkout or an older commit unpacked with its own virtualenv; KIND is
-sqlite or postgres). Prints one JSON line. Needs `valgrind`. About a minute per 1,000 requests.
+``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--pii known|new]``
+(a tree is a folder holding `.venv/`, e.g. this checkout or an older commit unpacked with its own
+virtualenv; KIND is sqlite or postgres). Prints one JSON line. Needs `valgrind`. About a minute
+per 1,000 requests.
+
+With ``--pii`` the events are of a catalog type that declares PII (a lead: name, email, phone)
+and the hub runs with a master key, so a tree that seals PII at rest does: ``known`` spreads the
+events over 100 subjects the warm-up already met (their data keys exist), ``new`` gives every
+event a subject of its own (a data key is made per request: the worst case).
 """
 
 from __future__ import annotations
@@ -30,9 +36,67 @@ import aiohttp
 
 from benchmarks import harness as h
 from benchmarks.ingest_cpu import _provision
+from switchboard.crypto import new_master_key
+
+LEAD_TYPE = {
+    "description": "A lead with personal data (benchmark).",
+    "pii": ["name", "email", "phone"],
+    "versions": [
+        {
+            "version": "1.0",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "email": {"type": "string"},
+                    "phone": {"type": "string"},
+                    "plan": {"type": "string"},
+                },
+            },
+        }
+    ],
+}
 
 
-async def _send(url: str, key: str, count: int, connections: int, tag: str) -> None:
+def _event(i: int, tag: str, pii: str | None) -> dict[str, object]:
+    if pii is None:
+        return {
+            "id": f"{tag}-{i}",
+            "type": "order.created",
+            "source": "bench",
+            "subject": "customer-1",
+            "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
+        }
+    n = i % 100 if pii == "known" else i
+    return {
+        "id": f"{tag}-{i}",
+        "type": "lead.created",
+        "source": "bench",
+        "subject": f"customer-{n}" if pii == "known" else f"customer-{tag}-{n}",
+        "data": {
+            "name": f"Joana Pereira {n}",
+            "email": f"joana.{n}@exemplo.com.br",
+            "phone": f"+55 31 9{n:04d}-5432",
+            "plan": "gold",
+        },
+    }
+
+
+async def _catalog(url: str, key: str) -> None:
+    headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            url + "/v1/event-types/lead.created", data=json.dumps(LEAD_TYPE), headers=headers
+        ) as resp,
+    ):
+        if resp.status not in (200, 201):
+            raise RuntimeError(f"the catalog type was refused: {resp.status} {await resp.text()}")
+
+
+async def _send(
+    url: str, key: str, count: int, connections: int, tag: str, pii: str | None = None
+) -> None:
     numbers = iter(range(count))
     refused: list[int] = []
     headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
@@ -41,13 +105,7 @@ async def _send(url: str, key: str, count: int, connections: int, tag: str) -> N
 
         async def lane() -> None:
             for i in numbers:
-                event = {
-                    "id": f"{tag}-{i}",
-                    "type": "order.created",
-                    "source": "bench",
-                    "subject": "customer-1",
-                    "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
-                }
+                event = _event(i, tag, pii)
                 async with session.post(
                     url + "/v1/events", data=json.dumps(event), headers=headers
                 ) as resp:
@@ -75,7 +133,9 @@ def _callgrind(command: str, pid: int) -> None:
     subprocess.run(["callgrind_control", "-i", command, str(pid)], check=True, capture_output=True)
 
 
-def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str, object]:
+def measure(
+    tree: Path, kind: str, requests: int, connections: int, pii: str | None = None
+) -> dict[str, object]:
     with h.workdir() as tmp:
         work = Path(tmp)
         out = work / "callgrind.out"
@@ -89,8 +149,12 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
                 *(str(tree / ".venv/bin/python"), str(tree / ".venv/bin/switchboard"), "serve"),
             ]
             with (work / "server.log").open("wb") as log:
+                extra = {"SWITCHBOARD_MASTER_KEY": new_master_key()} if pii else {}
                 proc = subprocess.Popen(
-                    argv, env={**os.environ, **h.hub_env(db, port)}, stdout=log, stderr=log
+                    argv,
+                    env={**os.environ, **h.hub_env(db, port, **extra)},
+                    stdout=log,
+                    stderr=log,
                 )
             try:
                 deadline = time.monotonic() + 600  # valgrind starts Python slowly
@@ -102,9 +166,11 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
                         if proc.poll() is not None or time.monotonic() > deadline:
                             raise
                         time.sleep(1)
-                asyncio.run(_send(url, key, 300, connections, "warm"))
+                if pii:
+                    asyncio.run(_catalog(url, key))
+                asyncio.run(_send(url, key, 300, connections, "warm", pii))
                 _callgrind("on", proc.pid)
-                asyncio.run(_send(url, key, requests, connections, "run"))
+                asyncio.run(_send(url, key, requests, connections, "run", pii))
                 _callgrind("off", proc.pid)
             finally:
                 proc.send_signal(signal.SIGTERM)
@@ -115,6 +181,7 @@ def measure(tree: Path, kind: str, requests: int, connections: int) -> dict[str,
         "kind": kind,
         "requests": requests,
         "connections": connections,
+        "pii": pii,
         "instructions_per_request": round(total / requests),
     }
 
@@ -125,8 +192,13 @@ def main() -> None:
     parser.add_argument("kind", choices=["sqlite", "postgres"])
     parser.add_argument("requests", type=int, nargs="?", default=1000)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--pii", choices=["known", "new"], default=None)
     args = parser.parse_args()
-    print(json.dumps(measure(args.tree.resolve(), args.kind, args.requests, args.connections)))
+    print(
+        json.dumps(
+            measure(args.tree.resolve(), args.kind, args.requests, args.connections, args.pii)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 
 from switchboard.config import Settings
 from switchboard.crypto import new_master_key
+from switchboard.errors import ConfigError
 from switchboard.hub import Hub
 from switchboard.store.queries import load_json
 from switchboard.store.sealed import rotate
@@ -309,3 +310,17 @@ async def test_business_dedup_claims_hold_blind_tags(sealed_api: Api) -> None:
     text = " ".join(r[0] for r in rows)
     for raw in ("998765432", "91234-5678", "912345678", "ana@example.com", "joana"):
         assert raw not in text.lower(), rows
+
+
+async def test_a_hub_without_the_key_that_wrapped_the_data_keys_refuses_to_start(
+    database: str,
+) -> None:
+    async with serve(_settings(database, master_key=KEY_A)) as api:
+        _, key = await api.tenant()
+        await _leads(api, key, _lead("patient-42"))
+    with pytest.raises(ConfigError, match="SWITCHBOARD_MASTER_KEY"):
+        async with _opened(_settings(database)):
+            pass
+    with pytest.raises(ConfigError, match="SWITCHBOARD_MASTER_KEY_PREVIOUS"):
+        async with _opened(_settings(database, master_key=KEY_B)):
+            pass

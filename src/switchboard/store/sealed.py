@@ -52,12 +52,13 @@ async def check_keys(sql: Sql) -> None:
     which = ", ".join(f"{kid} ({n} values)" for kid, n in sorted(missing.items()))
     if not vault.enabled:
         raise ConfigError(
-            f"the database holds credentials sealed with master key {which}, and no master key "
-            "is set: set SWITCHBOARD_MASTER_KEY or SWITCHBOARD_MASTER_KEY_FILE to that key"
+            f"the database holds credentials or data keys sealed with master key {which}, and "
+            "no master key is set: set SWITCHBOARD_MASTER_KEY or SWITCHBOARD_MASTER_KEY_FILE to "
+            "that key"
         )
     raise ConfigError(
-        f"the database holds credentials sealed with master key {which}, which is neither "
-        f"SWITCHBOARD_MASTER_KEY (key {vault.current_id}) nor in "
+        f"the database holds credentials or data keys sealed with master key {which}, which "
+        f"is neither SWITCHBOARD_MASTER_KEY (key {vault.current_id}) nor in "
         "SWITCHBOARD_MASTER_KEY_PREVIOUS"
     )
 
