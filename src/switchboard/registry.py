@@ -34,6 +34,10 @@ class Verdict:
 class _Entry:
     spec: cat.EventTypeSpec
     validators: dict[str, cat.Validator]
+    pii: dict[str, PiiClass] = field(init=False)  # what the store seals (subject_keys.py)
+
+    def __post_init__(self) -> None:
+        self.pii = self.spec.pii_fields() if self.spec.pii else {}
 
     def validator(self, v: cat.TypeVersion) -> cat.Validator:
         found = self.validators.get(v.version)
@@ -55,7 +59,7 @@ class Registry:
     async def pii_classes(self, tenant_id: str, name: str) -> dict[str, PiiClass]:
         """The type's PII paths with their classes ({} for none, or an unknown type)."""
         entry = await self._entry(tenant_id, name)
-        return entry.spec.pii_fields() if entry is not None and entry.spec.pii else {}
+        return entry.pii if entry is not None else {}
 
     async def _entry(self, tenant_id: str, name: str) -> _Entry | None:
         """The tenant's type, else the shared one; unknown names are cached too, so a flood of

@@ -146,9 +146,13 @@ async def test_erasure_shreds_the_key_so_a_backup_no_longer_opens(database: str)
         )
         backup = await _stored(api, tenant, mine)  # what a backup taken now holds
         async with _opened(_settings(database, master_key=KEY_A)) as other:
-            # another process reads the subject's event: it holds the unwrapped key in memory
+            # another process reads the subject's event and seals one: it holds the key in memory
             before = await other.store.get_event(tenant, mine, None)
             assert before is not None and before.data == LEAD
+            tenant_row = await other.store.get_tenant(tenant)
+            assert tenant_row is not None
+            sealed = await other.ingestor.ingest([_lead("patient-42")], tenant_row, "api")
+            assert sealed.accepted == 1
             status, receipt, _ = await api.call("DELETE", "/v1/subjects/patient-42", key)
             assert status == 200 and receipt["key_destroyed"] is True, receipt
             # the backup is restored over the erased row: its sealed values stay unreadable,
@@ -164,9 +168,15 @@ async def test_erasure_shreds_the_key_so_a_backup_no_longer_opens(database: str)
                     "plan": "gold",
                 }
                 assert restored.context == {"ip": None, "locale": "pt-BR"}
-        for path in (f"/v1/events/{mine}", "/v1/subjects/patient-42/export", "/v1/events"):
-            status, answer, _ = await api.call("GET", path, key)
-            assert status == 200 and NAME not in orjson.dumps(answer).decode(), (path, answer)
+            for path in (f"/v1/events/{mine}", "/v1/subjects/patient-42/export", "/v1/events"):
+                status, answer, _ = await api.call("GET", path, key)
+                assert status == 200 and NAME not in orjson.dumps(answer).decode(), (path, answer)
+            # after the receipt, the other process seals the subject's next event under a new
+            # key, not the destroyed one it had used: it reads whole
+            later = await other.ingestor.ingest([_lead("patient-42")], tenant_row, "api")
+            event_id = later.results[0]["id"]
+            status, event, _ = await api.call("GET", f"/v1/events/{event_id}", key)
+            assert status == 200 and event["data"] == LEAD, event
         # the other subject keeps its key and its data
         status, event, _ = await api.call("GET", f"/v1/events/{theirs}", key)
         assert status == 200 and event["data"] == {**LEAD, "name": "Ana Lima"}

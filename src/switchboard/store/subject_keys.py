@@ -17,18 +17,20 @@ key): equality filters compare it in SQL without the plaintext (patterns.py).
 
 Reading: every path that turns rows into Events passes them through `open`, which fetches the
 keys of the owners present in one query — a key that was shredded, in this process or another,
-is absent from that answer, so there is no cache to outlive a shred (unwrapped keys are cached
-by their wrapped text, which only a live row hands back). A value whose key is gone reads as
-null. Without a master key nothing is sealed and values sealed earlier cannot be opened.
+is absent from that answer, so no read outlives a shred (unwrapped keys are cached by their
+wrapped text, which only a live row hands back). A value whose key is gone reads as null.
+Sealing reuses a key it used in the last SEAL_TTL seconds without a query (ingest's hot path);
+an erasure waits SEAL_TTL before it answers, so after its receipt no process seals with the
+destroyed key. Without a master key nothing is sealed.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,6 +72,7 @@ CONTEXT_PII: dict[str, PiiClass] = {
 }
 _CHUNK = 200  # owners per IN (…) list
 _CACHE_MAX = 20_000  # unwrapped keys kept in memory
+SEAL_TTL = 2.0  # seconds a data key just used for sealing is used again without a query
 
 # (tenant, type) -> the type's PII paths with their classes ({} for none or an unknown type)
 PiiLookup = Callable[[str, str], Awaitable[Mapping[str, PiiClass]]]
@@ -154,8 +157,7 @@ class Keys:
 
 
 def blind_tag(index_key: bytes, path: str, normalized: str) -> str:
-    mac = hmac.new(index_key, f"{path}\0{normalized}".encode(), hashlib.sha256)
-    return mac.hexdigest()[:TAG_HEX]
+    return hmac.digest(index_key, f"{path}\0{normalized}".encode(), "sha256").hex()[:TAG_HEX]
 
 
 class SubjectKeys:
@@ -165,6 +167,10 @@ class SubjectKeys:
         self.sql = sql
         self.pii_paths: PiiLookup | None = None  # set by the Hub (the catalog)
         self._unwrapped: dict[tuple[str, str, str, str], bytes] = {}
+        # keys sealing has just used, reused for SEAL_TTL without asking the store: an erasure
+        # waits that long before it answers, so no process seals with a key it destroyed
+        self._recent: dict[tuple[str, Owner], tuple[float, AESGCM]] = {}
+        self._index_keys: dict[str, bytes] = {}  # never shredded: kept
 
     @property
     def enabled(self) -> bool:
@@ -240,10 +246,34 @@ class SubjectKeys:
             return None
         return (await self.keys(tenant_id, set(), create)).index
 
-    async def blind(self, tenant_id: str, path: str, value: str, cls: PiiClass) -> str | None:
-        """The blind tag `value` has at `path` in this tenant, None without a master key."""
-        key = await self.index_key(tenant_id)
-        return None if key is None else blind_tag(key, path, normalize(value, cls))
+    async def _sealing_keys(self, tenant_id: str, wanted: set[Owner]) -> Keys:
+        """The keys to seal with: those used in the last SEAL_TTL seconds, the others from the
+        store (made when missing)."""
+        now = time.monotonic()
+        aead: dict[Owner, AESGCM] = {}
+        for owner in wanted:
+            hit = self._recent.get((tenant_id, owner))
+            if hit is not None and hit[0] > now:
+                aead[owner] = hit[1]
+        index = self._index_keys.get(tenant_id)
+        missing = wanted - aead.keys()
+        if missing or index is None:
+            fresh = await self.keys(tenant_id, missing, create=True)
+            if len(self._recent) >= _CACHE_MAX:
+                self._recent.clear()
+            for owner, key in fresh.aead.items():
+                self._recent[tenant_id, owner] = (now + SEAL_TTL, key)
+                aead[owner] = key
+            index = fresh.index
+            if index is not None:
+                if len(self._index_keys) >= _CACHE_MAX:
+                    self._index_keys.clear()
+                self._index_keys[tenant_id] = index
+        return Keys(aead, index)
+
+    def forget(self, tenant_id: str, subject: str) -> None:
+        """Drop a shredded subject's key from this process's sealing cache."""
+        self._recent.pop((tenant_id, ("subject", subject)), None)
 
     def shred_statement(self, tenant_id: str, subject: str) -> tuple[str, tuple[Any, ...]]:
         """The DELETE that destroys `subject`'s data key (run in the erasure's transaction)."""
@@ -287,7 +317,7 @@ class SubjectKeys:
         keys: dict[str, Keys] = {}
         for tenant_id, wanted in owners.items():
             for _ in range(3):  # a key made and shredded at once (an erasure racing): again
-                keys[tenant_id] = await self.keys(tenant_id, wanted, create=True)
+                keys[tenant_id] = await self._sealing_keys(tenant_id, wanted)
                 if wanted <= keys[tenant_id].aead.keys():
                     break
         return [
