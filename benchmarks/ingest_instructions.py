@@ -9,15 +9,17 @@ The count covers every thread of the server (the event loop, the SQLite writer, 
 writer), not PostgreSQL. With one connection every request is its own group commit, so the
 count repeats closely; with more, the group commits' sizes follow timing and the count with them.
 
-``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--pii known|new]``
+``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--pii one|known|new]``
 (a tree is a folder holding `.venv/`, e.g. this checkout or an older commit unpacked with its own
 virtualenv; KIND is sqlite or postgres). Prints one JSON line. Needs `valgrind`. About a minute
 per 1,000 requests.
 
 With ``--pii`` the events are of a catalog type that declares PII (a lead: name, email, phone)
-and the hub runs with a master key, so a tree that seals PII at rest does: ``known`` spreads the
-events over 100 subjects the warm-up already met (their data keys exist), ``new`` gives every
-event a subject of its own (a data key is made per request: the worst case).
+and the hub runs with a master key, so a tree that seals PII at rest does: ``one`` sends every
+event about the same subject (as the plain benchmark does), ``known`` spreads them over 100
+subjects the warm-up already met (their data keys exist, but under valgrind a subject comes back
+only every few seconds), ``new`` gives every event a subject of its own (a data key is made per
+request: the worst case).
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ def _event(i: int, tag: str, pii: str | None) -> dict[str, object]:
             "subject": "customer-1",
             "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
         }
-    n = i % 100 if pii == "known" else i
+    n = {"one": 1, "known": i % 100}.get(pii, i)
     return {
         "id": f"{tag}-{i}",
         "type": "lead.created",
         "source": "bench",
-        "subject": f"customer-{n}" if pii == "known" else f"customer-{tag}-{n}",
+        "subject": f"customer-{tag}-{n}" if pii == "new" else f"customer-{n}",
         "data": {
             "name": f"Joana Pereira {n}",
             "email": f"joana.{n}@exemplo.com.br",
@@ -192,7 +194,7 @@ def main() -> None:
     parser.add_argument("kind", choices=["sqlite", "postgres"])
     parser.add_argument("requests", type=int, nargs="?", default=1000)
     parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--pii", choices=["known", "new"], default=None)
+    parser.add_argument("--pii", choices=["one", "known", "new"], default=None)
     args = parser.parse_args()
     print(
         json.dumps(
