@@ -309,6 +309,12 @@ async def test_a_replay_filter_on_pii_matches_and_is_kept_without_the_value(
     dump = await _dump(api.hub.store.settings.database_url)
     for secret in SECRETS:
         assert secret.encode() not in dump, secret
+    # a route filtering on a PII field (a route keeps its filter as written): the dry run plans
+    # those events on their plain values, not SQL on the sealed text
+    route = {"name": "r", "types": ["lead.*"], "destinations": ["late"], "filter": query["filter"]}
+    assert (await api.call("POST", "/v1/routes", key, route))[0] == 201
+    status, dry, _ = await api.call("POST", "/v1/replays", key, {"dry_run": True})
+    assert status == 200 and (dry["events"], dry["deliveries"]) == (1, 1), dry
 
 
 async def test_business_dedup_claims_hold_blind_tags(sealed_api: Api) -> None:
