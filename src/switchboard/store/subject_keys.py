@@ -233,7 +233,10 @@ class SubjectKeys:
         if create and missing:
             vault = self.sql.vault
             now = now_us()
-            await self.sql.batch(
+            made = {
+                owner: os.urandom(KEY_BYTES) for owner in sorted(missing)
+            }  # (kind, owner) -> key
+            inserted = await self.sql.batch(
                 [
                     (
                         "INSERT INTO subject_keys (tenant_id, kind, owner, wrapped, created_us) "
@@ -242,14 +245,21 @@ class SubjectKeys:
                             tenant_id,
                             kind,
                             owner,
-                            vault.seal(os.urandom(KEY_BYTES), key_place(tenant_id, kind, owner)),
+                            vault.seal(key, key_place(tenant_id, kind, owner)),
                             now,
                         ),
                     )
-                    for kind, owner in sorted(missing)
+                    for (kind, owner), key in made.items()
                 ]
             )
-            found.update(await self._fetch(tenant_id, missing, write=True))
+            lost = set()
+            for (owner, key), n in zip(made.items(), inserted, strict=True):
+                if n:  # ours is stored: no need to read it back
+                    found[owner] = key
+                else:  # a concurrent maker's key won: take it
+                    lost.add(owner)
+            if lost:
+                found.update(await self._fetch(tenant_id, lost, write=True))
         index = found.pop(INDEX, None)
         return Keys({o: AESGCM(k) for o, k in found.items()}, index)
 
