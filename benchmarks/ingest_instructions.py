@@ -9,13 +9,20 @@ The count covers every thread of the server (the event loop, the SQLite writer, 
 writer), not PostgreSQL. With one connection every request is its own group commit, so the
 count repeats closely; with more, the group commits' sizes follow timing and the count with them.
 
-``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--floor]`` (a tree is
-a folder holding `.venv/`, e.g. this checkout or an older commit unpacked with its own
-virtualenv; KIND is sqlite or postgres). With ``--floor`` the server counted is the tree's
-`benchmarks.bare_ingest` (the durable floor of the 1 event/request figure) instead of
-`switchboard serve`, driven the same way: the hub's count over the floor's is the share of the
-floor's work the hub adds, whatever the machine's load. Prints one JSON line. Needs `valgrind`.
-About a minute per 1,000 requests.
+``python -m benchmarks.ingest_instructions TREE KIND [N] [--connections C] [--floor]
+[--pii one|known|new]`` (a tree is a folder holding `.venv/`, e.g. this checkout or an older
+commit unpacked with its own virtualenv; KIND is sqlite or postgres). With ``--floor`` the server
+counted is the tree's `benchmarks.bare_ingest` (the durable floor of the 1 event/request figure)
+instead of `switchboard serve`, driven the same way: the hub's count over the floor's is the share
+of the floor's work the hub adds, whatever the machine's load. Prints one JSON line. Needs
+`valgrind`. About a minute per 1,000 requests.
+
+With ``--pii`` the events are of a catalog type that declares PII (a lead: name, email, phone)
+and the hub runs with a master key, so a tree that seals PII at rest does: ``one`` sends every
+event about the same subject (as the plain benchmark does), ``known`` spreads them over 100
+subjects the warm-up already met (their data keys exist, but under valgrind a subject comes back
+only every few seconds), ``new`` gives every event a subject of its own (a data key is made per
+request: the worst case).
 """
 
 from __future__ import annotations
@@ -34,9 +41,67 @@ import aiohttp
 
 from benchmarks import harness as h
 from benchmarks.ingest_cpu import _provision
+from switchboard.crypto import new_master_key
+
+LEAD_TYPE = {
+    "description": "A lead with personal data (benchmark).",
+    "pii": ["name", "email", "phone"],
+    "versions": [
+        {
+            "version": "1.0",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "email": {"type": "string"},
+                    "phone": {"type": "string"},
+                    "plan": {"type": "string"},
+                },
+            },
+        }
+    ],
+}
 
 
-async def _send(url: str, key: str, count: int, connections: int, tag: str) -> None:
+def _event(i: int, tag: str, pii: str | None) -> dict[str, object]:
+    if pii is None:
+        return {
+            "id": f"{tag}-{i}",
+            "type": "order.created",
+            "source": "bench",
+            "subject": "customer-1",
+            "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
+        }
+    n = {"one": 1, "known": i % 100}.get(pii, i)
+    return {
+        "id": f"{tag}-{i}",
+        "type": "lead.created",
+        "source": "bench",
+        "subject": f"customer-{tag}-{n}" if pii == "new" else f"customer-{n}",
+        "data": {
+            "name": f"Joana Pereira {n}",
+            "email": f"joana.{n}@exemplo.com.br",
+            "phone": f"+55 31 9{n:04d}-5432",
+            "plan": "gold",
+        },
+    }
+
+
+async def _catalog(url: str, key: str) -> None:
+    headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            url + "/v1/event-types/lead.created", data=json.dumps(LEAD_TYPE), headers=headers
+        ) as resp,
+    ):
+        if resp.status not in (200, 201):
+            raise RuntimeError(f"the catalog type was refused: {resp.status} {await resp.text()}")
+
+
+async def _send(
+    url: str, key: str, count: int, connections: int, tag: str, pii: str | None = None
+) -> None:
     numbers = iter(range(count))
     refused: list[int] = []
     headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
@@ -45,13 +110,7 @@ async def _send(url: str, key: str, count: int, connections: int, tag: str) -> N
 
         async def lane() -> None:
             for i in numbers:
-                event = {
-                    "id": f"{tag}-{i}",
-                    "type": "order.created",
-                    "source": "bench",
-                    "subject": "customer-1",
-                    "data": {"order_id": i, "total": 12.5, "items": [{"sku": "a", "qty": 1}]},
-                }
+                event = _event(i, tag, pii)
                 async with session.post(
                     url + "/v1/events", data=json.dumps(event), headers=headers
                 ) as resp:
@@ -80,7 +139,12 @@ def _callgrind(command: str, pid: int) -> None:
 
 
 def measure(
-    tree: Path, kind: str, requests: int, connections: int, floor: bool = False
+    tree: Path,
+    kind: str,
+    requests: int,
+    connections: int,
+    floor: bool = False,
+    pii: str | None = None,
 ) -> dict[str, object]:
     with h.workdir() as tmp:
         work = Path(tmp)
@@ -100,9 +164,10 @@ def measure(
                 *(str(tree / ".venv/bin/python"), *server),
             ]
             with (work / "server.log").open("wb") as log:
+                extra = {"SWITCHBOARD_MASTER_KEY": new_master_key()} if pii else {}
                 proc = subprocess.Popen(
                     argv,
-                    env={**os.environ, **h.hub_env(db, port)},
+                    env={**os.environ, **h.hub_env(db, port, **extra)},
                     stdout=log,
                     stderr=log,
                     cwd=tree,
@@ -117,9 +182,11 @@ def measure(
                         if proc.poll() is not None or time.monotonic() > deadline:
                             raise
                         time.sleep(1)
-                asyncio.run(_send(url, key, 300, connections, "warm"))
+                if pii:
+                    asyncio.run(_catalog(url, key))
+                asyncio.run(_send(url, key, 300, connections, "warm", pii))
                 _callgrind("on", proc.pid)
-                asyncio.run(_send(url, key, requests, connections, "run"))
+                asyncio.run(_send(url, key, requests, connections, "run", pii))
                 _callgrind("off", proc.pid)
             finally:
                 proc.send_signal(signal.SIGTERM)
@@ -131,6 +198,7 @@ def measure(
         "requests": requests,
         "connections": connections,
         "server": "bare_ingest" if floor else "switchboard serve",
+        "pii": pii,
         "instructions_per_request": round(total / requests),
     }
 
@@ -142,9 +210,12 @@ def main() -> None:
     parser.add_argument("requests", type=int, nargs="?", default=1000)
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--floor", action="store_true", help="count benchmarks.bare_ingest")
+    parser.add_argument("--pii", choices=["one", "known", "new"], default=None)
     args = parser.parse_args()
     tree = args.tree.resolve()
-    print(json.dumps(measure(tree, args.kind, args.requests, args.connections, args.floor)))
+    print(
+        json.dumps(measure(tree, args.kind, args.requests, args.connections, args.floor, args.pii))
+    )
 
 
 if __name__ == "__main__":

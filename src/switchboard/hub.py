@@ -58,6 +58,8 @@ class Hub:
         self.settings = settings
         self.store = store or open_store(settings)
         self.registry = Registry(self.store)
+        # the catalog says which of an event's values the store seals (store/subject_keys.py)
+        self.store.subject_keys.pii_paths = self.registry.pii_classes
         self.metrics = Metrics(
             tenant_labels=settings.metrics_tenant_labels == 1, enabled=settings.metrics == 1
         )

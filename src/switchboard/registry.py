@@ -11,8 +11,10 @@ from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
 from switchboard.errors import Conflict, Unprocessable
 from switchboard.people import PeopleSpec
+from switchboard.pii import PiiClass
 from switchboard.shared import SharedLoads
 from switchboard.store import Store, StoredType
+from switchboard.store.subject_keys import CONTEXT_PII
 
 SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types take precedence
 _TTL = 5.0  # seconds a cached type is trusted; other nodes' catalog changes show up within it
@@ -33,6 +35,10 @@ class Verdict:
 class _Entry:
     spec: cat.EventTypeSpec
     validators: dict[str, cat.Validator]
+    pii: dict[str, PiiClass] = field(init=False)  # what the store seals (subject_keys.py)
+
+    def __post_init__(self) -> None:
+        self.pii = self.spec.pii_fields() if self.spec.pii else {}
 
     def validator(self, v: cat.TypeVersion) -> cat.Validator:
         found = self.validators.get(v.version)
@@ -48,10 +54,16 @@ class Registry:
         # one query per expired entry, however many ingests find it expired together
         self._loads: SharedLoads[tuple[str, str], _Entry | None] = SharedLoads()
         self._generation = 0  # bumped when a type changes: a load begun before is not cached
+        self._pii: dict[str, tuple[float, dict[str, frozenset[PiiClass]]]] = {}
 
     async def lookup(self, tenant_id: str, name: str) -> cat.EventTypeSpec | None:
         entry = await self._entry(tenant_id, name)
         return entry.spec if entry else None
+
+    async def pii_classes(self, tenant_id: str, name: str) -> dict[str, PiiClass]:
+        """The type's PII paths with their classes ({} for none, or an unknown type)."""
+        entry = await self._entry(tenant_id, name)
+        return entry.pii if entry is not None else {}
 
     async def _entry(self, tenant_id: str, name: str) -> _Entry | None:
         """The tenant's type, else the shared one; unknown names are cached too, so a flood of
@@ -142,6 +154,7 @@ class Registry:
         self._cache = {k: v for k, v in self._cache.items() if k[1] != spec.name}
         self._generation += 1
         self._loads.forget_if(lambda k: k[1] == spec.name)
+        self._pii.clear()
         indexed = []
         for path in spec.index:
             if await self.store.ensure_data_index(path):
@@ -189,6 +202,27 @@ class Registry:
             "types": len(catalog.types),
             "indexed": sorted(set(indexed)),
         }
+
+    async def tenant_pii(self, tenant_id: str) -> dict[str, frozenset[PiiClass]]:
+        """Every PII path of the types a tenant sees, as a filter names it (``data.email``),
+        with its classes; plus the context fields sealed with them. Cached like the types."""
+        now = time.monotonic()
+        hit = self._pii.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found: dict[str, set[PiiClass]] = {}
+        for stored in await self.list(tenant_id):
+            spec = cat.parse_event_type(stored.spec, where=stored.name)
+            for path, cls in spec.pii_fields().items():
+                found.setdefault(f"data.{path}", set()).add(cls)
+        if found:
+            for name, cls in CONTEXT_PII.items():
+                found.setdefault(f"context.{name}", set()).add(cls)
+        out = {path: frozenset(classes) for path, classes in found.items()}
+        if len(self._pii) > 10_000:
+            self._pii.clear()
+        self._pii[tenant_id] = (now + _TTL, out)
+        return out
 
     async def list(self, tenant_id: str) -> list[StoredType]:
         """The types a tenant sees: its own, then shared ones it does not override."""

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from switchboard.config import Settings
     from switchboard.delivery import Worker
+    from switchboard.registry import Registry
     from switchboard.store import Store
 
 
@@ -47,6 +48,7 @@ class Hub(Protocol):
     store: Store
     worker: Worker | None
     running_replays: set[str]  # the replay jobs this process is running
+    registry: Registry  # which fields the store seals
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
@@ -124,8 +126,11 @@ class Scanner:
         # the filter passed the size limits when the replay was created
         self.compiled = patterns.compile_pattern(spec.pattern, None) if spec.pattern else None
         self.routes: list[Route] = []
+        self.sealed: frozenset[str] = frozenset()  # PII paths the store seals (dotted)
 
     async def prepare(self) -> None:
+        if self.hub.store.subject_keys.enabled:
+            self.sealed = frozenset(await self.hub.registry.tenant_pii(self.spec.tenant_id))
         every = await self.hub.load_routes(self.spec.tenant_id)
         if self.spec.route_ids:
             self.routes = [r for r in every if r.id in self.spec.route_ids]
@@ -166,7 +171,7 @@ class Scanner:
         rows = await self.hub.store.fetch(
             f"SELECT {_E} FROM events e WHERE {where} ORDER BY e.seq LIMIT ?", [*params, limit]
         )
-        return [event_from_row(r) for r in rows]
+        return await self.hub.store.subject_keys.open([event_from_row(r) for r in rows])
 
     async def count(self) -> int:
         where, params = self._where(0)
@@ -188,6 +193,23 @@ class Scanner:
             NewDelivery(event.tenant_id, event.seq, d, r, LOW, k, due_us, replay_id)
             for d, r, k in planned
         ]
+
+
+def touches(pattern: patterns.Pattern, paths: frozenset[str]) -> bool:
+    """Whether `pattern` tests a field at one of `paths` (dotted)."""
+    if not paths:
+        return False
+
+    def walk(node: patterns.AllOf) -> bool:
+        for c in node.conditions:
+            if isinstance(c, patterns.Leaf):
+                if ".".join(c.path) in paths:
+                    return True
+            elif any(walk(b) for b in c.branches):
+                return True
+        return False
+
+    return walk(pattern.root)
 
 
 def route_condition(route: Route, dialect: str) -> Condition | None:
@@ -249,6 +271,8 @@ def dry_run_sql(scanner: Scanner) -> DryRunSql | None:
         dests = [d for d in route.destinations if not only or d in only]
         if not route.enabled or not dests:
             continue
+        if route.filter is not None and touches(route.filter, scanner.sealed):
+            return None  # SQL sees the sealed text there: plan those events in Python
         condition = route_condition(route, dialect)
         if condition is None:
             return None

@@ -14,6 +14,7 @@ agreed, without IP and user agent. The receipt is stored, so the erasure can be 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from switchboard.store import Cursor, EventQuery
 from switchboard.store.automations import cancel_runs
 from switchboard.store.people import PeopleStore
 from switchboard.store.queries import dumps, load_json
+from switchboard.store.subject_keys import SEAL_TTL
 
 if TYPE_CHECKING:
     from switchboard.hub import Hub
@@ -50,6 +52,7 @@ class Receipt:
     attempts_scrubbed: int
     runs_cancelled: int
     requests_scrubbed: int
+    key_destroyed: bool
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +220,9 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
             )
         )
     work += [
+        # crypto-shredding: the key that sealed the subject's PII, in this database and every
+        # backup of it (store/subject_keys.py)
+        ("key", *store.subject_keys.shred_statement(tenant_id, subject)),
         (
             "recipient",
             "DELETE FROM recipients WHERE tenant_id = ? AND id = ?",
@@ -238,6 +244,11 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
     n: dict[str, int] = {}
     for (label, _, _), count in zip(work, results, strict=True):
         n[label] = n.get(label, 0) + count
+    if n["key"]:
+        # every process may seal with a key it used in the last SEAL_TTL seconds: once that has
+        # passed, none seals with the destroyed one (a later event of the subject gets a new key)
+        store.subject_keys.forget(tenant_id, subject)
+        await asyncio.sleep(SEAL_TTL)
     receipt = Receipt(
         id=new_id(),
         subject=subject,
@@ -251,6 +262,7 @@ async def erase_subject(hub: Hub, tenant_id: str, subject: str) -> Receipt:
         attempts_scrubbed=n.get("attempts", 0),
         runs_cancelled=n.get("runs", 0),
         requests_scrubbed=n.get("requests", 0),
+        key_destroyed=n["key"] > 0,
     )
     await store.execute(
         "INSERT INTO subject_erasures (id, tenant_id, subject, erased_us, receipt) "

@@ -24,8 +24,15 @@ from switchboard.errors import (
     UnsupportedMedia,
 )
 from switchboard.hub import Hub
-from switchboard.patterns import Pattern, PatternError, check_queryable, parse_pattern
+from switchboard.patterns import (
+    Pattern,
+    PatternError,
+    check_queryable,
+    compile_pattern,
+    parse_pattern,
+)
 from switchboard.store import Scope
+from switchboard.store.subject_keys import blind_spec
 from switchboard.store.unit import join
 
 JSON_TYPES = ("application/json",)
@@ -342,6 +349,27 @@ def filter_of(raw: str | None) -> Pattern | None:
             f"filter: {exc}", details=[{"path": "?filter", "message": str(exc)}]
         ) from None
     return pattern
+
+
+async def sealed_filter(
+    h: Hub, tenant_id: str, pattern: Pattern | None, where: str, keep_plain: bool = True
+) -> Pattern | None:
+    """`pattern` as the store can answer it over sealed PII (store/subject_keys.py): equality
+    on a PII field compares blind tags, and what a ciphertext cannot answer (prefix, wildcard,
+    ranges on a PII field) is a 400 naming the field (`where` is the parameter or pointer of
+    the filter). Without a master key, or a type with PII, the pattern is answered as it is."""
+    if pattern is None or not h.store.subject_keys.enabled:
+        return pattern
+    pii = await h.registry.tenant_pii(tenant_id)
+    if not pii:
+        return pattern
+    index_key = await h.store.subject_keys.index_key(tenant_id)
+    assert index_key is not None  # a master key is set
+    try:
+        return compile_pattern(blind_spec(pattern.spec, pii, index_key, keep_plain), None)
+    except PatternError as exc:
+        name = where.lstrip("?/")
+        raise BadRequest(f"{name}: {exc}", details=[{"path": where, "message": str(exc)}]) from None
 
 
 def query_time(request: Request, name: str) -> int | None:

@@ -13,7 +13,14 @@ from starlette.responses import Response
 
 from switchboard import replay
 from switchboard.api import destinations, gateway_channels
-from switchboard.api.common import hub, principal, query_filter, query_time, query_types
+from switchboard.api.common import (
+    hub,
+    principal,
+    query_filter,
+    query_time,
+    query_types,
+    sealed_filter,
+)
 from switchboard.api.contract import (
     convert,
     decode_body,
@@ -207,7 +214,7 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
 async def _listing(request: Request, q: DeadQuery, status: str | None) -> Response:
     h = hub(request)
     p = await principal(request, Scope.READ)
-    pattern = query_filter(request)
+    pattern = await sealed_filter(h, p.tenant(), query_filter(request), "?filter")
     dest_id = None
     if q.destination:
         d = await h.deliveries.get_destination(p.tenant(), q.destination)
@@ -462,6 +469,11 @@ async def create_replay(request: Request) -> Response:
     for rid, name, _ in await h.deliveries.list_routes(tenant):
         routes[name] = routes[rid] = rid
     spec, dry = _replay_spec(body, tenant, names, routes)
+    if spec.pattern is not None:  # kept with the replay: only blind tags, never the values
+        blinded = await sealed_filter(
+            h, tenant, compile_pattern(spec.pattern, None), "/filter", keep_plain=False
+        )
+        spec = dataclasses.replace(spec, pattern=dict(blinded.spec) if blinded else None)
     if p.constraint is not None:  # a constrained key replays only the events it may see
         mine = both(compile_pattern(spec.pattern, None) if spec.pattern else None, p.constraint)
         spec = dataclasses.replace(spec, pattern=dict(mine.spec) if mine else None)

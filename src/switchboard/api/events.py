@@ -21,6 +21,7 @@ from switchboard.api.common import (
     read_body,
     read_json,
     read_raw,
+    sealed_filter,
     type_glob_problem,
     within,
 )
@@ -359,6 +360,9 @@ def _event_query(q: Listing, **fixed: Any) -> EventQuery:
 
 
 async def _page(request: Request, p: Principal, query: EventQuery) -> Response:
+    if query.pattern is not None:  # equality on a PII field compares blind tags
+        blinded = await sealed_filter(hub(request), p.tenant(), query.pattern, "?filter")
+        query = dataclasses.replace(query, pattern=blinded)
     if p.constraint is not None:  # a key limited inside its tenant reads only its part
         query = dataclasses.replace(query, pattern=both(query.pattern, p.constraint))
     events = await hub(request).store.list_events(p.tenant(), query)

@@ -176,7 +176,7 @@ async def _referred_events(hub: Hub, tenant_id: str, ids: set[str], seqs: set[in
         rows = await hub.store.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {where}", params
         )
-        found += [event_from_row(r) for r in rows]
+        found += await hub.store.subject_keys.open([event_from_row(r) for r in rows])
     return found
 
 

@@ -37,6 +37,13 @@ class ErasureReceipt(Model):
     attempts_scrubbed: Count = UNSET
     runs_cancelled: Count = UNSET
     requests_scrubbed: Count = UNSET
+    key_destroyed: Annotated[
+        bool | UnsetType,
+        Meta(
+            description="The subject's data key was destroyed: its PII sealed at rest, in "
+            "every copy of the database, can no longer be read (false: no key was held)."
+        ),
+    ] = UNSET
 
 
 class ExportedDelivery(Model):

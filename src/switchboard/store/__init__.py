@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.crypto import Vault
 from switchboard.envelope import Event, format_us
 from switchboard.records import NewDelivery, Wake
 from switchboard.store.unit import Unit
+
+if TYPE_CHECKING:
+    from switchboard.store.subject_keys import SubjectKeys
 
 
 class Scope(StrEnum):
@@ -183,6 +186,7 @@ class Store(Protocol):
     # events
     dialect: str
     vault: Vault  # seals credentials at rest (crypto.py)
+    subject_keys: SubjectKeys  # seals events' PII; every read of events opens it
 
     async def append(
         self, events: list[Event], plans: Sequence[Sequence[Planned]] | None = None

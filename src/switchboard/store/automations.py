@@ -555,6 +555,11 @@ class AutomationStore:
         )
         return rows[0][0] if rows and rows[0][0] is not None else None
 
+    async def _docs(self, rows: list[Any], offset: int) -> list[dict[str, Any]]:
+        """The match documents of the events in `rows` from column `offset`, PII opened."""
+        events = await self.sql.subject_keys.open([event_from_row(r[offset:]) for r in rows])
+        return [e.match_doc() for e in events]
+
     async def load_many(self, run_ids: list[str]) -> dict[str, Run]:
         """Runs by id, with their trigger events, in one query."""
         if not run_ids:
@@ -565,7 +570,8 @@ class AutomationStore:
             f"JOIN events e ON e.seq = r.trigger_seq WHERE r.id IN ({marks})",
             run_ids,
         )
-        return {r[0]: run_from_row(r, event_from_row(r[12:]).match_doc()) for r in rows}
+        docs = await self._docs(rows, 12)
+        return {r[0]: run_from_row(r, doc) for r, doc in zip(rows, docs, strict=True)}
 
     async def load(self, run_id: str, tenant_id: str | None = None) -> Run | None:
         """A run with its trigger event (None when not found, or not in `tenant_id`)."""
@@ -580,7 +586,7 @@ class AutomationStore:
         rows = await self.sql.fetch(sql, params)
         if not rows:
             return None
-        return run_from_row(rows[0], event_from_row(rows[0][12:]).match_doc())
+        return run_from_row(rows[0], (await self._docs(rows, 12))[0])
 
     async def save(self, run: Run, claimed_rev: int, now_us: int, waiting: bool) -> bool:
         return (await self.save_many([(run, claimed_rev, waiting, True)], now_us))[0]
@@ -662,7 +668,7 @@ class AutomationStore:
             f"WHERE i.run_id = ? AND i.tenant_id = ? ORDER BY i.event_seq LIMIT {int(limit) + 1}",
             (run.id, run.tenant_id),
         )
-        return digest_docs([event_from_row(r).match_doc() for r in rows], limit)
+        return digest_docs(await self._docs(rows, 0), limit)
 
     async def watch(self, run: Run, corr: Correlation, key: str) -> None:
         await self.sql.execute(
@@ -695,8 +701,7 @@ class AutomationStore:
                 f"ORDER BY e.seq LIMIT {FIND_PAGE}",
                 [*params, cursor],
             )
-            for row in rows:
-                doc = event_from_row(row).match_doc()
+            for doc in await self._docs(rows, 0):
                 if correlation_key(doc, corr.paths) != key:
                     continue
                 if corr.filter is None or patterns.match(corr.filter, doc):
@@ -740,7 +745,8 @@ class AutomationStore:
             sql += " AND r.status = ?"
             params.append(status)
         rows = await self.sql.fetch(sql + f" ORDER BY r.created_us DESC LIMIT {int(limit)}", params)
-        return [run_from_row(r, event_from_row(r[12:]).match_doc()) for r in rows]
+        docs = await self._docs(rows, 12)
+        return [run_from_row(r, doc) for r, doc in zip(rows, docs, strict=True)]
 
     async def run_of_delivery(self, tenant_id: str, event_seq: int, delivery_id: str) -> str | None:
         """The run whose send step made `delivery_id` (a delivery's event is its run's trigger),

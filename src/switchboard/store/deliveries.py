@@ -458,7 +458,8 @@ class DeliveryStore:
                 raise StoreError(f"delivery {d.id}: {e}")
             else:
                 unreadable.append((d, e))
-        return claimed
+        opened = await self.sql.subject_keys.open([e for _, e in claimed])
+        return [(d, e) for (d, _), e in zip(claimed, opened, strict=True)]
 
     def finish_statements(
         self,
@@ -587,7 +588,7 @@ class DeliveryStore:
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq = ?",
             (tenant_id, event_seq),
         )
-        return event_from_row(rows[0]) if rows else None
+        return (await self.sql.subject_keys.open([event_from_row(rows[0])]))[0] if rows else None
 
     async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
         rows = await self.sql.fetch(
@@ -646,7 +647,8 @@ class DeliveryStore:
         sql += " ORDER BY d.updated_us DESC, d.id DESC LIMIT ?"
         params.append(limit)
         rows = await self.sql.fetch(sql, params)
-        return [(delivery_from_row(r[:_D_WIDTH]), event_from_row(r[_D_WIDTH:])) for r in rows]
+        events = await self.sql.subject_keys.open([event_from_row(r[_D_WIDTH:]) for r in rows])
+        return [(delivery_from_row(r[:_D_WIDTH]), e) for r, e in zip(rows, events, strict=True)]
 
     async def dlq_stats(self, tenant_id: str, pattern: Any = None) -> list[tuple[str, str, int]]:
         params: list[Any] = [tenant_id]

@@ -18,6 +18,7 @@ import orjson
 from switchboard.crypto import Vault
 from switchboard.sources import Counters, Source
 from switchboard.store.queries import Sql, dumps, load_json
+from switchboard.store.subject_keys import blind_tag
 
 # --- sources ---------------------------------------------------------------------------------
 
@@ -366,6 +367,20 @@ async def verified_requests(
 # --- business-dedup claims -------------------------------------------------------------------
 
 
+async def blind_keys(store: Sql, tenant_id: str, keys: Sequence[str]) -> list[str]:
+    """Claims as stored: ``field:value`` keys hold a phone or an email, so with a master key
+    the value is replaced by its blind tag (a keyed HMAC, subject_keys.py): equal values still
+    meet, and the table holds no PII."""
+    index = await store.subject_keys.index_key(tenant_id)
+    if index is None:
+        return list(keys)
+    out = []
+    for key in keys:
+        name, _, value = key.partition(":")
+        out.append(f"{name}:#{blind_tag(index, f'dedup.{name}', value)}")
+    return out
+
+
 async def claim_dedup_key(
     store: Sql, tenant_id: str, event_type: str, key: str, event_id: str, now_us: int, since_us: int
 ) -> str | None:
@@ -374,6 +389,7 @@ async def claim_dedup_key(
     Returns None when the claim is ours (new, or replacing an expired one), else the id of the
     event that holds it. One statement, so two concurrent requests cannot both win.
     """
+    [key] = await blind_keys(store, tenant_id, [key])
     rows = await store.fetch_write(
         "INSERT INTO dedup_keys (tenant_id, event_type, key, event_id, created_us) "
         "VALUES (?, ?, ?, ?, ?) "
@@ -395,6 +411,7 @@ async def find_dedup_holder(
     store: Sql, tenant_id: str, event_type: str, keys: list[str], since_us: int
 ) -> str | None:
     """The event holding a live claim on any of `keys` (dry runs: nothing is written)."""
+    keys = await blind_keys(store, tenant_id, keys)
     marks = ", ".join("?" for _ in keys)
     rows = await store.fetch(
         "SELECT event_id FROM dedup_keys WHERE tenant_id = ? AND event_type = ? "
@@ -407,6 +424,7 @@ async def find_dedup_holder(
 async def release_dedup_keys(
     store: Sql, tenant_id: str, event_type: str, event_id: str, keys: Sequence[str]
 ) -> None:
+    keys = await blind_keys(store, tenant_id, keys)
     marks = ", ".join("?" for _ in keys)
     await store.execute(
         "DELETE FROM dedup_keys WHERE tenant_id = ? AND event_type = ? AND event_id = ? "

@@ -167,7 +167,9 @@ class ObserveStore:
             "ORDER BY received_us, seq LIMIT ?",
             (tenant_id, trace_id, TRACE_MAX_EVENTS + 1),
         )
-        events = [event_from_row(r) for r in rows[:TRACE_MAX_EVENTS]]
+        events = await self.sql.subject_keys.open(
+            [event_from_row(r) for r in rows[:TRACE_MAX_EVENTS]]
+        )
         seqs = [e.seq for e in events]
         if not seqs:
             return Trace([], [], [], [], False)

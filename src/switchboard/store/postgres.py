@@ -56,6 +56,7 @@ from switchboard.store.queries import (
     take_batch,
     type_from_row,
 )
+from switchboard.store.subject_keys import SubjectKeys
 from switchboard.store.unit import CURRENT, Unit, current
 
 log = logging.getLogger("switchboard.store")
@@ -198,6 +199,7 @@ class PostgresStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
+        self.subject_keys = SubjectKeys(self)  # seals events' PII (store/subject_keys.py)
         self._pool: Any = None  # asyncpg.Pool once open
         self._pending: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None
@@ -462,11 +464,12 @@ class PostgresStore:
             raise StoreUnavailable("the store is closed")
         if self._committer is None or self._committer.done():
             raise StoreUnavailable("the store's committer has stopped")
+        stored = await self.subject_keys.sealed(events)  # PII sealed (store/subject_keys.py)
         fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         if current(self) is not None:  # inside a change's unit: in its transaction
-            [results] = await self._commit([(events, plans if plans and any(plans) else None, fut)])
+            [results] = await self._commit([(stored, plans if plans and any(plans) else None, fut)])
             return results
-        self._pending.append((events, plans if plans and any(plans) else None, fut))
+        self._pending.append((stored, plans if plans and any(plans) else None, fut))
         self._wakeup.set()
         return await fut
 
@@ -696,11 +699,15 @@ class PostgresStore:
             sql += " AND k.source = $3"
             params.append(source)
         rows = await self._fetch(sql + " ORDER BY k.seq DESC LIMIT 1", *params)
-        return event_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        return (await self.subject_keys.open([event_from_row(rows[0])]))[0]
 
     async def list_events(self, tenant_id: str, query: EventQuery) -> list[Event]:
         sql, params = list_events_sql("postgres", tenant_id, query)
-        return [event_from_row(r) for r in await self._fetch(sql, *params)]
+        return await self.subject_keys.open(
+            [event_from_row(r) for r in await self._fetch(sql, *params)]
+        )
 
     async def set_event_status(
         self,

@@ -8,13 +8,16 @@ import functools
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import orjson
 
 from switchboard.crypto import Vault
 from switchboard.envelope import Event
 from switchboard.store import ApiKey, EventQuery, StoredType
+
+if TYPE_CHECKING:
+    from switchboard.store.subject_keys import SubjectKeys
 
 EVENT_COLUMNS = (
     "seq, tenant_id, id, source, type, version, time_us, received_us, subject, actor_id, "
@@ -67,6 +70,7 @@ class Sql(Protocol):
 
     dialect: str
     vault: Vault  # seals credentials at rest (crypto.py)
+    subject_keys: SubjectKeys  # seals events' PII (store/subject_keys.py)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
     async def fetch_write(

@@ -50,6 +50,7 @@ from switchboard.store.queries import (
     take_batch,
     type_from_row,
 )
+from switchboard.store.subject_keys import SubjectKeys
 from switchboard.store.unit import CURRENT, Unit, current
 
 T = TypeVar("T")
@@ -109,6 +110,7 @@ class SqliteStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
+        self.subject_keys = SubjectKeys(self)  # seals events' PII (store/subject_keys.py)
         self.path = settings.database_url.removeprefix("sqlite:///")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
@@ -334,7 +336,7 @@ class SqliteStore:
         if self._closed or self._wakeup is None:
             raise StoreUnavailable("the store is closed")
         fut: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        rows = [insert_row(e) for e in events]
+        rows = [insert_row(e) for e in await self.subject_keys.sealed(events)]
         if current(self) is not None:  # inside a change's unit, which holds the writer
             queued = (events, rows, plans if plans and any(plans) else None, fut)
             [results] = await self._run(self._writer, partial(self._commit, batch=[queued]))
@@ -514,11 +516,15 @@ class SqliteStore:
             sql += " AND source = ?"
             params.append(source)
         rows = await self._read(sql + " ORDER BY seq DESC LIMIT 1", params)
-        return event_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        return (await self.subject_keys.open([event_from_row(rows[0])]))[0]
 
     async def list_events(self, tenant_id: str, query: EventQuery) -> list[Event]:
         sql, params = list_events_sql("sqlite", tenant_id, query)
-        return [event_from_row(r) for r in await self._read(sql, params)]
+        return await self.subject_keys.open(
+            [event_from_row(r) for r in await self._read(sql, params)]
+        )
 
     async def set_event_status(
         self,

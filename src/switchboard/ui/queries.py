@@ -89,4 +89,4 @@ EVENT_BY_SEQ = f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq 
 
 async def event_by_seq(store: Store, tenant_id: str, seq: int) -> Event | None:
     rows = await store.fetch(EVENT_BY_SEQ, [tenant_id, seq])
-    return event_from_row(rows[0]) if rows else None
+    return (await store.subject_keys.open([event_from_row(rows[0])]))[0] if rows else None
