@@ -17,7 +17,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -57,7 +57,7 @@ from switchboard.store.queries import (
     type_from_row,
 )
 from switchboard.store.subject_keys import SubjectKeys
-from switchboard.store.unit import CURRENT, Unit, current
+from switchboard.store.unit import Unit, current, running
 
 log = logging.getLogger("switchboard.store")
 
@@ -255,25 +255,14 @@ class PostgresStore:
             unit.conn, unit.tx = conn, tx
         return unit.conn
 
-    @asynccontextmanager
-    async def transaction(self, *, joined: bool = True) -> AsyncIterator[Unit]:
+    def transaction(self, *, joined: bool = True) -> AbstractAsyncContextManager[_Unit]:
         """A unit for one change (store/unit.py): committed when the block ends, rolled back
         when it raises; `joined=False` arms it for `unit.join()` to take."""
         unit = _Unit(self)
         unit.joined = joined
-        token = CURRENT.set(unit)
-        try:
-            yield unit
-        except BaseException:
-            await self._end(unit, commit=False)
-            raise
-        else:
-            await self._end(unit, commit=True)
-        finally:
-            CURRENT.reset(token)
-            unit.ended.set()
+        return running(unit, self._end)
 
-    async def _end(self, unit: _Unit, *, commit: bool) -> None:
+    async def _end(self, unit: _Unit, commit: bool) -> None:
         async with unit.lock:
             unit.done = True
             if unit.conn is None:

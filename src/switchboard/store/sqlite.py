@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -51,7 +51,7 @@ from switchboard.store.queries import (
     type_from_row,
 )
 from switchboard.store.subject_keys import SubjectKeys
-from switchboard.store.unit import CURRENT, Unit, current
+from switchboard.store.unit import Unit, current, running
 
 T = TypeVar("T")
 # sqlite3 binds int, float, str and bytes directly, and sends anything else, None included,
@@ -173,25 +173,14 @@ class SqliteStore:
                 unit.begun = True
             return await self._call(self._writer, within)
 
-    @asynccontextmanager
-    async def transaction(self, *, joined: bool = True) -> AsyncIterator[Unit]:
+    def transaction(self, *, joined: bool = True) -> AbstractAsyncContextManager[_Unit]:
         """A unit for one change (store/unit.py): committed when the block ends, rolled back
         when it raises; `joined=False` arms it for `unit.join()` to take."""
         unit = _Unit(self)
         unit.joined = joined
-        token = CURRENT.set(unit)
-        try:
-            yield unit
-        except BaseException:
-            await self._end(unit, commit=False)
-            raise
-        else:
-            await self._end(unit, commit=True)
-        finally:
-            CURRENT.reset(token)
-            unit.ended.set()
+        return running(unit, self._end)
 
-    async def _end(self, unit: _Unit, *, commit: bool) -> None:
+    async def _end(self, unit: _Unit, commit: bool) -> None:
         def finish(c: sqlite3.Connection) -> None:
             if not commit:
                 if c.in_transaction:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 # the unit of the running context, or None; the stores check it is theirs and joined
 CURRENT: contextvars.ContextVar[Unit | None] = contextvars.ContextVar(
@@ -42,6 +43,26 @@ class Unit:
 
     def takes(self, store: object) -> bool:
         return self.joined and not self.done and self.owner is store
+
+
+U = TypeVar("U", bound="Unit")
+
+
+@asynccontextmanager
+async def running(unit: U, end: Callable[[U, bool], Awaitable[None]]) -> AsyncIterator[U]:
+    """`unit` as the running context's (each store's `transaction()`): `end(unit, commit)`
+    commits it when the block ends and rolls it back when the block raises."""
+    token = CURRENT.set(unit)
+    try:
+        yield unit
+    except BaseException:
+        await end(unit, False)
+        raise
+    else:
+        await end(unit, True)
+    finally:
+        CURRENT.reset(token)
+        unit.ended.set()
 
 
 def current(store: object) -> Unit | None:
