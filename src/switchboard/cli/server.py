@@ -204,8 +204,9 @@ def _demo_master_key(s: Settings) -> None:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(new_master_key() + "\n")
         err.print(
-            f"created the master key {path}: it seals destination and source credentials at "
-            "rest; the database is unreadable without it, so keep a copy apart from it"
+            f"created the master key {path}: it seals destination and source credentials and "
+            "the personal data of events at rest; the database is unreadable without it, so "
+            "keep a copy apart from it"
         )
     os.environ["SWITCHBOARD_MASTER_KEY_FILE"] = str(path.resolve())
     err.print(f"master key: SWITCHBOARD_MASTER_KEY_FILE={path}", soft_wrap=True)
