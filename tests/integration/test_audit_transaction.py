@@ -229,3 +229,16 @@ async def test_a_change_holds_no_transaction_until_its_first_write(api: Api) -> 
         await store.execute("UPDATE tenants SET name = ? WHERE id = ?", ("renamed", tenant))
         assert getattr(unit, "conn", None) is not None or getattr(unit, "begun", False)
     assert (await store.get_tenant(tenant)).name == "renamed"  # type: ignore[union-attr]
+
+
+@pytest.mark.security
+async def test_a_refusal_quoting_a_nul_is_a_400_and_audited(api: Api) -> None:
+    """A refused change is audited too, and its answer may quote the NUL it refused (a JSON
+    pointer through a key holding one); PostgreSQL cannot store NUL, so the entry shows it as
+    U+FFFD instead of failing, and the refusal is not turned into a 503."""
+    tenant, manage = await api.tenant()
+    body = {"on": "a.b", "steps": [{"if": {"k\x00": 1}}]}
+    status, answer, _ = await api.call("PUT", "/v1/automations/x", manage, body)
+    assert status == 400, answer
+    [entry] = await list_entries(api.hub.store, tenant)
+    assert entry.status == 400 and "\x00" not in repr(entry) and "\ufffd" in repr(entry)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from switchboard.store.queries import Sql, dumps, load_json
@@ -55,7 +55,21 @@ def _row(r: Any) -> AuditEntry:
     )
 
 
+def _storable(value: Any) -> Any:
+    """`value` with every NUL character of its texts and keys shown as U+FFFD: an entry records
+    refused requests too, whose answers may quote what was refused (a JSON pointer through a key
+    holding NUL), and PostgreSQL's text and jsonb cannot hold NUL."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 async def append(sql: Sql, entry: AuditEntry) -> None:
+    entry = AuditEntry(**{f.name: _storable(getattr(entry, f.name)) for f in fields(entry)})
     await sql.execute(
         f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j)",
         (
