@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import msgspec.inspect
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -116,7 +117,7 @@ class Endpoint:
     @property
     def served_url(self) -> str:
         """The route's path as Starlette matches it: a path field whose Meta carries
-        `extra={"slashes": True}` (see `SLASHES`) takes "/" too, as `{name:path}`; the document
+        `extra={"slashes": True}` (see `SLASHES`) takes "/" too, as `{name:slashed}`; the document
         keeps the plain `{name}`."""
         url = self.url
         if self.path is not None:
@@ -125,14 +126,29 @@ class Endpoint:
                     getattr(m, "extra", None) == SLASHES
                     for m in getattr(f.type, "__metadata__", ())
                 ):
-                    url = url.replace(f"{{{f.encode_name}}}", f"{{{f.encode_name}:path}}")
+                    url = url.replace(f"{{{f.encode_name}}}", f"{{{f.encode_name}:slashed}}")
         return url
 
 
 # The `extra` of a path field's Meta that lets it hold "/" (ids that come from other systems:
-# recipients, subjects). Starlette's `path` convertor is `.*`, so a line break still ends the
-# match: give such a field a pattern without one.
+# recipients, subjects), served with the `slashed` convertor below.
 SLASHES = {"slashes": True}
+
+
+class _Slashed(Convertor[str]):
+    """Any text, "/" and line breaks included (Starlette's `path` is `.*`, which stops at a line
+    break and so answered 404): the field's model decides, with a 400 naming it."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("slashed", _Slashed())
 
 
 def endpoint(

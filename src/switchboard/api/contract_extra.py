@@ -22,7 +22,7 @@ RecipientId = Annotated[
     Meta(
         min_length=1,
         max_length=RECIPIENT_ID_MAX,
-        # a line break ends the route's match (Starlette's `path` is `.*`): such an id is a 404
+        # the route takes any text (contract.SLASHES); a line break is refused here, a 400
         pattern=r"^[^\n]+(?!\n)$",
         description=f"The recipient: the `subject` of the events about them (1 to "
         f"{RECIPIENT_ID_MAX} characters, '/' allowed, no line break).",
