@@ -70,6 +70,10 @@ def clean_browser(browser: Any) -> Iterator[Any]:
 
 
 def waiter(driver: Any) -> Callable[[Callable[[Any], Any]], Any]:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until
+    # a page that navigates (a form posting, a redirect) can hand back an element of the page
+    # it is leaving; asking again finds the new one
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until
