@@ -3,8 +3,10 @@ schedule (request i leaves at t0 + i/rate, whether or not earlier ones were answ
 carrying its send time in ``data.sent_at``; records when each was acknowledged (202).
 
 Run: ``python -m benchmarks.open_loop URL KEY RATE SECONDS TAG OUT.json``; writes
-``{"sent", "ok", "errors", "late", "acks": {event_id: ack time}}`` to OUT.json and prints a
-summary line. Bounded: RATE x SECONDS requests, then it waits at most 30 s for answers.
+``{"sent", "ok", "errors", "late", "unanswered", "acks": {event_id: ack time}}`` to OUT.json and
+prints a summary line. Bounded: RATE x SECONDS requests, then it waits at most 30 s for answers;
+requests still unanswered then are cancelled and counted (a server that cannot keep up with RATE
+falls further behind with every second, so its backlog says so).
 """
 
 from __future__ import annotations
@@ -58,8 +60,20 @@ async def generate(url: str, key: str, rate: float, seconds: float, tag: str) ->
             elif delay < -0.005:
                 late += 1
             tasks.append(asyncio.create_task(one(i)))
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
-    return {"sent": total, "ok": len(acks), "errors": errors[:20], "late": late, "acks": acks}
+        _, pending = await asyncio.wait(tasks, timeout=30)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            errors.insert(0, f"{len(pending)} unanswered 30 s after the last was sent")
+    return {
+        "sent": total,
+        "ok": len(acks),
+        "errors": errors[:20],
+        "late": late,
+        "unanswered": len(pending),
+        "acks": acks,
+    }
 
 
 def main() -> None:
