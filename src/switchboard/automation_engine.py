@@ -402,6 +402,8 @@ def run_start(
     sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
     if destinations and debounce is None and not digest_limit and refused is None:
         sends = leading_sends(auto, run_id, destinations)
+    # "`lead.created` → WhatsApp at once": the whole program is made in the commit
+    completes = bool(sends) and len(sends) == len(auto.ops) and not auto.cancel_on
     return RunStart(
         run_id,
         event.tenant_id,
@@ -413,6 +415,7 @@ def run_start(
         digest_limit,
         debounce,
         sends,
+        completes,
     )
 
 
@@ -538,14 +541,16 @@ class Engine:
 
     async def run(self) -> None:
         while not self._stopping:
+            # cleared before the tick, never after: a commit that starts or wakes runs while
+            # the claim is under way leaves it set, and the wait below returns at once
+            self.wakeup.clear()
             try:
                 n = await self.tick()
             except Exception:
                 log.exception("automation tick failed", extra={"action": "automation_tick"})
                 n = 0
-            if n:
+            if n >= self.batch:  # a full batch: more may be due already
                 continue
-            self.wakeup.clear()
             pause = self.poll_s
             with contextlib.suppress(Exception):  # an outage: poll as usual
                 # sleep until the next timer rather than a whole poll: lateness stays small

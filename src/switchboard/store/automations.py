@@ -71,7 +71,7 @@ _LEADING_SEND = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT ?, ?, CAST(? AS BIGINT), ?, ?, "
     "'pending', CAST(? AS INTEGER), 0, CAST(? AS BIGINT), NULL, NULL, NULL, NULL, "
     "CAST(? AS BIGINT), CAST(? AS BIGINT), 0 WHERE EXISTS (SELECT 1 FROM automation_runs "
-    "WHERE id = ? AND status = 'running') ON CONFLICT (id) DO NOTHING"
+    "WHERE id = ? AND status IN ('running', 'completed')) ON CONFLICT (id) DO NOTHING"
 )
 HOLD_PREFIX = "hold:"
 _RELEASED_IF_ENDED = (
@@ -197,6 +197,9 @@ class RunStart:
     # the program's leading send steps, made in this commit: (step id, delivery id,
     # destination name, destination id, route id of the step's transform or None)
     sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
+    # the program is those sends and nothing else (no cancel_on): the run is stored completed,
+    # and the engine never has to claim it (it was claimed, and saved, once per trigger)
+    completes: bool = False
 
     @property
     def delivers(self) -> bool:
@@ -204,11 +207,20 @@ class RunStart:
         the commit then wakes the delivery workers of other processes, as a route's does."""
         return bool(self.sends) and self.refused is None
 
+    @property
+    def ends(self) -> bool:
+        """Whether the run ends in its trigger's commit (refused, or completed by its sends):
+        the engine has nothing to do for it."""
+        return self.refused is not None or self.completes
+
     def statements(self, seq: int, received_us: int) -> list[Statement]:
         failed = self.refused is not None
         held = not failed and self.dedupe_key is not None
         sql, extra = _INSERT_RUN, cast(tuple[Any, ...], ())
-        due_us = received_us
+        due_us: int | None = received_us
+        done = not failed and self.completes
+        if failed or done:
+            due_us = None
         if held and self.digest_limit:
             sql = _JOIN_DIGEST
         elif held and self.debounce is not None:
@@ -223,7 +235,7 @@ class RunStart:
                     self.automation,
                     self.version,
                     seq,
-                    "failed" if failed else "running",
+                    "failed" if failed else "completed" if done else "running",
                     self.refused,
                     dumps(
                         {
@@ -242,10 +254,10 @@ class RunStart:
                         }
                     ),
                     None if failed and self.digest_limit + bool(self.debounce) else self.dedupe_key,
-                    None if failed else due_us,
+                    due_us,
                     received_us,
                     received_us,
-                    received_us if failed else None,
+                    received_us if failed or done else None,
                     *extra,
                 ),
             )
@@ -275,7 +287,7 @@ class RunStart:
                     (seq, self.tenant_id, self.automation, self.dedupe_key, self.digest_limit),
                 )
             )
-        for n, (etype, key) in enumerate(() if failed else self.cancel_waits):
+        for n, (etype, key) in enumerate(() if failed or done else self.cancel_waits):
             out.append(
                 (
                     _INSERT_WAIT_IF_RUN,
