@@ -630,6 +630,8 @@ class Engine:
         now = self.clock.now_us()  # the batch's time, as its claim had one
         env = self.env
         for (run, trace), auto in zip(claimed, versions, strict=True):
+            if run.status != "running":  # ended with a timer left (never made so): leave it be
+                continue
             if auto is None:  # `advance_on` says why
                 results.append(await self.advance_on(auto, run))
                 traces.append(trace)
