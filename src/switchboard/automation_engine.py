@@ -402,6 +402,8 @@ def run_start(
     sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
     if destinations and debounce is None and not digest_limit and refused is None:
         sends = leading_sends(auto, run_id, destinations)
+    # "`lead.created` → WhatsApp at once": the whole program is made in the commit
+    completes = bool(sends) and len(sends) == len(auto.ops) and not auto.cancel_on
     return RunStart(
         run_id,
         event.tenant_id,
@@ -413,6 +415,7 @@ def run_start(
         digest_limit,
         debounce,
         sends,
+        completes,
     )
 
 
@@ -538,14 +541,16 @@ class Engine:
 
     async def run(self) -> None:
         while not self._stopping:
+            # cleared before the tick, never after: a commit that starts or wakes runs while
+            # the claim is under way leaves it set, and the wait below returns at once
+            self.wakeup.clear()
             try:
                 n = await self.tick()
             except Exception:
                 log.exception("automation tick failed", extra={"action": "automation_tick"})
                 n = 0
-            if n:
+            if n >= self.batch:  # a full batch: more may be due already
                 continue
-            self.wakeup.clear()
             pause = self.poll_s
             with contextlib.suppress(Exception):  # an outage: poll as usual
                 # sleep until the next timer rather than a whole poll: lateness stays small
@@ -622,14 +627,31 @@ class Engine:
         triggers = await self.store.triggers(sorted(wanted)) if wanted else {}
         results: list[tuple[Run, int, bool, bool]] = []
         traces: list[tuple[str, str] | None] = []
+        now = self.clock.now_us()  # the batch's time, as its claim had one
+        env = self.env
         for (run, trace), auto in zip(claimed, versions, strict=True):
-            if auto is not None and auto.reads_trigger:
+            if run.status != "running":  # ended with a timer left (never made so): leave it be
+                continue
+            if auto is None:  # `advance_on` says why
+                results.append(await self.advance_on(auto, run))
+                traces.append(trace)
+                continue
+            if auto.reads_trigger:
                 trigger = triggers.get(run.trigger_seq)
                 if trigger is None:  # the trigger event is gone (retention): as before, no run
                     continue
                 run = with_trigger(run, trigger)
             try:
-                results.append(await self.advance_on(auto, run))
+                # `advance_on`, inlined: one coroutine less per run of the engine's hot loop
+                try:
+                    advanced = await advance(auto, run, now, env)
+                except StepFailed as exc:  # a failure outside a step (the cancel look-back)
+                    advanced = replace(
+                        run, status="failed", reason=str(exc), due_us=None, ended_us=now
+                    )
+                had = auto.keeps_wait_rows
+                waits = had and waiting_on(auto, advanced) is not None
+                results.append((advanced, run.rev, waits, had))
                 traces.append(trace)
             except Exception:  # a bug or an outage: the claim's lease brings the run back
                 log.exception(

@@ -176,10 +176,11 @@ class Hub:
         return task
 
     def _wake_worker(self) -> None:
-        """New deliveries or runs were committed: the worker and the engine look now."""
+        """New deliveries were committed: the worker looks now. (The engine is woken apart,
+        by commits that start or wake runs: a route's delivery leaves it nothing to do, and
+        its own sends must not wake it for a claim that finds nothing.)"""
         if self.worker is not None:
             self.worker.wakeup.set()
-        self.engine.wakeup.set()
 
     async def load_routes(self, tenant_id: str) -> list[Route]:
         routes = []

@@ -20,6 +20,7 @@ from switchboard.records import NewDelivery, Wake
 from switchboard.registry import Registry, Verdict
 from switchboard.router import Route, RouteCache, plan
 from switchboard.store import Planned, Store, Tenant
+from switchboard.store.automations import RunStart
 from switchboard.store.people import Effect, record_consent, upsert_profile
 
 if TYPE_CHECKING:
@@ -107,6 +108,22 @@ def people_effects(
     return out
 
 
+def wakes(plans: list[list[Planned]]) -> tuple[bool, bool]:
+    """What a commit of these plans leaves to do: (deliveries for the worker, runs for the
+    engine). A run ended in the commit itself (its program all leading sends) leaves nothing."""
+    deliveries = runs = False
+    for hooks in plans:
+        for hook in hooks:
+            if isinstance(hook, Wake):
+                runs = True
+            elif isinstance(hook, RunStart):
+                deliveries = deliveries or hook.delivers
+                runs = runs or not hook.ends
+            else:
+                deliveries = True
+    return deliveries, runs
+
+
 class Ingestor:
     def __init__(
         self,
@@ -124,8 +141,8 @@ class Ingestor:
         self.store = store
         self.registry = registry
         self.routes = routes
-        self.on_routed = on_routed  # new deliveries or runs were committed
-        self.on_woken = on_woken  # only wake-ups of waiting runs were (the engine looks, alone)
+        self.on_routed = on_routed  # new deliveries were committed (the delivery worker looks)
+        self.on_woken = on_woken  # runs were started or woken that the engine has to advance
         self.automations = automations
 
     async def ingest(
@@ -231,12 +248,13 @@ class Ingestor:
                 )
         appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
         if plans and any(plans):
-            # a commit that only woke waiting runs has no delivery for the worker to claim
-            if all(isinstance(h, Wake) for p in plans for h in p):
-                if self.on_woken is not None:
-                    self.on_woken()
-            elif self.on_routed is not None:
+            # each wakes only for what it has to do: a commit that only woke waiting runs has
+            # no delivery for the worker, and one that only routed leaves no run to the engine
+            deliveries, runs = wakes(plans)
+            if deliveries and self.on_routed is not None:
                 self.on_routed()
+            if runs and self.on_woken is not None:
+                self.on_woken()
         accepted = duplicates = 0
         for (index, event), res, label in zip(to_store, appended, labels, strict=True):
             outcome = event.status if res.status == "accepted" else "duplicate"

@@ -71,7 +71,7 @@ _LEADING_SEND = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT ?, ?, CAST(? AS BIGINT), ?, ?, "
     "'pending', CAST(? AS INTEGER), 0, CAST(? AS BIGINT), NULL, NULL, NULL, NULL, "
     "CAST(? AS BIGINT), CAST(? AS BIGINT), 0 WHERE EXISTS (SELECT 1 FROM automation_runs "
-    "WHERE id = ? AND status = 'running') ON CONFLICT (id) DO NOTHING"
+    "WHERE id = ? AND status IN ('running', 'completed')) ON CONFLICT (id) DO NOTHING"
 )
 HOLD_PREFIX = "hold:"
 _RELEASED_IF_ENDED = (
@@ -125,7 +125,11 @@ _RUN_COLUMNS = (
     "r.id, r.tenant_id, r.automation, r.version, r.trigger_seq, r.status, r.reason, r.state, "
     "r.rev, r.due_us, r.created_us, r.ended_us"
 )
-_CLAIMED = _RUN_COLUMNS.replace("r.", "")  # the same columns, as a claim's RETURNING names them
+# what a claim returns of each run: not its reason, due_us and ended_us, which a claimed run
+# has by construction (None, the claim's lease, None: only an ended run has a reason or an
+# end, and an ended run has no due_us to be claimed by); each column fetched cost ~1,000
+# instructions per run on SQLite
+_CLAIMED = "id, tenant_id, automation, version, trigger_seq, status, state, rev, created_us"
 _E = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
 FIND_PAGE = 100  # candidate events read per query of a look-back
 FIND_MAX = 2_000  # a look-back reads at most this many candidates (beyond: not found)
@@ -197,6 +201,9 @@ class RunStart:
     # the program's leading send steps, made in this commit: (step id, delivery id,
     # destination name, destination id, route id of the step's transform or None)
     sends: tuple[tuple[str, str, str, str, str | None], ...] = ()
+    # the program is those sends and nothing else (no cancel_on): the run is stored completed,
+    # and the engine never has to claim it (it was claimed, and saved, once per trigger)
+    completes: bool = False
 
     @property
     def delivers(self) -> bool:
@@ -204,11 +211,20 @@ class RunStart:
         the commit then wakes the delivery workers of other processes, as a route's does."""
         return bool(self.sends) and self.refused is None
 
+    @property
+    def ends(self) -> bool:
+        """Whether the run ends in its trigger's commit (refused, or completed by its sends):
+        the engine has nothing to do for it."""
+        return self.refused is not None or self.completes
+
     def statements(self, seq: int, received_us: int) -> list[Statement]:
         failed = self.refused is not None
         held = not failed and self.dedupe_key is not None
         sql, extra = _INSERT_RUN, cast(tuple[Any, ...], ())
-        due_us = received_us
+        due_us: int | None = received_us
+        done = not failed and self.completes
+        if failed or done:
+            due_us = None
         if held and self.digest_limit:
             sql = _JOIN_DIGEST
         elif held and self.debounce is not None:
@@ -223,7 +239,7 @@ class RunStart:
                     self.automation,
                     self.version,
                     seq,
-                    "failed" if failed else "running",
+                    "failed" if failed else "completed" if done else "running",
                     self.refused,
                     dumps(
                         {
@@ -242,10 +258,10 @@ class RunStart:
                         }
                     ),
                     None if failed and self.digest_limit + bool(self.debounce) else self.dedupe_key,
-                    None if failed else due_us,
+                    due_us,
                     received_us,
                     received_us,
-                    received_us if failed else None,
+                    received_us if failed or done else None,
                     *extra,
                 ),
             )
@@ -275,7 +291,7 @@ class RunStart:
                     (seq, self.tenant_id, self.automation, self.dedupe_key, self.digest_limit),
                 )
             )
-        for n, (etype, key) in enumerate(() if failed else self.cancel_waits):
+        for n, (etype, key) in enumerate(() if failed or done else self.cancel_waits):
             out.append(
                 (
                     _INSERT_WAIT_IF_RUN,
@@ -350,6 +366,16 @@ def run_from_row(r: Sequence[Any], trigger: dict[str, Any]) -> Run:
         # a tuple, not `str | bytes`, which builds a union object per call
         (orjson.loads(state) if isinstance(state, (str, bytes)) else state) or {},
         r[8], r[9], r[10], r[11],
+    )  # fmt: skip
+
+
+def claimed_run(r: Sequence[Any], due_us: int) -> Run:
+    """A `_CLAIMED` row → Run (its trigger not loaded), `due_us` the claim's lease."""
+    state = r[6]
+    return stored_run(
+        r[0], r[1], r[2], r[3], NOT_LOADED, r[4], r[5], None,
+        (orjson.loads(state) if isinstance(state, (str, bytes)) else state) or {},
+        r[7], due_us, r[8], None,
     )  # fmt: skip
 
 
@@ -537,7 +563,8 @@ class AutomationStore:
             f"RETURNING {_CLAIMED}{ids}",
             (now_us + lease_us, now_us, limit),
         )
-        return [(run_from_row(r, NOT_LOADED), (r[12], r[13]) if trace else None) for r in rows]
+        due = now_us + lease_us
+        return [(claimed_run(r, due), (r[9], r[10]) if trace else None) for r in rows]
 
     async def triggers(self, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Trigger events by seq, as their match_doc(), in one query."""
