@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from switchboard.store.deliveries import DeliveryStore
 
 log = logging.getLogger("switchboard.automations")
+_NO_NAMES: dict[str, str] = {}
 _TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
 SCHEDULE_CHECK_US = 1_000_000  # the engine looks for due schedules at most once a second
 ROUTE_PREFIX = "automation:"  # route ids of send steps' transforms (see `send_route_id`)
@@ -241,6 +242,30 @@ class AutomationCache:
             planned = [planner.plan(e, refused, names) for e in events]
         return planned
 
+    def cached_plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]] | None:
+        """`plans` without a coroutine or a query, when the cache can answer: the tenant's
+        automations are cached (an empty list: it has none), and if any event's type starts
+        runs, the running-runs count is cached too and under the limit. None otherwise: call
+        `plans`, which loads what is missing (and plans refused runs over the limit)."""
+        hit = self._current.get(tenant_id)
+        if hit is None:
+            return None
+        now = time.monotonic()
+        if hit[0] <= now:
+            return None
+        autos = hit[1]
+        if not autos:
+            return []
+        planner = self._planners.get(tenant_id)
+        if planner is None or planner.automations is not autos:
+            planner = self.planner(tenant_id, autos)
+        if planner.may_start(events):
+            running = self._running.get(tenant_id)
+            if running is None or running[0] <= now or running[1] >= self.max_running:
+                return None
+        names = self._destinations.get(tenant_id, _NO_NAMES)
+        return [planner.plan(e, None, names) for e in events]
+
     async def store_destinations(self, tenant_id: str) -> list[Any]:
         """The tenant's destinations (their ids, for send steps planned at ingest)."""
         if self.deliveries is None:
@@ -330,22 +355,38 @@ class Planner:
             self._types[etype] = hit
         return hit
 
+    def may_start(self, events: list[Event]) -> bool:
+        """Whether any of `events` is of a type some automation starts on (its filter not
+        looked at)."""
+        types = self._types
+        for e in events:
+            hit = types.get(e.type)
+            if hit is None:
+                hit = self.of_type(e.type)
+            if hit[0]:
+                return True
+        return False
+
     def plan(
         self, event: Event, refused: str | None = None, destinations: dict[str, str] | None = None
     ) -> list[Planned]:
         """The runs an event starts (with their leading sends) and the waiting runs it wakes,
         written in its commit."""
-        if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
-            return []
-        starts, awaited, direct = self.of_type(event.type)
+        hit = self._types.get(event.type)
+        if hit is None:
+            hit = self.of_type(event.type)
+        starts, awaited, direct = hit
         if not starts and not awaited:
+            return []
+        if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
             return []
         if not starts and direct is not None:  # only wakes: its keys read off the event
             woken: list[Planned] = []
             for split in direct:
                 key = direct_key(event, split)
                 if key is not None:
-                    woken.append(Wake(event.tenant_id, event.type, key))
+                    # tuple.__new__: a NamedTuple's own __new__ is a Python function
+                    woken.append(_new_tuple(Wake, (event.tenant_id, event.type, key)))
             return woken
         doc = event.match_doc()
         hooks: list[Planned] = []
@@ -360,6 +401,10 @@ class Planner:
         return hooks
 
 
+_new_tuple = tuple.__new__
+_CONTAINERS = (dict, list)
+
+
 def direct_key(event: Event, paths: _Direct) -> str | None:
     """`correlation_key(event.match_doc(), paths)` for paths whose first part is an envelope
     field match_doc() passes through unchanged, without building the document."""
@@ -370,7 +415,7 @@ def direct_key(event: Event, paths: _Direct) -> str | None:
             if not isinstance(node, dict):
                 return None
             node = node.get(part)
-        if node is None or isinstance(node, dict | list):
+        if node is None or isinstance(node, _CONTAINERS):
             return None
         values.append(node)
     return orjson.dumps(values).decode()

@@ -35,6 +35,10 @@ class AutomationPlans(Protocol):
 
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]: ...
 
+    def cached_plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]] | None:
+        """`plans` from the cache alone, without a coroutine; None when it cannot answer."""
+        ...
+
     def none_cached(self, tenant_id: str) -> bool:
         """Known (within the cache's expiry) to have no automation: nothing to plan."""
         ...
@@ -222,7 +226,10 @@ class Ingestor:
         autos = self.automations
         if autos is not None and to_store and not autos.none_cached(tenant.id):
             # the runs the events start (and the runs they wake) commit with them, as routes do
-            starts = await autos.plans(tenant.id, [e for _, e in to_store])
+            events = [e for _, e in to_store]
+            starts = autos.cached_plans(tenant.id, events)
+            if starts is None:
+                starts = await autos.plans(tenant.id, events)
             if any(starts):
                 plans = (
                     starts
