@@ -259,12 +259,21 @@ class AutomationCache:
         planner = self._planners.get(tenant_id)
         if planner is None or planner.automations is not autos:
             planner = self.planner(tenant_id, autos)
-        if planner.may_start(events):
-            running = self._running.get(tenant_id)
-            if running is None or running[0] <= now or running[1] >= self.max_running:
-                return None
         names = self._destinations.get(tenant_id, _NO_NAMES)
-        return [planner.plan(e, None, names) for e in events]
+        types = planner.types
+        out = []
+        counted = False
+        for e in events:
+            of_type = types.get(e.type)
+            if of_type is None:
+                of_type = planner.of_type(e.type)
+            if of_type[0] and not counted:  # a type that starts runs: the limit applies
+                running = self._running.get(tenant_id)
+                if running is None or running[0] <= now or running[1] >= self.max_running:
+                    return None
+                counted = True
+            out.append(planner.plan(e, None, names))
+        return out
 
     async def store_destinations(self, tenant_id: str) -> list[Any]:
         """The tenant's destinations (their ids, for send steps planned at ingest)."""
@@ -329,14 +338,14 @@ class Planner:
 
     def __init__(self, automations: list[Automation]) -> None:
         self.automations = automations
-        self._types: dict[str, _Plan] = {}
+        self.types: dict[str, _Plan] = {}
 
     def of_type(self, etype: str) -> _Plan:
         """(automations an event of this type starts if it passes their filters, the distinct
         correlation paths runs may wait on this type with, and those paths split into envelope
         field and keys when every field they read is one match_doc() passes through unchanged,
         else None)."""
-        hit = self._types.get(etype)
+        hit = self.types.get(etype)
         if hit is None:
             starts = tuple(a for a in self.automations if a.triggered_by_type(etype))
             awaited = tuple(
@@ -350,29 +359,17 @@ class Planner:
             )
             roots = {root for paths in direct for root, _ in paths}
             hit = (starts, awaited, direct if roots <= _DIRECT else None)
-            if len(self._types) >= self.MAX_TYPES:
-                self._types.clear()
-            self._types[etype] = hit
+            if len(self.types) >= self.MAX_TYPES:
+                self.types.clear()
+            self.types[etype] = hit
         return hit
-
-    def may_start(self, events: list[Event]) -> bool:
-        """Whether any of `events` is of a type some automation starts on (its filter not
-        looked at)."""
-        types = self._types
-        for e in events:
-            hit = types.get(e.type)
-            if hit is None:
-                hit = self.of_type(e.type)
-            if hit[0]:
-                return True
-        return False
 
     def plan(
         self, event: Event, refused: str | None = None, destinations: dict[str, str] | None = None
     ) -> list[Planned]:
         """The runs an event starts (with their leading sends) and the waiting runs it wakes,
         written in its commit."""
-        hit = self._types.get(event.type)
+        hit = self.types.get(event.type)
         if hit is None:
             hit = self.of_type(event.type)
         starts, awaited, direct = hit

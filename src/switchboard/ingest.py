@@ -70,6 +70,15 @@ def outside_constraints(constraint: Pattern) -> str:
     return f"the event does not satisfy this API key's constraints {spec}"
 
 
+def _only_wakes(plans: list[list[Planned]]) -> bool:
+    """Whether every hook of `plans` is a wake-up of waiting runs."""
+    for hooks in plans:
+        for hook in hooks:
+            if type(hook) is not Wake:
+                return False
+    return True
+
+
 def routable(routes: list[Route], event: Event) -> list[NewDelivery]:
     """The deliveries an accepted event makes. Quarantined events and business duplicates
     (context.duplicate_of) are stored but never routed."""
@@ -224,9 +233,10 @@ class Ingestor:
             for pos, spec in feeds.items():
                 plans[pos] += people_effects(self.store.dialect, spec, to_store[pos][1], routes)
         autos = self.automations
-        if autos is not None and to_store and not autos.none_cached(tenant.id):
-            # the runs the events start (and the runs they wake) commit with them, as routes do
-            events = [e for _, e in to_store]
+        events = [e for _, e in to_store]
+        if autos is not None and events:
+            # the runs the events start (and the runs they wake) commit with them, as routes do;
+            # from the cache alone when it can answer ([] when the tenant has no automation)
             starts = autos.cached_plans(tenant.id, events)
             if starts is None:
                 starts = await autos.plans(tenant.id, events)
@@ -236,10 +246,10 @@ class Ingestor:
                     if plans is None
                     else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
                 )
-        appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
+        appended = await self.store.append(events, plans) if events else []
         if plans and any(plans):
             # a commit that only woke waiting runs has no delivery for the worker to claim
-            if all(isinstance(h, Wake) for p in plans for h in p):
+            if _only_wakes(plans):
                 if self.on_woken is not None:
                     self.on_woken()
             elif self.on_routed is not None:

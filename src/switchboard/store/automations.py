@@ -292,29 +292,39 @@ def wake_targets(wakes: Sequence[tuple[Wake, int]]) -> WakeTargets:
     """A commit's wake-ups (each with its event's arrival) as (tenant, type) → key → the
     earliest arrival of an event with that key: the time its runs become due."""
     out: WakeTargets = {}
-    for wake, at in wakes:
-        keys = out.setdefault((wake.tenant_id, wake.type), {})
-        if at < keys.get(wake.key, at + 1):
-            keys[wake.key] = at
+    for (tenant_id, etype, key), at in wakes:
+        keys = out.get((tenant_id, etype))
+        if keys is None:
+            keys = out[tenant_id, etype] = {}
+        if at < keys.get(key, at + 1):
+            keys[key] = at
     return out
+
+
+def _probe_sql(size: int) -> str:
+    return (
+        "SELECT run_id, match_key FROM automation_waits WHERE tenant_id = ? AND type = ? "
+        f"AND match_key IN ({', '.join('?' * size)})"
+    )
+
+
+# each padded size's look-up, and the size a chunk of n keys is padded to
+_PROBES = {size: _probe_sql(size) for size in _PROBE_SIZES}
+_PADDED = [next(s for s in _PROBE_SIZES if s >= n) for n in range(_PROBE_SIZES[-1] + 1)]
 
 
 def wake_probes(targets: WakeTargets) -> list[tuple[dict[str, int], Statement]]:
     """The look-ups of the runs waiting on a commit's keys (each SELECTs run_id, match_key),
     with the keys each one covers, for `woken`."""
     out = []
+    top = _PROBE_SIZES[-1]
     for (tenant_id, etype), keys in targets.items():
         listed = list(keys)
-        top = _PROBE_SIZES[-1]
         for start in range(0, len(listed), top):
             chunk = listed[start : start + top]
-            size = next(s for s in _PROBE_SIZES if s >= len(chunk))
+            size = _PADDED[len(chunk)]
             chunk += [chunk[-1]] * (size - len(chunk))
-            sql = (
-                "SELECT run_id, match_key FROM automation_waits WHERE tenant_id = ? AND type = ? "
-                f"AND match_key IN ({', '.join('?' * size)})"
-            )
-            out.append((keys, (sql, (tenant_id, etype, *chunk))))
+            out.append((keys, (_PROBES[size], (tenant_id, etype, *chunk))))
     return out
 
 

@@ -396,13 +396,13 @@ class SqliteStore:
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
-                            if isinstance(d, NewDelivery):
+                            if type(d) is Wake:  # the commonest hook of an awaited type
+                                wakes.append((d, e.received_us))
+                            elif isinstance(d, NewDelivery):
                                 deliveries.append(
                                     delivery_params(replace(d, event_seq=seq), e.received_us)
                                 )
-                            elif isinstance(d, Wake):
-                                wakes.append((d, e.received_us))
-                            else:
+                            elif not isinstance(d, Wake):
                                 hooks += d.statements(seq, e.received_us)
                     else:
                         seq, received = conn.execute(
