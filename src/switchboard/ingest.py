@@ -71,7 +71,7 @@ def outside_constraints(constraint: Pattern) -> str:
 
 
 def _only_wakes(plans: list[list[Planned]]) -> bool:
-    """Whether every hook of `plans` is a wake-up of waiting runs."""
+    """Whether every hook of `plans` is a wake-up of waiting runs (also when there is none)."""
     for hooks in plans:
         for hook in hooks:
             if type(hook) is not Wake:
@@ -130,7 +130,6 @@ class Ingestor:
         automations: AutomationPlans | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
-        on_woken: Callable[[], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.tracing = tracing
@@ -138,7 +137,6 @@ class Ingestor:
         self.registry = registry
         self.routes = routes
         self.on_routed = on_routed  # new deliveries or runs were committed
-        self.on_woken = on_woken  # only wake-ups of waiting runs were (the engine looks, alone)
         self.automations = automations
 
     async def ingest(
@@ -247,13 +245,10 @@ class Ingestor:
                     else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
                 )
         appended = await self.store.append(events, plans) if events else []
-        if plans and any(plans):
-            # a commit that only woke waiting runs has no delivery for the worker to claim
-            if _only_wakes(plans):
-                if self.on_woken is not None:
-                    self.on_woken()
-            elif self.on_routed is not None:
-                self.on_routed()
+        # a commit that only woke waiting runs has no delivery for the worker to claim, and
+        # the store wakes the engine itself if runs were made due (store.on_woken)
+        if plans and self.on_routed is not None and not _only_wakes(plans):
+            self.on_routed()
         accepted = duplicates = 0
         for (index, event), res, label in zip(to_store, appended, labels, strict=True):
             outcome = event.status if res.status == "accepted" else "duplicate"
