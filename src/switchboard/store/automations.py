@@ -106,15 +106,16 @@ WAKE_RUN = (
     "UPDATE automation_runs SET due_us = ?, rev = rev + 1 "
     "WHERE id = ? AND due_us IS NOT NULL AND due_us > ?"
 )
-# The keys arrive as one JSON parameter (`wake_json`), not as four arrays: asyncpg checks every
-# element of an array parameter against three abstract base classes in Python, which cost more
-# than the rest of the wake-up (callgrind, 2026-12-04: ~15,000 instructions per woken event).
+# The keys arrive as one JSON parameter (`wake_json`: an array of arrays, no object to build per
+# key), not as four arrays: asyncpg checks every element of an array parameter against three
+# abstract base classes in Python, which cost more than the rest of the wake-up (callgrind,
+# 2026-12-04: ~15,000 instructions per woken event).
 # Each key is one probe of the waits' index (the LATERAL subquery with OFFSET 0 is not
 # flattened into a join the planner could answer with a scan of every wait).
 WAKE_ALL_POSTGRES = (
     "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
-    "min(k.at) AS at FROM json_to_recordset($1::json) "
-    "AS k(tenant_id text, type text, match_key text, at bigint) CROSS JOIN LATERAL "
+    "min(k.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS type, j->>2 AS match_key, "
+    "(j->>3)::bigint AS at FROM json_array_elements($1::json) AS j) k CROSS JOIN LATERAL "
     "(SELECT run_id FROM automation_waits WHERE tenant_id = k.tenant_id AND type = k.type "
     "AND match_key = k.match_key OFFSET 0) a GROUP BY a.run_id) w "
     "WHERE r.id = w.run_id AND r.due_us IS NOT NULL AND r.due_us > w.at"
@@ -342,10 +343,11 @@ def wake_rows(found: dict[str, int]) -> list[tuple[int, str, int]]:
 
 
 def wake_json(targets: WakeTargets) -> str:
-    """`WAKE_ALL_POSTGRES`'s parameter: the commit's keys as one JSON array of objects."""
+    """`WAKE_ALL_POSTGRES`'s parameter: the commit's keys as one JSON array of
+    [tenant_id, type, match_key, at] arrays (no object per key to build)."""
     return dumps(
         [
-            {"tenant_id": tenant_id, "type": etype, "match_key": key, "at": at}
+            (tenant_id, etype, key, at)
             for (tenant_id, etype), by_key in targets.items()
             for key, at in by_key.items()
         ]
