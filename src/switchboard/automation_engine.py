@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from switchboard.store.deliveries import DeliveryStore
 
 log = logging.getLogger("switchboard.automations")
+_NO_NAMES: dict[str, str] = {}
 _TTL = 1.0  # seconds a tenant's automations are cached; a change reaches every node within it
 SCHEDULE_CHECK_US = 1_000_000  # the engine looks for due schedules at most once a second
 ROUTE_PREFIX = "automation:"  # route ids of send steps' transforms (see `send_route_id`)
@@ -241,6 +242,39 @@ class AutomationCache:
             planned = [planner.plan(e, refused, names) for e in events]
         return planned
 
+    def cached_plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]] | None:
+        """`plans` without a coroutine or a query, when the cache can answer: the tenant's
+        automations are cached (an empty list: it has none), and if any event's type starts
+        runs, the running-runs count is cached too and under the limit. None otherwise: call
+        `plans`, which loads what is missing (and plans refused runs over the limit)."""
+        hit = self._current.get(tenant_id)
+        if hit is None:
+            return None
+        now = time.monotonic()
+        if hit[0] <= now:
+            return None
+        autos = hit[1]
+        if not autos:
+            return []
+        planner = self._planners.get(tenant_id)
+        if planner is None or planner.automations is not autos:
+            planner = self.planner(tenant_id, autos)
+        names = self._destinations.get(tenant_id, _NO_NAMES)
+        types = planner.types
+        out = []
+        counted = False
+        for e in events:
+            of_type = types.get(e.type)
+            if of_type is None:
+                of_type = planner.of_type(e.type)
+            if of_type[0] and not counted:  # a type that starts runs: the limit applies
+                running = self._running.get(tenant_id)
+                if running is None or running[0] <= now or running[1] >= self.max_running:
+                    return None
+                counted = True
+            out.append(planner.plan(e, None, names))
+        return out
+
     async def store_destinations(self, tenant_id: str) -> list[Any]:
         """The tenant's destinations (their ids, for send steps planned at ingest)."""
         if self.deliveries is None:
@@ -304,14 +338,14 @@ class Planner:
 
     def __init__(self, automations: list[Automation]) -> None:
         self.automations = automations
-        self._types: dict[str, _Plan] = {}
+        self.types: dict[str, _Plan] = {}
 
     def of_type(self, etype: str) -> _Plan:
         """(automations an event of this type starts if it passes their filters, the distinct
         correlation paths runs may wait on this type with, and those paths split into envelope
         field and keys when every field they read is one match_doc() passes through unchanged,
         else None)."""
-        hit = self._types.get(etype)
+        hit = self.types.get(etype)
         if hit is None:
             starts = tuple(a for a in self.automations if a.triggered_by_type(etype))
             awaited = tuple(
@@ -325,9 +359,9 @@ class Planner:
             )
             roots = {root for paths in direct for root, _ in paths}
             hit = (starts, awaited, direct if roots <= _DIRECT else None)
-            if len(self._types) >= self.MAX_TYPES:
-                self._types.clear()
-            self._types[etype] = hit
+            if len(self.types) >= self.MAX_TYPES:
+                self.types.clear()
+            self.types[etype] = hit
         return hit
 
     def plan(
@@ -335,17 +369,21 @@ class Planner:
     ) -> list[Planned]:
         """The runs an event starts (with their leading sends) and the waiting runs it wakes,
         written in its commit."""
-        if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
-            return []
-        starts, awaited, direct = self.of_type(event.type)
+        hit = self.types.get(event.type)
+        if hit is None:
+            hit = self.of_type(event.type)
+        starts, awaited, direct = hit
         if not starts and not awaited:
+            return []
+        if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
             return []
         if not starts and direct is not None:  # only wakes: its keys read off the event
             woken: list[Planned] = []
             for split in direct:
                 key = direct_key(event, split)
                 if key is not None:
-                    woken.append(Wake(event.tenant_id, event.type, key))
+                    # tuple.__new__: a NamedTuple's own __new__ is a Python function
+                    woken.append(_new_tuple(Wake, (event.tenant_id, event.type, key)))
             return woken
         doc = event.match_doc()
         hooks: list[Planned] = []
@@ -360,6 +398,10 @@ class Planner:
         return hooks
 
 
+_new_tuple = tuple.__new__
+_CONTAINERS = (dict, list)
+
+
 def direct_key(event: Event, paths: _Direct) -> str | None:
     """`correlation_key(event.match_doc(), paths)` for paths whose first part is an envelope
     field match_doc() passes through unchanged, without building the document."""
@@ -370,7 +412,7 @@ def direct_key(event: Event, paths: _Direct) -> str | None:
             if not isinstance(node, dict):
                 return None
             node = node.get(part)
-        if node is None or isinstance(node, dict | list):
+        if node is None or isinstance(node, _CONTAINERS):
             return None
         values.append(node)
     return orjson.dumps(values).decode()

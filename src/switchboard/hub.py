@@ -72,15 +72,17 @@ class Hub:
             self.automations, settings.automation_max_running, self.deliveries
         )
         self.engine = Engine(self, self.automations, self.automation_cache)
+        # a commit whose wake-ups made waiting runs due wakes the engine (only such a commit)
+        self.store.on_woken = self.engine.wakeup.set
         self.ingestor = Ingestor(
             self.store,
             self.registry,
             self.routes,
             self._wake_worker,
             self.automation_cache,
-            on_woken=self.engine.wakeup.set,
             metrics=self.metrics,
             tracing=self.tracing,
+            on_woken=self.engine.wakeup.set,
         )
         self.auth = Authenticator(self.store)
         # every outbound connection of every channel goes through this policy (egress.py)

@@ -36,6 +36,10 @@ class AutomationPlans(Protocol):
 
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]: ...
 
+    def cached_plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]] | None:
+        """`plans` from the cache alone, without a coroutine; None when it cannot answer."""
+        ...
+
     def none_cached(self, tenant_id: str) -> bool:
         """Known (within the cache's expiry) to have no automation: nothing to plan."""
         ...
@@ -115,8 +119,8 @@ def wakes(plans: list[list[Planned]]) -> tuple[bool, bool]:
     for hooks in plans:
         for hook in hooks:
             if isinstance(hook, Wake):
-                runs = True
-            elif isinstance(hook, RunStart):
+                continue  # the store wakes the engine if the commit made a waiting run due
+            if isinstance(hook, RunStart):
                 deliveries = deliveries or hook.delivers
                 runs = runs or not hook.ends
             else:
@@ -142,7 +146,7 @@ class Ingestor:
         self.registry = registry
         self.routes = routes
         self.on_routed = on_routed  # new deliveries were committed (the delivery worker looks)
-        self.on_woken = on_woken  # runs were started or woken that the engine has to advance
+        self.on_woken = on_woken  # runs were started that the engine has to advance
         self.automations = automations
 
     async def ingest(
@@ -237,19 +241,24 @@ class Ingestor:
             for pos, spec in feeds.items():
                 plans[pos] += people_effects(self.store.dialect, spec, to_store[pos][1], routes)
         autos = self.automations
-        if autos is not None and to_store and not autos.none_cached(tenant.id):
-            # the runs the events start (and the runs they wake) commit with them, as routes do
-            starts = await autos.plans(tenant.id, [e for _, e in to_store])
+        events = [e for _, e in to_store]
+        if autos is not None and events:
+            # the runs the events start (and the runs they wake) commit with them, as routes do;
+            # from the cache alone when it can answer ([] when the tenant has no automation)
+            starts = autos.cached_plans(tenant.id, events)
+            if starts is None:
+                starts = await autos.plans(tenant.id, events)
             if any(starts):
                 plans = (
                     starts
                     if plans is None
                     else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
                 )
-        appended = await self.store.append([e for _, e in to_store], plans) if to_store else []
+        appended = await self.store.append(events, plans) if events else []
         if plans and any(plans):
             # each wakes only for what it has to do: a commit that only woke waiting runs has
-            # no delivery for the worker, and one that only routed leaves no run to the engine
+            # no delivery for the worker (the store wakes the engine itself when it made runs
+            # due, store.on_woken), and one that only routed leaves no run to the engine
             deliveries, runs = wakes(plans)
             if deliveries and self.on_routed is not None:
                 self.on_routed()

@@ -17,9 +17,11 @@ from switchboard.automation_engine import Engine, FakeClock
 from switchboard.automation_runs import advance
 from switchboard.channels import Destination
 from switchboard.config import Settings
-from switchboard.envelope import now_us
+from switchboard.envelope import build_event, now_us
 from switchboard.hub import Hub
+from switchboard.records import Wake
 from switchboard.store import Tenant
+from switchboard.store.automations import RunStart
 
 HOUR = 3600.0
 
@@ -479,6 +481,56 @@ async def test_an_event_that_only_wakes_runs_wakes_the_engine_not_the_delivery_w
     # the commit only woke the run: nothing for the delivery worker to claim
     assert hub.engine.wakeup.is_set() and not hub.worker.wakeup.is_set()
     assert await hub.engine.tick() == 1
+
+
+async def test_an_event_that_matches_no_waiting_run_does_not_wake_the_engine(hub: Hub) -> None:
+    """The store wakes the engine only when its commit made waiting runs due: with many runs
+    waiting on a type, each other event of it would otherwise send the engine to claim."""
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the run waits for feedback.received of service 1
+    hub.engine.wakeup.clear()
+    reply = {"id": "fb-2", "type": "feedback.received", "data": {"service_id": 2}}
+    await send(hub, "acme", reply)  # another service's reply: nobody waits on it
+    assert not hub.engine.wakeup.is_set()
+    assert await hub.engine.tick() == 0
+    await send(hub, "acme", {**reply, "id": "fb-1", "data": {"service_id": 1}})
+    assert hub.engine.wakeup.is_set()
+    assert await hub.engine.tick() == 1
+    assert (await runs(hub, "acme"))[0].status == "stopped"
+
+
+async def test_plans_from_the_cache_are_the_plans_or_none(hub: Hub) -> None:
+    """`cached_plans` (ingest's path without a coroutine) plans exactly as `plans` does, and
+    answers None whenever it would need the store: automations not cached, or a type that
+    starts runs while the running count is not cached or is at the limit."""
+    await apply(hub, "acme", FEEDBACK)
+    cache = hub.automation_cache
+
+    def event(raw: dict[str, Any]) -> Any:
+        return build_event(raw, tenant_id="acme", default_source="t", received_us=now_us())
+
+    reply = event({"id": "fb-1", "type": "feedback.received", "data": {"service_id": 7}})
+    trigger = event(completed(1))
+    assert cache.cached_plans("acme", [reply]) is None  # nothing cached yet
+    planned = await cache.plans("acme", [reply])
+    assert planned == [[Wake("acme", "feedback.received", "[7]")]]
+    assert cache.cached_plans("acme", [reply]) == planned
+    assert cache.cached_plans("other", [reply]) is None  # another tenant's are not known
+    cache.forget("acme")
+    await cache.automations("acme")  # the automations cached, not the running count
+    assert cache.cached_plans("acme", [reply]) == planned  # waking needs no count
+    assert cache.cached_plans("acme", [trigger, reply]) is None  # starting one does
+    await cache.plans("acme", [trigger])  # counts
+    got = cache.cached_plans("acme", [trigger, reply])
+    assert got is not None and [type(h) for hooks in got for h in hooks] == [RunStart, Wake]
+    assert got[0][0].refused is None
+    cache.max_running = 0  # at the limit: plans() plans the refusal
+    assert cache.cached_plans("acme", [trigger]) is None
+    (refused,) = (await cache.plans("acme", [trigger]))[0]
+    assert isinstance(refused, RunStart) and refused.refused is not None
 
 
 async def test_a_send_racing_a_cancel_makes_no_delivery(hub: Hub) -> None:

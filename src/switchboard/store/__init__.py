@@ -8,7 +8,7 @@ package: they become ``StoreError``/``StoreUnavailable``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -187,6 +187,9 @@ class Store(Protocol):
     dialect: str
     vault: Vault  # seals credentials at rest (crypto.py)
     subject_keys: SubjectKeys  # seals events' PII; every read of events opens it
+    # called on the event loop after a commit whose wake-ups made waiting runs due (the hub's
+    # engine looks then); a commit whose events matched no waiting run calls nothing
+    on_woken: Callable[[], None] | None
 
     async def append(
         self, events: list[Event], plans: Sequence[Sequence[Planned]] | None = None

@@ -106,15 +106,16 @@ WAKE_RUN = (
     "UPDATE automation_runs SET due_us = ?, rev = rev + 1 "
     "WHERE id = ? AND due_us IS NOT NULL AND due_us > ?"
 )
-# The keys arrive as one JSON parameter (`wake_json`), not as four arrays: asyncpg checks every
-# element of an array parameter against three abstract base classes in Python, which cost more
-# than the rest of the wake-up (callgrind, 2026-12-04: ~15,000 instructions per woken event).
+# The keys arrive as one JSON parameter (`wake_json`: an array of arrays, no object to build per
+# key), not as four arrays: asyncpg checks every element of an array parameter against three
+# abstract base classes in Python, which cost more than the rest of the wake-up (callgrind,
+# 2026-12-04: ~15,000 instructions per woken event).
 # Each key is one probe of the waits' index (the LATERAL subquery with OFFSET 0 is not
 # flattened into a join the planner could answer with a scan of every wait).
 WAKE_ALL_POSTGRES = (
     "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
-    "min(k.at) AS at FROM json_to_recordset($1::json) "
-    "AS k(tenant_id text, type text, match_key text, at bigint) CROSS JOIN LATERAL "
+    "min(k.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS type, j->>2 AS match_key, "
+    "(j->>3)::bigint AS at FROM json_array_elements($1::json) AS j) k CROSS JOIN LATERAL "
     "(SELECT run_id FROM automation_waits WHERE tenant_id = k.tenant_id AND type = k.type "
     "AND match_key = k.match_key OFFSET 0) a GROUP BY a.run_id) w "
     "WHERE r.id = w.run_id AND r.due_us IS NOT NULL AND r.due_us > w.at"
@@ -308,29 +309,39 @@ def wake_targets(wakes: Sequence[tuple[Wake, int]]) -> WakeTargets:
     """A commit's wake-ups (each with its event's arrival) as (tenant, type) → key → the
     earliest arrival of an event with that key: the time its runs become due."""
     out: WakeTargets = {}
-    for wake, at in wakes:
-        keys = out.setdefault((wake.tenant_id, wake.type), {})
-        if at < keys.get(wake.key, at + 1):
-            keys[wake.key] = at
+    for (tenant_id, etype, key), at in wakes:
+        keys = out.get((tenant_id, etype))
+        if keys is None:
+            keys = out[tenant_id, etype] = {}
+        if at < keys.get(key, at + 1):
+            keys[key] = at
     return out
+
+
+def _probe_sql(size: int) -> str:
+    return (
+        "SELECT run_id, match_key FROM automation_waits WHERE tenant_id = ? AND type = ? "
+        f"AND match_key IN ({', '.join('?' * size)})"
+    )
+
+
+# each padded size's look-up, and the size a chunk of n keys is padded to
+_PROBES = {size: _probe_sql(size) for size in _PROBE_SIZES}
+_PADDED = [next(s for s in _PROBE_SIZES if s >= n) for n in range(_PROBE_SIZES[-1] + 1)]
 
 
 def wake_probes(targets: WakeTargets) -> list[tuple[dict[str, int], Statement]]:
     """The look-ups of the runs waiting on a commit's keys (each SELECTs run_id, match_key),
     with the keys each one covers, for `woken`."""
     out = []
+    top = _PROBE_SIZES[-1]
     for (tenant_id, etype), keys in targets.items():
         listed = list(keys)
-        top = _PROBE_SIZES[-1]
         for start in range(0, len(listed), top):
             chunk = listed[start : start + top]
-            size = next(s for s in _PROBE_SIZES if s >= len(chunk))
+            size = _PADDED[len(chunk)]
             chunk += [chunk[-1]] * (size - len(chunk))
-            sql = (
-                "SELECT run_id, match_key FROM automation_waits WHERE tenant_id = ? AND type = ? "
-                f"AND match_key IN ({', '.join('?' * size)})"
-            )
-            out.append((keys, (sql, (tenant_id, etype, *chunk))))
+            out.append((keys, (_PROBES[size], (tenant_id, etype, *chunk))))
     return out
 
 
@@ -348,10 +359,11 @@ def wake_rows(found: dict[str, int]) -> list[tuple[int, str, int]]:
 
 
 def wake_json(targets: WakeTargets) -> str:
-    """`WAKE_ALL_POSTGRES`'s parameter: the commit's keys as one JSON array of objects."""
+    """`WAKE_ALL_POSTGRES`'s parameter: the commit's keys as one JSON array of
+    [tenant_id, type, match_key, at] arrays (no object per key to build)."""
     return dumps(
         [
-            {"tenant_id": tenant_id, "type": etype, "match_key": key, "at": at}
+            (tenant_id, etype, key, at)
             for (tenant_id, etype), by_key in targets.items()
             for key, at in by_key.items()
         ]

@@ -200,6 +200,7 @@ class PostgresStore:
         self.settings = settings
         self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
         self.subject_keys = SubjectKeys(self)  # seals events' PII (store/subject_keys.py)
+        self.on_woken: Callable[[], None] | None = None
         self._pool: Any = None  # asyncpg.Pool once open
         self._pending: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None
@@ -551,6 +552,7 @@ class PostgresStore:
         columns = [list(col) for col in zip(*rows, strict=True)]
         found: dict[_Key, tuple[int, int, bool]] = {}
         committing = False
+        woke = False  # the wake-up made waiting runs due
         try:
             async with self._connection() as conn, conn.transaction():
                 deliveries: list[tuple[Any, ...]] = []
@@ -579,7 +581,8 @@ class PostgresStore:
                 for sql, rows in group_statements(hooks):
                     await conn.executemany(render(sql), rows)
                 if wakes:  # after the commit's runs and their waits: later events wake them too
-                    await conn.execute(WAKE_ALL_POSTGRES, wake_json(wake_targets(wakes)))
+                    status = await conn.execute(WAKE_ALL_POSTGRES, wake_json(wake_targets(wakes)))
+                    woke = status != "UPDATE 0"
                 missing = [k for k in unique if k not in found]
                 if missing:
                     t, s, i = (list(col) for col in zip(*missing, strict=True))
@@ -596,6 +599,8 @@ class PostgresStore:
         if lost:
             # Only possible if the original was deleted between our INSERT and SELECT.
             raise StoreError(f"original of duplicate event {lost[0][2]!r} not found; retry")
+        if woke and self.on_woken is not None:  # committed: the engine finds the runs due
+            self.on_woken()
         return found
 
     # -- tenants and keys ----------------------------------------------------------------------

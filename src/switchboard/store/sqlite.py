@@ -111,6 +111,7 @@ class SqliteStore:
         self.settings = settings
         self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
         self.subject_keys = SubjectKeys(self)  # seals events' PII (store/subject_keys.py)
+        self.on_woken: Callable[[], None] | None = None
         self.path = settings.database_url.removeprefix("sqlite:///")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
@@ -328,7 +329,14 @@ class SqliteStore:
         rows = [insert_row(e) for e in await self.subject_keys.sealed(events)]
         if current(self) is not None:  # inside a change's unit, which holds the writer
             queued = (events, rows, plans if plans and any(plans) else None, fut)
-            [results] = await self._run(self._writer, partial(self._commit, batch=[queued]))
+            woke: list[bool] = []
+            [results] = await self._run(
+                self._writer, partial(self._commit, batch=[queued], woke=woke)
+            )
+            if woke and self.on_woken is not None:
+                # the change's unit commits later: the engine finds the runs due then, or on
+                # its next look (a woken run is due at once, never lost)
+                self.on_woken()
             return results
         self._pending.append((events, rows, plans if plans and any(plans) else None, fut))
         self._wakeup.set()
@@ -341,13 +349,18 @@ class SqliteStore:
             self._wakeup.clear()
             while self._pending:
                 batch, self._pending = take_batch(self._pending, self.settings.commit_max_events)
+                woke: list[bool] = []
                 try:
-                    results = await self._run(self._writer, partial(self._commit, batch=batch))
+                    results = await self._run(
+                        self._writer, partial(self._commit, batch=batch, woke=woke)
+                    )
                 except Exception as exc:
                     for *_, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
+                if woke and self.on_woken is not None:
+                    self.on_woken()
                 for (*_, fut), res in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(res)
@@ -355,9 +368,12 @@ class SqliteStore:
                 return
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, *, batch: list[_Queued]) -> list[list[Appended]]:
+    def _commit(
+        conn: sqlite3.Connection, *, batch: list[_Queued], woke: list[bool] | None = None
+    ) -> list[list[Appended]]:
         """Insert every queued event, and the deliveries routed from the ones that are new, in
-        one transaction: routing is atomic with acceptance."""
+        one transaction: routing is atomic with acceptance. `woke` gets an item if the commit's
+        wake-ups made waiting runs due."""
         out: list[list[Appended]] = []
         with _immediate(conn):
             # All rows in one executemany (its loop runs in C). This transaction holds the write
@@ -396,13 +412,13 @@ class SqliteStore:
                     if seq is not None:  # popped: a repeat later in this batch is a duplicate
                         results.append(Appended("accepted", e.id, seq, e.received_us))
                         for d in plans[n] if plans else ():
-                            if isinstance(d, NewDelivery):
+                            if type(d) is Wake:  # the commonest hook of an awaited type
+                                wakes.append((d, e.received_us))
+                            elif isinstance(d, NewDelivery):
                                 deliveries.append(
                                     delivery_params(replace(d, event_seq=seq), e.received_us)
                                 )
-                            elif isinstance(d, Wake):
-                                wakes.append((d, e.received_us))
-                            else:
+                            elif not isinstance(d, Wake):
                                 hooks += d.statements(seq, e.received_us)
                     else:
                         seq, received = conn.execute(
@@ -420,6 +436,8 @@ class SqliteStore:
                     woken(found, keys, conn.execute(sql, params).fetchall())
                 if found:
                     conn.executemany(WAKE_RUN, wake_rows(found))
+                    if woke is not None:
+                        woke.append(True)
         return out
 
     # -- tenants and keys ----------------------------------------------------------------------
