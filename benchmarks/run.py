@@ -312,6 +312,9 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
                 with h.fresh_database(kind, work, f"auto_{kind}_{run}") as db:
                     got = _automation_run(cfg, db)
                 t, i = got["timers"], got["ingest_with_waiting_runs"]
+                # where the run's time went, part by part (benchmarks/automations.py)
+                parts = {k: v["seconds"] for k, v in got.items() if "seconds" in v}
+                timers.extra.setdefault("part_seconds", []).append(parts)
                 timers.values.append(t["engine_per_s"])
                 timers.ceilings.append(t["raw_claim_update_per_s"])
                 ingest_fig.values.append(i["with_waiting_per_s"])
