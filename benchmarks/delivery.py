@@ -16,6 +16,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +67,51 @@ def _rate(stats: dict[str, Any]) -> float:
     return (stats["count"] - 1) / span if span > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Queue:
+    """A database holding `cfg.deliveries` due webhook deliveries to `receiver`, stored by a hub
+    that has stopped again. Runs drain copies of it, never it."""
+
+    db: str
+    receiver: str
+
+
 @contextlib.contextmanager
-def _queued(cfg: Config, work: Path, kind: str, name: str) -> Iterator[tuple[str, str]]:
-    """A fresh database holding `cfg.deliveries` due webhook deliveries to a fresh receiver,
-    stored by a hub that has stopped again; yields (database URL, receiver URL)."""
-    with h.fresh_database(kind, work, name) as db, h.receiver(work) as (receiver, _):
-        key = h.provision(db)
+def queue(cfg: Config, work: Path, kind: str, name: str) -> Iterator[Queue]:
+    """A `Queue` and its receiver, running for the block."""
+    with h.provisioned(kind, work, name) as (db, key), h.receiver(work) as (receiver, _):
         with h.hub(work, db, name=f"hub-{name}", **_NO_INTERNAL) as (url, _):
             _wire(url, key, receiver, cfg.delivery_concurrency, generate_secret())
             _preload(url, key, cfg.deliveries, name)
-        h.http("POST", receiver + "/_reset")
-        yield db, receiver
+        yield Queue(db, receiver)
+
+
+@contextlib.contextmanager
+def _queued(
+    cfg: Config, work: Path, kind: str, name: str, made: Queue | None
+) -> Iterator[tuple[str, str]]:
+    """A fresh copy of `made`'s database (of one made here when None) and its receiver, reset;
+    yields (database URL, receiver URL). Copying the queue instead of filling one per run saves
+    a hub start and `cfg.deliveries` events over HTTP for each run of the hub and the floor."""
+    with contextlib.ExitStack() as stack:
+        if made is None:
+            made = stack.enter_context(queue(cfg, work, kind, name + "_queue"))
+        db = stack.enter_context(h.copied(kind, work, name, made.db))
+        h.http("POST", made.receiver + "/_reset")
+        yield db, made.receiver
 
 
 def hub_deliveries(
-    cfg: Config, work: Path, kind: str, run: int, profiler: Profiler | None = None
+    cfg: Config,
+    work: Path,
+    kind: str,
+    run: int,
+    profiler: Profiler | None = None,
+    made: Queue | None = None,
 ) -> dict[str, Any]:
     n = cfg.deliveries
     name = f"deliver_{kind}_{run}"
-    with _queued(cfg, work, kind, name) as (db, receiver):
+    with _queued(cfg, work, kind, name, made) as (db, receiver):
         env = h.hub_env(db, 0, **_NO_INTERNAL)
         with h.running(f"worker-{name}", [str(h.BIN / "switchboard"), "worker"], work, env) as w:
             if profiler is not None:  # from the first arrival: start-up is not the hot path
@@ -96,10 +123,12 @@ def hub_deliveries(
     return {"value": _rate(stats), "receiver": stats}
 
 
-def bare_deliveries(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
+def bare_deliveries(
+    cfg: Config, work: Path, kind: str, run: int, made: Queue | None = None
+) -> dict[str, Any]:
     """The same queue drained by `bare_worker`: claim, send, record, nothing else."""
     n = cfg.deliveries
-    with _queued(cfg, work, kind, f"bare_{kind}_{run}") as (db, receiver):
+    with _queued(cfg, work, kind, f"bare_{kind}_{run}", made) as (db, receiver):
         args = (db, "bench", str(n), str(cfg.delivery_concurrency))
         worker = h.run_module("benchmarks.bare_worker", *args, timeout=330)
         stats = h.wait_count(receiver, n, within=30)
@@ -131,9 +160,8 @@ def latency(cfg: Config, work: Path, kind: str, run: int, split: bool = False) -
     name = f"latency_{kind}{'_split' if split else ''}_{run}"
     acks_file = work / f"{name}-acks.json"
     with contextlib.ExitStack() as stack:
-        db = stack.enter_context(h.fresh_database(kind, work, name))
+        db, key = stack.enter_context(h.provisioned(kind, work, name))
         receiver, _ = stack.enter_context(h.receiver(work))
-        key = h.provision(db)
         env = {**_NO_INTERNAL, "SWITCHBOARD_RUN_WORKER": "0" if split else "1"}
         url, _ = stack.enter_context(h.hub(work, db, name=f"hub-{name}", **env))
         if split:

@@ -39,8 +39,7 @@ def hub_ingest(
 ) -> dict[str, Any]:
     """One wrk run against a hub on a fresh database; events/s and the wrk summary."""
     name = f"ingest{batch}_{kind}_{run}"
-    with h.fresh_database(kind, work, name) as db:
-        key = h.provision(db)
+    with h.provisioned(kind, work, name) as (db, key):
         admin = h.admin_key(db)  # counts stored events through /health/detailed
         with h.hub(work, db, name=f"hub-{name}") as (url, proc):
             conns = cfg.connections if batch == 1 else cfg.batch_connections
@@ -78,8 +77,7 @@ def bare_ingest(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
     """`bare_ingest` (parse, envelope, durable append; nothing else) on a fresh database, driven
     like the hub: the durable floor of figure 1."""
     name = f"bare_{kind}_{run}"
-    with h.fresh_database(kind, work, name) as db:
-        h.provision(db)
+    with h.provisioned(kind, work, name) as (db, _):
         port = h.free_port()
         argv = [sys.executable, "-m", "benchmarks.bare_ingest", db, "bench", str(port)]
         url = f"http://127.0.0.1:{port}"
@@ -105,7 +103,6 @@ def raw_insert(
 
 def raw_batched(cfg: Config, work: Path, kind: str, run: int) -> dict[str, Any]:
     """The ceiling of figure 2: the same rows, the same schema, a fresh database, no HTTP."""
-    with h.fresh_database(kind, work, f"raw_{kind}_{run}") as db:
-        h.provision(db)
+    with h.provisioned(kind, work, f"raw_{kind}_{run}") as (db, _):
         result = raw_insert(work, db, "bench", cfg.raw_rows, 1000, f"raw{run}", cfg.duration)
     return {"value": result["rows_per_s"], "raw": result}

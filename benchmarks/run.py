@@ -140,12 +140,15 @@ def _in_turns(
 
 
 def _attempt(fig: Figure, fn: Callable[[], None]) -> None:
-    """Run a figure; a failure is recorded in the table instead of stopping the whole run."""
+    """Run a figure; a failure is recorded in the table instead of stopping the whole run. Its
+    elapsed seconds (all its runs, with their ceilings) go in `extra["seconds"]`."""
+    t0 = time.monotonic()
     try:
         fn()
     except Exception as exc:
         h.say(f"{fig.key} FAILED: {exc}")
         fig.skipped = f"failed: {str(exc)[:300]}"
+    fig.extra["seconds"] = round(time.monotonic() - t0, 1)
 
 
 def ingest_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
@@ -218,15 +221,20 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
         )
 
         bare = _floor(fig, "worker (claim, send, record; nothing else)")
-        measure = _in_turns(
-            cfg,
-            fig,
-            bare,
-            partial(delivery.raw_deliveries, cfg, work),
-            partial(delivery.hub_deliveries, cfg, work, kind),
-            partial(delivery.bare_deliveries, cfg, work, kind),
-            f"worker {kind}",
-        )
+
+        def measure(kind: str = kind, fig: Figure = fig, bare: Figure = bare) -> None:
+            # the queue is filled once; each run of the hub and of the floor drains a copy
+            with delivery.queue(cfg, work, kind, f"queue_{kind}") as made:
+                _in_turns(
+                    cfg,
+                    fig,
+                    bare,
+                    partial(delivery.raw_deliveries, cfg, work),
+                    partial(delivery.hub_deliveries, cfg, work, kind, made=made),
+                    partial(delivery.bare_deliveries, cfg, work, kind, made=made),
+                    f"worker {kind}",
+                )()
+
         _attempt(fig, measure)
         figs += [fig, bare]
     # in one process (`switchboard serve` running its worker), and on PostgreSQL also as API +
@@ -304,6 +312,9 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
                 with h.fresh_database(kind, work, f"auto_{kind}_{run}") as db:
                     got = _automation_run(cfg, db)
                 t, i = got["timers"], got["ingest_with_waiting_runs"]
+                # where the run's time went, part by part (benchmarks/automations.py)
+                parts = {k: v["seconds"] for k, v in got.items() if "seconds" in v}
+                timers.extra.setdefault("part_seconds", []).append(parts)
                 timers.values.append(t["engine_per_s"])
                 timers.ceilings.append(t["raw_claim_update_per_s"])
                 ingest_fig.values.append(i["with_waiting_per_s"])
@@ -351,8 +362,7 @@ def scan_figure(cfg: Config, work: Path, kind: str) -> Figure:
     )
 
     def measure() -> None:
-        with h.fresh_database(kind, work, f"scan_{kind}") as db:
-            key = h.provision(db)
+        with h.provisioned(kind, work, f"scan_{kind}") as (db, key):
             storage.load(work, db, cfg.scan_events)
             if kind == "postgres" and cfg.scan_events >= 1_000_000:
                 fig.extra["disk"] = storage.disk(db)
@@ -395,8 +405,7 @@ def disk_figure(cfg: Config, work: Path, measured: dict[str, Any] | None) -> Fig
     def measure() -> None:
         d = measured
         if d is None:
-            with h.fresh_database("postgres", work, "disk") as db:
-                h.provision(db)
+            with h.provisioned("postgres", work, "disk") as (db, _):
                 storage.load(work, db, cfg.scan_events)
                 d = storage.disk(db)
         fig.values.append(d["value"])
@@ -607,6 +616,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or 'absent'}, {m['wrk']}; "
         f"commit `{(m['git_commit'] or 'unknown')[:12]}`.",
         "",
+    ]
+    if report.get("steps"):
+        lines += [
+            "Time per step: "
+            + ", ".join(f"{k} {v:,.0f} s" for k, v in report["steps"].items())
+            + ".",
+            "",
+        ]
+    lines += [
         "| figure | value | ceiling (same run) | ratio | goal | result |",
         "|---|---|---|---|---|---|",
     ]
@@ -673,6 +691,17 @@ def profile(work: Path) -> None:
         h.say(f"profiled deliveries {kind}: {r['value']:,.0f}/s (under py-spy)")
 
 
+def timed(steps: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    """`fn()`, its elapsed seconds recorded in `steps` under `name` and printed, so the run's
+    output and its report show where the time went."""
+    t0 = time.monotonic()
+    try:
+        return fn()
+    finally:
+        steps[name] = round(time.monotonic() - t0, 1)
+        h.say(f"step {name}: {steps[name]:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run, small counts, < 2 min")
@@ -694,24 +723,27 @@ def main() -> None:
         if not has_pg:
             h.say(f"PostgreSQL is not reachable at {h.PG_ADMIN_URL}: its figures are skipped")
         backends = ["sqlite", "postgres"] if has_pg else ["sqlite"]
-        figures = ingest_figures(cfg, work, backends)
-        figures += delivery_figures(cfg, work, backends)
-        figures += automation_figures(cfg, work, backends)
+        steps: dict[str, float] = {"set-up": round(time.time() - started, 1)}
+        figures = timed(steps, "ingest", lambda: ingest_figures(cfg, work, backends))
+        figures += timed(steps, "deliveries", lambda: delivery_figures(cfg, work, backends))
+        figures += timed(steps, "automations", lambda: automation_figures(cfg, work, backends))
         scan_kind = cfg.scan_backend if has_pg else "sqlite"
-        scan = scan_figure(cfg, work, scan_kind)
+        scan = timed(steps, "replay scan", lambda: scan_figure(cfg, work, scan_kind))
         figures.append(scan)
         if has_pg:
-            figures.append(disk_figure(cfg, work, scan.extra.get("disk")))
+            disk = scan.extra.get("disk")
+            figures.append(timed(steps, "disk", lambda: disk_figure(cfg, work, disk)))
         if has_pg and (not args.quick or args.scaleout):
-            figures += scaleout_figures(cfg, work)
+            figures += timed(steps, "scale-out", lambda: scaleout_figures(cfg, work))
         peers_table = ""
         if has_pg and (not args.quick or args.peers):
-            peers, peers_table = peer_figures(cfg)
+            peers, peers_table = timed(steps, "peers", lambda: peer_figures(cfg))
             figures += peers
     report = {
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started,
+        "steps": steps,  # elapsed seconds of each step, in order
         "machine": machine(),
         "config": cfg.__dict__,
         "load_start": load_start,

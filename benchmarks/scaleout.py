@@ -202,8 +202,7 @@ def ceiling(seconds: float, work: Path, tag: str) -> float:
 
 def ingest(n: int, seconds: float, work: Path, tag: str) -> dict[str, Any]:
     """`serve` with SWITCHBOARD_PROCESSES=n (its worker off) under wrk on a fresh database."""
-    with h.fresh_database("postgres", work, tag) as db:
-        key = h.provision(db)
+    with h.provisioned("postgres", work, tag) as (db, key):
         counters = Counters(db)
         extra = {"SWITCHBOARD_PROCESSES": str(n), "SWITCHBOARD_RUN_WORKER": "0"}
         with h.hub(work, db, name=f"hub-{tag}", **extra) as (url, proc):
@@ -268,9 +267,8 @@ def raw(count: int, work: Path) -> float:
 def deliveries(n: int, count: int, work: Path, tag: str) -> dict[str, Any]:
     """n `switchboard worker` processes draining `count` due deliveries, all started first."""
     with contextlib.ExitStack() as stack:
-        db = stack.enter_context(h.fresh_database("postgres", work, tag))
+        db, key = stack.enter_context(h.provisioned("postgres", work, tag))
         receiver, _ = stack.enter_context(h.receiver(work))
-        key = h.provision(db)
         with h.hub(work, db, name=f"hub-{tag}", **_NO_INTERNAL) as (url, _):
             _wire(url, key, receiver, CONCURRENCY, generate_secret())
             _preload(url, key, count, tag)

@@ -158,12 +158,14 @@ def up(system: str, work: Path, name: str, receiver: str, worker: bool) -> Itera
 
     tag = f"sbpeer-{os.getpid()}-{name}"
     with contextlib.ExitStack() as stack:
-        db = stack.enter_context(h.fresh_database("postgres", work, name))
+        if system == "hub":  # a copy of a migrated, provisioned database
+            db, key = stack.enter_context(h.provisioned("postgres", work, name))
+        else:
+            db = stack.enter_context(h.fresh_database("postgres", work, name))
         port = h.free_port()
         url = f"http://127.0.0.1:{port}"
         secret = generate_secret()
         if system == "hub":
-            key = h.provision(db)
             api_argv = [str(h.BIN / "switchboard"), "serve"]
             api_env = h.hub_env(db, port, **_NO_INTERNAL)
             worker_argv = [str(h.BIN / "switchboard"), "worker"]
@@ -426,8 +428,11 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
     errors: list[str] = []
     for run in range(s.runs):
         r: dict[str, Any] = {}
+        seconds: dict[str, float] = {}  # elapsed per figure, set-up and settling included
+        r["seconds"] = seconds
         for what, fn in (("ingest", ingest), ("deliveries", deliveries), ("latency", latency),
                          ("killed", killed)):  # fmt: skip
+            t0 = time.monotonic()
             try:
                 out = (
                     killed(system, s, work, run, r.get("ingest"))
@@ -438,6 +443,8 @@ def measure(system: str, s: Settings, work: Path) -> dict[str, Any]:
                 errors.append(f"{what}: {str(exc)[:300]}")
                 h.say(f"{system} {what}, run {run + 1} FAILED: {exc}")
                 continue
+            finally:
+                seconds[what] = round(time.monotonic() - t0, 1)
             if what == "ingest":
                 r["ingest"] = out
             elif what == "deliveries":

@@ -3,10 +3,18 @@ destinations — including destinations created after the events arrived.
 
 A dry run answers with the exact counts and a sample without decoding the events: the routes'
 conditions (types, sources, filter, the internal-type rule) are rendered as SQL and the database
-counts, in one aggregate scan, the events that match and the deliveries they would make (per
-destination, the events matching any route that names it). The sample is planned in Python from
-the first few matching events only. Routes the SQL cannot express exactly (a `cidr` or `time`
-filter, a `[…]` type glob) make the dry run fall back to planning every event in Python.
+counts, with one aggregate per window of `seq`, the events that match and the deliveries they
+would make (per destination, the events matching any route that names it). The sample is planned
+in Python from the first few matching events only. Routes the SQL cannot express exactly (a
+`cidr` or `time` filter, a `[…]` type glob) make the dry run fall back to planning every event in
+Python, window by window too.
+
+Windows (`Pace`, `windows`): no statement of a dry run, or of the count a replay starts with,
+scans the whole table. A big tenant's count as one statement outlived PostgreSQL's 10 s statement
+timeout on a loaded machine (a 503); a window covers a range of `seq` sized from how long the
+previous one took, aiming at a 20th of that timeout, and each takes a pooled connection only for
+its own statement. The windows end at the newest event stored when the count began, so events
+arriving meanwhile are not counted (each window reads its own snapshot).
 
 A real replay is a job: it scans in `seq` order, plans each event in Python, creates low-priority
 deliveries marked with the replay id, and saves its cursor in the same transaction as the
@@ -32,7 +40,7 @@ from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params, patte
 from switchboard.store.queries import EVENT_COLUMNS, bind, event_from_row, type_condition
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from switchboard.config import Settings
     from switchboard.delivery import Worker
@@ -59,6 +67,40 @@ log = logging.getLogger("switchboard.replay")
 LOW = 2  # replays run on the low-priority lane
 _BATCH = 1000
 _E = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a count is cut into windows of `seq`: the first window's width, the narrowest and
+    widest, and the seconds one window's statements should take (the next window's width is
+    scaled to it, at most doubling)."""
+
+    first: int = 20_000
+    least: int = 500
+    most: int = 5_000_000
+    seconds: float = 0.5  # a 20th of PostgreSQL's COMMAND_TIMEOUT (store/postgres.py)
+
+
+PACE = Pace()
+
+
+async def windows(store: Store, pace: Pace, step: Callable[[int, int], Awaitable[None]]) -> None:
+    """Call `step(lo, hi)` for consecutive windows `lo < seq <= hi` that cover every event stored
+    now, in order. Each window's width is the previous one's scaled by how far its step's time
+    was from `pace.seconds` (at most doubled, within least..most)."""
+    rows = await store.fetch("SELECT min(seq), max(seq) FROM events")
+    if not rows or rows[0][0] is None:
+        return
+    lo, last = int(rows[0][0]) - 1, int(rows[0][1])
+    width = max(1, pace.first)
+    while lo < last:
+        hi = min(last, lo + width)
+        t0 = time.monotonic()
+        await step(lo, hi)
+        took = time.monotonic() - t0
+        scale = 2.0 if took <= 0 else min(2.0, pace.seconds / took)
+        width = max(max(1, pace.least), min(pace.most, int((hi - lo) * scale)))
+        lo = hi
 
 
 class ReplayError(ValueError):
@@ -139,13 +181,17 @@ class Scanner:
         else:
             self.routes = []  # destinations given without routes: direct
 
-    def _where(self, after_seq: int) -> tuple[str, list[Any]]:
+    def _where(self, after_seq: int, upto: int | None = None) -> tuple[str, list[Any]]:
         s = self.spec
         # SQLite would pick the (tenant, time) index and sort every remaining row per page; the
         # unary + makes it walk the primary key from the cursor instead
         tenant = "+e.tenant_id" if self.hub.store.dialect == "sqlite" else "e.tenant_id"
-        where = [f"{tenant} = ?", "e.seq > ?", "e.status IN ('accepted', 'warned')"]
+        where = [f"{tenant} = ?", "e.seq > ?"]
         params: list[Any] = [s.tenant_id, after_seq]
+        if upto is not None:
+            where.append("e.seq <= ?")
+            params.append(upto)
+        where.append("e.status IN ('accepted', 'warned')")
         if s.from_us is not None:
             where.append("e.time_us >= ?")
             params.append(s.from_us)
@@ -161,10 +207,15 @@ class Scanner:
         return " AND ".join(where), params
 
     async def page(
-        self, after_seq: int, also: Condition | None = None, limit: int = _BATCH
+        self,
+        after_seq: int,
+        also: Condition | None = None,
+        limit: int = _BATCH,
+        upto: int | None = None,
     ) -> list[Event]:
-        """The next events in scope after `after_seq`; `also` narrows them further."""
-        where, params = self._where(after_seq)
+        """The next events in scope after `after_seq` (up to seq `upto`); `also` narrows them
+        further."""
+        where, params = self._where(after_seq, upto)
         if also is not None:
             where += f" AND {also.sql}"
             params += also.params
@@ -173,10 +224,20 @@ class Scanner:
         )
         return await self.hub.store.subject_keys.open([event_from_row(r) for r in rows])
 
-    async def count(self) -> int:
-        where, params = self._where(0)
-        rows = await self.hub.store.fetch(f"SELECT count(*) FROM events e WHERE {where}", params)
-        return int(rows[0][0])
+    async def count(self, pace: Pace = PACE) -> int:
+        """The events in scope, counted window by window (`windows`)."""
+        total = 0
+
+        async def step(lo: int, hi: int) -> None:
+            nonlocal total
+            where, params = self._where(lo, hi)
+            rows = await self.hub.store.fetch(
+                f"SELECT count(*) FROM events e WHERE {where}", params
+            )
+            total += int(rows[0][0])
+
+        await windows(self.hub.store, pace, step)
+        return total
 
     def deliveries(self, event: Event, replay_id: str | None, due_us: int) -> list[NewDelivery]:
         if event.context.get("duplicate_of") is not None:
@@ -245,21 +306,27 @@ def not_duplicate(dialect: str) -> Condition:
 @dataclass(frozen=True)
 class DryRunSql:
     """`counts`: one aggregate query whose row is (events, deliveries to each destination …);
-    `matching`: the events that make at least one delivery (for the sample)."""
+    `matching`: the events that make at least one delivery (for the sample); `empty`: nothing
+    can be delivered, so there is nothing to count."""
 
     counts: Condition
     matching: Condition
+    empty: bool = False
 
 
-def dry_run_sql(scanner: Scanner) -> DryRunSql | None:
-    """The dry run's SQL for a prepared scanner; None when a route has no exact SQL form."""
+_NOTHING = DryRunSql(Condition("SELECT 0", []), Condition("FALSE", []), empty=True)
+
+
+def dry_run_sql(scanner: Scanner, window: tuple[int, int] | None = None) -> DryRunSql | None:
+    """The dry run's SQL for a prepared scanner, counting the events of `window` (`lo < seq <=
+    hi`; None: all of them); None when a route has no exact SQL form."""
     dialect = scanner.hub.store.dialect
-    where, params = scanner._where(0)
+    where, params = scanner._where(*(window or (0, None)))
     duplicate = not_duplicate(dialect)
     only = scanner.spec.destination_ids
     if not scanner.routes:  # direct: every event in scope, once per destination id
         if not only:
-            return DryRunSql(Condition("SELECT 0", []), Condition("FALSE", []))
+            return _NOTHING
         sql = (
             f"SELECT count(*), count(*) * {len(only)} FROM events e "
             f"WHERE {where} AND {duplicate.sql}"
@@ -280,7 +347,7 @@ def dry_run_sql(scanner: Scanner) -> DryRunSql | None:
             naming.setdefault(d, []).append(len(conditions))
         conditions.append(condition)
     if not conditions:
-        return DryRunSql(Condition("SELECT 0", []), Condition("FALSE", []))
+        return _NOTHING
     # each route's condition is a flag computed once per row in the inner SELECT; a destination
     # every route names is delivered to by every counted event
     flags = ", ".join(f"{c.sql} AS m{i}" for i, c in enumerate(conditions))
@@ -317,46 +384,61 @@ def _sample_entry(e: Event, d: NewDelivery) -> dict[str, Any]:
     }
 
 
-async def dry_run(hub: Hub, spec: ReplaySpec, sample_size: int = 10) -> dict[str, Any]:
+async def dry_run(
+    hub: Hub, spec: ReplaySpec, sample_size: int = 10, pace: Pace = PACE
+) -> dict[str, Any]:
     scanner = Scanner(hub, spec)
     await scanner.prepare()
     query = dry_run_sql(scanner)
     if query is None:
-        return await _dry_run_in_python(scanner, sample_size)
-    row = (await hub.store.fetch(query.counts.sql, query.counts.params))[0]
-    matched, deliveries = int(row[0]), sum(int(n) for n in row[1:])
+        return await _dry_run_in_python(scanner, sample_size, pace)
+    matched = deliveries = 0
     sample: list[dict[str, Any]] = []
-    after = 0
-    while matched and len(sample) < sample_size:  # plan the first matching events only
-        events = await scanner.page(after, query.matching, sample_size)
-        for e in events:
-            for d in scanner.deliveries(e, None, 0):
-                if len(sample) < sample_size:
-                    sample.append(_sample_entry(e, d))
-        if len(events) < sample_size:
-            break
-        after = events[-1].seq
+
+    async def step(lo: int, hi: int) -> None:
+        nonlocal matched, deliveries
+        counts = dry_run_sql(scanner, (lo, hi))
+        assert counts is not None  # the same routes as `query`, which had a SQL form
+        row = (await hub.store.fetch(counts.counts.sql, counts.counts.params))[0]
+        found = int(row[0])
+        matched += found
+        deliveries += sum(int(n) for n in row[1:])
+        after = lo
+        while found and len(sample) < sample_size:  # plan the first matching events only
+            events = await scanner.page(after, counts.matching, sample_size, upto=hi)
+            for e in events:
+                for d in scanner.deliveries(e, None, 0):
+                    if len(sample) < sample_size:
+                        sample.append(_sample_entry(e, d))
+            if len(events) < sample_size:
+                break
+            after = events[-1].seq
+
+    if not query.empty:
+        await windows(hub.store, pace, step)
     return {"dry_run": True, "events": matched, "deliveries": deliveries, "sample": sample}
 
 
-async def _dry_run_in_python(scanner: Scanner, sample_size: int) -> dict[str, Any]:
+async def _dry_run_in_python(scanner: Scanner, sample_size: int, pace: Pace) -> dict[str, Any]:
     """The dry run by planning every event in scope (for routes SQL cannot express)."""
     matched = deliveries = 0
     sample: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        events = await scanner.page(after)
-        if not events:
-            break
-        for e in events:
-            planned = scanner.deliveries(e, None, 0)
-            if planned:
-                matched += 1
-                deliveries += len(planned)
-                for d in planned:
-                    if len(sample) < sample_size:
-                        sample.append(_sample_entry(e, d))
-        after = events[-1].seq
+
+    async def step(lo: int, hi: int) -> None:
+        nonlocal matched, deliveries
+        after = lo
+        while events := await scanner.page(after, upto=hi):
+            for e in events:
+                planned = scanner.deliveries(e, None, 0)
+                if planned:
+                    matched += 1
+                    deliveries += len(planned)
+                    for d in planned:
+                        if len(sample) < sample_size:
+                            sample.append(_sample_entry(e, d))
+            after = events[-1].seq
+
+    await windows(scanner.hub.store, pace, step)
     return {"dry_run": True, "events": matched, "deliveries": deliveries, "sample": sample}
 
 

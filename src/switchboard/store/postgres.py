@@ -201,6 +201,8 @@ class PostgresStore:
         self.vault = Vault.from_settings(settings)  # seals credentials at rest (crypto.py)
         self.subject_keys = SubjectKeys(self)  # seals events' PII (store/subject_keys.py)
         self.on_woken: Callable[[], None] | None = None
+        # seconds one statement may run (the pool's command_timeout, set when it opens)
+        self.statement_timeout = COMMAND_TIMEOUT
         self._pool: Any = None  # asyncpg.Pool once open
         self._pending: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None
@@ -365,7 +367,7 @@ class PostgresStore:
                 self.settings.database_url,
                 min_size=min(2, size),
                 max_size=size,
-                command_timeout=COMMAND_TIMEOUT,
+                command_timeout=self.statement_timeout,
                 timeout=COMMAND_TIMEOUT,  # connect timeout
                 max_inactive_connection_lifetime=300.0,
             )
