@@ -122,10 +122,11 @@ async def ingest(request: Request) -> Response:
     confirm the commit in time (a silent network partition, say) the client gets a 503 and
     retries with the same ids, which the store answers as duplicates if they did land."""
     h = hub(request)
-    return await within(h.settings.ingest_timeout, _ingest_request(request, h))
+    return await within(h.settings.ingest_timeout, ingest_request(request, h))
 
 
-async def _ingest_request(request: Request, h: Hub) -> Response:
+async def ingest_request(request: Request, h: Hub) -> Response:
+    """POST /v1/events' work (`ingest` and the app's fast path each time it)."""
     p = await principal(request, Scope.INGEST)
     tenant_id = p.tenant()
     tenant = await h.tenant(tenant_id)
