@@ -113,17 +113,31 @@ class IndexedHeaders(Headers):
             self._index.setdefault(name, value)
 
     def __getitem__(self, key: str) -> str:
-        value = self._index.get(key.lower().encode("latin-1"))
+        value = self._index.get(_raw_name(key))
         if value is None:
             raise KeyError(key)
         return value.decode("latin-1")
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower().encode("latin-1") in self._index
+        return isinstance(key, str) and _raw_name(key) in self._index
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._index.get(key.lower().encode("latin-1"))
+        value = self._index.get(_raw_name(key))
         return default if value is None else value.decode("latin-1")
+
+
+# header name as asked -> as ASGI carries it (lowercase bytes): the code asks the same few names
+# on every request, so a look-up here replaces a lower() and an encode() per look-up
+_RAW_NAMES: dict[str, bytes] = {}
+
+
+def _raw_name(key: str) -> bytes:
+    raw = _RAW_NAMES.get(key)
+    if raw is None:
+        raw = key.lower().encode("latin-1")
+        if len(_RAW_NAMES) < 256:  # names are the code's own; bounded all the same
+            _RAW_NAMES[key] = raw
+    return raw
 
 
 class SwitchboardApp(Starlette):
