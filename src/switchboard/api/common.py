@@ -219,13 +219,18 @@ MAX_BODY_DEPTH = 64
 
 
 async def read_json(
-    request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES, *, checked: bool = True
+    request: Request,
+    limit: int,
+    types: tuple[str, ...] = JSON_TYPES,
+    *,
+    checked: bool = True,
+    media: str | None = None,
 ) -> Any:
     """The parsed JSON body, after checking content type and size; `checked` (all but the
     event bodies, whose envelope has its own checks) also refuses a NUL character in any
     string, which PostgreSQL cannot store, and nesting deeper than MAX_BODY_DEPTH, so both
-    stores answer the same 400."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    stores answer the same 400. `media` is the content type when the caller has read it."""
+    ctype = media_type(request) if media is None else media
     if ctype not in types:
         raise UnsupportedMedia(
             f"Content-Type must be {' or '.join(types)}, got {ctype or 'nothing'!r}"
@@ -240,6 +245,12 @@ async def read_json(
             f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
         )
     return doc
+
+
+def media_type(request: Request) -> str:
+    """The request's media type: its Content-Type without parameters, lowercase ('' if none)."""
+    ctype: str = request.headers.get("content-type", "")
+    return ctype.split(";")[0].strip().lower()
 
 
 def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | None:
