@@ -214,21 +214,17 @@ class Ingestor:
             if verdict.people is not None and verdict.status != "quarantined":
                 feeds[len(to_store)] = verdict.people
             labels.append(label)
-            to_store.append(
-                (
-                    index,
-                    msgspec.structs.replace(
-                        event,
-                        version=verdict.version,
-                        status=verdict.status,
-                        errors=verdict.errors,
-                    ),
+            if verdict.status != "accepted" or verdict.errors or verdict.version != event.version:
+                event = msgspec.structs.replace(
+                    event, version=verdict.version, status=verdict.status, errors=verdict.errors
                 )
-            )
+            # (else the event is already what would be stored: accepted, as sent, no errors)
+            to_store.append((index, event))
         plans: list[list[Planned]] | None = None
         routes: list[Route] = []
         if self.routes is not None and to_store:
-            routes = await self.routes.routes(tenant.id)
+            cached = self.routes.cached(tenant.id)
+            routes = cached if cached is not None else await self.routes.routes(tenant.id)
             if routes:
                 if self.tracing is not None and self.tracing.enabled:
                     with self.tracing.span("switchboard.route", routes=len(routes)) as span:
@@ -286,6 +282,12 @@ class Ingestor:
         rejected = len(raws) - accepted - duplicates
         if self.metrics is not None:
             self.metrics.ingested(tenant.id, counts)
+        if len(to_store) == 1:  # the usual request: one event, no lists to sort and cut
+            event_ids = [to_store[0][1].id]
+            trace_ids = [to_store[0][1].trace_id]
+        else:
+            event_ids = [e.id for _, e in to_store][:50]
+            trace_ids = sorted({e.trace_id for _, e in to_store})[:10]
         logs.info(
             log,
             "ingested",
@@ -295,8 +297,8 @@ class Ingestor:
                 "accepted": accepted,
                 "duplicates": duplicates,
                 "rejected": rejected,
-                "event_ids": [e.id for _, e in to_store][:50],
-                "trace_ids": sorted({e.trace_id for _, e in to_store})[:10],
+                "event_ids": event_ids,
+                "trace_ids": trace_ids,
             },
         )
         return IngestResult(results, accepted, duplicates, rejected)

@@ -91,7 +91,11 @@ class Registry:
         return entry
 
     async def validate(self, event: Event, unknown_types: str) -> Verdict:
-        entry = await self._entry(event.tenant_id, event.type)
+        hit = self._cache.get((event.tenant_id, event.type))  # `_entry`, without its coroutine
+        if hit is not None and hit[0] > time.monotonic():
+            entry = hit[1]
+        else:
+            entry = await self._entry(event.tenant_id, event.type)
         if entry is None:
             if unknown_types == "accept":
                 return Verdict("accepted", event.version, catalogued=False)

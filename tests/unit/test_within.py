@@ -1,4 +1,5 @@
-"""`within`: a request answers 503 on time even when its work is slow to unwind."""
+"""`within` and `Deadlines`: a request answers 503 on time even when its work is slow to
+unwind."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import pytest
 from starlette.responses import Response
 
-from switchboard.api.common import within
+from switchboard.api.common import Deadlines, within
 from switchboard.errors import StoreUnavailable
 
 
@@ -68,3 +69,67 @@ async def test_a_cancelled_request_cancels_its_work() -> None:
     with pytest.raises(asyncio.CancelledError):
         await request
     await asyncio.wait_for(cancelled.wait(), 5)
+
+
+async def test_a_deadline_answers_without_waiting_for_a_cleanup_that_ignores_cancellation() -> None:
+    deadlines = Deadlines(0.05)
+    release, unwound, answered = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def answer() -> None:
+        answered.set()
+
+    async def request() -> None:
+        late = deadlines.enter(answer)
+        try:
+            try:
+                await asyncio.sleep(60)
+            finally:
+                await asyncio.shield(release.wait())  # a cleanup no cancellation interrupts
+                unwound.set()
+        finally:
+            deadlines.leave(late)
+
+    task = asyncio.ensure_future(request())
+    await asyncio.wait_for(answered.wait(), 5)
+    assert not unwound.is_set(), "the answer waited for the cleanup"
+    release.set()
+    with pytest.raises(asyncio.CancelledError):  # the work was cancelled at its deadline
+        await task
+    assert unwound.is_set()
+
+
+async def test_only_requests_still_running_at_their_deadline_are_answered_late() -> None:
+    deadlines = Deadlines(0.05)
+    late_ones: list[str] = []
+    cancelled: list[str] = []
+
+    async def request(name: str, seconds: float) -> None:
+        async def answer() -> None:
+            late_ones.append(name)
+
+        late = deadlines.enter(answer)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            cancelled.append(name)
+        finally:
+            deadlines.leave(late)
+        assert late.fired == (name in late_ones or name in cancelled)
+
+    async def later(name: str, start: float, seconds: float) -> None:
+        await asyncio.sleep(start)
+        await request(name, seconds)
+
+    await asyncio.gather(
+        request("quick", 0),
+        request("slow", 30),
+        later("second-quick", 0.01, 0.01),
+        later("second-slow", 0.02, 30),
+        later("after-the-first-deadline", 0.2, 0.01),
+    )
+    await asyncio.sleep(0)  # the last answer's task runs
+    assert sorted(cancelled) == ["second-slow", "slow"]
+    assert sorted(late_ones) == ["second-slow", "slow"]
+    assert not deadlines._waiting  # nothing left waiting, and no timer for nothing
+    await asyncio.sleep(0.1)
+    assert deadlines._timer is None

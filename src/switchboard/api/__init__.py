@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,7 +38,7 @@ from switchboard.api import (
     subjects,
     webhooks,
 )
-from switchboard.api.common import READ_METHODS, JSONResponse
+from switchboard.api.common import READ_METHODS, Deadlines, JSONResponse
 from switchboard.api.openapi import openapi_document
 from switchboard.api.privacy import redact_answers
 from switchboard.config import Settings
@@ -112,17 +113,31 @@ class IndexedHeaders(Headers):
             self._index.setdefault(name, value)
 
     def __getitem__(self, key: str) -> str:
-        value = self._index.get(key.lower().encode("latin-1"))
+        value = self._index.get(_raw_name(key))
         if value is None:
             raise KeyError(key)
         return value.decode("latin-1")
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower().encode("latin-1") in self._index
+        return isinstance(key, str) and _raw_name(key) in self._index
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._index.get(key.lower().encode("latin-1"))
+        value = self._index.get(_raw_name(key))
         return default if value is None else value.decode("latin-1")
+
+
+# header name as asked -> as ASGI carries it (lowercase bytes): the code asks the same few names
+# on every request, so a look-up here replaces a lower() and an encode() per look-up
+_RAW_NAMES: dict[str, bytes] = {}
+
+
+def _raw_name(key: str) -> bytes:
+    raw = _RAW_NAMES.get(key)
+    if raw is None:
+        raw = key.lower().encode("latin-1")
+        if len(_RAW_NAMES) < 256:  # names are the code's own; bounded all the same
+            _RAW_NAMES[key] = raw
+    return raw
 
 
 class SwitchboardApp(Starlette):
@@ -139,6 +154,7 @@ class SwitchboardApp(Starlette):
     templates: dict[Any, str]
     metrics: Metrics  # the hub's (read once per request: `state` looks names up in Python)
     switchboard_hub: Hub  # app.state.hub, read by `common.hub` without `state`'s look-up
+    deadlines: Deadlines  # the ingest timeout of the requests in flight on the fast path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,20 +166,40 @@ class SwitchboardApp(Starlette):
             scope["method"] == "POST"
             and scope["path"] == "/v1/events"
             and not scope.get("root_path")
-        ):  # straight to its handler (inline: one coroutine less per event sent)
+        ):  # straight to its handler (inline: one coroutine less per event sent), answered
+            # within SWITCHBOARD_INGEST_TIMEOUT (`common.Deadlines`: `events.ingest`'s `within`
+            # without its task, future and timer per request)
+            scope["app"] = self
+            request = Request(scope, receive)
+            request._headers = IndexedHeaders(scope=scope)
+            deadlines = self.deadlines
+            late = deadlines.enter(lambda: self._late(request, send, started))
             try:
-                scope["app"] = self
-                request = Request(scope, receive)
-                request._headers = IndexedHeaders(scope=scope)
                 try:
-                    response = await events.ingest(request)
+                    response = await events.ingest_request(request, self.switchboard_hub)
                 except _HANDLED as exc:
+                    if late.fired:
+                        raise
                     handler = next(h for kind, h in ERROR_HANDLERS.items() if isinstance(exc, kind))
                     response = await handler(request, exc)
-                await response(scope, receive, send)
-                status = response.status_code
+                finally:
+                    deadlines.leave(late)
+                if not late.fired:
+                    await response(scope, receive, send)
+                    status = response.status_code
+            except BaseException as exc:
+                if not late.fired:
+                    raise
+                # the deadline passed: the 503 is answered, and this was the work unwinding
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.info("abandoned request ended with %r", exc)
             finally:
-                self.metrics.request("POST", "/v1/events", status, time.perf_counter() - started)
+                if not late.fired:
+                    self.metrics.request(
+                        "POST", "/v1/events", status, time.perf_counter() - started
+                    )
+            if late.fired and late.answering is not None:
+                await late.answering  # sent before this request ends (uvicorn would add a 500)
             return
 
         async def sending(message: Any) -> None:
@@ -185,6 +221,20 @@ class SwitchboardApp(Starlette):
         finally:
             route = self.templates.get(scope.get("endpoint"), "other")
             self.metrics.request(scope["method"], route, status, time.perf_counter() - started)
+
+    async def _late(self, request: Request, send: Send, started: float) -> None:
+        """The 503 of a request whose deadline passed, sent while its work unwinds."""
+        exc = StoreUnavailable(
+            f"the store did not confirm within {self.deadlines.seconds:g} s; "
+            "retry with the same event ids"
+        )
+        response = await _store_error(request, exc)
+        try:
+            await response(request.scope, request.receive, send)
+        finally:
+            self.metrics.request(
+                "POST", "/v1/events", response.status_code, time.perf_counter() - started
+            )
 
 
 def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = False) -> Starlette:
@@ -232,6 +282,7 @@ def create_app(settings: Settings, hub_: Hub | None = None, *, freeze: bool = Fa
     app.state.openapi_document = openapi_document  # for GET /openapi.json (api/health.py)
     app.metrics = the_hub.metrics
     app.switchboard_hub = the_hub
+    app.deadlines = Deadlines(settings.ingest_timeout)
     app.templates = {
         r.endpoint: r.path for r in app.routes if isinstance(r, Route) and r.path != "/v1/events"
     }

@@ -7,7 +7,8 @@ import gzip
 import logging
 import re
 import zlib
-from collections.abc import Coroutine, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -84,6 +85,75 @@ def _unwound(task: asyncio.Task[Any]) -> None:
         log.info("abandoned request ended with %r", task.exception())
 
 
+class Late:
+    """One request in flight under `Deadlines`: its deadline, its task, and what answers for
+    it once the deadline passes (`fired` then)."""
+
+    __slots__ = ("answer", "answering", "deadline", "done", "fired", "task")
+
+    def __init__(
+        self,
+        deadline: float,
+        task: asyncio.Task[Any],
+        answer: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.deadline = deadline
+        self.task = task
+        self.answer = answer
+        self.done = False
+        self.fired = False
+        self.answering: asyncio.Task[None] | None = None  # `answer`, once fired
+
+
+class Deadlines:
+    """`within` for the ingest fast path, without a task, a future and a timer per request.
+
+    The work runs in the request's own task. Every request has the same timeout, so deadlines
+    come in the order requests start: they wait in a queue, with one timer for the oldest. When
+    a deadline passes before its request is done, the request's task is cancelled and a task of
+    its own sends the 503 at once (`answer`), so the answer does not wait for the work to
+    unwind (the request then ends without answering again, see `SwitchboardApp`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._waiting: deque[Late] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def enter(self, answer: Callable[[], Coroutine[Any, Any, None]]) -> Late:
+        """Start the current task's clock; `leave` it once its answer is ready."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # (an app served by a second loop, as tests may do)
+            self._loop, self._timer, self._waiting = loop, None, deque()
+        task = asyncio.current_task(loop)
+        assert task is not None  # a request runs in a task
+        late = Late(loop.time() + self.seconds, task, answer)
+        self._waiting.append(late)
+        if self._timer is None:
+            self._timer = loop.call_at(late.deadline, self._expire)
+        return late
+
+    def leave(self, late: Late) -> None:
+        late.done = True
+        waiting = self._waiting
+        while waiting and waiting[0].done:  # the oldest are usually done first
+            waiting.popleft()
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waiting = self._waiting
+        while waiting and (waiting[0].done or waiting[0].deadline <= now):
+            late = waiting.popleft()
+            if not late.done:
+                late.done = late.fired = True
+                late.task.cancel()
+                answer = late.answering = loop.create_task(late.answer())
+                _abandoned.add(answer)  # a reference until it is sent
+                answer.add_done_callback(_abandoned.discard)
+        self._timer = loop.call_at(waiting[0].deadline, self._expire) if waiting else None
+
+
 class JSONResponse(Response):
     media_type = "application/json"
 
@@ -149,13 +219,18 @@ MAX_BODY_DEPTH = 64
 
 
 async def read_json(
-    request: Request, limit: int, types: tuple[str, ...] = JSON_TYPES, *, checked: bool = True
+    request: Request,
+    limit: int,
+    types: tuple[str, ...] = JSON_TYPES,
+    *,
+    checked: bool = True,
+    media: str | None = None,
 ) -> Any:
     """The parsed JSON body, after checking content type and size; `checked` (all but the
     event bodies, whose envelope has its own checks) also refuses a NUL character in any
     string, which PostgreSQL cannot store, and nesting deeper than MAX_BODY_DEPTH, so both
-    stores answer the same 400."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    stores answer the same 400. `media` is the content type when the caller has read it."""
+    ctype = media_type(request) if media is None else media
     if ctype not in types:
         raise UnsupportedMedia(
             f"Content-Type must be {' or '.join(types)}, got {ctype or 'nothing'!r}"
@@ -170,6 +245,12 @@ async def read_json(
             f"{problem[0]}: {problem[1]}", details=[{"path": problem[0], "message": problem[1]}]
         )
     return doc
+
+
+def media_type(request: Request) -> str:
+    """The request's media type: its Content-Type without parameters, lowercase ('' if none)."""
+    ctype: str = request.headers.get("content-type", "")
+    return ctype.split(";")[0].strip().lower()
 
 
 def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | None:

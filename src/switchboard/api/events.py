@@ -17,6 +17,7 @@ from switchboard.api.common import (
     JSONResponse,
     filter_of,
     hub,
+    media_type,
     principal,
     read_body,
     read_json,
@@ -122,10 +123,11 @@ async def ingest(request: Request) -> Response:
     confirm the commit in time (a silent network partition, say) the client gets a 503 and
     retries with the same ids, which the store answers as duplicates if they did land."""
     h = hub(request)
-    return await within(h.settings.ingest_timeout, _ingest_request(request, h))
+    return await within(h.settings.ingest_timeout, ingest_request(request, h))
 
 
-async def _ingest_request(request: Request, h: Hub) -> Response:
+async def ingest_request(request: Request, h: Hub) -> Response:
+    """POST /v1/events' work (`ingest` and the app's fast path each time it)."""
     p = await principal(request, Scope.INGEST)
     tenant_id = p.tenant()
     tenant = await h.tenant(tenant_id)
@@ -221,7 +223,7 @@ async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Respon
 async def _read_events(request: Request, limit: int) -> list[Any]:
     """The submitted events: native JSON, or CloudEvents 1.0 in structured, batched or binary
     mode (mapped onto the envelope; a malformed one stays in place as its EnvelopeError)."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = media_type(request)
     if media == cloudevents.STRUCTURED:
         doc = await read_json(request, limit, (media,), checked=False)
         return [_mapped(lambda: cloudevents.from_structured(doc))]
@@ -233,7 +235,7 @@ async def _read_events(request: Request, limit: int) -> list[Any]:
     if cloudevents.is_binary(request.headers):
         body = await _read_binary_body(request, limit)
         return [_mapped(lambda: cloudevents.from_binary(request.headers, body))]
-    body = await read_json(request, limit, checked=False)
+    body = await read_json(request, limit, checked=False, media=media)
     return body if isinstance(body, list) else [body]
 
 
