@@ -6,7 +6,7 @@ The key is two halves of SHA-256, 8 bytes each:
 
 - the first of (tenant_id, id): every event of a tenant with that id, whatever its source, lies
   in one range of keys, so GET /v1/events/{id} without a source is one index range scan;
-- the second of (tenant_id, source, id): it tells apart the sources that share an id.
+- the second of (tenant_id, id, source): it tells apart the sources that share an id.
 
 A 16-byte uuid is narrower than the three texts it stands for (migration 0013 kept them whole,
 heap and index), and its width does not grow with a client's long ids. Two different
@@ -23,19 +23,24 @@ from __future__ import annotations
 import hashlib
 
 
-def _half(*parts: str) -> str:
+def _bytes(text: str) -> bytes:
     # surrogatepass: a text PostgreSQL cannot hold fails at the INSERT, as before, not here
-    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return text.encode("utf-8", "surrogatepass")
 
 
 def event_key(tenant_id: str, source: str, event_id: str) -> str:
-    """The key of one event, as the 32 hex digits asyncpg takes for a uuid."""
-    return _half(tenant_id, event_id) + _half(tenant_id, source, event_id)
+    """The key of one event, as the 32 hex digits asyncpg takes for a uuid: SHA-256 of
+    tenant_id NUL id, its first 8 bytes; then SHA-256 of tenant_id NUL id NUL source, its
+    first 8 (one hash object fed twice: the hub pays this per event, about 1.4 µs)."""
+    h = hashlib.sha256(_bytes(f"{tenant_id}\x00{event_id}"))
+    first = h.digest()
+    h.update(_bytes(f"\x00{source}"))
+    return (first[:8] + h.digest()[:8]).hex()
 
 
 def id_range(tenant_id: str, event_id: str) -> tuple[str, str]:
     """The first and last key an event of `tenant_id` with `event_id` can have, any source."""
-    half = _half(tenant_id, event_id)
+    half = hashlib.sha256(_bytes(f"{tenant_id}\x00{event_id}")).hexdigest()[:16]
     return half + "0" * 16, half + "f" * 16
 
 
@@ -44,6 +49,6 @@ def id_range(tenant_id: str, event_id: str) -> tuple[str, str]:
 KEY_SQL = (
     "encode(substring(sha256(convert_to({t}, 'UTF8') || '\\x00'::bytea || convert_to({i}, 'UTF8'))"
     " FROM 1 FOR 8) || substring(sha256(convert_to({t}, 'UTF8') || '\\x00'::bytea || "
-    "convert_to({s}, 'UTF8') || '\\x00'::bytea || convert_to({i}, 'UTF8')) FROM 1 FOR 8), "
+    "convert_to({i}, 'UTF8') || '\\x00'::bytea || convert_to({s}, 'UTF8')) FROM 1 FOR 8), "
     "'hex')::uuid"
 )

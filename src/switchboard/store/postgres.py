@@ -120,11 +120,14 @@ _BY_ID = (
 )
 
 
+def keys_of(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The dedup keys of rows of `insert_row` (tenant_id, id, source first)."""
+    return [event_key(r[0], r[2], r[1]) for r in rows]
+
+
 def insert_columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """The parameters of `_INSERT` for rows of `insert_row`: a list per column, then the keys."""
-    columns = [list(col) for col in zip(*rows, strict=True)]
-    columns.append([event_key(r[0], r[2], r[1]) for r in rows])  # tenant_id, source, id
-    return columns
+    return [*(list(col) for col in zip(*rows, strict=True)), keys_of(rows)]
 
 
 # Each partition of events, the name of its part of data index $1 (the partition's name and

@@ -7,7 +7,7 @@ Create Date: 2026-12-04
 `event_keys` (0013) held (tenant_id, id, source) whole, in its heap and in its primary key,
 beside the seq and month of the event: about 140 bytes per event where the plain table's
 unique index had taken 70. It now holds one uuid per event (store/event_keys.py: 8 bytes of
-SHA-256 of (tenant_id, id), then 8 of (tenant_id, source, id)), unique, with the seq and
+SHA-256 of (tenant_id, id), then 8 of (tenant_id, id, source)), unique, with the seq and
 `received_us` as before: about 100 bytes.
 
 The events' primary key (seq, received_us) becomes an index on seq alone: uniqueness there was
@@ -28,12 +28,12 @@ branch_labels = None
 depends_on = None
 
 # store/event_keys.py's KEY_SQL as it was when this revision was written (a test holds the two
-# equal): 8 bytes of SHA-256 of (tenant_id, id), then 8 of (tenant_id, source, id), NUL-separated
+# equal): 8 bytes of SHA-256 of (tenant_id, id), then 8 of (tenant_id, id, source), NUL-separated
 _KEY = (
     "encode(substring(sha256(convert_to(tenant_id, 'UTF8') || '\\x00'::bytea || "
     "convert_to(id, 'UTF8')) FROM 1 FOR 8) || substring(sha256(convert_to(tenant_id, 'UTF8') "
-    "|| '\\x00'::bytea || convert_to(source, 'UTF8') || '\\x00'::bytea || "
-    "convert_to(id, 'UTF8')) FROM 1 FOR 8), 'hex')::uuid"
+    "|| '\\x00'::bytea || convert_to(id, 'UTF8') || '\\x00'::bytea || "
+    "convert_to(source, 'UTF8')) FROM 1 FOR 8), 'hex')::uuid"
 )
 
 
