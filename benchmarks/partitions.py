@@ -2,8 +2,7 @@
 and disk bytes per event, in the same run.
 
 Two fresh databases, one migrated to 0012 (one events table, the unique index on it deciding
-duplicates) and one to head (events partitioned by month, the dedup key in `event_keys`: since
-0017 one uuid per event, hashed by the store, and that hashing is on the partitioned clock). The
+duplicates) and one to head (events partitioned by month, the dedup key in `event_keys`). The
 same events go into both, through each schema's own statement of the store's group commit
 (`INSERT … SELECT FROM unnest(…)`; for 0012 the statement as it was), BATCH events per statement,
 alternating between the two databases statement by statement in ROUNDS rounds, so that the
@@ -100,7 +99,7 @@ async def _run(
 ) -> dict[str, Any]:
     import asyncpg
 
-    from switchboard.store.postgres import _INSERT, keys_of
+    from switchboard.store.postgres import _INSERT
 
     statements = {
         "plain": _plain_insert(),
@@ -132,21 +131,13 @@ async def _run(
                 for kind in kinds[n // batch % 3 :] + kinds[: n // batch % 3]:  # in turn first
                     conn = conns[kind]
                     c0, t0 = _cpu_seconds(pids[kind]), time.perf_counter()
-                    # the store hashes the batch's dedup keys (event_keys.py): on the clock too
-                    params = [*columns, keys_of(rows)] if kind == "partitioned" else columns
                     async with conn.transaction():
-                        assert len(await conn.fetch(statements[kind], *params)) == batch
+                        assert len(await conn.fetch(statements[kind], *columns)) == batch
                     wall[kind] += time.perf_counter() - t0
                     used[kind] += _cpu_seconds(pids[kind]) - c0
             for kind in conns:
                 rates[kind].append(per_round * batch / wall[kind])
                 cpu[kind].append(used[kind] / (per_round * batch) * 1e6)
-        # this process's CPU for the keys alone (the hub's, in the store), apart from the clock:
-        # reading a CPU clock around each batch cost more than the hashing here
-        sample = [insert_row(stored("bench", "k", i, received + i)) for i in range(10_000)]
-        h0 = time.process_time()
-        keys_of(sample)
-        hashing = (time.process_time() - h0) / len(sample) * 1e6
         sizes, parts = {}, {}
         for kind, conn in conns.items():
             await conn.execute("VACUUM ANALYZE")
@@ -164,7 +155,6 @@ async def _run(
             "ingest_ratio": med["partitioned"] / med["plain"],
             "backend_cpu_us_per_event": med_cpu,
             "cpu_ratio": med_cpu["partitioned"] / med_cpu["plain"],
-            "key_hashing_cpu_us_per_event": hashing,
             "bytes_per_event": sizes,
             "disk_ratio": sizes["partitioned"] / sizes["plain"],
             "bytes_per_event_by_relation": parts,

@@ -63,13 +63,13 @@ def insert_sqlite(path: str, batches: Iterator[list[tuple[Any, ...]]], until: fl
 async def insert_postgres(url: str, batches: Iterator[list[tuple[Any, ...]]], until: float) -> int:
     import asyncpg
 
-    from switchboard.store.postgres import _INSERT, insert_columns
+    from switchboard.store.postgres import _INSERT
 
     conn = await asyncpg.connect(url)
     done = 0
     try:
         for rows in batches:
-            columns = insert_columns(rows)
+            columns = [list(c) for c in zip(*rows, strict=True)]
             async with conn.transaction():
                 await conn.fetch(_INSERT, *columns)
             done += len(rows)

@@ -21,7 +21,6 @@ from switchboard.auth import Principal
 from switchboard.hub import Hub
 from switchboard.pii import PiiClass, Redactor, classify
 from switchboard.store import Scope as KeyScope
-from switchboard.store.event_keys import id_range
 from switchboard.store.queries import EVENT_COLUMNS, event_from_row
 
 STATE_KEY = "switchboard.principal"
@@ -168,15 +167,12 @@ async def _referred_events(hub: Hub, tenant_id: str, ids: set[str], seqs: set[in
         marks = ", ".join("?" * len(values))
         where, params = f"{column} IN ({marks})", [tenant_id, *values]
         if column == "id" and hub.store.dialect == "postgres":
-            # events are partitioned by month there (migration 0013): their keys find them,
-            # each id one range of keys (event_keys.py), and the events' own ids decide
-            ranges = [id_range(tenant_id, str(v)) for v in values]
+            # events are partitioned by month there (migration 0013): their keys find them
             where = (
-                "(seq, received_us) IN (SELECT x.seq, x.received_us FROM event_keys x "
-                "JOIN unnest(?::uuid[], ?::uuid[]) AS r(lo, hi) ON x.key BETWEEN r.lo AND r.hi) "
-                f"AND id IN ({marks})"
+                "(seq, received_us) IN (SELECT seq, received_us FROM event_keys "
+                f"WHERE tenant_id = ? AND id IN ({marks}))"
             )
-            params = [tenant_id, [r[0] for r in ranges], [r[1] for r in ranges], *values]
+            params = [tenant_id, *params]
         rows = await hub.store.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {where}", params
         )

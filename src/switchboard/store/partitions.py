@@ -42,7 +42,6 @@ from typing import Any, Protocol
 import asyncpg
 
 from switchboard.retention import DAY_US, Cutoffs
-from switchboard.store.event_keys import event_key
 
 log = logging.getLogger("switchboard.retention")
 
@@ -204,9 +203,12 @@ async def _forget_keys(conn: Any, m: Month) -> tuple[int, int]:
                 seqs,
             )
             await conn.execute(
-                "DELETE FROM event_keys x USING unnest($1::uuid[], $2::bigint[]) AS k(key, q) "
-                "WHERE x.key = k.key AND x.seq = k.q",
-                [event_key(r[1], r[3], r[2]) for r in rows],
+                "DELETE FROM event_keys x USING unnest($1::text[], $2::text[], $3::text[], "
+                "$4::bigint[]) AS k(t, i, s, q) "
+                "WHERE x.tenant_id = k.t AND x.id = k.i AND x.source = k.s AND x.seq = k.q",
+                tenants,
+                [r[2] for r in rows],
+                [r[3] for r in rows],
                 seqs,
             )
         total += len(rows)

@@ -2,11 +2,10 @@
 
 Concurrent ``append`` calls queue their events; one committer task writes everything queued in
 one transaction (one ``INSERT … SELECT FROM unnest(…)``) and resolves every caller after COMMIT.
-Idempotency holds across processes because the primary key of ``event_keys`` decides: one uuid
-per ``(tenant_id, source, id)`` (`event_keys.py`), and ``ON CONFLICT DO NOTHING`` waits for a
-concurrent inserter of the same key and then skips the row. (The events table itself is
-partitioned by month, which a unique index across it would have to include; `partitions.py`
-keeps the months.)
+Idempotency holds across processes because the primary key of ``event_keys`` on
+``(tenant_id, id, source)`` decides: ``ON CONFLICT DO NOTHING`` waits for a concurrent inserter of
+the same id and then skips the row. (The events table itself is partitioned by month, which a
+unique index across it would have to include; `partitions.py` keeps the months.)
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ from switchboard.store import (
 from switchboard.store import migrate as migrations
 from switchboard.store.automations import WAKE_ALL_POSTGRES, RunStart, wake_json, wake_targets
 from switchboard.store.deliveries import INSERT_DELIVERY, delivery_params
-from switchboard.store.event_keys import event_key, id_range
 from switchboard.store.queries import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
@@ -85,51 +83,38 @@ _ARRAYS = ", ".join(
 _SELECTED = ", ".join(
     f"u.{c}::jsonb" if _COLUMN_TYPES.get(c) == "jsonb" else f"u.{c}" for c in _NAMES
 )
-_KEYED = len(_NAMES) + 1  # the parameter of the batch's keys, after the columns
 # One statement for the whole batch. The events table is partitioned by month (migration 0013)
-# and a unique index on it would have to hold the month, so the dedup key lives in `event_keys`
-# (one uuid per (tenant_id, source, id), migration 0017, `event_keys.py`): the batch's keys go in
-# first, in input order (so seq follows it), and only the rows whose key went in become events,
-# under the seq their key drew. ``ON CONFLICT DO NOTHING`` there waits for a concurrent inserter
-# of the same key and then skips the row, as it did on the events table.
+# and a unique index on it would have to hold the month, so the dedup key lives in `event_keys`:
+# the batch's keys go in first, in input order (so seq follows it), and only the rows whose key
+# went in become events, under the seq their key drew. ``ON CONFLICT DO NOTHING`` there waits for
+# a concurrent inserter of the same key and then skips the row, as it did on the events table.
 _INSERT = (
-    f"WITH u AS MATERIALIZED (SELECT * FROM unnest({_ARRAYS}, ${_KEYED}::uuid[]) WITH ORDINALITY "
-    f"AS u({INSERT_COLUMNS}, key, ord)), "
-    "k AS (INSERT INTO event_keys (key, seq, received_us) "
-    "SELECT u.key, nextval('events_seq_seq'), u.received_us FROM u ORDER BY u.ord "
-    "ON CONFLICT (key) DO NOTHING RETURNING key, seq) "
+    f"WITH u AS MATERIALIZED (SELECT * FROM unnest({_ARRAYS}) WITH ORDINALITY "
+    f"AS u({INSERT_COLUMNS}, ord)), "
+    "k AS (INSERT INTO event_keys (tenant_id, id, source, seq, received_us) "
+    "SELECT u.tenant_id, u.id, u.source, nextval('events_seq_seq'), u.received_us "
+    "FROM u ORDER BY u.ord "
+    "ON CONFLICT (tenant_id, id, source) DO NOTHING "
+    "RETURNING tenant_id, id, source, seq) "
     f"INSERT INTO events (seq, {INSERT_COLUMNS}) "
-    f"SELECT k.seq, {_SELECTED} FROM k JOIN u ON u.key = k.key ORDER BY k.seq "
+    f"SELECT k.seq, {_SELECTED} FROM k JOIN u "
+    "ON u.tenant_id = k.tenant_id AND u.id = k.id AND u.source = k.source "
+    "ORDER BY k.seq "
     "RETURNING seq, tenant_id, source, id"
 )
 # The originals of the rows the INSERT skipped; a new statement, so under READ COMMITTED it sees
-# what a concurrent process committed while our INSERT waited on it. The event's own columns
-# answer, so a key shared by two different events (a hash collision) finds no original.
+# what a concurrent process committed while our INSERT waited on it.
 _ORIGINALS = (
-    "SELECT e.tenant_id, e.source, e.id, e.seq, e.received_us "
-    "FROM event_keys k JOIN events e ON e.seq = k.seq AND e.received_us = k.received_us "
-    "WHERE k.key = ANY($1::uuid[])"
+    "SELECT k.tenant_id, k.source, k.id, e.seq, e.received_us "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, source, id) "
+    "JOIN event_keys e ON e.tenant_id = k.tenant_id AND e.id = k.id AND e.source = k.source"
 )
-# GET /v1/events/{id}: the key's row names the event's seq and month, so one partition is read.
-# $3 and $4 are the first and last key of the id (any source; `event_keys.id_range`), or the
-# event's own key twice.
+# GET /v1/events/{id}: the key's row names the event's seq and month, so one partition is read
 _BY_ID = (
     f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
     "FROM event_keys k JOIN events e ON e.seq = k.seq AND e.received_us = k.received_us "
-    "WHERE k.key BETWEEN $3 AND $4 AND e.tenant_id = $1 AND e.id = $2"
+    "WHERE k.tenant_id = $1 AND k.id = $2 AND e.tenant_id = $1"
 )
-
-
-def keys_of(rows: Sequence[Sequence[Any]]) -> list[str]:
-    """The dedup keys of rows of `insert_row` (tenant_id, id, source first)."""
-    return [event_key(r[0], r[2], r[1]) for r in rows]
-
-
-def insert_columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """The parameters of `_INSERT` for rows of `insert_row`: a list per column, then the keys."""
-    return [*(list(col) for col in zip(*rows, strict=True)), keys_of(rows)]
-
-
 # Each partition of events, the name of its part of data index $1 (the partition's name and
 # suffix $2), whether that part is valid (NULL: not there) and whether it is attached to $1.
 _DATA_INDEX_PARTS = (
@@ -562,7 +547,8 @@ class PostgresStore:
         unique: dict[_Key, Event] = {}
         for e in events:
             unique.setdefault((e.tenant_id, e.source, e.id), e)
-        columns = insert_columns([insert_row(e) for e in unique.values()])
+        rows = [insert_row(e) for e in unique.values()]
+        columns = [list(col) for col in zip(*rows, strict=True)]
         found: dict[_Key, tuple[int, int, bool]] = {}
         committing = False
         try:
@@ -596,8 +582,8 @@ class PostgresStore:
                     await conn.execute(WAKE_ALL_POSTGRES, wake_json(wake_targets(wakes)))
                 missing = [k for k in unique if k not in found]
                 if missing:
-                    keys = [event_key(*k) for k in missing]
-                    for r in await conn.fetch(_ORIGINALS, keys):
+                    t, s, i = (list(col) for col in zip(*missing, strict=True))
+                    for r in await conn.fetch(_ORIGINALS, t, s, i):
                         found[(r[0], r[1], r[2])] = (r[3], r[4], False)
                 # leaving the block sends COMMIT: a connection lost from here on leaves the
                 # outcome unknown, and only a client's retry (answered "duplicate") can tell
@@ -608,9 +594,7 @@ class PostgresStore:
             raise _LostBeforeCommit(str(exc)) from exc.__cause__
         lost = [k for k in unique if k not in found]
         if lost:
-            # Only possible if the original was deleted between our INSERT and SELECT, or if
-            # another event holds the same key (a SHA-256 collision, event_keys.py): refused
-            # loudly either way, never answered with another event.
+            # Only possible if the original was deleted between our INSERT and SELECT.
             raise StoreError(f"original of duplicate event {lost[0][2]!r} not found; retry")
         return found
 
@@ -699,12 +683,10 @@ class PostgresStore:
 
     async def get_event(self, tenant_id: str, event_id: str, source: str | None) -> Event | None:
         sql = _BY_ID
-        if source is None:
-            params: list[Any] = [tenant_id, event_id, *id_range(tenant_id, event_id)]
-        else:
-            key = event_key(tenant_id, source, event_id)
-            params = [tenant_id, event_id, key, key, source]
-            sql += " AND e.source = $5"
+        params: list[Any] = [tenant_id, event_id]
+        if source is not None:
+            sql += " AND k.source = $3"
+            params.append(source)
         rows = await self._fetch(sql + " ORDER BY k.seq DESC LIMIT 1", *params)
         if not rows:
             return None

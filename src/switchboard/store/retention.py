@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.store.event_keys import event_key
 from switchboard.store.queries import Sql
 
 # Events still waiting for a delivery, or that a running automation was started by, are kept
@@ -83,9 +82,10 @@ async def expire_events(
     if sql.dialect == "postgres":
         keys.append(
             (
-                "DELETE FROM event_keys x USING unnest(?::uuid[], ?::bigint[]) AS k(key, seq) "
-                "WHERE x.key = k.key AND x.seq = k.seq",
-                ([event_key(tenant_id, r[2], r[1]) for r in rows], seqs),
+                "DELETE FROM event_keys x USING unnest(?::text[], ?::text[], ?::bigint[]) "
+                "AS k(id, source, seq) WHERE x.tenant_id = ? AND x.id = k.id "
+                "AND x.source = k.source AND x.seq = k.seq",
+                ([r[1] for r in rows], [r[2] for r in rows], seqs, tenant_id),
             )
         )
     counts = await sql.batch(
