@@ -10,7 +10,8 @@ machine's load falls on both alike. Per round and database: events/s (wall clock
 PostgreSQL backend's own CPU per event (utime + stime of its process, from /proc; it does not
 count time spent waiting for the CPU, so it moves less with the load). Prints one JSON line: the
 medians and their ratio (partitioned / plain), and the disk bytes per event of each (the events
-table with every partition and index, plus `event_keys` with its index, after VACUUM ANALYZE).
+table with every partition and index, plus `event_keys` with its index, after VACUUM ANALYZE),
+and where those bytes are, relation by relation (`bytes_per_event_by_relation`).
 A third database at head takes the same events into the months without any dedup key (the 0012
 statement without ON CONFLICT, `event_keys` left empty): what the months cost by themselves.
 
@@ -73,6 +74,26 @@ async def _size(conn: Any) -> int:
     return int(total)
 
 
+async def _relations(conn: Any) -> dict[str, int]:
+    """Bytes of each relation behind `_size`: the events table (heap with TOAST, free space
+    and visibility maps, over every partition), each of its indexes (over every partition) and
+    `event_keys` with its own indexes, as `pg_table_size` / `pg_relation_size` give them."""
+    rows = await conn.fetch(
+        # pg_partition_tree gives no rows for a plain table, and a partitioned parent is 0 bytes
+        "SELECT 'events (table)', sum(pg_table_size(r)) FROM (SELECT relid FROM "
+        "pg_partition_tree('events') UNION SELECT 'events'::regclass) t(r) "
+        "UNION ALL SELECT c.relname, (SELECT sum(pg_relation_size(r)) FROM (SELECT relid "
+        "FROM pg_partition_tree(c.oid) UNION SELECT c.oid::regclass) t(r)) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = 'events'::regclass "
+        "UNION ALL SELECT 'event_keys (table)', pg_table_size(oid) FROM pg_class "
+        "WHERE oid = to_regclass('event_keys') "
+        "UNION ALL SELECT c.relname, pg_relation_size(c.oid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass('event_keys')"
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 async def _run(
     plain_url: str, parted_url: str, bare_url: str, events: int, batch: int, rounds: int
 ) -> dict[str, Any]:
@@ -117,11 +138,13 @@ async def _run(
             for kind in conns:
                 rates[kind].append(per_round * batch / wall[kind])
                 cpu[kind].append(used[kind] / (per_round * batch) * 1e6)
-        sizes = {}
+        sizes, parts = {}, {}
         for kind, conn in conns.items():
             await conn.execute("VACUUM ANALYZE")
             count = await conn.fetchval("SELECT count(*) FROM events")
             sizes[kind] = await _size(conn) / count
+            parts[kind] = {k: round(v / count, 1) for k, v in (await _relations(conn)).items()}
+            assert abs(sum(parts[kind].values()) - sizes[kind]) < 1, (parts[kind], sizes[kind])
         med = {k: statistics.median(v) for k, v in rates.items()}
         med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
         return {
@@ -134,6 +157,7 @@ async def _run(
             "cpu_ratio": med_cpu["partitioned"] / med_cpu["plain"],
             "bytes_per_event": sizes,
             "disk_ratio": sizes["partitioned"] / sizes["plain"],
+            "bytes_per_event_by_relation": parts,
             "months_only_cpu_ratio": med_cpu["months_only"] / med_cpu["plain"],
             "load_average": os.getloadavg(),
         }

@@ -125,6 +125,67 @@ async def test_an_empty_database_upgrades_and_downgrades(tmp_path: Path) -> None
             await conn.close()
 
 
+async def _seq_indexes(conn: Any) -> dict[str, tuple[str, list[str] | None]]:
+    """Each month's index on seq alone: partition → (index definition, storage options)."""
+    rows = await conn.fetch(
+        "SELECT t.relname, pg_get_indexdef(i.indexrelid), c.reloptions FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+        "JOIN pg_inherits h ON h.inhrelid = t.oid AND h.inhparent = 'events'::regclass "
+        "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = 'seq' "
+        "WHERE i.indnatts = 1 AND i.indkey[0] = a.attnum"
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def test_0017_indexes_seq_in_every_month_and_keeps_duplicates(tmp_path: Path) -> None:
+    """The upgrade from 0016 (primary key (seq, received_us)) to a packed index on seq: every
+    month has it, a month made later too; duplicates in another month stay duplicates; the
+    downgrade gives the primary key back."""
+    old = months_ago(3)
+    async with fresh_database("postgres", tmp_path) as url:
+        await asyncio.to_thread(command.upgrade, _config(url), "0016")
+        store = open_store(Settings(database_url=url))
+        await store.open()
+        try:
+            await store.append([event("t1", "e0", old.start_us + 5), event("t1", "e1", now_us())])
+        finally:
+            await store.close()
+        await asyncio.to_thread(command.upgrade, _config(url), "head")
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('events_pkey')") is None
+            await ensure_month(conn, month(month_index(now_us()) + 4))  # made after 0017
+            found = await _seq_indexes(conn)
+            assert set(found) == await partitions(url)
+            assert all(options == ["fillfactor=100"] for _, options in found.values())
+            assert not any("UNIQUE" in definition for definition, _ in found.values())
+        finally:
+            await conn.close()
+        store = open_store(Settings(database_url=url))
+        await store.open()
+        try:
+            again = await store.append([event("t1", "e0", now_us()), event("t1", "e1", now_us())])
+            assert [(a.status, a.seq) for a in again] == [("duplicate", 1), ("duplicate", 2)]
+            assert again[0].received_us == old.start_us + 5
+            found_event = await store.get_event("t1", "e0", None)
+            assert found_event is not None and found_event.seq == 1
+        finally:
+            await store.close()
+        await asyncio.to_thread(command.downgrade, _config(url), "0016")
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('ix_events_seq')") is None
+            with pytest.raises(asyncpg.UniqueViolationError):  # the primary key is back
+                await conn.execute(
+                    "INSERT INTO events (seq, tenant_id, id, source, type, time_us, received_us, "
+                    "trace_id, status, context, data) SELECT seq, tenant_id, 'x', source, type, "
+                    "time_us, received_us, trace_id, status, context, data FROM events "
+                    "WHERE seq = 1"
+                )
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def pg_store(tmp_path: Path) -> AsyncIterator[PostgresStore]:
     async with fresh_database("postgres", tmp_path) as url:
@@ -253,6 +314,15 @@ async def test_a_month_past_retention_is_dropped_while_ingest_goes_on(hub: Api) 
     assert await store.fetch("SELECT count(*) FROM deliveries") == [(0,)]
     keys = await store.fetch("SELECT count(*) FROM event_keys WHERE id LIKE 'a-%' OR id LIKE 'b-%'")
     assert keys == [(0,)]
+    # no key outlives its event, and every event left keeps its key
+    orphans = await store.fetch(
+        "SELECT count(*) FROM event_keys k WHERE NOT EXISTS (SELECT 1 FROM events e "
+        "WHERE e.seq = k.seq AND e.received_us = k.received_us)"
+    )
+    assert orphans == [(0,)]
+    assert await store.fetch("SELECT count(*) FROM event_keys") == await store.fetch(
+        "SELECT count(*) FROM events"
+    )
     # the keys went with their events: the id may be used again
     [again] = await store.append([event(t1, "a-1", now_us())])
     assert again.status == "accepted"
@@ -335,7 +405,7 @@ def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
 
 async def test_reads_by_id_and_by_seq_use_indexes_in_every_month(pg_store: PostgresStore) -> None:
     """GET /v1/events/{id} goes through the key's row to one month; a read by seq (deliveries,
-    the UI, exports) probes each month's primary key; neither scans a month that has rows."""
+    the UI, exports) probes each month's seq index; neither scans a month that has rows."""
     from switchboard.store.postgres import _BY_ID
     from switchboard.store.queries import EVENT_COLUMNS, render
 
