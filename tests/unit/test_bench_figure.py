@@ -74,3 +74,17 @@ def test_a_lost_event_or_an_unmeasured_peer_shows() -> None:
     assert figs["peers_lost_hub"].passed() is False
     assert figs["peers_p99_celery"].skipped is not None
     assert figs["peers_p99_celery"].passed() is None
+
+
+def test_a_peers_lower_bound_judges_the_hub_only_where_any_true_value_would() -> None:
+    lost = Figure("peers_lost_hub", "lost", "events", "lost <= 0")
+    report = _peers_report(0, None)
+    celery = report["systems"][1]["summary"]
+    celery.update(p99_at_least=60.0, missing=40)  # 40 requests never answered or received
+    figs = {f.key: f for f in peer_rows(report, lost)}
+    assert figs["peers_p99_celery"].ratio() == 15.0 / 60.0
+    assert figs["peers_p99_celery"].passed() is True
+    assert "a lower bound: 40 never answered or received" in figs["peers_p99_celery"].ceiling_label
+    celery.update(p99_at_least=30.0)  # theirs may be anything from 30 ms: 15 is not ⅓ of that
+    figs = {f.key: f for f in peer_rows(report, lost)}
+    assert figs["peers_p99_celery"].passed() is False
