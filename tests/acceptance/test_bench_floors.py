@@ -35,7 +35,7 @@ async def _outcomes(database_url: str) -> list[tuple[str, int, int]]:
 @pytest.mark.slow
 def test_the_bare_worker_claims_sends_and_records_every_delivery(tmp_path: Path) -> None:
     cfg = Config(**{**Config.make(quick=True).__dict__, "deliveries": 40})
-    with _queued(cfg, tmp_path, "sqlite", "floor") as (db, receiver):
+    with _queued(cfg, tmp_path, "sqlite", "floor", None) as (db, receiver):
         worker = h.run_module("benchmarks.bare_worker", db, "bench", "40", "8", timeout=120)
         stats = h.wait_count(receiver, 40, within=30)
         outcomes = asyncio.run(_outcomes(db))
