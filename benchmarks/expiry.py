@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from benchmarks.events import document, stored
 from benchmarks.harness import fresh_database, provision
 from benchmarks.raw_insert import insert_postgres, insert_sqlite
@@ -35,19 +37,20 @@ from switchboard.envelope import now_us
 from switchboard.store.queries import insert_row
 
 DAY_US = 86_400_000_000
-_TIME = 5  # insert_row's time_us column
-_RECEIVED = 6  # ... and its received_us
 
 
-def _old_rows(tenant: str, tag: str, rows: int, days_ago: int, batch: int = 1000) -> Any:
-    """Batches of stored rows whose `time` lies `days_ago` days back, spread over four weeks."""
+def _old_rows(
+    tenant: str, tag: str, rows: int, days_ago: int, sqlite: bool, batch: int = 1000
+) -> Any:
+    """Batches of stored events whose `time` lies `days_ago` days back, spread over four weeks:
+    SQLite's rows as tuples, PostgreSQL's as the events (raw_insert's two loaders)."""
     base = now_us() - days_ago * DAY_US
     for start in range(0, rows, batch):
-        out = []
+        out: list[Any] = []
         for n in range(start, min(rows, start + batch)):
-            row = list(insert_row(stored(tenant, tag, n)))
-            row[_TIME] = row[_RECEIVED] = base - (n % 28) * DAY_US - n
-            out.append(tuple(row))
+            at = base - (n % 28) * DAY_US - n
+            event = msgspec.structs.replace(stored(tenant, tag, n), time_us=at, received_us=at)
+            out.append(insert_row(event) if sqlite else event)
         yield out
 
 
@@ -80,7 +83,7 @@ def _load(url: str, tenant: str, rows: int, mixed: bool) -> None:
     if not url.startswith("sqlite:///"):
         _months(url, (400, 100))
     for tag, owner, count, days in loads:
-        batches = _old_rows(owner, tag, count, days)
+        batches = _old_rows(owner, tag, count, days, url.startswith("sqlite:///"))
         if url.startswith("sqlite:///"):
             insert_sqlite(url.removeprefix("sqlite:///"), batches, float("inf"))
         else:

@@ -15,6 +15,7 @@ from benchmarks.events import document
 
 from switchboard.config import Settings
 from switchboard.store.backends import open_store
+from tests.services import require_postgres
 
 
 async def _outcomes(database_url: str) -> list[tuple[str, int, int]]:
@@ -70,3 +71,27 @@ def test_the_hub_ingest_figure_runs_and_checks_what_the_store_holds(tmp_path: Pa
     cfg = Config(**{**Config.make(quick=True).__dict__, "duration": 1, "connections": 8})
     result = hub_ingest(cfg, tmp_path, "sqlite", 0, 1)
     assert result["value"] > 0 and result["wrk"]["events"] > 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_raw_insert_loads_rows_the_store_reads_back(tmp_path: Path, kind: str) -> None:
+    # the batched-ingest ceiling and the scan/disk figures' loader use the store's own INSERT:
+    # when that statement changes shape, the loader must change with it
+    if kind == "postgres":
+        require_postgres()
+    with h.provisioned(kind, tmp_path, "raw") as (db, _):
+        out = h.run_module("benchmarks.raw_insert", db, "bench", "2500", "1000", "raw", timeout=120)
+        assert out["rows"] == 2500
+        store = open_store(Settings.from_env({}, database_url=db))
+
+        async def count() -> int:
+            await store.open()
+            try:
+                rows = await store.fetch(
+                    "SELECT count(*) FROM events WHERE tenant_id = 'bench'", ()
+                )  # type: ignore[attr-defined]
+            finally:
+                await store.close()
+            return int(rows[0][0])
+
+        assert asyncio.run(count()) == 2500
