@@ -95,7 +95,7 @@ async def _child(url: str, n: int) -> None:
         await hub.close()
 
 
-def _dumped(path: Path) -> int:
+def dumped(path: Path) -> int:
     """The instructions one dump counts (its `totals:` line)."""
     for line in path.read_text().splitlines():
         if line.startswith("totals:"):
@@ -103,7 +103,7 @@ def _dumped(path: Path) -> int:
     raise RuntimeError(f"{path} has no totals line")
 
 
-def _control(command: str, pid: int) -> None:
+def control(command: str, pid: int) -> None:
     subprocess.run(["callgrind_control", command, str(pid)], check=True, capture_output=True)
 
 
@@ -139,22 +139,22 @@ def measure(tree: Path, kind: str, n: int, keep: Path | None = None) -> dict[str
                         errors.flush()
                         tail = (work / "child.log").read_text()[-2000:]
                         raise RuntimeError(f"the child did not get ready:\n{tail}")
-                    _control("--instr=on" if n_phase == 0 else "--dump", proc.pid)
+                    control("--instr=on" if n_phase == 0 else "--dump", proc.pid)
                     proc.stdin.write("\n")
                     proc.stdin.flush()
                     phase, done = proc.stdout.readline().split()
-                    _control("--dump", proc.pid)  # writes the counts since the last dump
+                    control("--dump", proc.pid)  # writes the counts since the last dump
                     counted[phase] = int(done)
                     proc.stdin.write("\n")
                     proc.stdin.flush()
-                _control("--instr=off", proc.pid)
+                control("--instr=off", proc.pid)
                 proc.wait(300)
             finally:
                 if proc.poll() is None:
                     proc.kill()
             time.sleep(0.1)
             dumps = sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
-            engine, raw = _dumped(dumps[0]), _dumped(dumps[2])  # dumps[1]: between them
+            engine, raw = dumped(dumps[0]), dumped(dumps[2])  # dumps[1]: between them
             if keep is not None:  # for callgrind_annotate
                 for p in (dumps[0], dumps[2]):
                     shutil.copy(p, keep / f"{kind}-{p.name}")

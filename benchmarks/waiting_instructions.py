@@ -143,22 +143,11 @@ async def _child(url: str, events: int, waiting: int) -> None:
         await hub.close()
 
 
-def _dumped(path: Path) -> int:
-    """The instructions one dump counts (its `totals:` line)."""
-    for line in path.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{path} has no totals line")
-
-
-def _control(command: str, pid: int) -> None:
-    subprocess.run(["callgrind_control", command, str(pid)], check=True, capture_output=True)
-
-
 def measure(
     tree: Path, kind: str, events: int, waiting: int, keep: Path | None = None
 ) -> dict[str, Any]:
     from benchmarks import harness as h
+    from benchmarks.timer_instructions import control, dumped
 
     with h.workdir() as tmp:
         work = Path(tmp)
@@ -188,22 +177,22 @@ def measure(
                         errors.flush()
                         tail = (work / "child.log").read_text()[-2000:]
                         raise RuntimeError(f"the child did not get ready:\n{tail}")
-                    _control("--instr=on" if n_phase == 0 else "--dump", proc.pid)
+                    control("--instr=on" if n_phase == 0 else "--dump", proc.pid)
                     proc.stdin.write("\n")
                     proc.stdin.flush()
                     phase, done = proc.stdout.readline().split()
-                    _control("--dump", proc.pid)  # writes the counts since the last dump
+                    control("--dump", proc.pid)  # writes the counts since the last dump
                     counted[phase] = int(done)
                     proc.stdin.write("\n")
                     proc.stdin.flush()
-                _control("--instr=off", proc.pid)
+                control("--instr=off", proc.pid)
                 proc.wait(600)
             finally:
                 if proc.poll() is None:
                     proc.kill()
             time.sleep(0.1)
             dumps = sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
-            plain, with_waits = _dumped(dumps[0]), _dumped(dumps[2])  # dumps[1]: between
+            plain, with_waits = dumped(dumps[0]), dumped(dumps[2])  # dumps[1]: between
             if keep is not None:  # for callgrind_annotate
                 keep.mkdir(parents=True, exist_ok=True)
                 for name, p in zip(PHASES, (dumps[0], dumps[2]), strict=True):
