@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -23,6 +23,7 @@ from switchboard.automation_runs import (
     StepFailed,
     advance,
     effect_id,
+    replace,
     waiting_on,
     with_trigger,
 )

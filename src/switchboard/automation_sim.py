@@ -10,13 +10,13 @@ Scheduled automations fire from the stream's start until its last event.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from switchboard import patterns
-from switchboard.automation_runs import Run, Status, advance, effect_id
+from switchboard.automation_runs import Run, Status, advance, effect_id, replace
 from switchboard.automations import (
     SCHEDULE_EVENT_TYPE,
     Automation,

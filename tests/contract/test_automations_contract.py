@@ -141,7 +141,7 @@ async def test_wait_then_send_makes_one_ordinary_delivery(hub: Hub) -> None:
     (run,) = await runs(hub, "acme")
     auto = await hub.automation_cache.version("acme", run.automation, run.version)
     assert auto is not None
-    from dataclasses import replace
+    from switchboard.automation_runs import replace  # Run is a msgspec Struct
 
     again = replace(run, pc=1, deadline_us=None, due_us=None, status="running")
     await advance(auto, again, clock.now_us(), hub.engine.env)
@@ -317,7 +317,7 @@ async def test_emit_is_validated_deterministic_and_caused_by_the_trigger(hub: Hu
     # the emit step run again makes no second event
     auto = await hub.automation_cache.version("acme", run.automation, run.version)
     assert auto is not None
-    from dataclasses import replace
+    from switchboard.automation_runs import replace  # Run is a msgspec Struct
 
     await advance(auto, replace(run, status="running", pc=0), now_us(), hub.engine.env)
     rows = await hub.store.fetch(
