@@ -669,6 +669,7 @@ class Engine:
                 wanted.add(run.trigger_seq)
         triggers = await self.store.triggers(sorted(wanted)) if wanted else {}
         results: list[tuple[Run, int, bool, bool]] = []
+        holds: list[bool] = []  # each result's automation may hold a key (unknown: it may)
         traces: list[tuple[str, str] | None] = []
         now = self.clock.now_us()  # the batch's time, as its claim had one
         env = self.env
@@ -677,6 +678,7 @@ class Engine:
                 continue
             if auto is None:  # `advance_on` says why
                 results.append(await self.advance_on(auto, run))
+                holds.append(True)
                 traces.append(trace)
                 continue
             if auto.reads_trigger:
@@ -695,6 +697,7 @@ class Engine:
                 had = auto.keeps_wait_rows
                 waits = had and waiting_on(auto, advanced) is not None
                 results.append((advanced, run.rev, waits, had))
+                holds.append(auto.holds_key)
                 traces.append(trace)
             except Exception:  # a bug or an outage: the claim's lease brings the run back
                 log.exception(
@@ -702,7 +705,7 @@ class Engine:
                     extra={"action": "automation_error", "run_id": run.id},
                 )
         sends = [pending.pop(run.id, []) for run, *_ in results] if pending else None
-        saved = await self.store.save_many(results, self.clock.now_us(), sends)
+        saved = await self.store.save_many(results, self.clock.now_us(), sends, holds)
         if sends and any(sends):
             self.hub._wake_worker()  # the hub's one wake-up for new deliveries
         if logged:

@@ -190,6 +190,12 @@ class Automation:
             or any(op.awaited is not None for op in self.ops)
         )
 
+    @cached_property
+    def holds_key(self) -> bool:
+        """Whether a run may hold its key (`hold:…`, a digest's or debounce's) until released:
+        only then may its save have a key to let go of."""
+        return self.digest is not None or self.debounce is not None
+
     @property
     def digest(self) -> Op | None:
         """The digest step, when the document starts with one."""

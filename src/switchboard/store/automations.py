@@ -81,6 +81,12 @@ _RELEASED_IF_ENDED = (
 # a run's save after its advance: only if nobody changed it since its claim (`rev`)
 _SAVE_RUN = (
     "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
+    "rev = rev + 1, updated_us = ?, ended_us = ? WHERE id = ? AND rev = ?"
+)
+# … and of an ended run that may hold its key: the key goes. (Only then: setting dedupe_key
+# makes SQLite maintain its unique index on every save, ~1,800 instructions per fired timer.)
+_SAVE_ENDED_HOLDING = (
+    "UPDATE automation_runs SET status = ?, reason = ?, state = ?j, due_us = ?, "
     f"rev = rev + 1, updated_us = ?, ended_us = ?, {_RELEASED_IF_ENDED} "
     "WHERE id = ? AND rev = ?"
 )
@@ -635,6 +641,7 @@ class AutomationStore:
         runs: list[tuple[Run, int, bool, bool]],
         now_us: int,
         effects: list[list[tuple[str, tuple[Any, ...]]]] | None = None,
+        holds: Sequence[bool] | None = None,
     ) -> list[bool]:
         """Write advanced runs, in one transaction, each only if nobody changed it since its
         claim (a wake-up, a cancel, a second engine); a run's step wait row follows it (kept
@@ -644,7 +651,8 @@ class AutomationStore:
         wait_for or digest has none to delete). For each run: False when it had changed, and the
         caller's result is dropped. `effects[i]` are statements of the run's steps (send steps'
         deliveries), written first in the same transaction; each must check itself that the
-        run still has its claimed rev."""
+        run still has its claimed rev. `holds[i]`: whether the run's automation may hold a key
+        (`Automation.holds_key`; None: any may), which an ended run lets go of."""
         if not runs:
             return []
         statements: list[tuple[str, Sequence[Any]]] = []
@@ -661,24 +669,16 @@ class AutomationStore:
                 "matched": run.matched,
                 "history": run.history,
             }  # Run.state(), inlined: this loop runs once per advanced run
-            statements.append(
-                (
-                    _SAVE_RUN,
-                    (
-                        # a plain str: the interpreter's Status members are a str subclass,
-                        # which sqlite3 binds through its adapter protocol (failed look-ups)
-                        str(run.status),
-                        run.reason,
-                        orjson.dumps(state).decode(),
-                        run.due_us,
-                        now_us,
-                        run.ended_us,
-                        int(ended),
-                        run.id,
-                        claimed_rev,
-                    ),
-                )
-            )
+            # a plain str: the interpreter's Status members are a str subclass, which sqlite3
+            # binds through its adapter protocol (failed look-ups)
+            status, encoded = str(run.status), orjson.dumps(state).decode()
+            reason, due, end = run.reason, run.due_us, run.ended_us
+            if ended and (holds is None or holds[n]):
+                held = (status, reason, encoded, due, now_us, end, 1, run.id, claimed_rev)
+                statements.append((_SAVE_ENDED_HOLDING, held))
+            else:
+                saved = (status, reason, encoded, due, now_us, end, run.id, claimed_rev)
+                statements.append((_SAVE_RUN, saved))
             if not has_waits:
                 continue
             # the deletes only touch the run's own rows, and only once it is saved
