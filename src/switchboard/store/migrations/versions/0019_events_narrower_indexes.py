@@ -16,8 +16,8 @@ events' own indexes instead:
   and the trace id (store/queries.py `trace_condition`, patterns.py), so the index finds the
   few candidates and the trace id decides; a b-tree keeps many events of one trace cheap to
   insert (a hash index walks the whole overflow chain of a busy bucket on every insert).
-  `hashtext` is the hash PostgreSQL's own hash indexes and hash partitions of text use, which
-  pg_upgrade carries over as they are, so its values stay put across server versions.
+  `hashtext` is the hash of text in PostgreSQL's own hash indexes, whose files pg_upgrade
+  copies as they are, so its values stay put across server versions.
 - `ix_events_tenant_time` and `ix_events_tenant_type_time` at fillfactor 100: within a tenant
   (and type) `time_us` mostly grows, so insertions land at the right edge of their range, where
   a split leaves the left page as full as the fillfactor says and no later insertion comes back
