@@ -3,15 +3,15 @@ and disk bytes per event, in the same run.
 
 Two fresh databases, one migrated to 0012 (one events table, the unique index on it deciding
 duplicates) and one to head (events partitioned by month, the dedup key in `event_keys`). The
-same events go into both, through each schema's own statement of the store's group commit
-(`INSERT … SELECT FROM unnest(…)`; for 0012 the statement as it was), BATCH events per statement,
-alternating between the two databases statement by statement in ROUNDS rounds, so that the
-machine's load falls on both alike. Per round and database: events/s (wall clock) and the
-PostgreSQL backend's own CPU per event (utime + stime of its process, from /proc; it does not
-count time spent waiting for the CPU, so it moves less with the load). Prints one JSON line: the
-medians and their ratio (partitioned / plain), and the disk bytes per event of each (the events
-table with every partition and index, plus `event_keys` with its index, after VACUUM ANALYZE),
-and where those bytes are, relation by relation (`bytes_per_event_by_relation`).
+same events go into both, through each schema's own statement of the store's group commit (the
+batch as one JSON parameter; for 0012 the statement as it was, reading that parameter), BATCH
+events per statement, alternating between the two databases statement by statement in ROUNDS
+rounds, so that the machine's load falls on both alike. Per round and database: events/s (wall
+clock) and the PostgreSQL backend's own CPU per event (utime + stime of its process, from /proc;
+it does not count time spent waiting for the CPU, so it moves less with the load). Prints one
+JSON line: the medians and their ratio (partitioned / plain), and the disk bytes per event of
+each (the events table with every partition and index, plus `event_keys` with its index, after
+VACUUM ANALYZE), and where those bytes are, relation by relation (`bytes_per_event_by_relation`).
 A third database at head takes the same events into the months without any dedup key (the 0012
 statement without ON CONFLICT, `event_keys` left empty): what the months cost by themselves.
 
@@ -33,23 +33,24 @@ from typing import Any
 from benchmarks.events import stored
 from benchmarks.harness import fresh_database
 from switchboard.envelope import now_us
-from switchboard.store.queries import INSERT_COLUMNS, insert_row
+from switchboard.store.queries import INSERT_COLUMNS
 
 # The statement of the store's group commit before migration 0013, for the plain table.
+# The statement of the store's group commit before migration 0013, for the plain table, taking
+# its batch as the store's statement does now: one JSON parameter (`batch_json`).
 _PLAIN_INSERT = (
-    "INSERT INTO events ({cols}) SELECT {selected} FROM unnest({arrays}) WITH ORDINALITY "
-    "AS u({cols}, ord) ORDER BY ord ON CONFLICT (tenant_id, source, id) DO NOTHING "
-    "RETURNING seq, tenant_id, source, id"
+    "INSERT INTO events ({cols}) SELECT {selected} FROM ROWS FROM (json_to_recordset($1::json) "
+    "AS ({record})) WITH ORDINALITY AS u({cols}, ord) ORDER BY ord "
+    "ON CONFLICT (tenant_id, source, id) DO NOTHING RETURNING seq, tenant_id, source, id"
 )
 
 
 def _plain_insert(dedup: bool = True) -> str:
     """The statement before 0013; without `dedup`, the same without ON CONFLICT (for the
     partitioned table with no key table: what the months cost by themselves)."""
-    from switchboard.store.postgres import _ARRAYS, _COLUMN_TYPES, _NAMES
+    from switchboard.store.postgres import _RECORD, _SELECTED
 
-    selected = ", ".join(f"{c}::jsonb" if _COLUMN_TYPES.get(c) == "jsonb" else c for c in _NAMES)
-    sql = _PLAIN_INSERT.format(cols=INSERT_COLUMNS, selected=selected, arrays=_ARRAYS)
+    sql = _PLAIN_INSERT.format(cols=INSERT_COLUMNS, selected=_SELECTED, record=_RECORD)
     return sql if dedup else sql.replace(" ON CONFLICT (tenant_id, source, id) DO NOTHING", "")
 
 
@@ -99,7 +100,7 @@ async def _run(
 ) -> dict[str, Any]:
     import asyncpg
 
-    from switchboard.store.postgres import _INSERT
+    from switchboard.store.postgres import _INSERT, batch_json
 
     statements = {
         "plain": _plain_insert(),
@@ -122,17 +123,15 @@ async def _run(
             wall = dict.fromkeys(conns, 0.0)
             used = dict.fromkeys(conns, 0.0)
             for _ in range(per_round):
-                rows = [
-                    insert_row(stored("bench", "p", n + i, received + n + i)) for i in range(batch)
-                ]
+                rows = [stored("bench", "p", n + i, received + n + i) for i in range(batch)]
                 n += batch
-                columns = [list(c) for c in zip(*rows, strict=True)]
+                param = batch_json(rows)
                 kinds = list(conns)
                 for kind in kinds[n // batch % 3 :] + kinds[: n // batch % 3]:  # in turn first
                     conn = conns[kind]
                     c0, t0 = _cpu_seconds(pids[kind]), time.perf_counter()
                     async with conn.transaction():
-                        assert len(await conn.fetch(statements[kind], *columns)) == batch
+                        assert len(await conn.fetch(statements[kind], param)) == batch
                     wall[kind] += time.perf_counter() - t0
                     used[kind] += _cpu_seconds(pids[kind]) - c0
             for kind in conns:

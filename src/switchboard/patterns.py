@@ -794,6 +794,20 @@ def _alt_sql(alt: Alternative | Cidr, c: _Cand, p: _Params, where: str) -> str:
     return f"({c.is_scalar} AND NOT COALESCE(({inner}), FALSE))"
 
 
+def _column_alt_sql(alt: Alternative | Cidr, c: _Cand, p: _Params, where: str, column: str) -> str:
+    """`_alt_sql` over an envelope column; PostgreSQL's trace index holds the trace id's hash
+    (migration 0019), so an exact trace id names the hash for it, and the trace id decides."""
+    if (
+        column == "trace_id"
+        and p.dialect == "postgres"
+        and isinstance(alt, Exact)
+        and isinstance(alt.value, str)
+    ):
+        v = p.text(alt.value)
+        return f"({c.is_text} AND hashtext({c.text}) = hashtext({v}) AND {c.text} = {v})"
+    return _alt_sql(alt, c, p, where)
+
+
 def _nodes_sql(col: str, keys: tuple[str, ...], p: _Params, where: str) -> str:
     """A subquery yielding one row (column j) per node at ``keys`` inside a JSON column."""
     sql = f"SELECT {col} AS j"
@@ -830,7 +844,7 @@ def _leaf_sql(leaf: Leaf, p: _Params, table: str) -> str:
         # Event.match_doc() always carries these keys (null when unset): they always exist.
         parts += ["TRUE" if e.present else "FALSE" for e in existence]
         cand = _column_cand(table + column)
-        parts += [_alt_sql(a, cand, p, where) for a in values]
+        parts += [_column_alt_sql(a, cand, p, where, column) for a in values]
         return "(" + " OR ".join(parts) + ")"
     head = leaf.path[0]
     if head == "time":

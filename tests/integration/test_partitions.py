@@ -6,7 +6,9 @@ month that mixes retentions to the chunked deletes, and the months ahead are cre
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,17 @@ from alembic import command
 
 from switchboard.config import Settings
 from switchboard.envelope import Event, build_event, format_us, now_us
+from switchboard.patterns import compile_pattern
 from switchboard.retention import DAY_US
 from switchboard.retention_job import run_once
+from switchboard.store import EventQuery
 from switchboard.store import retention as sql
 from switchboard.store.backends import open_store
 from switchboard.store.migrate import _config
+from switchboard.store.observe import ObserveStore
 from switchboard.store.partitions import Month, ensure_month, month, month_index, upkeep
 from switchboard.store.postgres import PostgresStore
+from switchboard.store.queries import list_events_sql
 from tests.conftest import LOOPBACK, Api, fresh_database, serve
 
 pytestmark = pytest.mark.postgres
@@ -182,6 +188,106 @@ async def test_0017_indexes_seq_in_every_month_and_keeps_duplicates(tmp_path: Pa
                     "time_us, received_us, trace_id, status, context, data FROM events "
                     "WHERE seq = 1"
                 )
+        finally:
+            await conn.close()
+
+
+async def _event_indexes(conn: Any) -> dict[str, tuple[str, list[str] | None]]:
+    """Every index on events' partitions and on event_keys: name → (definition, options)."""
+    rows = await conn.fetch(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid), c.reloptions FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'event_keys'::regclass "
+        "OR i.indrelid IN (SELECT inhrelid FROM pg_inherits "
+        "WHERE inhparent = 'events'::regclass)"
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _trace_event(tenant: str, event_id: str, trace: str, received_us: int) -> Event:
+    doc: dict[str, Any] = {"id": event_id, "type": "a.b", "trace_id": trace, "data": {}}
+    return build_event(doc, tenant_id=tenant, default_source="api", received_us=received_us)
+
+
+async def test_0019_hashes_the_trace_index_and_packs_the_growing_ones(tmp_path: Path) -> None:
+    """The upgrade from 0018: every month (one made later too) has the trace index on the
+    trace id's hash and the time indexes at fillfactor 100; events stored before it are found
+    by trace through the index, by the listing, the trace view and a pattern, in their tenant
+    only; the downgrade gives the plain indexes back."""
+    trace, other = "4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"
+    old = months_ago(2)
+    async with fresh_database("postgres", tmp_path) as url:
+        await asyncio.to_thread(command.upgrade, _config(url), "0018")
+        store = open_store(Settings(database_url=url))
+        await store.open()
+        try:
+            await store.append(
+                [
+                    _trace_event("t1", "e0", trace, old.start_us + 5),
+                    _trace_event("t1", "e1", trace, now_us()),
+                    _trace_event("t1", "e2", other, now_us()),
+                    _trace_event("t2", "e3", trace, now_us()),  # the same trace, another tenant
+                    *(_trace_event("t1", f"x{n}", f"{n:032x}", now_us()) for n in range(500)),
+                ]
+            )
+        finally:
+            await store.close()
+        await asyncio.to_thread(command.upgrade, _config(url), "head")
+        conn = await asyncpg.connect(url)
+        try:
+            await ensure_month(conn, month(month_index(now_us()) + 4))  # made after 0019
+            found = await _event_indexes(conn)
+            by_kind: dict[str, list[tuple[str, list[str] | None]]] = {}
+            for definition, options in found.values():
+                columns = definition.split(" USING btree ", 1)[1].split(" WITH ", 1)[0]
+                by_kind.setdefault(columns, []).append((definition, options))
+            months = len(await partitions(url))
+            assert len(by_kind["(tenant_id, hashtext(trace_id))"]) == months
+            assert "(tenant_id, trace_id)" not in by_kind
+            for columns in ("(tenant_id, time_us, seq)", "(tenant_id, type, time_us, seq)"):
+                assert len(by_kind[columns]) == months
+                assert all(o == ["fillfactor=100"] for _, o in by_kind[columns])
+            assert found["event_keys_pkey"][1] == ["fillfactor=100"]
+            await conn.execute("ANALYZE events")
+            # the listing's query by trace id, and by a pattern naming it, read the month of
+            # many events through the index on the hash (months of a row or none may go any way)
+            holding = {months_ago(0).name}
+            pattern = compile_pattern({"trace_id": [trace]})
+            for query in (EventQuery(trace_id=trace), EventQuery(pattern=pattern)):
+                sql, params = list_events_sql("postgres", "t1", query)
+                plan = [r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *params)]
+                read = {
+                    m.group(1): cond
+                    for line, cond in itertools.pairwise(plan)
+                    if (m := re.search(r" on (\S+) ", line)) and m.group(1) in holding
+                }
+                assert set(read) == holding, plan
+                assert all("hashtext(trace_id) =" in c for c in read.values()), "\n".join(plan)
+        finally:
+            await conn.close()
+        store = open_store(Settings(database_url=url))
+        await store.open()
+        try:
+            listed = await store.list_events("t1", EventQuery(trace_id=trace))
+            assert sorted(e.id for e in listed) == ["e0", "e1"]
+            pattern = compile_pattern({"trace_id": [trace, "nope"]})
+            listed = await store.list_events("t1", EventQuery(pattern=pattern))
+            assert sorted(e.id for e in listed) == ["e0", "e1"]
+            seen = await ObserveStore(store).trace("t2", trace)
+            assert [e.id for e in seen.events] == ["e3"]
+            [again] = await store.append([_trace_event("t1", "e0", trace, now_us())])
+            assert again.status == "duplicate" and again.received_us == old.start_us + 5
+        finally:
+            await store.close()
+        await asyncio.to_thread(command.downgrade, _config(url), "0018")
+        conn = await asyncpg.connect(url)
+        try:
+            found = await _event_indexes(conn)
+            assert not any("hashtext" in d for d, _ in found.values())
+            assert sum("(tenant_id, trace_id)" in d for d, _ in found.values()) == len(
+                await partitions(url)
+            )
+            assert not any(o for name, (d, o) in found.items() if "time_us" in d)
+            assert found["event_keys_pkey"][1] is None
         finally:
             await conn.close()
 

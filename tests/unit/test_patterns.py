@@ -17,6 +17,8 @@ from switchboard.patterns import (
     parse_pattern,
     to_sql,
 )
+from switchboard.store import EventQuery
+from switchboard.store.queries import list_events_sql
 
 PAYMENT = {
     "type": "payment_processed",
@@ -302,6 +304,28 @@ def test_to_sql_binds_values_and_numbers_postgres_placeholders_from_start() -> N
     lite = to_sql(pattern, "sqlite")
     assert "DROP" not in lite.sql and "$" not in lite.sql.replace("'$", "")
     assert lite.sql.count("?") == len(lite.params)
+
+
+def test_to_sql_names_the_trace_id_hash_for_postgres_index() -> None:
+    """PostgreSQL's trace index holds hashtext(trace_id) (migration 0019): an exact trace id is
+    found through the hash and decided by the trace id itself, bound once; other matches on it,
+    and SQLite, compare the column alone."""
+    pattern = compile_pattern({"trace_id": ["abc", {"prefix": "ab"}]})
+    pg = to_sql(pattern, "postgres", table="e")
+    assert "hashtext(e.trace_id) = hashtext($1::text) AND e.trace_id = $1::text" in pg.sql
+    assert pg.sql.count("hashtext(e.trace_id)") == 1  # not for the prefix
+    assert pg.params == ["abc", "ab"]
+    lite = to_sql(pattern, "sqlite")
+    assert "hashtext" not in lite.sql and lite.params[0] == "abc"
+
+
+def test_list_events_by_trace_names_each_stores_trace_index() -> None:
+    pg, pg_params = list_events_sql("postgres", "t1", EventQuery(trace_id="abc", limit=5))
+    assert "hashtext(trace_id) = hashtext($2) AND trace_id = $3" in pg
+    assert pg_params == ["t1", "abc", "abc", 5]
+    lite, lite_params = list_events_sql("sqlite", "t1", EventQuery(trace_id="abc", limit=5))
+    assert "hashtext" not in lite and "trace_id = ?" in lite
+    assert lite_params == ["t1", "abc", 5]
 
 
 def test_to_sql_rejects_a_bad_alias_and_dialect() -> None:

@@ -15,7 +15,14 @@ from switchboard.envelope import Event
 from switchboard.metrics import Snapshot
 from switchboard.store import Store
 from switchboard.store.deliveries import DELIVERY_COLUMNS, Attempt, Delivery, delivery_from_row
-from switchboard.store.queries import EVENT_COLUMNS, dumps, event_from_row, load_json
+from switchboard.store.queries import (
+    EVENT_COLUMNS,
+    bind,
+    dumps,
+    event_from_row,
+    load_json,
+    trace_condition,
+)
 
 # Delivery statistics read at most this many attempts of a window; past it the answer says
 # `truncated` (percentiles are computed here, since SQLite has no percentile function).
@@ -162,10 +169,12 @@ class ObserveStore:
     async def trace(self, tenant_id: str, trace_id: str) -> Trace:
         """Everything of one trace in the tenant: its events (ix_events_tenant_trace), their
         deliveries (ix_deliveries_event), attempts and the automation runs they started."""
+        params: list[Any] = [tenant_id]
+        where = trace_condition(self.sql.dialect, bind(params), trace_id)
         rows = await self.sql.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND trace_id = ? "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND {where} "
             "ORDER BY received_us, seq LIMIT ?",
-            (tenant_id, trace_id, TRACE_MAX_EVENTS + 1),
+            (*params, TRACE_MAX_EVENTS + 1),
         )
         events = await self.sql.subject_keys.open(
             [event_from_row(r) for r in rows[:TRACE_MAX_EVENTS]]

@@ -175,6 +175,14 @@ class Params:
         return "?" if self.dialect == "sqlite" else f"${len(self.values) + self._start - 1}"
 
 
+def trace_condition(dialect: str, add: Callable[[Any], str], trace_id: str) -> str:
+    """`trace_id = X` as each store's index finds it: on PostgreSQL that index holds the trace
+    id's hash (migration 0019), so the hash is named for it and the trace id decides."""
+    if dialect != "postgres":
+        return f"trace_id = {add(trace_id)}"
+    return f"hashtext(trace_id) = hashtext({add(trace_id)}) AND trace_id = {add(trace_id)}"
+
+
 def list_events_sql(dialect: str, tenant_id: str, q: EventQuery) -> tuple[str, list[Any]]:
     """SELECT for GET /v1/events and timelines; newest first with a (time_us, seq) keyset."""
     p = Params(dialect)
@@ -185,12 +193,13 @@ def list_events_sql(dialect: str, tenant_id: str, q: EventQuery) -> tuple[str, l
         ("source", q.source),
         ("subject", q.subject),
         ("actor_id", q.actor_id),
-        ("trace_id", q.trace_id),
         ("correlation_id", q.correlation_id),
         ("status", q.status),
     ):
         if value is not None:
             where.append(f"{column} = {p.add(value)}")
+    if q.trace_id is not None:
+        where.append(trace_condition(dialect, p.add, q.trace_id))
     if q.from_us is not None:
         where.append(f"time_us >= {p.add(q.from_us)}")
     if q.to_us is not None:
