@@ -161,6 +161,21 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+class IngestAnswer(JSONResponse):
+    """JSONResponse of the ingest hot path (202/422, no headers of its own), with the two
+    headers Starlette's `init_headers` would make for it, in its order, made directly: one
+    answer per request sent."""
+
+    def __init__(self, content: Any, status_code: int) -> None:
+        self.status_code = status_code
+        self.background = None
+        body = self.body = orjson.dumps(content)
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def hub(request: Request) -> Hub:
     found: Hub | None = getattr(request.scope["app"], "switchboard_hub", None)
     if found is not None:  # the app create_app made (Starlette's `state` is a Python look-up)

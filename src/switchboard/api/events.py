@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from switchboard.api.common import (
     MAX_TYPE_GLOBS,
-    JSONResponse,
+    IngestAnswer,
     filter_of,
     hub,
     media_type,
@@ -204,7 +204,7 @@ async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Respon
     # path), and tests/unit/test_event_shapes.py holds them to the model.
     if not h.tracing.enabled:
         result = await _ingest_mapped(h, raws, tenant, source, constraint=p.constraint)
-        return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
+        return IngestAnswer(result.body(), 422 if result.all_rejected else 202)
     with h.tracing.ingest(request.headers, tenant.id) as span:
         trace_id = h.tracing.trace_id(span)
         ctx = span.get_span_context()
@@ -217,7 +217,7 @@ async def _ingest(request: Request, h: Any, p: Principal, tenant: Any) -> Respon
                 "switchboard.rejected": result.rejected,
             }
         )
-    return JSONResponse(result.body(), status_code=422 if result.all_rejected else 202)
+    return IngestAnswer(result.body(), 422 if result.all_rejected else 202)
 
 
 async def _read_events(request: Request, limit: int) -> list[Any]:
