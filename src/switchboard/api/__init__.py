@@ -106,23 +106,22 @@ class IndexedHeaders(Headers):
     type, length and encoding, CloudEvents mode). The first of repeated headers wins, as in
     Starlette."""
 
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        self._index: dict[bytes, bytes] = {}
-        for name, value in self._list:
-            self._index.setdefault(name, value)
+    def __init__(self, scope: Scope) -> None:  # Headers(scope=scope), and the index
+        raw = self._list = scope["headers"] = list(scope["headers"])
+        # built from the end, so that the first of repeated names is the one kept
+        self._index: dict[bytes, bytes] = dict(reversed(raw))
 
     def __getitem__(self, key: str) -> str:
-        value = self._index.get(_raw_name(key))
+        value = self._index.get(_RAW_NAMES.get(key) or _raw_name(key))
         if value is None:
             raise KeyError(key)
         return value.decode("latin-1")
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and _raw_name(key) in self._index
+        return isinstance(key, str) and (_RAW_NAMES.get(key) or _raw_name(key)) in self._index
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._index.get(_raw_name(key))
+        value = self._index.get(_RAW_NAMES.get(key) or _raw_name(key))
         return default if value is None else value.decode("latin-1")
 
 
