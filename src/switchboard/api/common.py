@@ -289,13 +289,15 @@ def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | Non
     return None
 
 
-async def read_raw(request: Request, limit: int) -> bytes:
-    """The body as sent (still gzipped, if it was), at most `limit` bytes. Later reads of the
-    same request get these bytes again (Starlette replays a body it has read)."""
+def read_raw(request: Request, limit: int) -> Coroutine[Any, Any, bytes]:
+    """The body as sent (still gzipped, if it was), at most `limit` bytes, to await. Later
+    reads of the same request get these bytes again (Starlette replays a body it has read).
+    (Not a coroutine itself: a body over a declared Content-Length is refused at the call, and
+    the read is awaited without a coroutine layer of its own, on every request that sends one.)"""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    return await _received(request, limit)
+    return _received(request, limit)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

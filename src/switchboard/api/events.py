@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+from collections.abc import Awaitable
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import orjson
 from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
@@ -235,8 +237,17 @@ async def _read_events(request: Request, limit: int) -> list[Any]:
     if cloudevents.is_binary(request.headers):
         body = await _read_binary_body(request, limit)
         return [_mapped(lambda: cloudevents.from_binary(request.headers, body))]
-    body = await read_json(request, limit, checked=False, media=media)
-    return body if isinstance(body, list) else [body]
+    if media != "application/json":  # `read_json`'s refusal, with its message
+        body = await read_json(request, limit, checked=False, media=media)
+        return body if isinstance(body, list) else [body]
+    # `read_json(request, limit, checked=False, media=media)` inline: one coroutine less for
+    # the request nearly every event comes in
+    raw = await read_body(request, limit)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    return doc if isinstance(doc, list) else [doc]
 
 
 async def _read_binary_body(request: Request, limit: int) -> bytes:
@@ -269,21 +280,35 @@ def _mapped(convert: Any) -> Any:
         return exc
 
 
-async def _ingest_mapped(
+def _ingest_mapped(
     h: Any,
     raws: list[Any],
     tenant: Any,
     source: str,
     trace: tuple[str, str] | None = None,
     constraint: Pattern | None = None,
+) -> Awaitable[IngestResult]:
+    """Ingest, answering events that failed to map with their errors at their own index. (Not
+    a coroutine itself: the usual request, every event mapped, awaits the ingest directly.)"""
+    for raw in raws:
+        if isinstance(raw, EnvelopeError):
+            return _ingest_partly(h, raws, tenant, source, trace, constraint)
+    ingested: Awaitable[IngestResult] = h.ingestor.ingest(
+        raws, tenant, source, trace=trace, constraint=constraint
+    )
+    return ingested
+
+
+async def _ingest_partly(
+    h: Any,
+    raws: list[Any],
+    tenant: Any,
+    source: str,
+    trace: tuple[str, str] | None,
+    constraint: Pattern | None,
 ) -> IngestResult:
-    """Ingest, answering events that failed to map with their errors at their own index."""
+    """`_ingest_mapped` when some events failed to map."""
     failed = {i: r for i, r in enumerate(raws) if isinstance(r, EnvelopeError)}
-    if not failed:
-        result: IngestResult = await h.ingestor.ingest(
-            raws, tenant, source, trace=trace, constraint=constraint
-        )
-        return result
     kept = [i for i in range(len(raws)) if i not in failed]
     inner = (
         await h.ingestor.ingest(
