@@ -184,6 +184,10 @@ def hub(request: Request) -> Hub:
     return h
 
 
+# (a StrEnum member read off its class is a descriptor call in Python 3.11: read once here,
+# since `principal` compares them on every request)
+_READ, _MANAGE = Scope.READ, Scope.MANAGE
+_CHANGING = (Scope.MANAGE, Scope.ADMIN)
 AUDIT_MARK = "switchboard.audit"  # ASGI scope key: the Principal of a change to audit
 AUDIT_PEEK = "switchboard.peek"  # ASGI scope key: the audit's own GET of the `before` document
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -205,10 +209,10 @@ async def principal(request: Request, scope: Scope) -> Principal:
     request.scope.setdefault("state", {})["switchboard.principal"] = p
     if request.scope.get("query_string") or request.scope.get("path_params"):
         _refuse_nul(request)  # (ingest has neither: its fast path pays nothing here)
-    if scope == Scope.READ and request.scope.get(AUDIT_PEEK) and Scope.MANAGE in p.key.scopes:
+    if scope == _READ and request.scope.get(AUDIT_PEEK) and _MANAGE in p.key.scopes:
         return p  # the audit reads what a manage key is about to change, even without `read`
     p.require(scope)
-    if scope in (Scope.MANAGE, Scope.ADMIN) and request.method not in READ_METHODS:
+    if scope in _CHANGING and request.method not in READ_METHODS:
         request.scope[AUDIT_MARK] = p
         join()  # the change's statements from here on share its audit entry's transaction
     return p

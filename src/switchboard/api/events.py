@@ -81,6 +81,7 @@ GRANULARITY_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000
 DEFAULT_RANGE_US = {"minute": 86_400_000_000, "hour": 7 * 86_400_000_000, "day": 7 * 86_400_000_000}
 T = TypeVar("T")
 _idempotency_locks: dict[tuple[str, str], asyncio.Lock] = {}
+_INGEST = Scope.INGEST  # (a StrEnum member read off its class is a descriptor call in 3.11)
 
 
 def _opt(value: T | UnsetType) -> T | None:
@@ -130,7 +131,7 @@ async def ingest(request: Request) -> Response:
 
 async def ingest_request(request: Request, h: Hub) -> Response:
     """POST /v1/events' work (`ingest` and the app's fast path each time it)."""
-    p = await principal(request, Scope.INGEST)
+    p = await principal(request, _INGEST)
     tenant_id = p.tenant()
     tenant = await h.tenant(tenant_id)
     if tenant is None:
