@@ -238,14 +238,18 @@ class RateLimiter:
         """Take `cost` events from the key's and the tenant's buckets, or raise RateLimited.
         A request of more events than a bucket holds could never pass: its 429 says the most
         that may be sent at once, without a Retry-After."""
-        # (two plain comparisons: this runs on every ingest request)
-        if self.key_rate > 0 and cost > self.key_burst:
+        # (plain comparisons first: this runs on every ingest request, and a limit that is off
+        # takes nothing, so its bucket's name is not even made)
+        key_on, tenant_on = self.key_rate > 0, self.tenant_rate > 0
+        if not (key_on or tenant_on):
+            return
+        if key_on and cost > self.key_burst:
             _too_big(cost, self.key_burst, "this API key")
-        if self.tenant_rate > 0 and cost > self.tenant_burst:
+        if tenant_on and cost > self.tenant_burst:
             _too_big(cost, self.tenant_burst, "this tenant")
         now = time.monotonic() if now is None else now
-        wait = self._take("k:" + key_id, self.key_rate, self.key_burst, cost, now)
-        if not wait:
+        wait = self._take("k:" + key_id, self.key_rate, self.key_burst, cost, now) if key_on else 0
+        if not wait and tenant_on:
             wait = self._take("t:" + tenant_id, self.tenant_rate, self.tenant_burst, cost, now)
             if wait:  # the request is refused: give the key its tokens back
                 self._give_back("k:" + key_id, cost, self.key_burst)
