@@ -42,18 +42,19 @@ def _timestamp(created: float) -> str:
 # the fields a line begins with: an extra field of one of these names goes the slow way, which
 # overwrites the field in place (as JsonFormatter does), instead of being spliced in after it
 _HEAD = frozenset({"ts", "level", "logger", "msg"})
-_PLAIN: dict[tuple[str, ...], bool] = {}  # a call site passes the same names on every line
+_PLAIN: set[str] = set()  # extra field names known to be written as they are
 
 
-def _plain(keys: tuple[str, ...]) -> bool:
-    """Whether every one of these extra field names is written as it is (none is a record
-    attribute, private, masked as a secret, or one of the fields a line begins with)."""
-    found = _PLAIN.get(keys)
-    if found is None:
-        found = not any(k in _STANDARD or k in _HEAD or k[0] == "_" or _secret(k) for k in keys)
-        if len(_PLAIN) < 256:
-            _PLAIN[keys] = found
-    return found
+def _plain(extra: dict[str, Any]) -> bool:
+    """Whether every one of these extra fields is written as it is (none is a record attribute,
+    private, masked as a secret, or one of the fields a line begins with). Call sites pass the
+    same names on every line: those are known after the first, and checked in one step."""
+    if _PLAIN.issuperset(extra):
+        return True
+    plain = [k for k in extra if not (k in _STANDARD or k in _HEAD or k[0] == "_" or _secret(k))]
+    if len(_PLAIN) < 1024:
+        _PLAIN.update(plain)
+    return len(plain) == len(extra)
 
 
 @functools.lru_cache(maxsize=256)
@@ -93,7 +94,7 @@ class Fields(NamedTuple):
         """The JSON line, newline included, as bytes (what the writer writes)."""
         if not self.extra:
             extra = b"}\n"
-        elif _plain(tuple(self.extra)):
+        elif _plain(self.extra):
             # the usual case: the fields as they are, after the line's head, in one encoding
             extra = b"," + orjson.dumps(self.extra, default=str, option=_NEWLINE)[1:]
         else:
@@ -112,6 +113,7 @@ class Fields(NamedTuple):
 
 
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
+_new_fields = tuple.__new__
 
 
 class _QueueHandler(QueueHandler):
@@ -220,7 +222,8 @@ def info(logger: logging.Logger, msg: str, extra: dict[str, Any]) -> None:
         return
     lane = _LANE
     if lane is not None and _only_to(logger, lane[0]):
-        lane[1].put(Fields(time.time(), logger.name, msg, extra))
+        # (the tuple made directly: a namedtuple's __new__ is a Python function)
+        lane[1].put(_new_fields(Fields, (time.time(), logger.name, msg, extra)))
     else:
         logger.info(msg, extra=extra)
 
