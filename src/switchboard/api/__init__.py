@@ -125,6 +125,18 @@ class IndexedHeaders(Headers):
         return default if value is None else value.decode("latin-1")
 
 
+class IngestRequest(Request):
+    """The Request of the ingest fast path: its headers are IndexedHeaders, read as a plain
+    attribute (Starlette's `headers` is a property that tests for them on every read, and an
+    ingest request reads them seven times)."""
+
+    headers = None  # type: ignore[assignment]  # (a class value: the instance's attribute wins)
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        super().__init__(scope, receive)
+        self.headers = self._headers = IndexedHeaders(scope=scope)
+
+
 # header name as asked -> as ASGI carries it (lowercase bytes): the code asks the same few names
 # on every request, so a look-up here replaces a lower() and an encode() per look-up
 _RAW_NAMES: dict[str, bytes] = {}
@@ -169,8 +181,7 @@ class SwitchboardApp(Starlette):
             # within SWITCHBOARD_INGEST_TIMEOUT (`common.Deadlines`: `events.ingest`'s `within`
             # without its task, future and timer per request)
             scope["app"] = self
-            request = Request(scope, receive)
-            request._headers = IndexedHeaders(scope=scope)
+            request = IngestRequest(scope, receive)
             deadlines = self.deadlines
             late = deadlines.enter(lambda: self._late(request, send, started))
             try:
