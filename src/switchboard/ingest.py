@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -45,8 +44,10 @@ class AutomationPlans(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(msgspec.Struct, frozen=True):
+    """A request's answer (a Struct: one is made per request, and a frozen dataclass's
+    __init__ is Python)."""
+
     results: list[dict[str, Any]]
     accepted: int
     duplicates: int

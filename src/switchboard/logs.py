@@ -39,11 +39,29 @@ def _timestamp(created: float) -> str:
     return utc_second(seconds) + _MILLIS[ms if ms < 1000 else 999]
 
 
-@functools.lru_cache(maxsize=256)  # a call site passes the same names on every line
-def _plain(keys: tuple[str, ...]) -> bool:
-    """Whether every one of these extra field names is written as it is (none is a record
-    attribute, private, or masked as a secret)."""
-    return not any(k in _STANDARD or k[0] == "_" or _secret(k) for k in keys)
+# the fields a line begins with: an extra field of one of these names goes the slow way, which
+# overwrites the field in place (as JsonFormatter does), instead of being spliced in after it
+_HEAD = frozenset({"ts", "level", "logger", "msg"})
+_PLAIN: set[str] = set()  # extra field names known to be written as they are
+
+
+def _plain(extra: dict[str, Any]) -> bool:
+    """Whether every one of these extra fields is written as it is (none is a record attribute,
+    private, masked as a secret, or one of the fields a line begins with). Call sites pass the
+    same names on every line: those are known after the first, and checked in one step."""
+    if _PLAIN.issuperset(extra):
+        return True
+    plain = [k for k in extra if not (k in _STANDARD or k in _HEAD or k[0] == "_" or _secret(k))]
+    if len(_PLAIN) < 1024:
+        _PLAIN.update(plain)
+    return len(plain) == len(extra)
+
+
+@functools.lru_cache(maxsize=256)
+def _head(logger: str, msg: str) -> bytes:
+    """The encoded `"level":"info","logger":…,"msg":…` of a logger's message (a call site logs
+    the same one on every line)."""
+    return b'","level":"info","logger":' + orjson.dumps(logger) + b',"msg":' + orjson.dumps(msg)
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,19 +90,30 @@ class Fields(NamedTuple):
     msg: str
     extra: dict[str, Any]
 
-    def line(self) -> str:
-        out: dict[str, Any] = {
-            "ts": _timestamp(self.created),
-            "level": "info",
-            "logger": self.logger,
-            "msg": self.msg,
-        }
-        if _plain(tuple(self.extra)):  # the usual case: the fields as they are, in one merge
-            return orjson.dumps({**out, **self.extra}, default=str).decode()
-        for key, value in self.extra.items():
-            if key not in _STANDARD and key[0] != "_":
-                out[key] = "***" if _secret(key) else value
-        return orjson.dumps(out, default=str).decode()
+    def line(self) -> bytes:
+        """The JSON line, newline included, as bytes (what the writer writes)."""
+        if not self.extra:
+            extra = b"}\n"
+        elif _plain(self.extra):
+            # the usual case: the fields as they are, after the line's head, in one encoding
+            extra = b"," + orjson.dumps(self.extra, default=str, option=_NEWLINE)[1:]
+        else:
+            out: dict[str, Any] = {
+                "ts": _timestamp(self.created),
+                "level": "info",
+                "logger": self.logger,
+                "msg": self.msg,
+            }
+            for key, value in self.extra.items():
+                if key not in _STANDARD and key[0] != "_":
+                    out[key] = "***" if _secret(key) else value
+            return orjson.dumps(out, default=str, option=_NEWLINE)
+        ts = _timestamp(self.created).encode()
+        return b"".join((b'{"ts":"', ts, _head(self.logger, self.msg), extra))
+
+
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_new_fields = tuple.__new__
 
 
 class _QueueHandler(QueueHandler):
@@ -106,6 +135,10 @@ class _Writer(threading.Thread):
         self.records = records
         self.stream = stream
         self.formatter = JsonFormatter()
+        # the lines are UTF-8 already: a UTF-8 text stream (stderr's, as a rule) gets them on
+        # its byte stream, without decoding them to encode them again
+        encoding = str(getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+        self._bytes = getattr(stream, "buffer", None) if encoding in ("utf-8", "utf8") else None
 
     def run(self) -> None:
         while True:
@@ -117,7 +150,7 @@ class _Writer(threading.Thread):
                 time.sleep(_GATHER_SECONDS)
             while not self.records.empty() and len(batch) < 1000:
                 batch.append(self.records.get_nowait())
-            lines: list[str] = []
+            lines: list[bytes] = []
             for record in batch:
                 if record is None:  # stop(): write what came before, then end
                     self._write(lines)
@@ -126,18 +159,26 @@ class _Writer(threading.Thread):
                     if isinstance(record, Fields):
                         lines.append(record.line())
                     else:
-                        lines.append(self.formatter.format(record))
+                        lines.append(self.formatter.format(record).encode() + b"\n")
                 except Exception:  # a record that cannot be formatted must not end logging
-                    lines.append(orjson.dumps({"msg": "unformattable log record"}).decode())
+                    lines.append(orjson.dumps({"msg": "unformattable log record"}) + b"\n")
             self._write(lines)
 
-    def _write(self, lines: list[str]) -> None:
-        if lines:
-            try:
-                self.stream.write("\n".join(lines) + "\n")
+    def _write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"".join(lines)
+        try:
+            buffer = self._bytes
+            if buffer is not None:
+                self.stream.flush()  # after whatever text the stream still holds
+                buffer.write(data)
+                buffer.flush()
+            else:
+                self.stream.write(data.decode())
                 self.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stderr: nowhere left to log
-                pass
+        except (OSError, ValueError):  # a closed or broken stderr: nowhere left to log
+            pass
 
     def stop(self) -> None:
         self.records.put(None)
@@ -181,7 +222,8 @@ def info(logger: logging.Logger, msg: str, extra: dict[str, Any]) -> None:
         return
     lane = _LANE
     if lane is not None and _only_to(logger, lane[0]):
-        lane[1].put(Fields(time.time(), logger.name, msg, extra))
+        # (the tuple made directly: a namedtuple's __new__ is a Python function)
+        lane[1].put(_new_fields(Fields, (time.time(), logger.name, msg, extra)))
     else:
         logger.info(msg, extra=extra)
 

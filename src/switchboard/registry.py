@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from switchboard import catalog as cat
 from switchboard.envelope import Event, now_us
 from switchboard.errors import Conflict, Unprocessable
@@ -20,13 +22,13 @@ SHARED = "*"  # the scope of catalogs every tenant sees; a tenant's own types ta
 _TTL = 5.0  # seconds a cached type is trusted; other nodes' catalog changes show up within it
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What validation decided for one event."""
+class Verdict(msgspec.Struct, frozen=True):
+    """What validation decided for one event (a Struct: one is made per event ingested, and a
+    frozen dataclass's __init__ is Python)."""
 
     status: str  # accepted | warned | quarantined | rejected
     version: str | None
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = msgspec.field(default_factory=list)
     people: PeopleSpec | None = None  # the type's people keys, when it feeds recipients
     catalogued: bool = True  # False for a type the catalog does not know (metrics say "other")
 

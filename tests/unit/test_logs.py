@@ -143,3 +143,22 @@ def test_the_direct_lane_steps_aside_for_any_other_handler_or_filter(
     # nowhere when filtered out or not propagated), never Fields
     assert not any(isinstance(r, logs.Fields) for r in queued)
     assert len(seen) == 2 and all(r.n == 1 for r in seen)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"action": "ingest", "tenant_id": "t1", "event_ids": ["é1"], "n": 2, "ok": None},
+        {"ts": "mine", "level": "x", "action": "a"},  # a head field's name: overwritten in place
+        {"when": datetime(2026, 1, 1, tzinfo=UTC)},  # not JSON: written as its str()
+        {"_private": 1, "password": "p", "n": 1},
+    ],
+)
+def test_a_direct_line_is_the_line_the_formatter_writes(extra: dict[str, object]) -> None:
+    record = logging.makeLogRecord(
+        {"name": "switchboard.x", "msg": "said", "levelname": "INFO", "created": 1.5, **extra}
+    )
+    fields = logs.Fields(1.5, "switchboard.x", "said", extra)
+    expected = logs.JsonFormatter().format(record).encode() + b"\n"
+    assert fields.line() == expected

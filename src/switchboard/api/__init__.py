@@ -106,24 +106,35 @@ class IndexedHeaders(Headers):
     type, length and encoding, CloudEvents mode). The first of repeated headers wins, as in
     Starlette."""
 
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        self._index: dict[bytes, bytes] = {}
-        for name, value in self._list:
-            self._index.setdefault(name, value)
+    def __init__(self, scope: Scope) -> None:  # Headers(scope=scope), and the index
+        raw = self._list = scope["headers"] = list(scope["headers"])
+        # built from the end, so that the first of repeated names is the one kept
+        self._index: dict[bytes, bytes] = dict(reversed(raw))
 
     def __getitem__(self, key: str) -> str:
-        value = self._index.get(_raw_name(key))
+        value = self._index.get(_RAW_NAMES.get(key) or _raw_name(key))
         if value is None:
             raise KeyError(key)
         return value.decode("latin-1")
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and _raw_name(key) in self._index
+        return isinstance(key, str) and (_RAW_NAMES.get(key) or _raw_name(key)) in self._index
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._index.get(_raw_name(key))
+        value = self._index.get(_RAW_NAMES.get(key) or _raw_name(key))
         return default if value is None else value.decode("latin-1")
+
+
+class IngestRequest(Request):
+    """The Request of the ingest fast path: its headers are IndexedHeaders, read as a plain
+    attribute (Starlette's `headers` is a property that tests for them on every read, and an
+    ingest request reads them seven times)."""
+
+    headers = None  # type: ignore[assignment]  # (a class value: the instance's attribute wins)
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        super().__init__(scope, receive)
+        self.headers = self._headers = IndexedHeaders(scope=scope)
 
 
 # header name as asked -> as ASGI carries it (lowercase bytes): the code asks the same few names
@@ -170,8 +181,7 @@ class SwitchboardApp(Starlette):
             # within SWITCHBOARD_INGEST_TIMEOUT (`common.Deadlines`: `events.ingest`'s `within`
             # without its task, future and timer per request)
             scope["app"] = self
-            request = Request(scope, receive)
-            request._headers = IndexedHeaders(scope=scope)
+            request = IngestRequest(scope, receive)
             deadlines = self.deadlines
             late = deadlines.enter(lambda: self._late(request, send, started))
             try:

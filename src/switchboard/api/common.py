@@ -161,6 +161,21 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+class IngestAnswer(JSONResponse):
+    """JSONResponse of the ingest hot path (202/422, no headers of its own), with the two
+    headers Starlette's `init_headers` would make for it, in its order, made directly: one
+    answer per request sent."""
+
+    def __init__(self, content: Any, status_code: int) -> None:
+        self.status_code = status_code
+        self.background = None
+        body = self.body = orjson.dumps(content)
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def hub(request: Request) -> Hub:
     found: Hub | None = getattr(request.scope["app"], "switchboard_hub", None)
     if found is not None:  # the app create_app made (Starlette's `state` is a Python look-up)
@@ -169,6 +184,10 @@ def hub(request: Request) -> Hub:
     return h
 
 
+# (a StrEnum member read off its class is a descriptor call in Python 3.11: read once here,
+# since `principal` compares them on every request)
+_READ, _MANAGE = Scope.READ, Scope.MANAGE
+_CHANGING = (Scope.MANAGE, Scope.ADMIN)
 AUDIT_MARK = "switchboard.audit"  # ASGI scope key: the Principal of a change to audit
 AUDIT_PEEK = "switchboard.peek"  # ASGI scope key: the audit's own GET of the `before` document
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -190,10 +209,10 @@ async def principal(request: Request, scope: Scope) -> Principal:
     request.scope.setdefault("state", {})["switchboard.principal"] = p
     if request.scope.get("query_string") or request.scope.get("path_params"):
         _refuse_nul(request)  # (ingest has neither: its fast path pays nothing here)
-    if scope == Scope.READ and request.scope.get(AUDIT_PEEK) and Scope.MANAGE in p.key.scopes:
+    if scope == _READ and request.scope.get(AUDIT_PEEK) and _MANAGE in p.key.scopes:
         return p  # the audit reads what a manage key is about to change, even without `read`
     p.require(scope)
-    if scope in (Scope.MANAGE, Scope.ADMIN) and request.method not in READ_METHODS:
+    if scope in _CHANGING and request.method not in READ_METHODS:
         request.scope[AUDIT_MARK] = p
         join()  # the change's statements from here on share its audit entry's transaction
     return p
@@ -250,6 +269,8 @@ async def read_json(
 def media_type(request: Request) -> str:
     """The request's media type: its Content-Type without parameters, lowercase ('' if none)."""
     ctype: str = request.headers.get("content-type", "")
+    if ctype == "application/json":  # as nearly every client sends it: nothing to take off
+        return ctype
     return ctype.split(";")[0].strip().lower()
 
 
@@ -274,19 +295,22 @@ def text_problem(doc: Any, limit: int = MAX_BODY_DEPTH) -> tuple[str, str] | Non
     return None
 
 
-async def read_raw(request: Request, limit: int) -> bytes:
-    """The body as sent (still gzipped, if it was), at most `limit` bytes. Later reads of the
-    same request get these bytes again (Starlette replays a body it has read)."""
+def read_raw(request: Request, limit: int) -> Coroutine[Any, Any, bytes]:
+    """The body as sent (still gzipped, if it was), at most `limit` bytes, to await. Later
+    reads of the same request get these bytes again (Starlette replays a body it has read).
+    (Not a coroutine itself: a body over a declared Content-Length is refused at the call, and
+    the read is awaited without a coroutine layer of its own, on every request that sends one.)"""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    return await _received(request, limit)
+    return _received(request, limit)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body (gunzipped when ``Content-Encoding: gzip``), at most `limit` bytes."""
     body = await read_raw(request, limit)
-    if request.headers.get("content-encoding", "").strip().lower() == "gzip":
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() == "gzip":
         # a bounded decompression: a small bomb must not expand past the limit in memory
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
