@@ -525,6 +525,27 @@ async def test_a_duplicate_of_an_awaited_event_wakes_nothing(hub: Hub) -> None:
     assert (await runs(hub, "acme"))[0].status == "stopped"
 
 
+async def test_a_commit_that_starts_a_run_still_wakes_the_runs_its_other_events_await(
+    hub: Hub,
+) -> None:
+    """A commit with both kinds of plans (a trigger and an awaited event) wakes as one with
+    wake-ups only does."""
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # service 1's run waits for its reply
+    acme = await hub.store.get_tenant("acme")
+    assert acme is not None
+    reply = {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}}
+    result = await hub.ingestor.ingest([completed(2, "svc-2"), reply], acme, "ops")
+    assert result.accepted == 2
+    await drain(hub.engine)
+    by_service = {r.trigger["data"]["service_id"]: r for r in await runs(hub, "acme")}
+    assert by_service[1].status == "stopped"
+    assert by_service[2].status == "running"
+
+
 async def test_plans_from_the_cache_are_the_plans_or_none(hub: Hub) -> None:
     """`cached_plans` (ingest's path without a coroutine) plans exactly as `plans` does, and
     answers None whenever it would need the store: automations not cached, or a type that
