@@ -502,6 +502,50 @@ async def test_an_event_that_matches_no_waiting_run_does_not_wake_the_engine(hub
     assert (await runs(hub, "acme"))[0].status == "stopped"
 
 
+async def test_a_duplicate_of_an_awaited_event_wakes_nothing(hub: Hub) -> None:
+    """Only an event stored as new wakes runs: a client's retry of one stored before the run
+    began to wait (so its look-back does not see it) leaves the run waiting."""
+    await apply(hub, "acme", FEEDBACK)
+    reply = {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}}
+    assert (await send(hub, "acme", reply))["status"] == "accepted"  # before the trigger
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # the run waits: its look-back starts after its trigger
+    (run,) = await runs(hub, "acme")
+    assert run.status == "running"
+    hub.engine.wakeup.clear()
+    assert (await send(hub, "acme", reply))["status"] == "duplicate"
+    assert not hub.engine.wakeup.is_set()
+    assert await hub.engine.tick() == 0
+    assert (await runs(hub, "acme"))[0].status == "running"
+    await send(hub, "acme", {**reply, "id": "fb-2"})  # a new reply with the same key wakes it
+    assert hub.engine.wakeup.is_set()
+    assert await hub.engine.tick() == 1
+    assert (await runs(hub, "acme"))[0].status == "stopped"
+
+
+async def test_a_commit_that_starts_a_run_still_wakes_the_runs_its_other_events_await(
+    hub: Hub,
+) -> None:
+    """A commit with both kinds of plans (a trigger and an awaited event) wakes as one with
+    wake-ups only does."""
+    await apply(hub, "acme", FEEDBACK)
+    await send(hub, "acme", completed(1))
+    await drain(hub.engine)
+    hub.engine.clock.advance(2 * HOUR)
+    await drain(hub.engine)  # service 1's run waits for its reply
+    acme = await hub.store.get_tenant("acme")
+    assert acme is not None
+    reply = {"id": "fb-1", "type": "feedback.received", "data": {"service_id": 1}}
+    result = await hub.ingestor.ingest([completed(2, "svc-2"), reply], acme, "ops")
+    assert result.accepted == 2
+    await drain(hub.engine)
+    by_service = {r.trigger["data"]["service_id"]: r for r in await runs(hub, "acme")}
+    assert by_service[1].status == "stopped"
+    assert by_service[2].status == "running"
+
+
 async def test_plans_from_the_cache_are_the_plans_or_none(hub: Hub) -> None:
     """`cached_plans` (ingest's path without a coroutine) plans exactly as `plans` does, and
     answers None whenever it would need the store: automations not cached, or a type that

@@ -126,6 +126,22 @@ WAKE_ALL_POSTGRES = (
     "AND match_key = k.match_key OFFSET 0) a GROUP BY a.run_id) w "
     "WHERE r.id = w.run_id AND r.due_us IS NOT NULL AND r.due_us > w.at"
 )
+# The same wake-up as a data-modifying CTE of the group commit's events INSERT (postgres.py),
+# for a commit whose only plans are wake-ups: one statement, so one round trip, not two. Its
+# keys ($2, `inserted_wake_json`) name their event, and only the events the INSERT stored (its
+# CTE `k`, the keys that went in) wake anything: a duplicate wakes nothing. It reads the
+# statement's snapshot, so it must not be used when the commit itself starts runs or registers
+# waits (the separate statement after them sees those; this one would not).
+WAKE_INSERTED_POSTGRES = (
+    "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
+    "min(x.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS source, j->>2 AS id, "
+    "j->>3 AS type, j->>4 AS match_key, (j->>5)::bigint AS at "
+    "FROM json_array_elements($2::json) AS j) x "
+    "JOIN k ON k.tenant_id = x.tenant_id AND k.source = x.source AND k.id = x.id "
+    "CROSS JOIN LATERAL (SELECT run_id FROM automation_waits WHERE tenant_id = x.tenant_id "
+    "AND type = x.type AND match_key = x.match_key OFFSET 0) a GROUP BY a.run_id) w "
+    "WHERE r.id = w.run_id AND r.due_us IS NOT NULL AND r.due_us > w.at RETURNING r.id"
+)
 # keys per look-up, padded up to one of these sizes so a handful of statements are prepared
 _PROBE_SIZES = (1, 4, 16, 64, 256)
 _RUN_COLUMNS = (
@@ -374,6 +390,12 @@ def wake_json(targets: WakeTargets) -> str:
             for key, at in by_key.items()
         ]
     )
+
+
+def inserted_wake_json(wakes: Sequence[tuple[tuple[str, str, str], Wake, int]]) -> str:
+    """`WAKE_INSERTED_POSTGRES`'s parameter: one [tenant_id, source, id, type, match_key, at]
+    array per wake-up, named by its event's key ((tenant_id, source, id)) and arrival."""
+    return dumps([(k[0], k[1], k[2], w[1], w[2], at) for k, w, at in wakes])
 
 
 def run_from_row(r: Sequence[Any], trigger: dict[str, Any]) -> Run:
