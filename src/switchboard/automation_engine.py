@@ -247,7 +247,8 @@ class AutomationCache:
         """`plans` without a coroutine or a query, when the cache can answer: the tenant's
         automations are cached (an empty list: it has none), and if any event's type starts
         runs, the running-runs count is cached too and under the limit. None otherwise: call
-        `plans`, which loads what is missing (and plans refused runs over the limit)."""
+        `plans`, which loads what is missing (and plans refused runs over the limit). [] when
+        the events start and wake nothing (the tenant has no automation, or none of theirs)."""
         hit = self._current.get(tenant_id)
         if hit is None:
             return None
@@ -263,7 +264,7 @@ class AutomationCache:
         names = self._destinations.get(tenant_id, _NO_NAMES)
         types = planner.types
         out = []
-        counted = False
+        counted = anything = False
         for e in events:
             of_type = types.get(e.type)
             if of_type is None:
@@ -273,8 +274,11 @@ class AutomationCache:
                 if running is None or running[0] <= now or running[1] >= self.max_running:
                     return None
                 counted = True
-            out.append(planner.plan(e, None, names))
-        return out
+            hooks = planner.plan(e, None, names, of_type)
+            if hooks:
+                anything = True
+            out.append(hooks)
+        return out if anything else []
 
     async def store_destinations(self, tenant_id: str) -> list[Any]:
         """The tenant's destinations (their ids, for send steps planned at ingest)."""
@@ -366,24 +370,40 @@ class Planner:
         return hit
 
     def plan(
-        self, event: Event, refused: str | None = None, destinations: dict[str, str] | None = None
+        self,
+        event: Event,
+        refused: str | None = None,
+        destinations: dict[str, str] | None = None,
+        hit: _Plan | None = None,
     ) -> list[Planned]:
         """The runs an event starts (with their leading sends) and the waiting runs it wakes,
-        written in its commit."""
-        hit = self.types.get(event.type)
+        written in its commit (`hit`: its type's `of_type`, when the caller has it)."""
         if hit is None:
-            hit = self.of_type(event.type)
+            hit = self.types.get(event.type)
+            if hit is None:
+                hit = self.of_type(event.type)
         starts, awaited, direct = hit
         if not starts and not awaited:
             return []
         if event.status == "quarantined" or event.context.get("duplicate_of") is not None:
             return []
         if not starts and direct is not None:  # only wakes: its keys read off the event
+            # `correlation_key(event.match_doc(), paths)` for paths whose first part is an
+            # envelope field match_doc() passes through unchanged, without building the
+            # document; written out here, not called, as this runs for every such event
             woken: list[Planned] = []
             for split in direct:
-                key = direct_key(event, split)
-                if key is not None:
+                values = []
+                for root, keys in split:
+                    node = getattr(event, root)
+                    for part in keys:
+                        node = node.get(part) if isinstance(node, dict) else None
+                    if node is None or isinstance(node, _CONTAINERS):
+                        break
+                    values.append(node)
+                else:
                     # tuple.__new__: a NamedTuple's own __new__ is a Python function
+                    key = _dumps(values).decode()
                     woken.append(_new_tuple(Wake, (event.tenant_id, event.type, key)))
             return woken
         doc = event.match_doc()
@@ -400,23 +420,8 @@ class Planner:
 
 
 _new_tuple = tuple.__new__
+_dumps = orjson.dumps
 _CONTAINERS = (dict, list)
-
-
-def direct_key(event: Event, paths: _Direct) -> str | None:
-    """`correlation_key(event.match_doc(), paths)` for paths whose first part is an envelope
-    field match_doc() passes through unchanged, without building the document."""
-    values = []
-    for root, keys in paths:
-        node = getattr(event, root)
-        for part in keys:
-            if not isinstance(node, dict):
-                return None
-            node = node.get(part)
-        if node is None or isinstance(node, _CONTAINERS):
-            return None
-        values.append(node)
-    return orjson.dumps(values).decode()
 
 
 def run_start(

@@ -36,7 +36,8 @@ class AutomationPlans(Protocol):
     async def plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]]: ...
 
     def cached_plans(self, tenant_id: str, events: list[Event]) -> list[list[Planned]] | None:
-        """`plans` from the cache alone, without a coroutine; None when it cannot answer."""
+        """`plans` from the cache alone, without a coroutine; None when it cannot answer, []
+        when the events start and wake nothing."""
         ...
 
     def none_cached(self, tenant_id: str) -> bool:
@@ -241,18 +242,18 @@ class Ingestor:
         events = [e for _, e in to_store]
         if autos is not None and events:
             # the runs the events start (and the runs they wake) commit with them, as routes do;
-            # from the cache alone when it can answer ([] when the tenant has no automation)
+            # from the cache alone when it can answer ([] when they start and wake nothing)
             starts = autos.cached_plans(tenant.id, events)
             if starts is None:
                 starts = await autos.plans(tenant.id, events)
-            if any(starts):
+            if starts:  # [] when the events start and wake nothing
                 plans = (
                     starts
                     if plans is None
                     else [[*p, *s] for p, s in zip(plans, starts, strict=True)]
                 )
         appended = await self.store.append(events, plans) if events else []
-        if plans and any(plans):
+        if plans:
             # each wakes only for what it has to do: a commit that only woke waiting runs has
             # no delivery for the worker (the store wakes the engine itself when it made runs
             # due, store.on_woken), and one that only routed leaves no run to the engine

@@ -128,10 +128,11 @@ WAKE_ALL_POSTGRES = (
 )
 # The same wake-up as a data-modifying CTE of the group commit's events INSERT (postgres.py),
 # for a commit whose only plans are wake-ups: one statement, so one round trip, not two. Its
-# keys ($2, `inserted_wake_json`) name their event, and only the events the INSERT stored (its
-# CTE `k`, the keys that went in) wake anything: a duplicate wakes nothing. It reads the
-# statement's snapshot, so it must not be used when the commit itself starts runs or registers
-# waits (the separate statement after them sees those; this one would not).
+# keys ($2: one [tenant_id, source, id, type, match_key, at] array per wake-up) name their
+# event, and only the events the INSERT stored (its CTE `k`, the keys that went in) wake
+# anything: a duplicate wakes nothing. It reads the statement's snapshot, so it must not be
+# used when the commit itself starts runs or registers waits (the separate statement after
+# them sees those; this one would not).
 WAKE_INSERTED_POSTGRES = (
     "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
     "min(x.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS source, j->>2 AS id, "
@@ -390,12 +391,6 @@ def wake_json(targets: WakeTargets) -> str:
             for key, at in by_key.items()
         ]
     )
-
-
-def inserted_wake_json(wakes: Sequence[tuple[tuple[str, str, str], Wake, int]]) -> str:
-    """`WAKE_INSERTED_POSTGRES`'s parameter: one [tenant_id, source, id, type, match_key, at]
-    array per wake-up, named by its event's key ((tenant_id, source, id)) and arrival."""
-    return dumps([(k[0], k[1], k[2], w[1], w[2], at) for k, w, at in wakes])
 
 
 def run_from_row(r: Sequence[Any], trigger: dict[str, Any]) -> Run:

@@ -45,7 +45,6 @@ from switchboard.store.automations import (
     WAKE_ALL_POSTGRES,
     WAKE_INSERTED_POSTGRES,
     RunStart,
-    inserted_wake_json,
     wake_json,
     wake_targets,
 )
@@ -585,15 +584,21 @@ class PostgresStore:
             unique.setdefault((e.tenant_id, e.source, e.id), e)
         batch = batch_json(list(unique.values()))
         # the commit's wake-ups, folded into the INSERT when nothing else it writes (a run
-        # started, a wait registered) could be one they must see: see WAKE_INSERTED_POSTGRES
-        folded: list[tuple[_Key, Wake, int]] | None = []
+        # started, a wait registered) could be one they must see: see WAKE_INSERTED_POSTGRES.
+        # Folded, the rows need only the commit's other plans (its deliveries), in `carried`.
+        folded: list[tuple[str, str, str, str, str, int]] | None = []
+        carried: dict[_Key, list[Planned]] = {}
         for key, plans in planned.items():
             for d in plans:
-                if isinstance(d, Wake):
+                if type(d) is Wake:
                     if folded is not None:
-                        folded.append((key, d, unique[key].received_us))
-                elif not isinstance(d, NewDelivery):
+                        folded.append((*key, d[1], d[2], unique[key].received_us))
+                elif isinstance(d, NewDelivery):
+                    carried.setdefault(key, []).append(d)
+                else:
                     folded = None
+        if folded is None:
+            carried = planned  # type: ignore[assignment]
         found: dict[_Key, tuple[int, int, bool]] = {}
         committing = False
         woke = False  # the wake-up made waiting runs due
@@ -604,17 +609,18 @@ class PostgresStore:
                 wakes: list[tuple[Wake, int]] = []
                 notify = False  # the commit makes deliveries: routed, or an automation's sends
                 if folded:
-                    rows = await conn.fetch(_INSERT_WAKING, batch, inserted_wake_json(folded))
+                    rows = await conn.fetch(_INSERT_WAKING, batch, dumps(folded))
                     woke = bool(rows) and rows[0]["woke"] > 0
                 else:
                     rows = await conn.fetch(_INSERT, batch)
                 for r in rows:
                     key = (r["tenant_id"], r["source"], r["id"])
                     found[key] = (r["seq"], unique[key].received_us, True)
-                    for d in planned.get(key, ()):
-                        if isinstance(d, Wake):
-                            if folded is None:
-                                wakes.append((d, unique[key].received_us))
+                    if not carried:
+                        continue
+                    for d in carried.get(key, ()):
+                        if isinstance(d, Wake):  # not folded: woken after the commit's writes
+                            wakes.append((d, unique[key].received_us))
                             continue
                         if not isinstance(d, NewDelivery):
                             hooks += d.statements(r["seq"], unique[key].received_us)
