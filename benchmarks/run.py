@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import delivery, ingest, scaleout, storage
+from benchmarks import automations_http, delivery, ingest, scaleout, storage
 from benchmarks import harness as h
 from benchmarks.config import Config
 from benchmarks.profiling import Profiler
@@ -271,7 +271,8 @@ def delivery_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figur
 def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Figure]:
     """`benchmarks/automations.py` once per run and store, each on a fresh database: timers
     against a raw claim+update, ingest with waiting runs against ingest without automations
-    (both in its process, in turns), timer lateness and trigger → first send."""
+    (both in its process, in turns), timer lateness and trigger → first send; and, on another
+    fresh database, the ingest figure over HTTP (benchmarks/automations_http.py)."""
     out = []
     for kind in backends:
         name = _name(kind)
@@ -292,6 +293,15 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
             ceiling_label="the same ingest in a tenant without automations",
             paired=True,
         )
+        http_fig = Figure(
+            f"automation_http_ingest_{kind}",
+            f"ingest over HTTP (wrk, 1 event/request) with {cfg.auto_waiting:,} runs waiting "
+            f"on its type, {name}",
+            "events/s",
+            "ratio >= 0.90",
+            ceiling_label="the same server, a tenant without automations",
+            paired=True,
+        )
         late = Figure(
             f"automation_lateness_{kind}",
             f"timer lateness at 1,000 due/s, {name}",
@@ -304,13 +314,24 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
             "ms",
             "p99 <= 50 ms",
         )
-        figs = [timers, ingest_fig, late, first]
+        figs = [timers, ingest_fig, http_fig, late, first]
 
         def measure(kind: str = kind, figs: list[Figure] = figs) -> None:
-            timers, ingest_fig, late, first = figs
+            timers, ingest_fig, http_fig, late, first = figs
             for run in range(cfg.runs):
                 with h.fresh_database(kind, work, f"auto_{kind}_{run}") as db:
                     got = _automation_run(cfg, db)
+                over_http = automations_http.measure(
+                    kind,
+                    work,
+                    f"auto_http_{kind}_{run}",
+                    cfg.auto_waiting,
+                    cfg.auto_seconds,
+                    cfg.connections,
+                )
+                http_fig.values.append(over_http["with_waiting_per_s"])
+                http_fig.ceilings.append(over_http["plain_per_s"])
+                http_fig.extra.setdefault("rounds", []).append(over_http["rounds"])
                 t, i = got["timers"], got["ingest_with_waiting_runs"]
                 # where the run's time went, part by part (benchmarks/automations.py)
                 parts = {k: v["seconds"] for k, v in got.items() if "seconds" in v}
@@ -324,8 +345,8 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
                     fig.extra.setdefault("p50", []).append(got[key]["p50_ms"])
                 h.say(
                     f"automations {kind}, run {run + 1}: timers {t['ratio']:.3f}, ingest "
-                    f"{i['ratio']:.3f}, lateness p99 {late.values[-1]:.0f} ms, first send p99 "
-                    f"{first.values[-1]:.0f} ms"
+                    f"{i['ratio']:.3f} (over HTTP {over_http['ratio']:.3f}), lateness p99 "
+                    f"{late.values[-1]:.0f} ms, first send p99 {first.values[-1]:.0f} ms"
                 )
 
         _attempt(timers, measure)

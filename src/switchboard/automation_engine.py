@@ -403,8 +403,9 @@ class Planner:
                     values.append(node)
                 else:
                     # tuple.__new__: a NamedTuple's own __new__ is a Python function
-                    key = _dumps(values).decode()
-                    woken.append(_new_tuple(Wake, (event.tenant_id, event.type, key)))
+                    woken.append(
+                        _new_tuple(Wake, (event.tenant_id, event.type, _dumps(values).decode()))
+                    )
             return woken
         doc = event.match_doc()
         hooks: list[Planned] = []
