@@ -117,11 +117,14 @@ WAKE_RUN = (
 # abstract base classes in Python, which cost more than the rest of the wake-up (callgrind,
 # 2026-12-04: ~15,000 instructions per woken event).
 # Each key is one probe of the waits' index (the LATERAL subquery with OFFSET 0 is not
-# flattened into a join the planner could answer with a scan of every wait).
+# flattened into a join the planner could answer with a scan of every wait). The parameter is
+# read as jsonb, parsed once: on json, each `->>` parses its element's text again, and a
+# 50-event commit's wake-up took 0.20 ms more than its INSERT alone, against 0.04 ms as jsonb
+# (PostgreSQL 15, 100,000 waiting runs, medians of 70 commits, 2026-12-06).
 WAKE_ALL_POSTGRES = (
     "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
     "min(k.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS type, j->>2 AS match_key, "
-    "(j->>3)::bigint AS at FROM json_array_elements($1::json) AS j) k CROSS JOIN LATERAL "
+    "(j->>3)::bigint AS at FROM jsonb_array_elements($1::jsonb) AS j) k CROSS JOIN LATERAL "
     "(SELECT run_id FROM automation_waits WHERE tenant_id = k.tenant_id AND type = k.type "
     "AND match_key = k.match_key OFFSET 0) a GROUP BY a.run_id) w "
     "WHERE r.id = w.run_id AND r.due_us IS NOT NULL AND r.due_us > w.at"
@@ -137,7 +140,7 @@ WAKE_INSERTED_POSTGRES = (
     "UPDATE automation_runs r SET due_us = w.at, rev = r.rev + 1 FROM (SELECT a.run_id, "
     "min(x.at) AS at FROM (SELECT j->>0 AS tenant_id, j->>1 AS source, j->>2 AS id, "
     "j->>3 AS type, j->>4 AS match_key, (j->>5)::bigint AS at "
-    "FROM json_array_elements($2::json) AS j) x "
+    "FROM jsonb_array_elements($2::jsonb) AS j) x "
     "JOIN k ON k.tenant_id = x.tenant_id AND k.source = x.source AND k.id = x.id "
     "CROSS JOIN LATERAL (SELECT run_id FROM automation_waits WHERE tenant_id = x.tenant_id "
     "AND type = x.type AND match_key = x.match_key OFFSET 0) a GROUP BY a.run_id) w "
