@@ -1,0 +1,194 @@
+"""Ingest over HTTP with runs waiting on the ingested type, against the same ingest to a tenant
+without automations, on one server (the issue's figure: single-event requests).
+
+One hub (`switchboard serve`, a fresh provisioned database) serves two tenants: `bench`, without
+automations, and `waiting`, whose automation `waiter` (applied through
+`PUT /v1/automations/waiter`) has W runs waiting (`wait_for` with `match: data.order_id`) on
+`order.placed`, the type wrk sends (benchmarks/ingest.lua). The waits' keys match none of the
+events sent, so every event of the waiting tenant pays for its wake-up (planned at ingest, the
+statement in its group commit) and wakes nothing, as in `benchmarks.automations.ingest`. Then,
+in turns, three wrk runs of each tenant (1 event per request); the figure is the median of the
+three (waiting ÷ plain) ratios, each waiting run against the plain run just before it.
+
+Run: ``python -m benchmarks.automations_http KIND [WAITING] [SECONDS] [CONNECTIONS]`` (KIND:
+sqlite or postgres; 100,000 waiting runs, 5 s per wrk run and 64 connections by default);
+prints one JSON line. `make bench` calls `measure` once per run and store (benchmarks/run.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness as h
+
+WAITER = {
+    "name": "waiter",
+    "on": "bench.start",
+    "steps": [{"wait_for": {"type": "order.placed", "match": "data.order_id", "within": "30d"}}],
+}
+_RUN = (
+    "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
+    "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
+    "VALUES (?, ?, ?, 1, ?, 'running', NULL, ?j, NULL, 0, ?, ?, ?, NULL)"
+)
+_WAIT = (
+    "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
+    "VALUES (?, 'step', ?, 'order.placed', ?)"
+)
+
+
+def _waiting_tenant(database_url: str) -> str:
+    """Create the tenant `waiting` and a key with every tenant scope; returns the key."""
+    from switchboard.auth import mint_key
+    from switchboard.config import Settings
+    from switchboard.envelope import now_us
+    from switchboard.store import Tenant
+    from switchboard.store.backends import open_store
+
+    async def run() -> str:
+        store = open_store(Settings.from_env({}, database_url=database_url))
+        await store.open()
+        try:
+            await store.create_tenant(Tenant("waiting", "waiting", "accept", now_us()))
+            secret, record = mint_key("waiting", "bench", ["ingest", "read", "manage"])
+            await store.create_key(record)
+            return secret
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _waiting_runs(database_url: str, n: int) -> None:
+    """N runs of `waiter` waiting on order.placed, as the engine writes them (one run, one wait
+    each), triggered by the event `trigger` the server stored."""
+    from switchboard.config import Settings
+    from switchboard.envelope import new_id, now_us
+    from switchboard.store.backends import open_store
+    from switchboard.store.queries import dumps
+
+    async def run() -> None:
+        store = open_store(Settings.from_env({}, database_url=database_url))
+        await store.open()
+        try:
+            rows = await store.fetch(
+                "SELECT seq FROM events WHERE tenant_id = 'waiting' AND id = 'trigger'", ()
+            )
+            seq = int(rows[0][0])
+            later = now_us() + 86_400_000_000
+            state = dumps({"pc": 0, "deadline_us": later, "matched": {}, "history": []})
+            created = now_us()
+            ids = [new_id() for _ in range(n)]
+            for start in range(0, n, 5000):
+                chunk = ids[start : start + 5000]
+                runs: list[Sequence[Any]] = [
+                    (i, "waiting", "waiter", seq, state, later, created, created) for i in chunk
+                ]
+                waits: list[Sequence[Any]] = [
+                    (i, "waiting", f'["waiting-{start + k}"]') for k, i in enumerate(chunk)
+                ]
+                await store.batch_many([(_RUN, runs), (_WAIT, waits)])
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def _still_waiting(database_url: str) -> int:
+    from switchboard.config import Settings
+    from switchboard.store.backends import open_store
+
+    async def run() -> int:
+        store = open_store(Settings.from_env({}, database_url=database_url))
+        await store.open()
+        try:
+            rows = await store.fetch(
+                "SELECT count(*) FROM automation_runs r JOIN automation_waits w ON w.run_id = r.id "
+                "WHERE r.tenant_id = 'waiting' AND r.status = 'running'",
+                (),
+            )
+            return int(rows[0][0])
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _rate(summary: dict[str, Any], what: str) -> float:
+    if summary["errors"] or not summary["requests"]:
+        raise RuntimeError(f"{what}: wrk saw errors or completed nothing: {summary}")
+    return float(summary["events_per_s"])
+
+
+def measure(
+    kind: str, work: Path, name: str, waiting: int, seconds: float, connections: int
+) -> dict[str, Any]:
+    with h.provisioned(kind, work, name) as (db, plain_key):
+        waiting_key = _waiting_tenant(db)
+        with h.hub(work, db, name=f"hub-{name}") as (url, _proc):
+            status, body = h.http(
+                "POST",
+                url + "/v1/events",
+                {"id": "trigger", "type": "bench.start", "data": {}},
+                key=waiting_key,
+            )
+            if status != 202:
+                raise RuntimeError(f"the trigger was not accepted: {status} {body}")
+            _waiting_runs(db, waiting)  # before the automation: the trigger started no run
+            status, body = h.http("PUT", url + "/v1/automations/waiter", WAITER, key=waiting_key)
+            if status >= 300:
+                raise RuntimeError(f"the automation was not applied: {status} {body}")
+            for key, tag in ((plain_key, "warm-p"), (waiting_key, "warm-w")):
+                h.run_wrk(url, key, batch=1, connections=connections, duration=1, tag=tag)
+            pairs = []
+            for round_ in range(3):  # in turns: a machine whose load drifts hits both alike
+                plain = h.run_wrk(
+                    url, plain_key, batch=1, connections=connections, duration=seconds,
+                    tag=f"p{round_}",
+                )  # fmt: skip
+                with_waits = h.run_wrk(
+                    url, waiting_key, batch=1, connections=connections, duration=seconds,
+                    tag=f"w{round_}",
+                )  # fmt: skip
+                pairs.append((_rate(with_waits, name), _rate(plain, name)))
+        still = _still_waiting(db)
+        if still != waiting:  # the figure is of runs that stay waiting
+            raise RuntimeError(f"{name}: {still} of {waiting} runs still wait")
+    ratios = [w / p for w, p in pairs]
+    median = statistics.median(ratios)
+    with_waits_per_s, plain_per_s = pairs[ratios.index(median)]
+    return {
+        "figure": "http_ingest_with_waiting_runs",
+        "kind": kind,
+        "waiting_runs": waiting,
+        "rounds": [round(r, 3) for r in ratios],
+        "plain_per_s": round(plain_per_s),
+        "with_waiting_per_s": round(with_waits_per_s),
+        "ratio": round(median, 3),
+        "still_waiting": still,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["sqlite", "postgres"])
+    parser.add_argument("waiting", nargs="?", type=int, default=100_000)
+    parser.add_argument("seconds", nargs="?", type=float, default=5.0)
+    parser.add_argument("connections", nargs="?", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        got = measure(
+            args.kind, Path(tmp), "auto_http", args.waiting, args.seconds, args.connections
+        )
+    print(json.dumps(got))
+
+
+if __name__ == "__main__":
+    main()
