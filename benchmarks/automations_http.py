@@ -7,8 +7,9 @@ automations, and `waiting`, whose automation `waiter` (applied through
 `order.placed`, the type wrk sends (benchmarks/ingest.lua). The waits' keys match none of the
 events sent, so every event of the waiting tenant pays for its wake-up (planned at ingest, the
 statement in its group commit) and wakes nothing, as in `benchmarks.automations.ingest`. Then,
-in turns, three wrk runs of each tenant (1 event per request); the figure is the median of the
-three (waiting ÷ plain) ratios, each waiting run against the plain run just before it.
+in turns, wrk runs of one event per request: plain, waiting, plain, … plain (three waiting
+runs); each waiting run against the mean of the plain runs on either side of it, and the figure
+is the median of those three ratios.
 
 Run: ``python -m benchmarks.automations_http KIND [WAITING] [SECONDS] [CONNECTIONS]`` (KIND:
 sqlite or postgres; 100,000 waiting runs, 5 s per wrk run and 64 connections by default);
@@ -128,7 +129,13 @@ def _rate(summary: dict[str, Any], what: str) -> float:
 
 
 def measure(
-    kind: str, work: Path, name: str, waiting: int, seconds: float, connections: int
+    kind: str,
+    work: Path,
+    name: str,
+    waiting: int,
+    seconds: float,
+    connections: int,
+    rounds: int = 3,
 ) -> dict[str, Any]:
     with h.provisioned(kind, work, name) as (db, plain_key):
         waiting_key = _waiting_tenant(db)
@@ -147,17 +154,22 @@ def measure(
                 raise RuntimeError(f"the automation was not applied: {status} {body}")
             for key, tag in ((plain_key, "warm-p"), (waiting_key, "warm-w")):
                 h.run_wrk(url, key, batch=1, connections=connections, duration=1, tag=tag)
+
+            # in turns, plain first and last: each waiting run against the mean of the plain
+            # runs on either side of it (a drift, of the load or of the growing database, hits
+            # both sides alike)
+            def rate(key: str, tag: str) -> float:
+                got = h.run_wrk(
+                    url, key, batch=1, connections=connections, duration=seconds, tag=tag
+                )
+                return _rate(got, name)
+
+            plains = [rate(plain_key, "p0")]
             pairs = []
-            for round_ in range(3):  # in turns: a machine whose load drifts hits both alike
-                plain = h.run_wrk(
-                    url, plain_key, batch=1, connections=connections, duration=seconds,
-                    tag=f"p{round_}",
-                )  # fmt: skip
-                with_waits = h.run_wrk(
-                    url, waiting_key, batch=1, connections=connections, duration=seconds,
-                    tag=f"w{round_}",
-                )  # fmt: skip
-                pairs.append((_rate(with_waits, name), _rate(plain, name)))
+            for round_ in range(rounds):
+                with_waits = rate(waiting_key, f"w{round_}")
+                plains.append(rate(plain_key, f"p{round_ + 1}"))
+                pairs.append((with_waits, (plains[-2] + plains[-1]) / 2))
         still = _still_waiting(db)
         if still != waiting:  # the figure is of runs that stay waiting
             raise RuntimeError(f"{name}: {still} of {waiting} runs still wait")
