@@ -328,7 +328,7 @@ def automation_figures(cfg: Config, work: Path, backends: list[str]) -> list[Fig
                         work,
                         f"auto_http_{kind}",
                         cfg.auto_waiting,
-                        cfg.auto_seconds,
+                        min(cfg.auto_seconds, 3.0),  # 7 wrk runs: 3 s each keeps the step short
                         cfg.connections,
                     )
                     http_fig.values.append(over_http["with_waiting_per_s"])
