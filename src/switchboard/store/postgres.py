@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -587,18 +587,17 @@ class PostgresStore:
         # started, a wait registered) could be one they must see: see WAKE_INSERTED_POSTGRES.
         # Folded, the rows need only the commit's other plans (its deliveries), in `carried`.
         folded: list[tuple[str, str, str, str, str, int]] | None = []
-        carried: dict[_Key, list[Planned]] = {}
+        routed: dict[_Key, list[Planned]] = {}
         for key, plans in planned.items():
             for d in plans:
                 if type(d) is Wake:
                     if folded is not None:
                         folded.append((*key, d[1], d[2], unique[key].received_us))
                 elif isinstance(d, NewDelivery):
-                    carried.setdefault(key, []).append(d)
+                    routed.setdefault(key, []).append(d)
                 else:
                     folded = None
-        if folded is None:
-            carried = planned  # type: ignore[assignment]
+        carried: Mapping[_Key, Sequence[Planned]] = planned if folded is None else routed
         found: dict[_Key, tuple[int, int, bool]] = {}
         committing = False
         woke = False  # the wake-up made waiting runs due
