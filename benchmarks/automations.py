@@ -26,21 +26,30 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from switchboard.automation_engine import FakeClock, SystemClock
 from switchboard.config import Settings
 from switchboard.envelope import new_id, now_us
 from switchboard.hub import Hub
-from switchboard.store import Tenant
+from switchboard.store import Store, Tenant
 from switchboard.store.queries import dumps
 
 TIMER = {"name": "timer", "on": "bench.timer", "steps": [{"wait": "1s"}]}
-WAITER = {
-    "name": "waiter",
-    "on": "bench.start",
-    "steps": [{"wait_for": {"type": "bench.reply", "match": "data.k", "within": "30d"}}],
-}
+
+
+def waiter(awaited: str, match: str) -> dict[str, Any]:
+    """The automation `waiter`: started by `bench.start`, it waits up to 30 days for an event of
+    type `awaited` with the trigger's value at `match`."""
+    return {
+        "name": "waiter",
+        "on": "bench.start",
+        "steps": [{"wait_for": {"type": awaited, "match": match, "within": "30d"}}],
+    }
+
+
+WAITER = waiter("bench.reply", "data.k")
 _RUN = (
     "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
     "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
@@ -48,7 +57,7 @@ _RUN = (
 )
 _WAIT = (
     "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
-    "VALUES (?, 'step', ?, 'bench.reply', ?)"
+    "VALUES (?, 'step', ?, ?, ?)"
 )
 
 
@@ -67,17 +76,34 @@ async def _trigger_seq(hub: Hub, tenant: str, etype: str) -> int:
     return int(rows[0][0])
 
 
-async def _due_runs(
-    hub: Hub, tenant: str, name: str, seq: int, n: int, state: Any, due_us: int | None = None
-) -> list[str]:
-    """N running runs of `name`, due 10 s ago (or at `due_us`)."""
+async def _due_runs(hub: Hub, tenant: str, name: str, seq: int, n: int, state: Any) -> list[str]:
     ids = [new_id() for _ in range(n)]
     past = now_us() - 10_000_000
-    due = past if due_us is None else due_us
-    rows = [(i, tenant, name, seq, dumps(state), due, past, past) for i in ids]
+    rows = [(i, tenant, name, seq, dumps(state), past, past, past) for i in ids]
     for start in range(0, n, 5000):
         await hub.store.batch_many([(_RUN, rows[start : start + 5000])])
     return ids
+
+
+async def waiting_runs(
+    store: Store, tenant: str, seq: int, n: int, awaited: str, key: Callable[[int], str]
+) -> None:
+    """N runs of `waiter` (triggered by the event `seq`) waiting on `awaited`, one run and one
+    wait each as the engine writes them, due when their 30 days are up; wait k's key is key(k).
+    Written with their due time: a bulk UPDATE after would leave as many dead rows."""
+    later = now_us() + 30 * 86_400_000_000
+    state = dumps({"pc": 0, "deadline_us": later, "matched": {}, "history": []})
+    created = now_us()
+    ids = [new_id() for _ in range(n)]
+    for start in range(0, n, 5000):
+        chunk = ids[start : start + 5000]
+        runs: list[Sequence[Any]] = [
+            (i, tenant, "waiter", seq, state, later, created, created) for i in chunk
+        ]
+        waits: list[Sequence[Any]] = [
+            (i, tenant, awaited, key(start + k)) for k, i in enumerate(chunk)
+        ]
+        await store.batch_many([(_RUN, runs), (_WAIT, waits)])
 
 
 async def timers(hub: Hub, n: int, rounds: int = 3) -> dict[str, Any]:
@@ -161,12 +187,7 @@ async def ingest(hub: Hub, waiting: int, events: int, rounds: int = 5) -> dict[s
         await hub.store.create_tenant(Tenant(tenant, tenant, "accept", now_us()))
     seq = await _trigger_seq(hub, "waiting", "bench.start")
     await _apply(hub, "waiting", WAITER)
-    later = now_us() + 86_400_000_000  # their `within`: a day ahead
-    state = {"pc": 0, "deadline_us": later, "matched": {}, "history": []}
-    ids = await _due_runs(hub, "waiting", "waiter", seq, waiting, state, due_us=later)
-    rows = [(i, "waiting", f"[{n}]") for n, i in enumerate(ids)]
-    for start in range(0, waiting, 5000):
-        await hub.store.batch_many([(_WAIT, rows[start : start + 5000])])
+    await waiting_runs(hub.store, "waiting", seq, waiting, "bench.reply", lambda k: f"[{k}]")
     # PostgreSQL: the bulk insert's vacuum and statistics now, as a database that gained its
     # waiting runs over time has them, not by autovacuum in the middle of a round (~0.4 s)
     if hub.store.dialect == "postgres":

@@ -13,7 +13,8 @@ is the median of those three ratios.
 
 Run: ``python -m benchmarks.automations_http KIND [WAITING] [SECONDS] [CONNECTIONS]`` (KIND:
 sqlite or postgres; 100,000 waiting runs, 5 s per wrk run and 64 connections by default);
-prints one JSON line. `make bench` calls `measure` once per run and store (benchmarks/run.py).
+prints one JSON line. `make bench` calls `measure` once per store, with 3 s wrk runs
+(benchmarks/run.py).
 """
 
 from __future__ import annotations
@@ -21,28 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as h
+from benchmarks.automations import waiter, waiting_runs
 
-WAITER = {
-    "name": "waiter",
-    "on": "bench.start",
-    "steps": [{"wait_for": {"type": "order.placed", "match": "data.order_id", "within": "30d"}}],
-}
-_RUN = (
-    "INSERT INTO automation_runs (id, tenant_id, automation, version, trigger_seq, status, "
-    "reason, state, dedupe_key, rev, due_us, created_us, updated_us, ended_us) "
-    "VALUES (?, ?, ?, 1, ?, 'running', NULL, ?j, NULL, 0, ?, ?, ?, NULL)"
-)
-_WAIT = (
-    "INSERT INTO automation_waits (run_id, slot, tenant_id, type, match_key) "
-    "VALUES (?, 'step', ?, 'order.placed', ?)"
-)
+WAITER = waiter("order.placed", "data.order_id")
 
 
 def _waiting_tenant(database_url: str) -> str:
@@ -68,12 +55,10 @@ def _waiting_tenant(database_url: str) -> str:
 
 
 def _waiting_runs(database_url: str, n: int) -> None:
-    """N runs of `waiter` waiting on order.placed, as the engine writes them (one run, one wait
-    each), triggered by the event `trigger` the server stored."""
+    """N runs of `waiter` waiting on order.placed, triggered by the event `trigger` the server
+    stored, with keys that match none of wrk's events."""
     from switchboard.config import Settings
-    from switchboard.envelope import new_id, now_us
     from switchboard.store.backends import open_store
-    from switchboard.store.queries import dumps
 
     async def run() -> None:
         store = open_store(Settings.from_env({}, database_url=database_url))
@@ -82,20 +67,8 @@ def _waiting_runs(database_url: str, n: int) -> None:
             rows = await store.fetch(
                 "SELECT seq FROM events WHERE tenant_id = 'waiting' AND id = 'trigger'", ()
             )
-            seq = int(rows[0][0])
-            later = now_us() + 86_400_000_000
-            state = dumps({"pc": 0, "deadline_us": later, "matched": {}, "history": []})
-            created = now_us()
-            ids = [new_id() for _ in range(n)]
-            for start in range(0, n, 5000):
-                chunk = ids[start : start + 5000]
-                runs: list[Sequence[Any]] = [
-                    (i, "waiting", "waiter", seq, state, later, created, created) for i in chunk
-                ]
-                waits: list[Sequence[Any]] = [
-                    (i, "waiting", f'["waiting-{start + k}"]') for k, i in enumerate(chunk)
-                ]
-                await store.batch_many([(_RUN, runs), (_WAIT, waits)])
+            key = '["waiting-{}"]'.format
+            await waiting_runs(store, "waiting", int(rows[0][0]), n, "order.placed", key)
         finally:
             await store.close()
 
@@ -174,8 +147,10 @@ def measure(
         if still != waiting:  # the figure is of runs that stay waiting
             raise RuntimeError(f"{name}: {still} of {waiting} runs still wait")
     ratios = [w / p for w, p in pairs]
-    median = statistics.median(ratios)
-    with_waits_per_s, plain_per_s = pairs[ratios.index(median)]
+    # the run with the median ratio (the middle one of an even count's two)
+    median, with_waits_per_s, plain_per_s = sorted(
+        (r, w, p) for r, (w, p) in zip(ratios, pairs, strict=True)
+    )[len(pairs) // 2]
     return {
         "figure": "http_ingest_with_waiting_runs",
         "kind": kind,
